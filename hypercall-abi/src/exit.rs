@@ -1,0 +1,81 @@
+//! The hypervisor's exit status (SPEC.md §10): what QEMU's exit device carries when the
+//! last domain is gone, summarizing every domain's outcome. The worst outcome wins.
+
+/// One summarized exit status. QEMU's `isa-debug-exit` turns a written value `v` into the
+/// process status `2v + 1`; `cargo xtask run` reports `v` itself.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
+pub struct ExitStatus(pub u8);
+
+impl ExitStatus {
+    /// Every domain shut down with poweroff and code 0.
+    pub const SUCCESS: ExitStatus = ExitStatus(0);
+    /// Some domain powered off with a nonzero code.
+    pub const NONZERO_CODE: ExitStatus = ExitStatus(1);
+    /// Some domain shut down with reason crash.
+    pub const CRASHED: ExitStatus = ExitStatus(2);
+    /// The hypervisor killed some domain (fault, bad state).
+    pub const KILLED: ExitStatus = ExitStatus(3);
+    /// Some image or domain specification was refused before it ran.
+    pub const REFUSED: ExitStatus = ExitStatus(4);
+    /// No domain could be started at all (no images, bad command line).
+    pub const NOTHING_TO_RUN: ExitStatus = ExitStatus(5);
+    /// The hypervisor itself panicked.
+    pub const HYPERVISOR_PANIC: ExitStatus = ExitStatus(100);
+
+    /// Port of QEMU's `isa-debug-exit` device.
+    pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+    /// Combines two outcomes: the more severe wins.
+    pub fn worst(self, other: ExitStatus) -> ExitStatus {
+        self.max(other)
+    }
+
+    /// QEMU's process exit status for this value.
+    pub const fn qemu_status(self) -> i32 {
+        (self.0 as i32) * 2 + 1
+    }
+
+    /// Recovers the hypervisor's status from QEMU's, if QEMU exited through the device.
+    pub const fn from_qemu_status(status: i32) -> Option<ExitStatus> {
+        if status > 0 && status % 2 == 1 && status <= 255 {
+            Some(ExitStatus(((status - 1) / 2) as u8))
+        } else {
+            None
+        }
+    }
+
+    /// Human name, for summaries.
+    pub const fn describe(self) -> &'static str {
+        match self.0 {
+            0 => "all domains powered off with code 0",
+            1 => "a domain powered off with a nonzero code",
+            2 => "a domain crashed",
+            3 => "a domain was killed by the hypervisor",
+            4 => "an image or domain was refused",
+            5 => "nothing to run",
+            100 => "hypervisor panic",
+            _ => "unknown status",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_round_trip() {
+        for status in [ExitStatus::SUCCESS, ExitStatus::KILLED, ExitStatus::HYPERVISOR_PANIC] {
+            assert_eq!(ExitStatus::from_qemu_status(status.qemu_status()), Some(status));
+        }
+        assert_eq!(ExitStatus::from_qemu_status(0), None);
+        assert_eq!(ExitStatus::from_qemu_status(2), None);
+    }
+
+    #[test]
+    fn worst_wins() {
+        assert_eq!(ExitStatus::SUCCESS.worst(ExitStatus::CRASHED), ExitStatus::CRASHED);
+        assert_eq!(ExitStatus::REFUSED.worst(ExitStatus::KILLED), ExitStatus::REFUSED);
+    }
+}

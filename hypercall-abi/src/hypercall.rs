@@ -1,0 +1,95 @@
+//! Hypercall numbers, sub-operations and their argument constants (SPEC.md §5–§6).
+//!
+//! Numbers follow Xen's public numbering where ringfence has the same operation, so the
+//! two can be read side by side; the calling convention is SPEC.md §5.1.
+
+/// A hypercall number (RAX at `syscall`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct Hypercall(pub u64);
+
+impl Hypercall {
+    /// `version(cmd)`: ABI version and feature bits (SPEC.md §6.1).
+    pub const VERSION: Hypercall = Hypercall(17);
+    /// `console_io(cmd, count, buffer)`: write to / read from the console (SPEC.md §6.2).
+    pub const CONSOLE_IO: Hypercall = Hypercall(18);
+    /// `sched_op(cmd, ...)`: yield, shutdown (SPEC.md §6.3).
+    pub const SCHED_OP: Hypercall = Hypercall(29);
+
+    /// Size of the dispatch table: numbers `>= TABLE_SIZE` are always `-ENOSYS`.
+    pub const TABLE_SIZE: u64 = 64;
+
+    /// Name for logs and the conformance suite; `None` for numbers without a hypercall.
+    pub const fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::VERSION => "version",
+            Self::CONSOLE_IO => "console_io",
+            Self::SCHED_OP => "sched_op",
+            _ => return None,
+        })
+    }
+}
+
+/// Sub-commands of [`Hypercall::VERSION`] (RDI).
+pub mod version_cmd {
+    /// Returns `major << 16 | minor` of the hypervisor's ABI.
+    pub const ABI_VERSION: u64 = 0;
+    /// Returns the feature bitmap ([`super::features`]); bit 63 is never set.
+    pub const FEATURES: u64 = 1;
+}
+
+/// Feature bits returned by `version(FEATURES)`. Guests MUST ignore bits they do not know.
+pub mod features {
+    /// `console_io(WRITE)` is available (always, since 0.1).
+    pub const CONSOLE_WRITE: u64 = 1 << 0;
+    /// `sched_op(YIELD)` switches between domains (always, since 0.1).
+    pub const SCHED_YIELD: u64 = 1 << 1;
+    /// Every bit this version defines.
+    pub const ALL: u64 = CONSOLE_WRITE | SCHED_YIELD;
+}
+
+/// Sub-commands of [`Hypercall::CONSOLE_IO`] (RDI).
+pub mod console_cmd {
+    /// `console_io(WRITE, count, buffer)`: writes `count` bytes; returns `count`.
+    pub const WRITE: u64 = 0;
+    /// Largest `count` one write accepts; more is `-EINVAL`.
+    pub const WRITE_MAX: u64 = 4096;
+}
+
+/// Sub-commands of [`Hypercall::SCHED_OP`] (RDI).
+pub mod sched_cmd {
+    /// Give the CPU to the next runnable domain; returns 0 when this domain runs again.
+    pub const YIELD: u64 = 0;
+    /// `sched_op(SHUTDOWN, reason, code)`: ends the domain; never returns on success.
+    pub const SHUTDOWN: u64 = 2;
+}
+
+/// Shutdown reasons for `sched_op(SHUTDOWN, reason, code)` (RSI).
+pub mod shutdown_reason {
+    /// Orderly exit; `code` is the domain's exit code (0 = success).
+    pub const POWEROFF: u64 = 0;
+    /// The guest detected a fatal error of its own (panic); `code` is guest-defined.
+    pub const CRASH: u64 = 3;
+}
+
+/// Largest shutdown `code` (RDX); larger values are `-EINVAL`.
+pub const SHUTDOWN_CODE_MAX: u64 = u32::MAX as u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_number_is_inside_the_table() {
+        for call in [Hypercall::VERSION, Hypercall::CONSOLE_IO, Hypercall::SCHED_OP] {
+            assert!(call.0 < Hypercall::TABLE_SIZE);
+            assert!(call.name().is_some());
+        }
+        assert_eq!(Hypercall(Hypercall::TABLE_SIZE).name(), None);
+    }
+
+    #[test]
+    fn feature_bit_63_is_free() {
+        assert_eq!(features::ALL >> 63, 0);
+    }
+}
