@@ -1,1 +1,13 @@
-//! placeholder
+//! Host-side machinery shared by `cargo xtask` and the conformance runner: where things
+//! live, how they are built, how QEMU is driven, and how boot archives and test images are
+//! made.
+
+pub mod archive;
+pub mod build;
+pub mod cmdline;
+pub mod error;
+pub mod images;
+pub mod qemu;
+pub mod workspace;
+
+pub use error::{Error, Result};

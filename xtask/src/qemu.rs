@@ -1,0 +1,400 @@
+//! Driving QEMU (contract: "QEMU command line"): finding or installing it, choosing the
+//! accelerator, assembling the command line, and running it with a timeout.
+
+use crate::{Error, Result};
+use hypercall_abi::exit::ExitStatus;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+/// The Debian package that provides it.
+pub const QEMU_PACKAGE: &str = "qemu-system-x86";
+/// Memory of the virtual machine (not of a domain).
+pub const MACHINE_MEMORY: &str = "512M";
+
+/// xtask's exit code when a run timed out.
+pub const EXIT_TIMEOUT: i32 = 124;
+/// xtask's exit code when QEMU ended without the hypervisor's exit device.
+pub const EXIT_NO_DEVICE: i32 = 125;
+
+/// The accelerator QEMU runs with.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    /// Hardware virtualization through /dev/kvm.
+    Kvm,
+    /// QEMU's emulator.
+    Tcg,
+}
+
+impl Accel {
+    /// The `-accel` and `-cpu` arguments.
+    pub fn args(self) -> [&'static str; 4] {
+        match self {
+            Accel::Kvm => ["-accel", "kvm", "-cpu", "host,+invtsc"],
+            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// The QEMU machine type.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Machine {
+    /// `-M microvm`: no firmware, fastest boot.
+    #[default]
+    Microvm,
+    /// `-M q35`: a PC with firmware.
+    Q35,
+}
+
+impl Machine {
+    /// The `-M` value.
+    pub fn argument(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm,x-option-roms=off,rtc=on",
+            Machine::Q35 => "q35",
+        }
+    }
+}
+
+/// True if /dev/kvm opens for reading and writing.
+pub fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+/// The accelerator to use: `requested`, or KVM when usable and TCG otherwise. Asking for
+/// KVM without a usable /dev/kvm is an error.
+pub fn select_accel(requested: Option<Accel>) -> Result<Accel> {
+    match requested {
+        Some(Accel::Kvm) if !kvm_usable() => Err(Error::usage(
+            "--accel kvm was asked for but /dev/kvm cannot be opened read-write; use --accel tcg, or give this user access to /dev/kvm (group kvm)",
+        )),
+        Some(accel) => Ok(accel),
+        None if kvm_usable() => Ok(Accel::Kvm),
+        None => Ok(Accel::Tcg),
+    }
+}
+
+/// A line saying which accelerator was chosen and why.
+pub fn describe_accel(accel: Accel, requested: Option<Accel>) -> String {
+    let why = match (requested, accel) {
+        (Some(_), _) => "as requested",
+        (None, Accel::Kvm) => "/dev/kvm is usable",
+        (None, Accel::Tcg) => "/dev/kvm is not usable",
+    };
+    let args = accel.args();
+    format!("qemu: accelerator {} ({why}): {} {} {} {}", accel.name(), args[0], args[1], args[2], args[3])
+}
+
+/// `qemu-system-x86_64` from PATH.
+pub fn find_qemu() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(QEMU)).find(|candidate| candidate.is_file())
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find(|line| line.starts_with("Uid:")).map(|line| {
+                line.split_whitespace().nth(1) == Some("0")
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// Finds QEMU, installing it with apt-get when it is missing and we are root on a Debian
+/// system; otherwise fails (exit 2) with the command that installs it.
+pub fn ensure_qemu() -> Result<PathBuf> {
+    if let Some(qemu) = find_qemu() {
+        return Ok(qemu);
+    }
+    if running_as_root() && have("apt-get") {
+        println!("{QEMU} not found; installing Debian package {QEMU_PACKAGE} with apt-get");
+        for args in [&["update"][..], &["install", "-y", QEMU_PACKAGE][..]] {
+            let status = Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .map_err(|error| Error::usage(format!("cannot run apt-get: {error}")))?;
+            if !status.success() {
+                return Err(Error::usage(format!(
+                    "apt-get {} failed ({status}); install {QEMU} yourself (Debian package {QEMU_PACKAGE})",
+                    args.join(" ")
+                )));
+            }
+        }
+        return find_qemu().ok_or_else(|| {
+            Error::usage(format!("{QEMU_PACKAGE} was installed but {QEMU} is still not in PATH"))
+        });
+    }
+    Err(Error::usage(format!(
+        "{QEMU} not found in PATH; install it with: sudo apt-get update && sudo apt-get install -y {QEMU_PACKAGE}"
+    )))
+}
+
+/// Everything one QEMU run needs.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+    /// The hypervisor image (`-kernel`).
+    pub hypervisor: PathBuf,
+    /// The boot archive (`-initrd`).
+    pub initrd: PathBuf,
+    /// The hypervisor command line (`-append`).
+    pub append: String,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Machine type.
+    pub machine: Machine,
+    /// Extra QEMU arguments, appended last.
+    pub extra: Vec<String>,
+    /// Kill QEMU after this long.
+    pub timeout: Duration,
+}
+
+impl Launch {
+    /// The QEMU arguments (without the program).
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+        push(&["-M", self.machine.argument(), "-nodefaults", "-no-user-config"]);
+        push(&["-display", "none", "-serial", "stdio", "-no-reboot", "-m", MACHINE_MEMORY]);
+        push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        push(&self.accel.args());
+        args.push("-kernel".into());
+        args.push(self.hypervisor.clone().into());
+        args.push("-initrd".into());
+        args.push(self.initrd.clone().into());
+        args.push("-append".into());
+        args.push(self.append.clone().into());
+        args.extend(self.extra.iter().map(OsString::from));
+        args
+    }
+
+    /// The command as a shell-like line, for messages.
+    pub fn display(&self) -> String {
+        let mut line = self.qemu.display().to_string();
+        for arg in self.args() {
+            let arg = arg.to_string_lossy();
+            if arg.is_empty() || arg.contains([' ', '"', '\'']) {
+                line.push_str(&format!(" '{arg}'"));
+            } else {
+                line.push(' ');
+                line.push_str(&arg);
+            }
+        }
+        line
+    }
+}
+
+/// What to do with the serial console while QEMU runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// Copy it to our stdout as it arrives (and capture it too).
+    Stream,
+    /// Only capture it.
+    Capture,
+}
+
+/// How a QEMU run ended.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// The hypervisor's exit status, if QEMU exited through the exit device.
+    pub status: Option<ExitStatus>,
+    /// QEMU's raw exit code (`None` if it died by a signal, e.g. our kill on timeout).
+    pub raw_exit: Option<i32>,
+    /// True if we killed QEMU because the timeout passed.
+    pub timed_out: bool,
+    /// The serial console (QEMU's stdout), lossily decoded.
+    pub output: String,
+    /// QEMU's own diagnostics (stderr).
+    pub stderr: String,
+    /// Wall time from spawn to exit.
+    pub wall: Duration,
+}
+
+impl RunOutcome {
+    /// Interprets QEMU's ending: the timeout wins, then the exit device.
+    pub fn from_parts(raw_exit: Option<i32>, timed_out: bool, output: String, stderr: String, wall: Duration) -> Self {
+        let status = if timed_out { None } else { raw_exit.and_then(ExitStatus::from_qemu_status) };
+        Self { status, raw_exit, timed_out, output, stderr, wall }
+    }
+
+    /// The exit code `cargo xtask run` ends with: the hypervisor's status, 124 on timeout,
+    /// 125 when QEMU ended without the exit device.
+    pub fn xtask_exit_code(&self) -> i32 {
+        match (self.timed_out, self.status) {
+            (true, _) => EXIT_TIMEOUT,
+            (false, Some(status)) => i32::from(status.0),
+            (false, None) => EXIT_NO_DEVICE,
+        }
+    }
+
+    /// One line describing how the run ended.
+    pub fn describe(&self, timeout: Duration) -> String {
+        match (self.timed_out, self.status) {
+            (true, _) => format!("QEMU timed out after {} s and was killed", timeout.as_secs_f64()),
+            (false, Some(status)) => format!("hypervisor exit status {}: {}", status.0, status.describe()),
+            (false, None) => match self.raw_exit {
+                Some(code) => format!("QEMU exited without the hypervisor's exit device (status {code})"),
+                None => "QEMU exited without the hypervisor's exit device (killed by a signal)".to_string(),
+            },
+        }
+    }
+}
+
+fn pump(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match source.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(count) => {
+                all.extend_from_slice(&buffer[..count]);
+                if let Some(sink) = sink.as_mut() {
+                    // A closed stdout (e.g. `| head`) must not stop the capture.
+                    let _ = sink.write_all(&buffer[..count]).and_then(|()| sink.flush());
+                }
+            }
+        }
+    }
+    all
+}
+
+/// Runs QEMU to completion or timeout.
+pub fn run(launch: &Launch, mode: ConsoleMode) -> Result<RunOutcome> {
+    for (what, path) in [("hypervisor image", &launch.hypervisor), ("boot archive", &launch.initrd)] {
+        if !path.is_file() {
+            let fix = if what == "hypervisor image" { "; run `cargo xtask build` first" } else { "" };
+            return Err(Error::usage(format!("{what} {} does not exist{fix}", path.display())));
+        }
+    }
+    let start = Instant::now();
+    let mut child = Command::new(&launch.qemu)
+        .args(launch.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| Error::usage(format!("cannot start {}: {error}", launch.qemu.display())))?;
+    let stream = mode == ConsoleMode::Stream;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let out_thread = std::thread::spawn(move || {
+        pump(stdout, stream.then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>))
+    });
+    let err_thread = std::thread::spawn(move || {
+        pump(stderr, stream.then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>))
+    });
+    let waited = child
+        .wait_timeout(launch.timeout)
+        .map_err(|error| Error::failed(format!("waiting for QEMU: {error}")))?;
+    let (status, timed_out) = match waited {
+        Some(status) => (status, false),
+        None => {
+            let _ = child.kill();
+            let status = child.wait().map_err(|error| Error::failed(format!("waiting for killed QEMU: {error}")))?;
+            (status, true)
+        }
+    };
+    let wall = start.elapsed();
+    let output = out_thread.join().unwrap_or_default();
+    let stderr = err_thread.join().unwrap_or_default();
+    Ok(RunOutcome::from_parts(
+        status.code(),
+        timed_out,
+        String::from_utf8_lossy(&output).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+        wall,
+    ))
+}
+
+/// Writes `archive` to `path`, creating its directory.
+pub fn write_archive(path: &Path, archive: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|error| Error::io("cannot create", parent, error))?;
+    }
+    std::fs::write(path, archive).map_err(|error| Error::io("cannot write", path, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(accel: Accel, machine: Machine) -> Launch {
+        Launch {
+            qemu: QEMU.into(),
+            hypervisor: "target/ringfence/hypervisor.elf".into(),
+            initrd: "/tmp/a.tar".into(),
+            append: "domain=hello arg=x".into(),
+            accel,
+            machine,
+            extra: vec!["-s".into()],
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn command_line_matches_the_contract() {
+        let line = launch(Accel::Kvm, Machine::Microvm).display();
+        assert_eq!(
+            line,
+            "qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on -nodefaults -no-user-config \
+             -display none -serial stdio -no-reboot -m 512M -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -accel kvm -cpu host,+invtsc -kernel target/ringfence/hypervisor.elf -initrd /tmp/a.tar \
+             -append 'domain=hello arg=x' -s"
+        );
+        let args = launch(Accel::Tcg, Machine::Q35).args();
+        let args: Vec<&str> = args.iter().map(|arg| arg.to_str().unwrap()).collect();
+        assert_eq!(&args[..2], ["-M", "q35"]);
+        let accel = args.iter().position(|&arg| arg == "-accel").unwrap();
+        assert_eq!(&args[accel..accel + 4], ["-accel", "tcg", "-cpu", "max"]);
+        let append = args.iter().position(|&arg| arg == "-append").unwrap();
+        assert_eq!(args[append + 1], "domain=hello arg=x", "the command line is one argument");
+    }
+
+    #[test]
+    fn exit_statuses_are_decoded() {
+        let outcome = |raw, timed_out| RunOutcome::from_parts(raw, timed_out, String::new(), String::new(), Duration::ZERO);
+        assert_eq!(outcome(Some(1), false).status, Some(ExitStatus::SUCCESS));
+        assert_eq!(outcome(Some(1), false).xtask_exit_code(), 0);
+        assert_eq!(outcome(Some(7), false).status, Some(ExitStatus::KILLED));
+        assert_eq!(outcome(Some(7), false).xtask_exit_code(), 3);
+        assert_eq!(outcome(Some(201), false).xtask_exit_code(), 100);
+        assert_eq!(outcome(Some(0), false).status, None, "triple fault with --no-reboot");
+        assert_eq!(outcome(Some(0), false).xtask_exit_code(), EXIT_NO_DEVICE);
+        assert!(outcome(Some(0), false).describe(Duration::ZERO).contains("without the hypervisor's exit device (status 0)"));
+        assert_eq!(outcome(None, true).xtask_exit_code(), EXIT_TIMEOUT);
+        assert_eq!(outcome(Some(9), true).status, None, "a timeout is never a verdict");
+        assert_eq!(outcome(None, false).xtask_exit_code(), EXIT_NO_DEVICE);
+    }
+
+    #[test]
+    fn asking_for_kvm_follows_dev_kvm() {
+        assert_eq!(select_accel(Some(Accel::Tcg)).unwrap(), Accel::Tcg);
+        assert_eq!(select_accel(Some(Accel::Kvm)).is_ok(), kvm_usable());
+        let detected = select_accel(None).unwrap();
+        assert_eq!(detected == Accel::Kvm, kvm_usable());
+        assert!(describe_accel(Accel::Tcg, None).contains("-accel tcg -cpu max"));
+    }
+}
