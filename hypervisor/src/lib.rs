@@ -1,1 +1,14 @@
-//! placeholder
+//! The hypervisor's pure logic: everything that needs no hardware, tested on the host.
+//!
+//! The machine shell (`main.rs`, `machine/`) implements the small traits defined here
+//! (`FrameMemory`, `FrameSource`) with unsafe code; nothing in this library is unsafe.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod frame_allocator;
+pub mod paging;
+
+#[cfg(test)]
+mod test_support;
