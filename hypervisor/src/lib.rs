@@ -8,7 +8,11 @@
 extern crate alloc;
 
 pub mod frame_allocator;
+pub mod guest_memory;
 pub mod paging;
 
 #[cfg(test)]
 mod test_support;
+
+pub use frame_allocator::{Frame, FrameAllocator, FrameSource};
+pub use paging::{AddressSpace, FrameMemory, PageFlags};
