@@ -1,1 +1,44 @@
-fn main() {}
+//! `cargo xtask`: build, run, test and benchmark ringfence under QEMU.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Build, run, test and benchmark ringfence under QEMU.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the hypervisor and every guest into target/ringfence/.
+    Build,
+    /// Boot guests under the hypervisor in QEMU, streaming the console; exits with the
+    /// hypervisor's exit status (124 on timeout, 125 if QEMU ended without it).
+    Run(commands::run::RunArgs),
+    /// Host unit tests, then the build, then the conformance suite under QEMU.
+    Test(commands::test::TestArgs),
+    /// Run the bench guest and compare with a native Linux syscall measured in this run.
+    Bench(commands::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build => commands::build::main(),
+        Command::Run(args) => commands::run::main(args),
+        Command::Test(args) => commands::test::main(args),
+        Command::Bench(args) => commands::bench::main(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(u8::try_from(error.exit_code).unwrap_or(1))
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! `cargo xtask build`.
+
+use xtask::Result;
+
+/// Builds the hypervisor and every guest image.
+pub fn main() -> Result<u8> {
+    let hypervisor = xtask::build::build_hypervisor()?;
+    println!("built {}", hypervisor.display());
+    for guest in xtask::build::build_guests()? {
+        println!("built {}", guest.display());
+    }
+    Ok(0)
+}

@@ -1,0 +1,6 @@
+//! One module per `cargo xtask` subcommand; each `main` returns the process exit code.
+
+pub mod bench;
+pub mod build;
+pub mod run;
+pub mod test;
