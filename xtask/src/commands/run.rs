@@ -62,7 +62,7 @@ fn classify(value: &str, known: &[GuestBin]) -> Result<GuestSource> {
     let mut names: Vec<&str> = known.iter().map(|guest| guest.bin.as_str()).collect();
     names.sort_unstable();
     Err(Error::usage(format!(
-        "unknown guest '{value}'; built guests are: {}; or pass a path to an ELF file or a guest crate directory",
+        "unknown guest '{value}'; available guests are: {}; or pass a path to an ELF file or a guest crate directory",
         names.join(", ")
     )))
 }
@@ -93,14 +93,16 @@ pub fn main(args: RunArgs) -> Result<u8> {
     let qemu_binary = qemu::ensure_qemu()?;
     let accel = qemu::select_accel(args.accel)?;
 
-    xtask::build::build_all()?;
     let known = build::guest_bins()?;
     let values = if args.guests.is_empty() { vec!["guest-kernel".to_string()] } else { args.guests.clone() };
+    // Classify before building, so a typo is reported at once.
+    let sources = values.iter().map(|value| classify(value, &known)).collect::<Result<Vec<_>>>()?;
+    xtask::build::build_all()?;
 
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
     let mut domains = Vec::new();
-    for value in &values {
-        let (name, path) = match classify(value, &known)? {
+    for source in sources {
+        let (name, path) = match source {
             GuestSource::Built(name) => {
                 let path = workspace::guests_dir().join(format!("{name}.elf"));
                 (name, path)
@@ -162,7 +164,7 @@ mod tests {
     fn guest_values_are_classified() {
         assert_eq!(classify("hello", &known()).unwrap(), GuestSource::Built("hello".into()));
         let error = classify("nosuch", &known()).unwrap_err();
-        assert!(error.message.contains("guest-kernel, hello"), "{}", error.message);
+        assert!(error.message.contains("available guests are: guest-kernel, hello"), "{}", error.message);
         assert_eq!(error.exit_code, 2);
         let error = classify("./missing/guest.elf", &known()).unwrap_err();
         assert!(error.message.contains("./missing/guest.elf does not exist"));
