@@ -1,0 +1,97 @@
+//! Domain entry: the [`entry!`](crate::entry) macro a guest names its main function with,
+//! and the start code behind it (start info, heap, main, poweroff).
+//!
+//! Entry state (contract): RIP = `_start`, RDI = the read-only start-info page,
+//! RSP = `stack_top - 8` with `[RSP] = 0`, so `_start` is an ordinary `extern "C"` function
+//! whose caller "returned" nowhere; it must never return.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use hypercall_abi::layout::PAGE_SIZE;
+use hypercall_abi::start_info::START_INFO_MAGIC;
+use hypercall_abi::StartInfo;
+
+static START_INFO: AtomicPtr<StartInfo> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The start-info page this domain was started with.
+///
+/// # Panics
+///
+/// Outside a running domain (before the start code ran, or on the host).
+pub fn start_info() -> &'static StartInfo {
+    try_start_info().expect("guest_rt::start_info() called outside a running ringfence domain")
+}
+
+/// The start-info page, or `None` before the start code ran (and on the host).
+pub fn try_start_info() -> Option<&'static StartInfo> {
+    let pointer = START_INFO.load(Ordering::Acquire);
+    // SAFETY: only `__start` stores here, and only a `&'static StartInfo`.
+    unsafe { pointer.as_ref() }
+}
+
+/// The start code every guest runs before its main function: records the start info,
+/// gives the free region to the heap, calls `main` and powers off with its result.
+/// A start-info page without the right magic is not from a ringfence hypervisor; the
+/// domain then crashes with code 2 before touching memory the page describes.
+///
+/// # Safety
+///
+/// Call exactly once, from `_start`, with the page the hypervisor passed in RDI: its
+/// free region must be mapped read-write and unused.
+#[doc(hidden)]
+pub unsafe fn __start(start_info: &'static StartInfo, main: fn(&'static StartInfo) -> u32) -> ! {
+    if start_info.magic != START_INFO_MAGIC {
+        crate::println!("guest-rt: bad start-info magic {:#018x}; not started by ringfence?", start_info.magic);
+        crate::hypercall::crash(2);
+    }
+    START_INFO.store(start_info as *const StartInfo as *mut StartInfo, Ordering::Release);
+    #[cfg(target_os = "none")]
+    if start_info.free_start != 0 && start_info.free_pages != 0 {
+        let size = start_info.free_pages.saturating_mul(PAGE_SIZE) as usize;
+        // SAFETY: the hypervisor maps `free_pages` pages at `free_start` read-write for
+        // this domain alone; nothing else uses them, and this runs once.
+        unsafe { crate::heap::HEAP.init(start_info.free_start as *mut u8, size) };
+    }
+    #[cfg(not(target_os = "none"))]
+    let _ = PAGE_SIZE;
+    let code = main(start_info);
+    crate::hypercall::poweroff(code)
+}
+
+/// Declares a guest's main function: `guest_rt::entry!(guest_main);` with
+/// `fn guest_main(start: &'static StartInfo) -> u32` (the result is the poweroff code).
+///
+/// Inside a domain this emits `_start` (the image's entry point) and the ABI-version ELF
+/// note (section `.note.ringfence`, which the linker script keeps). On the host it emits a
+/// `fn main()` that explains the binary is a guest image and exits with status 2, so guest
+/// crates build, test and lint on the host. The guest's function therefore must not itself
+/// be called `main`.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        /// The ABI version this image was built against (read by the hypervisor).
+        #[cfg(target_os = "none")]
+        #[used]
+        #[link_section = ".note.ringfence"]
+        static RINGFENCE_ABI_NOTE: $crate::abi::note::AbiNote = $crate::abi::note::AbiNote::CURRENT;
+
+        /// The image's entry point (contract: RDI = start info, RSP = stack_top - 8).
+        #[cfg(target_os = "none")]
+        #[no_mangle]
+        pub extern "C" fn _start(start_info: &'static $crate::abi::StartInfo) -> ! {
+            let main: fn(&'static $crate::abi::StartInfo) -> u32 = $main;
+            // SAFETY: `_start` is entered once, by the hypervisor, with its start info.
+            unsafe { $crate::entry::__start(start_info, main) }
+        }
+
+        #[cfg(not(target_os = "none"))]
+        fn main() {
+            let _: fn(&'static $crate::abi::StartInfo) -> u32 = $main;
+            ::std::eprintln!(
+                "{} is a ringfence guest image; build it with `cargo xtask build`",
+                ::core::env!("CARGO_BIN_NAME")
+            );
+            ::std::process::exit(2);
+        }
+    };
+}

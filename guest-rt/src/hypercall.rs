@@ -1,0 +1,476 @@
+//! Hypercalls: the `syscall` instruction behind a trait, and safe wrappers for every
+//! hypercall of ABI 0.1 (contract: RAX = number, RDI RSI RDX R10 R8 R9, result in RAX,
+//! negative = `-errno`, RCX and R11 clobbered).
+//!
+//! The wrappers are written once, generic over [`HypercallInterface`], so host unit tests
+//! drive them with a fake that records every call; inside a domain the free functions of
+//! this module use [`Syscall`], the real instruction.
+
+use core::convert::Infallible;
+
+use hypercall_abi::hypercall::{console_cmd, sched_cmd, shutdown_reason, version_cmd};
+use hypercall_abi::{AbiVersion, Errno, Hypercall};
+
+/// The way hypercalls reach the hypervisor.
+///
+/// Implementors: [`Syscall`] (the real `syscall` instruction, inside a domain) and test
+/// fakes on the host.
+pub trait HypercallInterface {
+    /// Issues hypercall `number` with `arguments` (RDI, RSI, RDX, R10, R8, R9) and returns
+    /// RAX unchanged (negative values are `-errno`).
+    ///
+    /// # Safety
+    ///
+    /// Every argument the hypercall interprets as a guest pointer must be valid for what that
+    /// hypercall does with it: readable for the bytes it reads, and writable (with no Rust
+    /// reference alive to them) for the bytes it writes. The hypervisor checks pointers
+    /// against the page tables, not against Rust's aliasing rules. A hypercall that ends the
+    /// domain (`sched_op(SHUTDOWN)`) is always sound: it simply never returns.
+    unsafe fn call(&self, number: u64, arguments: [u64; 6]) -> i64;
+
+    /// [`HypercallInterface::call`] with a number fixed at compile time, which the real
+    /// implementation encodes as an immediate instead of loading it from a register.
+    ///
+    /// # Safety
+    ///
+    /// As for [`HypercallInterface::call`].
+    unsafe fn call_fixed<const NUMBER: u64>(&self, arguments: [u64; 6]) -> i64 {
+        // SAFETY: the caller upholds `call`'s contract, which is this function's contract.
+        unsafe { self.call(NUMBER, arguments) }
+    }
+
+    /// Ends execution when a shutdown hypercall returned although it must not (a broken
+    /// hypervisor). The real implementation executes `ud2` so the hypervisor kills the
+    /// domain with a clear reason instead of leaving it spinning.
+    fn unreachable_after_shutdown(&self) -> ! {
+        loop {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+impl<T: HypercallInterface + ?Sized> HypercallInterface for &T {
+    unsafe fn call(&self, number: u64, arguments: [u64; 6]) -> i64 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { (**self).call(number, arguments) }
+    }
+
+    unsafe fn call_fixed<const NUMBER: u64>(&self, arguments: [u64; 6]) -> i64 {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { (**self).call_fixed::<NUMBER>(arguments) }
+    }
+
+    fn unreachable_after_shutdown(&self) -> ! {
+        (**self).unreachable_after_shutdown()
+    }
+}
+
+/// The real hypercall instruction. Only functional inside a ringfence domain (target
+/// `x86_64-unknown-none`); on the host its calls panic, which lets guest crates compile
+/// (but never run) there.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Syscall;
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+impl HypercallInterface for Syscall {
+    #[inline(always)]
+    unsafe fn call(&self, number: u64, arguments: [u64; 6]) -> i64 {
+        let result: i64;
+        // SAFETY: `syscall` in guest-kernel context is a hypercall. It clobbers only RCX and
+        // R11 (declared) and RAX (the result); the hypervisor runs on its own stack, so the
+        // guest stack is untouched (`nostack`). Memory effects are those of the hypercall,
+        // which the caller vouched for; no `nomem`/`readonly`, so the compiler keeps every
+        // memory access in program order around it. RFLAGS is restored from R11 by the
+        // hypervisor's return, so flags are not declared preserved.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") number => result,
+                in("rdi") arguments[0],
+                in("rsi") arguments[1],
+                in("rdx") arguments[2],
+                in("r10") arguments[3],
+                in("r8") arguments[4],
+                in("r9") arguments[5],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        result
+    }
+
+    #[inline(always)]
+    unsafe fn call_fixed<const NUMBER: u64>(&self, arguments: [u64; 6]) -> i64 {
+        let result: i64;
+        // SAFETY: as in `call`; the number is an immediate loaded into RAX, which is
+        // declared as an output.
+        unsafe {
+            core::arch::asm!(
+                "mov rax, {number}",
+                "syscall",
+                number = const NUMBER,
+                lateout("rax") result,
+                in("rdi") arguments[0],
+                in("rsi") arguments[1],
+                in("rdx") arguments[2],
+                in("r10") arguments[3],
+                in("r8") arguments[4],
+                in("r9") arguments[5],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        result
+    }
+
+    fn unreachable_after_shutdown(&self) -> ! {
+        // SAFETY: `ud2` raises #UD; the hypervisor kills the domain. Nothing follows.
+        unsafe { core::arch::asm!("ud2", options(noreturn, nomem, nostack)) }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "none")))]
+impl HypercallInterface for Syscall {
+    unsafe fn call(&self, number: u64, _arguments: [u64; 6]) -> i64 {
+        panic!("hypercall {number} outside a ringfence domain: guests run only under the hypervisor")
+    }
+}
+
+/// Safe wrappers for every hypercall of ABI 0.1 over some [`HypercallInterface`].
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Hypercalls<I> {
+    interface: I,
+}
+
+/// The hypervisor this guest runs on, through the real instruction.
+pub const HYPERVISOR: Hypercalls<Syscall> = Hypercalls::new(Syscall);
+
+impl<I: HypercallInterface> Hypercalls<I> {
+    /// Wraps `interface`.
+    pub const fn new(interface: I) -> Self {
+        Self { interface }
+    }
+
+    /// The interface underneath.
+    pub fn interface(&self) -> &I {
+        &self.interface
+    }
+
+    /// Any hypercall with any arguments: the escape hatch for conformance tests.
+    ///
+    /// # Safety
+    ///
+    /// As for [`HypercallInterface::call`].
+    pub unsafe fn raw(&self, number: u64, arguments: [u64; 6]) -> i64 {
+        // SAFETY: the caller upholds `call`'s contract.
+        unsafe { self.interface.call(number, arguments) }
+    }
+
+    /// `version(cmd)` with any sub-command, raw result split into value or error.
+    pub fn version_op(&self, command: u64) -> Result<u64, Errno> {
+        // SAFETY: `version` takes no pointers.
+        let value = unsafe {
+            self.interface.call_fixed::<{ Hypercall::VERSION.0 }>([command, 0, 0, 0, 0, 0])
+        };
+        Errno::from_return(value)
+    }
+
+    /// The hypervisor's ABI version (`version(ABI_VERSION)`).
+    pub fn version(&self) -> Result<AbiVersion, Errno> {
+        let packed = self.version_op(version_cmd::ABI_VERSION)?;
+        Ok(AbiVersion::from_packed(packed as u32))
+    }
+
+    /// The hypervisor's feature bits (`version(FEATURES)`; see
+    /// [`hypercall_abi::hypercall::features`]). Unknown bits must be ignored.
+    pub fn features(&self) -> Result<u64, Errno> {
+        self.version_op(version_cmd::FEATURES)
+    }
+
+    /// Exactly one `console_io(WRITE, bytes.len(), bytes)`, whatever the length (a length
+    /// over [`console_cmd::WRITE_MAX`] is the hypervisor's to refuse). Returns the count the
+    /// hypervisor reports.
+    pub fn console_write_once(&self, bytes: &[u8]) -> Result<usize, Errno> {
+        // SAFETY: the hypervisor only reads `bytes.len()` bytes at `bytes`, all readable.
+        let value = unsafe {
+            self.interface.call_fixed::<{ Hypercall::CONSOLE_IO.0 }>([
+                console_cmd::WRITE,
+                bytes.len() as u64,
+                bytes.as_ptr() as u64,
+                0,
+                0,
+                0,
+            ])
+        };
+        Errno::from_return(value).map(|count| count as usize)
+    }
+
+    /// Writes all of `bytes` to the console in pieces of at most
+    /// [`console_cmd::WRITE_MAX`] bytes. An empty slice makes one zero-length call. Returns
+    /// the bytes written: all of them, or fewer if the hypervisor stopped accepting (a
+    /// zero count for a non-empty piece); the first error ends the write.
+    pub fn console_write(&self, bytes: &[u8]) -> Result<usize, Errno> {
+        if bytes.is_empty() {
+            return self.console_write_once(bytes);
+        }
+        let mut written = 0;
+        while written < bytes.len() {
+            let end = bytes.len().min(written + console_cmd::WRITE_MAX as usize);
+            let accepted = self.console_write_once(&bytes[written..end])?;
+            if accepted == 0 {
+                break;
+            }
+            written += accepted.min(end - written);
+        }
+        Ok(written)
+    }
+
+    /// `sched_op(YIELD)`: lets the next runnable domain run.
+    pub fn yield_now(&self) -> Result<(), Errno> {
+        // SAFETY: `sched_op(YIELD)` takes no pointers.
+        let value = unsafe {
+            self.interface.call_fixed::<{ Hypercall::SCHED_OP.0 }>([sched_cmd::YIELD, 0, 0, 0, 0, 0])
+        };
+        Errno::from_return(value).map(|_| ())
+    }
+
+    /// `sched_op(cmd, ...)` with any sub-command and arguments (conformance tests).
+    pub fn sched_op(&self, command: u64, argument1: u64, argument2: u64) -> Result<u64, Errno> {
+        // Some sub-commands may end the domain; that is sound. The ones that take
+        // pointers in later ABI versions are not issued by this wrapper's callers.
+        // SAFETY: no sched_op of ABI 0.1 takes a pointer.
+        let value = unsafe {
+            self.interface
+                .call_fixed::<{ Hypercall::SCHED_OP.0 }>([command, argument1, argument2, 0, 0, 0])
+        };
+        Errno::from_return(value)
+    }
+
+    /// `sched_op(SHUTDOWN, reason, code)`. Never returns on success; an invalid reason or
+    /// code comes back as the error (reason and code are raw so tests can pass bad ones).
+    pub fn shutdown(&self, reason: u64, code: u64) -> Result<Infallible, Errno> {
+        match self.sched_op(sched_cmd::SHUTDOWN, reason, code) {
+            Err(errno) => Err(errno),
+            // A successful shutdown does not return; a hypervisor that says "success" and
+            // returns anyway broke the ABI. EINVAL is the least misleading report.
+            Ok(_) => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Ends the domain with reason poweroff and `code` (0 = success).
+    pub fn poweroff(&self, code: u32) -> ! {
+        let _ = self.shutdown(shutdown_reason::POWEROFF, u64::from(code));
+        let _ = self.shutdown(shutdown_reason::CRASH, u64::from(code));
+        self.interface.unreachable_after_shutdown()
+    }
+
+    /// Ends the domain with reason crash and `code`.
+    pub fn crash(&self, code: u32) -> ! {
+        let _ = self.shutdown(shutdown_reason::CRASH, u64::from(code));
+        self.interface.unreachable_after_shutdown()
+    }
+}
+
+/// `version(ABI_VERSION)` on this domain's hypervisor.
+pub fn version() -> Result<AbiVersion, Errno> {
+    HYPERVISOR.version()
+}
+
+/// `version(FEATURES)` on this domain's hypervisor.
+pub fn features() -> Result<u64, Errno> {
+    HYPERVISOR.features()
+}
+
+/// Writes all of `bytes` to the console (see [`Hypercalls::console_write`]).
+pub fn console_write(bytes: &[u8]) -> Result<usize, Errno> {
+    HYPERVISOR.console_write(bytes)
+}
+
+/// Gives the CPU to the next runnable domain.
+pub fn yield_now() -> Result<(), Errno> {
+    HYPERVISOR.yield_now()
+}
+
+/// `sched_op(SHUTDOWN, reason, code)`; returns only on error.
+pub fn shutdown(reason: u64, code: u64) -> Result<Infallible, Errno> {
+    HYPERVISOR.shutdown(reason, code)
+}
+
+/// Powers the domain off with `code`.
+pub fn poweroff(code: u32) -> ! {
+    HYPERVISOR.poweroff(code)
+}
+
+/// Ends the domain with reason crash and `code`.
+pub fn crash(code: u32) -> ! {
+    HYPERVISOR.crash(code)
+}
+
+/// The raw hypercall instruction, for conformance tests that pass bad arguments.
+pub mod raw {
+    use super::{HypercallInterface, Syscall};
+
+    /// Issues hypercall `number` with `arguments`; returns RAX (negative = `-errno`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`HypercallInterface::call`]: any argument the hypercall treats as a pointer
+    /// it writes through must point to memory no Rust reference is using. Pointers it only
+    /// reads, and invalid pointers (which the hypervisor refuses with `-EFAULT`), are fine.
+    pub unsafe fn hypercall(number: u64, arguments: [u64; 6]) -> i64 {
+        // SAFETY: the caller upholds `call`'s contract.
+        unsafe { Syscall.call(number, arguments) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::fake::Fake;
+    use hypercall_abi::ABI_VERSION;
+    use std::vec::Vec;
+
+    #[test]
+    fn version_encoding_and_decoding() {
+        let fake = Fake::default();
+        fake.replies.borrow_mut().push(i64::from(ABI_VERSION.packed()));
+        let hypercalls = Hypercalls::new(&fake);
+        assert_eq!(hypercalls.version(), Ok(ABI_VERSION));
+        let calls = fake.calls.borrow();
+        assert_eq!(calls[0].number, Hypercall::VERSION.0);
+        assert_eq!(calls[0].arguments, [version_cmd::ABI_VERSION, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn features_and_errors() {
+        let fake = Fake::default();
+        fake.replies.borrow_mut().extend([Errno::EINVAL.to_return(), 3]);
+        let hypercalls = Hypercalls::new(&fake);
+        assert_eq!(hypercalls.features(), Ok(3));
+        assert_eq!(hypercalls.version_op(2), Err(Errno::EINVAL));
+        assert_eq!(fake.calls.borrow()[0].arguments[0], version_cmd::FEATURES);
+        assert_eq!(fake.calls.borrow()[1].arguments[0], 2);
+    }
+
+    #[test]
+    fn console_write_passes_count_and_pointer() {
+        let fake = Fake::default();
+        let text = b"hello\n";
+        assert_eq!(Hypercalls::new(&fake).console_write(text), Ok(6));
+        let calls = fake.calls.borrow();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].number, Hypercall::CONSOLE_IO.0);
+        assert_eq!(calls[0].arguments[..3], [console_cmd::WRITE, 6, text.as_ptr() as u64]);
+        assert_eq!(calls[0].arguments[3..], [0, 0, 0]);
+    }
+
+    #[test]
+    fn console_write_splits_into_write_max_pieces() {
+        let fake = Fake::default();
+        let max = console_cmd::WRITE_MAX as usize;
+        let text: Vec<u8> = (0..2 * max + 5).map(|index| (index % 251) as u8).collect();
+        assert_eq!(Hypercalls::new(&fake).console_write(&text), Ok(text.len()));
+        let calls = fake.calls.borrow();
+        let counts: Vec<u64> = calls.iter().map(|call| call.arguments[1]).collect();
+        assert_eq!(counts, [max as u64, max as u64, 5]);
+        assert!(calls.iter().all(|call| call.arguments[1] <= console_cmd::WRITE_MAX));
+        let joined: Vec<u8> = calls.iter().filter_map(|call| call.console.clone()).flatten().collect();
+        assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn console_write_exact_max_is_one_call_and_empty_is_one_zero_call() {
+        let fake = Fake::default();
+        let text = [b'x'; console_cmd::WRITE_MAX as usize];
+        assert_eq!(Hypercalls::new(&fake).console_write(&text), Ok(text.len()));
+        assert_eq!(Hypercalls::new(&fake).console_write(&[]), Ok(0));
+        let calls = fake.calls.borrow();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].arguments[1], 0);
+    }
+
+    #[test]
+    fn console_write_resumes_after_short_write_and_stops_on_error() {
+        let fake = Fake { console_limit: Some(3), ..Fake::default() };
+        assert_eq!(Hypercalls::new(&fake).console_write(b"abcdefg"), Ok(7));
+        assert_eq!(fake.console_text(), "abcdefg");
+
+        let failing = Fake::default();
+        failing.replies.borrow_mut().push(Errno::EFAULT.to_return());
+        assert_eq!(Hypercalls::new(&failing).console_write(b"abc"), Err(Errno::EFAULT));
+
+        let stalled = Fake::default();
+        stalled.replies.borrow_mut().push(0);
+        assert_eq!(Hypercalls::new(&stalled).console_write(b"abc"), Ok(0));
+    }
+
+    #[test]
+    fn console_write_once_does_not_split() {
+        let fake = Fake::default();
+        fake.replies.borrow_mut().push(Errno::EINVAL.to_return());
+        let text = [b'y'; console_cmd::WRITE_MAX as usize + 1];
+        assert_eq!(Hypercalls::new(&fake).console_write_once(&text), Err(Errno::EINVAL));
+        assert_eq!(fake.calls.borrow()[0].arguments[1], console_cmd::WRITE_MAX + 1);
+    }
+
+    #[test]
+    fn yield_and_sched_op() {
+        let fake = Fake::default();
+        fake.replies.borrow_mut().extend([Errno::EINVAL.to_return(), 0]);
+        let hypercalls = Hypercalls::new(&fake);
+        assert_eq!(hypercalls.yield_now(), Ok(()));
+        assert_eq!(hypercalls.sched_op(99, 1, 2), Err(Errno::EINVAL));
+        let calls = fake.calls.borrow();
+        assert_eq!(calls[0].number, Hypercall::SCHED_OP.0);
+        assert_eq!(calls[0].arguments, [sched_cmd::YIELD, 0, 0, 0, 0, 0]);
+        assert_eq!(calls[1].arguments, [99, 1, 2, 0, 0, 0]);
+    }
+
+    #[test]
+    fn shutdown_reports_errors_and_poweroff_encodes_reason_and_code() {
+        let fake = Fake::default();
+        fake.replies.borrow_mut().push(Errno::EINVAL.to_return());
+        assert_eq!(Hypercalls::new(&fake).shutdown(1, 0).unwrap_err(), Errno::EINVAL);
+
+        let fake = Fake::default();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Hypercalls::new(&fake).poweroff(7);
+        }));
+        assert!(result.is_err());
+        let calls = fake.calls.borrow();
+        assert_eq!(calls.last().unwrap().arguments[..3], [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 7]);
+    }
+
+    #[test]
+    fn crash_encodes_reason() {
+        let fake = Fake::default();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Hypercalls::new(&fake).crash(u32::MAX);
+        }));
+        let message = result.unwrap_err();
+        assert_eq!(message.downcast_ref::<std::string::String>().unwrap(), "shutdown reason 3 code 4294967295");
+    }
+
+    #[test]
+    fn poweroff_falls_back_to_crash_then_gives_up() {
+        let fake = Fake::default();
+        // Both shutdowns "fail": poweroff tries crash, then the interface's last resort.
+        fake.replies.borrow_mut().extend([Errno::EINVAL.to_return(), Errno::EINVAL.to_return()]);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Hypercalls::new(&fake).poweroff(0);
+        }));
+        assert_eq!(*result.unwrap_err().downcast_ref::<&str>().unwrap(), "shutdown returned");
+        let reasons: Vec<u64> = fake.calls.borrow().iter().map(|call| call.arguments[1]).collect();
+        assert_eq!(reasons, [shutdown_reason::POWEROFF, shutdown_reason::CRASH]);
+    }
+
+    #[test]
+    fn a_shutdown_that_returns_success_is_still_an_error() {
+        let fake = Fake::default();
+        fake.replies.borrow_mut().push(0);
+        assert_eq!(Hypercalls::new(&fake).shutdown(0, 0).unwrap_err(), Errno::EINVAL);
+    }
+}
