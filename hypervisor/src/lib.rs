@@ -9,6 +9,8 @@ extern crate alloc;
 
 pub mod frame_allocator;
 pub mod guest_memory;
+pub mod image;
+pub mod outcome;
 pub mod paging;
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ impl AddressSpace {
         if is_hypervisor_address(virtual_address) {
             return Err(MapError::HypervisorRange);
         }
-        if virtual_address % PAGE_SIZE != 0 {
+        if !virtual_address.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned);
         }
         if frame.number() > (ADDRESS_MASK >> 12) {
@@ -233,7 +233,7 @@ impl AddressSpace {
     /// is mapped there, the address is not a guest page address, or it lies inside a huge page.
     /// Tables emptied by this stay allocated until `destroy`.
     pub fn unmap(&mut self, memory: &mut impl FrameMemory, virtual_address: u64) -> Option<Frame> {
-        if !is_canonical(virtual_address) || is_hypervisor_address(virtual_address) || virtual_address % PAGE_SIZE != 0 {
+        if !is_canonical(virtual_address) || is_hypervisor_address(virtual_address) || !virtual_address.is_multiple_of(PAGE_SIZE) {
             return None;
         }
         let mut table = self.root;
@@ -294,7 +294,7 @@ mod tests {
         let hypervisor_root = Frame::from_number(0x10);
         memory.zero(hypervisor_root);
         for slot in HYPERVISOR_FIRST_SLOT..HYPERVISOR_END_SLOT {
-            memory.write_entry(hypervisor_root, slot, 0x20_000 | slot as u64 * 0x1000 | 3);
+            memory.write_entry(hypervisor_root, slot, 0x20_000 | (slot as u64 * 0x1000) | 3);
         }
         memory.write_entry(hypervisor_root, 0, 0x99_000 | 3);
         (memory, TestFrames::new(), hypervisor_root)
@@ -369,13 +369,12 @@ mod tests {
     #[test]
     fn translate_never_follows_hypervisor_slots() {
         let (mut memory, mut frames, hypervisor_root) = setup();
-        let space = AddressSpace::new(&mut memory, &mut frames, hypervisor_root).unwrap();
+        let mut space = AddressSpace::new(&mut memory, &mut frames, hypervisor_root).unwrap();
         // The copied hypervisor entries point at frames TestMemory has never seen: following
         // them would panic in the fake.
         assert_eq!(space.translate(&memory, HYPERVISOR_START), None);
         assert_eq!(space.translate(&memory, HYPERVISOR_END - 1), None);
         assert_eq!(space.translate(&memory, 0x0000_8000_0000_0000), None);
-        let mut space = space;
         assert_eq!(space.unmap(&mut memory, HYPERVISOR_START), None);
         space.destroy(&mut memory, &mut frames);
         assert!(frames.outstanding.is_empty());
@@ -410,7 +409,6 @@ mod tests {
         assert_eq!(space.translate(&memory, one_gig).unwrap().0, Frame::containing(0x8000_0000 + 0x1234_5000));
         // Mapping or unmapping inside a huge page is refused.
         assert_eq!(space.map(&mut memory, &mut frames, one_gig & !0xfff, Frame::from_number(1), RW_USER), Err(MapError::AlreadyMapped));
-        let mut space = space;
         assert_eq!(space.unmap(&mut memory, two_meg & !0xfff), None);
         // destroy must free the hand-made PD (it is a table) but not the huge pages.
         let before = frames.outstanding.len();
