@@ -1,1 +1,341 @@
-fn main() {}
+//! The ringfence ABI conformance runner: every case boots guests under the hypervisor in
+//! QEMU and is judged by its console lines and exit status.
+//!
+//! Own options come first (`--accel`, `--hypervisor`, `--guests-dir`, `--timeout`); the rest
+//! goes to libtest-mimic (filters, `--list`, `--test-threads`, ...).
+
+mod cases;
+mod judge;
+
+use cases::{Case, ImageSource, Mutation};
+use hypercall_abi::AbiVersion;
+use judge::Ending;
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use xtask::qemu::{self, Accel, ConsoleMode, Launch, Machine};
+use xtask::{archive, cmdline, images, workspace};
+
+/// Console lines shown with a failure.
+const TAIL_LINES: usize = 40;
+
+/// The runner's own options.
+#[derive(Clone, Debug)]
+struct Options {
+    accel: Accel,
+    requested_accel: Option<Accel>,
+    hypervisor: PathBuf,
+    guests_dir: PathBuf,
+    timeout: Duration,
+    qemu: PathBuf,
+}
+
+/// One row of the closing summary.
+#[derive(Clone, Debug)]
+struct Row {
+    case: String,
+    result: &'static str,
+    wall_ms: u128,
+    status: String,
+}
+
+fn usage_error(message: String) -> ! {
+    eprintln!("error: {message}");
+    eprintln!(
+        "usage: conformance [--accel kvm|tcg] [--hypervisor PATH] [--guests-dir PATH] [--timeout SECS] [libtest options] [FILTER...]"
+    );
+    std::process::exit(2)
+}
+
+/// Our options as given (`None` = default), and the arguments left for libtest-mimic.
+type Parsed = (Option<Accel>, Option<PathBuf>, Option<PathBuf>, Option<u64>, Vec<String>);
+
+/// Splits our options from libtest-mimic's.
+fn parse_options(raw: Vec<String>) -> Parsed {
+    let mut accel = None;
+    let mut hypervisor = None;
+    let mut guests_dir = None;
+    let mut timeout = None;
+    let mut rest = Vec::new();
+    let mut iter = raw.into_iter();
+    if let Some(program) = iter.next() {
+        rest.push(program);
+    }
+    while let Some(arg) = iter.next() {
+        let (key, inline) = match arg.split_once('=') {
+            Some((key, value)) if key.starts_with("--") => (key.to_string(), Some(value.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if !matches!(key.as_str(), "--accel" | "--hypervisor" | "--guests-dir" | "--timeout") {
+            rest.push(arg);
+            continue;
+        }
+        let value = inline
+            .or_else(|| iter.next())
+            .unwrap_or_else(|| usage_error(format!("{key} needs a value")));
+        match key.as_str() {
+            "--accel" => {
+                accel = Some(match value.as_str() {
+                    "kvm" => Accel::Kvm,
+                    "tcg" => Accel::Tcg,
+                    other => usage_error(format!("--accel {other}: expected kvm or tcg")),
+                })
+            }
+            "--hypervisor" => hypervisor = Some(PathBuf::from(value)),
+            "--guests-dir" => guests_dir = Some(PathBuf::from(value)),
+            _ => {
+                timeout = Some(
+                    value
+                        .parse()
+                        .unwrap_or_else(|_| usage_error(format!("--timeout {value}: expected whole seconds"))),
+                )
+            }
+        }
+    }
+    (accel, hypervisor, guests_dir, timeout, rest)
+}
+
+fn read_guest(options: &Options, bin: &str) -> Result<Vec<u8>, String> {
+    let path = options.guests_dir.join(format!("{bin}.elf"));
+    std::fs::read(&path).map_err(|error| {
+        format!("guest image {} cannot be read ({error}); run `cargo xtask build` (the guests come from guest-kernel and tests/guests)", path.display())
+    })
+}
+
+fn mutate(image: &[u8], mutation: &Mutation) -> Result<Vec<u8>, String> {
+    let current = images::abi_version(image).ok_or("the source image has no ABI note to mutate")?;
+    let version = |major: u16, minor: u16| AbiVersion { major, minor };
+    let mutated = match mutation {
+        Mutation::MajorPlusOne => images::with_abi_version(image, version(current.major + 1, current.minor)),
+        Mutation::MinorPlusOne => images::with_abi_version(image, version(current.major, current.minor + 1)),
+        Mutation::MinorMinusOne => {
+            let minor = current.minor.checked_sub(1).ok_or("minor is already 0")?;
+            images::with_abi_version(image, version(current.major, minor))
+        }
+        Mutation::Truncate(length) => Ok(images::truncated(image, *length)),
+    };
+    mutated.map_err(|error| error.to_string())
+}
+
+/// The archive members of a case, one per distinct present image.
+fn members(case: &Case, options: &Options) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+    for spec in &case.domains {
+        if members.iter().any(|(name, _)| *name == spec.image) {
+            continue;
+        }
+        let bytes = match &spec.source {
+            ImageSource::Bin(bin) => read_guest(options, bin)?,
+            ImageSource::Mutated(bin, mutation) => mutate(&read_guest(options, bin)?, mutation)?,
+            ImageSource::Garbage { seed, size } => images::garbage(*seed, *size),
+            ImageSource::Missing => continue,
+        };
+        members.push((spec.image.clone(), bytes));
+    }
+    // Every case has at least one member, so a missing name is refused by lookup, not by an
+    // empty archive.
+    Ok(members)
+}
+
+fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<(), Failed> {
+    let record = |result: &'static str, wall_ms: u128, status: String| {
+        rows.lock().unwrap().push(Row { case: case.name.clone(), result, wall_ms, status });
+    };
+    let prepared = (|| -> Result<Launch, String> {
+        let members = members(case, options)?;
+        let domains: Vec<cmdline::Domain> = case
+            .domains
+            .iter()
+            .map(|spec| cmdline::Domain {
+                image: spec.image.clone(),
+                mem: spec.mem.map(str::to_string),
+                args: spec.args.clone(),
+            })
+            .collect();
+        let append = cmdline::command_line(&domains, &[]).map_err(|error| error.to_string())?;
+        let file_name: String =
+            case.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
+        let initrd = workspace::runs_dir().join("conformance").join(format!("{file_name}.tar"));
+        let bytes = archive::build(&members).map_err(|error| error.to_string())?;
+        qemu::write_archive(&initrd, &bytes).map_err(|error| error.to_string())?;
+        Ok(Launch {
+            qemu: options.qemu.clone(),
+            hypervisor: options.hypervisor.clone(),
+            initrd,
+            append,
+            accel: options.accel,
+            machine: Machine::Microvm,
+            extra: Vec::new(),
+            timeout: options.timeout,
+        })
+    })();
+    let launch = match prepared {
+        Ok(launch) => launch,
+        Err(message) => {
+            record("ERROR", 0, "not run".into());
+            return Err(format!("cannot prepare the case: {message}").into());
+        }
+    };
+    let outcome = match qemu::run(&launch, ConsoleMode::Capture) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            record("ERROR", 0, "not run".into());
+            return Err(format!("cannot run QEMU: {error}").into());
+        }
+    };
+    let ending = Ending { status: outcome.status, timed_out: outcome.timed_out, raw_exit: outcome.raw_exit };
+    let verdict = judge::judge(&case.expectation, &ending, &outcome.output);
+    let wall_ms = outcome.wall.as_millis();
+    match verdict {
+        Ok(()) => {
+            record("ok", wall_ms, ending.to_string());
+            Ok(())
+        }
+        Err(problems) => {
+            record("FAILED", wall_ms, ending.to_string());
+            let mut message = String::new();
+            message.push_str("expected:\n");
+            for line in case.expectation.describe() {
+                message.push_str(&format!("    {line}\n"));
+            }
+            message.push_str("seen:\n");
+            for problem in problems {
+                message.push_str(&format!("    {problem}\n"));
+            }
+            message.push_str(&format!("command line: {}\n", launch.append));
+            message.push_str(&format!("qemu: {}\n", launch.display()));
+            if !outcome.stderr.trim().is_empty() {
+                message.push_str(&format!("QEMU stderr:\n{}\n", outcome.stderr.trim_end()));
+            }
+            message.push_str(&format!("last {TAIL_LINES} console lines:\n"));
+            for line in judge::Transcript::parse(&outcome.output).tail(TAIL_LINES) {
+                message.push_str(&format!("    | {line}\n"));
+            }
+            Err(message.into())
+        }
+    }
+}
+
+fn print_summary(rows: &[Row]) {
+    if rows.is_empty() {
+        return;
+    }
+    let width = rows.iter().map(|row| row.case.len()).max().unwrap_or(4).max(4);
+    println!("\n{:<width$} | {:<6} | {:>7} | exit status", "case", "result", "wall ms");
+    println!("{}", "-".repeat(width + 40));
+    for row in rows {
+        println!("{:<width$} | {:<6} | {:>7} | {}", row.case, row.result, row.wall_ms, row.status);
+    }
+}
+
+fn main() -> ExitCode {
+    let (requested_accel, hypervisor, guests_dir, timeout, rest) = parse_options(std::env::args().collect());
+    let arguments = Arguments::from_iter(rest);
+    let cases = cases::all();
+
+    if !arguments.list {
+        let hypervisor_path = hypervisor.clone().unwrap_or_else(workspace::hypervisor_elf);
+        if !hypervisor_path.is_file() {
+            let fix = if hypervisor.is_some() { "" } else { "; run `cargo xtask build` first" };
+            usage_error(format!("hypervisor image {} does not exist{fix}", hypervisor_path.display()));
+        }
+    }
+    let accel = match qemu::select_accel(requested_accel) {
+        Ok(accel) => accel,
+        Err(error) => usage_error(error.message),
+    };
+    let qemu_binary = match (arguments.list, qemu::find_qemu()) {
+        (_, Some(path)) => path,
+        (true, None) => PathBuf::from(qemu::QEMU),
+        (false, None) => usage_error(format!(
+            "{} not found in PATH; install it with: sudo apt-get install -y {} (or run `cargo xtask test`, which installs it)",
+            qemu::QEMU,
+            qemu::QEMU_PACKAGE
+        )),
+    };
+    let default_timeout = if accel == Accel::Kvm { 20 } else { 60 };
+    let options = Arc::new(Options {
+        accel,
+        requested_accel,
+        hypervisor: hypervisor.unwrap_or_else(workspace::hypervisor_elf),
+        guests_dir: guests_dir.unwrap_or_else(workspace::guests_dir),
+        timeout: Duration::from_secs(timeout.unwrap_or(default_timeout)),
+        qemu: qemu_binary,
+    });
+    if !arguments.list {
+        println!("{}", qemu::describe_accel(options.accel, options.requested_accel));
+        println!(
+            "conformance: hypervisor {}, guests {}, timeout {} s per case",
+            display(&options.hypervisor),
+            display(&options.guests_dir),
+            options.timeout.as_secs()
+        );
+    }
+
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    let trials = cases
+        .into_iter()
+        .map(|case| {
+            let options = Arc::clone(&options);
+            let rows = Arc::clone(&rows);
+            Trial::test(case.name.clone(), move || run_case(&case, &options, &rows))
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&arguments, trials);
+    let mut rows = rows.lock().unwrap().clone();
+    rows.sort_by(|a, b| a.case.cmp(&b.case));
+    print_summary(&rows);
+    conclusion.exit_code()
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    #[test]
+    fn own_options_are_split_from_libtest_ones() {
+        let (accel, hypervisor, guests, timeout, rest) = parse_options(strings(&[
+            "conformance",
+            "--accel",
+            "tcg",
+            "--test-threads=1",
+            "--hypervisor=/x/hv.elf",
+            "privileged",
+            "--timeout",
+            "5",
+            "--guests-dir",
+            "/g",
+        ]));
+        assert_eq!(accel, Some(Accel::Tcg));
+        assert_eq!(hypervisor, Some(PathBuf::from("/x/hv.elf")));
+        assert_eq!(guests, Some(PathBuf::from("/g")));
+        assert_eq!(timeout, Some(5));
+        assert_eq!(rest, strings(&["conformance", "--test-threads=1", "privileged"]));
+    }
+
+    #[test]
+    fn mutations_change_the_note() {
+        let mut image = vec![0u8; 64];
+        image.extend_from_slice(&images::note_header());
+        image.extend_from_slice(&hypercall_abi::ABI_VERSION.major.to_le_bytes());
+        image.extend_from_slice(&hypercall_abi::ABI_VERSION.minor.to_le_bytes());
+        image.extend_from_slice(&[0; 4]);
+        let current = hypercall_abi::ABI_VERSION;
+        let major = images::abi_version(&mutate(&image, &Mutation::MajorPlusOne).unwrap()).unwrap();
+        assert_eq!((major.major, major.minor), (current.major + 1, current.minor));
+        let minor = images::abi_version(&mutate(&image, &Mutation::MinorPlusOne).unwrap()).unwrap();
+        assert_eq!((minor.major, minor.minor), (current.major, current.minor + 1));
+        assert_eq!(mutate(&image, &Mutation::Truncate(10)).unwrap().len(), 10);
+        assert!(mutate(&[0u8; 64], &Mutation::MajorPlusOne).is_err(), "no note, no mutation");
+    }
+}

@@ -1,0 +1,322 @@
+//! The conformance cases, as data: which images (built, mutated or missing) run as which
+//! domains, and what the console and exit status must show.
+
+use crate::judge::{DomainExpectation, DomainOutcome, Expectation, Transcript, Verdict};
+use hypercall_abi::exit::ExitStatus;
+use hypercall_abi::ABI_VERSION;
+
+/// How a host-side image is derived from a built guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// ABI note major + 1.
+    MajorPlusOne,
+    /// ABI note minor + 1.
+    MinorPlusOne,
+    /// ABI note minor - 1 (only built when the current minor is above 0).
+    MinorMinusOne,
+    /// The first N bytes.
+    Truncate(usize),
+}
+
+/// Where a domain's image comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    /// A built guest binary, by name.
+    Bin(&'static str),
+    /// A built guest binary, mutated.
+    Mutated(&'static str, Mutation),
+    /// Deterministic noise.
+    Garbage {
+        /// Noise seed.
+        seed: u64,
+        /// Bytes.
+        size: usize,
+    },
+    /// Named on the command line but absent from the archive.
+    Missing,
+}
+
+/// One `domain=` token of a case.
+#[derive(Clone, Debug)]
+pub struct DomainSpec {
+    /// Image name (archive member and command line).
+    pub image: String,
+    /// Where the image comes from.
+    pub source: ImageSource,
+    /// `mem=`, if any.
+    pub mem: Option<&'static str>,
+    /// `arg=` words.
+    pub args: Vec<String>,
+    /// What the domain should do.
+    pub outcome: DomainOutcome,
+}
+
+/// One conformance case.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// `group::name`.
+    pub name: String,
+    /// Domains in start order.
+    pub domains: Vec<DomainSpec>,
+    /// What must be seen.
+    pub expectation: Expectation,
+}
+
+fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpec {
+    DomainSpec {
+        image: bin.to_string(),
+        source: ImageSource::Bin(bin),
+        mem: None,
+        args: args.iter().map(|arg| arg.to_string()).collect(),
+        outcome,
+    }
+}
+
+fn success(bin: &'static str, args: &[&str]) -> DomainSpec {
+    domain(bin, args, DomainOutcome::Verdict(Verdict::Success))
+}
+
+fn refused(image: &str, source: ImageSource) -> DomainSpec {
+    DomainSpec { image: image.to_string(), source, mem: None, args: Vec::new(), outcome: DomainOutcome::Refused }
+}
+
+fn case(name: impl Into<String>, domains: Vec<DomainSpec>, status: ExitStatus, hypervisor_lines: &[&[&str]]) -> Case {
+    let expectation = Expectation {
+        status,
+        domains: domains
+            .iter()
+            .map(|spec| DomainExpectation { image: spec.image.clone(), outcome: spec.outcome.clone() })
+            .collect(),
+        hypervisor_lines: hypervisor_lines
+            .iter()
+            .map(|parts| parts.iter().map(|part| part.to_string()).collect())
+            .collect(),
+        forbidden: Vec::new(),
+        checks: Vec::new(),
+    };
+    Case { name: name.into(), domains, expectation }
+}
+
+/// Sub-cases of the `console_write` guest (its argument).
+pub const CONSOLE_WRITE: &[&str] =
+    &["normal", "zero", "maximum", "over", "hypervisor", "noncanonical", "unmapped", "wrap", "straddle", "readonly", "badcmd"];
+
+/// Sub-cases of the `privileged` guest and the exception each must be killed with.
+pub const PRIVILEGED: &[(&str, &str)] = &[
+    ("cli", "#GP"),
+    ("sti", "#GP"),
+    ("hlt", "#GP"),
+    ("mov_cr3", "#GP"),
+    ("lgdt", "#GP"),
+    ("in", "#GP"),
+    ("out", "#GP"),
+    ("wrmsr", "#GP"),
+    ("rdmsr", "#GP"),
+    ("page_fault", "#PF"),
+    ("write_readonly", "#PF"),
+    ("ud", "#UD"),
+    ("de", "#DE"),
+    ("int3", "#GP"),
+    ("int80", "#GP"),
+];
+
+/// Round-robin check for `domains::yield_order`: the `tick <n>` lines of all domains, in
+/// console order, go d1 0, d2 0, d3 0, d1 1, ... with every domain ticking equally often
+/// (at least twice).
+pub fn round_robin(transcript: &Transcript) -> Result<(), String> {
+    use crate::judge::Source;
+    let ticks: Vec<(u32, u64)> = transcript
+        .lines
+        .iter()
+        .filter_map(|line| {
+            let Source::Domain(id) = line.source else { return None };
+            let mut words = line.text.split_whitespace().rev();
+            let number = words.next()?.parse().ok()?;
+            (words.next()? == "tick").then_some((id, number))
+        })
+        .collect();
+    let mut ids: Vec<u32> = ticks.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() < 2 {
+        return Err(format!("tick lines from {} domain(s), expected several", ids.len()));
+    }
+    let rounds = ticks.len() / ids.len();
+    let expected: Vec<(u32, u64)> =
+        (0..rounds as u64).flat_map(|round| ids.iter().map(move |&id| (id, round))).collect();
+    if rounds < 2 || ticks != expected {
+        let show = |list: &[(u32, u64)]| {
+            list.iter().map(|(id, n)| format!("d{id}:{n}")).collect::<Vec<_>>().join(" ")
+        };
+        return Err(format!("tick order: expected {}, saw {}", show(&expected), show(&ticks)));
+    }
+    Ok(())
+}
+
+/// `guest_kernel`: the kernel prints a banner before anything else.
+pub fn banner(transcript: &Transcript) -> Result<(), String> {
+    let id = transcript.started().first().map(|(id, _)| *id).ok_or("no domain started")?;
+    match transcript.domain(id).next() {
+        Some(line) if !line.trim().is_empty() => Ok(()),
+        _ => Err(format!("d{id} printed no banner line")),
+    }
+}
+
+/// Every case, in order.
+pub fn all() -> Vec<Case> {
+    let mut cases = Vec::new();
+    cases.push(case("version", vec![success("version", &[])], ExitStatus::SUCCESS, &[]));
+    for &sub in CONSOLE_WRITE {
+        cases.push(case(
+            format!("console_write::{sub}"),
+            vec![success("console_write", &[sub])],
+            ExitStatus::SUCCESS,
+            &[],
+        ));
+    }
+    cases.push(case("unknown_hypercall", vec![success("unknown_hypercall", &[])], ExitStatus::SUCCESS, &[]));
+
+    for &(sub, exception) in PRIVILEGED {
+        let killed = format!("d1 privileged: killed: {exception}");
+        cases.push(case(
+            format!("privileged::{sub}"),
+            vec![domain("privileged", &[sub], DomainOutcome::NoResult), success("companion", &[])],
+            ExitStatus::KILLED,
+            &[&[&killed]],
+        ));
+    }
+
+    cases.push(case(
+        "abi::major_mismatch",
+        vec![refused("hello-abi-major", ImageSource::Mutated("hello", Mutation::MajorPlusOne)), success("companion", &[])],
+        ExitStatus::REFUSED,
+        &[&["refused hello-abi-major: ", "major"]],
+    ));
+    cases.push(case(
+        "abi::newer_minor",
+        vec![
+            refused("companion-abi-minor", ImageSource::Mutated("companion", Mutation::MinorPlusOne)),
+            success("companion", &[]),
+        ],
+        ExitStatus::REFUSED,
+        &[&["refused companion-abi-minor: ", "minor"]],
+    ));
+    if ABI_VERSION.minor > 0 {
+        let mut older = success("hello", &[]);
+        older.image = "hello-abi-older".to_string();
+        older.source = ImageSource::Mutated("hello", Mutation::MinorMinusOne);
+        cases.push(case(
+            "abi::older_minor_accepted",
+            vec![older, success("companion", &[])],
+            ExitStatus::SUCCESS,
+            &[&["d1 hello-abi-older: exited: poweroff code 0"]],
+        ));
+    }
+
+    let images: [(&str, &str, ImageSource); 4] = [
+        ("truncated", "hello-truncated", ImageSource::Mutated("hello", Mutation::Truncate(200))),
+        ("garbage", "garbage", ImageSource::Garbage { seed: 0x5eed, size: 8192 }),
+        ("empty", "empty", ImageSource::Mutated("hello", Mutation::Truncate(0))),
+        ("missing_name", "no-such-image", ImageSource::Missing),
+    ];
+    for (sub, image, source) in images {
+        let line = format!("refused {image}: ");
+        cases.push(case(
+            format!("image::{sub}"),
+            vec![refused(image, source), success("companion", &[])],
+            ExitStatus::REFUSED,
+            &[&[&line]],
+        ));
+    }
+
+    let shutdowns: [(&str, ExitStatus, Option<&str>); 6] = [
+        ("poweroff_code", ExitStatus::NONZERO_CODE, Some("d1 shutdown: exited: poweroff code 42")),
+        ("crash", ExitStatus::CRASHED, Some("d1 shutdown: exited: crash code 7")),
+        ("zero", ExitStatus::SUCCESS, Some("d1 shutdown: exited: poweroff code 0")),
+        ("badreason", ExitStatus::SUCCESS, None),
+        ("badcode", ExitStatus::SUCCESS, None),
+        ("badcmd", ExitStatus::SUCCESS, None),
+    ];
+    for (sub, status, line) in shutdowns {
+        let (spec, lines): (DomainSpec, Vec<&[&str]>) = match &line {
+            Some(line) => (domain("shutdown", &[sub], DomainOutcome::Started), vec![std::slice::from_ref(line)]),
+            None => (success("shutdown", &[sub]), vec![]),
+        };
+        cases.push(case(format!("shutdown::{sub}"), vec![spec], status, &lines));
+    }
+
+    let mut yield_order = case(
+        "domains::yield_order",
+        vec![success("yield_order", &[]), success("yield_order", &[]), success("yield_order", &[])],
+        ExitStatus::SUCCESS,
+        &[],
+    );
+    yield_order.expectation.checks.push(("round-robin yield order", round_robin));
+    cases.push(yield_order);
+
+    let mut start_info = success("start_info", &["alpha", "beta", "gamma"]);
+    start_info.mem = Some("2M");
+    cases.push(case("start_info", vec![start_info], ExitStatus::SUCCESS, &[]));
+
+    let mut panic = case(
+        "panic",
+        vec![domain("panic", &[], DomainOutcome::Started)],
+        ExitStatus::CRASHED,
+        &[&["d1 panic: exited: crash code"]],
+    );
+    panic.expectation.forbidden.push("Test result: SUCCESS".into());
+    cases.push(panic);
+
+    cases.push(case("fuzz", vec![success("fuzz", &[])], ExitStatus::SUCCESS, &[]));
+
+    let mut kernel = case(
+        "guest_kernel",
+        vec![domain("guest-kernel", &[], DomainOutcome::Started)],
+        ExitStatus::SUCCESS,
+        &[&["d1 guest-kernel: exited: poweroff code 0"]],
+    );
+    kernel.expectation.checks.push(("banner", banner));
+    cases.push(kernel);
+
+    cases.push(case("hello", vec![success("hello", &[])], ExitStatus::SUCCESS, &[]));
+    cases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_every_case_has_domains() {
+        let cases = all();
+        let mut names: Vec<&str> = cases.iter().map(|case| case.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), cases.len());
+        let expected = 1 + CONSOLE_WRITE.len() + 1 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 5;
+        assert_eq!(cases.len(), expected);
+        for case in &cases {
+            assert!(!case.domains.is_empty(), "{}", case.name);
+            assert_eq!(case.domains.len(), case.expectation.domains.len());
+        }
+    }
+
+    #[test]
+    fn round_robin_accepts_only_interleaving() {
+        let good = "(d1) tick 0\n(d2) tick 0\n(d3) tick 0\n(d1) tick 1\n(d2) tick 1\n(d3) tick 1\n(d1) Test result: SUCCESS\n";
+        assert_eq!(round_robin(&Transcript::parse(good)), Ok(()));
+        let bad = "(d1) tick 0\n(d1) tick 1\n(d2) tick 0\n(d2) tick 1\n(d3) tick 0\n(d3) tick 1\n";
+        assert!(round_robin(&Transcript::parse(bad)).unwrap_err().contains("saw d1:0 d1:1"));
+        let short = "(d1) tick 0\n(d2) tick 0\n(d3) tick 0\n";
+        assert!(round_robin(&Transcript::parse(short)).is_err(), "one round proves nothing");
+        let uneven = "(d1) tick 0\n(d2) tick 0\n(d1) tick 1\n(d2) tick 1\n(d1) tick 2\n";
+        assert!(round_robin(&Transcript::parse(uneven)).is_err());
+        assert!(round_robin(&Transcript::parse("(d1) hello\n")).is_err());
+    }
+
+    #[test]
+    fn banner_needs_a_line() {
+        assert!(banner(&Transcript::parse("(hv) d1 guest-kernel: started\n(d1) tiny kernel 0.1\n")).is_ok());
+        assert!(banner(&Transcript::parse("(hv) d1 guest-kernel: started\n")).is_err());
+    }
+}
