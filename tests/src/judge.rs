@@ -190,6 +190,9 @@ pub struct Expectation {
     pub domains: Vec<DomainExpectation>,
     /// Each entry: substrings that must appear in one `(hv)` line, in this order.
     pub hypervisor_lines: Vec<Vec<String>>,
+    /// Each entry: substrings that must appear in one console line (with its `(hv) ` or
+    /// `(dN) ` prefix), in this order.
+    pub console_lines: Vec<Vec<String>>,
     /// Substrings no console line may contain.
     pub forbidden: Vec<String>,
     /// Extra checks.
@@ -230,6 +233,9 @@ impl Expectation {
         }
         for wanted in &self.hypervisor_lines {
             lines.push(format!("a (hv) line containing, in order, {wanted:?}"));
+        }
+        for wanted in &self.console_lines {
+            lines.push(format!("a console line containing, in order, {wanted:?}"));
         }
         for forbidden in self.forbidden.iter().map(String::as_str).chain(ALWAYS_FORBIDDEN.iter().copied()) {
             lines.push(format!("no line containing {forbidden:?}"));
@@ -298,6 +304,11 @@ pub fn judge(expectation: &Expectation, ending: &Ending, output: &str) -> Result
     }
 
     let raw_lines = transcript.tail(usize::MAX);
+    for wanted in &expectation.console_lines {
+        if !raw_lines.iter().any(|line| contains_in_order(line, wanted)) {
+            problems.push(format!("no console line contains, in order, {wanted:?}"));
+        }
+    }
     for forbidden in expectation.forbidden.iter().map(String::as_str).chain(ALWAYS_FORBIDDEN.iter().copied()) {
         if let Some(line) = raw_lines.iter().find(|line| line.contains(forbidden)) {
             problems.push(format!("forbidden {forbidden:?} seen: {line}"));
@@ -333,6 +344,7 @@ mod tests {
                 DomainExpectation { image: "companion".into(), outcome: DomainOutcome::Verdict(Verdict::Success) },
             ],
             hypervisor_lines: vec![vec!["d1 privileged: killed: #GP".into()]],
+            console_lines: vec![],
             forbidden: vec![],
             checks: vec![],
         }
@@ -435,6 +447,7 @@ mod tests {
                 DomainExpectation { image: "companion".into(), outcome: DomainOutcome::Verdict(Verdict::Success) },
             ],
             hypervisor_lines: vec![vec!["refused hello-abi-major: ".into(), "major".into()]],
+            console_lines: vec![],
             forbidden: vec![],
             checks: vec![],
         };
@@ -455,7 +468,16 @@ mod tests {
         let mut expectation = privileged_expectation();
         expectation.checks.push(("never", never));
         expectation.forbidden.push("companion alive".into());
+        expectation.console_lines.push(vec!["(d2) companion".into(), "alive".into()]);
+        expectation.console_lines.push(vec!["(d1) companion".into()]);
         let problems = judge(&expectation, &ending(3), PRIVILEGED_PASS).unwrap_err();
-        assert_eq!(problems, ["forbidden \"companion alive\" seen: (d2) companion alive", "never: nope"]);
+        assert_eq!(
+            problems,
+            [
+                "no console line contains, in order, [\"(d1) companion\"]",
+                "forbidden \"companion alive\" seen: (d2) companion alive",
+                "never: nope"
+            ]
+        );
     }
 }
