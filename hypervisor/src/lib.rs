@@ -7,9 +7,11 @@
 
 extern crate alloc;
 
+pub mod command_line;
 pub mod frame_allocator;
 pub mod guest_memory;
 pub mod image;
+pub mod layout;
 pub mod outcome;
 pub mod paging;
 
