@@ -389,6 +389,46 @@ mod tests {
         assert_eq!(outcome(None, false).xtask_exit_code(), EXIT_NO_DEVICE);
     }
 
+    /// A stand-in for QEMU: a shell script, with real files for -kernel and -initrd.
+    fn fake_qemu(name: &str, script: &str, timeout: Duration) -> Launch {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-fake-qemu-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let qemu = dir.join("qemu");
+        std::fs::write(&qemu, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("hv.elf"), b"").unwrap();
+        std::fs::write(dir.join("a.tar"), b"").unwrap();
+        Launch { qemu, hypervisor: dir.join("hv.elf"), initrd: dir.join("a.tar"), timeout, ..launch(Accel::Tcg, Machine::Microvm) }
+    }
+
+    #[test]
+    fn run_captures_the_console_and_decodes_the_status() {
+        let launch = fake_qemu("exit", "echo '(hv) hello'; echo oops >&2; exit 7", Duration::from_secs(10));
+        let outcome = run(&launch, ConsoleMode::Capture).unwrap();
+        assert_eq!(outcome.output, "(hv) hello\n");
+        assert_eq!(outcome.stderr, "oops\n");
+        assert_eq!((outcome.status, outcome.raw_exit, outcome.timed_out), (Some(ExitStatus::KILLED), Some(7), false));
+    }
+
+    #[test]
+    fn run_kills_qemu_at_the_timeout() {
+        let launch = fake_qemu("hang", "echo started; exec sleep 30", Duration::from_millis(300));
+        let outcome = run(&launch, ConsoleMode::Capture).unwrap();
+        assert!(outcome.timed_out);
+        assert_eq!(outcome.output, "started\n");
+        assert_eq!(outcome.xtask_exit_code(), EXIT_TIMEOUT);
+        assert!(outcome.wall < Duration::from_secs(10), "{:?}", outcome.wall);
+    }
+
+    #[test]
+    fn run_names_a_missing_hypervisor() {
+        let mut launch = fake_qemu("missing", "exit 1", Duration::from_secs(1));
+        launch.hypervisor = "/nonexistent/hypervisor.elf".into();
+        let error = run(&launch, ConsoleMode::Capture).unwrap_err();
+        assert!(error.message.contains("/nonexistent/hypervisor.elf does not exist; run `cargo xtask build`"), "{}", error.message);
+    }
+
     #[test]
     fn asking_for_kvm_follows_dev_kvm() {
         assert_eq!(select_accel(Some(Accel::Tcg)).unwrap(), Accel::Tcg);
