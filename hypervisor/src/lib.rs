@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod archive;
 pub mod command_line;
 pub mod frame_allocator;
 pub mod guest_memory;
