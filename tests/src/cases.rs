@@ -256,8 +256,12 @@ pub fn all() -> Vec<Case> {
     yield_order.expectation.checks.push(("round-robin yield order", round_robin));
     cases.push(yield_order);
 
+    // The guest checks nr_pages against `expect-mem=<pages>` and the words it was given.
+    const START_INFO_MEM: &str = "2M";
+    let (_, bytes) = xtask::cmdline::parse_mem(START_INFO_MEM).expect("a valid size");
     let mut start_info = success("start_info", &["alpha", "beta", "gamma"]);
-    start_info.mem = Some("2M");
+    start_info.args.insert(0, format!("expect-mem={}", bytes / hypercall_abi::layout::PAGE_SIZE));
+    start_info.mem = Some(START_INFO_MEM);
     cases.push(case("start_info", vec![start_info], ExitStatus::SUCCESS, &[]));
 
     let mut panic = case(
