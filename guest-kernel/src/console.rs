@@ -1,0 +1,34 @@
+//! The kernel console: `kprint!`/`kprintln!` format into a line buffer and write it
+//! through [`Arch::console_write`](crate::arch::Arch::console_write), never allocating.
+
+use core::fmt;
+
+use guest_rt::console::LineWriter;
+
+use crate::arch::{platform, Arch};
+
+/// Backend of the print macros.
+pub fn print(arguments: fmt::Arguments<'_>) {
+    let arch = platform();
+    let mut writer = LineWriter::new(|bytes: &[u8]| arch.console_write(bytes));
+    let _ = fmt::write(&mut writer, arguments);
+}
+
+/// Prints to the kernel console.
+#[macro_export]
+macro_rules! kprint {
+    ($($argument:tt)*) => {
+        $crate::console::print(::core::format_args!($($argument)*))
+    };
+}
+
+/// Prints a line to the kernel console.
+#[macro_export]
+macro_rules! kprintln {
+    () => {
+        $crate::kprint!("\n")
+    };
+    ($($argument:tt)*) => {
+        $crate::console::print(::core::format_args!("{}\n", ::core::format_args!($($argument)*)))
+    };
+}

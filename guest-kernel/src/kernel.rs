@@ -1,0 +1,129 @@
+//! The kernel proper, generic over [`Arch`]: boot banner, memory and heap check, a
+//! critical section, the timer, idling, and an orderly shutdown.
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+
+use crate::arch::{Arch, InterruptGuard};
+use crate::kprintln;
+
+/// The kernel's version (its crate version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Collects [`Arch::describe`] into a fixed buffer (no heap before the banner).
+struct Description {
+    text: [u8; 160],
+    length: usize,
+}
+
+impl fmt::Write for Description {
+    fn write_str(&mut self, piece: &str) -> fmt::Result {
+        let end = (self.length + piece.len()).min(self.text.len());
+        let taken = end - self.length;
+        self.text[self.length..end].copy_from_slice(&piece.as_bytes()[..taken]);
+        self.length = end;
+        Ok(())
+    }
+}
+
+impl Description {
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.text[..self.length]).unwrap_or("?")
+    }
+}
+
+/// Boots the kernel on `arch` and returns the shutdown code.
+pub fn run<A: Arch>(arch: &A) -> u32 {
+    let mut description = Description { text: [0; 160], length: 0 };
+    let _ = arch.describe(&mut description);
+    kprintln!("guest-kernel {VERSION}: {}", description.as_str());
+
+    let boot = arch.boot_info();
+    match boot.domain_id {
+        Some(id) => kprintln!("guest-kernel: domain id {id}"),
+        None => kprintln!("guest-kernel: running natively"),
+    }
+    kprintln!(
+        "guest-kernel: memory {} KiB ({} pages)",
+        boot.memory_bytes / 1024,
+        boot.memory_bytes / 4096
+    );
+    kprintln!("guest-kernel: command line '{}'", boot.command_line);
+
+    let mut healthy = true;
+    healthy &= heap_check();
+    healthy &= interrupt_check(arch);
+    healthy &= timer_check(arch);
+
+    arch.idle();
+    kprintln!("guest-kernel: idled once; shutting down ({})", if healthy { "all checks passed" } else { "CHECKS FAILED" });
+    if healthy {
+        0
+    } else {
+        1
+    }
+}
+
+/// Allocates, fills, grows and frees heap memory.
+fn heap_check() -> bool {
+    let mut primes: Vec<u64> = vec![2];
+    let mut candidate = 3;
+    while primes.len() < 1000 {
+        if primes.iter().take_while(|&&p| p * p <= candidate).all(|&p| candidate % p != 0) {
+            primes.push(candidate);
+        }
+        candidate += 2;
+    }
+    let mut summary = String::new();
+    let _ = write!(summary, "{} primes, the last {}", primes.len(), primes[primes.len() - 1]);
+    let big = vec![0xa5u8; 256 * 1024];
+    let ok = primes[999] == 7919 && big.iter().all(|&byte| byte == 0xa5);
+    kprintln!("guest-kernel: heap: {summary}; a {} KiB block {}", big.len() / 1024, if ok { "ok" } else { "CORRUPT" });
+    ok
+}
+
+/// A critical section disables interrupts and restores them, nested.
+fn interrupt_check<A: Arch>(arch: &A) -> bool {
+    let before = arch.interrupts_enabled();
+    let inside;
+    let nested_inside;
+    {
+        let _outer = InterruptGuard::new(arch);
+        inside = arch.interrupts_enabled();
+        {
+            let _inner = InterruptGuard::new(arch);
+            nested_inside = arch.interrupts_enabled();
+        }
+    }
+    let after = arch.interrupts_enabled();
+    let ok = before && !inside && !nested_inside && after;
+    kprintln!(
+        "guest-kernel: interrupts {} -> critical section {} -> {} ({})",
+        before,
+        inside,
+        after,
+        if ok { "ok" } else { "WRONG" }
+    );
+    ok
+}
+
+/// The timer runs forward.
+fn timer_check<A: Arch>(arch: &A) -> bool {
+    let first = arch.timer_read();
+    let mut spins = 0u64;
+    let mut second = arch.timer_read();
+    while second == first && spins < 1_000_000 {
+        second = arch.timer_read();
+        spins += 1;
+    }
+    let ok = second > first;
+    match arch.timer_frequency_hint() {
+        Some(hz) => kprintln!("guest-kernel: timer {first} -> {second} at {hz} Hz"),
+        None => kprintln!("guest-kernel: timer {first} -> {second} (cycles, frequency not published)"),
+    }
+    ok
+}
