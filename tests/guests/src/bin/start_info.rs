@@ -19,7 +19,7 @@ guest_rt::entry!(start_info);
 
 #[cfg(target_os = "none")]
 fn entry_point() -> u64 {
-    _start as usize as u64
+    _start as *const () as u64
 }
 
 #[cfg(not(target_os = "none"))]
