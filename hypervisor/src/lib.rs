@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod archive;
 pub mod command_line;
+pub mod domain_builder;
 pub mod frame_allocator;
 pub mod guest_memory;
 pub mod image;
