@@ -7,7 +7,6 @@
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use hypercall_abi::layout::PAGE_SIZE;
 use hypercall_abi::start_info::START_INFO_MAGIC;
 use hypercall_abi::StartInfo;
 
@@ -45,15 +44,8 @@ pub unsafe fn __start(start_info: &'static StartInfo, main: fn(&'static StartInf
         crate::hypercall::crash(2);
     }
     START_INFO.store(start_info as *const StartInfo as *mut StartInfo, Ordering::Release);
-    #[cfg(target_os = "none")]
-    if start_info.free_start != 0 && start_info.free_pages != 0 {
-        let size = start_info.free_pages.saturating_mul(PAGE_SIZE) as usize;
-        // SAFETY: the hypervisor maps `free_pages` pages at `free_start` read-write for
-        // this domain alone; nothing else uses them, and this runs once.
-        unsafe { crate::heap::HEAP.init(start_info.free_start as *mut u8, size) };
-    }
-    #[cfg(not(target_os = "none"))]
-    let _ = PAGE_SIZE;
+    // SAFETY: the caller passes the hypervisor's start info, once.
+    unsafe { crate::heap::init_from_start_info(start_info) };
     let code = main(start_info);
     crate::hypercall::poweroff(code)
 }

@@ -5,6 +5,8 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
+use hypercall_abi::layout::PAGE_SIZE;
+use hypercall_abi::StartInfo;
 use linked_list_allocator::Heap;
 use spin::Mutex;
 
@@ -71,6 +73,25 @@ unsafe impl GlobalAlloc for GuestHeap {
 #[cfg(target_os = "none")]
 #[global_allocator]
 pub static HEAP: GuestHeap = GuestHeap::empty();
+
+/// Gives the domain's free region (`free_start`, `free_pages`) to the global heap; does
+/// nothing outside a domain or if the region is empty.
+///
+/// # Safety
+///
+/// `start_info` must be this domain's start-info page from the hypervisor (its free region
+/// mapped read-write and unused), and this must run only once.
+pub unsafe fn init_from_start_info(start_info: &StartInfo) {
+    #[cfg(target_os = "none")]
+    if start_info.free_start != 0 && start_info.free_pages != 0 {
+        let size = start_info.free_pages.saturating_mul(PAGE_SIZE) as usize;
+        // SAFETY: the hypervisor maps `free_pages` pages at `free_start` read-write for
+        // this domain alone; nothing else uses them, and the caller runs this once.
+        unsafe { HEAP.init(start_info.free_start as *mut u8, size) };
+    }
+    #[cfg(not(target_os = "none"))]
+    let _ = (start_info, PAGE_SIZE);
+}
 
 #[cfg(test)]
 mod tests {

@@ -109,7 +109,7 @@ fn fuzz(start: &'static StartInfo) -> u32 {
             Err(errno) => {
                 counts.other += 1;
                 if counts.other <= 8 {
-                    reporter.fail(format_args!("hypercall {number:#x} {arguments:#x?} returned unexpected -{errno}"));
+                    reporter.fail(format_args!("hypercall {number:#x} {arguments:x?} returned unexpected -{errno}"));
                 }
             }
         }

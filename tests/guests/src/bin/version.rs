@@ -14,11 +14,10 @@ fn version(start: &'static StartInfo) -> u32 {
     let mut reporter = Reporter::new();
 
     let packed = HYPERVISOR.version_op(version_cmd::ABI_VERSION);
-    println!(
-        "version: version(ABI_VERSION) = {:#x?}; guest built against {ABI_VERSION} ({:#x})",
-        packed.ok(),
-        ABI_VERSION.packed()
-    );
+    match packed {
+        Ok(value) => println!("version: version(ABI_VERSION) = {value:#x}; guest built against {ABI_VERSION} ({:#x})", ABI_VERSION.packed()),
+        Err(errno) => println!("version: version(ABI_VERSION) = -{errno}"),
+    }
     reporter.expect_eq(packed, Ok(u64::from(ABI_VERSION.packed())), "version(ABI_VERSION) is the packed ABI version");
     reporter.expect_eq(HYPERVISOR.version(), Ok(ABI_VERSION), "version() wrapper");
     reporter.expect_eq(start.abi_version, ABI_VERSION.packed(), "start info abi_version matches");
