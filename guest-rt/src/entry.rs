@@ -1,4 +1,4 @@
-//! Domain entry: the [`entry!`](crate::entry) macro a guest names its main function with,
+//! Domain entry: the [`entry!`](macro@crate::entry) macro a guest names its main function with,
 //! and the start code behind it (start info, heap, main, poweroff).
 //!
 //! Entry state (contract): RIP = `_start`, RDI = the read-only start-info page,

@@ -236,11 +236,16 @@ impl<I: HypercallInterface> Hypercalls<I> {
         Errno::from_return(value).map(|_| ())
     }
 
-    /// `sched_op(cmd, ...)` with any sub-command and arguments (conformance tests).
-    pub fn sched_op(&self, command: u64, argument1: u64, argument2: u64) -> Result<u64, Errno> {
-        // Some sub-commands may end the domain; that is sound. The ones that take
-        // pointers in later ABI versions are not issued by this wrapper's callers.
-        // SAFETY: no sched_op of ABI 0.1 takes a pointer.
+    /// `sched_op(cmd, argument1, argument2)` with any sub-command and arguments
+    /// (conformance tests of bad sub-commands).
+    ///
+    /// # Safety
+    ///
+    /// No sched_op of ABI 0.1 takes a pointer, but a sub-command this crate does not know
+    /// might (Xen's `poll` does): if `command` is such one, its pointer arguments must meet
+    /// [`HypercallInterface::call`]'s contract.
+    pub unsafe fn sched_op(&self, command: u64, argument1: u64, argument2: u64) -> Result<u64, Errno> {
+        // SAFETY: the caller vouches for any pointer the sub-command takes.
         let value = unsafe {
             self.interface
                 .call_fixed::<{ Hypercall::SCHED_OP.0 }>([command, argument1, argument2, 0, 0, 0])
@@ -251,7 +256,8 @@ impl<I: HypercallInterface> Hypercalls<I> {
     /// `sched_op(SHUTDOWN, reason, code)`. Never returns on success; an invalid reason or
     /// code comes back as the error (reason and code are raw so tests can pass bad ones).
     pub fn shutdown(&self, reason: u64, code: u64) -> Result<Infallible, Errno> {
-        match self.sched_op(sched_cmd::SHUTDOWN, reason, code) {
+        // SAFETY: SHUTDOWN takes no pointers; if it succeeds it does not return.
+        match unsafe { self.sched_op(sched_cmd::SHUTDOWN, reason, code) } {
             Err(errno) => Err(errno),
             // A successful shutdown does not return; a hypervisor that says "success" and
             // returns anyway broke the ABI. EINVAL is the least misleading report.
@@ -422,7 +428,8 @@ mod tests {
         fake.replies.borrow_mut().extend([Errno::EINVAL.to_return(), 0]);
         let hypercalls = Hypercalls::new(&fake);
         assert_eq!(hypercalls.yield_now(), Ok(()));
-        assert_eq!(hypercalls.sched_op(99, 1, 2), Err(Errno::EINVAL));
+        // SAFETY: the fake reads no pointers for sched_op.
+        assert_eq!(unsafe { hypercalls.sched_op(99, 1, 2) }, Err(Errno::EINVAL));
         let calls = fake.calls.borrow();
         assert_eq!(calls[0].number, Hypercall::SCHED_OP.0);
         assert_eq!(calls[0].arguments, [sched_cmd::YIELD, 0, 0, 0, 0, 0]);

@@ -5,7 +5,7 @@
 //! * [`hypercall`] wraps every hypercall of the ABI (with [`raw`] for deliberate misuse);
 //! * [`print!`]/[`println!`] write to the domain's console without allocating;
 //! * [`heap`] makes `alloc` work over the domain's free memory;
-//! * [`test`] is the conformance suite's reporter, [`tsc`] its benchmark helper;
+//! * [`test`](mod@test) is the conformance suite's reporter, [`tsc`] its benchmark helper;
 //! * a panic prints `panic: <location>: <message>` and crashes the domain with code 1.
 //!
 //! A minimal guest:

@@ -44,7 +44,9 @@ fn shutdown(start: &'static StartInfo) -> u32 {
         ("badcmd", None) => {
             for command in [1, 3, 99, u64::MAX] {
                 println!("shutdown: about to call sched_op({command})");
-                let result = HYPERVISOR.sched_op(command, 0, 0);
+                // SAFETY: both arguments are 0: a sub-command that took a pointer would
+                // see null and refuse it.
+                let result = unsafe { HYPERVISOR.sched_op(command, 0, 0) };
                 println!("shutdown: sched_op({command}) = {}", ShowResult(&result));
                 reporter.expect_errno(result, Errno::EINVAL, format_args!("sched_op sub-command {command}"));
             }
