@@ -1,5 +1,5 @@
 //! The kernel console: `kprint!`/`kprintln!` format into a line buffer and write it
-//! through [`Arch::console_write`](crate::arch::Arch::console_write), never allocating.
+//! through [`Arch::console_write`], never allocating.
 
 use core::fmt;
 
