@@ -49,8 +49,18 @@ fn usage_error(message: String) -> ! {
     std::process::exit(2)
 }
 
-/// Our options as given (`None` = default), and the arguments left for libtest-mimic.
-type Parsed = (Option<Accel>, Option<PathBuf>, Option<PathBuf>, Option<u64>, Vec<String>);
+/// Our options as given (`None` = default), the arguments left for libtest-mimic, and the
+/// name filters (libtest-mimic takes only one; we take several and apply them ourselves).
+type Parsed = (Option<Accel>, Option<PathBuf>, Option<PathBuf>, Option<u64>, Vec<String>, Vec<String>);
+
+/// libtest-mimic options whose value is the next argument.
+const LIBTEST_VALUE_OPTIONS: &[&str] = &["--test-threads", "--logfile", "--skip", "--color", "--format"];
+
+/// True if `name` passes the filters: no filters, or any filter is a substring (with
+/// `--exact`: equal).
+fn selected(name: &str, filters: &[String], exact: bool) -> bool {
+    filters.is_empty() || filters.iter().any(|filter| if exact { name == filter } else { name.contains(filter.as_str()) })
+}
 
 /// Splits our options from libtest-mimic's.
 fn parse_options(raw: Vec<String>) -> Parsed {
@@ -59,6 +69,7 @@ fn parse_options(raw: Vec<String>) -> Parsed {
     let mut guests_dir = None;
     let mut timeout = None;
     let mut rest = Vec::new();
+    let mut filters = Vec::new();
     let mut iter = raw.into_iter();
     if let Some(program) = iter.next() {
         rest.push(program);
@@ -68,6 +79,15 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             Some((key, value)) if key.starts_with("--") => (key.to_string(), Some(value.to_string())),
             _ => (arg.clone(), None),
         };
+        if LIBTEST_VALUE_OPTIONS.contains(&arg.as_str()) {
+            rest.push(arg);
+            rest.extend(iter.next());
+            continue;
+        }
+        if !arg.starts_with('-') {
+            filters.push(arg);
+            continue;
+        }
         if !matches!(key.as_str(), "--accel" | "--hypervisor" | "--guests-dir" | "--timeout") {
             rest.push(arg);
             continue;
@@ -94,7 +114,7 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             }
         }
     }
-    (accel, hypervisor, guests_dir, timeout, rest)
+    (accel, hypervisor, guests_dir, timeout, rest, filters)
 }
 
 fn read_guest(options: &Options, bin: &str) -> Result<Vec<u8>, String> {
@@ -231,9 +251,10 @@ fn print_summary(rows: &[Row]) {
 }
 
 fn main() -> ExitCode {
-    let (requested_accel, hypervisor, guests_dir, timeout, rest) = parse_options(std::env::args().collect());
+    let (requested_accel, hypervisor, guests_dir, timeout, rest, filters) = parse_options(std::env::args().collect());
     let arguments = Arguments::from_iter(rest);
-    let cases = cases::all();
+    let cases: Vec<Case> =
+        cases::all().into_iter().filter(|case| selected(&case.name, &filters, arguments.exact)).collect();
 
     if !arguments.list {
         let hypervisor_path = hypervisor.clone().unwrap_or_else(workspace::hypervisor_elf);
@@ -304,7 +325,7 @@ mod tests {
 
     #[test]
     fn own_options_are_split_from_libtest_ones() {
-        let (accel, hypervisor, guests, timeout, rest) = parse_options(strings(&[
+        let (accel, hypervisor, guests, timeout, rest, filters) = parse_options(strings(&[
             "conformance",
             "--accel",
             "tcg",
@@ -315,12 +336,26 @@ mod tests {
             "5",
             "--guests-dir",
             "/g",
+            "--skip",
+            "abi",
+            "hello",
         ]));
         assert_eq!(accel, Some(Accel::Tcg));
         assert_eq!(hypervisor, Some(PathBuf::from("/x/hv.elf")));
         assert_eq!(guests, Some(PathBuf::from("/g")));
         assert_eq!(timeout, Some(5));
-        assert_eq!(rest, strings(&["conformance", "--test-threads=1", "privileged"]));
+        assert_eq!(rest, strings(&["conformance", "--test-threads=1", "--skip", "abi"]));
+        assert_eq!(filters, strings(&["privileged", "hello"]));
+    }
+
+    #[test]
+    fn several_filters_select_any() {
+        let filters = strings(&["privileged::", "hello"]);
+        assert!(selected("privileged::cli", &filters, false));
+        assert!(selected("hello", &filters, false));
+        assert!(!selected("abi::major_mismatch", &filters, false));
+        assert!(selected("anything", &[], false));
+        assert!(!selected("hello2", &strings(&["hello"]), true));
     }
 
     #[test]
