@@ -107,6 +107,28 @@ fn ratio(guest: u64, reference: u64) -> String {
     }
 }
 
+/// The comparison table, one row per guest benchmark.
+fn table(benches: &[GuestBench], reference_median: u64, reference_p99: u64) -> String {
+    let mut text = format!(
+        "{:<20} | {:>12} | {:>10} | {:<9} | {:>10} | {:>8} | {:>6} | goal\n",
+        "benchmark", "guest median", "guest p99", "reference", "ref median", "ref p99", "ratio"
+    );
+    for bench in benches {
+        let goal = if bench.name.contains("null") { NULL_HYPERCALL_GOAL } else { "" };
+        text.push_str(&format!(
+            "{:<20} | {:>12} | {:>10} | {:<9} | {:>10} | {:>8} | {:>6} | {goal}\n",
+            bench.name,
+            bench.median,
+            bench.p99,
+            "getppid",
+            reference_median,
+            reference_p99,
+            ratio(bench.median, reference_median)
+        ));
+    }
+    text
+}
+
 /// Runs the bench guest once and prints the table.
 pub fn main(args: BenchArgs) -> Result<u8> {
     let qemu_binary = qemu::ensure_qemu()?;
@@ -145,23 +167,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         )));
     }
 
-    println!(
-        "{:<20} | {:>12} | {:>10} | {:<9} | {:>10} | {:>8} | {:>6} | goal",
-        "benchmark", "guest median", "guest p99", "reference", "ref median", "ref p99", "ratio"
-    );
-    for bench in &benches {
-        let goal = if bench.name.contains("null") { NULL_HYPERCALL_GOAL } else { "" };
-        println!(
-            "{:<20} | {:>12} | {:>10} | {:<9} | {:>10} | {:>8} | {:>6} | {goal}",
-            bench.name,
-            bench.median,
-            bench.p99,
-            "getppid",
-            reference_median,
-            reference_p99,
-            ratio(bench.median, reference_median)
-        );
-    }
+    print!("{}", table(&benches, reference_median, reference_p99));
     println!("(cycles per iteration; guest iterations as reported, reference {ITERATIONS} after {WARM_UP} warm-up)");
     match parse_boot_cycles(&outcome.output) {
         Some(cycles) => println!("boot: first guest instruction {cycles} cycles after hypervisor entry"),
@@ -192,6 +198,16 @@ mod tests {
         let output = "(hv) ringfence\n(hv) boot: first guest instruction 123456 cycles after hypervisor entry\r\n";
         assert_eq!(parse_boot_cycles(output), Some(123_456));
         assert_eq!(parse_boot_cycles("(hv) boot: first guest instruction x cycles after hypervisor entry"), None);
+    }
+
+    #[test]
+    fn table_rows() {
+        let bench = parse_bench("bench null_hypercall median 52 p99 80 iterations 200000").unwrap();
+        let text = table(&[bench], 100, 140);
+        let rows: Vec<&str> = text.lines().collect();
+        assert!(rows[0].starts_with("benchmark") && rows[0].contains("| ratio | goal"), "{text}");
+        let cells: Vec<&str> = rows[1].split('|').map(str::trim).collect();
+        assert_eq!(cells, ["null_hypercall", "52", "80", "getppid", "100", "140", "0.52x", "<= 0.7x"]);
     }
 
     #[test]
