@@ -84,7 +84,9 @@ impl HypercallInterface for Syscall {
         // hypervisor's return, so flags are not declared preserved.
         unsafe {
             core::arch::asm!(
-                "syscall",
+                // hypercall_abi::hypercall::TRAPPING_HYPERCALL
+                "ud2",
+                ".byte 0x72, 0x66",
                 inlateout("rax") number => result,
                 in("rdi") arguments[0],
                 in("rsi") arguments[1],
@@ -108,7 +110,8 @@ impl HypercallInterface for Syscall {
         unsafe {
             core::arch::asm!(
                 "mov rax, {number}",
-                "syscall",
+                "ud2",
+                ".byte 0x72, 0x66",
                 number = const NUMBER,
                 lateout("rax") result,
                 in("rdi") arguments[0],

@@ -17,6 +17,12 @@ pub mod layout;
 pub mod outcome;
 pub mod paging;
 
+// Owned by the lead (dispatch and machine-facing state):
+pub mod exception;
+pub mod hypercall;
+pub mod scheduler;
+pub mod trap_frame;
+
 #[cfg(test)]
 mod test_support;
 

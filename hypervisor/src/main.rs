@@ -1,1 +1,50 @@
-fn main() {}
+//! ringfence: a paravirtualizing x86_64 microhypervisor. This binary is the machine
+//! shell — boot, descriptor tables, entry/exit, devices — around the policy library.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("hypervisor is a ringfence kernel image; build it with `cargo xtask build`");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+#[macro_use]
+mod machine;
+#[cfg(target_os = "none")]
+mod system;
+
+#[cfg(target_os = "none")]
+mod bare_metal {
+    use super::machine::{console, exit_device};
+    use hypercall_abi::exit::ExitStatus;
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        if PANICKING.swap(true, Ordering::SeqCst) {
+            // A panic while reporting a panic: stop without touching anything else.
+            exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+        }
+        console::break_lock_for_panic();
+        match info.location() {
+            Some(location) => {
+                hvprintln!("PANIC at {}:{}: {}", location.file(), location.line(), info.message())
+            }
+            None => hvprintln!("PANIC: {}", info.message()),
+        }
+        exit_device::exit(ExitStatus::HYPERVISOR_PANIC)
+    }
+
+    /// Called by boot.s on the hypervisor stack with the physical address of the PVH
+    /// start info.
+    #[no_mangle]
+    extern "C" fn hypervisor_main(start_info: u64) -> ! {
+        super::system::boot(start_info)
+    }
+}

@@ -1,0 +1,135 @@
+//! The COM1 console. Every line carries its source: `(hv) ` for the hypervisor,
+//! `(d<id>) ` for a domain, so interleaved output stays attributable.
+
+use core::fmt::{self, Write};
+use spin::Mutex;
+use uart_16550::SerialPort;
+use x86_64::instructions::port::Port;
+
+const COM1: u16 = 0x3f8;
+
+struct Console {
+    port: Option<SerialPort>,
+    /// The source whose line is currently open on the wire, if any (0 = hypervisor).
+    open_line: Option<u32>,
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console { port: None, open_line: None });
+
+/// Programs the UART. Before this, console output is dropped.
+pub fn init() {
+    // SAFETY: COM1 at 0x3f8 is the console port of every machine xtask configures and
+    // nothing else in the hypervisor drives it.
+    let mut port = unsafe { SerialPort::new(COM1) };
+    port.init();
+    // The driver enables the receive interrupt; nothing consumes console input yet, and
+    // an unexpected IRQ must not reach a guest.
+    let mut interrupt_enable: Port<u8> = Port::new(COM1 + 1);
+    // SAFETY: the UART's interrupt-enable register; clearing it only silences the UART.
+    unsafe { interrupt_enable.write(0) };
+    CONSOLE.lock().port = Some(port);
+}
+
+impl Console {
+    fn put(&mut self, byte: u8) {
+        if let Some(port) = self.port.as_mut() {
+            port.send_raw(byte);
+        }
+    }
+
+    fn write_from(&mut self, source: u32, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.open_line != Some(source) {
+                // Another source left its line open: end it so prefixes never mix. Its
+                // continuation gets a fresh prefix when it writes again.
+                if self.open_line.is_some() {
+                    self.put(b'\r');
+                    self.put(b'\n');
+                }
+                self.prefix(source);
+                self.open_line = Some(source);
+            }
+            match byte {
+                b'\n' => {
+                    self.put(b'\r');
+                    self.put(b'\n');
+                    self.open_line = None;
+                }
+                // Control characters other than tab would let a guest forge other
+                // sources' lines or drive the terminal: show them escaped.
+                0x00..=0x08 | 0x0b..=0x1f | 0x7f => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    for escaped in [b'\\', b'x', HEX[(byte >> 4) as usize], HEX[(byte & 0xf) as usize]] {
+                        self.put(escaped);
+                    }
+                }
+                _ => self.put(byte),
+            }
+        }
+    }
+
+    fn prefix(&mut self, source: u32) {
+        let mut buffer = PrefixBuffer { bytes: [0; 16], length: 0 };
+        if source == 0 {
+            let _ = buffer.write_str("(hv) ");
+        } else {
+            let _ = write!(buffer, "(d{source}) ");
+        }
+        for index in 0..buffer.length {
+            let byte = buffer.bytes[index];
+            self.put(byte);
+        }
+    }
+}
+
+struct PrefixBuffer {
+    bytes: [u8; 16],
+    length: usize,
+}
+
+impl Write for PrefixBuffer {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for &byte in text.as_bytes() {
+            if self.length < self.bytes.len() {
+                self.bytes[self.length] = byte;
+                self.length += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a domain's bytes, prefixing each of its lines.
+pub fn write_domain(domain_id: u32, bytes: &[u8]) {
+    CONSOLE.lock().write_from(domain_id, bytes);
+}
+
+struct HypervisorWriter;
+
+impl Write for HypervisorWriter {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        CONSOLE.lock().write_from(0, text.as_bytes());
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn print_hypervisor(arguments: fmt::Arguments<'_>) {
+    let _ = HypervisorWriter.write_fmt(arguments);
+}
+
+/// Makes the console usable from the panic handler even if the panic struck while the
+/// console lock was held (interrupts are off and there is one CPU, so the holder is the
+/// panicking code itself and will never release it).
+pub fn break_lock_for_panic() {
+    // SAFETY: see above: the only possible holder is this same, now-panicking, thread of
+    // execution, which will not touch the console state again except through this path.
+    unsafe { CONSOLE.force_unlock() };
+}
+
+/// `println!` for hypervisor messages: one `(hv) ` line.
+macro_rules! hvprintln {
+    ($($argument:tt)*) => {
+        $crate::machine::console::print_hypervisor(format_args!("{}\n", format_args!($($argument)*)))
+    };
+}

@@ -1,0 +1,13 @@
+//! The machine shell: everything that touches hardware. Policy lives in the library
+//! (`hypervisor::*`); these modules are the unsafe edge it runs on.
+
+#[macro_use]
+pub mod console;
+pub mod boot;
+pub mod cpu;
+pub mod descriptors;
+pub mod entry;
+pub mod exit_device;
+pub mod heap;
+pub mod memory;
+pub mod pvh;
