@@ -71,22 +71,30 @@ impl<T: HypercallInterface + ?Sized> HypercallInterface for &T {
 #[derive(Copy, Clone, Debug, Default)]
 pub struct Syscall;
 
+/// The instruction both asm blocks use: `hypercall_abi::hypercall::TRAPPING_HYPERCALL`
+/// (`ud2` and the bytes `"rf"`).
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+macro_rules! hypercall_instruction {
+    () => {
+        "ud2\n.byte 0x72, 0x66"
+    };
+}
+
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 impl HypercallInterface for Syscall {
     #[inline(always)]
     unsafe fn call(&self, number: u64, arguments: [u64; 6]) -> i64 {
         let result: i64;
-        // SAFETY: `syscall` in guest-kernel context is a hypercall. It clobbers only RCX and
-        // R11 (declared) and RAX (the result); the hypervisor runs on its own stack, so the
+        // SAFETY: the trapping hypercall (SPEC.md §5.1) in guest-kernel context is a
+        // hypercall. RCX and R11 are declared clobbered (so `syscall` could replace it) and
+        // RAX holds the result; the hypervisor runs on its own stack, so the
         // guest stack is untouched (`nostack`). Memory effects are those of the hypercall,
         // which the caller vouched for; no `nomem`/`readonly`, so the compiler keeps every
-        // memory access in program order around it. RFLAGS is restored from R11 by the
-        // hypervisor's return, so flags are not declared preserved.
+        // memory access in program order around it. RFLAGS status flags are not declared
+        // preserved.
         unsafe {
             core::arch::asm!(
-                // hypercall_abi::hypercall::TRAPPING_HYPERCALL
-                "ud2",
-                ".byte 0x72, 0x66",
+                hypercall_instruction!(),
                 inlateout("rax") number => result,
                 in("rdi") arguments[0],
                 in("rsi") arguments[1],
@@ -110,8 +118,7 @@ impl HypercallInterface for Syscall {
         unsafe {
             core::arch::asm!(
                 "mov rax, {number}",
-                "ud2",
-                ".byte 0x72, 0x66",
+                hypercall_instruction!(),
                 number = const NUMBER,
                 lateout("rax") result,
                 in("rdi") arguments[0],

@@ -23,7 +23,7 @@ pub fn name(vector: u64) -> &'static str {
         19 => "#XM",
         20 => "#VE",
         21 => "#CP",
-        0..=31 => "reserved exception",
+        9 | 15 | 22..=31 => "reserved exception",
         _ => "interrupt",
     }
 }

@@ -1,16 +1,17 @@
 //! Which domain runs next: round robin over the runnable ones, switching only on `yield`
 //! and `shutdown` until timers bring preemption.
 
-/// Picks the first runnable slot after `current`, wrapping around and ending with
-/// `current` itself; `None` when nothing is runnable.
-pub fn next_runnable(runnable: &[bool], current: usize) -> Option<usize> {
-    let count = runnable.len();
-    (1..=count).map(|step| (current + step) % count).find(|&index| runnable[index])
+/// Picks the first of `count` slots after `current` for which `runnable` holds, wrapping
+/// around and ending with `current` itself; `None` when nothing is runnable.
+pub fn next_runnable(count: usize, current: usize, runnable: impl Fn(usize) -> bool) -> Option<usize> {
+    (1..=count).map(|step| (current + step) % count).find(|&index| runnable(index))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::next_runnable;
+    fn next_runnable(runnable: &[bool], current: usize) -> Option<usize> {
+        super::next_runnable(runnable.len(), current, |index| runnable[index])
+    }
 
     #[test]
     fn round_robin() {

@@ -290,12 +290,11 @@ impl Guest for CallingDomain<'_> {
 /// Rust side of the `syscall` entry. Returns how to go back to the guest.
 #[no_mangle]
 extern "C" fn hypercall_dispatch(frame: &mut TrapFrame) -> u64 {
-    handle_hypercall(frame)
+    handle_hypercall(SYSTEM.lock(), frame)
 }
 
 /// One hypercall, from either entry (`syscall` or the trapping `ud2; "rf"`).
-fn handle_hypercall(frame: &mut TrapFrame) -> u64 {
-    let mut guard = SYSTEM.lock();
+fn handle_hypercall(mut guard: spin::MutexGuard<'_, Option<System>>, frame: &mut TrapFrame) -> u64 {
     let system = guard.as_mut().expect("hypercalls arrive only after boot installed the system");
     let domain = &system.domains[system.current];
     let Some(memory) = domain.memory.as_ref() else {
@@ -311,8 +310,7 @@ fn handle_hypercall(frame: &mut TrapFrame) -> u64 {
             frame.rax = 0;
             let current = system.current;
             system.domains[current].state = *frame;
-            let runnable: Vec<bool> = system.domains.iter().map(|domain| domain.memory.is_some()).collect();
-            let next = scheduler::next_runnable(&runnable, current).expect("the caller itself is runnable");
+            let next = next_runnable(system).expect("the caller itself is runnable");
             if next != current {
                 system.current = next;
                 *frame = system.domains[next].state;
@@ -349,9 +347,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
         );
     }
     match frame.vector {
-        6 if is_trapping_hypercall(frame) => {
-            frame.rip += hypercall_abi::hypercall::TRAPPING_HYPERCALL.len() as u64;
-            handle_hypercall(frame)
+        6 => {
+            let guard = SYSTEM.lock();
+            if is_trapping_hypercall(&guard, frame) {
+                frame.rip += hypercall_abi::hypercall::TRAPPING_HYPERCALL.len() as u64;
+                handle_hypercall(guard, frame)
+            } else {
+                kill_for_exception(guard, frame)
+            }
         }
         // Not caused by the guest: nothing to deliver yet, resume it.
         2 | 32..=255 => {
@@ -359,26 +362,31 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
             finish_return(guard, frame)
         }
         18 => panic!("machine check while running a guest at rip {:#x}", frame.rip),
-        _ => {
-            let mut guard = SYSTEM.lock();
-            let system = guard.as_mut().expect("guests run only after boot installed the system");
-            let cr2 = if frame.vector == 14 { cpu::fault_address() } else { 0 };
-            let reason = format!(
-                "{} at rip {:#x} error {:#x} cr2 {:#x}",
-                name, frame.rip, frame.error_code, cr2
-            );
-            kill_current(system, &reason);
-            *frame = next_frame_or_finish(guard);
-            ReturnPath::Iret as u64
-        }
+        _ => kill_for_exception(SYSTEM.lock(), frame),
     }
+}
+
+/// Kills the current domain for the exception in `frame` (SPEC.md §12.2) and continues
+/// with the next domain.
+fn kill_for_exception(mut guard: spin::MutexGuard<'_, Option<System>>, frame: &mut TrapFrame) -> u64 {
+    let system = guard.as_mut().expect("guests run only after boot installed the system");
+    let cr2 = if frame.vector == 14 { cpu::fault_address() } else { 0 };
+    let reason = format!(
+        "{} at rip {:#x} error {:#x} cr2 {:#x}",
+        exception::name(frame.vector),
+        frame.rip,
+        frame.error_code,
+        cr2
+    );
+    kill_current(system, &reason);
+    *frame = next_frame_or_finish(guard);
+    ReturnPath::Iret as u64
 }
 
 /// Does the #UD in `frame` come from the trapping hypercall sequence? Read through the
 /// checked accessor: the bytes are the guest's and may be anywhere.
-fn is_trapping_hypercall(frame: &TrapFrame) -> bool {
-    let guard = SYSTEM.lock();
-    let Some(system) = guard.as_ref() else { return false };
+fn is_trapping_hypercall(system: &Option<System>, frame: &TrapFrame) -> bool {
+    let Some(system) = system.as_ref() else { return false };
     let Some(memory) = system.domains[system.current].memory.as_ref() else { return false };
     let mut bytes = [0u8; 4];
     guest_memory::copy_from_guest(&DirectMap, &memory.space, frame.rip, &mut bytes).is_ok()
@@ -416,12 +424,16 @@ fn end_current(system: &mut System, outcome: Outcome) {
     system.outcomes.push(outcome);
 }
 
+/// The domain after the current one that still has memory (has not ended).
+fn next_runnable(system: &System) -> Option<usize> {
+    scheduler::next_runnable(system.domains.len(), system.current, |index| system.domains[index].memory.is_some())
+}
+
 /// The state of the next runnable domain (now current, its address space loaded), or
 /// the end of the run when none is left.
 fn next_frame_or_finish(mut guard: spin::MutexGuard<'_, Option<System>>) -> TrapFrame {
     let system = guard.as_mut().expect("system installed");
-    let runnable: Vec<bool> = system.domains.iter().map(|domain| domain.memory.is_some()).collect();
-    match scheduler::next_runnable(&runnable, system.current) {
+    match next_runnable(system) {
         Some(next) => {
             system.current = next;
             switch_address_space(&system.domains[next]);

@@ -61,8 +61,7 @@ pub fn detect() -> Features {
 /// architectural leaves 0x15/0x16. (Calibration against a platform timer comes with
 /// timekeeping; until then an unknown frequency is reported as such.)
 fn tsc_frequency(basic: u32) -> Option<(u64, &'static str)> {
-    let (_, signature_b, signature_c, signature_d) = cpuid(0x4000_0000, 0);
-    let hypervisor_max = cpuid(0x4000_0000, 0).0;
+    let (hypervisor_max, signature_b, signature_c, signature_d) = cpuid(0x4000_0000, 0);
     let known_vendor = [signature_b, signature_c, signature_d] != [0, 0, 0];
     if known_vendor && hypervisor_max >= 0x4000_0010 {
         let (khz, _, _, _) = cpuid(0x4000_0010, 0);

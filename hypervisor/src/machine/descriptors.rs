@@ -83,7 +83,7 @@ pub fn init() -> &'static Selectors {
         let empty = GateDescriptor { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_middle: 0, offset_high: 0, reserved: 0 };
         let mut table = InterruptTable([empty; 256]);
         // SAFETY: the stub table is a read-only array of 256 addresses emitted by entry.s.
-        let stubs = unsafe { &*(&raw const trap_stub_table) };
+        let stubs = unsafe { &trap_stub_table };
         for (vector, gate) in table.0.iter_mut().enumerate() {
             let address = stubs[vector];
             let ist = match vector {

@@ -117,5 +117,5 @@ pub fn read_boot_info(physical: u64) -> Result<BootInfo, &'static str> {
             command_line.push(if byte[0].is_ascii() { byte[0] as char } else { '?' });
         }
     }
-    Ok(BootInfo { memory_map, command_line, modules, start_info_range: (physical, physical + 56) })
+    Ok(BootInfo { memory_map, command_line, modules, start_info_range: (physical, physical + core::mem::size_of::<StartInfo>() as u64) })
 }
