@@ -16,12 +16,30 @@ pub const TRAPPING_HYPERCALL: [u8; 4] = [0x0f, 0x0b, b'r', b'f'];
 pub struct Hypercall(pub u64);
 
 impl Hypercall {
+    /// `set_trap_table(entries, count)`: install exception handlers (SPEC.md §11.1).
+    pub const SET_TRAP_TABLE: Hypercall = Hypercall(0);
+    /// `mmu_update(space, entries, count, done)`: batched map/unmap/protect (SPEC.md §12.4).
+    pub const MMU_UPDATE: Hypercall = Hypercall(1);
+    /// `stack_switch(ss, rsp)`: the guest-kernel stack for entries from guest-user mode (SPEC.md §11.2).
+    pub const STACK_SWITCH: Hypercall = Hypercall(3);
+    /// `memory_op(cmd, ...)`: gfn reservation (SPEC.md §12.2).
+    pub const MEMORY_OP: Hypercall = Hypercall(12);
+    /// `multicall(entries, count)`: several hypercalls at once (SPEC.md §13).
+    pub const MULTICALL: Hypercall = Hypercall(13);
     /// `version(cmd)`: ABI version and feature bits (SPEC.md §6.1).
     pub const VERSION: Hypercall = Hypercall(17);
     /// `console_io(cmd, count, buffer)`: write to / read from the console (SPEC.md §6.2).
     pub const CONSOLE_IO: Hypercall = Hypercall(18);
+    /// `iret()`: return from an exception or system call with the frame at RSP (SPEC.md §11.5).
+    pub const IRET: Hypercall = Hypercall(23);
+    /// `set_segment_base(which, base)`: FS and GS bases (SPEC.md §11.6).
+    pub const SET_SEGMENT_BASE: Hypercall = Hypercall(25);
+    /// `address_space_op(cmd, ...)`: create/destroy/switch/flush/query spaces (SPEC.md §12.3).
+    pub const ADDRESS_SPACE_OP: Hypercall = Hypercall(26);
     /// `sched_op(cmd, ...)`: yield, shutdown (SPEC.md §6.3).
     pub const SCHED_OP: Hypercall = Hypercall(29);
+    /// `callback_op(cmd, type, address)`: register entry points (SPEC.md §11.3).
+    pub const CALLBACK_OP: Hypercall = Hypercall(30);
 
     /// Size of the dispatch table: numbers `>= TABLE_SIZE` are always `-ENOSYS`.
     pub const TABLE_SIZE: u64 = 64;
@@ -29,6 +47,15 @@ impl Hypercall {
     /// Name for logs and the conformance suite; `None` for numbers without a hypercall.
     pub const fn name(self) -> Option<&'static str> {
         Some(match self {
+            Self::SET_TRAP_TABLE => "set_trap_table",
+            Self::MMU_UPDATE => "mmu_update",
+            Self::STACK_SWITCH => "stack_switch",
+            Self::MEMORY_OP => "memory_op",
+            Self::MULTICALL => "multicall",
+            Self::IRET => "iret",
+            Self::SET_SEGMENT_BASE => "set_segment_base",
+            Self::ADDRESS_SPACE_OP => "address_space_op",
+            Self::CALLBACK_OP => "callback_op",
             Self::VERSION => "version",
             Self::CONSOLE_IO => "console_io",
             Self::SCHED_OP => "sched_op",
@@ -51,8 +78,18 @@ pub mod features {
     pub const CONSOLE_WRITE: u64 = 1 << 0;
     /// `sched_op(YIELD)` switches between domains (always, since 0.1).
     pub const SCHED_YIELD: u64 = 1 << 1;
+    /// Trap table, `iret`, guest-user mode and `stack_switch` (since 0.2).
+    pub const TRAPS: u64 = 1 << 2;
+    /// `memory_op`, `address_space_op`, `mmu_update` (since 0.2).
+    pub const MEMORY: u64 = 1 << 3;
+    /// `multicall` (since 0.2).
+    pub const MULTICALL: u64 = 1 << 4;
+    /// `set_segment_base` (since 0.2).
+    pub const SEGMENT_BASES: u64 = 1 << 5;
+    /// x87/SSE/AVX state is per domain and preserved across switches (since 0.2).
+    pub const EXTENDED_STATE: u64 = 1 << 6;
     /// Every bit this version defines.
-    pub const ALL: u64 = CONSOLE_WRITE | SCHED_YIELD;
+    pub const ALL: u64 = CONSOLE_WRITE | SCHED_YIELD | TRAPS | MEMORY | MULTICALL | SEGMENT_BASES | EXTENDED_STATE;
 }
 
 /// Sub-commands of [`Hypercall::CONSOLE_IO`] (RDI).
@@ -79,6 +116,12 @@ pub mod shutdown_reason {
     pub const CRASH: u64 = 3;
 }
 
+/// Sub-commands of [`Hypercall::CALLBACK_OP`] (RDI).
+pub mod callback_cmd {
+    /// `callback_op(REGISTER, type, address)`; address 0 unregisters.
+    pub const REGISTER: u64 = 0;
+}
+
 /// Largest shutdown `code` (RDX); larger values are `-EINVAL`.
 pub const SHUTDOWN_CODE_MAX: u64 = u32::MAX as u64;
 
@@ -88,7 +131,20 @@ mod tests {
 
     #[test]
     fn every_named_number_is_inside_the_table() {
-        for call in [Hypercall::VERSION, Hypercall::CONSOLE_IO, Hypercall::SCHED_OP] {
+        for call in [
+            Hypercall::SET_TRAP_TABLE,
+            Hypercall::MMU_UPDATE,
+            Hypercall::STACK_SWITCH,
+            Hypercall::MEMORY_OP,
+            Hypercall::MULTICALL,
+            Hypercall::VERSION,
+            Hypercall::CONSOLE_IO,
+            Hypercall::IRET,
+            Hypercall::SET_SEGMENT_BASE,
+            Hypercall::ADDRESS_SPACE_OP,
+            Hypercall::SCHED_OP,
+            Hypercall::CALLBACK_OP,
+        ] {
             assert!(call.0 < Hypercall::TABLE_SIZE);
             assert!(call.name().is_some());
         }

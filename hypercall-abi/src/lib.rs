@@ -12,8 +12,12 @@ pub mod errno;
 pub mod exit;
 pub mod hypercall;
 pub mod layout;
+pub mod memory;
+pub mod multicall;
 pub mod note;
+pub mod shared_info;
 pub mod start_info;
+pub mod trap;
 pub mod version;
 
 pub use errno::Errno;

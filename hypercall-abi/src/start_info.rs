@@ -36,7 +36,7 @@ pub struct StartInfo {
     pub free_start: u64,
     /// Pages mapped at `free_start`.
     pub free_pages: u64,
-    /// Address of the shared-info page; 0 = not provided (ABI 0.1).
+    /// Address of the shared-info page (ABI 0.2: always provided; 0 in ABI 0.1).
     pub shared_info_address: u64,
     /// Bytes in `cmd_line` before its NUL.
     pub cmd_line_length: u32,
@@ -44,8 +44,12 @@ pub struct StartInfo {
     pub flags: u32,
     /// The domain's arguments from the boot command line, NUL-terminated UTF-8.
     pub cmd_line: [u8; CMD_LINE_CAPACITY],
+    /// The gfn mapped at `free_start`; the free region's gfns are contiguous (ABI 0.2).
+    pub free_gfn: u64,
+    /// The domain's reservation quota in pages, fixed at creation (ABI 0.2).
+    pub max_pages: u64,
     /// Zero; later minor versions carve fields from here.
-    pub reserved: [u8; 4096 - 96 - CMD_LINE_CAPACITY],
+    pub reserved: [u8; 4096 - 112 - CMD_LINE_CAPACITY],
 }
 
 impl StartInfo {
@@ -79,7 +83,9 @@ const _: () = {
     assert!(core::mem::offset_of!(StartInfo, cmd_line_length) == 88);
     assert!(core::mem::offset_of!(StartInfo, flags) == 92);
     assert!(core::mem::offset_of!(StartInfo, cmd_line) == 96);
-    assert!(core::mem::offset_of!(StartInfo, reserved) == 96 + CMD_LINE_CAPACITY);
+    assert!(core::mem::offset_of!(StartInfo, free_gfn) == 96 + CMD_LINE_CAPACITY);
+    assert!(core::mem::offset_of!(StartInfo, max_pages) == 104 + CMD_LINE_CAPACITY);
+    assert!(core::mem::offset_of!(StartInfo, reserved) == 112 + CMD_LINE_CAPACITY);
 };
 
 #[cfg(test)]
