@@ -22,7 +22,7 @@ pub struct Features {
     pub tsc_khz: Option<(u64, &'static str)>,
 }
 
-fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
+pub fn cpuid(leaf: u32, subleaf: u32) -> (u32, u32, u32, u32) {
     // SAFETY: CPUID exists on every x86_64 CPU; asking for an unsupported leaf is
     // harmless (it returns the highest basic leaf's data).
     #[allow(unused_unsafe)]

@@ -9,6 +9,14 @@ extern "C" {
     /// The `syscall` entry point (LSTAR).
     pub fn hypercall_entry();
     fn enter_guest(frame: *const TrapFrame) -> !;
+    /// `xsave64` of the components in `mask` to the 64-byte aligned `area`.
+    pub fn extended_state_xsave(area: *mut u8, mask: u64);
+    /// `xrstor64` of the components in `mask` from the 64-byte aligned `area`.
+    pub fn extended_state_xrstor(area: *const u8, mask: u64);
+    /// `fxsave64` to the 16-byte aligned 512-byte `area`.
+    pub fn extended_state_fxsave(area: *mut u8);
+    /// `fxrstor64` from the 16-byte aligned 512-byte `area`.
+    pub fn extended_state_fxrstor(area: *const u8);
 }
 
 /// Address for LSTAR.

@@ -120,6 +120,35 @@ enter_guest:
     mov rax, 1
     jmp return_to_guest
 
+/* Extended (x87/SSE/AVX) state of the running domain, saved and restored on every
+ * domain switch (SPEC.md: eager switching). RDI = 64-byte aligned area, RSI =
+ * requested-feature bitmap (EDX:EAX for xsave/xrstor). */
+    .global extended_state_xsave
+extended_state_xsave:
+    mov eax, esi
+    mov rdx, rsi
+    shr rdx, 32
+    xsave64 [rdi]
+    ret
+
+    .global extended_state_xrstor
+extended_state_xrstor:
+    mov eax, esi
+    mov rdx, rsi
+    shr rdx, 32
+    xrstor64 [rdi]
+    ret
+
+    .global extended_state_fxsave
+extended_state_fxsave:
+    fxsave64 [rdi]
+    ret
+
+    .global extended_state_fxrstor
+extended_state_fxrstor:
+    fxrstor64 [rdi]
+    ret
+
     .macro STUB_ADDRESS vector
     .quad trap_stub_\vector
     .endm

@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod descriptors;
 pub mod entry;
 pub mod exit_device;
+pub mod extended_state;
 pub mod heap;
 pub mod memory;
 pub mod pvh;
