@@ -40,6 +40,9 @@ pub const MAX_FRAMES: usize = 1 << 20;
 
 const WORDS: usize = MAX_FRAMES / BITS_PER_WORD as usize;
 
+/// Frames in one 2 MiB block ([`FrameAllocator::allocate_large`]).
+pub const LARGE_FRAMES: u64 = 512;
+
 /// Why [`FrameAllocator::free`] refused a frame. The allocator's state is unchanged.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum FreeError {
@@ -160,6 +163,24 @@ impl FrameAllocator {
         None
     }
 
+    /// Takes 512 free frames that form one 2 MiB-aligned, physically contiguous block (what a
+    /// 2 MiB guest page needs) and returns its first frame. Searches whole 2 MiB blocks
+    /// from the bottom: large blocks are rare and fragmentation is the enemy, so no
+    /// next-fit here. `None` if no such block is wholly free.
+    pub fn allocate_large(&mut self) -> Option<Frame> {
+        if self.free_count < LARGE_FRAMES {
+            return None;
+        }
+        let words_per_block = (LARGE_FRAMES / BITS_PER_WORD) as usize;
+        let block = self.free.chunks_exact(words_per_block).position(|words| words.iter().all(|&word| word == u64::MAX))?;
+        let first_word = block * words_per_block;
+        for word in &mut self.free[first_word..first_word + words_per_block] {
+            *word = 0;
+        }
+        self.free_count -= LARGE_FRAMES;
+        Some(Frame(first_word as u64 * BITS_PER_WORD))
+    }
+
     /// Returns `frame` to the free pool. A frame that is not managed or already free is
     /// refused and nothing changes.
     pub fn free(&mut self, frame: Frame) -> Result<(), FreeError> {
@@ -211,12 +232,23 @@ pub trait FrameSource {
     /// A frame with unspecified contents, or `None` when memory is exhausted.
     fn allocate(&mut self) -> Option<Frame>;
     /// Returns a frame obtained from [`FrameSource::allocate`] (see the trait contract).
+    /// The frames of a block from [`FrameSource::allocate_large`] are returned one by one
+    /// with this, so a block may be given back piecemeal.
     fn free(&mut self, frame: Frame);
+    /// The first of 512 contiguous frames starting on a 2 MiB boundary, contents
+    /// unspecified, or `None` (also the answer of a source that has no such blocks).
+    fn allocate_large(&mut self) -> Option<Frame> {
+        None
+    }
 }
 
 impl FrameSource for FrameAllocator {
     fn allocate(&mut self) -> Option<Frame> {
         FrameAllocator::allocate(self)
+    }
+
+    fn allocate_large(&mut self) -> Option<Frame> {
+        FrameAllocator::allocate_large(self)
     }
 
     fn free(&mut self, frame: Frame) {
@@ -350,6 +382,25 @@ mod tests {
         }
         assert_eq!(frames.allocate(), Some(Frame(0)), "the search wraps around to freed frames");
         assert_eq!(frames.allocate(), None);
+    }
+
+    #[test]
+    fn large_blocks_are_aligned_wholly_free_and_given_back_piecemeal() {
+        let mut frames = allocator();
+        // Frames 100..1600: the first whole aligned block is 512..1024, then 1024..1536.
+        frames.add_region(100 * 4096, 1600 * 4096);
+        frames.reserve(600 * 4096, 601 * 4096); // spoils 512..1024
+        let block = frames.allocate_large().unwrap();
+        assert_eq!(block, Frame(1024));
+        assert_eq!(frames.free_count(), 1500 - 1 - 512);
+        assert!(!frames.is_free(Frame(1024)) && !frames.is_free(Frame(1535)) && frames.is_free(Frame(1536)));
+        assert_eq!(frames.allocate_large(), None, "no other whole block");
+        for number in 1024..1536 {
+            frames.free(Frame(number)).unwrap();
+        }
+        assert_eq!(FrameSource::allocate_large(&mut *frames), Some(Frame(1024)));
+        let mut empty = allocator();
+        assert_eq!(empty.allocate_large(), None);
     }
 
     #[test]

@@ -49,7 +49,8 @@ impl FrameMemory for TestMemory {
 }
 
 /// A frame source that hands out fresh frame numbers, can be told to run out after a
-/// number of allocations, and panics on any free that breaks the `FrameSource` contract.
+/// number of allocations (a 2 MiB block costs 512 of them), and panics on any free that
+/// breaks the `FrameSource` contract.
 pub struct TestFrames {
     next: u64,
     pub outstanding: HashSet<Frame>,
@@ -81,6 +82,20 @@ impl FrameSource for TestFrames {
         self.allocations += 1;
         self.outstanding.insert(frame);
         Some(frame)
+    }
+
+    fn allocate_large(&mut self) -> Option<Frame> {
+        if let Some(remaining) = &mut self.remaining {
+            if *remaining < 512 {
+                return None;
+            }
+            *remaining -= 512;
+        }
+        let first = self.next.next_multiple_of(512);
+        self.next = first + 512;
+        self.allocations += 512;
+        self.outstanding.extend((first..first + 512).map(Frame::from_number));
+        Some(Frame::from_number(first))
     }
 
     fn free(&mut self, frame: Frame) {
