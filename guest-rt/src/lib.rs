@@ -32,6 +32,8 @@ pub mod console;
 pub mod entry;
 pub mod heap;
 pub mod hypercall;
+pub mod memory;
+pub mod multicall;
 pub mod test;
 pub mod tsc;
 
