@@ -18,10 +18,12 @@ pub mod outcome;
 pub mod paging;
 
 // Owned by the lead (dispatch and machine-facing state):
+pub mod bounce;
 pub mod exception;
 pub mod hypercall;
 pub mod scheduler;
 pub mod trap_frame;
+pub mod vcpu;
 
 #[cfg(test)]
 mod test_support;
