@@ -10,10 +10,12 @@ extern crate alloc;
 pub mod archive;
 pub mod command_line;
 pub mod domain_builder;
+pub mod domain_memory;
 pub mod frame_allocator;
 pub mod guest_memory;
 pub mod image;
 pub mod layout;
+pub mod memory_ops;
 pub mod outcome;
 pub mod paging;
 

@@ -1,0 +1,575 @@
+//! A domain's memory (SPEC.md §12): its pseudo-physical frames (the p2m, gfn → machine
+//! frame), its address spaces by handle, which of them are the kernel and user roots, its
+//! quotas, and the hypervisor-owned shared-info frame. Everything a domain holds is
+//! reachable from here, so `destroy` can give every frame back.
+
+use crate::frame_allocator::{Frame, FrameSource};
+use crate::paging::{AddressSpace, FrameMemory, Leaf, MapError, PageFlags, PageSize};
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use hypercall_abi::errno::Errno;
+use hypercall_abi::layout::is_canonical;
+use hypercall_abi::memory::{map_flags, INITIAL_SPACE, LARGE_PAGE_PAGES, NO_SPACE, SPACES_MAX};
+
+/// TLB maintenance for the address space that is loaded (the kernel root): changes to
+/// other spaces need none, because loading a space writes CR3 and ringfence uses no PCID
+/// and no global guest pages.
+pub trait Tlb {
+    fn flush_page(&mut self, virtual_address: u64);
+    fn flush_all(&mut self);
+}
+
+/// Why a memory operation was refused; nothing changed. Each is one errno of the ABI.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MemoryError {
+    /// A bad argument: not this domain's gfn, bad alignment, non-canonical address...
+    Invalid,
+    /// The hypervisor range, or a kernel-only page in the user root.
+    Permission,
+    /// Nothing (of that size) is mapped there, or it is not a gfn.
+    NotFound,
+    /// Something is already mapped in the range.
+    Exists,
+    /// A quota or the machine's memory is exhausted.
+    NoMemory,
+    /// Every address-space handle is in use.
+    NoSpace,
+    /// The space is the kernel or the user root.
+    Busy,
+    /// No live address space has that handle.
+    NoSuchSpace,
+}
+
+impl MemoryError {
+    /// The ABI error number.
+    pub fn errno(self) -> Errno {
+        match self {
+            Self::Invalid => Errno::EINVAL,
+            Self::Permission => Errno::EPERM,
+            Self::NotFound => Errno::ENOENT,
+            Self::Exists => Errno::EEXIST,
+            Self::NoMemory => Errno::ENOMEM,
+            Self::NoSpace => Errno::ENOSPC,
+            Self::Busy => Errno::EBUSY,
+            Self::NoSuchSpace => Errno::ESRCH,
+        }
+    }
+}
+
+/// p2m value of a gfn that is not populated.
+const ABSENT: u32 = u32::MAX;
+/// Largest quota a domain may have: keeps every gfn, frame number and mapping count in a
+/// u32 (leaves ≤ 512 per table frame, table frames ≤ 512 + max_pages / 64).
+pub const MAX_PAGES_LIMIT: u64 = 1 << 24;
+
+/// A frame source that refuses allocations past a quota (the page-table quota).
+struct Quota<'a, F: FrameSource> {
+    source: &'a mut F,
+    remaining: u64,
+}
+
+impl<F: FrameSource> FrameSource for Quota<'_, F> {
+    fn allocate(&mut self) -> Option<Frame> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let frame = self.source.allocate()?;
+        self.remaining -= 1;
+        Some(frame)
+    }
+
+    fn free(&mut self, frame: Frame) {
+        self.source.free(frame);
+        self.remaining += 1;
+    }
+}
+
+/// A domain's memory; see the module documentation.
+#[derive(Debug)]
+pub struct DomainMemory {
+    /// gfn → machine frame number, [`ABSENT`] if not populated; `len()` = maximum gfn.
+    p2m: Vec<u32>,
+    /// gfn → number of leaves mapping it in all spaces (a 2 MiB leaf counts for each of
+    /// its 512 gfns), so releasing an unmapped gfn needs no page-table walk.
+    mappings: Vec<u32>,
+    /// Populated gfns in each 512-gfn block, to find an empty block without a scan.
+    block_population: Vec<u16>,
+    /// Blocks that are one order-9 extent: machine-contiguous and 2 MiB aligned.
+    large_extents: Vec<bool>,
+    /// machine frame number → gfn, for the frames of populated gfns only.
+    owner: BTreeMap<u32, u32>,
+    /// No gfn below this is free (a lower bound that keeps "lowest free gfn" cheap).
+    free_hint: u64,
+    spaces: Vec<Option<AddressSpace>>,
+    kernel_root: usize,
+    user_root: Option<usize>,
+    hypervisor_root: Frame,
+    shared_info: Frame,
+    max_pages: u64,
+    populated: u64,
+}
+
+fn frame_number(frame: Frame) -> Option<u32> {
+    u32::try_from(frame.number()).ok().filter(|&number| number != ABSENT)
+}
+
+fn size_of_flags(flags: u32) -> PageSize {
+    if flags & map_flags::LARGE != 0 {
+        PageSize::Large
+    } else {
+        PageSize::Small
+    }
+}
+
+fn map_error(error: MapError) -> MemoryError {
+    match error {
+        MapError::HypervisorRange => MemoryError::Permission,
+        MapError::AlreadyMapped => MemoryError::Exists,
+        MapError::OutOfFrames => MemoryError::NoMemory,
+        MapError::NonCanonical | MapError::Unaligned | MapError::FrameOutOfRange => MemoryError::Invalid,
+    }
+}
+
+/// Checks `virtual_address` for a leaf of `size`: canonical and aligned, else Invalid;
+/// outside the hypervisor range, else Permission.
+fn check_address(virtual_address: u64, size: PageSize) -> Result<(), MemoryError> {
+    if !is_canonical(virtual_address) || !virtual_address.is_multiple_of(size.bytes()) {
+        return Err(MemoryError::Invalid);
+    }
+    if (hypercall_abi::layout::HYPERVISOR_START..hypercall_abi::layout::HYPERVISOR_END).contains(&virtual_address) {
+        return Err(MemoryError::Permission);
+    }
+    Ok(())
+}
+
+/// Drops the mapping counts of the gfns `leaf` maps. Frames that are not gfns (the
+/// shared-info page) have no count.
+fn forget_leaf(mappings: &mut [u32], owner: &BTreeMap<u32, u32>, leaf: &Leaf) {
+    let first = leaf.frame.number();
+    for number in first..first + leaf.size.frames() {
+        let gfn = u32::try_from(number).ok().and_then(|number| owner.get(&number));
+        if let Some(&gfn) = gfn {
+            mappings[gfn as usize] -= 1;
+        }
+    }
+}
+
+impl DomainMemory {
+    /// An empty domain memory with quota `max_pages`: the initial address space (handle
+    /// 0, kernel root, no user root) and a zeroed shared-info frame, nothing populated.
+    pub fn new(
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        hypervisor_root: Frame,
+        max_pages: u64,
+    ) -> Result<Self, MemoryError> {
+        if max_pages > MAX_PAGES_LIMIT {
+            return Err(MemoryError::Invalid);
+        }
+        let maximum_gfn = max_pages.next_multiple_of(LARGE_PAGE_PAGES) as usize;
+        let blocks = maximum_gfn / LARGE_PAGE_PAGES as usize;
+        let mut p2m = Vec::new();
+        let mut mappings = Vec::new();
+        let mut block_population = Vec::new();
+        let mut large_extents = Vec::new();
+        let mut spaces = Vec::new();
+        let reserved = p2m.try_reserve_exact(maximum_gfn).is_ok()
+            && mappings.try_reserve_exact(maximum_gfn).is_ok()
+            && block_population.try_reserve_exact(blocks).is_ok()
+            && large_extents.try_reserve_exact(blocks).is_ok()
+            && spaces.try_reserve_exact(SPACES_MAX as usize).is_ok();
+        if !reserved {
+            return Err(MemoryError::NoMemory);
+        }
+        p2m.resize(maximum_gfn, ABSENT);
+        mappings.resize(maximum_gfn, 0);
+        block_population.resize(blocks, 0);
+        large_extents.resize(blocks, false);
+        let shared_info = frames.allocate().ok_or(MemoryError::NoMemory)?;
+        memory.zero(shared_info);
+        let space = match AddressSpace::new(memory, frames, hypervisor_root) {
+            Ok(space) => space,
+            Err(_) => {
+                frames.free(shared_info);
+                return Err(MemoryError::NoMemory);
+            }
+        };
+        spaces.push(Some(space));
+        Ok(Self {
+            p2m,
+            mappings,
+            block_population,
+            large_extents,
+            owner: BTreeMap::new(),
+            free_hint: 0,
+            spaces,
+            kernel_root: INITIAL_SPACE as usize,
+            user_root: None,
+            hypervisor_root,
+            shared_info,
+            max_pages,
+            populated: 0,
+        })
+    }
+
+    /// CR3 in guest-kernel mode.
+    pub fn kernel_root(&self) -> Frame {
+        self.kernel_space().root()
+    }
+
+    /// CR3 in guest-user mode, if the guest installed a user root.
+    pub fn user_root(&self) -> Option<Frame> {
+        self.user_space().map(AddressSpace::root)
+    }
+
+    /// The kernel root's space: where hypercall arguments are read and written.
+    pub fn kernel_space(&self) -> &AddressSpace {
+        self.spaces[self.kernel_root].as_ref().expect("the kernel root is always live")
+    }
+
+    /// The user root's space.
+    pub fn user_space(&self) -> Option<&AddressSpace> {
+        self.user_root.and_then(|index| self.spaces[index].as_ref())
+    }
+
+    /// The live space with `handle`.
+    pub fn space(&self, handle: u64) -> Option<&AddressSpace> {
+        self.space_index(handle).ok().and_then(|index| self.spaces[index].as_ref())
+    }
+
+    /// The hypervisor-owned shared-info frame (never a gfn).
+    pub fn shared_info_frame(&self) -> Frame {
+        self.shared_info
+    }
+
+    /// Populated gfns.
+    pub fn populated_pages(&self) -> u64 {
+        self.populated
+    }
+
+    /// The reservation quota in pages.
+    pub fn max_pages(&self) -> u64 {
+        self.max_pages
+    }
+
+    /// One past the highest gfn this domain may ever have: `max_pages` rounded up to 512.
+    pub fn maximum_gfn(&self) -> u64 {
+        self.p2m.len() as u64
+    }
+
+    /// Page-table frames of all spaces.
+    pub fn table_frames(&self) -> u64 {
+        self.spaces.iter().flatten().map(AddressSpace::table_frames).sum()
+    }
+
+    /// The page-table quota: `512 + max_pages / 64` frames.
+    pub fn table_limit(&self) -> u64 {
+        512 + self.max_pages / 64
+    }
+
+    /// The machine frame of a populated gfn.
+    pub fn gfn_frame(&self, gfn: u64) -> Option<Frame> {
+        let number = *self.p2m.get(usize::try_from(gfn).ok()?)?;
+        (number != ABSENT).then(|| Frame::from_number(u64::from(number)))
+    }
+
+    /// Leaves that map `gfn` in all spaces.
+    pub fn mapping_count(&self, gfn: u64) -> u32 {
+        usize::try_from(gfn).ok().and_then(|gfn| self.mappings.get(gfn)).copied().unwrap_or(0)
+    }
+
+    fn space_index(&self, handle: u64) -> Result<usize, MemoryError> {
+        usize::try_from(handle)
+            .ok()
+            .filter(|&index| self.spaces.get(index).is_some_and(Option::is_some))
+            .ok_or(MemoryError::NoSuchSpace)
+    }
+
+    /// True if `handle` names a live space.
+    pub fn has_space(&self, handle: u64) -> bool {
+        self.space_index(handle).is_ok()
+    }
+
+    fn tables_remaining(&self) -> u64 {
+        self.table_limit().saturating_sub(self.table_frames())
+    }
+
+    /// Populates the lowest free gfn (Small) or the lowest free 512-aligned block of gfns
+    /// with a 2 MiB machine block (Large), zeroed, and returns the first gfn.
+    pub fn populate(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, size: PageSize) -> Result<u64, MemoryError> {
+        if self.populated.saturating_add(size.frames()) > self.max_pages {
+            return Err(MemoryError::NoMemory);
+        }
+        match size {
+            PageSize::Small => self.populate_page(memory, frames),
+            PageSize::Large => self.populate_block(memory, frames),
+        }
+    }
+
+    fn populate_page(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource) -> Result<u64, MemoryError> {
+        // The quota check guarantees a free gfn below max_pages ≤ maximum_gfn.
+        let start = self.free_hint as usize;
+        let offset = self.p2m[start..].iter().position(|&number| number == ABSENT).ok_or(MemoryError::NoMemory)?;
+        let gfn = (start + offset) as u64;
+        let frame = frames.allocate().ok_or(MemoryError::NoMemory)?;
+        let Some(number) = frame_number(frame) else {
+            frames.free(frame);
+            return Err(MemoryError::NoMemory);
+        };
+        memory.zero(frame);
+        self.assign(gfn, number);
+        self.free_hint = gfn + 1;
+        Ok(gfn)
+    }
+
+    fn populate_block(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource) -> Result<u64, MemoryError> {
+        let block = self.block_population.iter().position(|&count| count == 0).ok_or(MemoryError::NoMemory)?;
+        let first = frames.allocate_large().ok_or(MemoryError::NoMemory)?;
+        let last = Frame::from_number(first.number() + LARGE_PAGE_PAGES - 1);
+        let (Some(first_number), Some(_)) = (frame_number(first), frame_number(last)) else {
+            (0..LARGE_PAGE_PAGES).for_each(|page| frames.free(Frame::from_number(first.number() + page)));
+            return Err(MemoryError::NoMemory);
+        };
+        let first_gfn = block as u64 * LARGE_PAGE_PAGES;
+        for page in 0..LARGE_PAGE_PAGES as u32 {
+            memory.zero(Frame::from_number(u64::from(first_number + page)));
+            self.assign(first_gfn + u64::from(page), first_number + page);
+        }
+        self.large_extents[block] = true;
+        Ok(first_gfn)
+    }
+
+    fn assign(&mut self, gfn: u64, number: u32) {
+        self.p2m[gfn as usize] = number;
+        self.owner.insert(number, gfn as u32);
+        self.block_population[(gfn / LARGE_PAGE_PAGES) as usize] += 1;
+        self.populated += 1;
+    }
+
+    /// Releases the populated gfn (Small) or the 512 populated gfns from a 512-aligned
+    /// gfn (Large): every mapping of them in every space is removed first (the loaded
+    /// root's TLB flushed), then the frames are freed. Invalid if any is not populated.
+    pub fn release(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        tlb: &mut impl Tlb,
+        first_gfn: u64,
+        size: PageSize,
+    ) -> Result<(), MemoryError> {
+        let count = size.frames();
+        let aligned = first_gfn.is_multiple_of(count);
+        let end = first_gfn.checked_add(count).filter(|&end| aligned && end <= self.maximum_gfn()).ok_or(MemoryError::Invalid)?;
+        if (first_gfn..end).any(|gfn| self.gfn_frame(gfn).is_none()) {
+            return Err(MemoryError::Invalid);
+        }
+        for gfn in first_gfn..end {
+            self.unmap_everywhere(memory, tlb, gfn);
+            self.give_back(frames, gfn);
+        }
+        Ok(())
+    }
+
+    /// Removes every leaf that maps `gfn` (including 2 MiB leaves over it) from every space.
+    fn unmap_everywhere(&mut self, memory: &mut impl FrameMemory, tlb: &mut impl Tlb, gfn: u64) {
+        if self.mappings[gfn as usize] == 0 {
+            return;
+        }
+        let frame = Frame::from_number(u64::from(self.p2m[gfn as usize]));
+        let Self { spaces, mappings, owner, kernel_root, .. } = self;
+        for (index, space) in spaces.iter_mut().enumerate() {
+            let Some(space) = space else { continue };
+            space.remove_frames(memory, frame, 1, &mut |address, leaf| {
+                forget_leaf(mappings, owner, &leaf);
+                if index == *kernel_root {
+                    tlb.flush_page(address);
+                }
+            });
+        }
+    }
+
+    fn give_back(&mut self, frames: &mut impl FrameSource, gfn: u64) {
+        let number = self.p2m[gfn as usize];
+        self.p2m[gfn as usize] = ABSENT;
+        self.owner.remove(&number);
+        let block = (gfn / LARGE_PAGE_PAGES) as usize;
+        self.block_population[block] -= 1;
+        // A block with a hole is no longer one extent, even if the gfn comes back.
+        self.large_extents[block] = false;
+        self.populated -= 1;
+        self.free_hint = self.free_hint.min(gfn);
+        frames.free(Frame::from_number(u64::from(number)));
+    }
+
+    /// Maps `gfn` (LARGE in `flags`: the order-9 extent from `gfn`) at `virtual_address`
+    /// in space `handle`. `flags` must already be within `map_flags::ALL`.
+    #[allow(clippy::too_many_arguments)] // One hypercall entry's fields plus the machine.
+    pub fn map(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        tlb: &mut impl Tlb,
+        handle: u64,
+        virtual_address: u64,
+        gfn: u64,
+        flags: u32,
+    ) -> Result<(), MemoryError> {
+        let index = self.space_index(handle)?;
+        let size = size_of_flags(flags);
+        check_address(virtual_address, size)?;
+        let frame = self.gfn_frame(gfn).ok_or(MemoryError::Invalid)?;
+        if size == PageSize::Large && !(gfn.is_multiple_of(LARGE_PAGE_PAGES) && self.large_extents[(gfn / LARGE_PAGE_PAGES) as usize]) {
+            return Err(MemoryError::Invalid);
+        }
+        self.check_user_root(index, flags)?;
+        let mut quota = Quota { remaining: self.tables_remaining(), source: frames };
+        let space = self.spaces[index].as_mut().expect("index checked");
+        space.map_sized(memory, &mut quota, virtual_address, frame, PageFlags::from_guest(flags), size).map_err(map_error)?;
+        for mapped in gfn..gfn + size.frames() {
+            self.mappings[mapped as usize] += 1;
+        }
+        if index == self.kernel_root {
+            // A 2 MiB leaf may have replaced a page table the paging-structure caches hold.
+            tlb.flush_page(virtual_address);
+        }
+        Ok(())
+    }
+
+    /// A kernel-only mapping may never appear in the user root (guest-user mode would
+    /// reach it: both modes are ring 3).
+    fn check_user_root(&self, index: usize, flags: u32) -> Result<(), MemoryError> {
+        if flags & map_flags::USER == 0 && self.user_root == Some(index) {
+            return Err(MemoryError::Permission);
+        }
+        Ok(())
+    }
+
+    /// Removes the leaf (2 MiB if `large`) at `virtual_address` in space `handle`. Any
+    /// leaf may go, including the shared-info page (the guest just loses its view of it).
+    pub fn unmap(&mut self, memory: &mut impl FrameMemory, tlb: &mut impl Tlb, handle: u64, virtual_address: u64, large: bool) -> Result<(), MemoryError> {
+        let index = self.space_index(handle)?;
+        let size = if large { PageSize::Large } else { PageSize::Small };
+        check_address(virtual_address, size)?;
+        let space = self.spaces[index].as_mut().expect("index checked");
+        let leaf = space.unmap_sized(memory, virtual_address, size).ok_or(MemoryError::NotFound)?;
+        forget_leaf(&mut self.mappings, &self.owner, &leaf);
+        if index == self.kernel_root {
+            tlb.flush_page(virtual_address);
+        }
+        Ok(())
+    }
+
+    /// Changes the flags of the leaf at `virtual_address` (its size must match LARGE).
+    pub fn protect(&mut self, memory: &mut impl FrameMemory, tlb: &mut impl Tlb, handle: u64, virtual_address: u64, flags: u32) -> Result<(), MemoryError> {
+        let index = self.space_index(handle)?;
+        let size = size_of_flags(flags);
+        check_address(virtual_address, size)?;
+        self.check_user_root(index, flags)?;
+        let space = self.spaces[index].as_mut().expect("index checked");
+        space.protect(memory, virtual_address, size, PageFlags::from_guest(flags)).ok_or(MemoryError::NotFound)?;
+        if index == self.kernel_root {
+            tlb.flush_page(virtual_address);
+        }
+        Ok(())
+    }
+
+    /// `gfn << 12 | map_flags` of the page containing `virtual_address` in space `handle`.
+    /// NotFound if unmapped or not a gfn (the shared-info page).
+    pub fn query(&self, memory: &impl FrameMemory, handle: u64, virtual_address: u64) -> Result<u64, MemoryError> {
+        let index = self.space_index(handle)?;
+        if !is_canonical(virtual_address) {
+            return Err(MemoryError::Invalid);
+        }
+        let space = self.spaces[index].as_ref().expect("index checked");
+        let (frame, _) = space.translate(memory, virtual_address).ok_or(MemoryError::NotFound)?;
+        let leaf = space.leaf(memory, virtual_address).ok_or(MemoryError::NotFound)?;
+        let gfn = frame_number(frame).and_then(|number| self.owner.get(&number)).ok_or(MemoryError::NotFound)?;
+        Ok(u64::from(*gfn) << 12 | u64::from(leaf.flags.to_guest()))
+    }
+
+    /// A new empty space; returns its handle (the lowest free one).
+    pub fn create_space(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource) -> Result<u64, MemoryError> {
+        let free_slot = self.spaces.iter().position(Option::is_none);
+        if free_slot.is_none() && self.spaces.len() as u64 >= SPACES_MAX {
+            return Err(MemoryError::NoSpace);
+        }
+        let mut quota = Quota { remaining: self.tables_remaining(), source: frames };
+        let space = AddressSpace::new(memory, &mut quota, self.hypervisor_root).map_err(|_| MemoryError::NoMemory)?;
+        let index = match free_slot {
+            Some(index) => {
+                self.spaces[index] = Some(space);
+                index
+            }
+            None => {
+                self.spaces.push(Some(space));
+                self.spaces.len() - 1
+            }
+        };
+        Ok(index as u64)
+    }
+
+    /// Frees the page tables of space `handle` (not the gfns mapped in it).
+    pub fn destroy_space(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, handle: u64) -> Result<(), MemoryError> {
+        let index = self.space_index(handle)?;
+        if index == self.kernel_root || self.user_root == Some(index) {
+            return Err(MemoryError::Busy);
+        }
+        let space = self.spaces[index].take().expect("index checked");
+        let Self { mappings, owner, .. } = self;
+        space.destroy_reporting(memory, frames, &mut |leaf| forget_leaf(mappings, owner, &leaf));
+        Ok(())
+    }
+
+    /// Installs `kernel` as the kernel root and `user` ([`NO_SPACE`]: none) as the user
+    /// root. The caller loads the new kernel root.
+    pub fn switch(&mut self, kernel: u64, user: u64) -> Result<(), MemoryError> {
+        let kernel = self.space_index(kernel)?;
+        let user = if user == NO_SPACE { None } else { Some(self.space_index(user)?) };
+        if user == Some(kernel) {
+            return Err(MemoryError::Invalid);
+        }
+        if let Some(user) = user {
+            if self.spaces[user].as_ref().expect("index checked").kernel_only_leaves() != 0 {
+                return Err(MemoryError::Permission);
+            }
+        }
+        self.kernel_root = kernel;
+        self.user_root = user;
+        Ok(())
+    }
+
+    /// Flushes one page (`Some(va)`) or all of space `handle`, if it is the loaded root.
+    pub fn flush(&self, tlb: &mut impl Tlb, handle: u64, virtual_address: Option<u64>) -> Result<(), MemoryError> {
+        let index = self.space_index(handle)?;
+        if virtual_address.is_some_and(|address| !is_canonical(address)) {
+            return Err(MemoryError::Invalid);
+        }
+        if index == self.kernel_root {
+            match virtual_address {
+                Some(address) => tlb.flush_page(address),
+                None => tlb.flush_all(),
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps the shared-info frame read-write, no-execute, kernel-only in the initial space.
+    pub fn map_shared_info(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, virtual_address: u64) -> Result<(), MapError> {
+        let mut quota = Quota { remaining: self.tables_remaining(), source: frames };
+        let flags = PageFlags::from_guest(map_flags::WRITABLE | map_flags::NO_EXECUTE);
+        let space = self.spaces[INITIAL_SPACE as usize].as_mut().ok_or(MapError::AlreadyMapped)?;
+        space.map(memory, &mut quota, virtual_address, self.shared_info, flags)
+    }
+
+    /// Gives back every frame: page tables of every space, every populated gfn and the
+    /// shared-info frame.
+    pub fn destroy(self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource) {
+        for space in self.spaces.into_iter().flatten() {
+            space.destroy(memory, frames);
+        }
+        for number in self.p2m.into_iter().filter(|&number| number != ABSENT) {
+            frames.free(Frame::from_number(u64::from(number)));
+        }
+        frames.free(self.shared_info);
+    }
+}
