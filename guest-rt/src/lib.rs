@@ -34,8 +34,13 @@ pub mod heap;
 pub mod hypercall;
 pub mod memory;
 pub mod multicall;
+pub mod segment;
 pub mod test;
+pub mod trap;
 pub mod tsc;
+pub mod user;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub mod xstate;
 
 #[cfg(test)]
 mod fake;
