@@ -554,11 +554,11 @@ impl DomainMemory {
     }
 
     /// Maps the shared-info frame read-write, no-execute, kernel-only in the initial space.
-    pub fn map_shared_info(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, virtual_address: u64) -> Result<(), MapError> {
+    pub fn map_shared_info(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, virtual_address: u64) -> Result<(), MemoryError> {
         let mut quota = Quota { remaining: self.tables_remaining(), source: frames };
         let flags = PageFlags::from_guest(map_flags::WRITABLE | map_flags::NO_EXECUTE);
-        let space = self.spaces[INITIAL_SPACE as usize].as_mut().ok_or(MapError::AlreadyMapped)?;
-        space.map(memory, &mut quota, virtual_address, self.shared_info, flags)
+        let space = self.spaces[INITIAL_SPACE as usize].as_mut().ok_or(MemoryError::NoSuchSpace)?;
+        space.map(memory, &mut quota, virtual_address, self.shared_info, flags).map_err(map_error)
     }
 
     /// Gives back every frame: page tables of every space, every populated gfn and the

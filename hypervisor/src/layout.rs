@@ -1,5 +1,6 @@
-//! A new domain's virtual layout after its image (contract.md "Domain VA layout"):
-//! guard, start-info page, guard, initial stack, guard, then every remaining page as "free".
+//! A new domain's virtual layout after its image (contract3.md "Layout of a new domain"):
+//! guard, start-info page, guard, shared-info page, guard, initial stack, guard, then every
+//! remaining page as "free".
 
 use crate::image::LoadPlan;
 use core::fmt;
@@ -10,6 +11,8 @@ use hypercall_abi::layout::{is_guest_range, INITIAL_STACK_PAGES, PAGE_SIZE};
 pub struct DomainLayout {
     /// The read-only start-info page.
     pub start_info: u64,
+    /// The shared-info page (a hypervisor frame, not a gfn).
+    pub shared_info: u64,
     pub stack_bottom: u64,
     /// One past the stack's highest byte.
     pub stack_top: u64,
@@ -18,8 +21,12 @@ pub struct DomainLayout {
 }
 
 impl DomainLayout {
-    /// Pages of domain memory every layout uses besides the image and the free region.
+    /// Pages of domain memory (gfns) every layout uses besides the image and the free
+    /// region: start info and stack. The shared-info page is not domain memory.
     pub const FIXED_PAGES: u64 = 1 + INITIAL_STACK_PAGES;
+    /// Virtual pages after the image besides the free region: four guards, start info,
+    /// shared info and the stack.
+    const FIXED_VIRTUAL_PAGES: u64 = 4 + 1 + DomainLayout::FIXED_PAGES;
 }
 
 /// Why a layout cannot be made.
@@ -68,8 +75,8 @@ pub fn plan(load: &LoadPlan, memory_pages: u64) -> Result<DomainLayout, LayoutEr
     };
     let free_pages = memory_pages - needed_pages;
     let image_end = load.image_end;
-    // image_end | guard | start info | guard | stack | guard | free ...
-    let fixed_bytes = (3 + DomainLayout::FIXED_PAGES) * PAGE_SIZE;
+    // image_end | guard | start info | guard | shared info | guard | stack | guard | free ...
+    let fixed_bytes = DomainLayout::FIXED_VIRTUAL_PAGES * PAGE_SIZE;
     let past_end = LayoutError::PastAddressSpaceEnd { image_end };
     let region_bytes = free_pages
         .checked_mul(PAGE_SIZE)
@@ -88,10 +95,11 @@ pub fn plan(load: &LoadPlan, memory_pages: u64) -> Result<DomainLayout, LayoutEr
         });
     }
     let start_info = image_end + PAGE_SIZE;
-    let stack_bottom = start_info + 2 * PAGE_SIZE;
+    let shared_info = start_info + 2 * PAGE_SIZE;
+    let stack_bottom = shared_info + 2 * PAGE_SIZE;
     let stack_top = stack_bottom + INITIAL_STACK_PAGES * PAGE_SIZE;
     let free_start = stack_top + PAGE_SIZE;
-    Ok(DomainLayout { start_info, stack_bottom, stack_top, free_start, free_pages })
+    Ok(DomainLayout { start_info, shared_info, stack_bottom, stack_top, free_start, free_pages })
 }
 
 #[cfg(test)]
@@ -117,7 +125,8 @@ mod tests {
         let layout = plan(&load, 1024).unwrap();
         let image_end = 0xffff_ffff_8000_6000;
         assert_eq!(layout.start_info, image_end + 0x1000);
-        assert_eq!(layout.stack_bottom, image_end + 0x3000);
+        assert_eq!(layout.shared_info, image_end + 0x3000);
+        assert_eq!(layout.stack_bottom, image_end + 0x5000);
         assert_eq!(layout.stack_top, layout.stack_bottom + INITIAL_STACK_PAGES * 0x1000);
         assert_eq!(layout.free_start, layout.stack_top + 0x1000);
         assert_eq!(layout.free_pages, 1024 - 6 - 1 - INITIAL_STACK_PAGES);
@@ -140,7 +149,7 @@ mod tests {
         let lower_end = 0x0000_8000_0000_0000;
         // Region after the image: 3 guards + start info + stack + free pages.
         let free = 100;
-        let region = (3 + 1 + INITIAL_STACK_PAGES + free) * PAGE_SIZE;
+        let region = (4 + 2 + INITIAL_STACK_PAGES + free) * PAGE_SIZE;
         let memory = 4 + 1 + INITIAL_STACK_PAGES + free;
         let fits = load_plan(lower_end - region - 4 * PAGE_SIZE, 4);
         let layout = plan(&fits, memory).unwrap();
@@ -153,7 +162,7 @@ mod tests {
     #[test]
     fn top_of_the_address_space() {
         let free = 10;
-        let region = (3 + 1 + INITIAL_STACK_PAGES + free) * PAGE_SIZE;
+        let region = (4 + 2 + INITIAL_STACK_PAGES + free) * PAGE_SIZE;
         let memory = 2 + 1 + INITIAL_STACK_PAGES + free;
         // The region ends at 2^64 exactly: representable as a length, so accepted.
         let image_end = 0u64.wrapping_sub(region);
@@ -174,7 +183,7 @@ mod tests {
         // With no free pages the region ends at 2^64, but free_start would be 2^64 itself:
         // not an address, so the layout is refused rather than wrapped to 0.
         let memory = 1 + 1 + INITIAL_STACK_PAGES;
-        let region = (3 + 1 + INITIAL_STACK_PAGES) * PAGE_SIZE;
+        let region = (4 + 2 + INITIAL_STACK_PAGES) * PAGE_SIZE;
         let image_end = 0u64.wrapping_sub(region);
         let load = load_plan(image_end - PAGE_SIZE, 1);
         assert_eq!(plan(&load, memory), Err(LayoutError::PastAddressSpaceEnd { image_end }));
