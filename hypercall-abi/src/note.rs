@@ -1,4 +1,4 @@
-//! The ABI-version ELF note every guest image carries (SPEC.md §8).
+//! The ABI-version ELF note every guest image carries (SPEC.md §9.4).
 
 use crate::AbiVersion;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

@@ -105,7 +105,7 @@ pub const CONSOLE_WRITE: &[&str] =
 /// Sub-cases of the `privileged` guest and the exception each must be killed with. `int n`
 /// through a DPL-0 gate is #GP on hardware and under TCG, but a PVM-based KVM host turns
 /// any `int n` from ring 3 into #UD before the hypervisor sees it; what the ABI promises
-/// (SPEC.md §12.2) is that the domain dies and the others run, so those two accept either.
+/// (SPEC.md §16.2) is that the domain dies and the others run, so those two accept either.
 pub const PRIVILEGED: &[(&str, &str)] = &[
     ("cli", "#GP"),
     ("sti", "#GP"),
