@@ -1,7 +1,8 @@
 //! The boot command line: which domains to start, with what memory and arguments.
 //!
 //! Grammar (contract.md): space-separated tokens;
-//! `domain=<image>[,mem=<N>K|<N>M][,arg=<word>]...` once per domain in start order,
+//! `domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,arg=<word>]...` once per domain in
+//! start order (`maxmem=` is the reservation quota, default = `mem=`, never below it),
 //! `bench` as a flag, anything else is reported as unknown and ignored.
 
 use alloc::string::{String, ToString};
@@ -23,6 +24,8 @@ pub struct DomainSpec {
     /// Member name in the boot archive.
     pub image: String,
     pub memory_pages: u64,
+    /// Reservation quota in pages (`maxmem=`; `memory_pages` if absent).
+    pub max_pages: u64,
     /// The `arg=` words joined by single spaces.
     pub args: String,
 }
@@ -36,6 +39,9 @@ pub enum SpecProblem {
     /// `mem=` value not of the form `<N>K` or `<N>M`.
     BadMemory(String),
     DuplicateMemory,
+    DuplicateMaximum,
+    /// `maxmem=` (bytes) below `mem=` (bytes).
+    MaximumBelowMemory { maximum: u64, memory: u64 },
     MemoryTooSmall(u64),
     MemoryTooLarge(u64),
     NotPageMultiple(u64),
@@ -53,10 +59,16 @@ impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "'{}': ", self.token)?;
         match &self.problem {
-            SpecProblem::EmptyImage => f.write_str("no image name; write domain=<image>[,mem=<N>K|<N>M][,arg=<word>]..."),
-            SpecProblem::UnknownOption(option) => write!(f, "unknown option '{option}' (known: mem=, arg=)"),
+            SpecProblem::EmptyImage => {
+                f.write_str("no image name; write domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,arg=<word>]...")
+            }
+            SpecProblem::UnknownOption(option) => write!(f, "unknown option '{option}' (known: mem=, maxmem=, arg=)"),
             SpecProblem::BadMemory(value) => write!(f, "bad memory size '{value}'; write <N>K or <N>M, e.g. mem=4M"),
             SpecProblem::DuplicateMemory => f.write_str("mem= given more than once"),
+            SpecProblem::DuplicateMaximum => f.write_str("maxmem= given more than once"),
+            SpecProblem::MaximumBelowMemory { maximum, memory } => {
+                write!(f, "maxmem {}K is below mem {}K; maxmem is the most a domain may grow to", maximum >> 10, memory >> 10)
+            }
             SpecProblem::MemoryTooSmall(bytes) => {
                 write!(f, "memory {}K is below the minimum of {}K", bytes >> 10, MIN_MEMORY_BYTES >> 10)
             }
@@ -104,9 +116,15 @@ fn parse_domain(spec: &str) -> Result<DomainSpec, SpecProblem> {
         return Err(SpecProblem::EmptyImage);
     }
     let mut memory_pages = None;
+    let mut max_pages = None;
     let mut args = String::new();
     for option in parts {
-        if let Some(value) = option.strip_prefix("mem=") {
+        if let Some(value) = option.strip_prefix("maxmem=") {
+            if max_pages.is_some() {
+                return Err(SpecProblem::DuplicateMaximum);
+            }
+            max_pages = Some(parse_memory(value)?);
+        } else if let Some(value) = option.strip_prefix("mem=") {
             if memory_pages.is_some() {
                 return Err(SpecProblem::DuplicateMemory);
             }
@@ -123,7 +141,12 @@ fn parse_domain(spec: &str) -> Result<DomainSpec, SpecProblem> {
             return Err(SpecProblem::UnknownOption(option.to_string()));
         }
     }
-    Ok(DomainSpec { image: image.to_string(), memory_pages: memory_pages.unwrap_or(DEFAULT_MEMORY_PAGES), args })
+    let memory_pages = memory_pages.unwrap_or(DEFAULT_MEMORY_PAGES);
+    let max_pages = max_pages.unwrap_or(memory_pages);
+    if max_pages < memory_pages {
+        return Err(SpecProblem::MaximumBelowMemory { maximum: max_pages * PAGE_BYTES, memory: memory_pages * PAGE_BYTES });
+    }
+    Ok(DomainSpec { image: image.to_string(), memory_pages, max_pages, args })
 }
 
 /// `<N>K` or `<N>M` to pages, with the range and page-multiple checks.
@@ -169,9 +192,10 @@ mod tests {
     fn full_and_minimal_specs() {
         assert_eq!(
             one("domain=guest-kernel,mem=8M,arg=hello,arg=world"),
-            Ok(DomainSpec { image: "guest-kernel".into(), memory_pages: 2048, args: "hello world".into() })
+            Ok(DomainSpec { image: "guest-kernel".into(), memory_pages: 2048, max_pages: 2048, args: "hello world".into() })
         );
-        assert_eq!(one("domain=hello"), Ok(DomainSpec { image: "hello".into(), memory_pages: DEFAULT_MEMORY_PAGES, args: String::new() }));
+        let default = DomainSpec { image: "hello".into(), memory_pages: DEFAULT_MEMORY_PAGES, max_pages: DEFAULT_MEMORY_PAGES, args: String::new() };
+        assert_eq!(one("domain=hello"), Ok(default));
         assert_eq!(one("domain=a,arg=x,mem=128K").map(|spec| (spec.memory_pages, spec.args)), Ok((32, "x".into())));
         assert_eq!(one("domain=a,mem=256M").map(|spec| spec.memory_pages), Ok(65536));
         assert_eq!(one("domain=a,mem=132K").map(|spec| spec.memory_pages), Ok(33));
@@ -204,6 +228,23 @@ mod tests {
             assert_eq!(one(&format!("domain=a,mem={bad}")), Err(SpecProblem::BadMemory(bad.into())), "{bad:?}");
         }
         assert_eq!(one("domain=a,mem=4M,mem=8M"), Err(SpecProblem::DuplicateMemory));
+    }
+
+    #[test]
+    fn maximum_memory() {
+        let spec = one("domain=a,mem=4M,maxmem=16M").unwrap();
+        assert_eq!((spec.memory_pages, spec.max_pages), (1024, 4096));
+        let spec = one("domain=a,maxmem=8M,mem=8M").unwrap();
+        assert_eq!((spec.memory_pages, spec.max_pages), (2048, 2048));
+        assert_eq!(one("domain=a,mem=2M").map(|spec| spec.max_pages), Ok(512), "default = mem");
+        assert_eq!(one("domain=a,maxmem=8M").map(|spec| (spec.memory_pages, spec.max_pages)), Ok((DEFAULT_MEMORY_PAGES, 2048)));
+        assert_eq!(one("domain=a,mem=8M,maxmem=4M"), Err(SpecProblem::MaximumBelowMemory { maximum: 4 << 20, memory: 8 << 20 }));
+        assert_eq!(one("domain=a,maxmem=1M"), Err(SpecProblem::MaximumBelowMemory { maximum: 1 << 20, memory: 4 << 20 }), "below the default mem");
+        assert_eq!(one("domain=a,maxmem=4M,maxmem=8M"), Err(SpecProblem::DuplicateMaximum));
+        assert_eq!(one("domain=a,maxmem=300M"), Err(SpecProblem::MemoryTooLarge(300 << 20)));
+        assert_eq!(one("domain=a,maxmem=4G"), Err(SpecProblem::BadMemory("4G".into())));
+        let text = parse("domain=a,mem=8M,maxmem=4M").domains[0].as_ref().unwrap_err().to_string();
+        assert_eq!(text, "'domain=a,mem=8M,maxmem=4M': maxmem 4096K is below mem 8192K; maxmem is the most a domain may grow to");
     }
 
     #[test]
