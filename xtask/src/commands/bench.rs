@@ -1,11 +1,18 @@
-//! `cargo xtask bench`: the bench guest's cycle counts beside a native Linux syscall
-//! measured in the same run.
+//! `cargo xtask bench`: the bench guests' cycle counts beside native Linux references
+//! measured in the same run, as ratios against the issue's goals.
+//!
+//! Each benchmark guest is booted on its own (one QEMU run per guest, one after the
+//! other), so a guest that crashes, hangs or is refused loses only its own rows and the
+//! rest of the table is still printed. The host references are measured after the last
+//! QEMU run, when nothing else of ours is running.
 
 use clap::Args;
 use std::time::Duration;
 use xtask::cmdline::{self, Domain};
-use xtask::qemu::{self, Accel, ConsoleMode, Launch, Machine};
+use xtask::qemu::{self, Accel, ConsoleMode, Launch, Machine, RunOutcome};
 use xtask::{archive, workspace, Error, Result};
+
+use super::host_reference::{Measurement, Reference};
 
 /// Options of `cargo xtask bench`.
 #[derive(Args, Debug)]
@@ -13,16 +20,84 @@ pub struct BenchArgs {
     /// Accelerator (default: kvm if /dev/kvm is usable, else tcg).
     #[arg(long, value_enum)]
     accel: Option<Accel>,
+    /// Measured iterations of the trap-heavy rows (every row but `null hypercall`);
+    /// default 2000 under KVM (each trap costs ~0.7 ms on a PVM host), 20000 under TCG.
+    #[arg(long)]
+    iterations: Option<u64>,
+    /// Run only the guests of rows whose wire name contains this word (repeatable),
+    /// e.g. `--row page_fault`.
+    #[arg(long = "row")]
+    rows: Vec<String>,
 }
 
-/// The guest that runs the benchmarks.
-const BENCH_GUEST: &str = "bench";
-/// Reference iterations before measuring.
-const WARM_UP: usize = 10_000;
-/// Measured reference iterations.
-const ITERATIONS: usize = 200_000;
-/// Goal ratio for the null hypercall, guest median / native syscall median.
-const NULL_HYPERCALL_GOAL: &str = "<= 0.7x";
+/// One row of the table: a guest measurement and the native reference it is held against.
+#[derive(Copy, Clone, Debug, PartialEq)]
+struct Row {
+    /// The name in the guest's `bench <wire> ...` line.
+    wire: &'static str,
+    /// The name in the table (the issue's).
+    title: &'static str,
+    /// The native operation it is compared with.
+    reference: Reference,
+    /// Largest acceptable guest/reference ratio; `None` if the issue sets none.
+    goal: Option<f64>,
+}
+
+/// Every row, in table order.
+const ROWS: [Row; 5] = [
+    Row { wire: "null_hypercall", title: "null hypercall", reference: Reference::Getppid, goal: Some(0.7) },
+    Row { wire: "user_syscall", title: "user syscall", reference: Reference::Getppid, goal: Some(2.0) },
+    Row { wire: "page_fault", title: "page fault", reference: Reference::MinorFault, goal: Some(2.0) },
+    Row { wire: "map_batch", title: "map batch", reference: Reference::MapPopulate, goal: Some(1.0) },
+    Row { wire: "exception_bounce", title: "exception bounce", reference: Reference::Sigtrap, goal: None },
+];
+
+/// One benchmark guest: which rows it prints and how it is booted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GuestSpec {
+    /// The guest binary (tests/guests/src/bin/<image>.rs).
+    image: &'static str,
+    /// Wire names of the rows it prints.
+    rows: &'static [&'static str],
+    /// Domain memory; `None` = the hypervisor's default.
+    mem: Option<&'static str>,
+    /// Whether it takes `iterations=<n>` (the trap-heavy rows do).
+    takes_iterations: bool,
+}
+
+/// The guests, in the order they run.
+const GUESTS: [GuestSpec; 5] = [
+    // 100 000 null hypercalls, the issue-1 floor; fixed in the guest (~75 s on a PVM host).
+    GuestSpec { image: "bench", rows: &["null_hypercall"], mem: None, takes_iterations: false },
+    GuestSpec { image: "bench_user_syscall", rows: &["user_syscall"], mem: None, takes_iterations: true },
+    // Room for the fault window's frames (1 MiB) and for the samples under TCG.
+    GuestSpec { image: "bench_page_fault", rows: &["page_fault"], mem: Some("8M"), takes_iterations: true },
+    // Room for the 512 populated pages (2 MiB) the batch maps.
+    GuestSpec { image: "bench_map_batch", rows: &["map_batch"], mem: Some("8M"), takes_iterations: true },
+    GuestSpec { image: "bench_exception", rows: &["exception_bounce"], mem: None, takes_iterations: true },
+];
+
+/// Default measured iterations of the trap-heavy rows. Under KVM this host is a PVM
+/// (software) hypervisor where every guest exception or hypercall costs ~0.7 ms, so 2 000
+/// iterations of ~2-3 traps each keep a row to a few seconds.
+fn default_iterations(accel: Accel) -> u64 {
+    match accel {
+        Accel::Kvm => 2_000,
+        Accel::Tcg => 20_000,
+    }
+}
+
+/// How long one guest may run before QEMU is killed.
+fn guest_timeout(accel: Accel, guest: &GuestSpec, iterations: u64) -> Duration {
+    let kvm = accel == Accel::Kvm;
+    if !guest.takes_iterations {
+        // A PVM-based KVM host costs ~0.7 ms per trapping hypercall: 101 000 calls take ~75 s.
+        return Duration::from_secs(if kvm { 300 } else { 600 });
+    }
+    // At most ~4 traps of ~0.7 ms per iteration on a PVM host, and a generous floor.
+    let seconds = if kvm { 60 + iterations * 4 * 7 / 10_000 } else { 300 + iterations / 100 };
+    Duration::from_secs(seconds)
+}
 
 /// One `bench <name> median <c> p99 <c> iterations <n>` line.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,45 +135,6 @@ fn parse_boot_cycles(output: &str) -> Option<u64> {
     })
 }
 
-/// Median and 99th percentile of `samples` (sorted in place).
-fn median_p99(samples: &mut [u64]) -> (u64, u64) {
-    assert!(!samples.is_empty());
-    samples.sort_unstable();
-    let p99 = (samples.len() * 99 / 100).min(samples.len() - 1);
-    (samples[samples.len() / 2], samples[p99])
-}
-
-#[inline(always)]
-fn timestamp() -> u64 {
-    use core::arch::x86_64::{_mm_lfence, _rdtsc};
-    // SAFETY: lfence and rdtsc only order and read the time-stamp counter; SSE2 (lfence)
-    // is part of the x86_64 baseline and rdtsc is always available in user mode on Linux.
-    #[allow(unused_unsafe)]
-    unsafe {
-        _mm_lfence();
-        let time = _rdtsc();
-        _mm_lfence();
-        time
-    }
-}
-
-/// The native reference: getppid, per-iteration cycles.
-fn measure_getppid() -> (u64, u64) {
-    let mut sink = 0u32;
-    for _ in 0..WARM_UP {
-        sink = sink.wrapping_add(std::os::unix::process::parent_id());
-    }
-    let mut samples = Vec::with_capacity(ITERATIONS);
-    for _ in 0..ITERATIONS {
-        let start = timestamp();
-        sink = sink.wrapping_add(std::os::unix::process::parent_id());
-        let end = timestamp();
-        samples.push(end.wrapping_sub(start));
-    }
-    std::hint::black_box(sink);
-    median_p99(&mut samples)
-}
-
 fn ratio(guest: u64, reference: u64) -> String {
     if reference == 0 {
         "n/a".to_string()
@@ -107,81 +143,218 @@ fn ratio(guest: u64, reference: u64) -> String {
     }
 }
 
-/// The comparison table, one row per guest benchmark.
-fn table(benches: &[GuestBench], reference_median: u64, reference_p99: u64) -> String {
+fn goal_text(goal: Option<f64>) -> String {
+    match goal {
+        Some(goal) => format!("<= {goal:.1}x"),
+        None => "-".to_string(),
+    }
+}
+
+/// The comparison table: one line per row of [`ROWS`] that was run (`-` cells for a row
+/// whose guest printed nothing), then any guest line with an unknown name.
+fn table(selected: &[Row], benches: &[GuestBench], references: &[(Reference, Measurement)]) -> String {
     let mut text = format!(
-        "{:<20} | {:>12} | {:>10} | {:<9} | {:>10} | {:>8} | {:>6} | goal\n",
-        "benchmark", "guest median", "guest p99", "reference", "ref median", "ref p99", "ratio"
+        "{:<18} | {:>12} | {:>10} | {:>10} | {:<17} | {:>10} | {:>8} | {:>8} | goal\n",
+        "benchmark", "guest median", "guest p99", "iterations", "reference", "ref median", "ref p99", "ratio"
     );
-    for bench in benches {
-        let goal = if bench.name.contains("null") { NULL_HYPERCALL_GOAL } else { "" };
+    let reference_of = |reference: Reference| references.iter().find(|(known, _)| *known == reference).map(|(_, m)| *m);
+    let mut line = |title: &str, bench: Option<&GuestBench>, reference: Option<(Reference, Option<Measurement>)>, goal: String| {
+        let cell = |value: Option<u64>| value.map_or("-".to_string(), |value| value.to_string());
+        let measurement = reference.and_then(|(_, measurement)| measurement);
+        let ratio = match (bench, measurement) {
+            (Some(bench), Some(measurement)) => ratio(bench.median, measurement.median),
+            (None, _) => "missing".to_string(),
+            (Some(_), None) => "-".to_string(),
+        };
         text.push_str(&format!(
-            "{:<20} | {:>12} | {:>10} | {:<9} | {:>10} | {:>8} | {:>6} | {goal}\n",
-            // The wire name is one word; the table uses the issue's row names.
-            bench.name.replace('_', " "),
-            bench.median,
-            bench.p99,
-            "getppid",
-            reference_median,
-            reference_p99,
-            ratio(bench.median, reference_median)
+            "{:<18} | {:>12} | {:>10} | {:>10} | {:<17} | {:>10} | {:>8} | {:>8} | {goal}\n",
+            title,
+            cell(bench.map(|bench| bench.median)),
+            cell(bench.map(|bench| bench.p99)),
+            cell(bench.map(|bench| bench.iterations)),
+            reference.map_or("-", |(reference, _)| reference.name()),
+            cell(measurement.map(|measurement| measurement.median)),
+            cell(measurement.map(|measurement| measurement.p99)),
+            ratio,
         ));
+    };
+    for row in selected {
+        let bench = benches.iter().find(|bench| bench.name == row.wire);
+        line(row.title, bench, Some((row.reference, reference_of(row.reference))), goal_text(row.goal));
+    }
+    for bench in benches.iter().filter(|bench| !ROWS.iter().any(|row| row.wire == bench.name)) {
+        // The wire name is one word; an unknown row still shows, without a reference.
+        line(&bench.name.replace('_', " "), Some(bench), None, "-".to_string());
     }
     text
 }
 
-/// Runs the bench guest once and prints the table.
-pub fn main(args: BenchArgs) -> Result<u8> {
-    let qemu_binary = qemu::ensure_qemu()?;
-    let accel = qemu::select_accel(args.accel)?;
-    xtask::build::build_all()?;
-    let image = workspace::guests_dir().join(format!("{BENCH_GUEST}.elf"));
+/// One line judging the goals: which rows met theirs, which missed (and by how much).
+fn goal_summary(selected: &[Row], benches: &[GuestBench], references: &[(Reference, Measurement)]) -> String {
+    let mut met = Vec::new();
+    let mut missed = Vec::new();
+    for row in selected {
+        let Some(goal) = row.goal else { continue };
+        let bench = benches.iter().find(|bench| bench.name == row.wire);
+        let reference = references.iter().find(|(known, _)| *known == row.reference);
+        match (bench, reference) {
+            (Some(bench), Some((_, measurement))) if measurement.median > 0 => {
+                let value = bench.median as f64 / measurement.median as f64;
+                if value <= goal {
+                    met.push(row.title.to_string());
+                } else {
+                    missed.push(format!("{} {value:.2}x > {goal:.1}x", row.title));
+                }
+            }
+            _ => missed.push(format!("{} not measured", row.title)),
+        }
+    }
+    let total = met.len() + missed.len();
+    if missed.is_empty() {
+        format!("goals: {} of {total} met", met.len())
+    } else {
+        format!("goals: {} of {total} met; missed: {}", met.len(), missed.join(", "))
+    }
+}
+
+/// The rows and guests `--row` selects (all without it).
+fn select(filters: &[String]) -> (Vec<Row>, Vec<GuestSpec>) {
+    let chosen = |wire: &str| filters.is_empty() || filters.iter().any(|filter| wire.contains(filter.as_str()));
+    let rows = ROWS.iter().copied().filter(|row| chosen(row.wire)).collect();
+    let guests = GUESTS.iter().filter(|guest| guest.rows.iter().any(|wire| chosen(wire))).cloned().collect();
+    (rows, guests)
+}
+
+/// What one guest's boot produced.
+struct GuestRun {
+    image: &'static str,
+    outcome: RunOutcome,
+    timeout: Duration,
+    benches: Vec<GuestBench>,
+}
+
+impl GuestRun {
+    /// A description of what went wrong, or `None` if the guest printed its rows and the
+    /// hypervisor reported success.
+    fn problem(&self, spec: &GuestSpec) -> Option<String> {
+        let missing: Vec<&str> =
+            spec.rows.iter().copied().filter(|wire| !self.benches.iter().any(|bench| bench.name == *wire)).collect();
+        if self.outcome.xtask_exit_code() == 0 && missing.is_empty() {
+            return None;
+        }
+        let mut text = format!("guest {}: {}", self.image, self.outcome.describe(self.timeout));
+        if !missing.is_empty() {
+            text.push_str(&format!("; no line for {}", missing.join(", ")));
+        }
+        Some(text)
+    }
+}
+
+fn run_guest(qemu_binary: &std::path::Path, accel: Accel, guest: &GuestSpec, iterations: u64) -> Result<GuestRun> {
+    let image = workspace::guests_dir().join(format!("{}.elf", guest.image));
     let bytes = std::fs::read(&image).map_err(|error| {
-        Error::failed(format!("cannot read {}: {error}; the conformance guests should provide a `{BENCH_GUEST}` binary", image.display()))
+        Error::failed(format!(
+            "cannot read {}: {error}; the conformance guests should provide a `{}` binary",
+            image.display(),
+            guest.image
+        ))
     })?;
-    let initrd = workspace::runs_dir().join("bench.tar");
-    qemu::write_archive(&initrd, &archive::build(&[(BENCH_GUEST.to_string(), bytes)])?)?;
+    let initrd = workspace::runs_dir().join(format!("{}.tar", guest.image));
+    qemu::write_archive(&initrd, &archive::build(&[(guest.image.to_string(), bytes)])?)?;
+    let mut domain = Domain::new(guest.image);
+    domain.mem = guest.mem.map(str::to_string);
+    if guest.takes_iterations {
+        domain.args.push(format!("iterations={iterations}"));
+    }
     let launch = Launch {
-        qemu: qemu_binary,
+        qemu: qemu_binary.to_path_buf(),
         hypervisor: workspace::hypervisor_elf(),
         initrd,
-        append: cmdline::command_line(&[Domain::new(BENCH_GUEST)], &[])?,
+        append: cmdline::command_line(&[domain], &[])?,
         accel,
         machine: Machine::Microvm,
         extra: Vec::new(),
-        // A PVM-based KVM host costs ~0.7 ms per trapping hypercall: 101 000 calls take ~75 s.
-        timeout: Duration::from_secs(if accel == Accel::Kvm { 300 } else { 600 }),
+        timeout: guest_timeout(accel, guest, iterations),
     };
-    println!("{}", qemu::describe_accel(accel, args.accel));
     let outcome = qemu::run(&launch, ConsoleMode::Capture)?;
-    let (reference_median, reference_p99) = measure_getppid();
+    let benches = outcome.output.lines().filter_map(parse_bench).collect();
+    Ok(GuestRun { image: guest.image, outcome, timeout: launch.timeout, benches })
+}
 
-    let benches: Vec<GuestBench> = outcome.output.lines().filter_map(parse_bench).collect();
-    if benches.is_empty() || outcome.xtask_exit_code() != 0 {
-        let tail: Vec<&str> = outcome.output.lines().rev().take(40).collect();
-        for line in tail.iter().rev() {
-            println!("{line}");
+/// Runs every selected bench guest, measures the references, prints the table.
+pub fn main(args: BenchArgs) -> Result<u8> {
+    let qemu_binary = qemu::ensure_qemu()?;
+    let accel = qemu::select_accel(args.accel)?;
+    let (rows, guests) = select(&args.rows);
+    if rows.is_empty() {
+        let known: Vec<&str> = ROWS.iter().map(|row| row.wire).collect();
+        return Err(Error::usage(format!("no row matches --row {:?}; rows: {}", args.rows, known.join(", "))));
+    }
+    let iterations = args.iterations.unwrap_or_else(|| default_iterations(accel));
+    if iterations == 0 {
+        return Err(Error::usage("--iterations must be at least 1"));
+    }
+    xtask::build::build_all()?;
+    println!("{}", qemu::describe_accel(accel, args.accel));
+
+    let mut runs = Vec::new();
+    let mut problems = Vec::new();
+    for guest in &guests {
+        println!("bench: running {} ...", guest.image);
+        let run = run_guest(&qemu_binary, accel, guest, iterations)?;
+        println!("bench: {} done in {} ms", guest.image, run.outcome.wall.as_millis());
+        if let Some(problem) = run.problem(guest) {
+            let tail: Vec<&str> = run.outcome.output.lines().rev().take(30).collect();
+            println!("bench: {problem}; last console lines:");
+            for line in tail.iter().rev() {
+                println!("    {line}");
+            }
+            problems.push(problem);
         }
-        return Err(Error::failed(format!(
-            "the bench run did not succeed ({}; {} bench lines)",
-            outcome.describe(launch.timeout),
-            benches.len()
-        )));
+        runs.push(run);
     }
 
-    print!("{}", table(&benches, reference_median, reference_p99));
-    println!("(cycles per iteration; guest iterations as reported, reference {ITERATIONS} after {WARM_UP} warm-up)");
-    match parse_boot_cycles(&outcome.output) {
-        Some(cycles) => println!("boot: first guest instruction {cycles} cycles after hypervisor entry"),
-        None => println!("boot: the hypervisor printed no boot-time line"),
+    let mut references = Vec::new();
+    for reference in Reference::ALL.into_iter().filter(|reference| rows.iter().any(|row| row.reference == *reference)) {
+        match reference.measure() {
+            Ok(measurement) => references.push((reference, measurement)),
+            Err(error) => problems.push(format!("host reference {}: {error}", reference.name())),
+        }
     }
-    println!("wall time of the QEMU run: {} ms ({})", outcome.wall.as_millis(), accel.name());
-    Ok(0)
+
+    let benches: Vec<GuestBench> = runs.iter_mut().flat_map(|run| std::mem::take(&mut run.benches)).collect();
+    println!();
+    print!("{}", table(&rows, &benches, &references));
+    println!("(TSC cycles per iteration; each guest booted on its own; ratio = guest median / reference median)");
+    println!("{}", goal_summary(&rows, &benches, &references));
+    let reference_counts: Vec<String> = references
+        .iter()
+        .map(|(reference, measurement)| {
+            format!("{} {} after {} warm-up", reference.name(), measurement.iterations, reference.iterations().0)
+        })
+        .collect();
+    println!("reference iterations: {}", reference_counts.join("; "));
+    if let Some(cycles) = runs.iter().find_map(|run| parse_boot_cycles(&run.outcome.output)) {
+        println!("boot: first guest instruction {cycles} cycles after hypervisor entry");
+    }
+    let total: Duration = runs.iter().map(|run| run.outcome.wall).sum();
+    let walls: Vec<String> = runs.iter().map(|run| format!("{} {} ms", run.image, run.outcome.wall.as_millis())).collect();
+    println!("wall time of the QEMU runs ({}): {} ms total ({})", accel.name(), total.as_millis(), walls.join(", "));
+
+    if problems.is_empty() {
+        Ok(0)
+    } else {
+        Err(Error::failed(format!("{} problem(s): {}", problems.len(), problems.join("; "))))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn measurement(median: u64, p99: u64) -> Measurement {
+        Measurement { median, p99, iterations: 1000 }
+    }
 
     #[test]
     fn bench_lines_are_parsed() {
@@ -192,6 +365,7 @@ mod tests {
         assert!(parse_bench("bench x median 1 p99 2 iterations 3").is_some());
         assert_eq!(parse_bench("(d1) bench x median one p99 2 iterations 3"), None);
         assert_eq!(parse_bench("(hv) bench reserved"), None);
+        assert_eq!(parse_bench("(d1) bench: null_hypercall min 1 max 2"), None);
         assert_eq!(parse_bench("(d1) Test result: SUCCESS"), None);
     }
 
@@ -202,29 +376,92 @@ mod tests {
         assert_eq!(parse_boot_cycles("(hv) boot: first guest instruction x cycles after hypervisor entry"), None);
     }
 
+    fn cells(line: &str) -> Vec<&str> {
+        line.split('|').map(str::trim).collect()
+    }
+
     #[test]
-    fn table_rows() {
-        let bench = parse_bench("bench null_hypercall median 52 p99 80 iterations 200000").unwrap();
-        let text = table(&[bench], 100, 140);
+    fn each_row_names_its_reference() {
+        let benches = [
+            parse_bench("bench null_hypercall median 52 p99 80 iterations 100000").unwrap(),
+            parse_bench("(d1) bench page_fault median 3000 p99 4000 iterations 2000").unwrap(),
+        ];
+        let references =
+            [(Reference::Getppid, measurement(100, 140)), (Reference::MinorFault, measurement(1000, 1500))];
+        let text = table(&ROWS, &benches, &references);
         let rows: Vec<&str> = text.lines().collect();
-        let header: Vec<&str> = rows[0].split('|').map(str::trim).collect();
-        assert_eq!(header, ["benchmark", "guest median", "guest p99", "reference", "ref median", "ref p99", "ratio", "goal"]);
-        let cells: Vec<&str> = rows[1].split('|').map(str::trim).collect();
-        assert_eq!(cells, ["null hypercall", "52", "80", "getppid", "100", "140", "0.52x", "<= 0.7x"]);
+        assert_eq!(
+            cells(rows[0]),
+            ["benchmark", "guest median", "guest p99", "iterations", "reference", "ref median", "ref p99", "ratio", "goal"]
+        );
+        assert_eq!(cells(rows[1]), ["null hypercall", "52", "80", "100000", "getppid", "100", "140", "0.52x", "<= 0.7x"]);
+        assert_eq!(cells(rows[2]), ["user syscall", "-", "-", "-", "getppid", "100", "140", "missing", "<= 2.0x"]);
+        assert_eq!(cells(rows[3]), ["page fault", "3000", "4000", "2000", "minor fault", "1000", "1500", "3.00x", "<= 2.0x"]);
+        // No reference measured for the map batch: its cells say so.
+        assert_eq!(cells(rows[4]), ["map batch", "-", "-", "-", "mmap populate 512", "-", "-", "missing", "<= 1.0x"]);
+        assert_eq!(cells(rows[5]), ["exception bounce", "-", "-", "-", "SIGTRAP", "-", "-", "missing", "-"]);
+        assert_eq!(rows.len(), 6);
+    }
+
+    #[test]
+    fn unknown_guest_rows_are_shown_without_reference() {
+        let benches = [parse_bench("bench brand_new median 5 p99 6 iterations 7").unwrap()];
+        let text = table(&ROWS[..1], &benches, &[(Reference::Getppid, measurement(10, 10))]);
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(cells(rows[1])[7], "missing");
+        assert_eq!(cells(rows[2]), ["brand new", "5", "6", "7", "-", "-", "-", "-", "-"]);
+    }
+
+    #[test]
+    fn goals_are_judged() {
+        let benches = [
+            parse_bench("bench null_hypercall median 60 p99 80 iterations 10").unwrap(),
+            parse_bench("bench user_syscall median 300 p99 400 iterations 10").unwrap(),
+            parse_bench("bench exception_bounce median 1 p99 1 iterations 1").unwrap(),
+        ];
+        let references = [(Reference::Getppid, measurement(100, 100)), (Reference::Sigtrap, measurement(1, 1))];
+        assert_eq!(
+            goal_summary(&ROWS, &benches, &references),
+            "goals: 1 of 4 met; missed: user syscall 3.00x > 2.0x, page fault not measured, map batch not measured"
+        );
+        assert_eq!(goal_summary(&ROWS[..1], &benches, &references), "goals: 1 of 1 met");
+    }
+
+    #[test]
+    fn rows_and_guests_agree() {
+        // Every row is printed by exactly one guest, and every guest's rows exist.
+        for row in ROWS {
+            assert_eq!(GUESTS.iter().filter(|guest| guest.rows.contains(&row.wire)).count(), 1, "{}", row.wire);
+        }
+        for guest in GUESTS {
+            assert!(guest.rows.iter().all(|wire| ROWS.iter().any(|row| row.wire == *wire)), "{}", guest.image);
+        }
+        assert_eq!(goal_text(Some(0.7)), "<= 0.7x");
+        assert_eq!(goal_text(None), "-");
+    }
+
+    #[test]
+    fn selection_by_row_name() {
+        let (rows, guests) = select(&[]);
+        assert_eq!((rows.len(), guests.len()), (ROWS.len(), GUESTS.len()));
+        let (rows, guests) = select(&["page_fault".to_string(), "exception".to_string()]);
+        assert_eq!(rows.iter().map(|row| row.wire).collect::<Vec<_>>(), ["page_fault", "exception_bounce"]);
+        assert_eq!(guests.iter().map(|guest| guest.image).collect::<Vec<_>>(), ["bench_page_fault", "bench_exception"]);
+        assert!(select(&["nothing".to_string()]).0.is_empty());
+    }
+
+    #[test]
+    fn iteration_defaults_and_timeouts() {
+        assert_eq!(default_iterations(Accel::Kvm), 2_000);
+        assert!(default_iterations(Accel::Tcg) > default_iterations(Accel::Kvm));
+        // 2 000 trap-heavy iterations under KVM: bounded well inside the 5-minute budget.
+        assert!(guest_timeout(Accel::Kvm, &GUESTS[1], 2_000) <= Duration::from_secs(120));
+        assert_eq!(guest_timeout(Accel::Kvm, &GUESTS[0], 2_000), Duration::from_secs(300));
     }
 
     #[test]
     fn statistics() {
-        let mut samples: Vec<u64> = (1..=100).rev().collect();
-        assert_eq!(median_p99(&mut samples), (51, 100));
-        assert_eq!(median_p99(&mut [7]), (7, 7));
         assert_eq!(ratio(52, 100), "0.52x");
         assert_eq!(ratio(1, 0), "n/a");
-    }
-
-    #[test]
-    fn reference_is_measured() {
-        let (median, p99) = measure_getppid();
-        assert!(median > 0 && p99 >= median);
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod build;
+mod host_reference;
 pub mod run;
 pub mod test;
