@@ -5,6 +5,7 @@
 //! goes to libtest-mimic (filters, `--list`, `--test-threads`, ...).
 
 mod cases;
+mod cases_memory;
 mod judge;
 
 use cases::{Case, ImageSource, Mutation};

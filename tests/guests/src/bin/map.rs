@@ -68,7 +68,7 @@ fn refused(reporter: &mut Reporter, entry: MapEntry, expected: Errno, what: &str
 
 fn query_is(reporter: &mut Reporter, address: u64, expected: Result<(u64, u32), Errno>, what: &str) {
     let got = memory::query(Space::INITIAL, address);
-    println!("query({address:#x}) = {}", ShowResult(&got.map(|(gfn, flags)| (gfn, flags))));
+    println!("query({address:#x}) = {}", ShowResult(&got));
     reporter.expect_eq(got, expected, format_args!("{what}: query {address:#x}"));
 }
 
@@ -141,8 +141,8 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
     refused(reporter, map_entry(base + LARGE_PAGE_SIZE, gfn, rw | map_flags::LARGE), Errno::EINVAL, "LARGE of an order-0 gfn");
 
     for handle in [1000, 65, u64::MAX] {
-        // SAFETY: the entry is a live local; the handle is checked first.
         let entry = [map_entry(base, gfn, rw)];
+        // SAFETY: the entry is a live local; the handle is checked first.
         let (done, result) = unsafe { HYPERVISOR.mmu_update_raw(Space::from_raw(handle), entry.as_ptr(), 1) };
         reporter.expect_errno(result, Errno::ESRCH, format_args!("mmu_update on unknown space {handle}"));
         let _ = done;
