@@ -134,6 +134,9 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
     }
     refused(reporter, MapEntry { virtual_address: base, gfn: 1, op: map_op::UNMAP, flags: 0 }, Errno::EINVAL, "UNMAP with gfn != 0");
     refused(reporter, MapEntry { virtual_address: base, gfn: 1, op: map_op::PROTECT, flags: rw }, Errno::EINVAL, "PROTECT with gfn != 0");
+    // The shared-info page is the hypervisor's frame: it stays (SPEC §12.4).
+    refused(reporter, unmap_entry(start.shared_info_address, 0), Errno::EPERM, "UNMAP of the shared-info page");
+    refused(reporter, protect_entry(start.shared_info_address, map_flags::NO_EXECUTE), Errno::EPERM, "PROTECT of the shared-info page");
     refused(reporter, unmap_entry(base, 0), Errno::ENOENT, "UNMAP of an unmapped address");
     refused(reporter, protect_entry(base, rw), Errno::ENOENT, "PROTECT of an unmapped address");
     refused(reporter, map_entry(base + PAGE_SIZE, gfn, rw | map_flags::LARGE), Errno::EINVAL, "LARGE at a 4 KiB-aligned address");

@@ -98,7 +98,8 @@ fn refused_in_the_middle(reporter: &mut Reporter, op: Hypercall, args: [u64; 6],
     // if it did execute a nested multicall, its array is the caller's live local.
     unsafe { calls.push(op, args) };
     calls.version(version_cmd::ABI_VERSION);
-    reporter.expect_eq(issue(&mut calls), Ok(1), format_args!("{what}: entries completed before it"));
+    // SPEC §13: an entry is completed once its result is written, the refused one too.
+    reporter.expect_eq(issue(&mut calls), Ok(2), format_args!("{what}: entries completed, the refused one included"));
     reporter.expect_eq(calls.entries()[0].result, version_packed(), format_args!("{what}: entry 0 ran"));
     reporter.expect_eq(calls.entries()[1].result, Errno::EINVAL.to_return(), format_args!("{what}: entry 1 refused"));
     reporter.expect_eq(calls.entries()[2].result, NOT_EXECUTED, format_args!("{what}: entry 2 not executed"));

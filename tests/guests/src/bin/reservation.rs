@@ -161,6 +161,11 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
         let expected = if pointer == start.start_info_address { Errno::EINVAL } else { Errno::EFAULT };
         reporter.expect_errno(result, expected, format_args!("decrease from an array at {pointer:#x}"));
     }
+    for command in [5, 99, u64::MAX] {
+        // SAFETY: unknown sub-commands take no pointers (all arguments are 0).
+        let result = unsafe { HYPERVISOR.memory_op(command, 0, 0, 0) };
+        reporter.expect_errno(result, Errno::EINVAL, format_args!("memory_op({command}) (SPEC §12.2: other → -EINVAL)"));
+    }
     reporter.expect_eq(increase(&mut [], 0), Ok(0), "increase of 0 extents");
     reporter.expect_eq(decrease(&[], 0), Ok(0), "decrease of 0 extents");
     let maximum_gfn = memory::maximum_gfn().unwrap_or(0);
@@ -273,4 +278,23 @@ fn large(reporter: &mut Reporter, _start: &'static StartInfo) {
         }
     }
     reporter.expect_eq(memory::current_reservation(), Ok(before), "CURRENT_RESERVATION back");
+
+    // Releasing one gfn of an extent breaks it: the other 511 stay, as order-0 gfns.
+    let mut extent = [u64::MAX];
+    if !reporter.expect_eq(increase(&mut extent, LARGE_PAGE_ORDER), Ok(1), "increase another 2 MiB extent") {
+        return;
+    }
+    let gfn = extent[0];
+    reporter.expect_eq(memory::map_page(Space::INITIAL, base, gfn, large_rw), Ok(()), "map it as a 2 MiB page");
+    reporter.expect_eq(decrease(&[gfn + 5], 0), Ok(1), "release one gfn of the extent");
+    reporter.expect_errno(memory::query(Space::INITIAL, base), Errno::ENOENT, "the 2 MiB mapping went whole");
+    reporter.expect_eq(memory::current_reservation(), Ok(before + LARGE_PAGE_PAGES - 1), "511 gfns stay populated");
+    reporter.expect_errno(memory::map_page(Space::INITIAL, base, gfn, large_rw), Errno::EINVAL, "LARGE of a broken extent");
+    reporter.expect_errno(decrease(&[gfn], LARGE_PAGE_ORDER), Errno::EINVAL, "order-9 decrease of a broken extent");
+    reporter.expect_eq(memory::map_page(Space::INITIAL, base, gfn + 6, map_flags::WRITABLE), Ok(()), "a remaining gfn maps as 4 KiB");
+    reporter.expect_eq(memory::unmap_page(Space::INITIAL, base), Ok(()), "unmap it");
+    let rest: Vec<u64> = (gfn..gfn + LARGE_PAGE_PAGES).filter(|&each| each != gfn + 5).collect();
+    reporter.expect_eq(decrease(&rest, 0), Ok(rest.len()), "release the other 511 one by one");
+    reporter.expect_eq(memory::current_reservation(), Ok(before), "CURRENT_RESERVATION back again");
+
 }
