@@ -16,6 +16,8 @@ extern crate alloc;
 mod machine;
 #[cfg(target_os = "none")]
 mod system;
+#[cfg(target_os = "none")]
+mod dispatch;
 
 #[cfg(target_os = "none")]
 mod bare_metal {

@@ -1,21 +1,23 @@
 //! The running system: boot sequence, the domain table, and the two Rust entry points
 //! the assembly calls (`hypercall_dispatch`, `trap_dispatch`).
 
-use crate::machine::{boot, console, cpu, descriptors, entry, exit_device, heap, memory, pvh};
+use crate::machine::{boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, memory, pvh};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use hypercall_abi::exit::ExitStatus;
 use hypercall_abi::ABI_VERSION;
 use hypervisor::command_line::{self, DomainSpec};
-use hypervisor::domain_builder::{self, BuiltDomain};
+use hypervisor::domain_builder;
+use hypervisor::domain_memory::DomainMemory;
 use hypervisor::frame_allocator::{Frame, FrameAllocator};
-use hypervisor::guest_memory::{self, GuestFault};
-use hypervisor::hypercall::{self, Disposition, Guest};
 use hypervisor::outcome::{self, Outcome};
-use hypervisor::trap_frame::{ReturnPath, TrapFrame};
-use hypervisor::{archive, exception, image, layout, scheduler};
+use hypervisor::paging::AddressSpace;
+use hypervisor::trap_frame::TrapFrame;
+use hypervisor::vcpu::{Mode, Vcpu};
+use hypervisor::{archive, image, layout, scheduler};
 use memory::DirectMap;
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
@@ -26,26 +28,55 @@ const MANAGED_LIMIT: u64 = (hypervisor::frame_allocator::MAX_FRAMES as u64) * 40
 /// Low memory holds firmware structures; domains never get it.
 const LOW_MEMORY_END: u64 = 1 << 20;
 
-static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
-static SYSTEM: Mutex<Option<System>> = Mutex::new(None);
+pub(crate) static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
+pub(crate) static SYSTEM: Mutex<Option<System>> = Mutex::new(None);
+/// The root CR3 holds, so unchanged roots are not reloaded (a CR3 write is a trap on
+/// some hosts). Every change to a space that is not loaded is followed by a CR3 write
+/// before that space is used, so skipping same-root writes never leaves stale TLB entries.
+static LOADED_ROOT: AtomicU64 = AtomicU64::new(0);
 
 extern "C" {
     static __image_end: u8;
 }
 
-struct Domain {
-    id: u32,
-    name: String,
-    state: TrapFrame,
-    memory: Option<BuiltDomain>,
+pub(crate) struct Domain {
+    pub id: u32,
+    pub name: String,
+    /// Saved registers while not running.
+    pub state: TrapFrame,
+    pub vcpu: Vcpu,
+    /// `None` once the domain has ended.
+    pub memory: Option<DomainMemory>,
+    pub extended_state: extended_state::Area,
 }
 
-struct System {
-    domains: Vec<Domain>,
-    current: usize,
-    outcomes: Vec<Outcome>,
-    hypervisor_root: Frame,
-    frames_free_at_start: u64,
+impl Domain {
+    /// The address space of the mode the vCPU is in.
+    pub fn current_space(&self) -> Option<&AddressSpace> {
+        let memory = self.memory.as_ref()?;
+        match self.vcpu.mode {
+            Mode::Kernel => Some(memory.kernel_space()),
+            Mode::User => memory.user_space(),
+        }
+    }
+
+    /// CR3 for the mode the vCPU is in.
+    fn current_root(&self) -> Option<Frame> {
+        let memory = self.memory.as_ref()?;
+        match self.vcpu.mode {
+            Mode::Kernel => Some(memory.kernel_root()),
+            Mode::User => memory.user_root(),
+        }
+    }
+}
+
+pub(crate) struct System {
+    pub domains: Vec<Domain>,
+    pub current: usize,
+    pub outcomes: Vec<Outcome>,
+    pub hypervisor_root: Frame,
+    pub frames_free_at_start: u64,
+    pub extended_state: extended_state::Method,
 }
 
 pub fn boot(start_info_address: u64) -> ! {
@@ -90,6 +121,7 @@ pub fn boot(start_info_address: u64) -> ! {
     // NX must be on before any table that uses the bit is live.
     cpu::enable_protections(&features);
     let hypervisor_root = memory::install_hypervisor_tables(&mut FRAMES.lock(), ram_end, features.global_pages);
+    grow_heap();
     cpu::enable_hypercall_entry(
         entry::hypercall_entry_address(),
         selectors.kernel_code,
@@ -98,7 +130,9 @@ pub fn boot(start_info_address: u64) -> ! {
         selectors.user_data,
     );
 
+    let extended_state = extended_state::enable(features.xsave);
     print_banner(&features, ram_bytes);
+    hvprintln!("extended state: {}, {} bytes per domain, switched eagerly", extended_state.describe(), extended_state.area_size());
 
     let command_line = command_line::parse(&boot_info.command_line);
     for unknown in &command_line.unknown {
@@ -110,6 +144,7 @@ pub fn boot(start_info_address: u64) -> ! {
         outcomes: Vec::new(),
         hypervisor_root,
         frames_free_at_start: FRAMES.lock().free_count(),
+        extended_state,
     };
 
     let archive_bytes = match boot_info.modules.first() {
@@ -142,6 +177,7 @@ pub fn boot(start_info_address: u64) -> ! {
                 Ok(DomainSpec {
                     image: String::from(member.name),
                     memory_pages: command_line::DEFAULT_MEMORY_PAGES,
+                    max_pages: command_line::DEFAULT_MEMORY_PAGES,
                     args: String::new(),
                 })
             })
@@ -169,10 +205,11 @@ pub fn boot(start_info_address: u64) -> ! {
         match create_domain(&system, id, &spec, member.bytes) {
             Ok(domain) => {
                 hvprintln!(
-                    "d{} {}: started: {} pages, entry {:#x}, args '{}'",
+                    "d{} {}: started: {} pages (max {}), entry {:#x}, args '{}'",
                     domain.id,
                     domain.name,
                     spec.memory_pages,
+                    spec.max_pages,
                     domain.state.rip,
                     spec.args
                 );
@@ -189,7 +226,7 @@ pub fn boot(start_info_address: u64) -> ! {
         finish(system);
     }
     let mut first = system.domains[0].state;
-    switch_address_space(&system.domains[0]);
+    enter_domain(&mut system, 0);
     let cycles = cpu::rdtsc().wrapping_sub(entry_tsc);
     hvprintln!("boot: first guest instruction {cycles} cycles after hypervisor entry");
     *SYSTEM.lock() = Some(system);
@@ -218,12 +255,50 @@ fn create_domain(system: &System, id: u32, spec: &DomainSpec, bytes: &[u8]) -> R
         &load,
         &plan,
         spec.memory_pages,
+        spec.max_pages,
         id,
         &spec.args,
     )
     .map_err(|error| format!("{error}"))?;
     let state = TrapFrame::new_guest(built.entry, built.start_info, built.stack_top);
-    Ok(Domain { id, name: spec.image.clone(), state, memory: Some(built) })
+    Ok(Domain {
+        id,
+        name: spec.image.clone(),
+        state,
+        vcpu: Vcpu::new(),
+        memory: Some(built.memory),
+        extended_state: extended_state::Area::new(&system.extended_state),
+    })
+}
+
+/// Gives the heap its late region: contiguous 2 MiB blocks taken before any domain
+/// exists, when the allocator's lowest free blocks are still consecutive.
+fn grow_heap() {
+    let blocks = heap::LATE_SIZE / (2 << 20);
+    let mut frames = FRAMES.lock();
+    let mut taken: Vec<Frame> = Vec::new();
+    for _ in 0..blocks {
+        match frames.allocate_large() {
+            Some(block) => taken.push(block),
+            None => break,
+        }
+    }
+    let contiguous = taken.len() as u64 == blocks
+        && taken.windows(2).all(|pair| pair[1].address() == pair[0].address() + (2 << 20));
+    if !contiguous {
+        for block in taken {
+            for index in 0..512 {
+                let _ = frames.free(Frame::from_number(block.number() + index));
+            }
+        }
+        hvprintln!("heap: no contiguous {} MiB for the late heap; domains are limited to the 1 MiB early heap", heap::LATE_SIZE >> 20);
+        return;
+    }
+    let start = memory::virtual_address(taken[0].address()) as *mut u8;
+    // SAFETY: the frames were just allocated (so nothing else owns them), are
+    // contiguous (checked) and lie below ram_end, which the direct map covers read-write;
+    // this runs once on the boot path.
+    unsafe { heap::add_late_region(start) };
 }
 
 fn print_banner(features: &cpu::Features, ram_bytes: u64) {
@@ -257,13 +332,39 @@ fn print_banner(features: &cpu::Features, ram_bytes: u64) {
     }
 }
 
-fn switch_address_space(domain: &Domain) {
-    if let Some(memory) = &domain.memory {
-        load_root(memory.space.root());
+/// Makes `index` the running domain: its extended state, segment bases and the root of
+/// its vCPU's mode are loaded. The outgoing domain's extended state must have been saved
+/// (see [`leave_current`]).
+pub(crate) fn enter_domain(system: &mut System, index: usize) {
+    system.current = index;
+    let method = system.extended_state;
+    let domain = &mut system.domains[index];
+    domain.extended_state.restore(&method);
+    load_segment_bases(&domain.vcpu);
+    domain.vcpu.segments_dirty = false;
+    if let Some(root) = domain.current_root() {
+        load_root(root);
     }
 }
 
-fn load_root(root: Frame) {
+/// Saves what the hardware holds of the running domain before another one runs.
+pub(crate) fn leave_current(system: &mut System) {
+    let method = system.extended_state;
+    let domain = &mut system.domains[system.current];
+    if domain.memory.is_some() {
+        domain.extended_state.save(&method);
+    }
+}
+
+/// FS base, and GS base of the vCPU's mode (the hypervisor never uses either).
+pub(crate) fn load_segment_bases(vcpu: &Vcpu) {
+    cpu::write_segment_bases(vcpu.fs_base, vcpu.gs_base());
+}
+
+pub(crate) fn load_root(root: Frame) {
+    if LOADED_ROOT.swap(root.address(), Ordering::Relaxed) == root.address() {
+        return;
+    }
     let frame = PhysFrame::containing_address(PhysAddr::new(root.address()));
     // SAFETY: every root the hypervisor loads carries its own mappings in slots
     // 256..272 (copied from the hypervisor's root), so the code, stack and data in use
@@ -271,131 +372,9 @@ fn load_root(root: Frame) {
     unsafe { Cr3::write(frame, Cr3Flags::empty()) };
 }
 
-/// The calling domain, as hypercall handlers see it.
-struct CallingDomain<'a> {
-    id: u32,
-    memory: &'a BuiltDomain,
-}
-
-impl Guest for CallingDomain<'_> {
-    fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
-        guest_memory::copy_from_guest(&DirectMap, &self.memory.space, address, buffer)
-    }
-
-    fn console_write(&mut self, bytes: &[u8]) {
-        console::write_domain(self.id, bytes);
-    }
-}
-
-/// Rust side of the `syscall` entry. Returns how to go back to the guest.
-#[no_mangle]
-extern "C" fn hypercall_dispatch(frame: &mut TrapFrame) -> u64 {
-    handle_hypercall(SYSTEM.lock(), frame)
-}
-
-/// One hypercall, from either entry (`syscall` or the trapping `ud2; "rf"`).
-fn handle_hypercall(mut guard: spin::MutexGuard<'_, Option<System>>, frame: &mut TrapFrame) -> u64 {
-    let system = guard.as_mut().expect("hypercalls arrive only after boot installed the system");
-    let domain = &system.domains[system.current];
-    let Some(memory) = domain.memory.as_ref() else {
-        unreachable!("the running domain always has memory");
-    };
-    let mut caller = CallingDomain { id: domain.id, memory };
-    match hypercall::dispatch(frame.rax, frame.hypercall_arguments(), &mut caller) {
-        Disposition::Return(value) => {
-            frame.rax = value as u64;
-            finish_return(guard, frame)
-        }
-        Disposition::Yield => {
-            frame.rax = 0;
-            let current = system.current;
-            system.domains[current].state = *frame;
-            let next = next_runnable(system).expect("the caller itself is runnable");
-            if next != current {
-                system.current = next;
-                *frame = system.domains[next].state;
-                switch_address_space(&system.domains[next]);
-            }
-            finish_return(guard, frame)
-        }
-        Disposition::Shutdown(outcome) => {
-            let (id, name) = (domain.id, domain.name.clone());
-            match outcome {
-                Outcome::Poweroff(code) => hvprintln!("d{id} {name}: exited: poweroff code {code}"),
-                Outcome::Crash(code) => hvprintln!("d{id} {name}: exited: crash code {code}"),
-                Outcome::Killed | Outcome::Refused => {}
-            }
-            end_current(system, outcome);
-            *frame = next_frame_or_finish(guard);
-            ReturnPath::Iret as u64
-        }
-    }
-}
-
-/// Rust side of every exception and interrupt.
-#[no_mangle]
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
-    let name = exception::name(frame.vector);
-    if !frame.from_guest() {
-        panic!(
-            "hypervisor {} (vector {}) at rip {:#x} error {:#x} cr2 {:#x}",
-            name,
-            frame.vector,
-            frame.rip,
-            frame.error_code,
-            cpu::fault_address()
-        );
-    }
-    match frame.vector {
-        6 => {
-            let guard = SYSTEM.lock();
-            if is_trapping_hypercall(&guard, frame) {
-                frame.rip += hypercall_abi::hypercall::TRAPPING_HYPERCALL.len() as u64;
-                handle_hypercall(guard, frame)
-            } else {
-                kill_for_exception(guard, frame)
-            }
-        }
-        // Not caused by the guest: nothing to deliver yet, resume it.
-        2 | 32..=255 => {
-            let guard = SYSTEM.lock();
-            finish_return(guard, frame)
-        }
-        18 => panic!("machine check while running a guest at rip {:#x}", frame.rip),
-        _ => kill_for_exception(SYSTEM.lock(), frame),
-    }
-}
-
-/// Kills the current domain for the exception in `frame` (SPEC.md §12.2) and continues
-/// with the next domain.
-fn kill_for_exception(mut guard: spin::MutexGuard<'_, Option<System>>, frame: &mut TrapFrame) -> u64 {
-    let system = guard.as_mut().expect("guests run only after boot installed the system");
-    let cr2 = if frame.vector == 14 { cpu::fault_address() } else { 0 };
-    let reason = format!(
-        "{} at rip {:#x} error {:#x} cr2 {:#x}",
-        exception::name(frame.vector),
-        frame.rip,
-        frame.error_code,
-        cr2
-    );
-    kill_current(system, &reason);
-    *frame = next_frame_or_finish(guard);
-    ReturnPath::Iret as u64
-}
-
-/// Does the #UD in `frame` come from the trapping hypercall sequence? Read through the
-/// checked accessor: the bytes are the guest's and may be anywhere.
-fn is_trapping_hypercall(system: &Option<System>, frame: &TrapFrame) -> bool {
-    let Some(system) = system.as_ref() else { return false };
-    let Some(memory) = system.domains[system.current].memory.as_ref() else { return false };
-    let mut bytes = [0u8; 4];
-    guest_memory::copy_from_guest(&DirectMap, &memory.space, frame.rip, &mut bytes).is_ok()
-        && bytes == hypercall_abi::hypercall::TRAPPING_HYPERCALL
-}
-
 /// Validates `frame` for return to the current domain; a frame that cannot be returned
 /// to safely kills its domain and the next one runs instead.
-fn finish_return(mut guard: spin::MutexGuard<'_, Option<System>>, frame: &mut TrapFrame) -> u64 {
+pub(crate) fn finish_return(mut guard: spin::MutexGuard<'_, Option<System>>, frame: &mut TrapFrame) -> u64 {
     loop {
         if let Some(path) = frame.prepare_return() {
             return path as u64;
@@ -407,36 +386,36 @@ fn finish_return(mut guard: spin::MutexGuard<'_, Option<System>>, frame: &mut Tr
     }
 }
 
-fn kill_current(system: &mut System, reason: &str) {
+pub(crate) fn kill_current(system: &mut System, reason: &str) {
     let domain = &system.domains[system.current];
     hvprintln!("d{} {}: killed: {}", domain.id, domain.name, reason);
     end_current(system, Outcome::Killed);
 }
 
 /// Releases the current domain's memory and records how it ended.
-fn end_current(system: &mut System, outcome: Outcome) {
+pub(crate) fn end_current(system: &mut System, outcome: Outcome) {
     let hypervisor_root = system.hypervisor_root;
     // Leave the dying address space before its tables are freed.
     load_root(hypervisor_root);
     if let Some(memory) = system.domains[system.current].memory.take() {
-        domain_builder::destroy(&mut DirectMap, &mut *FRAMES.lock(), memory);
+        memory.destroy(&mut DirectMap, &mut *FRAMES.lock());
     }
     system.outcomes.push(outcome);
 }
 
 /// The domain after the current one that still has memory (has not ended).
-fn next_runnable(system: &System) -> Option<usize> {
+pub(crate) fn next_runnable(system: &System) -> Option<usize> {
     scheduler::next_runnable(system.domains.len(), system.current, |index| system.domains[index].memory.is_some())
 }
 
 /// The state of the next runnable domain (now current, its address space loaded), or
 /// the end of the run when none is left.
-fn next_frame_or_finish(mut guard: spin::MutexGuard<'_, Option<System>>) -> TrapFrame {
+pub(crate) fn next_frame_or_finish(mut guard: spin::MutexGuard<'_, Option<System>>) -> TrapFrame {
     let system = guard.as_mut().expect("system installed");
     match next_runnable(system) {
         Some(next) => {
-            system.current = next;
-            switch_address_space(&system.domains[next]);
+            leave_current(system);
+            enter_domain(system, next);
             let mut frame = system.domains[next].state;
             // The saved state came from a validated return or a new domain; keep the
             // invariant explicit anyway.

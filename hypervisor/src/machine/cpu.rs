@@ -151,3 +151,25 @@ pub fn mask_legacy_interrupts() {
         secondary.write(0xff);
     }
 }
+
+/// FS and GS bases last written, so a domain switch that keeps them costs no WRMSR.
+static SEGMENT_BASES: spin::Mutex<(u64, u64)> = spin::Mutex::new((0, 0));
+
+/// Loads the guest's FS and GS bases. Both were validated as canonical (XSA-193) when
+/// the guest set them; a non-canonical value would make WRMSR fault in the hypervisor,
+/// so it is skipped rather than trusted.
+pub fn write_segment_bases(fs: u64, gs: u64) {
+    let mut loaded = SEGMENT_BASES.lock();
+    if loaded.0 != fs {
+        if let Ok(address) = VirtAddr::try_new(fs) {
+            x86_64::registers::model_specific::FsBase::write(address);
+            loaded.0 = fs;
+        }
+    }
+    if loaded.1 != gs {
+        if let Ok(address) = VirtAddr::try_new(gs) {
+            x86_64::registers::model_specific::GsBase::write(address);
+            loaded.1 = gs;
+        }
+    }
+}

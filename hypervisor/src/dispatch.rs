@@ -1,0 +1,339 @@
+//! The two Rust entry points the assembly calls — `hypercall_dispatch` (the `syscall`
+//! entry) and `trap_dispatch` (every exception and interrupt) — and what they carry out
+//! for the running domain: hypercalls, bounces of exceptions and guest-user system calls
+//! to the guest kernel (SPEC.md §11), and `iret`. The decisions are the library's
+//! (`hypercall`, `bounce`, `memory_ops`); this module applies them to the machine.
+
+use crate::machine::{console, cpu, entry, memory::DirectMap};
+use crate::system::{
+    end_current, enter_domain, finish_return, kill_current, leave_current, load_root, load_segment_bases,
+    next_frame_or_finish, next_runnable, System, FRAMES, SYSTEM,
+};
+use alloc::format;
+use alloc::string::String;
+use hypercall_abi::hypercall::TRAPPING_HYPERCALL;
+use hypercall_abi::shared_info::cr2_offset;
+use hypercall_abi::trap::{vector, IretFrame};
+use hypervisor::bounce::{self, Event};
+use hypervisor::domain_memory::DomainMemory;
+use hypervisor::exception;
+use hypervisor::guest_memory::{self, GuestFault};
+use hypervisor::hypercall::{self, Disposition, Guest};
+use hypervisor::memory_ops::{self, Tlb};
+use hypervisor::outcome::Outcome;
+use hypervisor::paging::FrameMemory;
+use hypervisor::trap_frame::{ReturnPath, TrapFrame, HYPERCALL_VECTOR};
+use hypervisor::vcpu::{Mode, Vcpu};
+use x86_64::VirtAddr;
+use zerocopy::{FromBytes, IntoBytes};
+
+type Guard = spin::MutexGuard<'static, Option<System>>;
+
+/// The calling domain, as hypercall handlers see it. Hypercalls come only from
+/// guest-kernel mode, so guest pointers are resolved in the kernel root.
+struct CallingDomain<'a> {
+    id: u32,
+    vcpu: &'a mut Vcpu,
+    memory: &'a mut DomainMemory,
+}
+
+impl Guest for CallingDomain<'_> {
+    fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
+        guest_memory::copy_from_guest(&DirectMap, self.memory.kernel_space(), address, buffer)
+    }
+
+    fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), GuestFault> {
+        guest_memory::copy_to_guest(&mut DirectMap, self.memory.kernel_space(), address, bytes)
+    }
+
+    fn console_write(&mut self, bytes: &[u8]) {
+        console::write_domain(self.id, bytes);
+    }
+
+    fn vcpu(&mut self) -> &mut Vcpu {
+        self.vcpu
+    }
+
+    fn memory_op(&mut self, arguments: &[u64; 6]) -> i64 {
+        memory_ops::memory_op(arguments, self.memory, &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb)
+    }
+
+    fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64 {
+        memory_ops::address_space_op(arguments, self.memory, &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb)
+    }
+
+    fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64 {
+        memory_ops::mmu_update(arguments, self.memory, &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb)
+    }
+}
+
+/// TLB maintenance for the loaded root (no PCID: a CR3 write flushes everything else).
+struct HardwareTlb;
+
+impl Tlb for HardwareTlb {
+    fn flush_page(&mut self, virtual_address: u64) {
+        // A non-canonical address was never mapped, so there is nothing to flush.
+        if let Ok(address) = VirtAddr::try_new(virtual_address) {
+            x86_64::instructions::tlb::flush(address);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        x86_64::instructions::tlb::flush_all();
+    }
+}
+
+fn running(guard: &mut Guard) -> &mut System {
+    guard.as_mut().expect("guests run only after boot installed the system")
+}
+
+/// Rust side of the `syscall` entry. Returns how to go back to the guest.
+#[no_mangle]
+extern "C" fn hypercall_dispatch(frame: &mut TrapFrame) -> u64 {
+    system_call(SYSTEM.lock(), frame)
+}
+
+/// A `syscall` instruction: a hypercall from guest-kernel mode, a system call to bounce
+/// to the guest kernel from guest-user mode.
+fn system_call(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    let system = running(&mut guard);
+    match system.domains[system.current].vcpu.mode {
+        Mode::Kernel => handle_hypercall(guard, frame),
+        Mode::User => bounce_event(guard, frame, Event::Syscall),
+    }
+}
+
+/// One hypercall, from either instruction (`syscall` or the trapping `ud2; "rf"`).
+fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    let system = running(&mut guard);
+    let current = system.current;
+    let domain = &mut system.domains[current];
+    let Some(memory) = domain.memory.as_mut() else {
+        unreachable!("the running domain always has memory");
+    };
+    let mut caller = CallingDomain { id: domain.id, vcpu: &mut domain.vcpu, memory };
+    let disposition = hypercall::dispatch(frame.rax, frame.hypercall_arguments(), &mut caller);
+    apply_vcpu_changes(system);
+    match disposition {
+        Disposition::Return(value) => {
+            frame.rax = value as u64;
+            finish_return(guard, frame)
+        }
+        Disposition::Yield(value) => {
+            frame.rax = value as u64;
+            system.domains[current].state = *frame;
+            let next = next_runnable(system).expect("the caller itself is runnable");
+            if next != current {
+                leave_current(system);
+                enter_domain(system, next);
+                *frame = system.domains[next].state;
+            }
+            finish_return(guard, frame)
+        }
+        Disposition::Shutdown(outcome) => {
+            let domain = &system.domains[current];
+            let (id, name) = (domain.id, domain.name.clone());
+            match outcome {
+                Outcome::Poweroff(code) => hvprintln!("d{id} {name}: exited: poweroff code {code}"),
+                Outcome::Crash(code) => hvprintln!("d{id} {name}: exited: crash code {code}"),
+                Outcome::Killed | Outcome::Refused => {}
+            }
+            end_current(system, outcome);
+            *frame = next_frame_or_finish(guard);
+            ReturnPath::Iret as u64
+        }
+        Disposition::Iret => guest_iret(guard, frame),
+    }
+}
+
+/// Carries out what a hypercall changed in the running vCPU: segment bases, and the
+/// kernel root (`address_space_op(SWITCH)`); hypercalls run in guest-kernel mode.
+fn apply_vcpu_changes(system: &mut System) {
+    let domain = &mut system.domains[system.current];
+    if domain.vcpu.segments_dirty {
+        load_segment_bases(&domain.vcpu);
+        domain.vcpu.segments_dirty = false;
+    }
+    if let Some(memory) = domain.memory.as_ref() {
+        load_root(memory.kernel_root());
+    }
+}
+
+/// The `iret` hypercall: the frame at the guest's RSP, validated, becomes the state.
+fn guest_iret(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    let system = running(&mut guard);
+    let domain = &mut system.domains[system.current];
+    let Some(memory) = domain.memory.as_ref() else {
+        unreachable!("the running domain always has memory");
+    };
+    let mut bytes = [0u8; core::mem::size_of::<IretFrame>()];
+    if let Err(fault) = guest_memory::copy_from_guest(&DirectMap, memory.kernel_space(), frame.rsp, &mut bytes) {
+        let reason = format!("iret frame at rsp {:#x} is not readable: {fault}", frame.rsp);
+        return kill_and_continue(guard, frame, &reason);
+    }
+    let Ok(saved) = IretFrame::read_from_bytes(&bytes) else {
+        unreachable!("the buffer is exactly one IretFrame");
+    };
+    match bounce::iret(frame, &saved, memory.user_root().is_some()) {
+        Ok((resume, mode)) => {
+            *frame = resume;
+            change_mode(system, mode);
+            finish_return(guard, frame)
+        }
+        Err(failure) => kill_and_continue(guard, frame, &format!("{failure}")),
+    }
+}
+
+/// Moves the running vCPU to `mode`: its root and GS base follow.
+fn change_mode(system: &mut System, mode: Mode) {
+    let domain = &mut system.domains[system.current];
+    if domain.vcpu.mode == mode {
+        return;
+    }
+    domain.vcpu.mode = mode;
+    if let Some(memory) = domain.memory.as_ref() {
+        let root = match mode {
+            Mode::Kernel => Some(memory.kernel_root()),
+            Mode::User => memory.user_root(),
+        };
+        if let Some(root) = root {
+            load_root(root);
+        }
+    }
+    load_segment_bases(&domain.vcpu);
+}
+
+/// Rust side of every exception and interrupt.
+#[no_mangle]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
+    if !frame.from_guest() {
+        panic!(
+            "hypervisor {} (vector {}) at rip {:#x} error {:#x} cr2 {:#x}",
+            exception::name(frame.vector),
+            frame.vector,
+            frame.rip,
+            frame.error_code,
+            cpu::fault_address()
+        );
+    }
+    let guard = SYSTEM.lock();
+    match frame.vector {
+        // A PVM-based KVM host runs a ring-3 `syscall` to LSTAR without entering ring 0,
+        // so it faults fetching the (supervisor) entry stub. RCX and R11 hold what the
+        // instruction put there; carry on exactly as the `syscall` entry would. A guest
+        // that jumps there itself only gets a system call with registers it chose.
+        14 if frame.rip == entry::hypercall_entry_address() => {
+            frame.rip = frame.rcx;
+            frame.rflags = frame.r11;
+            frame.vector = HYPERCALL_VECTOR;
+            frame.error_code = 0;
+            system_call(guard, frame)
+        }
+        6 => invalid_opcode(guard, frame),
+        // Error code with the IDT bit: an `int n` through a gate ring 3 may not use.
+        13 if frame.error_code & 0b11 == 0b10 => refused_gate(guard, frame),
+        // Not caused by the guest: nothing to deliver, resume it.
+        2 | 32..=255 => finish_return(guard, frame),
+        18 => panic!("machine check while running a guest at rip {:#x}", frame.rip),
+        number => {
+            let fault_address = if number == 14 { cpu::fault_address() } else { 0 };
+            let event = Event::Exception { vector: number as u8, error_code: frame.error_code, fault_address };
+            bounce_event(guard, frame, event)
+        }
+    }
+}
+
+/// Reads `N` instruction bytes at `address` in the running vCPU's current address space.
+fn code_bytes<const N: usize>(system: &System, address: u64) -> Option<[u8; N]> {
+    let space = system.domains[system.current].current_space()?;
+    let mut bytes = [0u8; N];
+    guest_memory::copy_from_guest(&DirectMap, space, address, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// #UD: the trapping hypercall (guest-kernel mode only), an `int n` on a host that
+/// reports ring-3 software interrupts as #UD, or a real invalid opcode.
+fn invalid_opcode(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    let system = running(&mut guard);
+    let kernel = system.domains[system.current].vcpu.mode == Mode::Kernel;
+    if kernel && code_bytes::<4>(system, frame.rip) == Some(TRAPPING_HYPERCALL) {
+        frame.rip += TRAPPING_HYPERCALL.len() as u64;
+        return handle_hypercall(guard, frame);
+    }
+    if let Some((number, length)) = code_bytes::<2>(system, frame.rip).and_then(bounce::decode_software_interrupt) {
+        return bounce_event(guard, frame, Event::SoftwareInterrupt { vector: number, length });
+    }
+    let event = Event::Exception { vector: vector::INVALID_OPCODE, error_code: 0, fault_address: 0 };
+    bounce_event(guard, frame, event)
+}
+
+/// #GP naming an IDT gate: the guest executed `int n` (or `int3`), which the hardware
+/// refused because every gate is ring 0; whether the guest may raise it is the trap
+/// table's decision.
+fn refused_gate(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    let system = running(&mut guard);
+    let gate = (frame.error_code >> 3) as u8;
+    let decoded = code_bytes::<2>(system, frame.rip).and_then(bounce::decode_software_interrupt);
+    let event = match decoded {
+        Some((number, length)) if number == gate => Event::SoftwareInterrupt { vector: number, length },
+        _ => Event::Exception { vector: vector::GENERAL_PROTECTION, error_code: frame.error_code, fault_address: 0 },
+    };
+    bounce_event(guard, frame, event)
+}
+
+/// One line naming what happened, for kill reports.
+fn describe(frame: &TrapFrame, event: &Event) -> String {
+    match *event {
+        Event::Exception { vector, error_code, fault_address } => format!(
+            "{} at rip {:#x} error {:#x} cr2 {:#x}",
+            exception::name(u64::from(vector)),
+            frame.rip,
+            error_code,
+            fault_address
+        ),
+        Event::SoftwareInterrupt { vector, .. } => format!("int {:#x} at rip {:#x}", vector, frame.rip),
+        Event::Syscall => format!("guest-user syscall at rip {:#x}", frame.rip),
+    }
+}
+
+/// Delivers `event` to the running domain's guest kernel (SPEC.md §11.4), or kills the
+/// domain if it cannot be delivered — no handler, no stack, a stack it cannot write:
+/// the paravirtual triple fault.
+fn bounce_event(mut guard: Guard, frame: &mut TrapFrame, event: Event) -> u64 {
+    let system = running(&mut guard);
+    let domain = &mut system.domains[system.current];
+    let delivery = match bounce::deliver(&domain.vcpu, frame, event) {
+        Ok(delivery) => delivery,
+        Err(failure) => {
+            let reason = format!("{}: {failure}", describe(frame, &event));
+            return kill_and_continue(guard, frame, &reason);
+        }
+    };
+    let Some(memory) = domain.memory.as_ref() else {
+        unreachable!("the running domain always has memory");
+    };
+    let written = guest_memory::copy_to_guest(&mut DirectMap, memory.kernel_space(), delivery.frame_address, delivery.frame.as_bytes());
+    if let Err(fault) = written {
+        let reason = format!(
+            "{}: fault delivering {}: guest-kernel stack {:#x} is not writable ({fault})",
+            describe(frame, &event),
+            exception::name(delivery.vector),
+            delivery.frame_address
+        );
+        return kill_and_continue(guard, frame, &reason);
+    }
+    // Only a real #PF has a faulting address (a granted `int 14` does not).
+    if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) && delivery.vector == u64::from(vector::PAGE_FAULT) {
+        DirectMap.write(memory.shared_info_frame(), cr2_offset(0), &delivery.frame.fault_address.to_le_bytes());
+    }
+    *frame = delivery.resume;
+    change_mode(system, Mode::Kernel);
+    finish_return(guard, frame)
+}
+
+/// Kills the running domain with `reason` and continues with the next one.
+fn kill_and_continue(mut guard: Guard, frame: &mut TrapFrame, reason: &str) -> u64 {
+    kill_current(running(&mut guard), reason);
+    *frame = next_frame_or_finish(guard);
+    ReturnPath::Iret as u64
+}
