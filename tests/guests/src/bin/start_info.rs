@@ -3,7 +3,8 @@
 //! Arguments: `expect-mem=<pages> [words...]`. Checks the magic, ABI version, domain id,
 //! `nr_pages` against the expectation, the command line's encoding, that RSP is on the
 //! described stack, that RDI pointed at `start_info_address`, that the image contains
-//! `_start`, the layout (image, guard, start info, guard, stack, guard, free region), the
+//! `_start`, the layout (image, guard, start info, guard, shared info, guard, stack, guard,
+//! free region), the gfn of the free region, the
 //! page accounting `image + 1 + stack + free == nr_pages`, and writes and reads back a
 //! pattern on every free page.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -46,7 +47,7 @@ fn start_info(start: &'static StartInfo) -> u32 {
     reporter.expect_eq(start.magic, START_INFO_MAGIC, "magic");
     reporter.expect_eq(start.abi_version, ABI_VERSION.packed(), "abi_version");
     reporter.check(start.domain_id != 0, "domain_id is not 0");
-    reporter.expect_eq(start.flags, 0, "flags are zero in ABI 0.1");
+    reporter.expect_eq(start.flags, 0, "flags are zero");
     reporter.check(start.reserved.iter().all(|&byte| byte == 0), "reserved bytes are zero");
 
     check_arguments(&mut reporter, start);
@@ -108,6 +109,7 @@ fn check_layout(reporter: &mut Reporter, start: &StartInfo) {
         ("image_start", start.image_start),
         ("image_end", start.image_end),
         ("start_info_address", start.start_info_address),
+        ("shared_info_address", start.shared_info_address),
         ("stack_bottom", start.stack_bottom),
         ("stack_top", start.stack_top),
         ("free_start", start.free_start),
@@ -115,7 +117,12 @@ fn check_layout(reporter: &mut Reporter, start: &StartInfo) {
         reporter.check(address % PAGE_SIZE == 0, format_args!("{name} {address:#x} is page aligned"));
     }
     reporter.expect_eq(start.start_info_address, start.image_end + PAGE_SIZE, "one guard page between image and start info");
-    reporter.expect_eq(start.stack_bottom, start.start_info_address + 2 * PAGE_SIZE, "one guard page between start info and stack");
+    reporter.expect_eq(
+        start.shared_info_address,
+        start.start_info_address + 2 * PAGE_SIZE,
+        "one guard page between start info and shared info",
+    );
+    reporter.expect_eq(start.stack_bottom, start.shared_info_address + 2 * PAGE_SIZE, "one guard page between shared info and stack");
     reporter.expect_eq(start.stack_top - start.stack_bottom, INITIAL_STACK_PAGES * PAGE_SIZE, "stack size");
     reporter.expect_eq(start.free_start, start.stack_top + PAGE_SIZE, "one guard page between stack and free region");
     let image_pages = (start.image_end - start.image_start) / PAGE_SIZE;
@@ -125,6 +132,9 @@ fn check_layout(reporter: &mut Reporter, start: &StartInfo) {
         start.free_pages, start.nr_pages
     );
     reporter.expect_eq(accounted, start.nr_pages, "image + start info + stack + free pages == nr_pages");
+    // gfns run image, start info, stack, free region (SPEC.md §3.2).
+    reporter.expect_eq(start.free_gfn, image_pages + 1 + INITIAL_STACK_PAGES, "free_gfn follows image, start info and stack");
+    reporter.expect_eq(start.max_pages, start.nr_pages, "max_pages defaults to mem");
 }
 
 /// Writes a pattern to every free page and reads it back. The heap lives in this region,

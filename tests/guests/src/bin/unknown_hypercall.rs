@@ -10,7 +10,7 @@ use guest_rt::test::{Reporter, ShowResult};
 
 guest_rt::entry!(unknown_hypercall);
 
-const NUMBERS: [u64; 10] = [0, 1, 5, 16, 63, Hypercall::TABLE_SIZE, 1000, 1 << 32, 1 << 63, u64::MAX];
+const NUMBERS: [u64; 10] = [2, 5, 16, 22, 63, Hypercall::TABLE_SIZE, 1000, 1 << 32, 1 << 63, u64::MAX];
 
 fn unknown_hypercall(_start: &'static StartInfo) -> u32 {
     let mut reporter = Reporter::new();
