@@ -302,6 +302,7 @@ pub fn all() -> Vec<Case> {
     hello.expectation.console_lines.push(vec!["(d1) hello from a ringfence guest".into()]);
     cases.push(hello);
     cases.extend(crate::cases_memory::all());
+    cases.extend(crate::cases_traps::all());
     cases
 }
 
@@ -316,7 +317,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), cases.len());
-        let expected = 1 + CONSOLE_WRITE.len() + 1 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 5 + crate::cases_memory::all().len();
+        let expected = 1 + CONSOLE_WRITE.len() + 1 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 5 + crate::cases_memory::all().len() + crate::cases_traps::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);

@@ -6,6 +6,7 @@
 
 mod cases;
 mod cases_memory;
+mod cases_traps;
 mod judge;
 
 use cases::{Case, ImageSource, Mutation};
