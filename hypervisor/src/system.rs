@@ -130,7 +130,7 @@ pub fn boot(start_info_address: u64) -> ! {
         selectors.user_data,
     );
 
-    let extended_state = extended_state::enable(features.xsave);
+    let extended_state = extended_state::enable(features.xsave && !cpu::under_kvm());
     print_banner(&features, ram_bytes);
     hvprintln!("extended state: {}, {} bytes per domain, switched eagerly", extended_state.describe(), extended_state.area_size());
 

@@ -57,6 +57,14 @@ pub fn detect() -> Features {
     }
 }
 
+/// True under KVM (CPUID hypervisor signature "KVMKVMKVM"). The project's KVM hosts are
+/// PVM-based: their emulation of the hypervisor's ring 0 cannot execute XRSTOR (a KVM
+/// internal error, fatal to the VM), so extended state falls back to FXSAVE there.
+pub fn under_kvm() -> bool {
+    let (_, b, c, d) = cpuid(0x4000_0000, 0);
+    [b, c, d] == [0x4b4d_564b, 0x564b_4d56, 0x0000_004d]
+}
+
 /// DESIGN.md §7: the hypervisor-timing leaf QEMU/KVM expose with `+invtsc`, then the
 /// architectural leaves 0x15/0x16. (Calibration against a platform timer comes with
 /// timekeeping; until then an unknown frequency is reported as such.)

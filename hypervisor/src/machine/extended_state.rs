@@ -4,15 +4,17 @@
 //! speculation — CVE-2018-3665 — and costs a trap per first use after a switch).
 //!
 //! XSAVE where the CPU has it (area size from CPUID leaf 0xD for the enabled
-//! components), FXSAVE otherwise. The hypervisor itself is built without SSE and never
-//! touches these registers.
+//! components), FXSAVE otherwise — and on KVM, whose PVM-based hosts cannot run XRSTOR
+//! in the hypervisor's (emulated) ring 0. With FXSAVE, XCR0 is left alone and OSXSAVE
+//! off, so guests cannot enable AVX state that FXSAVE would not switch. The hypervisor
+//! itself is built without SSE and never touches these registers.
 
 use super::entry;
 use alloc::vec;
 use alloc::vec::Vec;
 use super::cpu::cpuid;
 use x86_64::registers::control::{Cr4, Cr4Flags};
-use x86_64::registers::xcontrol::{XCr0, XCr0Flags};
+use x86_64::registers::xcontrol::XCr0;
 
 /// XSAVE components a guest may use: x87, SSE, AVX.
 const GUEST_COMPONENTS: u64 = 0b111;
@@ -69,7 +71,9 @@ pub fn enable(xsave: bool) -> Method {
     // the CPU reports in leaf 0xD, always including x87 (bit 0) as XSETBV requires.
     unsafe {
         Cr4::update(|flags| *flags |= Cr4Flags::OSXSAVE);
-        XCr0::write(XCr0Flags::from_bits_truncate(mask | 1));
+        // write_raw, not write: write reads XCR0 first (XGETBV), which a PVM-based KVM
+        // host cannot emulate in its ring 0, and no reserved XCR0 bit needs keeping.
+        XCr0::write_raw(mask | 1);
     }
     // EBX of leaf 0xD now reports the size for the enabled XCR0.
     let size = cpuid(0xd, 0).1 as usize;
