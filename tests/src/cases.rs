@@ -179,6 +179,15 @@ pub fn all() -> Vec<Case> {
         ));
     }
     cases.push(case("unknown_hypercall", vec![success("unknown_hypercall", &[])], ExitStatus::SUCCESS, &[]));
+    cases.push(case("syscall_entry::version", vec![success("syscall_entry", &["version"])], ExitStatus::SUCCESS, &[]));
+    // A `syscall` ending at 0x7fff_ffff_ffff: sysret to RCX = 0x8000_0000_0000 is
+    // refused (XSA-7), the domain dies and the next one runs.
+    cases.push(case(
+        "syscall_entry::xsa7",
+        vec![domain("syscall_entry", &["xsa7"], DomainOutcome::NoResult), success("companion", &[])],
+        ExitStatus::KILLED,
+        &[&["d1 syscall_entry: killed: ", "0x800000000000", "XSA-7"]],
+    ));
 
     for &(sub, exception) in PRIVILEGED {
         let exception = match exception.split_once('|') {
@@ -317,7 +326,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), cases.len());
-        let expected = 1 + CONSOLE_WRITE.len() + 1 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 5 + crate::cases_memory::all().len() + crate::cases_traps::all().len();
+        let expected = 1 + CONSOLE_WRITE.len() + 1 + 2 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 5 + crate::cases_memory::all().len() + crate::cases_traps::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);
