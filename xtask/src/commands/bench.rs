@@ -20,8 +20,9 @@ pub struct BenchArgs {
     /// Accelerator (default: kvm if /dev/kvm is usable, else tcg).
     #[arg(long, value_enum)]
     accel: Option<Accel>,
-    /// Measured iterations of the trap-heavy rows (every row but `null hypercall`);
-    /// default 2000 under KVM (each trap costs ~0.7 ms on a PVM host), 20000 under TCG.
+    /// Measured iterations of every row but `null hypercall` (which always makes 100 000).
+    /// Defaults under KVM: 2000, and 20 for `map batch` (~1.5 s per iteration on a PVM
+    /// host); under TCG: 20000, and 2000 for `map batch`.
     #[arg(long)]
     iterations: Option<u64>,
     /// Run only the guests of rows whose wire name contains this word (repeatable),
@@ -61,42 +62,64 @@ struct GuestSpec {
     rows: &'static [&'static str],
     /// Domain memory; `None` = the hypervisor's default.
     mem: Option<&'static str>,
-    /// Whether it takes `iterations=<n>` (the trap-heavy rows do).
-    takes_iterations: bool,
+    /// Default `iterations=<n>` under KVM and under TCG; `None` if the guest takes no
+    /// count (the null hypercall's is fixed).
+    iterations: Option<Iterations>,
 }
+
+/// A guest's default iteration counts, and what one iteration costs where traps are slow.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct Iterations {
+    kvm: u64,
+    tcg: u64,
+    /// Milliseconds per iteration on a PVM-based KVM host, where every guest exception,
+    /// hypercall and first touch of a new mapping costs ~0.7-1 ms (for the timeout).
+    kvm_milliseconds: u64,
+}
+
+/// The trap-heavy rows: ~2-4 traps per iteration.
+const TRAP_ROW: Iterations = Iterations { kvm: 2_000, tcg: 20_000, kvm_milliseconds: 5 };
 
 /// The guests, in the order they run.
 const GUESTS: [GuestSpec; 5] = [
     // 100 000 null hypercalls, the issue-1 floor; fixed in the guest (~75 s on a PVM host).
-    GuestSpec { image: "bench", rows: &["null_hypercall"], mem: None, takes_iterations: false },
-    GuestSpec { image: "bench_user_syscall", rows: &["user_syscall"], mem: None, takes_iterations: true },
+    GuestSpec { image: "bench", rows: &["null_hypercall"], mem: None, iterations: None },
+    GuestSpec { image: "bench_user_syscall", rows: &["user_syscall"], mem: None, iterations: Some(TRAP_ROW) },
     // Room for the fault window's frames (1 MiB) and for the samples under TCG.
-    GuestSpec { image: "bench_page_fault", rows: &["page_fault"], mem: Some("8M"), takes_iterations: true },
-    // Room for the 512 populated pages (2 MiB) the batch maps.
-    GuestSpec { image: "bench_map_batch", rows: &["map_batch"], mem: Some("8M"), takes_iterations: true },
-    GuestSpec { image: "bench_exception", rows: &["exception_bounce"], mem: None, takes_iterations: true },
+    GuestSpec { image: "bench_page_fault", rows: &["page_fault"], mem: Some("8M"), iterations: Some(TRAP_ROW) },
+    // Room for the 512 populated pages (2 MiB) the batch maps. On a PVM host each of the
+    // 512 touches of a fresh mapping is a shadow-paging fault: ~1.5 s per iteration.
+    GuestSpec {
+        image: "bench_map_batch",
+        rows: &["map_batch"],
+        mem: Some("8M"),
+        iterations: Some(Iterations { kvm: 20, tcg: 2_000, kvm_milliseconds: 3_000 }),
+    },
+    GuestSpec { image: "bench_exception", rows: &["exception_bounce"], mem: None, iterations: Some(TRAP_ROW) },
 ];
 
-/// Default measured iterations of the trap-heavy rows. Under KVM this host is a PVM
-/// (software) hypervisor where every guest exception or hypercall costs ~0.7 ms, so 2 000
-/// iterations of ~2-3 traps each keep a row to a few seconds.
-fn default_iterations(accel: Accel) -> u64 {
-    match accel {
-        Accel::Kvm => 2_000,
-        Accel::Tcg => 20_000,
-    }
+/// The `iterations=<n>` a guest gets: `--iterations`, else its default for `accel`.
+fn iterations_for(accel: Accel, guest: &GuestSpec, requested: Option<u64>) -> Option<u64> {
+    let defaults = guest.iterations?;
+    Some(requested.unwrap_or(match accel {
+        Accel::Kvm => defaults.kvm,
+        Accel::Tcg => defaults.tcg,
+    }))
 }
 
-/// How long one guest may run before QEMU is killed.
-fn guest_timeout(accel: Accel, guest: &GuestSpec, iterations: u64) -> Duration {
+/// How long one guest may run before QEMU is killed: the boot (seconds on a loaded PVM
+/// host), the warm-up (at most a tenth more) and the iterations, with a margin of 2.
+fn guest_timeout(accel: Accel, guest: &GuestSpec, iterations: Option<u64>) -> Duration {
     let kvm = accel == Accel::Kvm;
-    if !guest.takes_iterations {
+    let (Some(defaults), Some(iterations)) = (guest.iterations, iterations) else {
         // A PVM-based KVM host costs ~0.7 ms per trapping hypercall: 101 000 calls take ~75 s.
         return Duration::from_secs(if kvm { 300 } else { 600 });
+    };
+    if kvm {
+        Duration::from_millis(60_000 + iterations * 11 / 10 * defaults.kvm_milliseconds * 2)
+    } else {
+        Duration::from_secs(300 + iterations / 100)
     }
-    // At most ~4 traps of ~0.7 ms per iteration on a PVM host, and a generous floor.
-    let seconds = if kvm { 60 + iterations * 4 * 7 / 10_000 } else { 300 + iterations / 100 };
-    Duration::from_secs(seconds)
 }
 
 /// One `bench <name> median <c> p99 <c> iterations <n>` line.
@@ -250,7 +273,7 @@ impl GuestRun {
     }
 }
 
-fn run_guest(qemu_binary: &std::path::Path, accel: Accel, guest: &GuestSpec, iterations: u64) -> Result<GuestRun> {
+fn run_guest(qemu_binary: &std::path::Path, accel: Accel, guest: &GuestSpec, iterations: Option<u64>) -> Result<GuestRun> {
     let image = workspace::guests_dir().join(format!("{}.elf", guest.image));
     let bytes = std::fs::read(&image).map_err(|error| {
         Error::failed(format!(
@@ -263,7 +286,7 @@ fn run_guest(qemu_binary: &std::path::Path, accel: Accel, guest: &GuestSpec, ite
     qemu::write_archive(&initrd, &archive::build(&[(guest.image.to_string(), bytes)])?)?;
     let mut domain = Domain::new(guest.image);
     domain.mem = guest.mem.map(str::to_string);
-    if guest.takes_iterations {
+    if let Some(iterations) = iterations {
         domain.args.push(format!("iterations={iterations}"));
     }
     let launch = Launch {
@@ -290,8 +313,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         let known: Vec<&str> = ROWS.iter().map(|row| row.wire).collect();
         return Err(Error::usage(format!("no row matches --row {:?}; rows: {}", args.rows, known.join(", "))));
     }
-    let iterations = args.iterations.unwrap_or_else(|| default_iterations(accel));
-    if iterations == 0 {
+    if args.iterations == Some(0) {
         return Err(Error::usage("--iterations must be at least 1"));
     }
     xtask::build::build_all()?;
@@ -301,7 +323,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     let mut problems = Vec::new();
     for guest in &guests {
         println!("bench: running {} ...", guest.image);
-        let run = run_guest(&qemu_binary, accel, guest, iterations)?;
+        let run = run_guest(&qemu_binary, accel, guest, iterations_for(accel, guest, args.iterations))?;
         println!("bench: {} done in {} ms", guest.image, run.outcome.wall.as_millis());
         if let Some(problem) = run.problem(guest) {
             let tail: Vec<&str> = run.outcome.output.lines().rev().take(30).collect();
@@ -452,11 +474,21 @@ mod tests {
 
     #[test]
     fn iteration_defaults_and_timeouts() {
-        assert_eq!(default_iterations(Accel::Kvm), 2_000);
-        assert!(default_iterations(Accel::Tcg) > default_iterations(Accel::Kvm));
-        // 2 000 trap-heavy iterations under KVM: bounded well inside the 5-minute budget.
-        assert!(guest_timeout(Accel::Kvm, &GUESTS[1], 2_000) <= Duration::from_secs(120));
-        assert_eq!(guest_timeout(Accel::Kvm, &GUESTS[0], 2_000), Duration::from_secs(300));
+        let null = &GUESTS[0];
+        let user = &GUESTS[1];
+        let map = &GUESTS[3];
+        assert_eq!(iterations_for(Accel::Kvm, null, Some(5)), None, "the null hypercall's count is fixed");
+        assert_eq!(iterations_for(Accel::Kvm, user, None), Some(2_000));
+        assert_eq!(iterations_for(Accel::Tcg, user, None), Some(20_000));
+        assert_eq!(iterations_for(Accel::Kvm, map, None), Some(20));
+        assert_eq!(iterations_for(Accel::Kvm, map, Some(3)), Some(3));
+        // The bounds are twice the expected cost plus a minute of boot each (the expected
+        // KVM total is ~3 minutes); together they stay under a quarter of an hour.
+        let total: Duration =
+            GUESTS.iter().map(|guest| guest_timeout(Accel::Kvm, guest, iterations_for(Accel::Kvm, guest, None))).sum();
+        assert!(total <= Duration::from_secs(15 * 60), "{total:?}");
+        assert_eq!(guest_timeout(Accel::Kvm, user, Some(2_000)), Duration::from_millis(60_000 + 2_200 * 5 * 2));
+        assert_eq!(guest_timeout(Accel::Kvm, null, None), Duration::from_secs(300));
     }
 
     #[test]

@@ -43,11 +43,11 @@ fn bench_exception(start: &'static StartInfo) -> u32 {
     {
         reporter.finish()
     }
-    let result = tsc::bench(bench_support::WARMUP, iterations, breakpoint);
+    let result = tsc::bench(bench_support::warmup(iterations), iterations, breakpoint);
     bench_support::report(&mut reporter, "exception_bounce", result);
     reporter.expect_eq(
         BREAKPOINTS.load(Ordering::Relaxed),
-        (bench_support::WARMUP + iterations) as u64,
+        (bench_support::warmup(iterations) + iterations) as u64,
         "every int3 reached the handler once",
     );
     reporter.finish()

@@ -42,7 +42,7 @@ fn bench_map_batch(start: &'static StartInfo) -> u32 {
         unmap.unmap(WINDOW + index * PAGE_SIZE);
     }
     let failure: Cell<Option<(&str, Errno)>> = Cell::new(None);
-    let result = tsc::bench(bench_support::WARMUP, iterations, || {
+    let result = tsc::bench(bench_support::warmup(iterations), iterations, || {
         if let Err(errno) = map.apply(Space::INITIAL).result {
             failure.set(Some(("map", errno)));
             return;

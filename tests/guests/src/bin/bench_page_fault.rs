@@ -103,7 +103,7 @@ fn bench_page_fault(start: &'static StartInfo) -> u32 {
     }
     // Warm-up: fault in the window's page tables, the handler's code and the hypervisor's
     // paths; the page tables stay when the leaves are unmapped.
-    if let Err(errno) = round(bench_support::WARMUP as u64, None, &mut unmap) {
+    if let Err(errno) = round(bench_support::warmup(iterations) as u64, None, &mut unmap) {
         reporter.error(format_args!("unmapping the warm-up window: {errno}"));
         reporter.finish()
     }
@@ -115,6 +115,6 @@ fn bench_page_fault(start: &'static StartInfo) -> u32 {
         }
     }
     bench_support::report(&mut reporter, "page_fault", Ok(tsc::summarize(&mut samples)));
-    reporter.expect_eq(FAULTS.load(Ordering::Relaxed), (bench_support::WARMUP + iterations) as u64, "one fault per touch");
+    reporter.expect_eq(FAULTS.load(Ordering::Relaxed), (bench_support::warmup(iterations) + iterations) as u64, "one fault per touch");
     reporter.finish()
 }

@@ -96,7 +96,7 @@ fn program() -> (u64, u64) {
 fn bench_user_syscall(start: &'static StartInfo) -> u32 {
     let mut reporter = Reporter::new();
     let iterations = bench_support::iterations(start);
-    let calls = bench_support::WARMUP + iterations;
+    let calls = bench_support::warmup(iterations) + iterations;
     let buffer_pages = ((calls as u64 + 1) * 8).div_ceil(PAGE_SIZE);
     let (program_start, program_end) = program();
     let space = reporter.expect_ok(UserSpace::create(), "create the user space");
@@ -127,6 +127,6 @@ fn bench_user_syscall(start: &'static StartInfo) -> u32 {
     // SAFETY: the user program has ended; the buffer holds `calls` samples after the count
     // and nothing else refers to it.
     let samples = unsafe { core::slice::from_raw_parts_mut((buffer as *mut u64).add(1), calls) };
-    bench_support::report(&mut reporter, "user_syscall", Ok(tsc::summarize(&mut samples[bench_support::WARMUP..])));
+    bench_support::report(&mut reporter, "user_syscall", Ok(tsc::summarize(&mut samples[bench_support::warmup(iterations)..])));
     reporter.finish()
 }

@@ -20,9 +20,13 @@ use guest_rt::tsc::Summary;
 /// `cargo xtask bench`: every trap is ~0.7 ms on a PVM host).
 pub const DEFAULT_ITERATIONS: usize = 2_000;
 
-/// Unmeasured iterations before the measured ones: enough to fault in the code, the page
-/// tables and the hypervisor's paths, few enough to cost nothing on a PVM host.
-pub const WARMUP: usize = 100;
+/// Unmeasured iterations before `iterations` measured ones: a tenth of them, at least 1
+/// and at most 100 — enough to fault in the code, the page tables and the hypervisor's
+/// paths, and no more than a tenth of the run's time on a PVM host, where one map-batch
+/// iteration takes a large fraction of a second.
+pub fn warmup(iterations: usize) -> usize {
+    (iterations / 10).clamp(1, 100)
+}
 
 /// The `iterations=<n>` argument (n >= 1), else [`DEFAULT_ITERATIONS`].
 pub fn iterations(start: &StartInfo) -> usize {
