@@ -117,7 +117,7 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
     } else {
         reporter.error("no never-populated gfn below MAXIMUM_GFN: run with mem= not a multiple of 2 MiB");
     }
-    for address in [HYPERVISOR_START, HYPERVISOR_START + 0x4000_0000_0000, HYPERVISOR_END - PAGE_SIZE] {
+    for address in [HYPERVISOR_START, HYPERVISOR_START + 0x400_0000_0000, HYPERVISOR_END - PAGE_SIZE] {
         refused(reporter, map_entry(address, gfn, rw), Errno::EPERM, "address in the hypervisor's slots");
     }
     for address in [0x0000_8000_0000_0000, 0xffff_7fff_ffff_f000, 0x1234_5678_9abc_d000] {
