@@ -230,6 +230,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
             system_call(guard, frame)
         }
         6 => invalid_opcode(guard, frame),
+        // Every gate is ring 0, so a ring-3 `int3` should arrive as #GP; a PVM-based KVM
+        // host delivers it as #BP after the instruction instead. Either way it is a
+        // software interrupt the trap table must grant, not a hardware #BP.
+        3 => breakpoint(guard, frame),
         // Error code with the IDT bit: an `int n` through a gate ring 3 may not use.
         13 if frame.error_code & 0b11 == 0b10 => refused_gate(guard, frame),
         // Not caused by the guest: nothing to deliver, resume it.
@@ -267,15 +271,33 @@ fn invalid_opcode(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
     bounce_event(guard, frame, event)
 }
 
+/// A #BP from the guest: if the instruction before RIP is `int3` (CC) or `int 3`
+/// (CD 03), it is that software interrupt, judged by the trap table at its address.
+fn breakpoint(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    let system = running(&mut guard);
+    for length in [1u64, 2] {
+        let Some(address) = frame.rip.checked_sub(length) else { continue };
+        let decoded = code_bytes::<2>(system, address).and_then(bounce::decode_software_interrupt);
+        if decoded == Some((vector::BREAKPOINT, length)) {
+            frame.rip = address;
+            return bounce_event(guard, frame, Event::SoftwareInterrupt { vector: vector::BREAKPOINT, length });
+        }
+    }
+    let event = Event::Exception { vector: vector::BREAKPOINT, error_code: 0, fault_address: 0 };
+    bounce_event(guard, frame, event)
+}
+
 /// #GP naming an IDT gate: the guest executed `int n` (or `int3`), which the hardware
 /// refused because every gate is ring 0; whether the guest may raise it is the trap
-/// table's decision.
+/// table's decision. The gate index is the error code's selector field (`n * 8 + 2`);
+/// QEMU's TCG reports `n * 16 + 2` (the 16-byte gate's offset), so both are accepted
+/// when the instruction bytes name that vector.
 fn refused_gate(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
     let system = running(&mut guard);
-    let gate = (frame.error_code >> 3) as u8;
+    let gates = [frame.error_code >> 3, frame.error_code >> 4];
     let decoded = code_bytes::<2>(system, frame.rip).and_then(bounce::decode_software_interrupt);
     let event = match decoded {
-        Some((number, length)) if number == gate => Event::SoftwareInterrupt { vector: number, length },
+        Some((number, length)) if gates.contains(&u64::from(number)) => Event::SoftwareInterrupt { vector: number, length },
         _ => Event::Exception { vector: vector::GENERAL_PROTECTION, error_code: frame.error_code, fault_address: 0 },
     };
     bounce_event(guard, frame, event)

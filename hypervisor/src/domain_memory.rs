@@ -450,6 +450,7 @@ impl DomainMemory {
         let index = self.space_index(handle)?;
         let size = if large { PageSize::Large } else { PageSize::Small };
         check_address(virtual_address, size)?;
+        self.check_not_shared_info(memory, index, virtual_address)?;
         let space = self.spaces[index].as_mut().expect("index checked");
         let leaf = space.unmap_sized(memory, virtual_address, size).ok_or(MemoryError::NotFound)?;
         forget_leaf(&mut self.mappings, &self.owner, &leaf);
@@ -465,12 +466,24 @@ impl DomainMemory {
         let size = size_of_flags(flags);
         check_address(virtual_address, size)?;
         self.check_user_root(index, flags)?;
+        self.check_not_shared_info(memory, index, virtual_address)?;
         let space = self.spaces[index].as_mut().expect("index checked");
         space.protect(memory, virtual_address, size, PageFlags::from_guest(flags)).ok_or(MemoryError::NotFound)?;
         if index == self.kernel_root {
             tlb.flush_page(virtual_address);
         }
         Ok(())
+    }
+
+    /// The shared-info mapping is the hypervisor's, not the guest's (SPEC.md §12.4): it
+    /// can be neither removed nor re-flagged, so the hypervisor's page never turns
+    /// executable or disappears under a guest that reads its cr2 from it.
+    fn check_not_shared_info(&self, memory: &impl FrameMemory, index: usize, virtual_address: u64) -> Result<(), MemoryError> {
+        let space = self.spaces[index].as_ref().expect("index checked");
+        match space.leaf(memory, virtual_address) {
+            Some(leaf) if leaf.frame == self.shared_info => Err(MemoryError::Permission),
+            _ => Ok(()),
+        }
     }
 
     /// `gfn << 12 | map_flags` of the page containing `virtual_address` in space `handle`.
