@@ -22,7 +22,7 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Host unit tests, then the build, then the conformance suite under QEMU.
     Test(commands::test::TestArgs),
-    /// Run the bench guest and compare with a native Linux syscall measured in this run.
+    /// Run the bench guests (one boot each) and compare each row with its native Linux reference measured in this run.
     Bench(commands::bench::BenchArgs),
 }
 
