@@ -173,6 +173,7 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
             .map(|spec| cmdline::Domain {
                 image: spec.image.clone(),
                 mem: spec.mem.map(str::to_string),
+                maxmem: None,
                 args: spec.args.clone(),
             })
             .collect();

@@ -1,5 +1,5 @@
 //! The hypervisor's boot command line (contract: "Hypervisor boot command line"):
-//! `domain=<image>[,mem=<N>K|<N>M][,arg=<word>]...`, one token per domain, in start order.
+//! `domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,arg=<word>]...`, one token per domain, in start order.
 
 use crate::{Error, Result};
 
@@ -10,6 +10,8 @@ pub struct Domain {
     pub image: String,
     /// Memory, as written on the command line (`2M`, `512K`); `None` = hypervisor default.
     pub mem: Option<String>,
+    /// Reservation quota (`maxmem=`), same spelling; `None` = equal to `mem`.
+    pub maxmem: Option<String>,
     /// Argument words; the hypervisor joins them with single spaces.
     pub args: Vec<String>,
 }
@@ -26,6 +28,10 @@ impl Domain {
         if let Some(mem) = &self.mem {
             token.push_str(",mem=");
             token.push_str(mem);
+        }
+        if let Some(maxmem) = &self.maxmem {
+            token.push_str(",maxmem=");
+            token.push_str(maxmem);
         }
         for arg in &self.args {
             if arg.is_empty() || arg.contains([' ', ',', '\t', '\n']) {
@@ -77,7 +83,7 @@ mod tests {
     fn tokens_follow_the_grammar() {
         let plain = Domain::new("guest-kernel");
         assert_eq!(plain.token().unwrap(), "domain=guest-kernel");
-        let full = Domain { image: "start_info".into(), mem: Some("2M".into()), args: vec!["alpha".into(), "beta".into()] };
+        let full = Domain { image: "start_info".into(), mem: Some("2M".into()), maxmem: None, args: vec!["alpha".into(), "beta".into()] };
         assert_eq!(full.token().unwrap(), "domain=start_info,mem=2M,arg=alpha,arg=beta");
         assert_eq!(
             command_line(&[full, plain], &["bench".into()]).unwrap(),
@@ -89,7 +95,7 @@ mod tests {
     #[test]
     fn words_that_break_the_grammar_are_refused() {
         for word in ["a b", "a,b", ""] {
-            let domain = Domain { image: "x".into(), mem: None, args: vec![word.into()] };
+            let domain = Domain { image: "x".into(), mem: None, maxmem: None, args: vec![word.into()] };
             assert!(domain.token().is_err(), "{word:?}");
         }
     }

@@ -18,6 +18,9 @@ pub struct RunArgs {
     /// Memory of every domain, <N>K or <N>M (hypervisor default: 4M).
     #[arg(long, value_name = "SIZE")]
     mem: Option<String>,
+    /// Reservation quota of every domain (`maxmem=`): how far `memory_op` may grow it.
+    #[arg(long, value_name = "SIZE")]
+    maxmem: Option<String>,
     /// An argument word for every domain (repeatable).
     #[arg(long = "arg", value_name = "WORD")]
     args: Vec<String>,
@@ -90,6 +93,7 @@ fn image_name(path: &Path, taken: &[String]) -> String {
 /// Builds what is needed and boots it.
 pub fn main(args: RunArgs) -> Result<u8> {
     let mem = args.mem.as_deref().map(cmdline::parse_mem).transpose()?.map(|(text, _)| text);
+    let maxmem = args.maxmem.as_deref().map(cmdline::parse_mem).transpose()?.map(|(text, _)| text);
     let qemu_binary = qemu::ensure_qemu()?;
     let accel = qemu::select_accel(args.accel)?;
 
@@ -117,7 +121,7 @@ pub fn main(args: RunArgs) -> Result<u8> {
             let bytes = std::fs::read(&path).map_err(|error| Error::io("cannot read guest image", &path, error))?;
             members.push((name.clone(), bytes));
         }
-        domains.push(Domain { image: name, mem: mem.clone(), args: args.args.clone() });
+        domains.push(Domain { image: name, mem: mem.clone(), maxmem: maxmem.clone(), args: args.args.clone() });
     }
 
     let append = cmdline::command_line(&domains, &[])?;
