@@ -89,9 +89,20 @@ impl<F: FrameSource> FrameSource for Quota<'_, F> {
 pub struct DomainMemory {
     /// gfn → machine frame number, [`ABSENT`] if not populated; `len()` = maximum gfn.
     p2m: Vec<u32>,
-    /// gfn → number of leaves mapping it in all spaces (a 2 MiB leaf counts for each of
-    /// its 512 gfns), so releasing an unmapped gfn needs no page-table walk.
+    /// gfn → number of 4 KiB leaves mapping it in all spaces, so releasing an unmapped
+    /// gfn needs no page-table walk.
     mappings: Vec<u32>,
+    /// 512-gfn block → number of 2 MiB leaves mapping it in all spaces. Kept per block
+    /// (not added to each of its 512 gfns) so that dropping a 2 MiB leaf is O(1): a
+    /// guest can hold hundreds of thousands of them within its table quota.
+    large_mappings: Vec<u32>,
+    /// gfns marked for release by the current batch (a bitmap), with the count per block
+    /// and the range of bitmap words in use. Empty between batches.
+    doomed: Vec<u64>,
+    doomed_in_block: Vec<u16>,
+    doomed_words: core::ops::Range<usize>,
+    /// Some marked gfn is mapped somewhere: the batch needs one walk of every space.
+    doomed_mapped: bool,
     /// Populated gfns in each 512-gfn block, to find an empty block without a scan.
     block_population: Vec<u16>,
     /// Blocks that are one order-9 extent: machine-contiguous and 2 MiB aligned.
@@ -142,15 +153,20 @@ fn check_address(virtual_address: u64, size: PageSize) -> Result<(), MemoryError
     Ok(())
 }
 
-/// Drops the mapping counts of the gfns `leaf` maps. Frames that are not gfns (the
-/// shared-info page) have no count.
-fn forget_leaf(mappings: &mut [u32], owner: &BTreeMap<u32, u32>, leaf: &Leaf) {
-    let first = leaf.frame.number();
-    for number in first..first + leaf.size.frames() {
-        let gfn = u32::try_from(number).ok().and_then(|number| owner.get(&number));
-        if let Some(&gfn) = gfn {
-            mappings[gfn as usize] -= 1;
-        }
+/// The gfn whose frame `leaf` maps first, if it is a gfn (the shared-info page is not).
+/// A 2 MiB leaf exists only over an intact order-9 extent, so its first frame is the
+/// first frame of that extent and the gfn is 512-aligned.
+fn leaf_gfn(owner: &BTreeMap<u32, u32>, leaf: &Leaf) -> Option<u64> {
+    let number = u32::try_from(leaf.frame.number()).ok()?;
+    owner.get(&number).map(|&gfn| u64::from(gfn))
+}
+
+/// Drops the mapping count of what `leaf` maps. O(1) for either size.
+fn forget_leaf(mappings: &mut [u32], large_mappings: &mut [u32], owner: &BTreeMap<u32, u32>, leaf: &Leaf) {
+    let Some(gfn) = leaf_gfn(owner, leaf) else { return };
+    match leaf.size {
+        PageSize::Small => mappings[gfn as usize] -= 1,
+        PageSize::Large => large_mappings[(gfn / LARGE_PAGE_PAGES) as usize] -= 1,
     }
 }
 
@@ -170,11 +186,17 @@ impl DomainMemory {
         let blocks = maximum_gfn / LARGE_PAGE_PAGES as usize;
         let mut p2m = Vec::new();
         let mut mappings = Vec::new();
+        let mut large_mappings = Vec::new();
+        let mut doomed = Vec::new();
+        let mut doomed_in_block = Vec::new();
         let mut block_population = Vec::new();
         let mut large_extents = Vec::new();
         let mut spaces = Vec::new();
         let reserved = p2m.try_reserve_exact(maximum_gfn).is_ok()
             && mappings.try_reserve_exact(maximum_gfn).is_ok()
+            && large_mappings.try_reserve_exact(blocks).is_ok()
+            && doomed.try_reserve_exact(maximum_gfn / 64).is_ok()
+            && doomed_in_block.try_reserve_exact(blocks).is_ok()
             && block_population.try_reserve_exact(blocks).is_ok()
             && large_extents.try_reserve_exact(blocks).is_ok()
             && spaces.try_reserve_exact(SPACES_MAX as usize).is_ok();
@@ -183,6 +205,9 @@ impl DomainMemory {
         }
         p2m.resize(maximum_gfn, ABSENT);
         mappings.resize(maximum_gfn, 0);
+        large_mappings.resize(blocks, 0);
+        doomed.resize(maximum_gfn / 64, 0);
+        doomed_in_block.resize(blocks, 0);
         block_population.resize(blocks, 0);
         large_extents.resize(blocks, false);
         let shared_info = frames.allocate().ok_or(MemoryError::NoMemory)?;
@@ -198,6 +223,11 @@ impl DomainMemory {
         Ok(Self {
             p2m,
             mappings,
+            large_mappings,
+            doomed,
+            doomed_in_block,
+            doomed_words: 0..0,
+            doomed_mapped: false,
             block_population,
             large_extents,
             owner: BTreeMap::new(),
@@ -273,9 +303,12 @@ impl DomainMemory {
         (number != ABSENT).then(|| Frame::from_number(u64::from(number)))
     }
 
-    /// Leaves that map `gfn` in all spaces.
+    /// Leaves that map `gfn` in all spaces (4 KiB ones, and 2 MiB ones over its block).
     pub fn mapping_count(&self, gfn: u64) -> u32 {
-        usize::try_from(gfn).ok().and_then(|gfn| self.mappings.get(gfn)).copied().unwrap_or(0)
+        let Ok(index) = usize::try_from(gfn) else { return 0 };
+        let small = self.mappings.get(index).copied().unwrap_or(0);
+        let large = self.large_mappings.get(index / LARGE_PAGE_PAGES as usize).copied().unwrap_or(0);
+        small + large
     }
 
     fn space_index(&self, handle: u64) -> Result<usize, MemoryError> {
@@ -357,35 +390,73 @@ impl DomainMemory {
         first_gfn: u64,
         size: PageSize,
     ) -> Result<(), MemoryError> {
+        let marked = self.mark_for_release(first_gfn, size);
+        self.release_marked(memory, frames, tlb);
+        marked
+    }
+
+    /// Marks the extent of `size` from `first_gfn` for the next [`Self::release_marked`]:
+    /// Invalid (nothing marked) unless it is aligned, below the gfn limit, every gfn is
+    /// populated and none is marked already (a gfn listed twice in one batch is, by the
+    /// time its second entry is reached, no longer populated).
+    pub fn mark_for_release(&mut self, first_gfn: u64, size: PageSize) -> Result<(), MemoryError> {
         let count = size.frames();
         let aligned = first_gfn.is_multiple_of(count);
         let end = first_gfn.checked_add(count).filter(|&end| aligned && end <= self.maximum_gfn()).ok_or(MemoryError::Invalid)?;
-        if (first_gfn..end).any(|gfn| self.gfn_frame(gfn).is_none()) {
+        if (first_gfn..end).any(|gfn| self.gfn_frame(gfn).is_none() || self.is_doomed(gfn)) {
             return Err(MemoryError::Invalid);
         }
         for gfn in first_gfn..end {
-            self.unmap_everywhere(memory, tlb, gfn);
-            self.give_back(frames, gfn);
+            let word = (gfn / 64) as usize;
+            self.doomed[word] |= 1 << (gfn % 64);
+            self.doomed_words = if self.doomed_words.is_empty() {
+                word..word + 1
+            } else {
+                self.doomed_words.start.min(word)..self.doomed_words.end.max(word + 1)
+            };
+            self.doomed_in_block[(gfn / LARGE_PAGE_PAGES) as usize] += 1;
+            self.doomed_mapped |= self.mapping_count(gfn) != 0;
         }
         Ok(())
     }
 
-    /// Removes every leaf that maps `gfn` (including 2 MiB leaves over it) from every space.
-    fn unmap_everywhere(&mut self, memory: &mut impl FrameMemory, tlb: &mut impl Tlb, gfn: u64) {
-        if self.mappings[gfn as usize] == 0 {
-            return;
+    fn is_doomed(&self, gfn: u64) -> bool {
+        self.doomed[(gfn / 64) as usize] & (1 << (gfn % 64)) != 0
+    }
+
+    /// Releases every gfn [`Self::mark_for_release`] marked: one walk of every space
+    /// removes each leaf over any of them (a 2 MiB leaf goes whole) — the work is bounded
+    /// by the domain's page-table quota, however many gfns the batch holds — then their
+    /// frames are freed.
+    pub fn release_marked(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, tlb: &mut impl Tlb) {
+        if self.doomed_mapped {
+            let Self { spaces, mappings, large_mappings, owner, kernel_root, doomed, doomed_in_block, .. } = self;
+            let mut doomed_leaf = |leaf: &Leaf| match (leaf_gfn(owner, leaf), leaf.size) {
+                (Some(gfn), PageSize::Small) => doomed[(gfn / 64) as usize] & (1 << (gfn % 64)) != 0,
+                (Some(gfn), PageSize::Large) => doomed_in_block[(gfn / LARGE_PAGE_PAGES) as usize] != 0,
+                (None, _) => false,
+            };
+            for (index, space) in spaces.iter_mut().enumerate() {
+                let Some(space) = space else { continue };
+                space.remove_leaves(memory, &mut doomed_leaf, &mut |address, leaf| {
+                    forget_leaf(mappings, large_mappings, owner, &leaf);
+                    if index == *kernel_root {
+                        tlb.flush_page(address);
+                    }
+                });
+            }
+            self.doomed_mapped = false;
         }
-        let frame = Frame::from_number(u64::from(self.p2m[gfn as usize]));
-        let Self { spaces, mappings, owner, kernel_root, .. } = self;
-        for (index, space) in spaces.iter_mut().enumerate() {
-            let Some(space) = space else { continue };
-            space.remove_frames(memory, frame, 1, &mut |address, leaf| {
-                forget_leaf(mappings, owner, &leaf);
-                if index == *kernel_root {
-                    tlb.flush_page(address);
-                }
-            });
+        for word in self.doomed_words.clone() {
+            let mut bits = core::mem::take(&mut self.doomed[word]);
+            while bits != 0 {
+                let gfn = word as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                self.doomed_in_block[(gfn / LARGE_PAGE_PAGES) as usize] -= 1;
+                self.give_back(frames, gfn);
+            }
         }
+        self.doomed_words = 0..0;
     }
 
     fn give_back(&mut self, frames: &mut impl FrameSource, gfn: u64) {
@@ -425,8 +496,9 @@ impl DomainMemory {
         let mut quota = Quota { remaining: self.tables_remaining(), source: frames };
         let space = self.spaces[index].as_mut().expect("index checked");
         space.map_sized(memory, &mut quota, virtual_address, frame, PageFlags::from_guest(flags), size).map_err(map_error)?;
-        for mapped in gfn..gfn + size.frames() {
-            self.mappings[mapped as usize] += 1;
+        match size {
+            PageSize::Small => self.mappings[gfn as usize] += 1,
+            PageSize::Large => self.large_mappings[(gfn / LARGE_PAGE_PAGES) as usize] += 1,
         }
         if index == self.kernel_root {
             // A 2 MiB leaf may have replaced a page table the paging-structure caches hold.
@@ -453,7 +525,7 @@ impl DomainMemory {
         self.check_not_shared_info(memory, index, virtual_address)?;
         let space = self.spaces[index].as_mut().expect("index checked");
         let leaf = space.unmap_sized(memory, virtual_address, size).ok_or(MemoryError::NotFound)?;
-        forget_leaf(&mut self.mappings, &self.owner, &leaf);
+        forget_leaf(&mut self.mappings, &mut self.large_mappings, &self.owner, &leaf);
         if index == self.kernel_root {
             tlb.flush_page(virtual_address);
         }
@@ -528,8 +600,8 @@ impl DomainMemory {
             return Err(MemoryError::Busy);
         }
         let space = self.spaces[index].take().expect("index checked");
-        let Self { mappings, owner, .. } = self;
-        space.destroy_reporting(memory, frames, &mut |leaf| forget_leaf(mappings, owner, &leaf));
+        let Self { mappings, large_mappings, owner, .. } = self;
+        space.destroy_reporting(memory, frames, &mut |leaf| forget_leaf(mappings, large_mappings, owner, &leaf));
         Ok(())
     }
 

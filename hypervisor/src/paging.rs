@@ -486,13 +486,26 @@ impl AddressSpace {
     /// `removed(virtual_address, leaf)` for each. A 2 MiB leaf that covers any of them goes
     /// whole. Work is bounded by the tables this space owns (each is read once).
     pub fn remove_frames(&mut self, memory: &mut impl FrameMemory, first: Frame, count: u64, removed: &mut impl FnMut(u64, Leaf)) {
+        self.remove_leaves(memory, &mut |leaf| leaf.overlaps(first.number(), count), removed);
+    }
+
+    /// Removes every 4 KiB and 2 MiB leaf for which `doomed(leaf)` is true, calling
+    /// `removed(virtual_address, leaf)` for each. One pass over the tables this space
+    /// owns (each is read once), however many leaves or frames are involved: releasing a
+    /// whole batch of gfns costs one walk, not one walk per gfn.
+    pub fn remove_leaves(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        doomed: &mut impl FnMut(&Leaf) -> bool,
+        removed: &mut impl FnMut(u64, Leaf),
+    ) {
         let mut kernel_only: u64 = 0;
         for slot in (0..ENTRIES).filter(|&slot| is_guest_slot(slot)) {
             let entry = memory.read_entry(self.root, slot);
             if entry & PageFlags::PRESENT.bits() != 0 {
                 let base = sign_extend((slot as u64) << 39);
                 let table = Frame::containing(entry & ADDRESS_MASK);
-                remove_below(memory, table, 3, base, first.number(), count, &mut |address, leaf| {
+                remove_below(memory, table, 3, base, doomed, &mut |address, leaf| {
                     kernel_only += u64::from(leaf.is_kernel_only());
                     removed(address, leaf);
                 });
@@ -529,15 +542,14 @@ const fn sign_extend(address: u64) -> u64 {
     }
 }
 
-/// The walk of [`AddressSpace::remove_frames`] below the root: `table` is at `level`
+/// The walk of [`AddressSpace::remove_leaves`] below the root: `table` is at `level`
 /// (3..=1) and maps from `base`.
 fn remove_below(
     memory: &mut impl FrameMemory,
     table: Frame,
     level: u32,
     base: u64,
-    first: u64,
-    count: u64,
+    doomed: &mut impl FnMut(&Leaf) -> bool,
     removed: &mut impl FnMut(u64, Leaf),
 ) {
     let span = 1u64 << (12 + 9 * (level - 1));
@@ -553,12 +565,12 @@ fn remove_below(
             (2, true) => PageSize::Large,
             (_, true) => continue, // 1 GiB leaves are never made here
             _ => {
-                remove_below(memory, Frame::containing(entry & ADDRESS_MASK), level - 1, address, first, count, removed);
+                remove_below(memory, Frame::containing(entry & ADDRESS_MASK), level - 1, address, doomed, removed);
                 continue;
             }
         };
         let leaf = Leaf::decode(entry, size);
-        if leaf.overlaps(first, count) {
+        if doomed(&leaf) {
             memory.write_entry(table, index, 0);
             removed(address, leaf);
         }
