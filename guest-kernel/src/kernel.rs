@@ -1,5 +1,7 @@
 //! The kernel proper, generic over [`Arch`]: boot banner, memory and heap check, a
-//! critical section, the timer, idling, and an orderly shutdown.
+//! critical section, the timer, its own exception handlers (a breakpoint), demand-paged
+//! kernel memory ([`crate::memory`]), a user process ([`crate::process`]), idling, and an
+//! orderly shutdown.
 
 extern crate alloc;
 
@@ -7,9 +9,10 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::{Arch, InterruptGuard};
-use crate::kprintln;
+use crate::arch::{Arch, Breakpoint, ExceptionHandlers, FaultResolution, InterruptGuard, PageFault};
+use crate::{kprintln, memory, process};
 
 /// The kernel's version (its crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -58,6 +61,19 @@ pub fn run<A: Arch>(arch: &A) -> u32 {
     healthy &= heap_check();
     healthy &= interrupt_check(arch);
     healthy &= timer_check(arch);
+    match arch.install_exception_handlers::<Kernel>() {
+        Ok(()) => {
+            healthy &= breakpoint_check(arch);
+            healthy &= memory::demand_paging_check(arch);
+            healthy &= process::check(arch);
+        }
+        Err(error) => {
+            // Without handlers a fault in the window, or any event of a user process,
+            // would end the domain.
+            kprintln!("guest-kernel: exceptions: installing handlers: {error}; the rest skipped (WRONG)");
+            healthy = false;
+        }
+    }
 
     arch.idle();
     kprintln!("guest-kernel: idled once; shutting down ({})", if healthy { "all checks passed" } else { "CHECKS FAILED" });
@@ -106,6 +122,39 @@ fn interrupt_check<A: Arch>(arch: &A) -> bool {
         before,
         inside,
         after,
+        if ok { "ok" } else { "WRONG" }
+    );
+    ok
+}
+
+/// The core's exception entry points.
+struct Kernel;
+
+/// Breakpoints taken, and where the last one resumed.
+static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
+static BREAKPOINT_RESUME: AtomicU64 = AtomicU64::new(0);
+
+impl<A: Arch> ExceptionHandlers<A> for Kernel {
+    fn page_fault(arch: &A, fault: &PageFault) -> FaultResolution {
+        memory::handle_page_fault(arch, fault)
+    }
+
+    fn breakpoint(_arch: &A, breakpoint: &Breakpoint) {
+        // Nothing to debug: count it and carry on.
+        BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
+        BREAKPOINT_RESUME.store(breakpoint.resume, Ordering::Relaxed);
+    }
+}
+
+/// Takes one breakpoint (the handlers are installed).
+fn breakpoint_check<A: Arch>(arch: &A) -> bool {
+    let before = BREAKPOINTS.load(Ordering::Relaxed);
+    arch.breakpoint();
+    let taken = BREAKPOINTS.load(Ordering::Relaxed) - before;
+    let ok = taken == 1;
+    kprintln!(
+        "guest-kernel: exceptions: handlers installed; breakpoint trapped {taken} time(s), resumed at {:#x} ({})",
+        BREAKPOINT_RESUME.load(Ordering::Relaxed),
         if ok { "ok" } else { "WRONG" }
     );
     ok

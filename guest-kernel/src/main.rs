@@ -1,7 +1,9 @@
-//! guest-kernel: a small kernel shaped for porting. Its core ([`kernel`]) is generic over
-//! the [`arch::Arch`] boundary, through which every sensitive operation goes; today it is
-//! built for ringfence's paravirtual platform (ring 3, hypercalls via guest-rt), and a
-//! native implementation can be added beside it later without touching the core.
+//! guest-kernel: a small kernel shaped for porting. Its core ([`kernel`], [`memory`],
+//! [`process`], [`syscall`]) is generic over the [`arch::Arch`] boundary, through which
+//! every sensitive operation goes — exceptions, page mappings and user mode included;
+//! today it is built for ringfence's paravirtual platform (ABI 0.2: ring 3, hypercalls via
+//! guest-rt), and a native implementation can be added beside it later without touching
+//! the core.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 extern crate alloc;
@@ -9,6 +11,10 @@ extern crate alloc;
 pub mod arch;
 pub mod console;
 pub mod kernel;
+pub mod memory;
+pub mod process;
+pub mod syscall;
+pub mod user_program;
 
 use guest_rt::abi::StartInfo;
 
