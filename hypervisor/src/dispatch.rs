@@ -59,7 +59,11 @@ impl Guest for CallingDomain<'_> {
     }
 
     fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64 {
-        memory_ops::address_space_op(arguments, self.memory, &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb)
+        let result = memory_ops::address_space_op(arguments, self.memory, &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb);
+        // A SWITCH takes effect now, not when the hypercall (or multicall) ends: a later
+        // DESTROY of the old root in the same multicall must not free the table CR3 holds.
+        load_root(self.memory.kernel_root());
+        result
     }
 
     fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64 {
@@ -261,7 +265,11 @@ fn invalid_opcode(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
     let system = running(&mut guard);
     let kernel = system.domains[system.current].vcpu.mode == Mode::Kernel;
     if kernel && code_bytes::<4>(system, frame.rip) == Some(TRAPPING_HYPERCALL) {
-        frame.rip += TRAPPING_HYPERCALL.len() as u64;
+        // The sequence may end at the top of the address space: no return address.
+        let Some(next) = frame.rip.checked_add(TRAPPING_HYPERCALL.len() as u64) else {
+            return kill_and_continue(guard, frame, "trapping hypercall at the top of the address space has no return address");
+        };
+        frame.rip = next;
         return handle_hypercall(guard, frame);
     }
     if let Some((number, length)) = code_bytes::<2>(system, frame.rip).and_then(bounce::decode_software_interrupt) {
