@@ -16,8 +16,9 @@ const FATAL_EXCEPTION: u32 = 3;
 
 /// Exceptions the core has no fix-up for: they end a user process, and in the kernel
 /// they are bugs. (#DF, NMI and #MC keep guest-rt's report-and-crash.)
-const FATAL_VECTORS: [u8; 10] = [
+const FATAL_VECTORS: [u8; 11] = [
     vector::DIVIDE_ERROR,
+    vector::GENERAL_PROTECTION,
     vector::DEBUG,
     vector::OVERFLOW,
     vector::BOUND_RANGE,
@@ -29,19 +30,12 @@ const FATAL_VECTORS: [u8; 10] = [
     vector::SIMD_FLOATING_POINT,
 ];
 
-/// The #GP error code QEMU's TCG gives a ring-3 `int3` refused by a DPL-0 gate: the IDT
-/// bit plus gate 3 in its encoding (3·16 + 2), not SPEC.md's 3·8 + 2.
-const TCG_INT3_ERROR_CODE: u64 = 3 * 16 + 2;
-/// The `int3` opcode.
-const INT3: u8 = 0xcc;
-
 /// Points every exception vector at guest-rt's entry with the handlers below, and
 /// registers the system-call callback.
 pub(super) fn install<H: ExceptionHandlers<Paravirt>>() -> Result<(), ArchError> {
     trap::install().map_err(failed("set_trap_table"))?;
     trap::set_handler(vector::PAGE_FAULT, on_page_fault::<H>).map_err(failed("set_trap_table"))?;
     trap::set_handler(vector::BREAKPOINT, on_breakpoint::<H>).map_err(failed("set_trap_table"))?;
-    trap::set_handler(vector::GENERAL_PROTECTION, on_general_protection::<H>).map_err(failed("set_trap_table"))?;
     for fatal in FATAL_VECTORS {
         trap::set_handler(fatal, on_fatal).map_err(failed("set_trap_table"))?;
     }
@@ -89,18 +83,6 @@ fn on_breakpoint<H: ExceptionHandlers<Paravirt>>(context: &mut TrapContext) -> T
     TrapAction::Resume
 }
 
-fn on_general_protection<H: ExceptionHandlers<Paravirt>>(context: &mut TrapContext) -> TrapAction {
-    // Under TCG the hypervisor currently bounces a guest-kernel `int3` as the raw #GP
-    // QEMU raised, at the `int3`, instead of #BP after it (notes/requests.md, GUEST-TRAPS
-    // 1-2). Recognize exactly that form so the breakpoint still reaches the core; this
-    // goes away once the hypervisor decodes QEMU's error code.
-    if !context.from_user() && context.error_code() == TCG_INT3_ERROR_CODE && byte_at(context.rip()) == INT3 {
-        context.skip(1);
-        return on_breakpoint::<H>(context);
-    }
-    unresolved(context)
-}
-
 fn on_fatal(context: &mut TrapContext) -> TrapAction {
     unresolved(context)
 }
@@ -113,12 +95,4 @@ fn unresolved(context: &mut TrapContext) -> TrapAction {
     }
     kprintln!("guest-kernel: fatal exception in the kernel: {}", ShowFrame(&context.frame));
     HYPERVISOR.crash(FATAL_EXCEPTION)
-}
-
-/// The byte at a guest-kernel instruction address.
-fn byte_at(address: u64) -> u8 {
-    // SAFETY: only called with the rip of a #GP from guest-kernel mode, i.e. an
-    // instruction the CPU fetched from a mapped kernel text page, and kernel text is
-    // readable as well as executable (guest-rt's linker script maps it R-X).
-    unsafe { core::ptr::read_volatile(address as *const u8) }
 }
