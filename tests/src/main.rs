@@ -279,9 +279,10 @@ fn main() -> ExitCode {
             qemu::QEMU_PACKAGE
         )),
     };
-    // Under a PVM-based KVM host every trapping hypercall is a host round trip, so the
-    // 100 000-call fuzz case needs minutes there; a hang still ends at this bound.
-    let default_timeout = 240;
+    // Under a PVM-based KVM host every guest exception and trapping hypercall is a host
+    // round trip (~0.7 ms), so the 100 000-call fuzz case and the 100 000-fault loop
+    // (three round trips per fault) need minutes there; a hang still ends at this bound.
+    let default_timeout = 480;
     let options = Arc::new(Options {
         accel,
         requested_accel,
