@@ -385,6 +385,21 @@ pub fn unmap_page(space: Space, virtual_address: u64) -> Result<(), Errno> {
     HYPERVISOR.unmap_page(space, virtual_address)
 }
 
+/// Changes the flags of one mapping.
+pub fn protect_page(space: Space, virtual_address: u64, flags: u32) -> Result<(), Errno> {
+    HYPERVISOR.protect_page(space, virtual_address, flags)
+}
+
+/// TLB flush of all of `space`.
+pub fn flush_all(space: Space) -> Result<(), Errno> {
+    HYPERVISOR.flush_all(space)
+}
+
+/// TLB flush of one page of `space`.
+pub fn flush_va(space: Space, virtual_address: u64) -> Result<(), Errno> {
+    HYPERVISOR.flush_va(space, virtual_address)
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
