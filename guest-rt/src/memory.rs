@@ -261,15 +261,16 @@ impl<I: HypercallInterface> Hypercalls<I> {
         self.address_space_op(space_cmd::QUERY, space.0, virtual_address).map(split_query)
     }
 
-    /// One raw `mmu_update(space, entries, count, done)`: `count` may differ from
-    /// `entries.len()` (never more entries than exist are read, because the hypervisor
-    /// stops at [`BATCH_MAX`](hypercall_abi::memory::BATCH_MAX) and the caller must make `min(count, BATCH_MAX)` entries
-    /// readable). Returns the hypervisor's `done` report and its raw result.
+    /// One raw `mmu_update(space, entries, count, done)` with a done report into a local:
+    /// returns what the hypervisor wrote there (`u64::MAX` if it wrote nothing, as for
+    /// `-ESRCH`) and its raw result. `count` is passed as given, so tests can pass counts
+    /// larger than the array (the hypervisor reads at most
+    /// [`BATCH_MAX`](hypercall_abi::memory::BATCH_MAX) entries).
     ///
     /// # Safety
     ///
-    /// `min(count, BATCH_MAX)` entries starting at `entries` must be readable (or refused
-    /// with `-EFAULT` by the hypervisor, which is sound too).
+    /// The first `min(count, BATCH_MAX)` entries at `entries` must be readable, or be
+    /// memory the hypervisor refuses with `-EFAULT` (unmapped, hypervisor range).
     pub unsafe fn mmu_update_raw(&self, space: Space, entries: *const MapEntry, count: u64) -> (u64, Result<u64, Errno>) {
         let mut done: u64 = u64::MAX;
         let done_pointer = &mut done as *mut u64 as u64;
