@@ -71,12 +71,16 @@ impl<T: HypercallInterface + ?Sized> HypercallInterface for &T {
 #[derive(Copy, Clone, Debug, Default)]
 pub struct Syscall;
 
-/// The instruction both asm blocks use: `hypercall_abi::hypercall::TRAPPING_HYPERCALL`
-/// (`ud2` and the bytes `"rf"`).
+/// The instruction every hypercall of guest-rt uses: `syscall` (SPEC.md §5.1), which
+/// returns by `sysret` on hardware and TCG. On a PVM-based KVM host it reaches the
+/// hypervisor as a #PF at its entry point, which the hypervisor treats as the same
+/// `syscall` (SPEC.md §11.4.3), so it works on every host. The trapping form
+/// (`hypercall_abi::hypercall::TRAPPING_HYPERCALL`) stays in the ABI for guests that
+/// want it; the conformance suite exercises both.
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 macro_rules! hypercall_instruction {
     () => {
-        "ud2\n.byte 0x72, 0x66"
+        "syscall"
     };
 }
 
@@ -85,9 +89,8 @@ impl HypercallInterface for Syscall {
     #[inline(always)]
     unsafe fn call(&self, number: u64, arguments: [u64; 6]) -> i64 {
         let result: i64;
-        // SAFETY: the trapping hypercall (SPEC.md §5.1) in guest-kernel context is a
-        // hypercall. RCX and R11 are declared clobbered (so `syscall` could replace it) and
-        // RAX holds the result; the hypervisor runs on its own stack, so the
+        // SAFETY: `syscall` in guest-kernel context is a hypercall (SPEC.md §5.1). RCX
+        // and R11 are declared clobbered and RAX holds the result; the hypervisor runs on its own stack, so the
         // guest stack is untouched (`nostack`). Memory effects are those of the hypercall,
         // which the caller vouched for; no `nomem`/`readonly`, so the compiler keeps every
         // memory access in program order around it. RFLAGS status flags are not declared
