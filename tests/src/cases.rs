@@ -62,7 +62,7 @@ pub struct Case {
     pub expectation: Expectation,
 }
 
-fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpec {
+pub(crate) fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpec {
     DomainSpec {
         image: bin.to_string(),
         source: ImageSource::Bin(bin),
@@ -72,7 +72,7 @@ fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpe
     }
 }
 
-fn success(bin: &'static str, args: &[&str]) -> DomainSpec {
+pub(crate) fn success(bin: &'static str, args: &[&str]) -> DomainSpec {
     domain(bin, args, DomainOutcome::Verdict(Verdict::Success))
 }
 

@@ -3,8 +3,8 @@
 //! per-domain extended state (`fpu`). Cases where the hypervisor must kill a domain run a
 //! `companion` beside it and expect the hypervisor's one-line reason.
 
-use crate::cases::{Case, DomainSpec, ImageSource};
-use crate::judge::{DomainExpectation, DomainOutcome, Expectation, Verdict};
+use crate::cases::{domain as spec, success, Case, DomainSpec};
+use crate::judge::{DomainExpectation, DomainOutcome, Expectation};
 use hypercall_abi::exit::ExitStatus;
 
 /// Sub-cases of the `traps` guest (each provokes one exception, or checks refusals).
@@ -57,20 +57,6 @@ pub const NESTED_KILLED: &[(&str, &[&str])] = &[
     ("stack", &["#UD at rip ", "fault delivering #UD: ", "stack 0x4f98 ", "not writable"]),
     ("recursive", &["#PF at rip ", "fault delivering #PF: ", "stack 0x", "not writable"]),
 ];
-
-fn spec(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpec {
-    DomainSpec {
-        image: bin.to_string(),
-        source: ImageSource::Bin(bin),
-        mem: None,
-        args: args.iter().map(|arg| arg.to_string()).collect(),
-        outcome,
-    }
-}
-
-fn success(bin: &'static str, args: &[&str]) -> DomainSpec {
-    spec(bin, args, DomainOutcome::Verdict(Verdict::Success))
-}
 
 fn case(name: String, domains: Vec<DomainSpec>, status: ExitStatus, hypervisor_lines: Vec<Vec<String>>) -> Case {
     let expectation = Expectation {
