@@ -500,8 +500,10 @@ impl DomainMemory {
             PageSize::Small => self.mappings[gfn as usize] += 1,
             PageSize::Large => self.large_mappings[(gfn / LARGE_PAGE_PAGES) as usize] += 1,
         }
-        if index == self.kernel_root {
-            // A 2 MiB leaf may have replaced a page table the paging-structure caches hold.
+        // A 4 KiB map only fills a not-present entry, which no TLB caches (SDM vol. 3,
+        // 4.10.4.3): nothing to flush. A 2 MiB leaf may have replaced a page table the
+        // paging-structure caches hold.
+        if index == self.kernel_root && size == PageSize::Large {
             tlb.flush_page(virtual_address);
         }
         Ok(())

@@ -168,18 +168,69 @@ pub fn mmu_update(
     }
     let mut done = 0;
     let mut failure = None;
+    let mut batched = BatchedTlb::new(tlb);
     while done < count.min(BATCH_MAX) {
-        let outcome = read_entry(domain, memory, entries, done).and_then(|entry| apply(domain, memory, frames, tlb, handle, &entry));
+        let outcome =
+            read_entry(domain, memory, entries, done).and_then(|entry| apply(domain, memory, frames, &mut batched, handle, &entry));
         if let Err(error) = outcome {
             failure = Some(error);
             break;
         }
         done += 1;
     }
+    batched.finish();
     if done_address != 0 && copy_to_guest(memory, domain.kernel_space(), done_address, &done.to_le_bytes()).is_err() {
         return Errno::EFAULT.to_return();
     }
     failure.map_or(done as i64, Errno::to_return)
+}
+
+/// Collects one batch's flushes and carries them out before the batch returns: up to
+/// [`BATCHED_PAGES`] single-page flushes, beyond that one full flush (cheaper than
+/// hundreds of INVLPGs, each a trap on some hosts). Deferring within a batch is safe:
+/// the hypervisor reads guest memory by walking the tables, never through the TLB.
+struct BatchedTlb<'a, T: Tlb> {
+    inner: &'a mut T,
+    pages: [u64; BATCHED_PAGES],
+    count: usize,
+    everything: bool,
+}
+
+/// Single-page flushes one batch may defer before a full flush is cheaper.
+const BATCHED_PAGES: usize = 32;
+
+impl<'a, T: Tlb> BatchedTlb<'a, T> {
+    fn new(inner: &'a mut T) -> Self {
+        Self { inner, pages: [0; BATCHED_PAGES], count: 0, everything: false }
+    }
+
+    fn finish(self) {
+        if self.everything {
+            self.inner.flush_all();
+        } else {
+            for &page in &self.pages[..self.count] {
+                self.inner.flush_page(page);
+            }
+        }
+    }
+}
+
+impl<T: Tlb> Tlb for BatchedTlb<'_, T> {
+    fn flush_page(&mut self, virtual_address: u64) {
+        if self.everything {
+            return;
+        }
+        if self.count == BATCHED_PAGES {
+            self.everything = true;
+        } else {
+            self.pages[self.count] = virtual_address;
+            self.count += 1;
+        }
+    }
+
+    fn flush_all(&mut self) {
+        self.everything = true;
+    }
 }
 
 fn read_entry(domain: &DomainMemory, memory: &impl FrameMemory, entries: u64, index: u64) -> Result<MapEntry, Errno> {
@@ -418,16 +469,34 @@ mod tests {
     }
 
     #[test]
+    fn long_batches_flush_everything_once() {
+        let mut fixture = fixture(128);
+        let (_, gfns) = fixture.increase(96, 0);
+        let maps: Vec<MapEntry> = gfns.iter().enumerate().map(|(index, &gfn)| map(AREA + index as u64 * 4096, gfn, RW)).collect();
+        assert_eq!(fixture.mmu(INITIAL_SPACE, &maps), (96, 96));
+        let few: Vec<MapEntry> = (0..BATCHED_PAGES as u64).map(|index| unmap(AREA + index * 4096, 0)).collect();
+        assert_eq!(fixture.mmu(INITIAL_SPACE, &few), (BATCHED_PAGES as i64, BATCHED_PAGES as u64));
+        assert_eq!(fixture.tlb.pages.len(), BATCHED_PAGES, "up to the limit, one flush per page");
+        assert_eq!(fixture.tlb.all, 0);
+        let rest: Vec<MapEntry> = (BATCHED_PAGES as u64..96).map(|index| unmap(AREA + index * 4096, 0)).collect();
+        fixture.tlb.pages.clear();
+        assert_eq!(fixture.mmu(INITIAL_SPACE, &rest), (rest.len() as i64, rest.len() as u64));
+        assert!(fixture.tlb.pages.is_empty() && fixture.tlb.all == 1, "past the limit, one full flush instead");
+        fixture.finish();
+    }
+
+    #[test]
     fn map_query_protect_unmap_one_page() {
         let mut fixture = fixture(64);
         let (_, gfns) = fixture.increase(1, 0);
         let gfn = gfns[0];
         let flags = map_flags::WRITABLE | map_flags::NO_EXECUTE | map_flags::WRITE_THROUGH;
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[map(AREA, gfn, flags)]), (1, 1));
-        assert_eq!(fixture.tlb.pages, [AREA], "the loaded root is flushed");
+        assert!(fixture.tlb.pages.is_empty(), "filling a not-present entry needs no flush");
         let (queried_gfn, queried_flags) = split_query(fixture.query(INITIAL_SPACE, AREA + 0x123) as u64);
         assert_eq!((queried_gfn, queried_flags), (gfn, flags));
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[protect(AREA, RW)]), (1, 1));
+        assert_eq!(fixture.tlb.pages, [AREA], "a changed entry of the loaded root is flushed");
         assert_eq!(split_query(fixture.query(INITIAL_SPACE, AREA) as u64), (gfn, RW));
         assert_eq!(fixture.domain.mapping_count(gfn), 1);
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[unmap(AREA, 0)]), (1, 1));
