@@ -18,6 +18,7 @@ pub mod layout;
 pub mod memory_ops;
 pub mod outcome;
 pub mod paging;
+pub mod time;
 
 // Owned by the lead (dispatch and machine-facing state):
 pub mod bounce;
