@@ -60,6 +60,9 @@ pub struct Case {
     pub domains: Vec<DomainSpec>,
     /// What must be seen.
     pub expectation: Expectation,
+    /// A longer QEMU bound than the runner's for a case known to need it on slow hosts
+    /// (a PVM-based KVM host makes every guest trap a ~1 ms host round trip).
+    pub minimum_timeout: Option<std::time::Duration>,
 }
 
 pub(crate) fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpec {
@@ -95,7 +98,7 @@ fn case(name: impl Into<String>, domains: Vec<DomainSpec>, status: ExitStatus, h
         forbidden: Vec::new(),
         checks: Vec::new(),
     };
-    Case { name: name.into(), domains, expectation }
+    Case { name: name.into(), domains, expectation, minimum_timeout: None }
 }
 
 /// Sub-cases of the `console_write` guest (its argument).

@@ -64,7 +64,7 @@ fn case(name: String, domains: Vec<DomainSpec>) -> Case {
         forbidden: Vec::new(),
         checks: vec![("every frame returned", frames_returned)],
     };
-    Case { name, domains, expectation }
+    Case { name, domains, expectation, minimum_timeout: None }
 }
 
 /// Every memory case, in order.
@@ -89,6 +89,8 @@ pub fn all() -> Vec<Case> {
     }
     let mut loop_case = case("fault_loop::100k".into(), vec![guest("fault_loop", None, &["100000"])]);
     loop_case.expectation.console_lines.push(vec!["(d1) fault_loop: 100000 faults handled".into()]);
+    // Three host round trips per fault on a PVM-based KVM host (~5 ms): about 9 minutes.
+    loop_case.minimum_timeout = Some(std::time::Duration::from_secs(1200));
     cases.push(loop_case);
     cases.push(case("fault_loop::1k".into(), vec![guest("fault_loop", None, &["1000"])]));
     cases

@@ -191,7 +191,7 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
             accel: options.accel,
             machine: Machine::Microvm,
             extra: Vec::new(),
-            timeout: options.timeout,
+            timeout: case.minimum_timeout.map_or(options.timeout, |minimum| minimum.max(options.timeout)),
         })
     })();
     let launch = match prepared {
