@@ -7,13 +7,14 @@
 use crate::machine::{console, cpu, entry, memory::DirectMap};
 use crate::system::{
     end_current, enter_domain, finish_return, kill_current, leave_current, load_root, load_segment_bases,
-    next_frame_or_finish, next_runnable, System, FRAMES, SYSTEM,
+    next_frame_or_finish, System, FRAMES, SYSTEM,
 };
 use alloc::format;
 use alloc::string::String;
 use hypercall_abi::hypercall::TRAPPING_HYPERCALL;
 use hypercall_abi::shared_info::cr2_offset;
 use hypercall_abi::trap::{vector, IretFrame};
+use hypercall_abi::Errno;
 use hypervisor::bounce::{self, Event};
 use hypervisor::domain_memory::DomainMemory;
 use hypervisor::exception;
@@ -21,6 +22,7 @@ use hypervisor::guest_memory::{self, GuestFault};
 use hypervisor::hypercall::{self, Disposition, Guest};
 use hypervisor::memory_ops::{self, Tlb};
 use hypervisor::outcome::Outcome;
+use hypervisor::scheduler::Reason;
 use hypervisor::paging::FrameMemory;
 use hypervisor::trap_frame::{ReturnPath, TrapFrame, HYPERCALL_VECTOR};
 use hypervisor::vcpu::{Mode, Vcpu};
@@ -126,7 +128,7 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
         Disposition::Yield(value) => {
             frame.rax = value as u64;
             system.domains[current].state = *frame;
-            let next = next_runnable(system).expect("the caller itself is runnable");
+            let next = system.scheduler.switch(Reason::Yield, cpu::rdtsc()).expect("the caller itself is runnable");
             if next != current {
                 leave_current(system);
                 enter_domain(system, next);
@@ -147,6 +149,12 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
             ReturnPath::Iret as u64
         }
         Disposition::Iret => guest_iret(guard, frame),
+        // Not served until the scheduler wiring lands (EVENTS-LIB interim: 0.2's -EINVAL
+        // for these sched_op sub-commands).
+        Disposition::Block | Disposition::Poll(_) => {
+            frame.rax = Errno::EINVAL.to_return() as u64;
+            finish_return(guard, frame)
+        }
     }
 }
 
@@ -179,7 +187,8 @@ fn guest_iret(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
         unreachable!("the buffer is exactly one IretFrame");
     };
     match bounce::iret(frame, &saved, memory.user_root().is_some()) {
-        Ok((resume, mode)) => {
+        // EVENTS-LIB interim: the mask to restore is ignored until upcalls are wired.
+        Ok((resume, mode, _events_masked)) => {
             *frame = resume;
             change_mode(system, mode);
             finish_return(guard, frame)
@@ -210,6 +219,20 @@ fn change_mode(system: &mut System, mode: Mode) {
 /// Rust side of every exception and interrupt.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
+    // TEMPORARY TIME WIRING
+    match frame.vector {
+        0xef => crate::machine::apic::timer_interrupt(),
+        0x34 => {
+            crate::system::SERIAL_INTERRUPTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            let mut iir: x86_64::instructions::port::Port<u8> = x86_64::instructions::port::Port::new(0x3fa);
+            let _ = unsafe { iir.read() };
+            crate::machine::apic::eoi();
+        }
+        _ => {}
+    }
+    if !frame.from_guest() && matches!(frame.vector, 0x34 | 0xef | 0xff) {
+        return 1;
+    }
     if !frame.from_guest() {
         panic!(
             "hypervisor {} (vector {}) at rip {:#x} error {:#x} cr2 {:#x}",
@@ -323,6 +346,7 @@ fn describe(frame: &TrapFrame, event: &Event) -> String {
         ),
         Event::SoftwareInterrupt { vector, .. } => format!("int {:#x} at rip {:#x}", vector, frame.rip),
         Event::Syscall => format!("guest-user syscall at rip {:#x}", frame.rip),
+        Event::Upcall => format!("event upcall at rip {:#x}", frame.rip),
     }
 }
 
@@ -332,7 +356,9 @@ fn describe(frame: &TrapFrame, event: &Event) -> String {
 fn bounce_event(mut guard: Guard, frame: &mut TrapFrame, event: Event) -> u64 {
     let system = running(&mut guard);
     let domain = &mut system.domains[system.current];
-    let delivery = match bounce::deliver(&domain.vcpu, frame, event) {
+    // EVENTS-LIB interim: events never masked (0.2 behaviour, IF = 1 in every frame)
+    // until the shell passes `upcall::upcall_mask` of the shared-info page.
+    let delivery = match bounce::deliver(&domain.vcpu, frame, event, false) {
         Ok(delivery) => delivery,
         Err(failure) => {
             let reason = format!("{}: {failure}", describe(frame, &event));

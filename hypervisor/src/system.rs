@@ -15,7 +15,8 @@ use hypervisor::outcome::{self, Outcome};
 use hypervisor::paging::AddressSpace;
 use hypervisor::trap_frame::TrapFrame;
 use hypervisor::vcpu::{Mode, Vcpu};
-use hypervisor::{archive, image, layout, scheduler};
+use hypervisor::scheduler::{Reason, Scheduler};
+use hypervisor::{archive, image, layout};
 use memory::DirectMap;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
@@ -34,6 +35,7 @@ pub(crate) static SYSTEM: Mutex<Option<System>> = Mutex::new(None);
 /// some hosts). Every change to a space that is not loaded is followed by a CR3 write
 /// before that space is used, so skipping same-root writes never leaves stale TLB entries.
 static LOADED_ROOT: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SERIAL_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
 extern "C" {
     static __image_end: u8;
@@ -77,6 +79,8 @@ pub(crate) struct System {
     pub hypervisor_root: Frame,
     pub frames_free_at_start: u64,
     pub extended_state: extended_state::Method,
+    /// Who runs next; domain `i` is scheduler index `i`.
+    pub scheduler: Scheduler,
 }
 
 pub fn boot(start_info_address: u64) -> ! {
@@ -139,6 +143,60 @@ pub fn boot(start_info_address: u64) -> ! {
         extended_state::measure_switch_cost(&extended_state)
     );
 
+    // TEMPORARY TIME WIRING (not to be committed)
+    {
+        use crate::machine::{apic, ioapic, pit, rtc};
+        let t0 = cpu::rdtsc();
+        let calibrated = pit::calibrate_tsc();
+        hvprintln!("TIME: pit calibration took {} cycles", cpu::rdtsc() - t0);
+        match calibrated {
+            Some(c) => hvprintln!("TIME: pit: tsc {} Hz ({})", c.hz, c.source),
+            None => hvprintln!("TIME: pit: calibration failed"),
+        }
+        let tsc_hz = features.tsc_khz.map(|(khz, _)| khz * 1000).or(calibrated.map(|c| c.hz)).unwrap_or(1_000_000_000);
+        let clock = hypervisor::time::Clock::new(entry_tsc, tsc_hz).unwrap();
+        let now = clock.now_ns(cpu::rdtsc());
+        match rtc::read_unix_seconds() {
+            Some(seconds) => {
+                let read_at = clock.now_ns(cpu::rdtsc());
+                let (sec, nsec) = hypervisor::time::wallclock_base(seconds, read_at);
+                hvprintln!("TIME: rtc {seconds} s since 1970; wallclock base {sec}.{nsec:09}; system time {now} ns; scale {:?}", clock.scale);
+            }
+            None => hvprintln!("TIME: rtc unreadable"),
+        }
+        match apic::init(&mut FRAMES.lock(), hypervisor_root, tsc_hz) {
+            Ok(description) => hvprintln!("TIME: apic {:?}", description),
+            Err(reason) => hvprintln!("TIME: apic: {reason}"),
+        }
+        let t0 = cpu::rdtsc();
+        apic::selftest();
+        hvprintln!("TIME: selftest took {} cycles", cpu::rdtsc() - t0);
+        match ioapic::init(&mut FRAMES.lock(), hypervisor_root) {
+            Ok(pins) => {
+                hvprintln!("TIME: ioapic: {pins} pins");
+                ioapic::route_isa_irq(ioapic::COM1_IRQ, 0x34, 0).unwrap();
+                // Transmit-holding-register-empty interrupt: fires at once on an idle UART.
+                let before = SERIAL_INTERRUPTS.load(Ordering::Relaxed);
+                let mut ier: x86_64::instructions::port::Port<u8> = x86_64::instructions::port::Port::new(0x3f9);
+                let mut mcr: x86_64::instructions::port::Port<u8> = x86_64::instructions::port::Port::new(0x3fc);
+                ioapic::unmask(ioapic::COM1_IRQ);
+                let start = cpu::rdtsc();
+                let timer_before = apic::timer_interrupts();
+                apic::arm(start + tsc_hz / 100);
+                unsafe { mcr.write(0x0b); ier.write(0x02) };
+                while SERIAL_INTERRUPTS.load(Ordering::Relaxed) == before && apic::timer_interrupts() == timer_before {
+                    x86_64::instructions::interrupts::enable_and_hlt();
+                    x86_64::instructions::interrupts::disable();
+                }
+                apic::disarm();
+                unsafe { ier.write(0) };
+                ioapic::mask(ioapic::COM1_IRQ);
+                hvprintln!("TIME: ioapic COM1 THRE interrupt: {} (timer {}) after {} cycles", SERIAL_INTERRUPTS.load(Ordering::Relaxed) - before, apic::timer_interrupts() - timer_before, cpu::rdtsc() - start);
+            }
+            Err(reason) => hvprintln!("TIME: ioapic: {reason}"),
+        }
+    }
+
     let command_line = command_line::parse(&boot_info.command_line);
     for unknown in &command_line.unknown {
         hvprintln!("ignoring unknown command-line option '{unknown}'");
@@ -146,6 +204,7 @@ pub fn boot(start_info_address: u64) -> ! {
     let mut system = System {
         domains: Vec::new(),
         current: 0,
+        scheduler: Scheduler::new(slice_cycles(&features)),
         outcomes: Vec::new(),
         hypervisor_root,
         frames_free_at_start: FRAMES.lock().free_count(),
@@ -218,6 +277,8 @@ pub fn boot(start_info_address: u64) -> ! {
                     domain.state.rip,
                     spec.args
                 );
+                let index = system.scheduler.add();
+                debug_assert_eq!(index, system.domains.len());
                 system.domains.push(domain);
             }
             Err(reason) => {
@@ -230,8 +291,9 @@ pub fn boot(start_info_address: u64) -> ! {
     if system.domains.is_empty() {
         finish(system);
     }
-    let mut first = system.domains[0].state;
-    enter_domain(&mut system, 0);
+    let first_index = system.scheduler.switch(Reason::Yield, cpu::rdtsc()).expect("a domain was just added");
+    let mut first = system.domains[first_index].state;
+    enter_domain(&mut system, first_index);
     let cycles = cpu::rdtsc().wrapping_sub(entry_tsc);
     hvprintln!("boot: first guest instruction {cycles} cycles after hypervisor entry");
     *SYSTEM.lock() = Some(system);
@@ -408,16 +470,19 @@ pub(crate) fn end_current(system: &mut System, outcome: Outcome) {
     system.outcomes.push(outcome);
 }
 
-/// The domain after the current one that still has memory (has not ended).
-pub(crate) fn next_runnable(system: &System) -> Option<usize> {
-    scheduler::next_runnable(system.domains.len(), system.current, |index| system.domains[index].memory.is_some())
+/// Length of a time slice: 10 ms at the TSC frequency (2 GHz assumed when no source
+/// reports it, which only makes slices longer or shorter, never unfair).
+fn slice_cycles(features: &cpu::Features) -> u64 {
+    const SLICE_MS: u64 = 10;
+    let khz = features.tsc_khz.map_or(2_000_000, |(khz, _)| khz);
+    khz * SLICE_MS
 }
 
-/// The state of the next runnable domain (now current, its address space loaded), or
-/// the end of the run when none is left.
+/// The state of the next runnable domain after the current one ended (now current, its
+/// address space loaded), or the end of the run when none is left.
 pub(crate) fn next_frame_or_finish(mut guard: spin::MutexGuard<'_, Option<System>>) -> TrapFrame {
     let system = guard.as_mut().expect("system installed");
-    match next_runnable(system) {
+    match system.scheduler.switch(Reason::Ended, cpu::rdtsc()) {
         Some(next) => {
             leave_current(system);
             enter_domain(system, next);
