@@ -3,6 +3,7 @@
 
 #[macro_use]
 pub mod console;
+pub mod apic;
 pub mod boot;
 pub mod cpu;
 pub mod descriptors;
@@ -10,5 +11,9 @@ pub mod entry;
 pub mod exit_device;
 pub mod extended_state;
 pub mod heap;
+pub mod ioapic;
 pub mod memory;
+pub mod mmio;
+pub mod pit;
 pub mod pvh;
+pub mod rtc;
