@@ -219,20 +219,6 @@ fn change_mode(system: &mut System, mode: Mode) {
 /// Rust side of every exception and interrupt.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
-    // TEMPORARY TIME WIRING
-    match frame.vector {
-        0xef => crate::machine::apic::timer_interrupt(),
-        0x34 => {
-            crate::system::SERIAL_INTERRUPTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            let mut iir: x86_64::instructions::port::Port<u8> = x86_64::instructions::port::Port::new(0x3fa);
-            let _ = unsafe { iir.read() };
-            crate::machine::apic::eoi();
-        }
-        _ => {}
-    }
-    if !frame.from_guest() && matches!(frame.vector, 0x34 | 0xef | 0xff) {
-        return 1;
-    }
     if !frame.from_guest() {
         panic!(
             "hypervisor {} (vector {}) at rip {:#x} error {:#x} cr2 {:#x}",

@@ -35,7 +35,6 @@ pub(crate) static SYSTEM: Mutex<Option<System>> = Mutex::new(None);
 /// some hosts). Every change to a space that is not loaded is followed by a CR3 write
 /// before that space is used, so skipping same-root writes never leaves stale TLB entries.
 static LOADED_ROOT: AtomicU64 = AtomicU64::new(0);
-pub(crate) static SERIAL_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
 extern "C" {
     static __image_end: u8;
@@ -142,60 +141,6 @@ pub fn boot(start_info_address: u64) -> ! {
         extended_state.area_size(),
         extended_state::measure_switch_cost(&extended_state)
     );
-
-    // TEMPORARY TIME WIRING (not to be committed)
-    {
-        use crate::machine::{apic, ioapic, pit, rtc};
-        let t0 = cpu::rdtsc();
-        let calibrated = pit::calibrate_tsc();
-        hvprintln!("TIME: pit calibration took {} cycles", cpu::rdtsc() - t0);
-        match calibrated {
-            Some(c) => hvprintln!("TIME: pit: tsc {} Hz ({})", c.hz, c.source),
-            None => hvprintln!("TIME: pit: calibration failed"),
-        }
-        let tsc_hz = features.tsc_khz.map(|(khz, _)| khz * 1000).or(calibrated.map(|c| c.hz)).unwrap_or(1_000_000_000);
-        let clock = hypervisor::time::Clock::new(entry_tsc, tsc_hz).unwrap();
-        let now = clock.now_ns(cpu::rdtsc());
-        match rtc::read_unix_seconds() {
-            Some(seconds) => {
-                let read_at = clock.now_ns(cpu::rdtsc());
-                let (sec, nsec) = hypervisor::time::wallclock_base(seconds, read_at);
-                hvprintln!("TIME: rtc {seconds} s since 1970; wallclock base {sec}.{nsec:09}; system time {now} ns; scale {:?}", clock.scale);
-            }
-            None => hvprintln!("TIME: rtc unreadable"),
-        }
-        match apic::init(&mut FRAMES.lock(), hypervisor_root, tsc_hz) {
-            Ok(description) => hvprintln!("TIME: apic {:?}", description),
-            Err(reason) => hvprintln!("TIME: apic: {reason}"),
-        }
-        let t0 = cpu::rdtsc();
-        apic::selftest();
-        hvprintln!("TIME: selftest took {} cycles", cpu::rdtsc() - t0);
-        match ioapic::init(&mut FRAMES.lock(), hypervisor_root) {
-            Ok(pins) => {
-                hvprintln!("TIME: ioapic: {pins} pins");
-                ioapic::route_isa_irq(ioapic::COM1_IRQ, 0x34, 0).unwrap();
-                // Transmit-holding-register-empty interrupt: fires at once on an idle UART.
-                let before = SERIAL_INTERRUPTS.load(Ordering::Relaxed);
-                let mut ier: x86_64::instructions::port::Port<u8> = x86_64::instructions::port::Port::new(0x3f9);
-                let mut mcr: x86_64::instructions::port::Port<u8> = x86_64::instructions::port::Port::new(0x3fc);
-                ioapic::unmask(ioapic::COM1_IRQ);
-                let start = cpu::rdtsc();
-                let timer_before = apic::timer_interrupts();
-                apic::arm(start + tsc_hz / 100);
-                unsafe { mcr.write(0x0b); ier.write(0x02) };
-                while SERIAL_INTERRUPTS.load(Ordering::Relaxed) == before && apic::timer_interrupts() == timer_before {
-                    x86_64::instructions::interrupts::enable_and_hlt();
-                    x86_64::instructions::interrupts::disable();
-                }
-                apic::disarm();
-                unsafe { ier.write(0) };
-                ioapic::mask(ioapic::COM1_IRQ);
-                hvprintln!("TIME: ioapic COM1 THRE interrupt: {} (timer {}) after {} cycles", SERIAL_INTERRUPTS.load(Ordering::Relaxed) - before, apic::timer_interrupts() - timer_before, cpu::rdtsc() - start);
-            }
-            Err(reason) => hvprintln!("TIME: ioapic: {reason}"),
-        }
-    }
 
     let command_line = command_line::parse(&boot_info.command_line);
     for unknown in &command_line.unknown {
