@@ -1,0 +1,204 @@
+//! Helpers shared by the event, time, timer and scheduling guests: per-port counting
+//! handlers, a two-domain rendezvous over an event channel, a bit-serial value exchange,
+//! and the accelerator guess that picks timing bounds.
+#![allow(dead_code)] // each guest uses a different part
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use guest_rt::abi::event::status;
+use guest_rt::abi::{Errno, StartInfo};
+use guest_rt::events::{self, Port};
+use guest_rt::hypercall::HYPERVISOR;
+use guest_rt::test::Reporter;
+
+/// Ports with a counter (the low ones: the guests open few).
+pub const COUNTED_PORTS: usize = 64;
+
+static COUNTS: [AtomicU64; COUNTED_PORTS] = [const { AtomicU64::new(0) }; COUNTED_PORTS];
+
+/// Counts one event on `port` (an [`events::EventHandler`]).
+pub fn counting_handler(port: Port) {
+    if let Some(counter) = COUNTS.get(port.number() as usize) {
+        counter.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Events counted on `port` so far.
+pub fn count(port: Port) -> u64 {
+    COUNTS.get(port.number() as usize).map_or(0, |counter| counter.load(Ordering::Acquire))
+}
+
+/// Sets the counting handler on `port`.
+pub fn count_on(port: Port) {
+    events::set_handler(port, counting_handler);
+}
+
+/// `events::init()`, reported; false if the hypervisor refused (the test cannot go on).
+pub fn init(reporter: &mut Reporter) -> bool {
+    reporter.expect_ok(events::init(), "set_callbacks(event entry, 0)").is_some()
+}
+
+/// Parses `key=value` among the words.
+pub fn argument(start: &StartInfo, key: &str) -> Option<u64> {
+    conformance_guests::words(start)
+        .filter_map(|word| word.split_once('='))
+        .find(|(name, _)| *name == key)
+        .and_then(|(_, value)| conformance_guests::parse_number(value))
+}
+
+/// Yields this many times at most while waiting for a peer.
+pub const PATIENCE: u32 = 1_000_000;
+
+/// Connects this domain with `peer` over one interdomain channel. The lower id allocates
+/// an unbound port naming the peer (it must come out as `rendezvous`, so the peer knows
+/// which to bind) and waits until the peer has bound it; the higher id binds it, retrying
+/// (with a yield) while the port does not exist yet. Returns the local port.
+pub fn connect(start: &StartInfo, peer: u64, rendezvous: u32) -> Result<Port, &'static str> {
+    if u64::from(start.domain_id) < peer {
+        let port = Port::alloc_unbound(peer).map_err(|_| "alloc_unbound(peer) failed")?;
+        if port.number() != rendezvous {
+            return Err("the rendezvous port came out with another number");
+        }
+        for _ in 0..PATIENCE {
+            match port.status() {
+                Ok(found) if found.state == status::INTERDOMAIN => return Ok(port),
+                Ok(found) if found.state == status::UNBOUND => {
+                    let _ = HYPERVISOR.yield_now();
+                }
+                _ => return Err("the rendezvous port changed state unexpectedly"),
+            }
+        }
+        Err("the peer never bound the rendezvous port")
+    } else {
+        for _ in 0..PATIENCE {
+            match Port::bind_interdomain(peer, rendezvous) {
+                Ok(port) => return Ok(port),
+                Err(Errno::EINVAL) | Err(Errno::ESRCH) => {
+                    let _ = HYPERVISOR.yield_now();
+                }
+                Err(_) => return Err("bind_interdomain(peer, rendezvous) refused"),
+            }
+        }
+        Err("the peer never allocated the rendezvous port")
+    }
+}
+
+/// Waits (blocking, events on) until `port`'s count reaches `target`; false if the
+/// system time passes `deadline_ns` first (a safety net: the caller armed a timer).
+pub fn wait_count(port: Port, target: u64, deadline_ns: u64) -> bool {
+    let mut reached = false;
+    let _ = events::wait_until(|| {
+        reached = count(port) >= target;
+        reached || guest_rt::time::now() >= deadline_ns
+    });
+    reached
+}
+
+/// A bit-serial link over three interdomain channels: one port says "bit 0", one "bit 1",
+/// one acknowledges. Lets two domains exchange u64 values with nothing but events.
+#[derive(Copy, Clone, Debug)]
+pub struct Link {
+    /// Raised by the sender for a 0 bit.
+    pub zero: Port,
+    /// Raised by the sender for a 1 bit.
+    pub one: Port,
+    /// Raised by the receiver after each bit.
+    pub ack: Port,
+}
+
+impl Link {
+    /// Connects the three ports with `peer` (rendezvous ports `first`, `first + 1`,
+    /// `first + 2` on the lower domain) and sets counting handlers.
+    pub fn connect(start: &StartInfo, peer: u64, first: u32) -> Result<Self, &'static str> {
+        let zero = connect(start, peer, first)?;
+        let one = connect(start, peer, first + 1)?;
+        let ack = connect(start, peer, first + 2)?;
+        for port in [zero, one, ack] {
+            count_on(port);
+        }
+        Ok(Self { zero, one, ack })
+    }
+
+    /// Sends `value`, most significant bit first, waiting for each acknowledgement.
+    pub fn send_value(&self, value: u64, deadline_ns: u64) -> bool {
+        for bit in (0..64).rev() {
+            let acks = count(self.ack);
+            let port = if value >> bit & 1 == 1 { self.one } else { self.zero };
+            if port.send().is_err() || !wait_count(self.ack, acks + 1, deadline_ns) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Receives a value [`Link::send_value`] sent; `None` past the deadline.
+    pub fn receive_value(&self, deadline_ns: u64) -> Option<u64> {
+        let mut value = 0u64;
+        for _ in 0..64 {
+            let (zeros, ones) = (count(self.zero), count(self.one));
+            let mut bit = None;
+            let _ = events::wait_until(|| {
+                if count(self.one) > ones {
+                    bit = Some(1);
+                } else if count(self.zero) > zeros {
+                    bit = Some(0);
+                }
+                bit.is_some() || guest_rt::time::now() >= deadline_ns
+            });
+            value = value << 1 | bit?;
+            self.ack.send().ok()?;
+        }
+        Some(value)
+    }
+}
+
+/// The accelerator QEMU runs the machine with, from the hypervisor CPUID leaf the guest
+/// can read (QEMU's KVM mode says "KVMKVMKVM"); timing bounds depend on it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware (or PVM) virtualization: tight bounds.
+    Kvm,
+    /// Anything else (TCG emulation): loose bounds.
+    Other,
+}
+
+impl Accel {
+    /// Reads CPUID 0x40000000's signature.
+    pub fn detect() -> Self {
+        let leaf = core::arch::x86_64::__cpuid(0x4000_0000);
+        let mut signature = [0u8; 12];
+        signature[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+        signature[4..8].copy_from_slice(&leaf.ecx.to_le_bytes());
+        signature[8..].copy_from_slice(&leaf.edx.to_le_bytes());
+        if signature.starts_with(b"KVMKVMKVM") {
+            Accel::Kvm
+        } else {
+            Accel::Other
+        }
+    }
+
+    /// `kvm` when tight, `tcg` otherwise (for the log).
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Other => "tcg",
+        }
+    }
+
+    /// `tight` under KVM, `loose` otherwise.
+    pub fn pick(self, tight: u64, loose: u64) -> u64 {
+        match self {
+            Accel::Kvm => tight,
+            Accel::Other => loose,
+        }
+    }
+}
+
+/// Microseconds with three decimals, for the log.
+pub struct Micros(pub u64);
+
+impl core::fmt::Display for Micros {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{:03} us", self.0 / 1000, self.0 % 1000)
+    }
+}

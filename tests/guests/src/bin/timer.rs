@@ -1,0 +1,192 @@
+//! Conformance: the one-shot timer, VIRQ_TIMER and blocking (SPEC.md §19).
+//!
+//! * `deadline` — timers 0.1 ms .. 50 ms ahead: the VIRQ_TIMER handler never runs before
+//!   the deadline, and runs within a tolerance after it (`tolerance_us=<µs>`, default by
+//!   accelerator: KVM tight, TCG loose); every lateness is printed, with the worst.
+//! * `past` — a deadline already passed fires on the `set_timer_op` return.
+//! * `cancel` — a cancelled timer never fires; 0 cancels.
+//! * `replace` — a second `set_timer_op` replaces the first: one firing, at the second
+//!   deadline.
+//! * `sleep` — `time::sleep_until` returns at or after its deadline, with other events
+//!   (an IPI sent to itself) arriving meanwhile; an unbound timer still wakes `block`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+mod events_support;
+
+use conformance_guests::words;
+use events_support::{argument, count, count_on, Accel, Micros};
+use guest_rt::abi::event::virq;
+use guest_rt::abi::StartInfo;
+use guest_rt::events::{self, Port};
+use guest_rt::hypercall::HYPERVISOR;
+use guest_rt::println;
+use guest_rt::test::Reporter;
+use guest_rt::time;
+
+guest_rt::entry!(timer);
+
+const MILLISECOND: u64 = 1_000_000;
+
+/// Waits (blocking) until guest-rt's timer handler has counted `firings`, or until system
+/// time passes `give_up`; returns the firing count then.
+fn wait_firings(firings: u64, give_up: u64) -> u64 {
+    let _ = events::wait_until(|| time::timer_firings().0 >= firings || time::now() >= give_up);
+    time::timer_firings().0
+}
+
+fn deadline(reporter: &mut Reporter, tolerance: u64) {
+    if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
+        return;
+    }
+    events::irq_enable();
+    let deltas = [100_000u64, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000];
+    let mut worst = 0u64;
+    let mut total = 0u64;
+    let mut samples = 0u64;
+    for round in 0..3 {
+        for &delta in &deltas {
+            let (before, _) = time::timer_firings();
+            let set_at = time::now();
+            let deadline = set_at + delta;
+            if reporter.expect_ok(time::set_timer(deadline), "set_timer").is_none() {
+                return;
+            }
+            let firings = wait_firings(before + 1, deadline + 2_000 * MILLISECOND);
+            let woke = time::now();
+            let (_, fired_at) = time::timer_firings();
+            if firings != before + 1 {
+                reporter.fail(format_args!("timer {delta} ns ahead: {} firings, expected 1", firings - before));
+                continue;
+            }
+            if fired_at < deadline {
+                reporter.fail(format_args!("timer {delta} ns ahead fired {} ns early", deadline - fired_at));
+                continue;
+            }
+            let late = fired_at - deadline;
+            worst = worst.max(late);
+            total += late;
+            samples += 1;
+            if round == 0 {
+                println!("timer: {} ahead: handler ran {} late, block returned {} late", Micros(delta), Micros(late), Micros(woke - deadline));
+            }
+            reporter.check(late <= tolerance, format_args!("timer {} ahead fired {} late (tolerance {})", Micros(delta), Micros(late), Micros(tolerance)));
+        }
+    }
+    // No firing without a timer.
+    let (before, _) = time::timer_firings();
+    let quiet_until = time::now() + 30 * MILLISECOND;
+    while time::now() < quiet_until {
+        let _ = HYPERVISOR.yield_now();
+    }
+    reporter.expect_eq(time::timer_firings().0, before, "firings with no timer set");
+    println!(
+        "timer: {samples} timers, none early; lateness worst {}, mean {} (tolerance {})",
+        Micros(worst),
+        Micros(total / samples.max(1)),
+        Micros(tolerance)
+    );
+}
+
+fn past(reporter: &mut Reporter) {
+    if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
+        return;
+    }
+    events::irq_enable();
+    let now = time::now();
+    reporter.expect_ok(time::set_timer(now.saturating_sub(MILLISECOND).max(1)), "set_timer(a millisecond ago)");
+    reporter.expect_eq(time::timer_firings().0, 1, "firings on the set_timer_op return");
+    reporter.expect_ok(time::set_timer(1), "set_timer(1 ns after boot)");
+    reporter.expect_eq(time::timer_firings().0, 2, "firings for a deadline long past");
+    // Masked: the event waits for irq_enable.
+    events::irq_disable();
+    reporter.expect_ok(time::set_timer(time::now()), "set_timer(now) with events off");
+    let _ = HYPERVISOR.version();
+    reporter.expect_eq(time::timer_firings().0, 2, "firings while events are off");
+    events::irq_enable();
+    reporter.expect_eq(time::timer_firings().0, 3, "firings once events are on");
+}
+
+fn cancel(reporter: &mut Reporter) {
+    if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
+        return;
+    }
+    events::irq_enable();
+    let now = time::now();
+    reporter.expect_ok(time::set_timer(now + 5 * MILLISECOND), "set_timer(+5 ms)");
+    reporter.expect_ok(time::cancel_timer(), "cancel");
+    reporter.expect_ok(time::cancel_timer(), "cancel with no timer set");
+    let until = now + 40 * MILLISECOND;
+    while time::now() < until {
+        let _ = HYPERVISOR.yield_now();
+    }
+    reporter.expect_eq(time::timer_firings().0, 0, "firings of a cancelled timer");
+}
+
+fn replace(reporter: &mut Reporter) {
+    if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
+        return;
+    }
+    events::irq_enable();
+    let now = time::now();
+    let late = now + 60 * MILLISECOND;
+    let early = now + 10 * MILLISECOND;
+    reporter.expect_ok(time::set_timer(late), "set_timer(+60 ms)");
+    reporter.expect_ok(time::set_timer(early), "set_timer(+10 ms) replaces it");
+    let firings = wait_firings(1, now + 2_000 * MILLISECOND);
+    reporter.expect_eq(firings, 1, "firings after the second deadline");
+    let (_, fired_at) = time::timer_firings();
+    reporter.check(fired_at >= early && fired_at < late, format_args!("fired at +{} ns: at the replacing deadline", fired_at - now));
+    let until = late + 20 * MILLISECOND;
+    while time::now() < until {
+        let _ = HYPERVISOR.yield_now();
+    }
+    reporter.expect_eq(time::timer_firings().0, 1, "the replaced deadline never fires");
+}
+
+fn sleep(reporter: &mut Reporter) {
+    // An unbound timer still wakes a blocked domain.
+    let deadline = time::now() + 10 * MILLISECOND;
+    reporter.expect_ok(time::set_timer(deadline), "set_timer with VIRQ_TIMER unbound");
+    let waited = events::wait_until(|| time::now() >= deadline);
+    reporter.expect_ok(waited, "block until the unbound timer's deadline");
+    reporter.check(time::now() >= deadline, "woken at or after the deadline");
+
+    let Some(ipi) = reporter.expect_ok(Port::bind_ipi(), "bind_ipi") else { return };
+    count_on(ipi);
+    for round in 0..5u64 {
+        let start = time::now();
+        let deadline = start + (round + 1) * 4 * MILLISECOND;
+        reporter.expect_ok(ipi.send(), "an unrelated event before sleeping");
+        reporter.expect_ok(time::sleep_until(deadline), "sleep_until");
+        let woke = time::now();
+        reporter.check(woke >= deadline, format_args!("sleep_until returned {} ns early", deadline.saturating_sub(woke)));
+        println!("timer: slept {} for {}, returned {} late", Micros(woke - start), Micros(deadline - start), Micros(woke - deadline));
+    }
+    reporter.expect_eq(count(ipi), 5, "unrelated events delivered while sleeping");
+    reporter.check(!events::irqs_disabled(), "sleep_until restored the upcall flag (on)");
+    events::irq_disable();
+    reporter.expect_ok(time::sleep(MILLISECOND), "sleep with events off");
+    reporter.check(events::irqs_disabled(), "sleep restored the upcall flag (off)");
+    reporter.expect_errno(Port::bind_virq(virq::TIMER), guest_rt::abi::Errno::EEXIST, "VIRQ_TIMER is bound once");
+}
+
+fn timer(start: &'static StartInfo) -> u32 {
+    let mut reporter = Reporter::new();
+    if !events_support::init(&mut reporter) {
+        reporter.finish()
+    }
+    let accel = Accel::detect();
+    match words(start).next() {
+        Some("deadline") => {
+            let tolerance = argument(start, "tolerance_us").unwrap_or(accel.pick(5_000, 20_000)) * 1000;
+            deadline(&mut reporter, tolerance)
+        }
+        Some("past") => past(&mut reporter),
+        Some("cancel") => cancel(&mut reporter),
+        Some("replace") => replace(&mut reporter),
+        Some("sleep") => sleep(&mut reporter),
+        other => reporter.error(format_args!("unknown sub-case {other:?}")),
+    }
+    println!("timer: accelerator {}", accel.name());
+    reporter.finish()
+}
