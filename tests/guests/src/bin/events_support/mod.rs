@@ -46,20 +46,22 @@ pub fn argument(start: &StartInfo, key: &str) -> Option<u64> {
         .and_then(|(_, value)| conformance_guests::parse_number(value))
 }
 
-/// Yields this many times at most while waiting for a peer.
-pub const PATIENCE: u32 = 1_000_000;
+/// How long [`connect`] waits for the peer (system time).
+pub const PATIENCE_NS: u64 = 60_000_000_000;
 
 /// Connects this domain with `peer` over one interdomain channel. The lower id allocates
 /// an unbound port naming the peer (it must come out as `rendezvous`, so the peer knows
 /// which to bind) and waits until the peer has bound it; the higher id binds it, retrying
-/// (with a yield) while the port does not exist yet. Returns the local port.
+/// (with a yield) while the port does not exist yet (`-EINVAL`). Every domain of a case
+/// exists from the start, so `-ESRCH` means the peer is gone: no retry.
 pub fn connect(start: &StartInfo, peer: u64, rendezvous: u32) -> Result<Port, &'static str> {
+    let give_up = guest_rt::time::now() + PATIENCE_NS;
     if u64::from(start.domain_id) < peer {
         let port = Port::alloc_unbound(peer).map_err(|_| "alloc_unbound(peer) failed")?;
         if port.number() != rendezvous {
             return Err("the rendezvous port came out with another number");
         }
-        for _ in 0..PATIENCE {
+        while guest_rt::time::now() < give_up {
             match port.status() {
                 Ok(found) if found.state == status::INTERDOMAIN => return Ok(port),
                 Ok(found) if found.state == status::UNBOUND => {
@@ -70,12 +72,13 @@ pub fn connect(start: &StartInfo, peer: u64, rendezvous: u32) -> Result<Port, &'
         }
         Err("the peer never bound the rendezvous port")
     } else {
-        for _ in 0..PATIENCE {
+        while guest_rt::time::now() < give_up {
             match Port::bind_interdomain(peer, rendezvous) {
                 Ok(port) => return Ok(port),
-                Err(Errno::EINVAL) | Err(Errno::ESRCH) => {
+                Err(Errno::EINVAL) => {
                     let _ = HYPERVISOR.yield_now();
                 }
+                Err(Errno::ESRCH) => return Err("bind_interdomain(peer, rendezvous): -ESRCH (the peer is gone)"),
                 Err(_) => return Err("bind_interdomain(peer, rendezvous) refused"),
             }
         }
