@@ -5,16 +5,18 @@
 //! (`hypercall`, `bounce`, `memory_ops`); this module applies them to the machine.
 
 use crate::machine::{console, cpu, entry, memory::DirectMap};
+use crate::machine::apic;
 use crate::system::{
-    end_current, enter_domain, finish_return, kill_current, leave_current, load_root, load_segment_bases,
-    next_frame_or_finish, System, FRAMES, SYSTEM,
+    end_current, enter_domain, finish_return, kill_current, leave_current, load_root, load_segment_bases, next_frame,
+    next_frame_or_finish, Domain, System, FRAMES, SYSTEM,
 };
+use crate::wakeups::{self, Wait, Wakeups};
+use hypervisor::upcall;
 use alloc::format;
 use alloc::string::String;
 use hypercall_abi::hypercall::TRAPPING_HYPERCALL;
 use hypercall_abi::shared_info::cr2_offset;
 use hypercall_abi::trap::{vector, IretFrame};
-use hypercall_abi::Errno;
 use hypervisor::bounce::{self, Event};
 use hypervisor::domain_memory::DomainMemory;
 use hypervisor::exception;
@@ -32,44 +34,73 @@ use zerocopy::{FromBytes, IntoBytes};
 type Guard = spin::MutexGuard<'static, Option<System>>;
 
 /// The calling domain, as hypercall handlers see it. Hypercalls come only from
-/// guest-kernel mode, so guest pointers are resolved in the kernel root.
+/// guest-kernel mode, so guest pointers are resolved in the kernel root. It holds the
+/// whole system because some calls reach other domains (event channels).
 struct CallingDomain<'a> {
-    id: u32,
-    vcpu: &'a mut Vcpu,
-    memory: &'a mut DomainMemory,
+    system: &'a mut System,
+    index: usize,
+}
+
+impl CallingDomain<'_> {
+    fn domain(&self) -> &Domain {
+        &self.system.domains[self.index]
+    }
+
+    fn memory(&self) -> &DomainMemory {
+        self.domain().memory.as_ref().expect("the running domain always has memory")
+    }
+
+    fn memory_mut(&mut self) -> &mut DomainMemory {
+        self.system.domains[self.index].memory.as_mut().expect("the running domain always has memory")
+    }
 }
 
 impl Guest for CallingDomain<'_> {
     fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
-        guest_memory::copy_from_guest(&DirectMap, self.memory.kernel_space(), address, buffer)
+        guest_memory::copy_from_guest(&DirectMap, self.memory().kernel_space(), address, buffer)
     }
 
     fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), GuestFault> {
-        guest_memory::copy_to_guest(&mut DirectMap, self.memory.kernel_space(), address, bytes)
+        guest_memory::copy_to_guest(&mut DirectMap, self.memory().kernel_space(), address, bytes)
     }
 
     fn console_write(&mut self, bytes: &[u8]) {
-        console::write_domain(self.id, bytes);
+        console::write_domain(self.domain().id, bytes);
     }
 
     fn vcpu(&mut self) -> &mut Vcpu {
-        self.vcpu
+        &mut self.system.domains[self.index].vcpu
     }
 
     fn memory_op(&mut self, arguments: &[u64; 6]) -> i64 {
-        memory_ops::memory_op(arguments, self.memory, &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb)
+        memory_ops::memory_op(arguments, self.memory_mut(), &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb)
     }
 
     fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64 {
-        let result = memory_ops::address_space_op(arguments, self.memory, &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb);
+        let result = memory_ops::address_space_op(arguments, self.memory_mut(), &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb);
         // A SWITCH takes effect now, not when the hypercall (or multicall) ends: a later
         // DESTROY of the old root in the same multicall must not free the table CR3 holds.
-        load_root(self.memory.kernel_root());
+        load_root(self.memory().kernel_root());
         result
     }
 
     fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64 {
-        memory_ops::mmu_update(arguments, self.memory, &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb)
+        memory_ops::mmu_update(arguments, self.memory_mut(), &mut DirectMap, &mut *FRAMES.lock(), &mut HardwareTlb)
+    }
+
+    fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
+        let id = self.domain().id;
+        let System { domains, scheduler, events, .. } = &mut *self.system;
+        events.op(id, arguments, &mut Wakeups { domains, scheduler, now: cpu::rdtsc() })
+    }
+
+    fn set_timer(&mut self, deadline_ns: u64) -> i64 {
+        if deadline_ns == 0 {
+            self.system.timers.cancel(self.index);
+        } else {
+            self.system.timers.set(self.index, deadline_ns);
+        }
+        0
     }
 }
 
@@ -113,12 +144,9 @@ fn system_call(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
 fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
     let system = running(&mut guard);
     let current = system.current;
-    let domain = &mut system.domains[current];
-    let Some(memory) = domain.memory.as_mut() else {
-        unreachable!("the running domain always has memory");
-    };
-    let mut caller = CallingDomain { id: domain.id, vcpu: &mut domain.vcpu, memory };
+    let mut caller = CallingDomain { system, index: current };
     let disposition = hypercall::dispatch(frame.rax, frame.hypercall_arguments(), &mut caller);
+    let system = caller.system;
     apply_vcpu_changes(system);
     match disposition {
         Disposition::Return(value) => {
@@ -146,16 +174,41 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
             }
             end_current(system, outcome);
             *frame = next_frame_or_finish(guard);
-            ReturnPath::Iret as u64
+            finish_return(SYSTEM.lock(), frame)
         }
         Disposition::Iret => guest_iret(guard, frame),
-        // Not served until the scheduler wiring lands (EVENTS-LIB interim: 0.2's -EINVAL
-        // for these sched_op sub-commands).
-        Disposition::Block | Disposition::Poll(_) => {
-            frame.rax = Errno::EINVAL.to_return() as u64;
-            finish_return(guard, frame)
+        Disposition::Block => {
+            frame.rax = 0;
+            let shared = system.domains[current].memory.as_ref().expect("running").shared_info_frame();
+            // BLOCK re-enables events atomically with going to sleep (SPEC.md §20.2).
+            upcall::set_upcall_mask(&mut DirectMap, shared, false);
+            if upcall::upcall_pending(&DirectMap, shared) {
+                return finish_return(guard, frame);
+            }
+            sleep(guard, frame, Wait::Event)
+        }
+        Disposition::Poll(request) => {
+            frame.rax = 0;
+            let shared = system.domains[current].memory.as_ref().expect("running").shared_info_frame();
+            let now_ns = system.clock.now_ns(cpu::rdtsc());
+            let expired = request.deadline_ns != 0 && request.deadline_ns <= now_ns;
+            if expired || upcall::any_pending(&DirectMap, shared, request.ports()) {
+                return finish_return(guard, frame);
+            }
+            sleep(guard, frame, Wait::Ports(request))
         }
     }
+}
+
+/// Puts the running domain to sleep until `wait` is satisfied and runs another (or
+/// idles); the sleeper resumes after its hypercall with RAX = 0.
+fn sleep(mut guard: Guard, frame: &mut TrapFrame, wait: Wait) -> u64 {
+    let system = running(&mut guard);
+    let current = system.current;
+    system.domains[current].state = *frame;
+    system.domains[current].wait = wait;
+    *frame = next_frame(guard, Reason::Blocked);
+    finish_return(SYSTEM.lock(), frame)
 }
 
 /// Carries out what a hypercall changed in the running vCPU: segment bases, and the
@@ -186,9 +239,11 @@ fn guest_iret(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
     let Ok(saved) = IretFrame::read_from_bytes(&bytes) else {
         unreachable!("the buffer is exactly one IretFrame");
     };
+    let shared = memory.shared_info_frame();
     match bounce::iret(frame, &saved, memory.user_root().is_some()) {
-        // EVENTS-LIB interim: the mask to restore is ignored until upcalls are wired.
-        Ok((resume, mode, _events_masked)) => {
+        Ok((resume, mode, events_masked)) => {
+            // `iret` restores the virtual interrupt flag the frame saved (SPEC.md §18.3).
+            upcall::set_upcall_mask(&mut DirectMap, shared, events_masked);
             *frame = resume;
             change_mode(system, mode);
             finish_return(guard, frame)
@@ -220,6 +275,15 @@ fn change_mode(system: &mut System, mode: Mode) {
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
     if !frame.from_guest() {
+        // The idle loop halts with interrupts on; it finds out what happened itself.
+        match frame.vector {
+            vector if vector == u64::from(apic::TIMER_VECTOR) => {
+                apic::timer_interrupt();
+                return ReturnPath::Iret as u64;
+            }
+            vector if vector == u64::from(apic::SPURIOUS_VECTOR) => return ReturnPath::Iret as u64,
+            _ => {}
+        }
         panic!(
             "hypervisor {} (vector {}) at rip {:#x} error {:#x} cr2 {:#x}",
             exception::name(frame.vector),
@@ -249,7 +313,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
         3 => breakpoint(guard, frame),
         // Error code with the IDT bit: an `int n` through a gate ring 3 may not use.
         13 if frame.error_code & 0b11 == 0b10 => refused_gate(guard, frame),
-        // Not caused by the guest: nothing to deliver, resume it.
+        number if number == u64::from(apic::TIMER_VECTOR) => timer_interrupt(guard, frame),
+        // Not caused by the guest: nothing to deliver, resume it. (The spurious vector
+        // must not be acknowledged.)
         2 | 32..=255 => finish_return(guard, frame),
         18 => panic!("machine check while running a guest at rip {:#x}", frame.rip),
         number => {
@@ -258,6 +324,24 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
             bounce_event(guard, frame, event)
         }
     }
+}
+
+/// The LAPIC timer fired while a guest ran: expire timers, wake their domains, and
+/// preempt the running domain at the end of its slice (SPEC.md §20.1) — also when it
+/// spins with events masked, which masks only virtual interrupts.
+fn timer_interrupt(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    apic::timer_interrupt();
+    let system = running(&mut guard);
+    system.armed = None;
+    let now = cpu::rdtsc();
+    wakeups::expire(system, now);
+    if system.scheduler.slice_expired(now) {
+        let current = system.current;
+        system.domains[current].state = *frame;
+        *frame = next_frame(guard, Reason::Preempted);
+        return finish_return(SYSTEM.lock(), frame);
+    }
+    finish_return(guard, frame)
 }
 
 /// Reads `N` instruction bytes at `address` in the running vCPU's current address space.
@@ -342,9 +426,10 @@ fn describe(frame: &TrapFrame, event: &Event) -> String {
 fn bounce_event(mut guard: Guard, frame: &mut TrapFrame, event: Event) -> u64 {
     let system = running(&mut guard);
     let domain = &mut system.domains[system.current];
-    // EVENTS-LIB interim: events never masked (0.2 behaviour, IF = 1 in every frame)
-    // until the shell passes `upcall::upcall_mask` of the shared-info page.
-    let delivery = match bounce::deliver(&domain.vcpu, frame, event, false) {
+    let shared = domain.memory.as_ref().expect("the running domain always has memory").shared_info_frame();
+    // The frame's IF is the virtual interrupt flag: !upcall_mask (SPEC.md §18.3).
+    let masked = upcall::upcall_mask(&DirectMap, shared);
+    let delivery = match bounce::deliver(&domain.vcpu, frame, event, masked) {
         Ok(delivery) => delivery,
         Err(failure) => {
             let reason = format!("{}: {failure}", describe(frame, &event));
@@ -368,14 +453,22 @@ fn bounce_event(mut guard: Guard, frame: &mut TrapFrame, event: Event) -> u64 {
     if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) && delivery.vector == u64::from(vector::PAGE_FAULT) {
         DirectMap.write(memory.shared_info_frame(), cr2_offset(0), &delivery.frame.fault_address.to_le_bytes());
     }
+    if delivery.masks_events {
+        upcall::set_upcall_mask(&mut DirectMap, shared, true);
+    }
     *frame = delivery.resume;
     change_mode(system, Mode::Kernel);
     finish_return(guard, frame)
+}
+
+/// Delivers the running domain's pending event to its event callback (SPEC.md §18.4).
+pub(crate) fn deliver_upcall(guard: Guard, frame: &mut TrapFrame) -> u64 {
+    bounce_event(guard, frame, Event::Upcall)
 }
 
 /// Kills the running domain with `reason` and continues with the next one.
 fn kill_and_continue(mut guard: Guard, frame: &mut TrapFrame, reason: &str) -> u64 {
     kill_current(running(&mut guard), reason);
     *frame = next_frame_or_finish(guard);
-    ReturnPath::Iret as u64
+    finish_return(SYSTEM.lock(), frame)
 }

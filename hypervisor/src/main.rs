@@ -18,6 +18,8 @@ mod machine;
 mod system;
 #[cfg(target_os = "none")]
 mod dispatch;
+#[cfg(target_os = "none")]
+mod wakeups;
 
 #[cfg(target_os = "none")]
 mod bare_metal {

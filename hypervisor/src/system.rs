@@ -1,7 +1,14 @@
 //! The running system: boot sequence, the domain table, and the two Rust entry points
 //! the assembly calls (`hypercall_dispatch`, `trap_dispatch`).
 
-use crate::machine::{boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, memory, pvh};
+use crate::machine::{apic, boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, memory, pit, pvh, rtc};
+use crate::wakeups::{self, Wait, Wakeups};
+use hypercall_abi::shared_info::SharedInfo;
+use hypervisor::event_channel::EventChannels;
+use hypervisor::paging::FrameMemory;
+use hypervisor::time::{self, Clock, Timers};
+use hypervisor::upcall;
+use zerocopy::IntoBytes;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -49,6 +56,8 @@ pub(crate) struct Domain {
     /// `None` once the domain has ended.
     pub memory: Option<DomainMemory>,
     pub extended_state: extended_state::Area,
+    /// What it sleeps for, if blocked.
+    pub wait: Wait,
 }
 
 impl Domain {
@@ -80,6 +89,16 @@ pub(crate) struct System {
     pub extended_state: extended_state::Method,
     /// Who runs next; domain `i` is scheduler index `i`.
     pub scheduler: Scheduler,
+    /// Every domain's event-channel ports.
+    pub events: EventChannels,
+    /// TSC to nanoseconds since boot (SPEC.md §19).
+    pub clock: Clock,
+    /// Each domain's `set_timer_op` deadline.
+    pub timers: Timers,
+    /// The TSC deadline the LAPIC timer is armed for, if any.
+    pub armed: Option<u64>,
+    /// (wc_sec, wc_nsec): the wallclock at system time 0, from the RTC.
+    pub wallclock: (u32, u32),
 }
 
 pub fn boot(start_info_address: u64) -> ! {
@@ -135,6 +154,37 @@ pub fn boot(start_info_address: u64) -> ! {
 
     let extended_state = extended_state::enable(features.xsave && !cpu::under_kvm());
     print_banner(&features, ram_bytes);
+    let (tsc_hz, tsc_source) = match features.tsc_khz {
+        Some((khz, source)) => (khz * 1000, source),
+        None => match pit::calibrate_tsc() {
+            Some(calibration) => (calibration.hz, calibration.source),
+            None => {
+                hvprintln!("cannot boot: no TSC frequency (no cpuid leaf 0x40000010/0x15/0x16 and no PIT to calibrate against)");
+                exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+            }
+        },
+    };
+    let Some(clock) = Clock::new(entry_tsc, tsc_hz) else {
+        hvprintln!("cannot boot: TSC frequency {tsc_hz} Hz is out of range");
+        exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+    };
+    if features.tsc_khz.is_none() {
+        hvprintln!("tsc: {} kHz ({tsc_source}; no cpuid leaf 0x40000010/0x15/0x16)", tsc_hz / 1000);
+    }
+    match apic::init(&mut FRAMES.lock(), hypervisor_root, tsc_hz) {
+        Ok(description) => hvprintln!("apic: {description}"),
+        Err(reason) => {
+            hvprintln!("cannot boot: local APIC: {reason}");
+            exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+        }
+    }
+    let wallclock = match rtc::read_unix_seconds() {
+        Some(seconds) => time::wallclock_base(seconds, clock.now_ns(cpu::rdtsc())),
+        None => {
+            hvprintln!("rtc: not readable; the wallclock reads 0");
+            (0, 0)
+        }
+    };
     hvprintln!(
         "extended state: {}, {} bytes per domain, switched eagerly ({} cycles per save+restore)",
         extended_state.describe(),
@@ -149,7 +199,12 @@ pub fn boot(start_info_address: u64) -> ! {
     let mut system = System {
         domains: Vec::new(),
         current: 0,
-        scheduler: Scheduler::new(slice_cycles(&features)),
+        scheduler: Scheduler::new(tsc_hz / 1000 * SLICE_MS),
+        events: EventChannels::new(),
+        clock,
+        timers: Timers::new(),
+        armed: None,
+        wallclock,
         outcomes: Vec::new(),
         hypervisor_root,
         frames_free_at_start: FRAMES.lock().free_count(),
@@ -256,6 +311,34 @@ pub fn boot(start_info_address: u64) -> ! {
     }
 }
 
+/// Byte offset of `wc_version` in the shared-info page.
+const WALLCLOCK_OFFSET: usize = core::mem::offset_of!(SharedInfo, wc_version);
+/// Byte offset of `vcpu_info[0].time`.
+const TIME_INFO_OFFSET: usize = core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(hypercall_abi::shared_info::VcpuInfo, time);
+
+/// Writes the wallclock with its seqlock: odd version, fields, even version.
+fn write_wallclock(shared: Frame, (seconds, nanoseconds): (u32, u32)) {
+    let mut version = [0u8; 4];
+    DirectMap.read(shared, WALLCLOCK_OFFSET, &mut version);
+    let odd = u32::from_le_bytes(version) | 1;
+    DirectMap.write(shared, WALLCLOCK_OFFSET, &odd.to_le_bytes());
+    DirectMap.write(shared, WALLCLOCK_OFFSET + 4, &seconds.to_le_bytes());
+    DirectMap.write(shared, WALLCLOCK_OFFSET + 8, &nanoseconds.to_le_bytes());
+    DirectMap.write(shared, WALLCLOCK_OFFSET, &odd.wrapping_add(1).to_le_bytes());
+}
+
+/// Refreshes vCPU 0's time info with its seqlock (SPEC.md §19.2): the version goes odd,
+/// the fields change, the version goes even again.
+pub(crate) fn write_time_info(shared: Frame, clock: &Clock) {
+    let mut version = [0u8; 4];
+    DirectMap.read(shared, TIME_INFO_OFFSET, &mut version);
+    let odd = u32::from_le_bytes(version) | 1;
+    DirectMap.write(shared, TIME_INFO_OFFSET, &odd.to_le_bytes());
+    let info = clock.vcpu_time_info(cpu::rdtsc(), odd);
+    DirectMap.write(shared, TIME_INFO_OFFSET, info.as_bytes());
+    DirectMap.write(shared, TIME_INFO_OFFSET, &odd.wrapping_add(1).to_le_bytes());
+}
+
 fn create_domain(system: &System, id: u32, spec: &DomainSpec, bytes: &[u8]) -> Result<Domain, String> {
     let load = image::validate(bytes, ABI_VERSION).map_err(|error| format!("{error}"))?;
     let plan = layout::plan(&load, spec.memory_pages).map_err(|error| format!("{error}"))?;
@@ -273,6 +356,10 @@ fn create_domain(system: &System, id: u32, spec: &DomainSpec, bytes: &[u8]) -> R
     )
     .map_err(|error| format!("{error}"))?;
     let state = TrapFrame::new_guest(built.entry, built.start_info, built.stack_top);
+    let shared = built.memory.shared_info_frame();
+    upcall::init(&mut DirectMap, shared);
+    write_wallclock(shared, system.wallclock);
+    write_time_info(shared, &system.clock);
     Ok(Domain {
         id,
         name: spec.image.clone(),
@@ -280,6 +367,7 @@ fn create_domain(system: &System, id: u32, spec: &DomainSpec, bytes: &[u8]) -> R
         vcpu: Vcpu::new(),
         memory: Some(built.memory),
         extended_state: extended_state::Area::new(&system.extended_state),
+        wait: Wait::Nothing,
     })
 }
 
@@ -340,7 +428,8 @@ fn print_banner(features: &cpu::Features, ram_bytes: u64) {
     hvprintln!("cpu:{in_use}");
     match features.tsc_khz {
         Some((khz, source)) => hvprintln!("tsc: {khz} kHz ({source})"),
-        None => hvprintln!("tsc: frequency unknown (no cpuid leaf 0x40000010/0x15/0x16); times in cycles"),
+        // Calibrated against the PIT right after the banner.
+        None => {}
     }
 }
 
@@ -352,6 +441,9 @@ pub(crate) fn enter_domain(system: &mut System, index: usize) {
     let method = system.extended_state;
     let domain = &mut system.domains[index];
     domain.extended_state.restore(&method);
+    if let Some(memory) = domain.memory.as_ref() {
+        write_time_info(memory.shared_info_frame(), &system.clock);
+    }
     load_segment_bases(&domain.vcpu);
     domain.vcpu.segments_dirty = false;
     if let Some(root) = domain.current_root() {
@@ -386,12 +478,20 @@ pub(crate) fn load_root(root: Frame) {
 
 /// Validates `frame` for return to the current domain; a frame that cannot be returned
 /// to safely kills its domain and the next one runs instead.
-pub(crate) fn finish_return(mut guard: spin::MutexGuard<'_, Option<System>>, frame: &mut TrapFrame) -> u64 {
+pub(crate) fn finish_return(mut guard: spin::MutexGuard<'static, Option<System>>, frame: &mut TrapFrame) -> u64 {
     loop {
+        let system = guard.as_mut().expect("system installed");
+        let domain = &system.domains[system.current];
+        // SPEC.md §18.4: every return to a guest delivers a pending, unmasked event first.
+        if let Some(memory) = domain.memory.as_ref() {
+            if upcall::upcall_due(&DirectMap, memory.shared_info_frame(), &domain.vcpu) {
+                return crate::dispatch::deliver_upcall(guard, frame);
+            }
+        }
+        wakeups::rearm(system);
         if let Some(path) = frame.prepare_return() {
             return path as u64;
         }
-        let system = guard.as_mut().expect("system installed");
         kill_current(system, &format!("return to non-canonical rip {:#x} refused (XSA-7 guard)", frame.rip));
         *frame = next_frame_or_finish(guard);
         guard = SYSTEM.lock();
@@ -409,42 +509,75 @@ pub(crate) fn end_current(system: &mut System, outcome: Outcome) {
     let hypervisor_root = system.hypervisor_root;
     // Leave the dying address space before its tables are freed.
     load_root(hypervisor_root);
-    if let Some(memory) = system.domains[system.current].memory.take() {
+    let current = system.current;
+    let id = system.domains[current].id;
+    // Ports first: peers' ends change and their waiters wake while this page still exists.
+    let System { domains, scheduler, events, timers, .. } = system;
+    events.remove_domain(id, &mut Wakeups { domains, scheduler, now: cpu::rdtsc() });
+    timers.cancel(current);
+    system.domains[current].wait = Wait::Nothing;
+    if let Some(memory) = system.domains[current].memory.take() {
         memory.destroy(&mut DirectMap, &mut *FRAMES.lock());
     }
     system.outcomes.push(outcome);
 }
 
-/// Length of a time slice: 10 ms at the TSC frequency (2 GHz assumed when no source
-/// reports it, which only makes slices longer or shorter, never unfair).
-fn slice_cycles(features: &cpu::Features) -> u64 {
-    const SLICE_MS: u64 = 10;
-    let khz = features.tsc_khz.map_or(2_000_000, |(khz, _)| khz);
-    khz * SLICE_MS
-}
+/// The time slice of the round-robin scheduler (SPEC.md §20.1).
+const SLICE_MS: u64 = 10;
 
 /// The state of the next runnable domain after the current one ended (now current, its
 /// address space loaded), or the end of the run when none is left.
-pub(crate) fn next_frame_or_finish(mut guard: spin::MutexGuard<'_, Option<System>>) -> TrapFrame {
-    let system = guard.as_mut().expect("system installed");
-    match system.scheduler.switch(Reason::Ended, cpu::rdtsc()) {
-        Some(next) => {
-            leave_current(system);
-            enter_domain(system, next);
-            let mut frame = system.domains[next].state;
-            // The saved state came from a validated return or a new domain; keep the
-            // invariant explicit anyway.
-            if frame.prepare_return().is_none() {
-                kill_current(system, "saved state has a non-canonical rip");
-                drop(guard);
-                return next_frame_or_finish(SYSTEM.lock());
+pub(crate) fn next_frame_or_finish(guard: spin::MutexGuard<'_, Option<System>>) -> TrapFrame {
+    next_frame(guard, Reason::Ended)
+}
+
+/// Lets the scheduler pick who runs after the current domain stops for `reason`, and
+/// returns that domain's state, ready to return to. When every live domain sleeps, the
+/// CPU halts with interrupts on until a timer or console interrupt wakes one (SPEC.md
+/// §20.1); when none is left, the run ends.
+pub(crate) fn next_frame(mut guard: spin::MutexGuard<'_, Option<System>>, reason: Reason) -> TrapFrame {
+    let mut reason = reason;
+    let mut left = false;
+    loop {
+        let system = guard.as_mut().expect("system installed");
+        let now = cpu::rdtsc();
+        match system.scheduler.switch(reason, now) {
+            Some(next) => {
+                if next != system.current || left {
+                    if !left {
+                        leave_current(system);
+                    }
+                    enter_domain(system, next);
+                }
+                let mut frame = system.domains[next].state;
+                // The saved state came from a validated return or a new domain; keep the
+                // invariant explicit anyway.
+                if frame.prepare_return().is_none() {
+                    kill_current(system, "saved state has a non-canonical rip");
+                    drop(guard);
+                    return next_frame_or_finish(SYSTEM.lock());
+                }
+                return frame;
             }
-            frame
-        }
-        None => {
-            let system = guard.take().expect("system installed");
-            drop(guard);
-            finish(system)
+            None if system.scheduler.live_count() == 0 => {
+                let system = guard.take().expect("system installed");
+                drop(guard);
+                finish(system)
+            }
+            None => {
+                if !left {
+                    leave_current(system);
+                    left = true;
+                }
+                wakeups::expire(system, now);
+                if system.scheduler.runnable_count() == 0 {
+                    wakeups::rearm(system);
+                    drop(guard);
+                    entry::idle_halt();
+                    guard = SYSTEM.lock();
+                }
+                reason = Reason::Yield;
+            }
         }
     }
 }
@@ -454,15 +587,19 @@ fn finish(system: System) -> ! {
     let free_now = FRAMES.lock().free_count();
     let count = |wanted: fn(&Outcome) -> bool| system.outcomes.iter().filter(|outcome| wanted(outcome)).count();
     hvprintln!(
-        "summary: {} domains: {} poweroff, {} crash, {} killed, {} refused; frames free {} at start, {} at end",
+        "summary: {} domains: {} poweroff, {} crash, {} killed, {} refused; frames free {} at start, {} at end; ports open 0 at start, {} at end",
         system.outcomes.len(),
         count(|outcome| matches!(outcome, Outcome::Poweroff(_))),
         count(|outcome| matches!(outcome, Outcome::Crash(_))),
         count(|outcome| matches!(outcome, Outcome::Killed)),
         count(|outcome| matches!(outcome, Outcome::Refused)),
         system.frames_free_at_start,
-        free_now
+        free_now,
+        system.events.open_ports()
     );
+    // 100 slices of 10 ms make one second of TSC cycles.
+    let fairness = system.scheduler.fairness(|_| true);
+    hvprintln!("scheduler: {}", fairness.display(system.scheduler.slice_cycles() * (1000 / SLICE_MS)));
     if free_now != system.frames_free_at_start {
         hvprintln!("frame leak: {} frames not returned", system.frames_free_at_start.abs_diff(free_now));
     }

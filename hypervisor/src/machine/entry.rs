@@ -9,6 +9,8 @@ extern "C" {
     /// The `syscall` entry point (LSTAR).
     pub fn hypercall_entry();
     fn enter_guest(frame: *const TrapFrame) -> !;
+    #[link_name = "idle_halt"]
+    fn idle_halt_instructions();
     /// `xsave64` of the components in `mask` to the 64-byte aligned `area`.
     pub fn extended_state_xsave(area: *mut u8, mask: u64);
     /// `xrstor64` of the components in `mask` from the 64-byte aligned `area`.
@@ -17,6 +19,14 @@ extern "C" {
     pub fn extended_state_fxsave(area: *mut u8);
     /// `fxrstor64` from the 16-byte aligned 512-byte `area`.
     pub fn extended_state_fxrstor(area: *const u8);
+}
+
+/// Halts until an interrupt has been taken (SPEC.md §20.1: the hypervisor halts when no
+/// domain can run). The caller holds no lock an interrupt handler needs.
+pub fn idle_halt() {
+    // SAFETY: enables interrupts only for the `hlt`; the IDT and every handler are set up
+    // before the first domain runs, and interrupts are off again when this returns.
+    unsafe { idle_halt_instructions() }
 }
 
 /// Address for LSTAR.

@@ -120,6 +120,16 @@ enter_guest:
     mov rax, 1
     jmp return_to_guest
 
+/* fn idle_halt(): waits for an interrupt with interrupts on, then turns them off again.
+ * `sti` holds interrupts off for one more instruction, so none is taken between it and
+ * `hlt` (which would sleep through its wake-up). */
+    .global idle_halt
+idle_halt:
+    sti
+    hlt
+    cli
+    ret
+
 /* Extended (x87/SSE/AVX) state of the running domain, saved and restored on every
  * domain switch (SPEC.md: eager switching). RDI = 64-byte aligned area, RSI =
  * requested-feature bitmap (EDX:EAX for xsave/xrstor). */
