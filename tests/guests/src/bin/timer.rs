@@ -2,7 +2,8 @@
 //!
 //! * `deadline` — timers 0.1 ms .. 50 ms ahead: the VIRQ_TIMER handler never runs before
 //!   the deadline, and runs within a tolerance after it (`tolerance_us=<µs>`, default by
-//!   accelerator: KVM tight, TCG loose); every lateness is printed, with the worst.
+//!   accelerator: 10 ms under KVM, 20 ms under TCG; measured on the WIP shell: 3-4.3 ms
+//!   under KVM (PVM host), 2.8-4.8 ms under TCG); every lateness is printed, with the worst.
 //! * `past` — a deadline already passed fires on the `set_timer_op` return.
 //! * `cancel` — a cancelled timer never fires; 0 cancels.
 //! * `replace` — a second `set_timer_op` replaces the first: one firing, at the second
@@ -178,7 +179,7 @@ fn timer(start: &'static StartInfo) -> u32 {
     let accel = Accel::detect();
     match words(start).next() {
         Some("deadline") => {
-            let tolerance = argument(start, "tolerance_us").unwrap_or(accel.pick(5_000, 20_000)) * 1000;
+            let tolerance = argument(start, "tolerance_us").unwrap_or(accel.pick(10_000, 20_000)) * 1000;
             deadline(&mut reporter, tolerance)
         }
         Some("past") => past(&mut reporter),
