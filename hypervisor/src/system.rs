@@ -278,6 +278,7 @@ pub fn boot(start_info_address: u64) -> ! {
                     spec.args
                 );
                 let index = system.scheduler.add();
+                system.events.add_domain(domain.id);
                 debug_assert_eq!(index, system.domains.len());
                 system.domains.push(domain);
             }
