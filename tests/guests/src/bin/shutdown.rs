@@ -42,11 +42,12 @@ fn shutdown(start: &'static StartInfo) -> u32 {
             }
         }
         ("badcmd", None) => {
-            for command in [1, 3, 99, u64::MAX] {
-                println!("shutdown: about to call sched_op({command})");
-                // SAFETY: both arguments are 0: a sub-command that took a pointer would
-                // see null and refuse it.
-                let result = unsafe { HYPERVISOR.sched_op(command, 0, 0) };
+            // BLOCK (1) sleeps; POLL (3) is given 129 ports, one over its limit.
+            for (command, count) in [(3, 129), (4, 0), (99, 0), (u64::MAX, 0)] {
+                println!("shutdown: about to call sched_op({command}, 0, {count})");
+                // SAFETY: the pointer argument is 0: a sub-command that took a pointer
+                // would see null and refuse it.
+                let result = unsafe { HYPERVISOR.sched_op(command, 0, count) };
                 println!("shutdown: sched_op({command}) = {}", ShowResult(&result));
                 reporter.expect_errno(result, Errno::EINVAL, format_args!("sched_op sub-command {command}"));
             }

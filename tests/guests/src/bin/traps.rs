@@ -19,6 +19,7 @@ use guest_rt::abi::trap::{
     page_fault, trap_flags, vector, ExceptionFrame, TrapTableEntry, KERNEL_CS, KERNEL_SS, USER_SS,
 };
 use guest_rt::abi::{Errno, StartInfo};
+use guest_rt::events;
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::println;
 use guest_rt::test::Reporter;
@@ -224,7 +225,13 @@ fn check(reporter: &mut Reporter, start: &StartInfo, case: &Provoke, round: u32)
         & reporter.expect_eq(frame.iret.rsp, STACK.load(Ordering::Relaxed), format_args!("{name}: rsp"))
         & reporter.expect_eq(frame.iret.flags, 0, format_args!("{name}: iret flags"))
         & reporter.check(frame.iret.rflags & RFLAGS_DIRECTION != 0, format_args!("{name}: rflags {:#x} lost DF", frame.iret.rflags))
-        & reporter.check(frame.iret.rflags & RFLAGS_INTERRUPT != 0, format_args!("{name}: rflags {:#x} without IF", frame.iret.rflags))
+        // IF in a frame is the virtual interrupt flag: the inverse of the upcall mask
+        // at the interrupted instruction, which iret has restored by now.
+        & reporter.expect_eq(
+            frame.iret.rflags & RFLAGS_INTERRUPT != 0,
+            !events::irqs_disabled(),
+            format_args!("{name}: IF in rflags {:#x} against the upcall mask", frame.iret.rflags),
+        )
         & reporter.expect_eq(frame.iret.rax, MAGIC[0], format_args!("{name}: frame rax"))
         & reporter.expect_eq(frame.iret.rcx, MAGIC[1], format_args!("{name}: frame rcx"))
         & reporter.expect_eq(frame.iret.r11, target, format_args!("{name}: frame r11"));
@@ -344,6 +351,11 @@ fn traps(start: &'static StartInfo) -> u32 {
         "validation" => validation(&mut reporter),
         "repeat" => {
             for round in 0..200 {
+                if round % 2 == 0 {
+                    events::irq_disable();
+                } else {
+                    events::irq_enable();
+                }
                 for case in PROVOKE.iter().filter(|case| matches!(case.name, "ud" | "pf_read" | "bp")) {
                     check(&mut reporter, start, case, round);
                 }
@@ -354,7 +366,14 @@ fn traps(start: &'static StartInfo) -> u32 {
             println!("repeat: 600 exceptions delivered and returned from");
         }
         _ => match PROVOKE.iter().find(|case| case.name == wanted) {
-            Some(case) => check(&mut reporter, start, case, 0),
+            Some(case) => {
+                // A domain starts with events masked (IF = 0 in the frame); the second
+                // round runs with them enabled (IF = 1).
+                reporter.check(events::irqs_disabled(), "events are masked at start");
+                check(&mut reporter, start, case, 0);
+                events::irq_enable();
+                check(&mut reporter, start, case, 1);
+            }
             None => reporter.error(format_args!("unknown sub-case '{wanted}'")),
         },
     }
