@@ -15,10 +15,12 @@ use hypervisor::upcall;
 use alloc::format;
 use alloc::string::String;
 use hypercall_abi::hypercall::TRAPPING_HYPERCALL;
+use hypercall_abi::Errno;
 use hypercall_abi::shared_info::cr2_offset;
 use hypercall_abi::trap::{vector, IretFrame};
 use hypervisor::bounce::{self, Event};
 use hypervisor::domain_memory::DomainMemory;
+use hypervisor::event_channel::PortState;
 use hypervisor::exception;
 use hypervisor::guest_memory::{self, GuestFault};
 use hypervisor::hypercall::{self, Disposition, Guest};
@@ -188,6 +190,12 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
             sleep(guard, frame, Wait::Event)
         }
         Disposition::Poll(request) => {
+            let id = system.domains[current].id;
+            // A closed port could never end the sleep (SPEC.md §20.3).
+            if request.ports().iter().any(|&port| system.events.port_state(id, port) == PortState::Closed) {
+                frame.rax = Errno::EINVAL.to_return() as u64;
+                return finish_return(guard, frame);
+            }
             frame.rax = 0;
             let shared = system.domains[current].memory.as_ref().expect("running").shared_info_frame();
             let now_ns = system.clock.now_ns(cpu::rdtsc());
@@ -463,3 +471,4 @@ fn kill_and_continue(mut guard: Guard, frame: &mut TrapFrame, reason: &str) -> u
     *frame = next_frame_or_finish(guard);
     finish_return(SYSTEM.lock(), frame)
 }
+

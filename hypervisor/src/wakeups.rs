@@ -3,7 +3,7 @@
 //! the earliest thing the hypervisor must do next (SPEC.md §17–§20). Tickless: nothing
 //! is armed when nothing is due.
 
-use crate::machine::{apic, memory::DirectMap};
+use crate::machine::{apic, cpu, memory::DirectMap};
 use crate::system::{Domain, System};
 use hypercall_abi::event::virq;
 use hypervisor::event_channel::Notify;
@@ -134,8 +134,13 @@ pub(crate) fn rearm(system: &mut System) {
         }
     }
     let Some(wanted) = earliest else { return };
-    if system.armed.is_none_or(|armed| wanted < armed) {
+    // An armed deadline that has passed has fired (or its interrupt is pending and will
+    // find nothing due): it no longer stands for anything, so arm afresh. The idle loop's
+    // interrupts arrive in ring 0, where `armed` cannot be cleared.
+    let now = cpu::rdtsc();
+    if system.armed.is_none_or(|armed| wanted < armed || armed <= now) {
         apic::arm(wanted);
         system.armed = Some(wanted);
     }
 }
+

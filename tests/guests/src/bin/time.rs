@@ -167,7 +167,9 @@ fn agree(reporter: &mut Reporter, start: &StartInfo, peer: u64, exchanges: u64, 
                 least_slack = least_slack.min((t2 - t1).min(t3 - t2));
             }
         } else {
-            let pings = PINGS.load(Ordering::Acquire);
+            // Pings are counted against the exchange, not sampled here: the next one can
+            // arrive in the same upcall as the last acknowledgement of this one.
+            let pings = exchange;
             let arrived = events::wait_until(|| PINGS.load(Ordering::Acquire) > pings || time::now() >= watchdog);
             if arrived.is_err() || PINGS.load(Ordering::Acquire) == pings {
                 return reporter.fail(format_args!("exchange {exchange}: no ping"));

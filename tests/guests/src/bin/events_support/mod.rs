@@ -3,6 +3,7 @@
 //! and the accelerator guess that picks timing bounds.
 #![allow(dead_code)] // each guest uses a different part
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use guest_rt::abi::event::status;
@@ -99,7 +100,7 @@ pub fn wait_count(port: Port, target: u64, deadline_ns: u64) -> bool {
 
 /// A bit-serial link over three interdomain channels: one port says "bit 0", one "bit 1",
 /// one acknowledges. Lets two domains exchange u64 values with nothing but events.
-#[derive(Copy, Clone, Debug)]
+#[derive(Clone, Debug)]
 pub struct Link {
     /// Raised by the sender for a 0 bit.
     pub zero: Port,
@@ -107,6 +108,9 @@ pub struct Link {
     pub one: Port,
     /// Raised by the receiver after each bit.
     pub ack: Port,
+    /// Bits of each kind already taken by `receive_value`: a bit can arrive before the
+    /// receiver starts waiting for it, so the counts are not sampled at the wait.
+    taken: Cell<(u64, u64)>,
 }
 
 impl Link {
@@ -119,7 +123,7 @@ impl Link {
         for port in [zero, one, ack] {
             count_on(port);
         }
-        Ok(Self { zero, one, ack })
+        Ok(Self { zero, one, ack, taken: Cell::new((0, 0)) })
     }
 
     /// Sends `value`, most significant bit first, waiting for each acknowledgement.
@@ -138,7 +142,7 @@ impl Link {
     pub fn receive_value(&self, deadline_ns: u64) -> Option<u64> {
         let mut value = 0u64;
         for _ in 0..64 {
-            let (zeros, ones) = (count(self.zero), count(self.one));
+            let (zeros, ones) = self.taken.get();
             let mut bit = None;
             let _ = events::wait_until(|| {
                 if count(self.one) > ones {
@@ -148,7 +152,9 @@ impl Link {
                 }
                 bit.is_some() || guest_rt::time::now() >= deadline_ns
             });
-            value = value << 1 | bit?;
+            let bit = bit?;
+            self.taken.set(if bit == 1 { (zeros, ones + 1) } else { (zeros + 1, ones) });
+            value = value << 1 | bit;
             self.ack.send().ok()?;
         }
         Some(value)
