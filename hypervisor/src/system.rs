@@ -58,6 +58,8 @@ pub(crate) struct Domain {
     pub extended_state: extended_state::Area,
     /// What it sleeps for, if blocked.
     pub wait: Wait,
+    /// Whether it has run at all (for the boot line that all domains have).
+    pub entered: bool,
 }
 
 impl Domain {
@@ -99,6 +101,10 @@ pub(crate) struct System {
     pub armed: Option<u64>,
     /// (wc_sec, wc_nsec): the wallclock at system time 0, from the RTC.
     pub wallclock: (u32, u32),
+    /// The TSC at hypervisor entry, and how many domains have not run yet: when the last
+    /// one first runs, the boot line says how long it took to start them all.
+    pub entry_tsc: u64,
+    pub never_entered: usize,
 }
 
 pub fn boot(start_info_address: u64) -> ! {
@@ -205,6 +211,8 @@ pub fn boot(start_info_address: u64) -> ! {
         timers: Timers::new(),
         armed: None,
         wallclock,
+        entry_tsc,
+        never_entered: 0,
         outcomes: Vec::new(),
         hypervisor_root,
         frames_free_at_start: FRAMES.lock().free_count(),
@@ -281,6 +289,7 @@ pub fn boot(start_info_address: u64) -> ! {
                 system.events.add_domain(domain.id);
                 debug_assert_eq!(index, system.domains.len());
                 system.domains.push(domain);
+                system.never_entered += 1;
             }
             Err(reason) => {
                 hvprintln!("refused {}: {reason}", spec.image);
@@ -369,6 +378,7 @@ fn create_domain(system: &System, id: u32, spec: &DomainSpec, bytes: &[u8]) -> R
         memory: Some(built.memory),
         extended_state: extended_state::Area::new(&system.extended_state),
         wait: Wait::Nothing,
+        entered: false,
     })
 }
 
@@ -439,6 +449,14 @@ fn print_banner(features: &cpu::Features, ram_bytes: u64) {
 /// (see [`leave_current`]).
 pub(crate) fn enter_domain(system: &mut System, index: usize) {
     system.current = index;
+    if !system.domains[index].entered {
+        system.domains[index].entered = true;
+        system.never_entered -= 1;
+        if system.never_entered == 0 && system.domains.len() > 1 {
+            let cycles = cpu::rdtsc().wrapping_sub(system.entry_tsc);
+            hvprintln!("boot: all {} domains reached their first instruction {cycles} cycles after hypervisor entry", system.domains.len());
+        }
+    }
     let method = system.extended_state;
     let domain = &mut system.domains[index];
     domain.extended_state.restore(&method);
