@@ -10,6 +10,7 @@ use crate::system::{
     end_current, enter_domain, finish_return, kill_current, leave_current, load_root, load_segment_bases, next_frame,
     next_frame_or_finish, Domain, System, FRAMES, SYSTEM,
 };
+use crate::input_focus;
 use crate::wakeups::{self, Wait, Wakeups};
 use hypervisor::upcall;
 use alloc::format;
@@ -94,6 +95,14 @@ impl Guest for CallingDomain<'_> {
         let id = self.domain().id;
         let System { domains, scheduler, events, .. } = &mut *self.system;
         events.op(id, arguments, &mut Wakeups { domains, scheduler, now: cpu::rdtsc() })
+    }
+
+    fn console_peek(&mut self, buffer: &mut [u8]) -> usize {
+        self.domain().input.peek(buffer)
+    }
+
+    fn console_consume(&mut self, count: usize) {
+        self.system.domains[self.index].input.consume(count);
     }
 
     fn set_timer(&mut self, deadline_ns: u64) -> i64 {
@@ -281,6 +290,20 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
                 return ReturnPath::Iret as u64;
             }
             vector if vector == u64::from(apic::SPURIOUS_VECTOR) => return ReturnPath::Iret as u64,
+            vector if vector == u64::from(apic::CONSOLE_VECTOR) => {
+                // The idle loop halts with the system unlocked, so this cannot deadlock;
+                // try_lock keeps it that way should an interrupt ever land elsewhere.
+                match SYSTEM.try_lock() {
+                    Some(mut guard) => match guard.as_mut() {
+                        Some(system) => input_focus::receive(system),
+                        None => while console::receive().is_some() {},
+                    },
+                    // Draining is what re-arms the UART's edge; the bytes are lost.
+                    None => while console::receive().is_some() {},
+                }
+                apic::eoi();
+                return ReturnPath::Iret as u64;
+            }
             _ => {}
         }
         panic!(
@@ -313,6 +336,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
         // Error code with the IDT bit: an `int n` through a gate ring 3 may not use.
         13 if frame.error_code & 0b11 == 0b10 => refused_gate(guard, frame),
         number if number == u64::from(apic::TIMER_VECTOR) => timer_interrupt(guard, frame),
+        number if number == u64::from(apic::CONSOLE_VECTOR) => console_interrupt(guard, frame),
         // Not caused by the guest: nothing to deliver, resume it. (The spurious vector
         // must not be acknowledged.)
         2 | 32..=255 => finish_return(guard, frame),
@@ -340,6 +364,14 @@ fn timer_interrupt(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
         *frame = next_frame(guard, Reason::Preempted);
         return finish_return(SYSTEM.lock(), frame);
     }
+    finish_return(guard, frame)
+}
+
+/// COM1 received bytes while a guest ran: they go to the focused domain, whose upcall (if
+/// it is the one interrupted) is delivered on the way back.
+fn console_interrupt(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    input_focus::receive(running(&mut guard));
+    apic::eoi();
     finish_return(guard, frame)
 }
 

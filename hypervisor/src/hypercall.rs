@@ -45,8 +45,8 @@ pub trait Guest {
         Errno::ENOSYS.to_return()
     }
     /// Copies up to `buffer.len()` bytes of this domain's pending console input into
-    /// `buffer`, oldest first, *without* consuming them; returns how many. Until the
-    /// shell serves it: no input.
+    /// `buffer`, oldest first, *without* consuming them; returns how many. (The default
+    /// is a guest with no input.)
     fn console_peek(&mut self, buffer: &mut [u8]) -> usize {
         let _ = buffer;
         0

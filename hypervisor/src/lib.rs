@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod archive;
 pub mod command_line;
+pub mod console_input;
 pub mod domain_builder;
 pub mod domain_memory;
 pub mod event_channel;

@@ -19,6 +19,8 @@ mod system;
 #[cfg(target_os = "none")]
 mod dispatch;
 #[cfg(target_os = "none")]
+mod input_focus;
+#[cfg(target_os = "none")]
 mod wakeups;
 
 #[cfg(target_os = "none")]

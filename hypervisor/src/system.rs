@@ -1,7 +1,8 @@
 //! The running system: boot sequence, the domain table, and the two Rust entry points
 //! the assembly calls (`hypercall_dispatch`, `trap_dispatch`).
 
-use crate::machine::{apic, boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, memory, pit, pvh, rtc};
+use crate::machine::apic::CONSOLE_VECTOR;
+use crate::machine::{apic, boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, ioapic, memory, pit, pvh, rtc};
 use crate::wakeups::{self, Wait, Wakeups};
 use hypercall_abi::shared_info::SharedInfo;
 use hypervisor::event_channel::EventChannels;
@@ -23,6 +24,8 @@ use hypervisor::paging::AddressSpace;
 use hypervisor::trap_frame::TrapFrame;
 use hypervisor::vcpu::{Mode, Vcpu};
 use hypervisor::scheduler::{Reason, Scheduler};
+use hypervisor::console_input::{EscapeDecoder, InputRing};
+use crate::input_focus;
 use hypervisor::{archive, image, layout};
 use memory::DirectMap;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +63,8 @@ pub(crate) struct Domain {
     pub wait: Wait,
     /// Whether it has run at all (for the boot line that all domains have).
     pub entered: bool,
+    /// Console input not yet read (SPEC.md §21).
+    pub input: InputRing,
 }
 
 impl Domain {
@@ -105,6 +110,9 @@ pub(crate) struct System {
     /// one first runs, the boot line says how long it took to start them all.
     pub entry_tsc: u64,
     pub never_entered: usize,
+    /// The domain console input goes to, and the Ctrl-] escape state (SPEC.md §21.3).
+    pub focus: Option<u32>,
+    pub escape: EscapeDecoder,
 }
 
 pub fn boot(start_info_address: u64) -> ! {
@@ -184,6 +192,13 @@ pub fn boot(start_info_address: u64) -> ! {
             exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
         }
     }
+    let console_input_ready = match enable_console_input(hypervisor_root) {
+        Ok(()) => true,
+        Err(reason) => {
+            hvprintln!("console input: unavailable ({reason}); domains read none");
+            false
+        }
+    };
     let wallclock = match rtc::read_unix_seconds() {
         Some(seconds) => time::wallclock_base(seconds, clock.now_ns(cpu::rdtsc())),
         None => {
@@ -213,6 +228,8 @@ pub fn boot(start_info_address: u64) -> ! {
         wallclock,
         entry_tsc,
         never_entered: 0,
+        focus: None,
+        escape: EscapeDecoder::new(),
         outcomes: Vec::new(),
         hypervisor_root,
         frames_free_at_start: FRAMES.lock().free_count(),
@@ -301,6 +318,9 @@ pub fn boot(start_info_address: u64) -> ! {
     if system.domains.is_empty() {
         finish(system);
     }
+    if console_input_ready {
+        input_focus::initial_focus(&mut system);
+    }
     let first_index = system.scheduler.switch(Reason::Yield, cpu::rdtsc()).expect("a domain was just added");
     let mut first = system.domains[first_index].state;
     enter_domain(&mut system, first_index);
@@ -379,7 +399,19 @@ fn create_domain(system: &System, id: u32, spec: &DomainSpec, bytes: &[u8]) -> R
         extended_state: extended_state::Area::new(&system.extended_state),
         wait: Wait::Nothing,
         entered: false,
+        input: InputRing::new(),
     })
+}
+
+/// Routes COM1's receive interrupt through the I/O APIC to [`CONSOLE_VECTOR`] on this
+/// CPU and turns it on (SPEC.md §21.1). Until a domain has the focus, bytes are dropped.
+fn enable_console_input(hypervisor_root: Frame) -> Result<(), &'static str> {
+    ioapic::init(&mut FRAMES.lock(), hypervisor_root)?;
+    ioapic::route_isa_irq(ioapic::COM1_IRQ, CONSOLE_VECTOR, apic::id())?;
+    // The pin first: an edge while it is masked would be lost for good.
+    ioapic::unmask(ioapic::COM1_IRQ);
+    console::enable_receive_interrupt();
+    Ok(())
 }
 
 /// Gives the heap its late region: contiguous 2 MiB blocks taken before any domain
@@ -538,6 +570,7 @@ pub(crate) fn end_current(system: &mut System, outcome: Outcome) {
     if let Some(memory) = system.domains[current].memory.take() {
         memory.destroy(&mut DirectMap, &mut *FRAMES.lock());
     }
+    input_focus::domain_ended(system, current);
     system.outcomes.push(outcome);
 }
 

@@ -63,6 +63,8 @@ pub struct Case {
     /// A longer QEMU bound than the runner's for a case known to need it on slow hosts
     /// (a PVM-based KVM host makes every guest trap a ~1 ms host round trip).
     pub minimum_timeout: Option<std::time::Duration>,
+    /// Bytes to type at the serial console once the output contains the first string.
+    pub input: Option<(&'static str, &'static [u8])>,
 }
 
 pub(crate) fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpec {
@@ -98,7 +100,7 @@ fn case(name: impl Into<String>, domains: Vec<DomainSpec>, status: ExitStatus, h
         forbidden: Vec::new(),
         checks: Vec::new(),
     };
-    Case { name: name.into(), domains, expectation, minimum_timeout: None }
+    Case { name: name.into(), domains, expectation, minimum_timeout: None, input: None }
 }
 
 /// Sub-cases of the `console_write` guest (its argument).

@@ -17,11 +17,10 @@ pub const PINGPONG_ROUNDS: u64 = 10_000;
 pub const MANY_DOMAINS: usize = 64;
 /// Memory of each `sched::many` domain.
 pub const MANY_MEM: &str = "512K";
-/// What `console::input` feeds the serial port: a line for d1 (focused first), the focus
-/// escape Ctrl-] `2`, a line for d2. (Unused until the runner can write a case's input to
-/// QEMU's serial port: requested in notes/requests.md.)
-#[allow(dead_code)]
-pub const CONSOLE_INPUT: &[u8] = b"alpha\n\x1d2bravo\n";
+/// What `console::input` types once d2 says both domains are ready: a line for d1
+/// (focused first), Ctrl-] `7` (no such domain: the focus stays), the focus escape
+/// Ctrl-] `2`, a line for d2.
+pub const CONSOLE_INPUT: &[u8] = b"alpha\n\x1d7\x1d2bravo\n";
 
 /// The first two numbers after `key` in the hypervisor's lines, if a line has `key`.
 fn summary_numbers(transcript: &Transcript, key: &str) -> Option<Result<(u64, u64), String>> {
@@ -86,7 +85,7 @@ fn case(name: impl Into<String>, domains: Vec<DomainSpec>) -> Case {
         forbidden: Vec::new(),
         checks: vec![("every frame and port returned", resources_returned)],
     };
-    Case { name: name.into(), domains, expectation, minimum_timeout: None }
+    Case { name: name.into(), domains, expectation, minimum_timeout: None, input: None }
 }
 
 fn line(parts: &[&str]) -> Vec<String> {
@@ -141,11 +140,12 @@ pub fn all() -> Vec<Case> {
     many.expectation.hypervisor_lines.push(line(&[&summary]));
     cases.push(many);
 
-    // Needs the runner to feed CONSOLE_INPUT to QEMU's serial input (requested).
     let mut console = case(
         "console::input",
         pair("console_in", &["expect=alpha"], &["expect=bravo"]),
     );
+    console.input = Some(("(d2) console_in: ready", CONSOLE_INPUT));
+    console.expectation.hypervisor_lines.push(line(&["console input: no domain d7"]));
     console.expectation.hypervisor_lines.push(line(&["console input: d2 console_in"]));
     console.expectation.console_lines.push(line(&["(d1) console_in: received \"alpha\\n\""]));
     console.expectation.console_lines.push(line(&["(d2) console_in: received \"bravo\\n\""]));

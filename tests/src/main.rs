@@ -202,7 +202,11 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
             return Err(format!("cannot prepare the case: {message}").into());
         }
     };
-    let outcome = match qemu::run(&launch, ConsoleMode::Capture) {
+    let input = match case.input {
+        Some((after, bytes)) => qemu::ConsoleInput::After { after: after.to_string(), bytes: bytes.to_vec() },
+        None => qemu::ConsoleInput::None,
+    };
+    let outcome = match qemu::run_with_input(&launch, ConsoleMode::Capture, input) {
         Ok(outcome) => outcome,
         Err(error) => {
             record("ERROR", 0, "not run".into());

@@ -263,7 +263,51 @@ impl RunOutcome {
     }
 }
 
-fn pump(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>) -> Vec<u8> {
+/// What QEMU's serial input (its stdin) gets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ConsoleInput {
+    /// Nothing (stdin is /dev/null).
+    #[default]
+    None,
+    /// Our own stdin: an interactive `cargo xtask run` (QEMU puts a terminal in raw mode
+    /// and restores it when it exits).
+    Terminal,
+    /// `bytes`, written once the console output contains `after` (a conformance case
+    /// typing at its guests once they are up).
+    After { after: String, bytes: Vec<u8> },
+}
+
+/// Bytes to type once `after` has appeared in the output, and where to type them.
+struct Typist {
+    after: Vec<u8>,
+    bytes: Vec<u8>,
+    stdin: std::process::ChildStdin,
+    done: bool,
+}
+
+impl Typist {
+    /// Called with the whole output so far and the length of its newest chunk.
+    fn saw(&mut self, all: &[u8], newest: usize) {
+        if self.done {
+            return;
+        }
+        // Only a match that ends in the newest chunk is new.
+        let from = all.len().saturating_sub(newest + self.after.len());
+        if all[from..].windows(self.after.len().max(1)).any(|window| window == self.after.as_slice()) {
+            // A QEMU that already exited cannot read it; the case then fails on its own.
+            let _ = self.stdin.write_all(&self.bytes).and_then(|()| self.stdin.flush());
+            self.done = true;
+        }
+    }
+}
+
+fn pump(source: impl Read, sink: Option<Box<dyn Write + Send>>) -> Vec<u8> {
+    pump_typing(source, sink, None)
+}
+
+/// Like [`pump`], and types at QEMU when the output asks for it. The typist (and with
+/// it QEMU's stdin) lives until the output ends, so QEMU never sees an early EOF.
+fn pump_typing(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>, mut typist: Option<Typist>) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
@@ -271,6 +315,9 @@ fn pump(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>) -> Vec<u
             Ok(0) | Err(_) => break,
             Ok(count) => {
                 all.extend_from_slice(&buffer[..count]);
+                if let Some(typist) = typist.as_mut() {
+                    typist.saw(&all, count);
+                }
                 if let Some(sink) = sink.as_mut() {
                     // A closed stdout (e.g. `| head`) must not stop the capture.
                     let _ = sink.write_all(&buffer[..count]).and_then(|()| sink.flush());
@@ -281,8 +328,13 @@ fn pump(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>) -> Vec<u
     all
 }
 
-/// Runs QEMU to completion or timeout.
+/// Runs QEMU to completion or timeout, with nothing on its serial input.
 pub fn run(launch: &Launch, mode: ConsoleMode) -> Result<RunOutcome> {
+    run_with_input(launch, mode, ConsoleInput::None)
+}
+
+/// Runs QEMU to completion or timeout, feeding its serial input as `input` says.
+pub fn run_with_input(launch: &Launch, mode: ConsoleMode, input: ConsoleInput) -> Result<RunOutcome> {
     for (what, path) in [("hypervisor image", &launch.hypervisor), ("boot archive", &launch.initrd)] {
         if !path.is_file() {
             let fix = if what == "hypervisor image" { "; run `cargo xtask build` first" } else { "" };
@@ -292,7 +344,11 @@ pub fn run(launch: &Launch, mode: ConsoleMode) -> Result<RunOutcome> {
     let start = Instant::now();
     let mut child = Command::new(&launch.qemu)
         .args(launch.args())
-        .stdin(Stdio::null())
+        .stdin(match input {
+            ConsoleInput::None => Stdio::null(),
+            ConsoleInput::Terminal => Stdio::inherit(),
+            ConsoleInput::After { .. } => Stdio::piped(),
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -300,8 +356,14 @@ pub fn run(launch: &Launch, mode: ConsoleMode) -> Result<RunOutcome> {
     let stream = mode == ConsoleMode::Stream;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
+    let typist = match (&input, child.stdin.take()) {
+        (ConsoleInput::After { after, bytes }, Some(stdin)) => {
+            Some(Typist { after: after.as_bytes().to_vec(), bytes: bytes.clone(), stdin, done: false })
+        }
+        _ => None,
+    };
     let out_thread = std::thread::spawn(move || {
-        pump(stdout, stream.then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>))
+        pump_typing(stdout, stream.then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>), typist)
     });
     let err_thread = std::thread::spawn(move || {
         pump(stderr, stream.then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>))
@@ -312,6 +374,12 @@ pub fn run(launch: &Launch, mode: ConsoleMode) -> Result<RunOutcome> {
     let (status, timed_out) = match waited {
         Some(status) => (status, false),
         None => {
+            if input == ConsoleInput::Terminal {
+                // SIGTERM first: QEMU then restores the terminal it put in raw mode.
+                // SAFETY: kill(2) on our own child's pid; no memory is involved.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+                let _ = child.wait_timeout(Duration::from_secs(2));
+            }
             let _ = child.kill();
             let status = child.wait().map_err(|error| Error::failed(format!("waiting for killed QEMU: {error}")))?;
             (status, true)

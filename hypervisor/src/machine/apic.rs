@@ -269,6 +269,20 @@ pub fn arm(deadline_tsc: u64) {
     }
 }
 
+/// This CPU's local APIC id (the I/O APIC's physical destination). The xAPIC keeps it in
+/// bits 31:24 of the ID register; the x2APIC uses all 32 bits.
+pub fn id() -> u32 {
+    let apic = apic();
+    let raw = apic.read(ID);
+    match apic.access {
+        Access::X2apic => raw,
+        Access::Xapic(_) => raw >> 24,
+    }
+}
+
+/// Vector of the console (COM1) receive interrupt, routed by the I/O APIC.
+pub const CONSOLE_VECTOR: u8 = 0x34;
+
 /// Stops the timer; an interrupt already pending still arrives.
 pub fn disarm() {
     match mode() {

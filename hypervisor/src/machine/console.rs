@@ -30,6 +30,25 @@ pub fn init() {
     CONSOLE.lock().port = Some(port);
 }
 
+/// Turns on the UART's receive interrupt, one interrupt per byte (FIFO trigger level 1,
+/// so a lone keystroke does not wait for the FIFO's character timeout). The I/O APIC pin
+/// must be routed and unmasked first, or the first edge is lost.
+pub fn enable_receive_interrupt() {
+    let mut fifo_control: Port<u8> = Port::new(COM1 + 2);
+    let mut interrupt_enable: Port<u8> = Port::new(COM1 + 1);
+    // SAFETY: COM1's FIFO-control and interrupt-enable registers: FIFOs on and cleared
+    // with a 1-byte receive trigger, and "received data available" as the only source.
+    unsafe {
+        fifo_control.write(0x07);
+        interrupt_enable.write(0x01);
+    }
+}
+
+/// The next byte the UART received, if any (drains the receive FIFO one byte a call).
+pub fn receive() -> Option<u8> {
+    CONSOLE.lock().port.as_mut()?.try_receive().ok()
+}
+
 impl Console {
     fn put(&mut self, byte: u8) {
         if let Some(port) = self.port.as_mut() {

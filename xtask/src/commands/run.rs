@@ -139,7 +139,8 @@ pub fn main(args: RunArgs) -> Result<u8> {
     };
     eprintln!("{}", qemu::describe_accel(accel, args.accel));
     eprintln!("qemu: {}", launch.display());
-    let outcome = qemu::run(&launch, ConsoleMode::Stream)?;
+    // The terminal types at the focused domain (Ctrl-] moves the focus; README).
+    let outcome = qemu::run_with_input(&launch, ConsoleMode::Stream, qemu::ConsoleInput::Terminal)?;
     eprintln!("xtask: {} ({} ms)", outcome.describe(launch.timeout), outcome.wall.as_millis());
     Ok(u8::try_from(outcome.xtask_exit_code()).unwrap_or(125))
 }

@@ -1,9 +1,10 @@
-//! Conformance: console input (SPEC.md §6.2, §19.4). Two domains, `peer=<id>`, each with
-//! `expect=<word>`: the runner feeds QEMU's serial input `<word of d1>\n`, then the focus
-//! escape Ctrl-] `2`, then `<word of d2>\n`. Each domain binds VIRQ_CONSOLE, reads with
-//! `console_io(READ)` until it has a whole line, and checks it is exactly its own word;
-//! then the two meet over an event channel and each checks that no other byte arrived
-//! (so input went to the focused domain only).
+//! Conformance: console input (SPEC.md §21). Two domains, `peer=<id>`, each with
+//! `expect=<word>`. Each binds VIRQ_CONSOLE (port 1), then the two meet over an event
+//! channel (rendezvous port 2) and d2 prints `console_in: ready`, at which point the runner
+//! types `<word of d1>\n`, the focus escape Ctrl-] `2`, then `<word of d2>\n`. Each domain
+//! reads with `console_io(READ)` until it has a whole line and checks it is exactly its
+//! own word, raised by VIRQ_CONSOLE; then the two meet again and each checks that no
+//! other byte arrived (so input went to the focused domain only).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod events_support;
@@ -41,7 +42,19 @@ fn console_in(start: &'static StartInfo) -> u32 {
         reporter.finish()
     };
     count_on(console);
+    // Meet the peer: once both are here, both have bound VIRQ_CONSOLE and input may come.
+    let port = match connect(start, peer, 2) {
+        Ok(port) => port,
+        Err(why) => {
+            reporter.fail(why);
+            reporter.finish()
+        }
+    };
+    count_on(port);
     events::irq_enable();
+    if u64::from(start.domain_id) > peer {
+        println!("console_in: ready");
+    }
     let mut line = [0u8; 256];
     let mut length = 0usize;
     let mut reads = 0u32;
@@ -64,15 +77,7 @@ fn console_in(start: &'static StartInfo) -> u32 {
     reporter.check(text.ends_with('\n'), "the line is complete");
     reporter.check(count(console) >= 1, "VIRQ_CONSOLE was raised");
 
-    // Meet the peer, then nothing more may have arrived here.
-    let port = match connect(start, peer, 1) {
-        Ok(port) => port,
-        Err(why) => {
-            reporter.fail(why);
-            reporter.finish()
-        }
-    };
-    count_on(port);
+    // Meet again, then nothing more may have arrived here.
     reporter.expect_ok(port.send(), "done");
     reporter.check(wait_count(port, 1, watchdog), "the peer's done");
     let mut extra = [0u8; 64];
