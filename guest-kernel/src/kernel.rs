@@ -1,6 +1,7 @@
 //! The kernel proper, generic over [`Arch`]: boot banner, memory and heap check, a
-//! critical section, the timer, its own exception handlers (a breakpoint), demand-paged
-//! kernel memory ([`crate::memory`]), a user process ([`crate::process`]), idling, and an
+//! critical section, the clock, its own exception handlers (a breakpoint), demand-paged
+//! kernel memory ([`crate::memory`]), a user process ([`crate::process`]), idling, the
+//! interactive shell when the command line asks for it ([`crate::shell`]), and an
 //! orderly shutdown.
 
 extern crate alloc;
@@ -12,7 +13,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{Arch, Breakpoint, ExceptionHandlers, FaultResolution, InterruptGuard, PageFault};
-use crate::{kprintln, memory, process};
+use crate::{calendar, kprintln, memory, process, shell};
 
 /// The kernel's version (its crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -59,6 +60,10 @@ pub fn run<A: Arch>(arch: &A) -> u32 {
 
     let mut healthy = true;
     healthy &= heap_check();
+    if let Err(error) = arch.start_interrupts() {
+        kprintln!("guest-kernel: interrupts: cannot start them: {error} (WRONG)");
+        healthy = false;
+    }
     healthy &= interrupt_check(arch);
     healthy &= timer_check(arch);
     match arch.install_exception_handlers::<Kernel>() {
@@ -75,10 +80,15 @@ pub fn run<A: Arch>(arch: &A) -> u32 {
         }
     }
 
+    let before = arch.timer_read();
     arch.idle();
-    kprintln!("guest-kernel: idled once; shutting down ({})", if healthy { "all checks passed" } else { "CHECKS FAILED" });
+    let slept = arch.timer_read().saturating_sub(before);
+    kprintln!("guest-kernel: idled once ({} us)", slept / 1000);
+    // The shell's `exit <code>` is the shutdown code (when the checks passed).
+    let code = if boot.command_line.split(' ').any(|word| word == "shell") { shell::run(arch) } else { 0 };
+    kprintln!("guest-kernel: shutting down ({})", if healthy { "all checks passed" } else { "CHECKS FAILED" });
     if healthy {
-        0
+        code
     } else {
         1
     }
@@ -160,7 +170,7 @@ fn breakpoint_check<A: Arch>(arch: &A) -> bool {
     ok
 }
 
-/// The timer runs forward.
+/// The clock runs forward; the wallclock is shown as a date.
 fn timer_check<A: Arch>(arch: &A) -> bool {
     let first = arch.timer_read();
     let mut spins = 0u64;
@@ -171,8 +181,13 @@ fn timer_check<A: Arch>(arch: &A) -> bool {
     }
     let ok = second > first;
     match arch.timer_frequency_hint() {
+        Some(1_000_000_000) => kprintln!("guest-kernel: clock {first} -> {second} ns since the hypervisor booted"),
         Some(hz) => kprintln!("guest-kernel: timer {first} -> {second} at {hz} Hz"),
         None => kprintln!("guest-kernel: timer {first} -> {second} (cycles, frequency not published)"),
+    }
+    match arch.wallclock_seconds() {
+        Some(seconds) => kprintln!("guest-kernel: wallclock {} UTC", calendar::Date::from_unix_seconds(seconds)),
+        None => kprintln!("guest-kernel: wallclock not available"),
     }
     ok
 }

@@ -3,8 +3,8 @@
 //! commands. The bitmaps and the upcall flags live in the shared-info page
 //! ([`crate::shared_info`]).
 
-/// Ports a domain may have open at once; port numbers are `1..PORTS_MAX` (port 0 is
-/// never allocated, so 0 can mean "none"). The shared-info bitmaps have room for
+/// Port numbers are `1..PORTS_MAX`, so a domain has at most `PORTS_MAX - 1` (1023) open
+/// at once (port 0 is never allocated, so 0 can mean "none"). The shared-info bitmaps have room for
 /// [`crate::shared_info::EVENT_PORTS`] ports; this version uses the first `PORTS_MAX`.
 pub const PORTS_MAX: u64 = 1024;
 

@@ -20,7 +20,7 @@ impl Hypercall {
     pub const SET_TRAP_TABLE: Hypercall = Hypercall(0);
     /// `mmu_update(space, entries, count, done)`: batched map/unmap/protect (SPEC.md §12.4).
     pub const MMU_UPDATE: Hypercall = Hypercall(1);
-    /// `set_callbacks(event, failsafe)`: where event upcalls are delivered (SPEC.md §18.1).
+    /// `set_callbacks(event, failsafe)`: where event upcalls are delivered (SPEC.md §18.2).
     pub const SET_CALLBACKS: Hypercall = Hypercall(4);
     /// `stack_switch(ss, rsp)`: the guest-kernel stack for entries from guest-user mode (SPEC.md §11.2).
     pub const STACK_SWITCH: Hypercall = Hypercall(3);
@@ -28,7 +28,7 @@ impl Hypercall {
     pub const MEMORY_OP: Hypercall = Hypercall(12);
     /// `multicall(entries, count)`: several hypercalls at once (SPEC.md §13).
     pub const MULTICALL: Hypercall = Hypercall(13);
-    /// `set_timer_op(deadline_ns)`: one-shot timer raising VIRQ_TIMER; 0 cancels (SPEC.md §19.2).
+    /// `set_timer_op(deadline_ns)`: one-shot timer raising VIRQ_TIMER; 0 cancels (SPEC.md §19.4).
     pub const SET_TIMER_OP: Hypercall = Hypercall(15);
     /// `version(cmd)`: ABI version and feature bits (SPEC.md §6.1).
     pub const VERSION: Hypercall = Hypercall(17);
@@ -106,7 +106,17 @@ pub mod features {
     /// `console_io(READ)` and VIRQ_CONSOLE (since 0.3).
     pub const CONSOLE_READ: u64 = 1 << 10;
     /// Every bit this version defines.
-    pub const ALL: u64 = CONSOLE_WRITE | SCHED_YIELD | TRAPS | MEMORY | MULTICALL | SEGMENT_BASES | EXTENDED_STATE;
+    pub const ALL: u64 = CONSOLE_WRITE
+        | SCHED_YIELD
+        | TRAPS
+        | MEMORY
+        | MULTICALL
+        | SEGMENT_BASES
+        | EXTENDED_STATE
+        | EVENTS
+        | TIME
+        | TIMERS
+        | CONSOLE_READ;
 }
 
 /// Sub-commands of [`Hypercall::CONSOLE_IO`] (RDI).

@@ -307,6 +307,19 @@ pub fn all() -> Vec<Case> {
     kernel.expectation.checks.push(("banner", banner));
     cases.push(kernel);
 
+    // The interactive shell, typed at as a terminal would: CR ends a line, DEL erases.
+    let mut shell = case(
+        "guest_kernel::shell",
+        vec![domain("guest-kernel", &["shell"], DomainOutcome::Started)],
+        ExitStatus::NONZERO_CODE,
+        &[&["d1 guest-kernel: exited: poweroff code 7"]],
+    );
+    shell.input = Some(("(d1) guest-kernel: shell: type", b"echo pinx\x7fg\ruptime\rexit 7\r"));
+    for expected in ["(d1) ping", "(d1) up ", "(d1) guest-kernel: shell: exit 7"] {
+        shell.expectation.console_lines.push(vec![expected.into()]);
+    }
+    cases.push(shell);
+
     let mut hello = case(
         "hello",
         vec![domain("hello", &[], DomainOutcome::Started)],
@@ -332,7 +345,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), cases.len());
-        let expected = 1 + CONSOLE_WRITE.len() + 1 + 2 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 5 + crate::cases_memory::all().len() + crate::cases_traps::all().len() + crate::cases_events::all().len();
+        let expected = 1 + CONSOLE_WRITE.len() + 1 + 2 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 6 + crate::cases_memory::all().len() + crate::cases_traps::all().len() + crate::cases_events::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);

@@ -10,7 +10,7 @@
 //! [`SystemCall`]) and leave it as decisions ([`FaultResolution`], [`SyscallResult`]).
 //!
 //! Implementations:
-//! * [`paravirt`]: ringfence PV (ABI 0.2), every operation a hypercall or a guest-rt
+//! * [`paravirt`]: ringfence PV (ABI 0.3), every operation a hypercall or a guest-rt
 //!   primitive built on them. This is the one built today.
 //! * native: bare hardware (serial port I/O, `cli`/`sti`, `hlt`, an IDT, page tables,
 //!   `sysret`). Not written yet — it needs only a second `impl Arch` plus its own entry,
@@ -186,7 +186,7 @@ pub const PAGE_SIZE: u64 = 4096;
 /// The operations a kernel cannot perform itself on every platform.
 pub trait Arch: Sync {
     /// Describes the platform for the boot banner (e.g. "paravirtualized on ringfence,
-    /// hypervisor ABI 0.2, features 0x7f").
+    /// hypervisor ABI 0.3, features 0x7ff").
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result;
 
     /// Boot information.
@@ -194,6 +194,9 @@ pub trait Arch: Sync {
 
     /// Writes raw bytes to the console.
     fn console_write(&self, bytes: &[u8]);
+
+    /// Registers the interrupt (event) entry and enables interrupts.
+    fn start_interrupts(&self) -> Result<(), ArchError>;
 
     /// Whether interrupts (virtual or real) are enabled.
     fn interrupts_enabled(&self) -> bool;
@@ -212,6 +215,13 @@ pub trait Arch: Sync {
 
     /// Timer ticks per second if the platform says so.
     fn timer_frequency_hint(&self) -> Option<u64>;
+
+    /// Seconds since 1970-01-01 UTC now, if the platform has a wallclock.
+    fn wallclock_seconds(&self) -> Option<u64>;
+
+    /// Moves console input that has arrived into `buffer`; 0 if there is none (never
+    /// waits: [`Arch::idle`] sleeps until input or another event may have come).
+    fn console_read(&self, buffer: &mut [u8]) -> usize;
 
     /// Powers the machine (or domain) off with `code`.
     fn shutdown(&self, code: u32) -> !;

@@ -1,12 +1,14 @@
-//! The ringfence paravirtual platform (ABI 0.2): each [`Arch`] operation is a hypercall
-//! (through guest-rt) or software state the hypervisor does not need to see.
+//! The ringfence paravirtual platform (ABI 0.3): each [`Arch`] operation is a hypercall
+//! (through guest-rt) or a plain access to the shared-info page.
 //!
-//! * console: `console_io(WRITE)`;
-//! * interrupts: a virtual interrupt flag. ABI 0.2 delivers no asynchronous events (the
-//!   shared-info page reserves `vcpu_info.upcall_mask` for the events ABI), so it is kept
-//!   here — a plain store either way, never `cli`/`sti`, which fault in ring 3;
-//! * idle: `sched_op(YIELD)` (there is nothing to block on yet);
-//! * timer: the TSC (unprivileged; the shared-info time fields are reserved in 0.2);
+//! * console: `console_io(WRITE)`; input with `console_io(READ)`, woken by VIRQ_CONSOLE;
+//! * interrupts: the virtual interrupt flag is the shared-info upcall mask — a plain
+//!   store either way, never `cli`/`sti`, which fault in ring 3; the upcall entry is
+//!   registered with `set_callbacks` (guest-rt's `events::init`);
+//! * idle: `set_timer_op` one tick ahead, then `sched_op(BLOCK)`: the domain sleeps until
+//!   an event or the tick;
+//! * timer: system time in ns from the shared-info time info (no hypercall), and the
+//!   wallclock the hypervisor read from the RTC;
 //! * shutdown/crash: `sched_op(SHUTDOWN, POWEROFF|CRASH, code)`;
 //! * exceptions and system calls: guest-rt's trap entry, registered with
 //!   `set_trap_table` and `callback_op` ([`traps`]);
@@ -17,9 +19,12 @@
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use guest_rt::abi::event::virq;
 use guest_rt::abi::layout::PAGE_SIZE;
 use guest_rt::abi::Errno;
+use guest_rt::events::{self, Port};
 use guest_rt::hypercall::HYPERVISOR;
+use guest_rt::time;
 
 use super::{Arch, ArchError, BootInfo, ExceptionHandlers, SyscallDispatcher, UserExit, UserImage};
 
@@ -27,20 +32,26 @@ mod pages;
 mod process;
 mod traps;
 
+/// How long [`Arch::idle`] sleeps at most when no event comes.
+const IDLE_TICK_NS: u64 = 10_000_000;
+
 /// The ringfence PV platform.
 pub struct Paravirt {
-    /// The virtual interrupt flag (the domain starts with RFLAGS.IF = 1).
-    interrupts_enabled: AtomicBool,
     /// The trap table and system-call callback are registered.
     handlers_installed: AtomicBool,
+    /// VIRQ_CONSOLE is bound (so input wakes [`Arch::idle`]).
+    console_bound: AtomicBool,
 }
 
 impl Paravirt {
-    /// The platform as the domain starts: interrupts enabled, no exception handlers.
+    /// The platform as the domain starts: events masked, no handlers.
     pub const fn new() -> Self {
-        Self { interrupts_enabled: AtomicBool::new(true), handlers_installed: AtomicBool::new(false) }
+        Self { handlers_installed: AtomicBool::new(false), console_bound: AtomicBool::new(false) }
     }
 }
+
+/// VIRQ_CONSOLE only has to wake the domain; the reader drains the ring itself.
+fn console_event(_port: Port) {}
 
 impl Default for Paravirt {
     fn default() -> Self {
@@ -80,29 +91,55 @@ impl Arch for Paravirt {
         let _ = HYPERVISOR.console_write(bytes);
     }
 
+    fn start_interrupts(&self) -> Result<(), ArchError> {
+        events::init().map_err(failed("set_callbacks"))?;
+        events::irq_enable();
+        Ok(())
+    }
+
     fn interrupts_enabled(&self) -> bool {
-        self.interrupts_enabled.load(Ordering::Acquire)
+        !events::irqs_disabled()
     }
 
     fn enable_interrupts(&self) {
-        self.interrupts_enabled.store(true, Ordering::Release);
+        events::irq_enable();
     }
 
     fn disable_interrupts(&self) -> bool {
-        self.interrupts_enabled.swap(false, Ordering::AcqRel)
+        let was_enabled = !events::irqs_disabled();
+        events::irq_disable();
+        was_enabled
     }
 
     fn idle(&self) {
-        let _ = HYPERVISOR.yield_now();
+        // An expired timer wakes a BLOCK even with VIRQ_TIMER unbound (SPEC.md §20.2).
+        let _ = time::set_timer(time::now() + IDLE_TICK_NS);
+        let _ = events::block();
     }
 
     fn timer_read(&self) -> u64 {
-        guest_rt::tsc::rdtsc_serialized()
+        time::now()
     }
 
     fn timer_frequency_hint(&self) -> Option<u64> {
-        // ABI 0.2 publishes no TSC frequency; the time fields of shared info will.
-        None
+        // System time is in nanoseconds.
+        Some(1_000_000_000)
+    }
+
+    fn wallclock_seconds(&self) -> Option<u64> {
+        let clock = time::wallclock();
+        (clock.seconds != 0).then_some(clock.seconds)
+    }
+
+    fn console_read(&self, buffer: &mut [u8]) -> usize {
+        if !self.console_bound.swap(true, Ordering::AcqRel) {
+            match Port::bind_virq(virq::CONSOLE) {
+                Ok(port) => events::set_handler(port, console_event),
+                // Input still arrives; only the wake-up is lost, and idle ticks.
+                Err(_) => self.console_bound.store(false, Ordering::Release),
+            }
+        }
+        HYPERVISOR.console_read(buffer).unwrap_or(0)
     }
 
     fn shutdown(&self, code: u32) -> ! {

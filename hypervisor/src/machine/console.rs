@@ -36,10 +36,11 @@ pub fn init() {
 pub fn enable_receive_interrupt() {
     let mut fifo_control: Port<u8> = Port::new(COM1 + 2);
     let mut interrupt_enable: Port<u8> = Port::new(COM1 + 1);
-    // SAFETY: COM1's FIFO-control and interrupt-enable registers: FIFOs on and cleared
-    // with a 1-byte receive trigger, and "received data available" as the only source.
+    // SAFETY: COM1's FIFO-control and interrupt-enable registers: FIFOs on with a 1-byte
+    // receive trigger (not cleared: bytes typed during boot wait there), and "received
+    // data available" as the only source.
     unsafe {
-        fifo_control.write(0x07);
+        fifo_control.write(0x01);
         interrupt_enable.write(0x01);
     }
 }
