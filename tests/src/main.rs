@@ -261,8 +261,11 @@ fn print_summary(rows: &[Row]) {
 fn main() -> ExitCode {
     let (requested_accel, hypervisor, guests_dir, timeout, rest, filters) = parse_options(std::env::args().collect());
     let arguments = Arguments::from_iter(rest);
-    let cases: Vec<Case> =
+    let mut cases: Vec<Case> =
         cases::all().into_iter().filter(|case| selected(&case.name, &filters, arguments.exact)).collect();
+    // The cases known to be long start first, so the others run beside them on the other
+    // test threads instead of after them (the stable sort keeps the rest in order).
+    cases.sort_by_key(|case| std::cmp::Reverse(case.minimum_timeout));
 
     if !arguments.list {
         let hypervisor_path = hypervisor.clone().unwrap_or_else(workspace::hypervisor_elf);
