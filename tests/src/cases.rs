@@ -296,7 +296,9 @@ pub fn all() -> Vec<Case> {
     panic.expectation.forbidden.push("Test result: SUCCESS".into());
     cases.push(panic);
 
-    cases.push(case("fuzz", vec![success("fuzz", &[])], ExitStatus::SUCCESS, &[]));
+    let mut fuzz = case("fuzz", vec![success("fuzz", &[])], ExitStatus::SUCCESS, &[]);
+    fuzz.expectation.checks.push(("frames and ports returned", crate::cases_events::resources_returned));
+    cases.push(fuzz);
 
     let mut kernel = case(
         "guest_kernel",

@@ -1,11 +1,13 @@
 //! Conformance: 100 000 hypercalls with pseudo-random numbers and edge-value arguments
 //! (seeded xorshift; argument `seed=<n>`, default 1). The hypervisor must answer every one
-//! with a value or an errno of the ABI and keep working. Never issues a valid shutdown;
+//! with a value or an errno of the ABI and keep working. Event-channel and timer calls
+//! (integers only) are fuzzed too; the exit summary must show every port freed. Never issues a valid shutdown;
 //! console writes only name buffers this guest owns (a few bytes) or garbage addresses.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use conformance_guests::{parse_number, raw_result, words, Landmarks, XorShift};
 use guest_rt::abi::hypercall::{console_cmd, sched_cmd, shutdown_reason, version_cmd, SHUTDOWN_CODE_MAX};
+use guest_rt::abi::event::DOMAIN_SELF;
 use guest_rt::abi::layout::HYPERVISOR_START;
 use guest_rt::abi::{Errno, Hypercall, StartInfo, ABI_VERSION};
 use guest_rt::hypercall::HYPERVISOR;
@@ -26,6 +28,7 @@ struct Counts {
     einval: u32,
     efault: u32,
     enosys: u32,
+    event_errors: u32,
     other: u32,
     skipped: u32,
 }
@@ -94,6 +97,17 @@ fn fuzz(start: &'static StartInfo) -> u32 {
                 arguments[1] = if printing_writes < PRINTING_WRITES { FUZZ_TEXT.len() as u64 } else { 0 };
                 printing_writes += 1;
             }
+        } else if call == Hypercall::EVENT_CHANNEL_OP {
+            // Integers only (sub-command, domain, port, virq): all of it is fair game.
+            // Domain 1 is this one, so mostly pick small sub-commands and ports.
+            if random.below(2) == 0 {
+                arguments[0] = random.below(10);
+                let (domain, port) = (random.below(1100), random.below(1100));
+                arguments[1] = random.pick(&[0, 1, 2, DOMAIN_SELF, domain, u64::MAX]);
+                arguments[2] = random.pick(&[0, 1, 2, 3, port, u64::MAX]);
+            }
+        } else if call == Hypercall::SET_TIMER_OP {
+            // An integer deadline; when it fires with VIRQ_TIMER unbound nothing is raised.
         } else if call.name().is_some() {
             // A hypercall this guest does not know the semantics of (a newer ABI): its
             // pointers might be written through, so leave it alone.
@@ -112,6 +126,10 @@ fn fuzz(start: &'static StartInfo) -> u32 {
             Err(Errno::EINVAL) => counts.einval += 1,
             Err(Errno::EFAULT) => counts.efault += 1,
             Err(Errno::ENOSYS) => counts.enosys += 1,
+            // Event channels also answer with these (SPEC.md §17); nothing else does.
+            Err(Errno::ESRCH | Errno::EPERM | Errno::ENOSPC | Errno::EEXIST) if call == Hypercall::EVENT_CHANNEL_OP => {
+                counts.event_errors += 1
+            }
             Err(errno) => {
                 counts.other += 1;
                 if counts.other <= 8 {
@@ -128,8 +146,8 @@ fn fuzz(start: &'static StartInfo) -> u32 {
     }
 
     println!(
-        "fuzz: counts ok {} EINVAL {} EFAULT {} ENOSYS {} other {} skipped {}",
-        counts.ok, counts.einval, counts.efault, counts.enosys, counts.other, counts.skipped
+        "fuzz: counts ok {} EINVAL {} EFAULT {} ENOSYS {} event-channel errors {} other {} skipped {}",
+        counts.ok, counts.einval, counts.efault, counts.enosys, counts.event_errors, counts.other, counts.skipped
     );
     reporter.expect_eq(HYPERVISOR.version(), Ok(ABI_VERSION), "version() after fuzzing");
     reporter.expect_eq(counts.other, 0, "no errno outside EINVAL/EFAULT/ENOSYS");
