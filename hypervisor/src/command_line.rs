@@ -3,8 +3,10 @@
 //! Grammar (contract.md): space-separated tokens;
 //! `domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,arg=<word>]...` once per domain in
 //! start order (`maxmem=` is the reservation quota, default = `mem=`, never below it),
-//! `bench` as a flag, anything else is reported as unknown and ignored.
+//! `bench` as a flag, `slice=<ms>` for the scheduler; anything else is reported as unknown
+//! and ignored.
 
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -91,7 +93,14 @@ pub struct CommandLine {
     pub unknown: Vec<String>,
     /// `bench` was given (reserved for benchmark runs).
     pub bench: bool,
+    /// `slice=<ms>`: the scheduler's time slice, if given and valid.
+    pub slice_ms: Option<u64>,
+    /// Known options with a value they cannot take, each with the reason.
+    pub invalid: Vec<String>,
 }
+
+/// The time slices `slice=` accepts, in milliseconds.
+pub const SLICE_RANGE_MS: core::ops::RangeInclusive<u64> = 1..=1000;
 
 /// Parses the command line. Never fails: problems are reported per token.
 pub fn parse(text: &str) -> CommandLine {
@@ -102,6 +111,15 @@ pub fn parse(text: &str) -> CommandLine {
             command_line.domains.push(parsed);
         } else if token == "bench" {
             command_line.bench = true;
+        } else if let Some(value) = token.strip_prefix("slice=") {
+            match value.parse::<u64>() {
+                Ok(ms) if SLICE_RANGE_MS.contains(&ms) => command_line.slice_ms = Some(ms),
+                _ => command_line.invalid.push(format!(
+                    "'{token}': the slice is a whole number of milliseconds from {} to {}",
+                    SLICE_RANGE_MS.start(),
+                    SLICE_RANGE_MS.end()
+                )),
+            }
         } else {
             command_line.unknown.push(token.to_string());
         }
@@ -199,6 +217,20 @@ mod tests {
         assert_eq!(one("domain=a,arg=x,mem=128K").map(|spec| (spec.memory_pages, spec.args)), Ok((32, "x".into())));
         assert_eq!(one("domain=a,mem=256M").map(|spec| spec.memory_pages), Ok(65536));
         assert_eq!(one("domain=a,mem=132K").map(|spec| spec.memory_pages), Ok(33));
+    }
+
+    #[test]
+    fn slice_option() {
+        assert_eq!(parse("slice=25 domain=a").slice_ms, Some(25));
+        assert_eq!(parse("domain=a").slice_ms, None);
+        for bad in ["slice=0", "slice=1001", "slice=", "slice=5ms", "slice=-1"] {
+            let parsed = parse(bad);
+            assert_eq!(parsed.slice_ms, None, "{bad}");
+            assert_eq!(parsed.invalid.len(), 1, "{bad}");
+            assert!(parsed.invalid[0].contains("from 1 to 1000"), "{}", parsed.invalid[0]);
+        }
+        // The last valid one wins, like any repeated flag.
+        assert_eq!(parse("slice=5 slice=7").slice_ms, Some(7));
     }
 
     #[test]

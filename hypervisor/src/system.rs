@@ -110,6 +110,8 @@ pub(crate) struct System {
     /// one first runs, the boot line says how long it took to start them all.
     pub entry_tsc: u64,
     pub never_entered: usize,
+    /// TSC ticks per second (for the summary's milliseconds).
+    pub tsc_hz: u64,
     /// The domain console input goes to, and the Ctrl-] escape state (SPEC.md §21.3).
     pub focus: Option<u32>,
     pub escape: EscapeDecoder,
@@ -217,10 +219,18 @@ pub fn boot(start_info_address: u64) -> ! {
     for unknown in &command_line.unknown {
         hvprintln!("ignoring unknown command-line option '{unknown}'");
     }
+    for invalid in &command_line.invalid {
+        hvprintln!("ignoring command-line option {invalid}");
+    }
+    let slice_ms = command_line.slice_ms.unwrap_or(DEFAULT_SLICE_MS);
+    if slice_ms != DEFAULT_SLICE_MS {
+        hvprintln!("scheduler: slice {slice_ms} ms (slice=)");
+    }
     let mut system = System {
         domains: Vec::new(),
         current: 0,
-        scheduler: Scheduler::new(tsc_hz / 1000 * SLICE_MS),
+        scheduler: Scheduler::new(tsc_hz / 1000 * slice_ms),
+        tsc_hz,
         events: EventChannels::new(),
         clock,
         timers: Timers::new(),
@@ -574,8 +584,9 @@ pub(crate) fn end_current(system: &mut System, outcome: Outcome) {
     system.outcomes.push(outcome);
 }
 
-/// The time slice of the round-robin scheduler (SPEC.md §20.1).
-const SLICE_MS: u64 = 10;
+/// The time slice of the round-robin scheduler unless `slice=` says otherwise (SPEC.md
+/// §20.1).
+const DEFAULT_SLICE_MS: u64 = 10;
 
 /// The state of the next runnable domain after the current one ended (now current, its
 /// address space loaded), or the end of the run when none is left.
@@ -649,9 +660,8 @@ fn finish(system: System) -> ! {
         free_now,
         system.events.open_ports()
     );
-    // 100 slices of 10 ms make one second of TSC cycles.
     let fairness = system.scheduler.fairness(|_| true);
-    hvprintln!("scheduler: {}", fairness.display(system.scheduler.slice_cycles() * (1000 / SLICE_MS)));
+    hvprintln!("scheduler: {}", fairness.display(system.tsc_hz));
     if free_now != system.frames_free_at_start {
         hvprintln!("frame leak: {} frames not returned", system.frames_free_at_start.abs_diff(free_now));
     }
