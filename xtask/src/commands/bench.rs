@@ -318,7 +318,7 @@ fn goal_text(goal: Option<f64>) -> String {
 /// whose guest printed nothing), then any guest line with an unknown name.
 fn table(selected: &[Row], benches: &[GuestBench], references: &[(Reference, Measurement)]) -> String {
     let mut text = format!(
-        "{:<18} | {:>12} | {:>10} | {:>10} | {:<17} | {:>10} | {:>8} | {:>8} | goal\n",
+        "{:<18} | {:>12} | {:>12} | {:>10} | {:<17} | {:>10} | {:>10} | {:>9} | goal\n",
         "benchmark", "guest median", "guest p99", "iterations", "reference", "ref median", "ref p99", "ratio"
     );
     let reference_of = |reference: Reference| references.iter().find(|(known, _)| *known == reference).map(|(_, m)| *m);
@@ -331,7 +331,7 @@ fn table(selected: &[Row], benches: &[GuestBench], references: &[(Reference, Mea
             (Some(_), None) => "-".to_string(),
         };
         text.push_str(&format!(
-            "{:<18} | {:>12} | {:>10} | {:>10} | {:<17} | {:>10} | {:>8} | {:>8} | {goal}\n",
+            "{:<18} | {:>12} | {:>12} | {:>10} | {:<17} | {:>10} | {:>10} | {:>9} | {goal}\n",
             title,
             cell(bench.map(|bench| bench.median)),
             cell(bench.map(|bench| bench.p99)),
