@@ -8,6 +8,7 @@ use crate::machine::{console, cpu, entry, memory::DirectMap};
 use crate::machine::apic;
 use crate::system::{
     end_current, enter_domain, finish_return, kill_current, leave_current, load_root, load_segment_bases, next_frame,
+    write_time_info,
     next_frame_or_finish, Domain, System, FRAMES, SYSTEM,
 };
 use crate::input_focus;
@@ -108,8 +109,14 @@ impl Guest for CallingDomain<'_> {
     fn set_timer(&mut self, deadline_ns: u64) -> i64 {
         if deadline_ns == 0 {
             self.system.timers.cancel(self.index);
-        } else {
-            self.system.timers.set(self.index, deadline_ns);
+            return 0;
+        }
+        self.system.timers.set(self.index, deadline_ns);
+        // A deadline already reached expires before the call returns (SPEC.md §19.4), so
+        // its upcall comes on this return, not at the next timer interrupt.
+        let now = cpu::rdtsc();
+        if deadline_ns <= self.system.clock.now_ns(now) {
+            wakeups::expire(self.system, now);
         }
         0
     }
@@ -493,7 +500,13 @@ fn bounce_event(mut guard: Guard, frame: &mut TrapFrame, event: Event) -> u64 {
 }
 
 /// Delivers the running domain's pending event to its event callback (SPEC.md §18.4).
-pub(crate) fn deliver_upcall(guard: Guard, frame: &mut TrapFrame) -> u64 {
+pub(crate) fn deliver_upcall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
+    // The handler may read the time first thing: a timer's upcall must not find the
+    // clock short of its deadline (SPEC.md §18.4 step 1, §19.4).
+    let system = running(&mut guard);
+    if let Some(memory) = system.domains[system.current].memory.as_ref() {
+        write_time_info(memory.shared_info_frame(), &system.clock);
+    }
     bounce_event(guard, frame, Event::Upcall)
 }
 

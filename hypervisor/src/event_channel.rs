@@ -226,17 +226,23 @@ impl EventChannels {
         if !self.has_domain(caller) {
             return Errno::ESRCH.to_return();
         }
-        result(match command {
+        let allocated = match command {
             event_cmd::ALLOC_UNBOUND => self.alloc_unbound(caller, a),
             event_cmd::BIND_INTERDOMAIN => self.bind_interdomain(caller, a, b),
             event_cmd::BIND_VIRQ => self.bind_virq(caller, a),
             event_cmd::BIND_IPI => self.allocate(caller, PortState::Ipi),
-            event_cmd::CLOSE => self.close(caller, a, notify),
-            event_cmd::SEND => self.send(caller, a, notify),
-            event_cmd::STATUS => self.status(caller, a),
-            event_cmd::UNMASK => self.unmask(caller, a, notify),
-            _ => Err(Errno::EINVAL),
-        })
+            event_cmd::CLOSE => return result(self.close(caller, a, notify)),
+            event_cmd::SEND => return result(self.send(caller, a, notify)),
+            event_cmd::STATUS => return result(self.status(caller, a)),
+            event_cmd::UNMASK => return result(self.unmask(caller, a, notify)),
+            _ => return Errno::EINVAL.to_return(),
+        };
+        // A new port starts with its pending and mask bits clear, whatever the guest left
+        // in them for that number while it was closed (SPEC.md §17.2).
+        if let Ok(port) = allocated {
+            notify.clear(caller, port as u32);
+        }
+        result(allocated)
     }
 
     fn table(&mut self, domain: u32) -> Result<&mut DomainPorts, Errno> {
@@ -592,12 +598,29 @@ mod tests {
     }
 
     #[test]
+    fn new_ports_start_clear() {
+        let (mut channels, mut notify) = setup();
+        let ipi = op(&mut channels, &mut notify, 1, event_cmd::BIND_IPI, 0, 0) as u32;
+        let virq = op(&mut channels, &mut notify, 1, event_cmd::BIND_VIRQ, virq::TIMER, 0) as u32;
+        let unbound = op(&mut channels, &mut notify, 1, event_cmd::ALLOC_UNBOUND, 2, 0) as u32;
+        let bound = op(&mut channels, &mut notify, 2, event_cmd::BIND_INTERDOMAIN, 1, u64::from(unbound)) as u32;
+        // Only the caller's new port: the remote end of a bind keeps what it has (§17.4).
+        assert_eq!(notify.cleared, [(1, ipi), (1, virq), (1, unbound), (2, bound)]);
+        // A refused allocation clears nothing.
+        assert_eq!(op(&mut channels, &mut notify, 1, event_cmd::BIND_VIRQ, virq::TIMER, 0), EEXIST);
+        assert_eq!(notify.cleared.len(), 4);
+    }
+
+    #[test]
     fn close_rules() {
         let (mut channels, mut notify) = setup();
         let (left, right) = connect(&mut channels, &mut notify, 1, 2);
         // Something pending on the end that is about to close.
         op(&mut channels, &mut notify, 1, event_cmd::SEND, u64::from(left), 0);
         assert!(notify.pending.contains(&(2, right)));
+        // Both new ends were cleared when they were allocated.
+        assert_eq!(notify.cleared, [(1, left), (2, right)]);
+        notify.cleared.clear();
         assert_eq!(op(&mut channels, &mut notify, 2, event_cmd::CLOSE, u64::from(right), 0), 0);
         assert_eq!(notify.cleared, [(2, right)], "pending and mask bits of the closed port go");
         assert!(!notify.pending.contains(&(2, right)));

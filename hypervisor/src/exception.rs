@@ -1,9 +1,11 @@
 //! Names of x86 exception vectors, for the one-line reports of killed domains.
 
 use core::fmt;
+use hypercall_abi::event::EVENT_VECTOR;
 use hypercall_abi::trap::SYSCALL_VECTOR;
 
-/// Short name of `vector` as the manuals write it; [`SYSCALL_VECTOR`] is "syscall".
+/// Short name of `vector` as the manuals write it; [`SYSCALL_VECTOR`] is "syscall" and
+/// [`EVENT_VECTOR`] (an upcall) "event".
 pub fn name(vector: u64) -> &'static str {
     match vector {
         0 => "#DE",
@@ -28,6 +30,7 @@ pub fn name(vector: u64) -> &'static str {
         21 => "#CP",
         9 | 15 | 22..=31 => "reserved exception",
         SYSCALL_VECTOR => "syscall",
+        EVENT_VECTOR => "event",
         _ => "interrupt",
     }
 }
@@ -40,7 +43,7 @@ pub struct VectorName(pub u64);
 impl fmt::Display for VectorName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            0..=31 | SYSCALL_VECTOR => f.write_str(name(self.0)),
+            0..=31 | SYSCALL_VECTOR | EVENT_VECTOR => f.write_str(name(self.0)),
             vector => write!(f, "vector {vector:#x}"),
         }
     }
@@ -58,6 +61,7 @@ mod tests {
         assert_eq!(name(15), "reserved exception");
         assert_eq!(name(32), "interrupt");
         assert_eq!(name(SYSCALL_VECTOR), "syscall");
+        assert_eq!(name(EVENT_VECTOR), "event");
     }
 
     #[test]
@@ -65,5 +69,6 @@ mod tests {
         assert_eq!(VectorName(14).to_string(), "#PF");
         assert_eq!(VectorName(0x80).to_string(), "vector 0x80");
         assert_eq!(VectorName(SYSCALL_VECTOR).to_string(), "syscall");
+        assert_eq!(VectorName(EVENT_VECTOR).to_string(), "event");
     }
 }

@@ -321,7 +321,8 @@ enum After {
 /// Returns the number of entries whose result was written; a fault on the first entry is
 /// -EFAULT. `iret` and `multicall` are not run inside a batch (XSA-213: an `iret` would
 /// change the registers the batch itself returns with, a nested batch would recurse);
-/// neither are `sched_op(BLOCK)` and `sched_op(POLL)` (-EINVAL, the batch ends there).
+/// neither are `sched_op(BLOCK)` and `sched_op(POLL)` (-EINVAL, or the invalid POLL's own
+/// error; the batch ends there either way).
 fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
     let [pointer, count, ..] = *arguments;
     if count > MULTICALL_MAX {
@@ -336,6 +337,9 @@ fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
         if guest.read(address, entry.as_mut_bytes()).is_err() {
             return Disposition::Return(stopped(index));
         }
+        // BLOCK and POLL end the batch whether or not their arguments were valid (SPEC.md
+        // §13), so a batch never goes on past an entry that could have slept.
+        let sleeper = Hypercall(entry.op) == Hypercall::SCHED_OP && matches!(entry.args[0], sched_cmd::BLOCK | sched_cmd::POLL);
         let (result, after) = match Hypercall(entry.op) {
             Hypercall::IRET | Hypercall::MULTICALL => (Errno::EINVAL.to_return(), After::End),
             _ => match dispatch(entry.op, entry.args, guest) {
@@ -350,6 +354,7 @@ fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
                 Disposition::Block | Disposition::Poll(_) => (Errno::EINVAL.to_return(), After::End),
             },
         };
+        let after = if sleeper { After::End } else { after };
         // `address + RESULT_OFFSET` cannot wrap: the whole entry was just read there.
         let written = guest.write(address + RESULT_OFFSET, &result.to_le_bytes()).is_ok();
         let done = if written { index + 1 } else { index };
@@ -618,6 +623,18 @@ mod tests {
         put_calls(&mut guest, BASE, &[(Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 1]), (Hypercall::VERSION, [0, 0, 0])]);
         assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
         assert_eq!(guest.result(BASE), -22);
+        // An invalid POLL keeps its own error and still ends the batch.
+        put_calls(&mut guest, BASE, &[
+            (Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 129]),
+            (Hypercall::VERSION, [0, 0, 0]),
+        ]);
+        assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
+        assert_eq!(guest.result(BASE), -22);
+        assert_eq!(guest.result(BASE + ENTRY_BYTES), 0x5555, "the batch ended at the invalid POLL");
+        put_calls(&mut guest, BASE, &[(Hypercall::SCHED_OP, [sched_cmd::POLL, u64::MAX - 3, 2]), (Hypercall::VERSION, [0, 0, 0])]);
+        assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
+        assert_eq!(guest.result(BASE), -14);
+        assert_eq!(guest.result(BASE + ENTRY_BYTES), 0x5555);
     }
 
     #[test]

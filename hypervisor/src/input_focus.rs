@@ -39,7 +39,7 @@ pub(crate) fn domain_ended(system: &mut System, index: usize) {
     let domain = &mut system.domains[index];
     let dropped = domain.input.dropped();
     if dropped > 0 {
-        hvprintln!("d{} {}: {dropped} console input bytes dropped (its ring was full)", domain.id, domain.name);
+        hvprintln!("console input: d{} {}: {dropped} bytes dropped (its ring was full)", domain.id, domain.name);
     }
     domain.input = Default::default();
     let id = domain.id;

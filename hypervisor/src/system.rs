@@ -26,6 +26,7 @@ use hypervisor::vcpu::{Mode, Vcpu};
 use hypervisor::scheduler::{Reason, Scheduler};
 use hypervisor::console_input::{EscapeDecoder, InputRing};
 use crate::input_focus;
+use hypercall_abi::event::DOMAIN_SELF;
 use hypervisor::{archive, image, layout};
 use memory::DirectMap;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -301,6 +302,12 @@ pub fn boot(start_info_address: u64) -> ! {
             continue;
         };
         let id = system.domains.len() as u32 + 1;
+        // Event channels name this domain by id; DOMAIN_SELF and above are not ids.
+        if u64::from(id) >= DOMAIN_SELF {
+            hvprintln!("refused {}: domain id {id} would reach {DOMAIN_SELF:#x} (DOMAIN_SELF)", spec.image);
+            system.outcomes.push(Outcome::Refused);
+            continue;
+        }
         match create_domain(&system, id, &spec, member.bytes) {
             Ok(domain) => {
                 hvprintln!(

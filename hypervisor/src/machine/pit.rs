@@ -16,6 +16,8 @@ use x86_64::instructions::port::Port;
 pub const PIT_HZ: u64 = 1_193_182;
 /// Calibration window: 10 ms of PIT ticks.
 const WINDOW_TICKS: u16 = (PIT_HZ / 100) as u16;
+/// Windows tried before calibration gives up.
+const ATTEMPTS: u32 = 5;
 /// Samples to wait for the counter to move at all: a missing PIT reads a constant.
 const START_SAMPLES: u32 = 200_000;
 /// Samples before giving up on the window (a PIT far slower than specified).
@@ -83,8 +85,21 @@ pub fn calibrate_tsc() -> Option<Calibration> {
     } else {
         (Channel { number: 0, data: CHANNEL0_DATA }, "PIT channel 0")
     };
-    channel.start();
-    let measured = measure(channel);
+    // A loaded host can stall the emulator past the counter's wrap in the middle of a
+    // window; that attempt is thrown away and the window measured again.
+    let mut measured = None;
+    for _ in 0..ATTEMPTS {
+        channel.start();
+        match measure(channel) {
+            Ok(ticks) => {
+                measured = Some(ticks);
+                break;
+            }
+            // A counter that never moves is no PIT: trying again would only wait again.
+            Err(Failure::Silent) => break,
+            Err(Failure::Disturbed) => {}
+        }
+    }
     if control != 0xff {
         outb(SYSTEM_CONTROL, control);
     }
@@ -130,23 +145,31 @@ fn best_edge(channel: Channel, samples: &mut u32) -> Option<Edge> {
     best
 }
 
+/// Why a window gave no measurement.
+enum Failure {
+    /// The counter never moved: there is no PIT.
+    Silent,
+    /// It moved, but the window went wrong (a stall past the wrap, too few changes).
+    Disturbed,
+}
+
 /// (TSC ticks, PIT ticks) between two count changes about 10 ms apart.
-fn measure(channel: Channel) -> Option<(u64, u64)> {
+fn measure(channel: Channel) -> Result<(u64, u64), Failure> {
     let mut samples = START_SAMPLES;
-    let start = best_edge(channel, &mut samples)?;
+    let start = best_edge(channel, &mut samples).ok_or(Failure::Silent)?;
     let mut samples = WINDOW_SAMPLES;
     loop {
-        samples = samples.checked_sub(1)?;
+        samples = samples.checked_sub(1).ok_or(Failure::Disturbed)?;
         if start.count.wrapping_sub(channel.count()) >= WINDOW_TICKS {
             break;
         }
     }
-    let end = best_edge(channel, &mut samples)?;
+    let end = best_edge(channel, &mut samples).ok_or(Failure::Disturbed)?;
     let elapsed = start.count.wrapping_sub(end.count);
     // A count that went up (mode 0 wraps after terminal count, which ~10 ms of a 55 ms
-    // count never reaches) shows as a huge elapsed value: the PIT is not behaving.
+    // count never reaches unless the emulator stalled) shows as a huge elapsed value.
     if elapsed > WINDOW_TICKS * 2 {
-        return None;
+        return Err(Failure::Disturbed);
     }
-    Some((end.tsc.wrapping_sub(start.tsc), u64::from(elapsed)))
+    Ok((end.tsc.wrapping_sub(start.tsc), u64::from(elapsed)))
 }
