@@ -65,6 +65,8 @@ pub struct Case {
     pub minimum_timeout: Option<std::time::Duration>,
     /// Bytes to type at the serial console once the output contains the first string.
     pub input: Option<(&'static str, &'static [u8])>,
+    /// Hypervisor options on the command line besides the domains (e.g. `slice=`).
+    pub options: &'static [&'static str],
 }
 
 pub(crate) fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpec {
@@ -100,7 +102,7 @@ fn case(name: impl Into<String>, domains: Vec<DomainSpec>, status: ExitStatus, h
         forbidden: Vec::new(),
         checks: Vec::new(),
     };
-    Case { name: name.into(), domains, expectation, minimum_timeout: None, input: None }
+    Case { name: name.into(), domains, expectation, minimum_timeout: None, input: None, options: &[] }
 }
 
 /// Sub-cases of the `console_write` guest (its argument).
@@ -275,6 +277,9 @@ pub fn all() -> Vec<Case> {
         &[],
     );
     yield_order.expectation.checks.push(("round-robin yield order", round_robin));
+    // Strict order is what YIELD promises only when no slice ends in between; a loaded
+    // host can stretch a 10 ms slice past a print, so this case runs with 1 s slices.
+    yield_order.options = &["slice=1000"];
     cases.push(yield_order);
 
     // The guest checks nr_pages against `expect-mem=<pages>` and the words it was given.
@@ -330,6 +335,25 @@ pub fn all() -> Vec<Case> {
     );
     hello.expectation.console_lines.push(vec!["(d1) hello from a ringfence guest".into()]);
     cases.push(hello);
+
+    // A scheduler option out of range is reported and the default slice kept.
+    let mut bad_slice = case(
+        "options::bad_slice",
+        vec![domain("hello", &[], DomainOutcome::Started)],
+        ExitStatus::SUCCESS,
+        &[&["ignoring command-line option 'slice=0': ", "from 1 to 1000"]],
+    );
+    bad_slice.options = &["slice=0"];
+    bad_slice.expectation.forbidden.push("scheduler: slice".into());
+    cases.push(bad_slice);
+    let mut slice = case(
+        "options::slice",
+        vec![domain("hello", &[], DomainOutcome::Started)],
+        ExitStatus::SUCCESS,
+        &[&["scheduler: slice 3 ms (slice=)"]],
+    );
+    slice.options = &["slice=3"];
+    cases.push(slice);
     cases.extend(crate::cases_memory::all());
     cases.extend(crate::cases_traps::all());
     cases.extend(crate::cases_events::all());
@@ -347,7 +371,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), cases.len());
-        let expected = 1 + CONSOLE_WRITE.len() + 1 + 2 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 6 + crate::cases_memory::all().len() + crate::cases_traps::all().len() + crate::cases_events::all().len();
+        let expected = 1 + CONSOLE_WRITE.len() + 1 + 2 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 8 + crate::cases_memory::all().len() + crate::cases_traps::all().len() + crate::cases_events::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);

@@ -85,7 +85,7 @@ fn case(name: impl Into<String>, domains: Vec<DomainSpec>) -> Case {
         forbidden: Vec::new(),
         checks: vec![("every frame and port returned", resources_returned)],
     };
-    Case { name: name.into(), domains, expectation, minimum_timeout: None, input: None }
+    Case { name: name.into(), domains, expectation, minimum_timeout: None, input: None, options: &[] }
 }
 
 fn line(parts: &[&str]) -> Vec<String> {

@@ -64,7 +64,7 @@ fn case(name: String, domains: Vec<DomainSpec>) -> Case {
         forbidden: Vec::new(),
         checks: vec![("every frame returned", frames_returned)],
     };
-    Case { name, domains, expectation, minimum_timeout: None, input: None }
+    Case { name, domains, expectation, minimum_timeout: None, input: None, options: &[] }
 }
 
 /// Every memory case, in order.

@@ -178,7 +178,8 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
                 args: spec.args.clone(),
             })
             .collect();
-        let append = cmdline::command_line(&domains, &[]).map_err(|error| error.to_string())?;
+        let hypervisor_options: Vec<String> = case.options.iter().map(|option| option.to_string()).collect();
+        let append = cmdline::command_line(&domains, &hypervisor_options).map_err(|error| error.to_string())?;
         let file_name: String =
             case.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
         let initrd = workspace::runs_dir().join("conformance").join(format!("{file_name}.tar"));
