@@ -218,9 +218,14 @@ fn enable_on<I: HypercallInterface>(page: SharedInfoPage, hypercalls: &Hypercall
     // Keep the critical section's accesses before the store.
     compiler_fence(Ordering::SeqCst);
     page.set_upcall_mask(0);
-    // The store must be globally visible before `upcall_pending` is read (store-load
-    // order): an event raised in between is then either seen here or delivered on the
-    // hypervisor's next return with the mask already clear.
+    // The store must come before the load of `upcall_pending` in program order (SPEC.md
+    // §18.1); this fence, also a compiler barrier, keeps it there. As a memory fence it
+    // is not needed for correctness: the hypervisor reads the mask and sets
+    // `upcall_pending` only on this vCPU's CPU, between two of its instructions, and a
+    // CPU sees its own earlier store. So an event raised before the store is seen by the
+    // load, and one raised after it came through a hypervisor entry whose return, with
+    // the mask already clear, delivered it. The fence stays as a cheap safeguard (one
+    // `mfence` per enable); the SPEC allows it.
     fence(Ordering::SeqCst);
     if page.upcall_pending() != 0 {
         let _ = hypercalls.version_op(hypercall_abi::hypercall::version_cmd::ABI_VERSION);

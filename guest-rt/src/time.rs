@@ -37,7 +37,9 @@ pub struct TimeInfo {
 }
 
 /// Scales a TSC delta to nanoseconds: `((delta << shift) * mul) >> 32` (right shift for a
-/// negative `shift`), in 128 bits so no intermediate overflows.
+/// negative `shift`), in 128 bits so no intermediate overflows; the result is truncated
+/// to 64 bits (it exceeds them only for a delta of more than 2^64 ns, see
+/// [`TimeInfo::system_time_at`]).
 pub const fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
     let shifted = if shift >= 0 {
         (delta as u128) << (shift as u32)
@@ -49,6 +51,9 @@ pub const fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
 
 impl TimeInfo {
     /// System time at TSC value `tsc` (a TSC before `tsc_timestamp` counts as no time).
+    /// The sum wraps mod 2^64 where the hypervisor saturates at `u64::MAX` (SPEC.md
+    /// §19.2); the two differ only once system time passes 2^64 ns, about 584 years after
+    /// boot.
     pub const fn system_time_at(&self, tsc: u64) -> u64 {
         let delta = tsc.saturating_sub(self.tsc_timestamp);
         self.system_time.wrapping_add(scale_delta(delta, self.mul, self.shift))

@@ -40,7 +40,7 @@ impl Hypercall {
     pub const SET_SEGMENT_BASE: Hypercall = Hypercall(25);
     /// `address_space_op(cmd, ...)`: create/destroy/switch/flush/query spaces (SPEC.md §12.3).
     pub const ADDRESS_SPACE_OP: Hypercall = Hypercall(26);
-    /// `sched_op(cmd, ...)`: yield, shutdown (SPEC.md §6.3).
+    /// `sched_op(cmd, ...)`: yield, block, shutdown, poll (SPEC.md §6.3, §20).
     pub const SCHED_OP: Hypercall = Hypercall(29);
     /// `callback_op(cmd, type, address)`: register entry points (SPEC.md §11.3).
     pub const CALLBACK_OP: Hypercall = Hypercall(30);
@@ -134,14 +134,18 @@ pub mod console_cmd {
 pub mod sched_cmd {
     /// Give the CPU to the next runnable domain; returns 0 when this domain runs again.
     pub const YIELD: u64 = 0;
-    /// Re-enables event delivery (clears the upcall mask) and sleeps until an event is
-    /// pending; returns 0 (at once if one already is).
+    /// Re-enables event delivery (clears the upcall mask) and, unless an event is already
+    /// pending, sleeps until woken: a port signalled, the timer expiring, or a channel's
+    /// peer closing or dying (SPEC.md §20.2). Returns 0; a return says only that something
+    /// may have happened, so the caller re-checks its condition.
     pub const BLOCK: u64 = 1;
     /// `sched_op(SHUTDOWN, reason, code)`: ends the domain; never returns on success.
     pub const SHUTDOWN: u64 = 2;
     /// `sched_op(POLL, ports, count, timeout_ns)`: sleeps until one of `count` ports (a u32
-    /// array) is pending or the absolute time `timeout_ns` (0 = none) passes, without
-    /// upcalls; returns 0.
+    /// array) is pending (masked or not), the absolute time `timeout_ns` (0 = none) passes,
+    /// or another wake-up comes (the timer, a channel's peer closing); returns 0 (SPEC.md
+    /// §20.3). It leaves the upcall mask alone, so the usual upcall rule applies on its
+    /// return: a poller that wants no upcall polls masked.
     pub const POLL: u64 = 3;
 }
 

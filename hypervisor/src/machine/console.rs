@@ -22,8 +22,9 @@ pub fn init() {
     // nothing else in the hypervisor drives it.
     let mut port = unsafe { SerialPort::new(COM1) };
     port.init();
-    // The driver enables the receive interrupt; nothing consumes console input yet, and
-    // an unexpected IRQ must not reach a guest.
+    // The driver enables the receive interrupt; keep it off until boot has routed and
+    // unmasked the I/O APIC pin and turns it on with `enable_receive_interrupt` (console
+    // input, SPEC.md §21): an unexpected IRQ must not reach a guest.
     let mut interrupt_enable: Port<u8> = Port::new(COM1 + 1);
     // SAFETY: the UART's interrupt-enable register; clearing it only silences the UART.
     unsafe { interrupt_enable.write(0) };

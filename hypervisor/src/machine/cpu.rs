@@ -65,9 +65,11 @@ pub fn under_kvm() -> bool {
     [b, c, d] == [0x4b4d_564b, 0x564b_4d56, 0x0000_004d]
 }
 
-/// DESIGN.md §7: the hypervisor-timing leaf QEMU/KVM expose with `+invtsc`, then the
-/// architectural leaves 0x15/0x16. (Calibration against a platform timer comes with
-/// timekeeping; until then an unknown frequency is reported as such.)
+/// DESIGN.md §7, SPEC.md §19.1: the hypervisor-timing leaf QEMU/KVM expose with
+/// `+invtsc` (only when leaf 0x40000000 has a non-zero vendor signature and reaches
+/// 0x40000010), then the architectural leaves 0x15/0x16. `None` here is not the end:
+/// boot then calibrates against the PIT (`machine::pit::calibrate_tsc`), and only if that
+/// fails too does it stop with `cannot boot`.
 fn tsc_frequency(basic: u32) -> Option<(u64, &'static str)> {
     let (hypervisor_max, signature_b, signature_c, signature_d) = cpuid(0x4000_0000, 0);
     let known_vendor = [signature_b, signature_c, signature_d] != [0, 0, 0];
