@@ -1,9 +1,12 @@
 //! Conformance: the one-shot timer, VIRQ_TIMER and blocking (SPEC.md §19).
 //!
-//! * `deadline` — timers 0.1 ms .. 50 ms ahead: the VIRQ_TIMER handler never runs before
-//!   the deadline, and runs within a tolerance after it (`tolerance_us=<µs>`, default by
-//!   accelerator: 10 ms under KVM, 20 ms under TCG; measured on the WIP shell: 3-4.3 ms
-//!   under KVM (PVM host), 2.8-4.8 ms under TCG); every lateness is printed, with the worst.
+//! * `deadline` — 24 timers 0.1 ms .. 50 ms ahead: the VIRQ_TIMER handler never runs
+//!   before the deadline; the median lateness is within `median_us=<µs>` (default 5 ms
+//!   under KVM, 10 ms under TCG) and each one within `tolerance_us=<µs>` (default 50 ms
+//!   and 100 ms: a single timer is as late as the host keeps the vCPU from running).
+//!   Measured on an idle host: KVM (PVM) median ≈2 ms (each delivery is a few host round
+//!   trips of ~1 ms), TCG ≈3 ms; a host running four QEMUs on two cores pushed single
+//!   KVM timers to 14 ms. The median, p90 and worst are printed.
 //! * `past` — a deadline already passed fires on the `set_timer_op` return.
 //! * `cancel` — a cancelled timer never fires; 0 cancels.
 //! * `replace` — a second `set_timer_op` replaces the first: one firing, at the second
@@ -35,15 +38,29 @@ fn wait_firings(firings: u64, give_up: u64) -> u64 {
     time::timer_firings().0
 }
 
-fn deadline(reporter: &mut Reporter, tolerance: u64) {
+/// How late a timer may fire: the median of all of them, and any single one. A single
+/// timer can be late by however long the host keeps the vCPU from running (a loaded
+/// host, another QEMU on the same core); the median says what the hypervisor adds.
+#[derive(Copy, Clone)]
+struct Tolerance {
+    median: u64,
+    single: u64,
+}
+
+/// Default tolerances (µs); see the module comment for the measurements behind them.
+const MEDIAN_KVM_US: u64 = 5_000;
+const MEDIAN_TCG_US: u64 = 10_000;
+const SINGLE_KVM_US: u64 = 50_000;
+const SINGLE_TCG_US: u64 = 100_000;
+
+fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
     if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
         return;
     }
     events::irq_enable();
     let deltas = [100_000u64, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000];
-    let mut worst = 0u64;
-    let mut total = 0u64;
-    let mut samples = 0u64;
+    let mut lateness = [0u64; 24];
+    let mut samples = 0usize;
     for round in 0..3 {
         for &delta in &deltas {
             let (before, _) = time::timer_firings();
@@ -64,13 +81,15 @@ fn deadline(reporter: &mut Reporter, tolerance: u64) {
                 continue;
             }
             let late = fired_at - deadline;
-            worst = worst.max(late);
-            total += late;
+            lateness[samples] = late;
             samples += 1;
             if round == 0 {
                 println!("timer: {} ahead: handler ran {} late, block returned {} late", Micros(delta), Micros(late), Micros(woke - deadline));
             }
-            reporter.check(late <= tolerance, format_args!("timer {} ahead fired {} late (tolerance {})", Micros(delta), Micros(late), Micros(tolerance)));
+            reporter.check(
+                late <= tolerance.single,
+                format_args!("timer {} ahead fired {} late (a single timer's tolerance {})", Micros(delta), Micros(late), Micros(tolerance.single)),
+            );
         }
     }
     // No firing without a timer.
@@ -80,11 +99,21 @@ fn deadline(reporter: &mut Reporter, tolerance: u64) {
         let _ = HYPERVISOR.yield_now();
     }
     reporter.expect_eq(time::timer_firings().0, before, "firings with no timer set");
+    let sorted = &mut lateness[..samples];
+    sorted.sort_unstable();
+    let at = |fraction: usize| sorted.get((samples.saturating_sub(1)) * fraction / 100).copied().unwrap_or(0);
+    let (median, p90, worst) = (at(50), at(90), at(100));
+    reporter.check(
+        median <= tolerance.median,
+        format_args!("median lateness {} is within {}", Micros(median), Micros(tolerance.median)),
+    );
     println!(
-        "timer: {samples} timers, none early; lateness worst {}, mean {} (tolerance {})",
+        "timer: {samples} timers, none early; lateness median {}, p90 {}, worst {} (tolerance: median {}, each {})",
+        Micros(median),
+        Micros(p90),
         Micros(worst),
-        Micros(total / samples.max(1)),
-        Micros(tolerance)
+        Micros(tolerance.median),
+        Micros(tolerance.single)
     );
 }
 
@@ -182,7 +211,10 @@ fn timer(start: &'static StartInfo) -> u32 {
     let accel = Accel::detect();
     match words(start).next() {
         Some("deadline") => {
-            let tolerance = argument(start, "tolerance_us").unwrap_or(accel.pick(10_000, 20_000)) * 1000;
+            let tolerance = Tolerance {
+                median: argument(start, "median_us").unwrap_or(accel.pick(MEDIAN_KVM_US, MEDIAN_TCG_US)) * 1000,
+                single: argument(start, "tolerance_us").unwrap_or(accel.pick(SINGLE_KVM_US, SINGLE_TCG_US)) * 1000,
+            };
             deadline(&mut reporter, tolerance)
         }
         Some("past") => past(&mut reporter),
