@@ -8,8 +8,10 @@
 //! * `agree` (two domains, `peer=<id>`) — the lower id sends an event at its time t1, the
 //!   peer records its own time t2 in its handler and acknowledges, the leader reads t3 on
 //!   the acknowledgement; the peer then sends t2 back bit by bit over event channels. Both
-//!   clocks agree if t1 <= t2 <= t3 every time; the slack is printed, and t3 - t1 (the
-//!   bound on any disagreement) must stay under `bound_us=<µs>`.
+//!   clocks agree if t1 <= t2 <= t3 every time; each such exchange bounds the disagreement
+//!   by t3 - t1, and the tightest of the 10 must be under `bound_us=<µs>` (default 20 ms
+//!   KVM, 50 ms TCG). Measured: tightest ≈2.5 ms on KVM (PVM), widest 27 ms on a host
+//!   running four QEMUs on two cores.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod events_support;
@@ -144,7 +146,10 @@ fn agree(reporter: &mut Reporter, start: &StartInfo, peer: u64, exchanges: u64, 
         events::set_handler(ping, on_ping);
     }
     events::irq_enable();
+    // Every ordered exchange (t1 <= t2 <= t3) proves the clocks differ by at most
+    // t3 - t1; the tightest proves the most. The widest only says how busy the host was.
     let mut worst_window = 0u64;
+    let mut best_window = u64::MAX;
     let mut least_slack = u64::MAX;
     for exchange in 0..exchanges {
         if leader {
@@ -163,6 +168,7 @@ fn agree(reporter: &mut Reporter, start: &StartInfo, peer: u64, exchanges: u64, 
                 format_args!("exchange {exchange}: leader sent at {t1}, peer received at {t2}, leader acknowledged at {t3}"),
             );
             worst_window = worst_window.max(t3 - t1);
+            best_window = best_window.min(t3 - t1);
             if ordered {
                 least_slack = least_slack.min((t2 - t1).min(t3 - t2));
             }
@@ -182,11 +188,12 @@ fn agree(reporter: &mut Reporter, start: &StartInfo, peer: u64, exchanges: u64, 
     }
     if leader {
         reporter.check(
-            worst_window < bound,
-            format_args!("largest send-to-acknowledgement window {} is under the bound {}", Micros(worst_window), Micros(bound)),
+            best_window < bound,
+            format_args!("tightest send-to-acknowledgement window {} is under the bound {}", Micros(best_window), Micros(bound)),
         );
         println!(
-            "time: {exchanges} exchanges, clocks ordered every time; disagreement bounded by {} (largest window), least slack {}",
+            "time: {exchanges} exchanges, clocks ordered every time; disagreement bounded by {} (tightest window; widest {}), least slack {}",
+            Micros(best_window),
             Micros(worst_window),
             Micros(if least_slack == u64::MAX { 0 } else { least_slack })
         );
