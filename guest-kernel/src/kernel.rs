@@ -13,7 +13,9 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{Arch, Breakpoint, ExceptionHandlers, FaultResolution, InterruptGuard, PageFault};
-use crate::{calendar, kprintln, memory, process, shell};
+use guest_rt::time::Date;
+
+use crate::{kprintln, memory, process, shell};
 
 /// The kernel's version (its crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -186,7 +188,7 @@ fn timer_check<A: Arch>(arch: &A) -> bool {
         None => kprintln!("guest-kernel: timer {first} -> {second} (cycles, frequency not published)"),
     }
     match arch.wallclock_seconds() {
-        Some(seconds) => kprintln!("guest-kernel: wallclock {} UTC", calendar::Date::from_unix_seconds(seconds)),
+        Some(seconds) => kprintln!("guest-kernel: wallclock {} UTC", Date::from_unix_seconds(seconds)),
         None => kprintln!("guest-kernel: wallclock not available"),
     }
     ok

@@ -9,7 +9,6 @@
 extern crate alloc;
 
 pub mod arch;
-pub mod calendar;
 pub mod console;
 pub mod kernel;
 pub mod memory;

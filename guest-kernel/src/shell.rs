@@ -8,7 +8,9 @@ extern crate alloc;
 use alloc::string::String;
 
 use crate::arch::Arch;
-use crate::{calendar, kprint, kprintln};
+use guest_rt::time::Date;
+
+use crate::{kprint, kprintln};
 
 /// Longest line kept; further bytes are ignored until the line ends.
 const LINE_MAX: usize = 160;
@@ -80,7 +82,7 @@ pub fn execute<A: Arch>(arch: &A, line: &str) -> Next {
             kprintln!("up {}.{:03} s (system time, since the hypervisor booted)", ns / 1_000_000_000, ns / 1_000_000 % 1000);
         }
         "date" => match arch.wallclock_seconds() {
-            Some(seconds) => kprintln!("{} UTC", calendar::Date::from_unix_seconds(seconds)),
+            Some(seconds) => kprintln!("{} UTC", Date::from_unix_seconds(seconds)),
             None => kprintln!("no wallclock"),
         },
         "sleep" => match words.next().and_then(|word| word.parse::<u64>().ok()) {

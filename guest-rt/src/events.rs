@@ -589,57 +589,10 @@ pub fn wait_until(mut condition: impl FnMut() -> bool) -> Result<(), Errno> {
     }
 }
 
-// The upcall entry, the same protocol as guest-rt's trap entry (crate::trap): at the first
-// instruction RSP points at the ExceptionFrame, 8 (mod 16); twelve pushes and the alignment
-// slot make RSP 0 (mod 16) at the call and lay out a TrapContext. After the dispatcher the
-// registers come back, RSP steps over the 32-byte header and `iret` resumes frame.iret and
-// restores the upcall mask from its IF. A separate entry (not trap.rs's) because the trap
-// dispatcher's vector table has no slot for EVENT_VECTOR and takes a lock the interrupted
-// code may hold.
-#[cfg(all(target_arch = "x86_64", target_os = "none"))]
-core::arch::global_asm!(
-    ".pushsection .text.ringfence_event_entry, \"ax\", @progbits",
-    ".global ringfence_event_entry",
-    ".balign 16",
-    "ringfence_event_entry:",
-    "push rbx",
-    "push rdx",
-    "push rsi",
-    "push rdi",
-    "push rbp",
-    "push r8",
-    "push r9",
-    "push r10",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    "sub rsp, 8",
-    "mov rdi, rsp",
-    "cld",
-    "call {upcall}",
-    "add rsp, 8",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop r10",
-    "pop r9",
-    "pop r8",
-    "pop rbp",
-    "pop rdi",
-    "pop rsi",
-    "pop rdx",
-    "pop rbx",
-    "add rsp, {header}",
-    "mov eax, {iret}",
-    crate::hypercall::hypercall_instruction!(),
-    "ud2",
-    ".popsection",
-    upcall = sym upcall,
-    header = const hypercall_abi::trap::EXCEPTION_HEADER_BYTES,
-    iret = const hypercall_abi::Hypercall::IRET.0,
-);
+// The upcall entry: the same stub as guest-rt's trap entry (crate::trap::entry_stub), but
+// separate because the trap dispatcher's vector table has no slot for EVENT_VECTOR and
+// takes a lock the interrupted code may hold.
+crate::trap::entry_stub!("ringfence_event_entry", upcall);
 
 #[cfg(test)]
 mod tests {

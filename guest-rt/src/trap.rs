@@ -351,56 +351,66 @@ pub unsafe fn iret(frame: &IretFrame) -> ! {
     }
 }
 
-// The common entry. At the first instruction RSP points at the ExceptionFrame, which the
-// hypervisor placed at (stack & !15) - 104, so RSP = 8 (mod 16). Twelve pushes and the
-// alignment slot make RSP = 0 (mod 16) at the call, as the C ABI requires. After the
-// dispatcher, the registers come back (possibly changed), RSP steps over the 32-byte
-// header to the IretFrame, and `iret` resumes frame.iret (RAX = the hypercall number is
-// fine: iret loads RAX from the frame).
-#[cfg(all(target_arch = "x86_64", target_os = "none"))]
-core::arch::global_asm!(
-    ".pushsection .text.ringfence_trap_entry, \"ax\", @progbits",
-    ".global ringfence_trap_entry",
-    ".balign 16",
-    "ringfence_trap_entry:",
-    "push rbx",
-    "push rdx",
-    "push rsi",
-    "push rdi",
-    "push rbp",
-    "push r8",
-    "push r9",
-    "push r10",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    "sub rsp, 8",
-    "mov rdi, rsp",
-    "cld",
-    "call {dispatch}",
-    "add rsp, 8",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop r10",
-    "pop r9",
-    "pop r8",
-    "pop rbp",
-    "pop rdi",
-    "pop rsi",
-    "pop rdx",
-    "pop rbx",
-    "add rsp, {header}",
-    "mov eax, {iret}",
-    crate::hypercall::hypercall_instruction!(),
-    "ud2",
-    ".popsection",
-    dispatch = sym dispatch,
-    header = const hypercall_abi::trap::EXCEPTION_HEADER_BYTES,
-    iret = const hypercall_abi::Hypercall::IRET.0,
-);
+/// Emits an entry stub named `$label` that saves the registers as a [`TrapContext`],
+/// calls `$handler(&mut TrapContext)` and returns with the `iret` hypercall. At the first
+/// instruction RSP points at the ExceptionFrame, which the hypervisor placed at
+/// (stack & !15) - 104, so RSP = 8 (mod 16). Twelve pushes and the alignment slot make
+/// RSP = 0 (mod 16) at the call, as the C ABI requires. After the handler, the registers
+/// come back (possibly changed), RSP steps over the 32-byte header to the IretFrame, and
+/// `iret` resumes frame.iret (RAX = the hypercall number is fine: iret loads RAX from the
+/// frame, and the upcall mask from its IF).
+macro_rules! entry_stub {
+    ($label:literal, $handler:path) => {
+        #[cfg(all(target_arch = "x86_64", target_os = "none"))]
+        core::arch::global_asm!(
+            concat!(".pushsection .text.", $label, ", \"ax\", @progbits"),
+            concat!(".global ", $label),
+            ".balign 16",
+            concat!($label, ":"),
+            "push rbx",
+            "push rdx",
+            "push rsi",
+            "push rdi",
+            "push rbp",
+            "push r8",
+            "push r9",
+            "push r10",
+            "push r12",
+            "push r13",
+            "push r14",
+            "push r15",
+            "sub rsp, 8",
+            "mov rdi, rsp",
+            "cld",
+            "call {handler}",
+            "add rsp, 8",
+            "pop r15",
+            "pop r14",
+            "pop r13",
+            "pop r12",
+            "pop r10",
+            "pop r9",
+            "pop r8",
+            "pop rbp",
+            "pop rdi",
+            "pop rsi",
+            "pop rdx",
+            "pop rbx",
+            "add rsp, {header}",
+            "mov eax, {iret}",
+            $crate::hypercall::hypercall_instruction!(),
+            "ud2",
+            ".popsection",
+            handler = sym $handler,
+            header = const hypercall_abi::trap::EXCEPTION_HEADER_BYTES,
+            iret = const hypercall_abi::Hypercall::IRET.0,
+        );
+    };
+}
+pub(crate) use entry_stub;
+
+// The common exception entry.
+entry_stub!("ringfence_trap_entry", dispatch);
 
 #[cfg(test)]
 mod tests {

@@ -214,6 +214,12 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
             return Err(format!("cannot run QEMU: {error}").into());
         }
     };
+    // The whole console of every case, passed or failed, beside its boot archive: the
+    // measurements the guests print are worth reading even when nothing failed.
+    let transcript = launch.initrd.with_extension("log");
+    if let Err(error) = std::fs::write(&transcript, &outcome.output) {
+        eprintln!("conformance: cannot write {}: {error}", transcript.display());
+    }
     let ending = Ending { status: outcome.status, timed_out: outcome.timed_out, raw_exit: outcome.raw_exit };
     let verdict = judge::judge(&case.expectation, &ending, &outcome.output);
     let wall_ms = outcome.wall.as_millis();

@@ -91,31 +91,12 @@ fn wallclock(reporter: &mut Reporter) {
     let _ = HYPERVISOR.yield_now();
     let after = time::wallclock();
     reporter.check(after >= before, "the wallclock does not go backwards");
-    let days = boot.seconds / 86_400;
-    let (year, month, day) = civil_from_days(days as i64);
-    let second_of_day = boot.seconds % 86_400;
     println!(
-        "time: booted at {year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:09} UTC (wc_sec {}, version {version})",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
+        "time: booted at {}.{:09} UTC (wc_sec {}, version {version})",
+        boot.date(),
         boot.nanoseconds,
         boot.seconds
     );
-}
-
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The peer's time at its last ping (its handler writes it).
