@@ -343,6 +343,9 @@ pub fn boot(start_info_address: u64) -> ! {
     enter_domain(&mut system, first_index);
     let cycles = cpu::rdtsc().wrapping_sub(entry_tsc);
     hvprintln!("boot: first guest instruction {cycles} cycles after hypervisor entry");
+    // The first domain's slice end, like every other return to a guest: a first domain
+    // that never traps must still be preempted (SPEC.md §20.1).
+    wakeups::rearm(&mut system);
     *SYSTEM.lock() = Some(system);
     match first.prepare_return() {
         Some(_) => entry::run_first(&first),

@@ -22,6 +22,30 @@ pub const MANY_MEM: &str = "512K";
 /// Ctrl-] `2`, a line for d2.
 pub const CONSOLE_INPUT: &[u8] = b"alpha\n\x1d7\x1d2bravo\n";
 
+/// Domains of `sched::fairness`, all spinning with events masked.
+pub const FAIR_SPINNERS: usize = 8;
+/// The least share of the most any spinner may get (iterations, same loop everywhere).
+pub const FAIR_RATIO: f64 = 0.8;
+
+/// Every spinner reported its iterations, and the fewest are at least [`FAIR_RATIO`] of
+/// the most: each got about the same CPU time although none ever gave it up.
+pub fn fair_shares(transcript: &Transcript) -> Result<(), String> {
+    let counts: Vec<u64> = (1..=FAIR_SPINNERS as u32)
+        .map(|id| {
+            transcript
+                .domain(id)
+                .find_map(|text| text.strip_prefix("spinner: ")?.split(' ').next()?.parse().ok())
+                .ok_or_else(|| format!("d{id} reported no iteration count"))
+        })
+        .collect::<Result<_, _>>()?;
+    let (least, most) = (counts.iter().copied().min().unwrap_or(0), counts.iter().copied().max().unwrap_or(0));
+    let ratio = least as f64 / most.max(1) as f64;
+    if ratio < FAIR_RATIO {
+        return Err(format!("iterations {counts:?}: the fewest are {ratio:.2} of the most, below {FAIR_RATIO}"));
+    }
+    Ok(())
+}
+
 /// The first two numbers after `key` in the hypervisor's lines, if a line has `key`.
 fn summary_numbers(transcript: &Transcript, key: &str) -> Option<Result<(u64, u64), String>> {
     let rest = transcript.hypervisor().find_map(|text| text.split_once(key).map(|(_, rest)| rest.to_string()))?;
@@ -135,6 +159,9 @@ pub fn all() -> Vec<Case> {
     let mut preempt = case("sched::preempt", pair("sched_preempt", &["spinner"], &["worker"]));
     preempt.expectation.console_lines.push(line(&["(d1) sched_preempt: the worker finished "]));
     cases.push(preempt);
+    let mut fairness = case("sched::fairness", (0..FAIR_SPINNERS).map(|_| guest("spinner", Some("512K"), &[])).collect());
+    fairness.expectation.checks.push(("fair shares among spinners", fair_shares));
+    cases.push(fairness);
     let mut many = case("sched::many", (0..MANY_DOMAINS).map(|_| guest("many", Some(MANY_MEM), &[])).collect());
     let summary = format!("summary: {MANY_DOMAINS} domains: {MANY_DOMAINS} poweroff");
     many.expectation.hypervisor_lines.push(line(&[&summary]));
@@ -158,6 +185,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fair_shares_compares_the_counts() {
+        let lines = |counts: &[u64]| {
+            let text: String =
+                counts.iter().enumerate().map(|(index, count)| format!("(d{}) spinner: {count} iterations in the window\n", index + 1)).collect();
+            Transcript::parse(&text)
+        };
+        assert_eq!(fair_shares(&lines(&[100, 95, 90, 99, 100, 81, 100, 97])), Ok(()));
+        assert!(fair_shares(&lines(&[100, 95, 90, 99, 100, 79, 100, 97])).unwrap_err().contains("0.79"));
+        assert!(fair_shares(&lines(&[100, 95])).unwrap_err().contains("d3 reported no"));
+    }
+
+    #[test]
     fn summary_checks() {
         let good = Transcript::parse("(hv) summary: 1 domains: 1 poweroff; frames free 10 at start, 10 at end; ports open 0 at start, 0 at end\n");
         assert_eq!(resources_returned(&good), Ok(()));
@@ -179,6 +218,6 @@ mod tests {
         let many = cases.iter().find(|case| case.name == "sched::many").unwrap();
         assert_eq!(many.domains.len(), 64);
         assert!(many.domains.iter().all(|domain| domain.mem == Some("512K")));
-        assert_eq!(cases.len(), EVTCHN.len() + 3 + 3 + TIMER.len() + 2 + 1);
+        assert_eq!(cases.len(), EVTCHN.len() + 3 + 3 + TIMER.len() + 3 + 1);
     }
 }
