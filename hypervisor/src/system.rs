@@ -489,10 +489,9 @@ fn print_banner(features: &cpu::Features, ram_bytes: u64) {
         in_use.push_str(name);
     }
     hvprintln!("cpu:{in_use}");
-    match features.tsc_khz {
-        Some((khz, source)) => hvprintln!("tsc: {khz} kHz ({source})"),
-        // Calibrated against the PIT right after the banner.
-        None => {}
+    // Without a CPUID frequency, boot calibrates against the PIT and says so itself.
+    if let Some((khz, source)) = features.tsc_khz {
+        hvprintln!("tsc: {khz} kHz ({source})");
     }
 }
 

@@ -1,7 +1,7 @@
 //! The conformance cases, as data: which images (built, mutated or missing) run as which
 //! domains, and what the console and exit status must show.
 
-use crate::judge::{DomainExpectation, DomainOutcome, Expectation, Transcript, Verdict};
+use crate::judge::{Check, DomainExpectation, DomainOutcome, Expectation, Transcript, Verdict};
 use hypercall_abi::exit::ExitStatus;
 use hypercall_abi::ABI_VERSION;
 
@@ -67,6 +67,24 @@ pub struct Case {
     pub input: Option<(&'static str, &'static [u8])>,
     /// Hypervisor options on the command line besides the domains (e.g. `slice=`).
     pub options: &'static [&'static str],
+}
+
+impl Case {
+    /// A case in which every domain reports SUCCESS (status 0), also judged by `check`.
+    pub(crate) fn all_succeed(name: String, domains: Vec<DomainSpec>, check: (&'static str, Check)) -> Case {
+        let expectation = Expectation {
+            status: ExitStatus::SUCCESS,
+            domains: domains
+                .iter()
+                .map(|spec| DomainExpectation { image: spec.image.clone(), outcome: spec.outcome.clone() })
+                .collect(),
+            hypervisor_lines: Vec::new(),
+            console_lines: Vec::new(),
+            forbidden: Vec::new(),
+            checks: vec![check],
+        };
+        Case { name, domains, expectation, minimum_timeout: None, input: None, options: &[] }
+    }
 }
 
 pub(crate) fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -> DomainSpec {

@@ -4,8 +4,7 @@
 //! (`frames free A at start, B at end` with A = B).
 
 use crate::cases::{Case, DomainSpec, ImageSource};
-use crate::judge::{DomainExpectation, DomainOutcome, Expectation, Transcript, Verdict};
-use hypercall_abi::exit::ExitStatus;
+use crate::judge::{DomainOutcome, Transcript, Verdict};
 
 /// Sub-cases of the `map` guest.
 pub const MAP: &[&str] = &["alias", "errors", "overlap", "batch_limit", "long_batch", "done_fault", "protect"];
@@ -53,18 +52,7 @@ fn guest(bin: &'static str, mem: Option<&'static str>, args: &[&str]) -> DomainS
 }
 
 fn case(name: String, domains: Vec<DomainSpec>) -> Case {
-    let expectation = Expectation {
-        status: ExitStatus::SUCCESS,
-        domains: domains
-            .iter()
-            .map(|spec| DomainExpectation { image: spec.image.clone(), outcome: spec.outcome.clone() })
-            .collect(),
-        hypervisor_lines: Vec::new(),
-        console_lines: Vec::new(),
-        forbidden: Vec::new(),
-        checks: vec![("every frame returned", frames_returned)],
-    };
-    Case { name, domains, expectation, minimum_timeout: None, input: None, options: &[] }
+    Case::all_succeed(name, domains, ("every frame returned", frames_returned))
 }
 
 /// Every memory case, in order.
