@@ -5,8 +5,6 @@
 //! * [`hypercall`] wraps every hypercall of the ABI (with [`raw`] for deliberate misuse);
 //! * [`print!`]/[`println!`] write to the domain's console without allocating;
 //! * [`heap`] makes `alloc` work over the domain's free memory;
-//! * [`events`] gives event channels, upcalls and the virtual interrupt flag, [`time`]
-//!   system time, the wallclock and the one-shot timer;
 //! * [`test`](mod@test) is the conformance suite's reporter, [`tsc`] its benchmark helper;
 //! * a panic prints `panic: <location>: <message>` and crashes the domain with code 1.
 //!
@@ -32,14 +30,12 @@ pub use hypercall_abi as abi;
 
 pub mod console;
 pub mod entry;
-pub mod events;
 pub mod heap;
 pub mod hypercall;
 pub mod memory;
 pub mod multicall;
 pub mod segment;
 pub mod test;
-pub mod time;
 pub mod trap;
 pub mod tsc;
 pub mod user;

@@ -20,16 +20,12 @@ impl Hypercall {
     pub const SET_TRAP_TABLE: Hypercall = Hypercall(0);
     /// `mmu_update(space, entries, count, done)`: batched map/unmap/protect (SPEC.md §12.4).
     pub const MMU_UPDATE: Hypercall = Hypercall(1);
-    /// `set_callbacks(event, failsafe)`: where event upcalls are delivered (SPEC.md §18.1).
-    pub const SET_CALLBACKS: Hypercall = Hypercall(4);
     /// `stack_switch(ss, rsp)`: the guest-kernel stack for entries from guest-user mode (SPEC.md §11.2).
     pub const STACK_SWITCH: Hypercall = Hypercall(3);
     /// `memory_op(cmd, ...)`: gfn reservation (SPEC.md §12.2).
     pub const MEMORY_OP: Hypercall = Hypercall(12);
     /// `multicall(entries, count)`: several hypercalls at once (SPEC.md §13).
     pub const MULTICALL: Hypercall = Hypercall(13);
-    /// `set_timer_op(deadline_ns)`: one-shot timer raising VIRQ_TIMER; 0 cancels (SPEC.md §19.2).
-    pub const SET_TIMER_OP: Hypercall = Hypercall(15);
     /// `version(cmd)`: ABI version and feature bits (SPEC.md §6.1).
     pub const VERSION: Hypercall = Hypercall(17);
     /// `console_io(cmd, count, buffer)`: write to / read from the console (SPEC.md §6.2).
@@ -44,8 +40,6 @@ impl Hypercall {
     pub const SCHED_OP: Hypercall = Hypercall(29);
     /// `callback_op(cmd, type, address)`: register entry points (SPEC.md §11.3).
     pub const CALLBACK_OP: Hypercall = Hypercall(30);
-    /// `event_channel_op(cmd, a, b)`: event channels (SPEC.md §17).
-    pub const EVENT_CHANNEL_OP: Hypercall = Hypercall(32);
 
     /// Size of the dispatch table: numbers `>= TABLE_SIZE` are always `-ENOSYS`.
     pub const TABLE_SIZE: u64 = 64;
@@ -54,9 +48,6 @@ impl Hypercall {
     pub const fn name(self) -> Option<&'static str> {
         Some(match self {
             Self::SET_TRAP_TABLE => "set_trap_table",
-            Self::SET_CALLBACKS => "set_callbacks",
-            Self::SET_TIMER_OP => "set_timer_op",
-            Self::EVENT_CHANNEL_OP => "event_channel_op",
             Self::MMU_UPDATE => "mmu_update",
             Self::STACK_SWITCH => "stack_switch",
             Self::MEMORY_OP => "memory_op",
@@ -97,14 +88,6 @@ pub mod features {
     pub const SEGMENT_BASES: u64 = 1 << 5;
     /// x87/SSE/AVX state is per domain and preserved across switches (since 0.2).
     pub const EXTENDED_STATE: u64 = 1 << 6;
-    /// Event channels, upcalls and the virtual interrupt flag (since 0.3).
-    pub const EVENTS: u64 = 1 << 7;
-    /// Time info in the shared-info page and the wallclock (since 0.3).
-    pub const TIME: u64 = 1 << 8;
-    /// `set_timer_op`, `sched_op(BLOCK | POLL)` and preemption (since 0.3).
-    pub const TIMERS: u64 = 1 << 9;
-    /// `console_io(READ)` and VIRQ_CONSOLE (since 0.3).
-    pub const CONSOLE_READ: u64 = 1 << 10;
     /// Every bit this version defines.
     pub const ALL: u64 = CONSOLE_WRITE | SCHED_YIELD | TRAPS | MEMORY | MULTICALL | SEGMENT_BASES | EXTENDED_STATE;
 }
@@ -113,9 +96,6 @@ pub mod features {
 pub mod console_cmd {
     /// `console_io(WRITE, count, buffer)`: writes `count` bytes; returns `count`.
     pub const WRITE: u64 = 0;
-    /// `console_io(READ, count, buffer)`: moves up to `count` bytes of this domain's
-    /// pending console input to `buffer`; returns the number moved (0 if none).
-    pub const READ: u64 = 1;
     /// Largest `count` one write accepts; more is `-EINVAL`.
     pub const WRITE_MAX: u64 = 4096;
 }
@@ -124,15 +104,8 @@ pub mod console_cmd {
 pub mod sched_cmd {
     /// Give the CPU to the next runnable domain; returns 0 when this domain runs again.
     pub const YIELD: u64 = 0;
-    /// Re-enables event delivery (clears the upcall mask) and sleeps until an event is
-    /// pending; returns 0 (at once if one already is).
-    pub const BLOCK: u64 = 1;
     /// `sched_op(SHUTDOWN, reason, code)`: ends the domain; never returns on success.
     pub const SHUTDOWN: u64 = 2;
-    /// `sched_op(POLL, ports, count, timeout_ns)`: sleeps until one of `count` ports (a u32
-    /// array) is pending or the absolute time `timeout_ns` (0 = none) passes, without
-    /// upcalls; returns 0.
-    pub const POLL: u64 = 3;
 }
 
 /// Shutdown reasons for `sched_op(SHUTDOWN, reason, code)` (RSI).
@@ -171,9 +144,6 @@ mod tests {
             Hypercall::ADDRESS_SPACE_OP,
             Hypercall::SCHED_OP,
             Hypercall::CALLBACK_OP,
-            Hypercall::SET_CALLBACKS,
-            Hypercall::SET_TIMER_OP,
-            Hypercall::EVENT_CHANNEL_OP,
         ] {
             assert!(call.0 < Hypercall::TABLE_SIZE);
             assert!(call.name().is_some());

@@ -9,7 +9,6 @@
 #![warn(missing_docs)]
 
 pub mod errno;
-pub mod event;
 pub mod exit;
 pub mod hypercall;
 pub mod layout;

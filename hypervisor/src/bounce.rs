@@ -1,4 +1,4 @@
-//! Exception and event-upcall delivery ("bounce") and the `iret` hypercall's frame check.
+//! Exception delivery ("bounce") and the `iret` hypercall's frame check.
 //!
 //! Both are pure decisions: [`deliver`] computes the [`ExceptionFrame`], where it goes
 //! and the registers to resume with; the shell writes the frame through the checked
@@ -6,18 +6,11 @@
 //! validates a frame the guest handed back and computes the registers to resume with.
 //! Neither mutates anything, so a refused event or frame leaves the domain as it was for
 //! the kill report.
-//!
-//! The virtual interrupt flag is the shared-info `upcall_mask` (1 = events off). Hardware
-//! IF is always on while a guest runs, so a frame's `rflags.IF` carries the virtual flag
-//! instead: every frame says IF = !mask at the time of the event, and `iret` hands back
-//! the mask a frame asks for (`!rflags.IF`), which is how an upcall handler's return
-//! re-enables events.
 
 use crate::exception::VectorName;
-use crate::trap_frame::{TrapFrame, GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR, RFLAGS_INTERRUPT, RFLAGS_RESERVED_ONE};
+use crate::trap_frame::{TrapFrame, GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR, RFLAGS_RESERVED_ONE};
 use crate::vcpu::{is_guest_address, Mode, Vcpu};
 use core::fmt;
-use hypercall_abi::event::EVENT_VECTOR;
 use hypercall_abi::layout::{is_canonical, is_guest_range};
 use hypercall_abi::trap::{
     exception_flags, iret_flags, page_fault, vector, ExceptionFrame, IretFrame, KERNEL_CS, KERNEL_SS,
@@ -55,9 +48,6 @@ pub enum Event {
     /// A `syscall` whose return address is `interrupted.rip` (= RCX), with RFLAGS as the
     /// CPU saved them in R11 also in `interrupted.rflags`.
     Syscall,
-    /// An event upcall: pending events and events unmasked, delivered to the event
-    /// callback with [`EVENT_VECTOR`]; the guest resumes at `interrupted.rip` on `iret`.
-    Upcall,
 }
 
 /// What the shell carries out for a delivered event.
@@ -73,20 +63,14 @@ pub struct Delivery {
     /// GS base).
     pub from_user: bool,
     /// The vector actually delivered (a refused `int n` is #GP, a `syscall` without
-    /// entry is #UD, a granted `syscall` is [`SYSCALL_VECTOR`], an upcall is
-    /// [`EVENT_VECTOR`]).
+    /// entry is #UD, a granted `syscall` is [`SYSCALL_VECTOR`]).
     pub vector: u64,
-    /// The shell sets `upcall_mask` before the handler runs (an upcall: the handler
-    /// starts with events off, and its `iret` restores the flag the frame carries).
-    /// Exceptions leave the mask as it is.
-    pub masks_events: bool,
 }
 
 /// Why an event could not be delivered; the domain is killed with this one-line reason.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryFailure {
-    /// The trap table has no handler (or no syscall entry and no #UD handler, or no
-    /// event callback for an upcall).
+    /// The trap table has no handler (or no syscall entry and no #UD handler).
     NoHandler { vector: u64, rip: u64 },
     /// The event came from guest-user mode and `stack_switch` was never called.
     NoKernelStack { vector: u64 },
@@ -173,26 +157,12 @@ fn resolve(vcpu: &Vcpu, interrupted: &TrapFrame, event: Event) -> Target {
             // What `syscall` with EFER.SCE clear does: #UD at the instruction.
             None => exception_target(vcpu, vector::INVALID_OPCODE, 0, interrupted.rip.wrapping_sub(SYSCALL_LENGTH)),
         },
-        Event::Upcall => Target {
-            vector: EVENT_VECTOR,
-            error_code: 0,
-            fault_address: 0,
-            handler: vcpu.event_callback,
-            rip: interrupted.rip,
-        },
     }
 }
 
 /// Decides how `event`, which interrupted the guest in `vcpu.mode` with registers
-/// `interrupted`, reaches the guest kernel. `events_masked` is the domain's
-/// `upcall_mask` at the event; the frame's `iret.rflags.IF` is its inverse (the
-/// interrupted hardware IF is always 1 and says nothing).
-pub fn deliver(
-    vcpu: &Vcpu,
-    interrupted: &TrapFrame,
-    event: Event,
-    events_masked: bool,
-) -> Result<Delivery, DeliveryFailure> {
+/// `interrupted`, reaches the guest kernel.
+pub fn deliver(vcpu: &Vcpu, interrupted: &TrapFrame, event: Event) -> Result<Delivery, DeliveryFailure> {
     let from_user = vcpu.mode == Mode::User;
     let target = resolve(vcpu, interrupted, event);
     let vector = target.vector;
@@ -221,9 +191,7 @@ pub fn deliver(
             cs,
             // Hardware may have set bits (RF after a fault) that `iret` refuses; the
             // guest must be able to return with the frame exactly as given.
-            rflags: (interrupted.rflags & RFLAGS_GUEST_SETTABLE & !RFLAGS_INTERRUPT)
-                | RFLAGS_RESERVED_ONE
-                | if events_masked { 0 } else { RFLAGS_INTERRUPT },
+            rflags: (interrupted.rflags & RFLAGS_GUEST_SETTABLE) | RFLAGS_RESERVED_ONE,
             rsp: interrupted.rsp,
             ss,
         },
@@ -236,8 +204,7 @@ pub fn deliver(
         ss: GUEST_STACK_SELECTOR,
         ..*interrupted
     };
-    let masks_events = event == Event::Upcall;
-    Ok(Delivery { frame_address, frame, resume, from_user, vector, masks_events })
+    Ok(Delivery { frame_address, frame, resume, from_user, vector })
 }
 
 /// Recognizes the software-interrupt instructions in the two bytes at a faulting RIP:
@@ -319,12 +286,9 @@ impl fmt::Display for IretFailure {
 }
 
 /// Validates `frame` (read from the guest's RSP in the kernel root) and computes where
-/// execution resumes: RAX, RCX, R11, RIP, RSP and RFLAGS from the frame (hardware IF
-/// and bit 1 forced on), every other register from `current` (the registers at the
-/// hypercall), hardware selectors. Also returns the mode to resume in and the
-/// `upcall_mask` to restore: masked exactly when the frame's IF is clear. The shell
-/// stores that mask, then re-checks for a deliverable upcall before resuming.
-pub fn iret(current: &TrapFrame, frame: &IretFrame, has_user_root: bool) -> Result<(TrapFrame, Mode, bool), IretFailure> {
+/// execution resumes: RAX, RCX, R11, RIP, RSP and RFLAGS from the frame, every other
+/// register from `current` (the registers at the hypercall), hardware selectors.
+pub fn iret(current: &TrapFrame, frame: &IretFrame, has_user_root: bool) -> Result<(TrapFrame, Mode), IretFailure> {
     if frame.flags & !iret_flags::ALL != 0 {
         return Err(IretFailure::Flags(frame.flags));
     }
@@ -360,13 +324,12 @@ pub fn iret(current: &TrapFrame, frame: &IretFrame, has_user_root: bool) -> Resu
         r11: frame.r11,
         rip: frame.rip,
         rsp: frame.rsp,
-        rflags: frame.rflags | RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE,
+        rflags: frame.rflags | RFLAGS_RESERVED_ONE,
         cs: GUEST_CODE_SELECTOR,
         ss: GUEST_STACK_SELECTOR,
         ..*current
     };
-    let events_masked = frame.rflags & RFLAGS_INTERRUPT == 0;
-    Ok((resume, mode, events_masked))
+    Ok((resume, mode))
 }
 
 #[cfg(test)]
@@ -438,7 +401,7 @@ mod tests {
         let vcpu = vcpu_with(&[(13, 0)]);
         for (rsp, expected) in [(0x7000, 0x7000 - 104), (0x7008, 0x7000 - 104), (0x700f, 0x7000 - 104)] {
             let frame = interrupted(rsp);
-            let delivery = deliver(&vcpu, &frame, Event::Exception { vector: 13, error_code: 0x18, fault_address: 0xdead }, false)
+            let delivery = deliver(&vcpu, &frame, Event::Exception { vector: 13, error_code: 0x18, fault_address: 0xdead })
                 .unwrap();
             assert_eq!(delivery.frame_address, expected);
             assert_eq!(delivery.frame_address % 8, 0);
@@ -459,7 +422,7 @@ mod tests {
     #[test]
     fn user_mode_exception_uses_kernel_stack() {
         let vcpu = user(vcpu_with(&[(0, 0)]));
-        let delivery = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 0, error_code: 0, fault_address: 0 }, false)
+        let delivery = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 0, error_code: 0, fault_address: 0 })
             .unwrap();
         assert!(delivery.from_user);
         assert_eq!(delivery.frame_address, KERNEL_STACK - 104);
@@ -474,7 +437,7 @@ mod tests {
         let mut frame = interrupted(0x7000);
         // TF, DF, NT, RF, AC set along with IF and a status flag.
         frame.rflags = RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE | 1 | (1 << 8) | (1 << 10) | (1 << 14) | (1 << 16) | (1 << 18);
-        let delivery = deliver(&vcpu, &frame, Event::Exception { vector: 6, error_code: 0, fault_address: 0 }, false).unwrap();
+        let delivery = deliver(&vcpu, &frame, Event::Exception { vector: 6, error_code: 0, fault_address: 0 }).unwrap();
         let resume = delivery.resume;
         assert_eq!(resume.rflags, RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE | 1);
         assert_eq!((resume.cs, resume.ss), (GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR));
@@ -490,12 +453,12 @@ mod tests {
     #[test]
     fn missing_handler_and_stack() {
         let vcpu = vcpu_with(&[(14, 0)]);
-        let failure = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 13, error_code: 0, fault_address: 0 }, false);
+        let failure = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 13, error_code: 0, fault_address: 0 });
         assert_eq!(failure, Err(DeliveryFailure::NoHandler { vector: 13, rip: 0x40_1000 }));
         assert_eq!(failure.unwrap_err().to_string(), "no handler for #GP at rip 0x401000");
         let mut vcpu = user(vcpu);
         vcpu.kernel_stack = None;
-        let failure = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 14, error_code: 0, fault_address: 0 }, false);
+        let failure = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 14, error_code: 0, fault_address: 0 });
         assert_eq!(failure, Err(DeliveryFailure::NoKernelStack { vector: 14 }));
         assert_eq!(failure.unwrap_err().to_string(), "no guest-kernel stack for #PF from guest-user mode");
     }
@@ -506,19 +469,19 @@ mod tests {
         let event = Event::Exception { vector: 14, error_code: 0, fault_address: 0 };
         for stack in [0, 8, 96, 0x0000_8000_0000_0050, HYPERVISOR_END, HYPERVISOR_END + 64, 0xffff_8000_0000_1000] {
             assert_eq!(
-                deliver(&vcpu, &interrupted(stack), event, false),
+                deliver(&vcpu, &interrupted(stack), event),
                 Err(DeliveryFailure::BadStack { vector: 14, stack }),
                 "stack {stack:#x}"
             );
         }
         // Just enough room, and the top of the lower half is a usable stack top.
-        assert_eq!(deliver(&vcpu, &interrupted(112), event, false).unwrap().frame_address, 8);
-        assert!(deliver(&vcpu, &interrupted(0x0000_8000_0000_0000), event, false).is_ok());
-        assert!(deliver(&vcpu, &interrupted(HYPERVISOR_END + 112), event, false).is_ok());
-        assert!(deliver(&vcpu, &interrupted(u64::MAX), event, false).is_ok());
+        assert_eq!(deliver(&vcpu, &interrupted(112), event).unwrap().frame_address, 8);
+        assert!(deliver(&vcpu, &interrupted(0x0000_8000_0000_0000), event).is_ok());
+        assert!(deliver(&vcpu, &interrupted(HYPERVISOR_END + 112), event).is_ok());
+        assert!(deliver(&vcpu, &interrupted(u64::MAX), event).is_ok());
         let mut vcpu = user(vcpu);
         vcpu.kernel_stack = Some(HYPERVISOR_START + 0x1000);
-        assert!(matches!(deliver(&vcpu, &interrupted(0x7000), event, false), Err(DeliveryFailure::BadStack { .. })));
+        assert!(matches!(deliver(&vcpu, &interrupted(0x7000), event), Err(DeliveryFailure::BadStack { .. })));
         let text = DeliveryFailure::BadStack { vector: 14, stack: 8 }.to_string();
         assert_eq!(text, "fault delivering #PF: guest stack 0x8 cannot hold the exception frame");
         let text = DeliveryFailure::StackNotWritable { vector: 14, frame_address: 0x6f90 }.to_string();
@@ -530,27 +493,27 @@ mod tests {
         let vcpu = vcpu_with(&[(14, 0)]);
         let hardware = page_fault::USER | page_fault::WRITE | page_fault::PRESENT;
         let event = Event::Exception { vector: 14, error_code: hardware, fault_address: 0x1234 };
-        let kernel = deliver(&vcpu, &interrupted(0x7000), event, false).unwrap();
+        let kernel = deliver(&vcpu, &interrupted(0x7000), event).unwrap();
         assert_eq!(kernel.frame.error_code, page_fault::WRITE | page_fault::PRESENT);
         assert_eq!(kernel.frame.fault_address, 0x1234);
-        let from_user = deliver(&user(vcpu.clone()), &interrupted(0x7000), event, false).unwrap();
+        let from_user = deliver(&user(vcpu.clone()), &interrupted(0x7000), event).unwrap();
         assert_eq!(from_user.frame.error_code, hardware);
         let event = Event::Exception { vector: 14, error_code: page_fault::FETCH, fault_address: 0x1234 };
-        let from_user = deliver(&user(vcpu), &interrupted(0x7000), event, false).unwrap();
+        let from_user = deliver(&user(vcpu), &interrupted(0x7000), event).unwrap();
         assert_eq!(from_user.frame.error_code, page_fault::FETCH | page_fault::USER);
     }
 
     #[test]
     fn software_interrupts_from_kernel_mode() {
         let vcpu = vcpu_with(&[(0x80, 0), (13, 0), (3, 0)]);
-        let granted = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x80, length: 2 }, false).unwrap();
+        let granted = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x80, length: 2 }).unwrap();
         assert_eq!((granted.vector, granted.frame.vector, granted.frame.error_code), (0x80, 0x80, 0));
         assert_eq!(granted.frame.iret.rip, 0x40_1002, "resumes after the instruction");
         assert_eq!(granted.resume.rip, handler(0x80));
-        let breakpoint = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 3, length: 1 }, false).unwrap();
+        let breakpoint = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 3, length: 1 }).unwrap();
         assert_eq!((breakpoint.vector, breakpoint.frame.iret.rip), (3, 0x40_1001));
         // No handler: #GP(n*8+2) at the instruction.
-        let refused = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x81, length: 2 }, false).unwrap();
+        let refused = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x81, length: 2 }).unwrap();
         assert_eq!((refused.vector, refused.frame.vector), (13, 13));
         assert_eq!(refused.frame.error_code, 0x81 * 8 + 2);
         assert_eq!(refused.frame.iret.rip, 0x40_1000);
@@ -560,19 +523,19 @@ mod tests {
     #[test]
     fn software_interrupts_from_user_mode() {
         let vcpu = user(vcpu_with(&[(0x80, trap_flags::USER_MAY_RAISE), (0x81, 0), (3, trap_flags::USER_MAY_RAISE), (13, 0)]));
-        let granted = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x80, length: 2 }, false).unwrap();
+        let granted = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x80, length: 2 }).unwrap();
         assert_eq!((granted.vector, granted.frame.iret.rip, granted.frame.flags), (0x80, 0x40_1002, exception_flags::FROM_USER));
-        let breakpoint = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 3, length: 1 }, false).unwrap();
+        let breakpoint = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 3, length: 1 }).unwrap();
         assert_eq!(breakpoint.vector, 3);
         for vector in [0x81, 0x82, 14] {
-            let refused = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector, length: 2 }, false).unwrap();
+            let refused = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector, length: 2 }).unwrap();
             assert_eq!(refused.vector, 13, "vector {vector}");
             assert_eq!(refused.frame.error_code, u64::from(vector) * 8 + 2);
             assert_eq!(refused.frame.iret.rip, 0x40_1000);
         }
         // Refused with no #GP handler: the failure names #GP.
         let vcpu = user(vcpu_with(&[(0x81, 0)]));
-        let failure = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x81, length: 2 }, false);
+        let failure = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x81, length: 2 });
         assert_eq!(failure, Err(DeliveryFailure::NoHandler { vector: 13, rip: 0x40_1000 }));
     }
 
@@ -583,19 +546,19 @@ mod tests {
         let mut frame = interrupted(0x7000);
         frame.rcx = frame.rip;
         frame.r11 = frame.rflags;
-        let delivery = deliver(&vcpu, &frame, Event::Syscall, false).unwrap();
+        let delivery = deliver(&vcpu, &frame, Event::Syscall).unwrap();
         assert_eq!((delivery.vector, delivery.frame.vector), (SYSCALL_VECTOR, SYSCALL_VECTOR));
         assert_eq!(delivery.frame.flags, exception_flags::FROM_USER);
         assert_eq!(delivery.frame.iret.rip, 0x40_1000);
         assert_eq!(delivery.resume.rip, 0xffff_ffff_8000_5000);
         assert_eq!(delivery.frame_address, KERNEL_STACK - 104);
         vcpu.syscall_entry = None;
-        let undefined = deliver(&vcpu, &frame, Event::Syscall, false).unwrap();
+        let undefined = deliver(&vcpu, &frame, Event::Syscall).unwrap();
         assert_eq!((undefined.vector, undefined.frame.vector), (6, 6));
         assert_eq!(undefined.frame.iret.rip, 0x40_0ffe, "#UD at the syscall instruction");
         assert_eq!(undefined.resume.rip, handler(6));
         let vcpu = user(vcpu_with(&[]));
-        assert_eq!(deliver(&vcpu, &frame, Event::Syscall, false), Err(DeliveryFailure::NoHandler { vector: 6, rip: 0x40_0ffe }));
+        assert_eq!(deliver(&vcpu, &frame, Event::Syscall), Err(DeliveryFailure::NoHandler { vector: 6, rip: 0x40_0ffe }));
     }
 
     #[test]
@@ -624,8 +587,7 @@ mod tests {
     #[test]
     fn iret_restores_frame_registers_only() {
         let current = interrupted(0x7000);
-        let (resume, mode, masked) = iret(&current, &good_frame(), false).unwrap();
-        assert!(!masked, "IF set: events enabled");
+        let (resume, mode) = iret(&current, &good_frame(), false).unwrap();
         assert_eq!(mode, Mode::Kernel);
         let expected = TrapFrame {
             rax: 1,
@@ -638,13 +600,12 @@ mod tests {
         };
         assert_eq!(resume, expected);
         let user_frame = IretFrame { cs: USER_CS, ss: USER_SS, rip: 0x40_0000, rsp: 0x7fff_0000, rflags: 0x202 | 0x8d5, ..good_frame() };
-        let (resume, mode, _) = iret(&current, &user_frame, true).unwrap();
+        let (resume, mode) = iret(&current, &user_frame, true).unwrap();
         assert_eq!(mode, Mode::User);
         assert_eq!((resume.cs, resume.ss), (GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR));
         // Bit 1 may be clear in the frame; hardware has it set.
-        let (resume, _, masked) = iret(&current, &IretFrame { rflags: 0, ..good_frame() }, false).unwrap();
-        assert_eq!(resume.rflags, RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE, "hardware IF stays on");
-        assert!(masked, "IF clear in the frame: events masked");
+        let (resume, _) = iret(&current, &IretFrame { rflags: 0, ..good_frame() }, false).unwrap();
+        assert_eq!(resume.rflags, RFLAGS_RESERVED_ONE);
         // Every settable flag is accepted.
         assert!(iret(&current, &IretFrame { rflags: RFLAGS_GUEST_SETTABLE, ..good_frame() }, false).is_ok());
     }
@@ -728,80 +689,5 @@ mod tests {
         }
         // The hypervisor range's end is guest memory again.
         assert!(iret(&current, &IretFrame { rip: HYPERVISOR_END, rsp: HYPERVISOR_END, ..good_frame() }, false).is_ok());
-    }
-
-    #[test]
-    fn upcall_goes_to_the_event_callback() {
-        let mut vcpu = vcpu_with(&[(13, 0)]);
-        vcpu.event_callback = Some(0xffff_ffff_8000_7000);
-        let delivery = deliver(&vcpu, &interrupted(0x7000), Event::Upcall, false).unwrap();
-        assert_eq!((delivery.vector, delivery.frame.vector), (EVENT_VECTOR, EVENT_VECTOR));
-        assert_eq!((delivery.frame.error_code, delivery.frame.fault_address, delivery.frame.flags), (0, 0, 0));
-        assert_eq!(delivery.frame.iret.rip, 0x40_1000, "resumes where it was interrupted");
-        assert_eq!(delivery.resume.rip, 0xffff_ffff_8000_7000);
-        assert_eq!(delivery.frame_address, 0x7000 - 104);
-        assert!(delivery.masks_events);
-        assert_ne!(delivery.frame.iret.rflags & RFLAGS_INTERRUPT, 0, "events were enabled");
-        // From guest-user mode: the kernel stack, FROM_USER, the user selectors.
-        let delivery = deliver(&user(vcpu.clone()), &interrupted(0x7000), Event::Upcall, false).unwrap();
-        assert_eq!(delivery.frame_address, KERNEL_STACK - 104);
-        assert_eq!(delivery.frame.flags, exception_flags::FROM_USER);
-        assert_eq!((delivery.frame.iret.cs, delivery.frame.iret.ss), (USER_CS, USER_SS));
-        // Exceptions leave the mask alone.
-        let exception = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 13, error_code: 0, fault_address: 0 }, false);
-        assert!(!exception.unwrap().masks_events);
-    }
-
-    #[test]
-    fn upcall_without_callback_is_a_delivery_failure() {
-        let vcpu = vcpu_with(&[(13, 0)]);
-        let failure = deliver(&vcpu, &interrupted(0x7000), Event::Upcall, false);
-        assert_eq!(failure, Err(DeliveryFailure::NoHandler { vector: EVENT_VECTOR, rip: 0x40_1000 }));
-        let mut vcpu = user(vcpu);
-        vcpu.event_callback = Some(HANDLER);
-        vcpu.kernel_stack = None;
-        let failure = deliver(&vcpu, &interrupted(0x7000), Event::Upcall, false);
-        assert_eq!(failure, Err(DeliveryFailure::NoKernelStack { vector: EVENT_VECTOR }));
-    }
-
-    #[test]
-    fn frame_if_is_the_virtual_flag() {
-        let vcpu = vcpu_with(&[(6, 0)]);
-        let event = Event::Exception { vector: 6, error_code: 0, fault_address: 0 };
-        let mut frame = interrupted(0x7000);
-        frame.rflags |= 1 | (1 << 11); // CF, OF
-        let enabled = deliver(&vcpu, &frame, event, false).unwrap();
-        let masked = deliver(&vcpu, &frame, event, true).unwrap();
-        assert_eq!(enabled.frame.iret.rflags, RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE | 1 | (1 << 11));
-        assert_eq!(masked.frame.iret.rflags, RFLAGS_RESERVED_ONE | 1 | (1 << 11));
-        // Hardware IF stays on in the handler whatever the virtual flag.
-        assert_ne!(masked.resume.rflags & RFLAGS_INTERRUPT, 0);
-        // Even a (hypothetical) interrupted IF of 0 does not leak into the frame.
-        frame.rflags &= !RFLAGS_INTERRUPT;
-        assert_ne!(deliver(&vcpu, &frame, event, false).unwrap().frame.iret.rflags & RFLAGS_INTERRUPT, 0);
-    }
-
-    #[test]
-    fn mask_round_trips_through_deliver_and_iret() {
-        let mut vcpu = vcpu_with(&[(6, 0)]);
-        vcpu.event_callback = Some(HANDLER);
-        let current = interrupted(0x9000);
-        for (event, masked_at_event) in [
-            (Event::Upcall, false),
-            (Event::Exception { vector: 6, error_code: 0, fault_address: 0 }, false),
-            (Event::Exception { vector: 6, error_code: 0, fault_address: 0 }, true),
-            (Event::SoftwareInterrupt { vector: 6, length: 2 }, true),
-        ] {
-            let delivery = deliver(&vcpu, &current, event, masked_at_event).unwrap();
-            let (resume, mode, restored) = iret(&delivery.resume, &delivery.frame.iret, false).unwrap();
-            assert_eq!(restored, masked_at_event, "{event:?}");
-            assert_eq!(mode, Mode::Kernel);
-            assert_eq!((resume.rip, resume.rsp), (delivery.frame.iret.rip, 0x9000));
-            assert_ne!(resume.rflags & RFLAGS_INTERRUPT, 0, "hardware IF on");
-        }
-        // A handler may edit the frame to return with events off (or on).
-        let delivery = deliver(&vcpu, &current, Event::Upcall, false).unwrap();
-        let edited = IretFrame { rflags: delivery.frame.iret.rflags & !RFLAGS_INTERRUPT, ..delivery.frame.iret };
-        assert!(iret(&current, &edited, false).unwrap().2, "masked on return");
     }
 }

@@ -7,14 +7,13 @@
 use crate::machine::{console, cpu, entry, memory::DirectMap};
 use crate::system::{
     end_current, enter_domain, finish_return, kill_current, leave_current, load_root, load_segment_bases,
-    next_frame_or_finish, System, FRAMES, SYSTEM,
+    next_frame_or_finish, next_runnable, System, FRAMES, SYSTEM,
 };
 use alloc::format;
 use alloc::string::String;
 use hypercall_abi::hypercall::TRAPPING_HYPERCALL;
 use hypercall_abi::shared_info::cr2_offset;
 use hypercall_abi::trap::{vector, IretFrame};
-use hypercall_abi::Errno;
 use hypervisor::bounce::{self, Event};
 use hypervisor::domain_memory::DomainMemory;
 use hypervisor::exception;
@@ -22,7 +21,6 @@ use hypervisor::guest_memory::{self, GuestFault};
 use hypervisor::hypercall::{self, Disposition, Guest};
 use hypervisor::memory_ops::{self, Tlb};
 use hypervisor::outcome::Outcome;
-use hypervisor::scheduler::Reason;
 use hypervisor::paging::FrameMemory;
 use hypervisor::trap_frame::{ReturnPath, TrapFrame, HYPERCALL_VECTOR};
 use hypervisor::vcpu::{Mode, Vcpu};
@@ -128,7 +126,7 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
         Disposition::Yield(value) => {
             frame.rax = value as u64;
             system.domains[current].state = *frame;
-            let next = system.scheduler.switch(Reason::Yield, cpu::rdtsc()).expect("the caller itself is runnable");
+            let next = next_runnable(system).expect("the caller itself is runnable");
             if next != current {
                 leave_current(system);
                 enter_domain(system, next);
@@ -149,12 +147,6 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
             ReturnPath::Iret as u64
         }
         Disposition::Iret => guest_iret(guard, frame),
-        // Not served until the scheduler wiring lands (EVENTS-LIB interim: 0.2's -EINVAL
-        // for these sched_op sub-commands).
-        Disposition::Block | Disposition::Poll(_) => {
-            frame.rax = Errno::EINVAL.to_return() as u64;
-            finish_return(guard, frame)
-        }
     }
 }
 
@@ -187,8 +179,7 @@ fn guest_iret(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
         unreachable!("the buffer is exactly one IretFrame");
     };
     match bounce::iret(frame, &saved, memory.user_root().is_some()) {
-        // EVENTS-LIB interim: the mask to restore is ignored until upcalls are wired.
-        Ok((resume, mode, _events_masked)) => {
+        Ok((resume, mode)) => {
             *frame = resume;
             change_mode(system, mode);
             finish_return(guard, frame)
@@ -332,7 +323,6 @@ fn describe(frame: &TrapFrame, event: &Event) -> String {
         ),
         Event::SoftwareInterrupt { vector, .. } => format!("int {:#x} at rip {:#x}", vector, frame.rip),
         Event::Syscall => format!("guest-user syscall at rip {:#x}", frame.rip),
-        Event::Upcall => format!("event upcall at rip {:#x}", frame.rip),
     }
 }
 
@@ -342,9 +332,7 @@ fn describe(frame: &TrapFrame, event: &Event) -> String {
 fn bounce_event(mut guard: Guard, frame: &mut TrapFrame, event: Event) -> u64 {
     let system = running(&mut guard);
     let domain = &mut system.domains[system.current];
-    // EVENTS-LIB interim: events never masked (0.2 behaviour, IF = 1 in every frame)
-    // until the shell passes `upcall::upcall_mask` of the shared-info page.
-    let delivery = match bounce::deliver(&domain.vcpu, frame, event, false) {
+    let delivery = match bounce::deliver(&domain.vcpu, frame, event) {
         Ok(delivery) => delivery,
         Err(failure) => {
             let reason = format!("{}: {failure}", describe(frame, &event));

@@ -8,7 +8,6 @@
 use crate::guest_memory::GuestFault;
 use crate::outcome::Outcome;
 use crate::vcpu::Vcpu;
-use hypercall_abi::event::PORTS_MAX;
 use hypercall_abi::hypercall::{callback_cmd, console_cmd, features, sched_cmd, shutdown_reason, version_cmd};
 use hypercall_abi::hypercall::SHUTDOWN_CODE_MAX;
 use hypercall_abi::multicall::{MulticallEntry, MULTICALL_MAX};
@@ -32,59 +31,9 @@ pub trait Guest {
     fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64;
     /// `mmu_update` with the hypercall's arguments.
     fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64;
-    /// `event_channel_op` with the hypercall's arguments (the shell forwards to
-    /// `EventChannels::op` with the caller's id). Until the shell serves it: -ENOSYS.
-    fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
-        let _ = arguments;
-        Errno::ENOSYS.to_return()
-    }
-    /// `set_timer_op(deadline_ns)`: absolute system time, 0 cancels; returns 0 (the
-    /// shell owns the timer queue). Until the shell serves it: -ENOSYS.
-    fn set_timer(&mut self, deadline_ns: u64) -> i64 {
-        let _ = deadline_ns;
-        Errno::ENOSYS.to_return()
-    }
-    /// Copies up to `buffer.len()` bytes of this domain's pending console input into
-    /// `buffer`, oldest first, *without* consuming them; returns how many. Until the
-    /// shell serves it: no input.
-    fn console_peek(&mut self, buffer: &mut [u8]) -> usize {
-        let _ = buffer;
-        0
-    }
-    /// Drops the oldest `count` bytes of pending console input (at most what the last
-    /// [`Guest::console_peek`] returned): called only once they reached the guest.
-    fn console_consume(&mut self, count: usize) {
-        let _ = count;
-    }
-}
-
-/// Most ports one `sched_op(POLL)` may list.
-pub const POLL_PORTS_MAX: usize = 128;
-
-/// A validated `sched_op(POLL)`: the shell returns 0 at once if one of the ports is
-/// pending, else sleeps until one is raised or `deadline_ns` (absolute system time; 0 =
-/// none) passes, then returns 0. Upcalls stay as they are (no unmasking).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct PollRequest {
-    /// `ports[..count]` are the polled ports, each in `1..PORTS_MAX`; the rest are 0.
-    pub ports: [u32; POLL_PORTS_MAX],
-    /// How many of `ports` are in use (0 ..= [`POLL_PORTS_MAX`]).
-    pub count: usize,
-    /// Absolute system time to give up at; 0 = never.
-    pub deadline_ns: u64,
-}
-
-impl PollRequest {
-    /// The polled ports.
-    pub fn ports(&self) -> &[u32] {
-        &self.ports[..self.count.min(POLL_PORTS_MAX)]
-    }
 }
 
 /// What the shell must do after a hypercall.
-// `Poll` carries its port list inline (about 0.5 KiB): one copy per hypercall is cheap
-// next to the trap itself, and a box would put a heap allocation on the poll path.
-#[allow(clippy::large_enum_variant)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Disposition {
     /// Put the value in RAX and return to the caller.
@@ -96,12 +45,6 @@ pub enum Disposition {
     /// `iret`: read the [`hypercall_abi::trap::IretFrame`] at the caller's RSP in the
     /// kernel root and resume as [`crate::bounce::iret`] decides (RAX is not a result).
     Iret,
-    /// `sched_op(BLOCK)`: clear `upcall_mask`; if `upcall_pending` is set return 0 at
-    /// once, else sleep until the domain is woken (an event raised, its timer fired),
-    /// then return 0 (the upcall is delivered on that return).
-    Block,
-    /// `sched_op(POLL)`: see [`PollRequest`].
-    Poll(PollRequest),
 }
 
 type Handler = fn(&[u64; 6], &mut dyn Guest) -> Disposition;
@@ -120,9 +63,6 @@ const fn table() -> [Option<Handler>; Hypercall::TABLE_SIZE as usize] {
     table[Hypercall::ADDRESS_SPACE_OP.0 as usize] = Some(address_space_op);
     table[Hypercall::SCHED_OP.0 as usize] = Some(sched_op);
     table[Hypercall::CALLBACK_OP.0 as usize] = Some(callback_op);
-    table[Hypercall::SET_CALLBACKS.0 as usize] = Some(set_callbacks);
-    table[Hypercall::SET_TIMER_OP.0 as usize] = Some(set_timer_op);
-    table[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(event_channel_op);
     table
 }
 
@@ -173,41 +113,14 @@ fn console_io(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
                 Err(_) => error(Errno::EFAULT),
             }
         }
-        console_cmd::READ => console_read(count, buffer, guest),
         _ => error(Errno::EINVAL),
     }
 }
 
-/// `console_io(READ, count, buffer)`: moves up to `count` pending input bytes to
-/// `buffer`. The whole `[buffer, buffer + count)` must be writable, whether or not input
-/// is waiting, so the result does not depend on timing; on -EFAULT nothing is consumed
-/// and guest memory is unchanged (the checked copy validates every page before writing).
-fn console_read(count: u64, buffer: u64, guest: &mut dyn Guest) -> Disposition {
-    if count > console_cmd::WRITE_MAX {
-        return error(Errno::EINVAL);
-    }
-    let mut bytes = [0u8; console_cmd::WRITE_MAX as usize];
-    let bytes = &mut bytes[..count as usize];
-    // The bytes past the input are written back as they were, so writing the whole
-    // range checks it without changing what the guest had there.
-    if guest.read(buffer, bytes).is_err() {
-        return error(Errno::EFAULT);
-    }
-    let moved = guest.console_peek(bytes).min(bytes.len());
-    if guest.write(buffer, bytes).is_err() {
-        return error(Errno::EFAULT);
-    }
-    guest.console_consume(moved);
-    Disposition::Return(moved as i64)
-}
-
-fn sched_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
+fn sched_op(arguments: &[u64; 6], _guest: &mut dyn Guest) -> Disposition {
     let [command, reason, code, ..] = *arguments;
     match command {
         sched_cmd::YIELD => Disposition::Yield(0),
-        sched_cmd::BLOCK => Disposition::Block,
-        // sched_op(POLL, ports, count, deadline_ns)
-        sched_cmd::POLL => poll(reason, code, arguments[3], guest),
         sched_cmd::SHUTDOWN => {
             if code > SHUTDOWN_CODE_MAX {
                 return error(Errno::EINVAL);
@@ -221,41 +134,6 @@ fn sched_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
         }
         _ => error(Errno::EINVAL),
     }
-}
-
-/// `sched_op(POLL, ports, count, deadline_ns)`: checked in this order: `count` (-EINVAL),
-/// the array readable (-EFAULT), every port in `1..PORTS_MAX` (-EINVAL).
-fn poll(pointer: u64, count: u64, deadline_ns: u64, guest: &mut dyn Guest) -> Disposition {
-    if count > POLL_PORTS_MAX as u64 {
-        return error(Errno::EINVAL);
-    }
-    let count = count as usize;
-    let mut ports = [0u32; POLL_PORTS_MAX];
-    if guest.read(pointer, ports[..count].as_mut_bytes()).is_err() {
-        return error(Errno::EFAULT);
-    }
-    // The array was read as little-endian bytes; x86-64 is little-endian, so the u32s
-    // are the guest's values.
-    if ports[..count].iter().any(|&port| port == 0 || u64::from(port) >= PORTS_MAX) {
-        return error(Errno::EINVAL);
-    }
-    Disposition::Poll(PollRequest { ports, count, deadline_ns })
-}
-
-/// `set_callbacks(event, failsafe)`.
-fn set_callbacks(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    let [event, failsafe, ..] = *arguments;
-    status(guest.vcpu().set_callbacks(event, failsafe))
-}
-
-/// `set_timer_op(deadline_ns)`: any value is a valid absolute deadline (0 cancels, the
-/// past fires at once); the shell owns the timer.
-fn set_timer_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    Disposition::Return(guest.set_timer(arguments[0]))
-}
-
-fn event_channel_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    Disposition::Return(guest.event_channel_op(arguments))
 }
 
 fn set_trap_table(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
@@ -320,8 +198,7 @@ enum After {
 /// `multicall(entries, count)`: runs the entries in order, writing each result back.
 /// Returns the number of entries whose result was written; a fault on the first entry is
 /// -EFAULT. `iret` and `multicall` are not run inside a batch (XSA-213: an `iret` would
-/// change the registers the batch itself returns with, a nested batch would recurse);
-/// neither are `sched_op(BLOCK)` and `sched_op(POLL)` (-EINVAL, the batch ends there).
+/// change the registers the batch itself returns with, a nested batch would recurse).
 fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
     let [pointer, count, ..] = *arguments;
     if count > MULTICALL_MAX {
@@ -344,10 +221,6 @@ fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
                 Disposition::Shutdown(outcome) => return Disposition::Shutdown(outcome),
                 // Only the `iret` handler answers this, and it was excluded above.
                 Disposition::Iret => (Errno::EINVAL.to_return(), After::End),
-                // Sleeping inside a batch would need the batch's results written after
-                // the wake-up; BLOCK and POLL are refused there, like `iret`. Their
-                // arguments were validated already, and validation has no effect.
-                Disposition::Block | Disposition::Poll(_) => (Errno::EINVAL.to_return(), After::End),
             },
         };
         // `address + RESULT_OFFSET` cannot wrap: the whole entry was just read there.
@@ -382,9 +255,6 @@ mod tests {
         console: Vec<u8>,
         vcpu: Vcpu,
         forwarded: Vec<(&'static str, [u64; 6])>,
-        /// Pending console input, oldest first.
-        input: Vec<u8>,
-        timers: Vec<u64>,
     }
 
     impl FakeGuest {
@@ -448,22 +318,6 @@ mod tests {
             self.forwarded.push(("mmu_update", *arguments));
             9
         }
-        fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
-            self.forwarded.push(("event_channel_op", *arguments));
-            4
-        }
-        fn set_timer(&mut self, deadline_ns: u64) -> i64 {
-            self.timers.push(deadline_ns);
-            0
-        }
-        fn console_peek(&mut self, buffer: &mut [u8]) -> usize {
-            let count = buffer.len().min(self.input.len());
-            buffer[..count].copy_from_slice(&self.input[..count]);
-            count
-        }
-        fn console_consume(&mut self, count: usize) {
-            self.input.drain(..count.min(self.input.len()));
-        }
     }
 
     fn guest() -> FakeGuest {
@@ -473,8 +327,6 @@ mod tests {
             console: Vec::new(),
             vcpu: Vcpu::new(),
             forwarded: Vec::new(),
-            input: Vec::new(),
-            timers: Vec::new(),
         }
     }
 
@@ -511,38 +363,7 @@ mod tests {
         let before = guest.console.len();
         assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [0, 16, BASE + 8190]), Disposition::Return(-14));
         assert_eq!(guest.console.len(), before, "a refused write prints nothing");
-        for command in [2, 99, u64::MAX] {
-            assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [command, 1, BASE]), Disposition::Return(-22));
-        }
-    }
-
-    #[test]
-    fn console_read_moves_and_consumes() {
-        let mut guest = guest();
-        guest.input = b"hello".to_vec();
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 3, BASE]), Disposition::Return(3));
-        assert_eq!(&guest.memory[..4], b"hel\x03", "bytes past the input are untouched");
-        assert_eq!(guest.input, b"lo");
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 100, BASE + 8]), Disposition::Return(2));
-        assert_eq!(&guest.memory[8..11], b"lo\x0a");
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 100, BASE]), Disposition::Return(0), "nothing waiting");
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 0, 0]), Disposition::Return(0));
-        // The whole buffer must be writable, with or without input.
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 4, BASE + 8190]), Disposition::Return(-14));
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 1, 0]), Disposition::Return(-14));
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 4097, BASE]), Disposition::Return(-22));
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, u64::MAX, BASE]), Disposition::Return(-22));
-        // -EFAULT consumes nothing and writes nothing.
-        guest.input = b"abc".to_vec();
-        guest.read_only = BASE + 4096..BASE + 4097;
-        let before = guest.memory.clone();
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 8, BASE + 4090]), Disposition::Return(-14));
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 8, BASE + 8190]), Disposition::Return(-14));
-        assert_eq!(guest.input, b"abc");
-        assert_eq!(guest.memory, before);
-        // The full 4096 bytes are accepted.
-        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 4096, BASE]), Disposition::Return(3));
-        assert!(guest.input.is_empty());
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 1, BASE]), Disposition::Return(-22));
     }
 
     #[test]
@@ -556,130 +377,9 @@ mod tests {
         for reason in [1, 2, 4, 5, u64::MAX] {
             assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, reason, 0]), Disposition::Return(-22));
         }
-        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [1, 0, 0]), Disposition::Block);
-        for command in [4, 99, u64::MAX] {
+        for command in [1, 3, 99, u64::MAX] {
             assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [command, 0, 0]), Disposition::Return(-22));
         }
-    }
-
-    fn poll(guest: &mut FakeGuest, pointer: u64, count: u64, deadline: u64) -> Disposition {
-        dispatch(Hypercall::SCHED_OP.0, [sched_cmd::POLL, pointer, count, deadline, 0, 0], guest)
-    }
-
-    fn put_ports(guest: &mut FakeGuest, address: u64, ports: &[u32]) {
-        guest.put(address, ports.as_bytes());
-    }
-
-    #[test]
-    fn poll_validation() {
-        let mut guest = guest();
-        put_ports(&mut guest, BASE, &[3, 1, 1023]);
-        let Disposition::Poll(request) = poll(&mut guest, BASE, 3, 5_000_000) else {
-            panic!("not a poll");
-        };
-        assert_eq!(request.ports(), [3, 1, 1023]);
-        assert_eq!((request.count, request.deadline_ns), (3, 5_000_000));
-        assert!(request.ports[3..].iter().all(|&port| port == 0));
-        // No ports at all: a plain sleep until the deadline; the pointer is not read.
-        let Disposition::Poll(request) = poll(&mut guest, 0, 0, 0) else { panic!("not a poll") };
-        assert_eq!((request.ports(), request.deadline_ns), (&[][..], 0));
-        // The full 128.
-        let all: Vec<u32> = (1..=128).collect();
-        put_ports(&mut guest, BASE, &all);
-        let Disposition::Poll(request) = poll(&mut guest, BASE, 128, 1) else { panic!("not a poll") };
-        assert_eq!(request.ports(), &all[..]);
-        // Too many (checked before the array is read), unreadable, bad ports.
-        assert_eq!(poll(&mut guest, BASE, 129, 0), Disposition::Return(-22));
-        assert_eq!(poll(&mut guest, 0, 129, 0), Disposition::Return(-22));
-        assert_eq!(poll(&mut guest, BASE, u64::MAX, 0), Disposition::Return(-22));
-        assert_eq!(poll(&mut guest, BASE + 8192 - 8, 3, 0), Disposition::Return(-14));
-        assert_eq!(poll(&mut guest, u64::MAX - 3, 2, 0), Disposition::Return(-14));
-        for bad in [0, 1024, 4096, u32::MAX] {
-            put_ports(&mut guest, BASE, &[5, bad]);
-            assert_eq!(poll(&mut guest, BASE, 2, 0), Disposition::Return(-22), "port {bad}");
-        }
-        // Only the listed ports are checked.
-        put_ports(&mut guest, BASE, &[5, 0]);
-        assert!(matches!(poll(&mut guest, BASE, 1, 0), Disposition::Poll(_)));
-    }
-
-    #[test]
-    fn block_and_poll_are_refused_inside_a_multicall() {
-        let mut guest = guest();
-        put_ports(&mut guest, BASE + 4096, &[1]);
-        put_calls(&mut guest, BASE, &[
-            (Hypercall::VERSION, [0, 0, 0]),
-            (Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0]),
-            (Hypercall::VERSION, [0, 0, 0]),
-        ]);
-        assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Return(2));
-        assert_eq!(guest.result(BASE + ENTRY_BYTES), -22);
-        assert_eq!(guest.result(BASE + 2 * ENTRY_BYTES), 0x5555, "the batch ended there");
-        put_calls(&mut guest, BASE, &[(Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 1]), (Hypercall::VERSION, [0, 0, 0])]);
-        assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
-        assert_eq!(guest.result(BASE), -22);
-    }
-
-    #[test]
-    fn set_callbacks_validation() {
-        let mut guest = guest();
-        let (event, failsafe) = (0xffff_ffff_8000_6000, 0xffff_ffff_8000_6100);
-        assert_eq!(call(&mut guest, Hypercall::SET_CALLBACKS, [event, failsafe, 0]), Disposition::Return(0));
-        assert_eq!((guest.vcpu.event_callback, guest.vcpu.failsafe_callback), (Some(event), Some(failsafe)));
-        for (bad_event, bad_failsafe) in [
-            (0x0000_8000_0000_0000, 0),
-            (event, HYPERVISOR_START),
-            (HYPERVISOR_START + 0x1000, failsafe),
-            (0, u64::MAX >> 1),
-        ] {
-            assert_eq!(call(&mut guest, Hypercall::SET_CALLBACKS, [bad_event, bad_failsafe, 0]), Disposition::Return(-22));
-            assert_eq!((guest.vcpu.event_callback, guest.vcpu.failsafe_callback), (Some(event), Some(failsafe)), "unchanged");
-        }
-        assert_eq!(call(&mut guest, Hypercall::SET_CALLBACKS, [0, 0, 0]), Disposition::Return(0));
-        assert_eq!((guest.vcpu.event_callback, guest.vcpu.failsafe_callback), (None, None));
-    }
-
-    #[test]
-    fn timer_and_event_channel_go_to_the_shell() {
-        let mut guest = guest();
-        for deadline in [0, 1, u64::MAX] {
-            assert_eq!(call(&mut guest, Hypercall::SET_TIMER_OP, [deadline, 7, 7]), Disposition::Return(0));
-        }
-        assert_eq!(guest.timers, [0, 1, u64::MAX]);
-        assert_eq!(dispatch(Hypercall::EVENT_CHANNEL_OP.0, [5, 1, 2, 3, 4, 5], &mut guest), Disposition::Return(4));
-        assert_eq!(guest.forwarded, [("event_channel_op", [5, 1, 2, 3, 4, 5])]);
-    }
-
-    /// A shell that has not wired the new operations yet answers -ENOSYS and no input.
-    #[test]
-    fn unserved_defaults() {
-        struct Minimal(Vcpu);
-        impl Guest for Minimal {
-            fn read(&self, _: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
-                buffer.fill(0);
-                Ok(())
-            }
-            fn write(&mut self, _: u64, _: &[u8]) -> Result<(), GuestFault> {
-                Ok(())
-            }
-            fn console_write(&mut self, _: &[u8]) {}
-            fn vcpu(&mut self) -> &mut Vcpu {
-                &mut self.0
-            }
-            fn memory_op(&mut self, _: &[u64; 6]) -> i64 {
-                0
-            }
-            fn address_space_op(&mut self, _: &[u64; 6]) -> i64 {
-                0
-            }
-            fn mmu_update(&mut self, _: &[u64; 6]) -> i64 {
-                0
-            }
-        }
-        let mut minimal = Minimal(Vcpu::new());
-        assert_eq!(dispatch(Hypercall::EVENT_CHANNEL_OP.0, [0; 6], &mut minimal), Disposition::Return(-38));
-        assert_eq!(dispatch(Hypercall::SET_TIMER_OP.0, [0; 6], &mut minimal), Disposition::Return(-38));
-        assert_eq!(dispatch(Hypercall::CONSOLE_IO.0, [1, 16, BASE, 0, 0, 0], &mut minimal), Disposition::Return(0));
     }
 
     fn put_trap_entries(guest: &mut FakeGuest, address: u64, entries: &[TrapTableEntry]) {

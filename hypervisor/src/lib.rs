@@ -11,7 +11,6 @@ pub mod archive;
 pub mod command_line;
 pub mod domain_builder;
 pub mod domain_memory;
-pub mod event_channel;
 pub mod frame_allocator;
 pub mod guest_memory;
 pub mod image;
@@ -19,8 +18,6 @@ pub mod layout;
 pub mod memory_ops;
 pub mod outcome;
 pub mod paging;
-pub mod time;
-pub mod upcall;
 
 // Owned by the lead (dispatch and machine-facing state):
 pub mod bounce;

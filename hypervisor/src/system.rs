@@ -15,8 +15,7 @@ use hypervisor::outcome::{self, Outcome};
 use hypervisor::paging::AddressSpace;
 use hypervisor::trap_frame::TrapFrame;
 use hypervisor::vcpu::{Mode, Vcpu};
-use hypervisor::scheduler::{Reason, Scheduler};
-use hypervisor::{archive, image, layout};
+use hypervisor::{archive, image, layout, scheduler};
 use memory::DirectMap;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
@@ -78,8 +77,6 @@ pub(crate) struct System {
     pub hypervisor_root: Frame,
     pub frames_free_at_start: u64,
     pub extended_state: extended_state::Method,
-    /// Who runs next; domain `i` is scheduler index `i`.
-    pub scheduler: Scheduler,
 }
 
 pub fn boot(start_info_address: u64) -> ! {
@@ -149,7 +146,6 @@ pub fn boot(start_info_address: u64) -> ! {
     let mut system = System {
         domains: Vec::new(),
         current: 0,
-        scheduler: Scheduler::new(slice_cycles(&features)),
         outcomes: Vec::new(),
         hypervisor_root,
         frames_free_at_start: FRAMES.lock().free_count(),
@@ -222,8 +218,6 @@ pub fn boot(start_info_address: u64) -> ! {
                     domain.state.rip,
                     spec.args
                 );
-                let index = system.scheduler.add();
-                debug_assert_eq!(index, system.domains.len());
                 system.domains.push(domain);
             }
             Err(reason) => {
@@ -236,9 +230,8 @@ pub fn boot(start_info_address: u64) -> ! {
     if system.domains.is_empty() {
         finish(system);
     }
-    let first_index = system.scheduler.switch(Reason::Yield, cpu::rdtsc()).expect("a domain was just added");
-    let mut first = system.domains[first_index].state;
-    enter_domain(&mut system, first_index);
+    let mut first = system.domains[0].state;
+    enter_domain(&mut system, 0);
     let cycles = cpu::rdtsc().wrapping_sub(entry_tsc);
     hvprintln!("boot: first guest instruction {cycles} cycles after hypervisor entry");
     *SYSTEM.lock() = Some(system);
@@ -415,19 +408,16 @@ pub(crate) fn end_current(system: &mut System, outcome: Outcome) {
     system.outcomes.push(outcome);
 }
 
-/// Length of a time slice: 10 ms at the TSC frequency (2 GHz assumed when no source
-/// reports it, which only makes slices longer or shorter, never unfair).
-fn slice_cycles(features: &cpu::Features) -> u64 {
-    const SLICE_MS: u64 = 10;
-    let khz = features.tsc_khz.map_or(2_000_000, |(khz, _)| khz);
-    khz * SLICE_MS
+/// The domain after the current one that still has memory (has not ended).
+pub(crate) fn next_runnable(system: &System) -> Option<usize> {
+    scheduler::next_runnable(system.domains.len(), system.current, |index| system.domains[index].memory.is_some())
 }
 
-/// The state of the next runnable domain after the current one ended (now current, its
-/// address space loaded), or the end of the run when none is left.
+/// The state of the next runnable domain (now current, its address space loaded), or
+/// the end of the run when none is left.
 pub(crate) fn next_frame_or_finish(mut guard: spin::MutexGuard<'_, Option<System>>) -> TrapFrame {
     let system = guard.as_mut().expect("system installed");
-    match system.scheduler.switch(Reason::Ended, cpu::rdtsc()) {
+    match next_runnable(system) {
         Some(next) => {
             leave_current(system);
             enter_domain(system, next);

@@ -1,6 +1,6 @@
 //! The virtual CPU state that the trap hypercalls change and exception delivery reads:
 //! which guest mode runs, the trap table, the guest-kernel stack for events from
-//! guest-user mode, the system-call entry, the event callbacks and the segment bases.
+//! guest-user mode, the system-call entry and the segment bases.
 //!
 //! Every setter validates its whole input before changing anything, so a refused
 //! hypercall leaves the vCPU exactly as it was.
@@ -38,11 +38,6 @@ pub struct Vcpu {
     pub kernel_stack: Option<u64>,
     /// Entry for guest-user `syscall` (`callback_op(REGISTER, SYSCALL, ..)`).
     pub syscall_entry: Option<u64>,
-    /// Where event upcalls are delivered (`set_callbacks`); none: events stay pending.
-    pub event_callback: Option<u64>,
-    /// The failsafe callback (`set_callbacks`): recorded and reported only, since this
-    /// version has no segment reload that could fail.
-    pub failsafe_callback: Option<u64>,
     /// FS base, live in both modes.
     pub fs_base: u64,
     /// GS base while in guest-kernel mode.
@@ -82,8 +77,6 @@ impl Vcpu {
             trap_table: [None; VECTORS],
             kernel_stack: None,
             syscall_entry: None,
-            event_callback: None,
-            failsafe_callback: None,
             fs_base: 0,
             gs_kernel: 0,
             gs_user: 0,
@@ -142,18 +135,6 @@ impl Vcpu {
         Ok(())
     }
 
-    /// `set_callbacks(event, failsafe)`: both are 0 (unregister) or a guest address;
-    /// either one bad refuses both.
-    pub fn set_callbacks(&mut self, event: u64, failsafe: u64) -> Result<(), Errno> {
-        let valid = |address: u64| address == 0 || is_guest_address(address);
-        if !valid(event) || !valid(failsafe) {
-            return Err(Errno::EINVAL);
-        }
-        self.event_callback = (event != 0).then_some(event);
-        self.failsafe_callback = (failsafe != 0).then_some(failsafe);
-        Ok(())
-    }
-
     /// `set_segment_base(which, base)`. The base must be canonical: writing a
     /// non-canonical value to the base MSRs faults in the hypervisor (XSA-193). A base
     /// inside the hypervisor range is only a number and is allowed.
@@ -198,7 +179,6 @@ mod tests {
         assert_eq!(vcpu.mode, Mode::Kernel);
         assert!((0..=255).all(|vector| vcpu.trap_handler(vector).is_none()));
         assert_eq!((vcpu.kernel_stack, vcpu.syscall_entry), (None, None));
-        assert_eq!((vcpu.event_callback, vcpu.failsafe_callback), (None, None));
         assert!(!vcpu.segments_dirty);
         assert_eq!(vcpu, Vcpu::default());
     }
@@ -292,31 +272,6 @@ mod tests {
         assert_eq!(vcpu.register_callback(callback_type::SYSCALL, 0), Ok(()));
         assert_eq!(vcpu.syscall_entry, None);
     }
-
-    #[test]
-    fn event_callbacks() {
-        let mut vcpu = Vcpu::new();
-        assert_eq!(vcpu.set_callbacks(HANDLER, HANDLER + 16), Ok(()));
-        assert_eq!((vcpu.event_callback, vcpu.failsafe_callback), (Some(HANDLER), Some(HANDLER + 16)));
-        assert_eq!(vcpu.set_callbacks(HANDLER_END_OF_HALF, 0), Ok(()), "the top of the lower half");
-        assert_eq!((vcpu.event_callback, vcpu.failsafe_callback), (Some(HANDLER_END_OF_HALF), None));
-        let before = vcpu.clone();
-        for (event, failsafe) in [
-            (0x0000_8000_0000_0000, 0),
-            (0, 0x0000_8000_0000_0000),
-            (HYPERVISOR_START, HANDLER),
-            (HANDLER, HYPERVISOR_END - 1),
-            (u64::MAX >> 1, 0),
-        ] {
-            assert_eq!(vcpu.set_callbacks(event, failsafe), Err(Errno::EINVAL), "{event:#x} {failsafe:#x}");
-            assert_eq!(vcpu, before, "a refusal changes neither");
-        }
-        assert_eq!(vcpu.set_callbacks(HYPERVISOR_END, 0), Ok(()));
-        assert_eq!(vcpu.set_callbacks(0, 0), Ok(()));
-        assert_eq!((vcpu.event_callback, vcpu.failsafe_callback), (None, None));
-    }
-
-    const HANDLER_END_OF_HALF: u64 = 0x0000_7fff_ffff_f000;
 
     #[test]
     fn segment_bases() {

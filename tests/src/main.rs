@@ -5,7 +5,6 @@
 //! goes to libtest-mimic (filters, `--list`, `--test-threads`, ...).
 
 mod cases;
-mod cases_events;
 mod cases_memory;
 mod cases_traps;
 mod judge;
