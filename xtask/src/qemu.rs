@@ -413,7 +413,8 @@ mod tests {
 
     #[test]
     fn run_kills_qemu_at_the_timeout() {
-        let launch = fake_qemu("hang", "echo started; exec sleep 30", Duration::from_millis(300));
+        // Long enough for the fake to print under a loaded machine, far below its 30 s sleep.
+        let launch = fake_qemu("hang", "echo started; exec sleep 30", Duration::from_secs(2));
         let outcome = run(&launch, ConsoleMode::Capture).unwrap();
         assert!(outcome.timed_out);
         assert_eq!(outcome.output, "started\n");
