@@ -150,16 +150,13 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
     }
 }
 
-/// Carries out what a hypercall changed in the running vCPU: segment bases, and the
-/// kernel root (`address_space_op(SWITCH)`); hypercalls run in guest-kernel mode.
+/// Carries out what a hypercall changed in the running vCPU's segment bases. (A new
+/// kernel root is loaded by `address_space_op` itself, at once.)
 fn apply_vcpu_changes(system: &mut System) {
     let domain = &mut system.domains[system.current];
     if domain.vcpu.segments_dirty {
         load_segment_bases(&domain.vcpu);
         domain.vcpu.segments_dirty = false;
-    }
-    if let Some(memory) = domain.memory.as_ref() {
-        load_root(memory.kernel_root());
     }
 }
 
@@ -195,14 +192,8 @@ fn change_mode(system: &mut System, mode: Mode) {
         return;
     }
     domain.vcpu.mode = mode;
-    if let Some(memory) = domain.memory.as_ref() {
-        let root = match mode {
-            Mode::Kernel => Some(memory.kernel_root()),
-            Mode::User => memory.user_root(),
-        };
-        if let Some(root) = root {
-            load_root(root);
-        }
+    if let Some(root) = domain.current_root() {
+        load_root(root);
     }
     load_segment_bases(&domain.vcpu);
 }
@@ -353,7 +344,7 @@ fn bounce_event(mut guard: Guard, frame: &mut TrapFrame, event: Event) -> u64 {
         return kill_and_continue(guard, frame, &reason);
     }
     // Only a real #PF has a faulting address (a granted `int 14` does not).
-    if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) && delivery.vector == u64::from(vector::PAGE_FAULT) {
+    if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) {
         DirectMap.write(memory.shared_info_frame(), cr2_offset(0), &delivery.frame.fault_address.to_le_bytes());
     }
     *frame = delivery.resume;

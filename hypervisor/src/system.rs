@@ -61,7 +61,7 @@ impl Domain {
     }
 
     /// CR3 for the mode the vCPU is in.
-    fn current_root(&self) -> Option<Frame> {
+    pub fn current_root(&self) -> Option<Frame> {
         let memory = self.memory.as_ref()?;
         match self.vcpu.mode {
             Mode::Kernel => Some(memory.kernel_root()),
