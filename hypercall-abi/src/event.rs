@@ -27,7 +27,7 @@ pub mod event_cmd {
     pub const CLOSE: u64 = 4;
     /// `SEND(port)`: marks the peer's (or own, for IPI) port pending; returns 0.
     pub const SEND: u64 = 5;
-    /// `STATUS(port)`: returns [`status`] packed as `state | remote_domain << 8 |
+    /// `STATUS(port)`: returns a [`super::status`] state packed as `state | remote_domain << 8 |
     /// remote_port << 32` (virq number in place of remote_port for VIRQ ports).
     pub const STATUS: u64 = 6;
     /// `UNMASK(port)`: clears the mask bit and re-delivers the event if it is pending;
