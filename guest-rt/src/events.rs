@@ -22,7 +22,7 @@
 //! ([`irq_save`], [`IrqGuard`]); handlers are plain `fn`s and share state through statics.
 
 use core::ptr::null_mut;
-use core::sync::atomic::{compiler_fence, fence, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
 use hypercall_abi::event::{event_cmd, split_status, DOMAIN_SELF, EVENT_VECTOR, PORTS_MAX};
 use hypercall_abi::shared_info::{SharedInfo, VcpuInfo, EVENT_PORTS};
@@ -58,8 +58,6 @@ const MASK_OFFSET: usize = core::mem::offset_of!(SharedInfo, evtchn_mask);
 const UPCALL_PENDING_OFFSET: usize = core::mem::offset_of!(VcpuInfo, upcall_pending);
 const UPCALL_MASK_OFFSET: usize = core::mem::offset_of!(VcpuInfo, upcall_mask);
 const SELECTOR_OFFSET: usize = core::mem::offset_of!(VcpuInfo, pending_selector);
-/// Words in each of the two port bitmaps.
-pub const BITMAP_WORDS: usize = EVENT_PORTS / 64;
 
 impl SharedInfoPage {
     /// A view of the page at `address`.
@@ -219,14 +217,12 @@ fn enable_on<I: HypercallInterface>(page: SharedInfoPage, hypercalls: &Hypercall
     compiler_fence(Ordering::SeqCst);
     page.set_upcall_mask(0);
     // The store must come before the load of `upcall_pending` in program order (SPEC.md
-    // §18.1); this fence, also a compiler barrier, keeps it there. As a memory fence it
-    // is not needed for correctness: the hypervisor reads the mask and sets
-    // `upcall_pending` only on this vCPU's CPU, between two of its instructions, and a
-    // CPU sees its own earlier store. So an event raised before the store is seen by the
-    // load, and one raised after it came through a hypervisor entry whose return, with
-    // the mask already clear, delivered it. The fence stays as a cheap safeguard (one
-    // `mfence` per enable); the SPEC allows it.
-    fence(Ordering::SeqCst);
+    // §18.1); a compiler barrier keeps it there. No memory fence is needed: the
+    // hypervisor reads the mask and sets `upcall_pending` only on this vCPU's CPU,
+    // between two of its instructions, and a CPU sees its own earlier store. So an event
+    // raised before the store is seen by the load, and one raised after it came through
+    // a hypervisor entry whose return, with the mask already clear, delivered it.
+    compiler_fence(Ordering::SeqCst);
     if page.upcall_pending() != 0 {
         let _ = hypercalls.version_op(hypercall_abi::hypercall::version_cmd::ABI_VERSION);
     }

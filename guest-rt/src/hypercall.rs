@@ -254,9 +254,9 @@ impl<I: HypercallInterface> Hypercalls<I> {
     ///
     /// # Safety
     ///
-    /// No sched_op of ABI 0.1 takes a pointer, but a sub-command this crate does not know
-    /// might (Xen's `poll` does): if `command` is such one, its pointer arguments must meet
-    /// [`HypercallInterface::call`]'s contract.
+    /// `POLL` reads a port array at `argument1`, and a sub-command this crate does not
+    /// know might take a pointer too: for such a `command`, its pointer arguments must
+    /// meet [`HypercallInterface::call`]'s contract. The other known sub-commands take none.
     pub unsafe fn sched_op(&self, command: u64, argument1: u64, argument2: u64) -> Result<u64, Errno> {
         // SAFETY: the caller vouches for any pointer the sub-command takes.
         let value = unsafe {
@@ -349,7 +349,7 @@ pub mod raw {
 // segment bases. `iret` has no wrapper here: it consumes a frame at RSP and resumes
 // somewhere else, so only asm can issue it (`crate::trap` and `crate::user`).
 
-/// The trapping hypercall instruction, for the asm entry/exit stubs of `trap` and `user`.
+/// The hypercall instruction, for the asm entry/exit stubs of `trap`, `events` and `user`.
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub(crate) use hypercall_instruction;
 
@@ -508,26 +508,6 @@ impl<I: HypercallInterface> Hypercalls<I> {
         };
         Errno::from_return(value).map(|count| count as usize)
     }
-}
-
-/// `event_channel_op(command, a, b)` on this domain's hypervisor.
-pub fn event_channel_op(command: u64, a: u64, b: u64) -> Result<u64, Errno> {
-    HYPERVISOR.event_channel_op(command, a, b)
-}
-
-/// `set_timer_op(deadline_ns)` on this domain's hypervisor (0 cancels).
-pub fn set_timer_op(deadline_ns: u64) -> Result<u64, Errno> {
-    HYPERVISOR.set_timer_op(deadline_ns)
-}
-
-/// `sched_op(BLOCK)` on this domain's hypervisor.
-pub fn block() -> Result<(), Errno> {
-    HYPERVISOR.block()
-}
-
-/// `sched_op(POLL, ports, count, timeout_ns)` on this domain's hypervisor.
-pub fn poll(ports: &[u32], timeout_ns: u64) -> Result<(), Errno> {
-    HYPERVISOR.poll(ports, timeout_ns)
 }
 
 /// `console_io(READ, ...)` on this domain's hypervisor.

@@ -106,9 +106,7 @@ impl Arch for Paravirt {
     }
 
     fn disable_interrupts(&self) -> bool {
-        let was_enabled = !events::irqs_disabled();
-        events::irq_disable();
-        was_enabled
+        !events::irq_save().was_disabled()
     }
 
     fn idle(&self) {

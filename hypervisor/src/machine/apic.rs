@@ -10,11 +10,12 @@
 //! choice. A one-shot can still end a little early if that ratio is off, so the
 //! interrupt handler must compare the clock with its deadlines and re-arm, never assume.
 //!
-//! Nothing here enables interrupts except [`selftest`]; the hypervisor runs with IF = 0.
+//! Nothing here enables interrupts; the hypervisor runs with IF = 0 except in the idle
+//! loop's `sti; hlt`.
 
 use super::cpu::{cpuid, rdtsc};
 use super::mmio::{self, DevicePage};
-use core::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{fence, AtomicU8, Ordering};
 use hypervisor::frame_allocator::{Frame, FrameAllocator};
 use spin::Once;
 use x86_64::registers::model_specific::Msr;
@@ -104,10 +105,8 @@ struct LocalApic {
 }
 
 static APIC: Once<LocalApic> = Once::new();
-/// The timer mode in force (`TimerMode as u8`); only the selftest changes it.
+/// The timer mode in force (`TimerMode as u8`), chosen by `init`.
 static MODE: AtomicU8 = AtomicU8::new(TimerMode::OneShot as u8);
-static TIMER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
-static LAST_TIMER_TSC: AtomicU64 = AtomicU64::new(0);
 
 impl LocalApic {
     fn read(&self, register: u32) -> u32 {
@@ -298,52 +297,8 @@ pub fn eoi() {
     apic().write(END_OF_INTERRUPT, 0);
 }
 
-/// The trap dispatcher's first step for [`TIMER_VECTOR`]: counts it, records the TSC,
-/// and signals end of interrupt (so the next arming can interrupt again).
+/// The trap dispatcher's first step for [`TIMER_VECTOR`]: end of interrupt, so the next
+/// arming can interrupt again.
 pub fn timer_interrupt() {
-    LAST_TIMER_TSC.store(rdtsc(), Ordering::Relaxed);
-    TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     eoi();
-}
-
-/// Timer interrupts taken since boot.
-pub fn timer_interrupts() -> u64 {
-    TIMER_INTERRUPTS.load(Ordering::Relaxed)
-}
-
-/// Arms the timer 1 ms ahead in each mode this CPU has, halts with interrupts enabled
-/// until [`TIMER_VECTOR`] arrives (the trap dispatcher must call [`timer_interrupt`] for
-/// it and return to the hypervisor), and prints how late it came. If the interrupt never
-/// arrives the machine halts for good (the run's timeout reports it). Leaves IF = 0 and
-/// the boot-time mode in force.
-pub fn selftest() {
-    let apic = apic();
-    let preferred = mode();
-    let modes: &[TimerMode] = if apic.deadline_supported {
-        &[TimerMode::TscDeadline, TimerMode::OneShot]
-    } else {
-        &[TimerMode::OneShot]
-    };
-    for &tested in modes {
-        set_mode(tested);
-        let before = timer_interrupts();
-        let deadline = rdtsc() + apic.tsc_hz / 1000;
-        arm(deadline);
-        let mut wakeups = 0u32;
-        while timer_interrupts() == before {
-            // `sti; hlt`: the interrupt cannot slip in between (STI's one-instruction shadow).
-            x86_64::instructions::interrupts::enable_and_hlt();
-            x86_64::instructions::interrupts::disable();
-            wakeups += 1;
-        }
-        let fired = LAST_TIMER_TSC.load(Ordering::Relaxed);
-        let (sign, late) = if fired >= deadline { ("", fired - deadline) } else { ("-", deadline - fired) };
-        let late_ns = u128::from(late) * 1_000_000_000 / u128::from(apic.tsc_hz);
-        hvprintln!(
-            "apic: selftest {}: armed 1 ms ahead, interrupt {sign}{late_ns} ns after the deadline ({wakeups} wake-up(s)){}",
-            tested.name(),
-            if sign.is_empty() { "" } else { " EARLY" }
-        );
-    }
-    set_mode(preferred);
 }

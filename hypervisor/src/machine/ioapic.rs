@@ -94,11 +94,3 @@ pub fn unmask(irq: u8) {
     let entry = ioapic.read(index);
     ioapic.write(index, entry & !MASKED);
 }
-
-/// Holds ISA `irq` back.
-pub fn mask(irq: u8) {
-    let ioapic = ioapic();
-    let index = REDIRECTION + 2 * pin(irq);
-    let entry = ioapic.read(index);
-    ioapic.write(index, entry | MASKED);
-}

@@ -3,9 +3,6 @@
 
 #[macro_use]
 pub mod console;
-// The time and interrupt-controller modules below carry `allow(dead_code)` until
-// system.rs calls them (issue 4, wired by the lead); drop the allows then.
-#[allow(dead_code)]
 pub mod apic;
 pub mod boot;
 pub mod cpu;
@@ -14,13 +11,9 @@ pub mod entry;
 pub mod exit_device;
 pub mod extended_state;
 pub mod heap;
-#[allow(dead_code)]
 pub mod ioapic;
 pub mod memory;
-#[allow(dead_code)]
 pub mod mmio;
-#[allow(dead_code)]
 pub mod pit;
 pub mod pvh;
-#[allow(dead_code)]
 pub mod rtc;
