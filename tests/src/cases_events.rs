@@ -46,7 +46,7 @@ pub fn fair_shares(transcript: &Transcript) -> Result<(), String> {
 }
 
 /// The first two numbers after `key` in the hypervisor's lines, if a line has `key`.
-fn summary_numbers(transcript: &Transcript, key: &str) -> Option<Result<(u64, u64), String>> {
+pub(crate) fn summary_numbers(transcript: &Transcript, key: &str) -> Option<Result<(u64, u64), String>> {
     let rest = transcript.hypervisor().find_map(|text| text.split_once(key).map(|(_, rest)| rest.to_string()))?;
     let mut numbers = rest.split(|c: char| !c.is_ascii_digit()).filter(|word| !word.is_empty());
     let mut next = || numbers.next().and_then(|number| number.parse::<u64>().ok());
@@ -59,11 +59,7 @@ fn summary_numbers(transcript: &Transcript, key: &str) -> Option<Result<(u64, u6
 /// The summary's `frames free A at start, B at end` has A = B, and its `ports open A at
 /// start, B at end` (once the hypervisor prints it) has A = B = 0.
 pub fn resources_returned(transcript: &Transcript) -> Result<(), String> {
-    let (start, end) =
-        summary_numbers(transcript, "frames free ").ok_or("no (hv) line says 'frames free A at start, B at end'")??;
-    if start != end {
-        return Err(format!("frames free {start} at start but {end} at end: {} frames leaked", start as i128 - end as i128));
-    }
+    crate::cases_memory::frames_returned(transcript)?;
     if let Some(ports) = summary_numbers(transcript, "ports open ") {
         let (start, end) = ports?;
         if start != 0 || end != 0 {

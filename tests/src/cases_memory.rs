@@ -27,13 +27,8 @@ const RESERVATION_MEM: &str = "4M,maxmem=8M";
 
 /// The hypervisor's summary says as many frames are free at the end as at the start.
 pub fn frames_returned(transcript: &Transcript) -> Result<(), String> {
-    let summary = transcript
-        .hypervisor()
-        .find_map(|text| text.split_once("frames free ").map(|(_, rest)| rest.to_string()))
-        .ok_or("no (hv) line says 'frames free A at start, B at end'")?;
-    let mut numbers = summary.split(|c: char| !c.is_ascii_digit()).filter(|word| !word.is_empty());
-    let start: u64 = numbers.next().and_then(|n| n.parse().ok()).ok_or(format!("unreadable summary '{summary}'"))?;
-    let end: u64 = numbers.next().and_then(|n| n.parse().ok()).ok_or(format!("unreadable summary '{summary}'"))?;
+    let (start, end) = crate::cases_events::summary_numbers(transcript, "frames free ")
+        .ok_or("no (hv) line says 'frames free A at start, B at end'")??;
     if start == end {
         Ok(())
     } else {

@@ -11,6 +11,11 @@ pub fn words(start: &StartInfo) -> core::str::SplitAsciiWhitespace<'_> {
     start.cmd_line().split_ascii_whitespace()
 }
 
+/// The number in the `key=<n>` word of the command line, if there is one.
+pub fn argument(start: &StartInfo, key: &str) -> Option<u64> {
+    words(start).filter_map(|word| word.split_once('=')).find(|(name, _)| *name == key).and_then(|(_, value)| parse_number(value))
+}
+
 /// Parses a decimal or `0x`-prefixed hexadecimal number.
 pub fn parse_number(text: &str) -> Option<u64> {
     match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {

@@ -23,7 +23,8 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-use events_support::{argument, Accel, Micros};
+use events_support::{Accel, Micros};
+use conformance_guests::argument;
 use guest_rt::abi::StartInfo;
 use guest_rt::events;
 use guest_rt::println;

@@ -15,7 +15,8 @@
 mod events_support;
 
 use conformance_guests::words;
-use events_support::{argument, connect, Micros};
+use events_support::{connect, Micros};
+use conformance_guests::argument;
 use guest_rt::abi::StartInfo;
 use guest_rt::println;
 use guest_rt::test::Reporter;

@@ -11,7 +11,8 @@
 
 mod events_support;
 
-use events_support::{argument, Accel};
+use events_support::Accel;
+use conformance_guests::argument;
 use guest_rt::abi::StartInfo;
 use guest_rt::println;
 use guest_rt::test::Reporter;

@@ -19,7 +19,8 @@ mod events_support;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use conformance_guests::words;
-use events_support::{argument, count, wait_count, Accel, Link, Micros};
+use events_support::{count, wait_count, Accel, Link, Micros};
+use conformance_guests::argument;
 use guest_rt::abi::StartInfo;
 use guest_rt::events::{self, Port};
 use guest_rt::hypercall::HYPERVISOR;

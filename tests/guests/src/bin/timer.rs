@@ -18,7 +18,8 @@
 mod events_support;
 
 use conformance_guests::words;
-use events_support::{argument, count, count_on, Accel, Micros};
+use events_support::{count, count_on, Accel, Micros};
+use conformance_guests::argument;
 use guest_rt::abi::event::virq;
 use guest_rt::abi::StartInfo;
 use guest_rt::events::{self, Port};
@@ -101,7 +102,7 @@ fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
     reporter.expect_eq(time::timer_firings().0, before, "firings with no timer set");
     let sorted = &mut lateness[..samples];
     sorted.sort_unstable();
-    let at = |fraction: usize| sorted.get((samples.saturating_sub(1)) * fraction / 100).copied().unwrap_or(0);
+    let at = |percent: u32| guest_rt::tsc::percentile(sorted, percent).unwrap_or(0);
     let (median, p90, worst) = (at(50), at(90), at(100));
     reporter.check(
         median <= tolerance.median,

@@ -33,16 +33,14 @@ pub fn warmup(iterations: usize) -> usize {
 
 /// The `iterations=<n>` argument (n >= 1), else [`DEFAULT_ITERATIONS`].
 pub fn iterations(start: &StartInfo) -> usize {
-    conformance_guests::words(start)
-        .find_map(|word| word.strip_prefix("iterations="))
-        .and_then(conformance_guests::parse_number)
+    conformance_guests::argument(start, "iterations")
         .filter(|&count| count >= 1)
         .map_or(DEFAULT_ITERATIONS, |count| count as usize)
 }
 
 /// The `peer=<domain id>` argument `cargo xtask bench` gives each domain of a pair.
 pub fn peer(start: &StartInfo) -> Option<u64> {
-    conformance_guests::words(start).find_map(|word| word.strip_prefix("peer=")).and_then(conformance_guests::parse_number)
+    conformance_guests::argument(start, "peer")
 }
 
 /// Prints `bench <name> median <c> p99 <c> iterations <n>` (the line `cargo xtask bench`

@@ -39,14 +39,6 @@ pub fn init(reporter: &mut Reporter) -> bool {
     reporter.expect_ok(events::init(), "set_callbacks(event entry, 0)").is_some()
 }
 
-/// Parses `key=value` among the words.
-pub fn argument(start: &StartInfo, key: &str) -> Option<u64> {
-    conformance_guests::words(start)
-        .filter_map(|word| word.split_once('='))
-        .find(|(name, _)| *name == key)
-        .and_then(|(_, value)| conformance_guests::parse_number(value))
-}
-
 /// How long [`connect`] waits for the peer (system time).
 pub const PATIENCE_NS: u64 = 60_000_000_000;
 
