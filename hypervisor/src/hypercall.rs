@@ -33,13 +33,15 @@ pub trait Guest {
     /// `mmu_update` with the hypercall's arguments.
     fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64;
     /// `event_channel_op` with the hypercall's arguments (the shell forwards to
-    /// `EventChannels::op` with the caller's id). Until the shell serves it: -ENOSYS.
+    /// `EventChannels::op` with the caller's id). The default, for guests of the tests
+    /// that have no event channels, is -ENOSYS.
     fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
         let _ = arguments;
         Errno::ENOSYS.to_return()
     }
     /// `set_timer_op(deadline_ns)`: absolute system time, 0 cancels; returns 0 (the
-    /// shell owns the timer queue). Until the shell serves it: -ENOSYS.
+    /// shell owns the timers). The default, for guests of the tests without timers, is
+    /// -ENOSYS.
     fn set_timer(&mut self, deadline_ns: u64) -> i64 {
         let _ = deadline_ns;
         Errno::ENOSYS.to_return()

@@ -3,7 +3,7 @@
 
 use crate::machine::console;
 use crate::machine::cpu;
-use crate::system::System;
+use crate::system::{live_index, System};
 use crate::wakeups::Wakeups;
 use alloc::vec::Vec;
 use hypercall_abi::event::virq;
@@ -15,8 +15,7 @@ fn live_ids(system: &System) -> impl Iterator<Item = u32> + Clone + '_ {
 }
 
 fn index_of(system: &System, id: u32) -> Option<usize> {
-    let index = (id as usize).checked_sub(1)?;
-    system.domains.get(index).filter(|domain| domain.memory.is_some()).map(|_| index)
+    live_index(&system.domains, id)
 }
 
 /// Moves the focus to `target` (if live) and says so.

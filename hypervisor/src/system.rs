@@ -498,6 +498,12 @@ fn print_banner(features: &cpu::Features, ram_bytes: u64) {
 /// Makes `index` the running domain: its extended state, segment bases and the root of
 /// its vCPU's mode are loaded. The outgoing domain's extended state must have been saved
 /// (see [`leave_current`]).
+/// The index of domain `id` among `domains`, if it is still live (ids start at 1).
+pub(crate) fn live_index(domains: &[Domain], id: u32) -> Option<usize> {
+    let index = (id as usize).checked_sub(1)?;
+    domains.get(index).filter(|domain| domain.memory.is_some()).map(|_| index)
+}
+
 pub(crate) fn enter_domain(system: &mut System, index: usize) {
     system.current = index;
     if !system.domains[index].entered {

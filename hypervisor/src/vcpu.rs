@@ -40,8 +40,8 @@ pub struct Vcpu {
     pub syscall_entry: Option<u64>,
     /// Where event upcalls are delivered (`set_callbacks`); none: events stay pending.
     pub event_callback: Option<u64>,
-    /// The failsafe callback (`set_callbacks`): recorded and reported only, since this
-    /// version has no segment reload that could fail.
+    /// The failsafe callback (`set_callbacks`): validated and recorded but never called,
+    /// since this version has no segment reload that could fail.
     pub failsafe_callback: Option<u64>,
     /// FS base, live in both modes.
     pub fs_base: u64,

@@ -4,7 +4,8 @@
 //! is armed when nothing is due.
 
 use crate::machine::{apic, cpu, memory::DirectMap};
-use crate::system::{Domain, System};
+use crate::system::{live_index, Domain, System};
+use hypervisor::frame_allocator::Frame;
 use hypercall_abi::event::virq;
 use hypervisor::event_channel::Notify;
 use hypervisor::hypercall::PollRequest;
@@ -33,9 +34,10 @@ pub(crate) struct Wakeups<'a> {
 }
 
 impl Wakeups<'_> {
-    fn index(&self, domain: u32) -> Option<usize> {
-        let index = (domain as usize).checked_sub(1)?;
-        (index < self.domains.len() && self.domains[index].memory.is_some()).then_some(index)
+    /// Domain `id`'s index and shared-info frame, if it is live.
+    fn live(&self, id: u32) -> Option<(usize, Frame)> {
+        let index = live_index(self.domains, id)?;
+        Some((index, self.domains[index].memory.as_ref()?.shared_info_frame()))
     }
 
     /// Makes domain `index` runnable if it waits for anything.
@@ -47,48 +49,40 @@ impl Wakeups<'_> {
         domain.wait = Wait::Nothing;
         self.scheduler.wake(index, self.now);
     }
+}
 
-    /// Wakes a blocked domain that now has an unmasked event.
-    fn wake_if_deliverable(&mut self, index: usize, port: Option<u32>) {
-        let domain = &self.domains[index];
-        let Some(memory) = domain.memory.as_ref() else { return };
-        let wake = match &domain.wait {
+impl Notify for Wakeups<'_> {
+    fn raise(&mut self, domain: u32, port: u32) {
+        let Some((index, shared)) = self.live(domain) else { return };
+        let new_upcall = upcall::raise(&mut DirectMap, shared, port);
+        // A domain sleeps in BLOCK only with `upcall_pending` clear, so the raise that
+        // sets it is the one that wakes it; a poller wakes for its listed ports alone.
+        let wake = match &self.domains[index].wait {
             Wait::Nothing => false,
-            Wait::Event => upcall::upcall_pending(&DirectMap, memory.shared_info_frame()),
-            Wait::Ports(request) => port.is_some_and(|port| request.ports().contains(&port)),
+            Wait::Event => new_upcall,
+            Wait::Ports(request) => request.ports().contains(&port),
         };
         if wake {
             self.wake_index(index);
         }
     }
-}
-
-impl Notify for Wakeups<'_> {
-    fn raise(&mut self, domain: u32, port: u32) {
-        let Some(index) = self.index(domain) else { return };
-        if let Some(memory) = self.domains[index].memory.as_ref() {
-            upcall::raise(&mut DirectMap, memory.shared_info_frame(), port);
-        }
-        self.wake_if_deliverable(index, Some(port));
-    }
 
     fn unmask(&mut self, domain: u32, port: u32) {
-        let Some(index) = self.index(domain) else { return };
-        if let Some(memory) = self.domains[index].memory.as_ref() {
-            upcall::unmask(&mut DirectMap, memory.shared_info_frame(), port);
+        // Only the running domain unmasks its own ports, so nobody sleeps here: the
+        // upcall, if one became pending, goes out on the way back to the guest.
+        if let Some((_, shared)) = self.live(domain) {
+            upcall::unmask(&mut DirectMap, shared, port);
         }
-        self.wake_if_deliverable(index, None);
     }
 
     fn clear(&mut self, domain: u32, port: u32) {
-        let Some(index) = self.index(domain) else { return };
-        if let Some(memory) = self.domains[index].memory.as_ref() {
-            upcall::clear_port(&mut DirectMap, memory.shared_info_frame(), port);
+        if let Some((_, shared)) = self.live(domain) {
+            upcall::clear_port(&mut DirectMap, shared, port);
         }
     }
 
     fn wake(&mut self, domain: u32) {
-        if let Some(index) = self.index(domain) {
+        if let Some(index) = live_index(self.domains, domain) {
             self.wake_index(index);
         }
     }
@@ -101,8 +95,7 @@ pub(crate) fn expire(system: &mut System, now_tsc: u64) {
     let now_ns = system.clock.now_ns(now_tsc);
     let System { domains, scheduler, events, timers, .. } = system;
     let mut wakeups = Wakeups { domains, scheduler, now: now_tsc };
-    let expired: alloc::vec::Vec<usize> = timers.expired(now_ns).collect();
-    for index in expired {
+    for index in timers.expired(now_ns) {
         let id = wakeups.domains[index].id;
         events.raise_virq(id, virq::TIMER, &mut wakeups);
         wakeups.wake_index(index);
