@@ -7,7 +7,7 @@
 use crate::machine::{console, cpu, entry, memory::DirectMap};
 use crate::machine::apic;
 use crate::system::{
-    end_current, enter_domain, finish_return, kill_current, leave_current, load_root, load_segment_bases, next_frame,
+    end_current, finish_return, kill_current, load_root, load_segment_bases, next_frame,
     write_time_info,
     next_frame_or_finish, Domain, System, FRAMES, SYSTEM,
 };
@@ -95,7 +95,7 @@ impl Guest for CallingDomain<'_> {
     fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
         let id = self.domain().id;
         let System { domains, scheduler, events, .. } = &mut *self.system;
-        events.op(id, arguments, &mut Wakeups { domains, scheduler, now: cpu::rdtsc() })
+        events.op(id, arguments, &mut Wakeups { domains, scheduler })
     }
 
     fn console_peek(&mut self, buffer: &mut [u8]) -> usize {
@@ -173,14 +173,7 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
         }
         Disposition::Yield(value) => {
             frame.rax = value as u64;
-            system.domains[current].state = *frame;
-            let next = system.scheduler.switch(Reason::Yield, cpu::rdtsc()).expect("the caller itself is runnable");
-            if next != current {
-                leave_current(system);
-                enter_domain(system, next);
-                *frame = system.domains[next].state;
-            }
-            finish_return(guard, frame)
+            switch_away(guard, frame, Reason::Yield)
         }
         Disposition::Shutdown(outcome) => {
             let domain = &system.domains[current];
@@ -229,9 +222,17 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
 fn sleep(mut guard: Guard, frame: &mut TrapFrame, wait: Wait) -> u64 {
     let system = running(&mut guard);
     let current = system.current;
-    system.domains[current].state = *frame;
     system.domains[current].wait = wait;
-    *frame = next_frame(guard, Reason::Blocked);
+    switch_away(guard, frame, Reason::Blocked)
+}
+
+/// Saves the running domain's state and returns to whoever the scheduler picks for
+/// `reason` (possibly the same domain, for a yield or preemption with nobody waiting).
+fn switch_away(mut guard: Guard, frame: &mut TrapFrame, reason: Reason) -> u64 {
+    let system = running(&mut guard);
+    let current = system.current;
+    system.domains[current].state = *frame;
+    *frame = next_frame(guard, reason);
     finish_return(SYSTEM.lock(), frame)
 }
 
@@ -300,11 +301,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
             vector if vector == u64::from(apic::CONSOLE_VECTOR) => {
                 // The idle loop halts with the system unlocked, so this cannot deadlock;
                 // try_lock keeps it that way should an interrupt ever land elsewhere.
-                match SYSTEM.try_lock() {
-                    Some(mut guard) => match guard.as_mut() {
-                        Some(system) => input_focus::receive(system),
-                        None => while console::receive().is_some() {},
-                    },
+                match SYSTEM.try_lock().as_mut().and_then(|guard| guard.as_mut()) {
+                    Some(system) => input_focus::receive(system),
                     // Draining is what re-arms the UART's edge; the bytes are lost.
                     None => while console::receive().is_some() {},
                 }
@@ -362,14 +360,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
 fn timer_interrupt(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
     apic::timer_interrupt();
     let system = running(&mut guard);
-    system.armed = None;
     let now = cpu::rdtsc();
     wakeups::expire(system, now);
     if system.scheduler.slice_expired(now) {
-        let current = system.current;
-        system.domains[current].state = *frame;
-        *frame = next_frame(guard, Reason::Preempted);
-        return finish_return(SYSTEM.lock(), frame);
+        return switch_away(guard, frame, Reason::Preempted);
     }
     finish_return(guard, frame)
 }

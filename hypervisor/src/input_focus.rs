@@ -2,7 +2,6 @@
 //! Ctrl-] escape, into the focused domain's ring, and raise its VIRQ_CONSOLE.
 
 use crate::machine::console;
-use crate::machine::cpu;
 use crate::system::{live_index, System};
 use crate::wakeups::Wakeups;
 use alloc::vec::Vec;
@@ -14,14 +13,10 @@ fn live_ids(system: &System) -> impl Iterator<Item = u32> + Clone + '_ {
     system.domains.iter().filter(|domain| domain.memory.is_some()).map(|domain| domain.id)
 }
 
-fn index_of(system: &System, id: u32) -> Option<usize> {
-    live_index(&system.domains, id)
-}
-
 /// Moves the focus to `target` (if live) and says so.
 fn focus_on(system: &mut System, target: Option<u32>) {
     system.focus = target;
-    if let Some(index) = target.and_then(|id| index_of(system, id)) {
+    if let Some(index) = target.and_then(|id| live_index(&system.domains, id)) {
         let domain = &system.domains[index];
         hvprintln!("console input: d{} {}", domain.id, domain.name);
     }
@@ -55,14 +50,14 @@ pub(crate) fn receive(system: &mut System) {
     while let Some(byte) = console::receive() {
         match system.escape.feed(byte) {
             Input::Deliver(byte) => {
-                if let Some(index) = system.focus.and_then(|id| index_of(system, id)) {
+                if let Some(index) = system.focus.and_then(|id| live_index(&system.domains, id)) {
                     system.domains[index].input.push(byte);
                     if !fed.contains(&index) {
                         fed.push(index);
                     }
                 }
             }
-            Input::FocusTo(id) => match index_of(system, id) {
+            Input::FocusTo(id) => match live_index(&system.domains, id) {
                 Some(_) => focus_on(system, Some(id)),
                 None => hvprintln!("console input: no domain d{id}"),
             },
@@ -86,5 +81,5 @@ pub(crate) fn receive(system: &mut System) {
 
 fn raise(system: &mut System, id: u32, number: u64) {
     let System { domains, scheduler, events, .. } = system;
-    events.raise_virq(id, number, &mut Wakeups { domains, scheduler, now: cpu::rdtsc() });
+    events.raise_virq(id, number, &mut Wakeups { domains, scheduler });
 }

@@ -17,12 +17,6 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Picks the first of `count` slots after `current` for which `runnable` holds, wrapping
-/// around and ending with `current` itself; `None` when nothing is runnable.
-pub fn next_runnable(count: usize, current: usize, runnable: impl Fn(usize) -> bool) -> Option<usize> {
-    (1..=count).map(|step| (current + step) % count).find(|&index| runnable(index))
-}
-
 /// Marks the end of the queue and an unlinked slot.
 const NONE: usize = usize::MAX;
 
@@ -392,17 +386,6 @@ mod tests {
     /// Picks made by `count` switches for `reason`, one cycle apart.
     fn picks(scheduler: &mut Scheduler, reason: Reason, count: usize) -> Vec<Option<usize>> {
         (0..count).map(|step| scheduler.switch(reason, step as u64)).collect()
-    }
-
-    #[test]
-    fn next_runnable_scans_round_robin() {
-        let next_runnable = |runnable: &[bool], current| super::next_runnable(runnable.len(), current, |index| runnable[index]);
-        assert_eq!(next_runnable(&[true, true, true], 0), Some(1));
-        assert_eq!(next_runnable(&[true, true, true], 2), Some(0));
-        assert_eq!(next_runnable(&[true, false, true], 0), Some(2));
-        assert_eq!(next_runnable(&[true, false, false], 0), Some(0), "alone: yield returns to the caller");
-        assert_eq!(next_runnable(&[false, false, false], 1), None);
-        assert_eq!(next_runnable(&[], 0), None);
     }
 
     #[test]

@@ -103,8 +103,6 @@ pub(crate) struct System {
     pub clock: Clock,
     /// Each domain's `set_timer_op` deadline.
     pub timers: Timers,
-    /// The TSC deadline the LAPIC timer is armed for, if any.
-    pub armed: Option<u64>,
     /// (wc_sec, wc_nsec): the wallclock at system time 0, from the RTC.
     pub wallclock: (u32, u32),
     /// The TSC at hypervisor entry, and how many domains have not run yet: when the last
@@ -235,7 +233,6 @@ pub fn boot(start_info_address: u64) -> ! {
         events: EventChannels::new(),
         clock,
         timers: Timers::new(),
-        armed: None,
         wallclock,
         entry_tsc,
         never_entered: 0,
@@ -495,15 +492,15 @@ fn print_banner(features: &cpu::Features, ram_bytes: u64) {
     }
 }
 
-/// Makes `index` the running domain: its extended state, segment bases and the root of
-/// its vCPU's mode are loaded. The outgoing domain's extended state must have been saved
-/// (see [`leave_current`]).
 /// The index of domain `id` among `domains`, if it is still live (ids start at 1).
 pub(crate) fn live_index(domains: &[Domain], id: u32) -> Option<usize> {
     let index = (id as usize).checked_sub(1)?;
     domains.get(index).filter(|domain| domain.memory.is_some()).map(|_| index)
 }
 
+/// Makes `index` the running domain: its extended state, segment bases and the root of
+/// its vCPU's mode are loaded. The outgoing domain's extended state must have been saved
+/// (see [`leave_current`]).
 pub(crate) fn enter_domain(system: &mut System, index: usize) {
     system.current = index;
     if !system.domains[index].entered {
@@ -589,7 +586,7 @@ pub(crate) fn end_current(system: &mut System, outcome: Outcome) {
     let id = system.domains[current].id;
     // Ports first: peers' ends change and their waiters wake while this page still exists.
     let System { domains, scheduler, events, timers, .. } = system;
-    events.remove_domain(id, &mut Wakeups { domains, scheduler, now: cpu::rdtsc() });
+    events.remove_domain(id, &mut Wakeups { domains, scheduler });
     timers.cancel(current);
     system.domains[current].wait = Wait::Nothing;
     if let Some(memory) = system.domains[current].memory.take() {

@@ -30,7 +30,6 @@ pub(crate) enum Wait {
 pub(crate) struct Wakeups<'a> {
     pub domains: &'a mut [Domain],
     pub scheduler: &'a mut Scheduler,
-    pub now: u64,
 }
 
 impl Wakeups<'_> {
@@ -47,7 +46,8 @@ impl Wakeups<'_> {
             return;
         }
         domain.wait = Wait::Nothing;
-        self.scheduler.wake(index, self.now);
+        // The TSC only when someone wakes: most event operations wake nobody.
+        self.scheduler.wake(index, cpu::rdtsc());
     }
 }
 
@@ -94,7 +94,7 @@ impl Notify for Wakeups<'_> {
 pub(crate) fn expire(system: &mut System, now_tsc: u64) {
     let now_ns = system.clock.now_ns(now_tsc);
     let System { domains, scheduler, events, timers, .. } = system;
-    let mut wakeups = Wakeups { domains, scheduler, now: now_tsc };
+    let mut wakeups = Wakeups { domains, scheduler };
     for index in timers.expired(now_ns) {
         let id = wakeups.domains[index].id;
         events.raise_virq(id, virq::TIMER, &mut wakeups);
@@ -112,7 +112,8 @@ pub(crate) fn expire(system: &mut System, now_tsc: u64) {
 /// Arms the LAPIC timer for the earliest of: a domain timer, a poll deadline, the end of
 /// the running domain's slice when another domain is waiting for the CPU. An armed
 /// deadline earlier than needed is left alone (its interrupt finds nothing due and
-/// re-arms), so most returns to a guest write no MSR.
+/// re-arms), so most returns to a guest write no MSR. Whether one is armed is the APIC
+/// driver's to say: its interrupt handler, in ring 0 or from a guest, disarms.
 pub(crate) fn rearm(system: &mut System) {
     let mut earliest_ns = system.timers.earliest();
     for domain in &system.domains {
@@ -129,13 +130,8 @@ pub(crate) fn rearm(system: &mut System) {
         }
     }
     let Some(wanted) = earliest else { return };
-    // An armed deadline that has passed has fired (or its interrupt is pending and will
-    // find nothing due): it no longer stands for anything, so arm afresh. The idle loop's
-    // interrupts arrive in ring 0, where `armed` cannot be cleared.
-    let now = cpu::rdtsc();
-    if system.armed.is_none_or(|armed| wanted < armed || armed <= now) {
+    if apic::armed().is_none_or(|armed| wanted < armed) {
         apic::arm(wanted);
-        system.armed = Some(wanted);
     }
 }
 

@@ -15,7 +15,7 @@
 
 use super::cpu::{cpuid, rdtsc};
 use super::mmio::{self, DevicePage};
-use core::sync::atomic::{fence, AtomicU8, Ordering};
+use core::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use hypervisor::frame_allocator::{Frame, FrameAllocator};
 use spin::Once;
 use x86_64::registers::model_specific::Msr;
@@ -106,6 +106,9 @@ struct LocalApic {
 
 static APIC: Once<LocalApic> = Once::new();
 /// The timer mode in force (`TimerMode as u8`), chosen by `init`.
+/// What [`armed`] reports; [`NOT_ARMED`] when no interrupt is outstanding.
+static ARMED: AtomicU64 = AtomicU64::new(NOT_ARMED);
+const NOT_ARMED: u64 = u64::MAX;
 static MODE: AtomicU8 = AtomicU8::new(TimerMode::OneShot as u8);
 
 impl LocalApic {
@@ -251,6 +254,7 @@ pub fn set_mode(wanted: TimerMode) {
 /// the handler must check the clock.
 pub fn arm(deadline_tsc: u64) {
     let apic = apic();
+    ARMED.store(deadline_tsc, Ordering::Relaxed);
     match mode() {
         TimerMode::TscDeadline => {
             // SAFETY: TSC-deadline mode is selected (set_mode checked CPUID); writing a
@@ -297,8 +301,17 @@ pub fn eoi() {
     apic().write(END_OF_INTERRUPT, 0);
 }
 
-/// The trap dispatcher's first step for [`TIMER_VECTOR`]: end of interrupt, so the next
-/// arming can interrupt again.
+/// The trap dispatcher's first step for [`TIMER_VECTOR`], in ring 0 (idle) as from a
+/// guest: the armed deadline is spent, whether or not it was reached (a one-shot count
+/// may end early, or at the end of its range), and end of interrupt lets the next arming
+/// interrupt again.
 pub fn timer_interrupt() {
+    ARMED.store(NOT_ARMED, Ordering::Relaxed);
     eoi();
+}
+
+/// The TSC deadline the timer is armed for, until its interrupt is taken.
+pub fn armed() -> Option<u64> {
+    let armed = ARMED.load(Ordering::Relaxed);
+    (armed != NOT_ARMED).then_some(armed)
 }
