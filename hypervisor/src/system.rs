@@ -363,27 +363,32 @@ const WALLCLOCK_OFFSET: usize = core::mem::offset_of!(SharedInfo, wc_version);
 /// Byte offset of `vcpu_info[0].time`.
 const TIME_INFO_OFFSET: usize = core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(hypercall_abi::shared_info::VcpuInfo, time);
 
-/// Writes the wallclock with its seqlock: odd version, fields, even version.
-fn write_wallclock(shared: Frame, (seconds, nanoseconds): (u32, u32)) {
+/// Writes a seqlocked block of the shared-info page at `offset`, whose first u32 is its
+/// version: the version goes odd, `body(odd version)` writes the fields, the version goes
+/// even again (SPEC.md §19.2, §19.3).
+fn seqlock_write(shared: Frame, offset: usize, body: impl FnOnce(u32)) {
     let mut version = [0u8; 4];
-    DirectMap.read(shared, WALLCLOCK_OFFSET, &mut version);
+    DirectMap.read(shared, offset, &mut version);
     let odd = u32::from_le_bytes(version) | 1;
-    DirectMap.write(shared, WALLCLOCK_OFFSET, &odd.to_le_bytes());
-    DirectMap.write(shared, WALLCLOCK_OFFSET + 4, &seconds.to_le_bytes());
-    DirectMap.write(shared, WALLCLOCK_OFFSET + 8, &nanoseconds.to_le_bytes());
-    DirectMap.write(shared, WALLCLOCK_OFFSET, &odd.wrapping_add(1).to_le_bytes());
+    DirectMap.write(shared, offset, &odd.to_le_bytes());
+    body(odd);
+    DirectMap.write(shared, offset, &odd.wrapping_add(1).to_le_bytes());
 }
 
-/// Refreshes vCPU 0's time info with its seqlock (SPEC.md §19.2): the version goes odd,
-/// the fields change, the version goes even again.
+/// Writes the wallclock (wc_sec, wc_nsec) under its version.
+fn write_wallclock(shared: Frame, (seconds, nanoseconds): (u32, u32)) {
+    seqlock_write(shared, WALLCLOCK_OFFSET, |_| {
+        DirectMap.write(shared, WALLCLOCK_OFFSET + 4, &seconds.to_le_bytes());
+        DirectMap.write(shared, WALLCLOCK_OFFSET + 8, &nanoseconds.to_le_bytes());
+    });
+}
+
+/// Refreshes vCPU 0's time info under its version.
 pub(crate) fn write_time_info(shared: Frame, clock: &Clock) {
-    let mut version = [0u8; 4];
-    DirectMap.read(shared, TIME_INFO_OFFSET, &mut version);
-    let odd = u32::from_le_bytes(version) | 1;
-    DirectMap.write(shared, TIME_INFO_OFFSET, &odd.to_le_bytes());
-    let info = clock.vcpu_time_info(cpu::rdtsc(), odd);
-    DirectMap.write(shared, TIME_INFO_OFFSET, info.as_bytes());
-    DirectMap.write(shared, TIME_INFO_OFFSET, &odd.wrapping_add(1).to_le_bytes());
+    // The info carries the (odd) version in its first field, so the copy keeps it odd.
+    seqlock_write(shared, TIME_INFO_OFFSET, |odd| {
+        DirectMap.write(shared, TIME_INFO_OFFSET, clock.vcpu_time_info(cpu::rdtsc(), odd).as_bytes());
+    });
 }
 
 fn create_domain(system: &System, id: u32, spec: &DomainSpec, bytes: &[u8]) -> Result<Domain, String> {

@@ -195,9 +195,7 @@ pub fn init(frames: &mut FrameAllocator, root: Frame, tsc_hz: u64) -> Result<Des
 /// The one-shot countdown rate: KVM's leaf, else measured against the TSC over ~5 ms
 /// (with the timer masked).
 fn one_shot_rate(apic: &LocalApic, tsc_hz: u64) -> (u64, &'static str) {
-    let (hypervisor_max, signature_b, signature_c, signature_d) = cpuid(0x4000_0000, 0);
-    if [signature_b, signature_c, signature_d] != [0, 0, 0] && hypervisor_max >= 0x4000_0010 {
-        let (_, bus_khz, _, _) = cpuid(0x4000_0010, 0);
+    if let Some((_, bus_khz)) = super::cpu::hypervisor_timing() {
         if bus_khz != 0 {
             return (u64::from(bus_khz) * 1000, "cpuid 0x40000010");
         }

@@ -65,16 +65,24 @@ pub fn under_kvm() -> bool {
     [b, c, d] == [0x4b4d_564b, 0x564b_4d56, 0x0000_004d]
 }
 
+/// The hypervisor-timing leaf 0x40000010 as (TSC kHz, APIC bus kHz), when leaf
+/// 0x40000000 has a non-zero vendor signature and reaches it (QEMU/KVM with `+invtsc`).
+pub fn hypervisor_timing() -> Option<(u32, u32)> {
+    let (hypervisor_max, signature_b, signature_c, signature_d) = cpuid(0x4000_0000, 0);
+    let known_vendor = [signature_b, signature_c, signature_d] != [0, 0, 0];
+    (known_vendor && hypervisor_max >= 0x4000_0010).then(|| {
+        let (tsc_khz, bus_khz, _, _) = cpuid(0x4000_0010, 0);
+        (tsc_khz, bus_khz)
+    })
+}
+
 /// DESIGN.md §7, SPEC.md §19.1: the hypervisor-timing leaf QEMU/KVM expose with
 /// `+invtsc` (only when leaf 0x40000000 has a non-zero vendor signature and reaches
 /// 0x40000010), then the architectural leaves 0x15/0x16. `None` here is not the end:
 /// boot then calibrates against the PIT (`machine::pit::calibrate_tsc`), and only if that
 /// fails too does it stop with `cannot boot`.
 fn tsc_frequency(basic: u32) -> Option<(u64, &'static str)> {
-    let (hypervisor_max, signature_b, signature_c, signature_d) = cpuid(0x4000_0000, 0);
-    let known_vendor = [signature_b, signature_c, signature_d] != [0, 0, 0];
-    if known_vendor && hypervisor_max >= 0x4000_0010 {
-        let (khz, _, _, _) = cpuid(0x4000_0010, 0);
+    if let Some((khz, _)) = hypervisor_timing() {
         if khz != 0 {
             return Some((u64::from(khz), "cpuid 0x40000010"));
         }
