@@ -212,6 +212,11 @@ fn handle_hypercall(mut guard: Guard, frame: &mut TrapFrame) -> u64 {
             if expired || upcall::any_pending(&DirectMap, shared, request.ports()) {
                 return finish_return(guard, frame);
             }
+            // A deadline left from an earlier POLL must not end this one.
+            match request.deadline_ns {
+                0 => system.poll_deadlines.cancel(current),
+                deadline => system.poll_deadlines.set(current, deadline),
+            }
             sleep(guard, frame, Wait::Ports(request))
         }
     }

@@ -103,6 +103,8 @@ pub(crate) struct System {
     pub clock: Clock,
     /// Each domain's `set_timer_op` deadline.
     pub timers: Timers,
+    /// Each polling domain's `sched_op(POLL)` timeout.
+    pub poll_deadlines: Timers,
     /// (wc_sec, wc_nsec): the wallclock at system time 0, from the RTC.
     pub wallclock: (u32, u32),
     /// The TSC at hypervisor entry, and how many domains have not run yet: when the last
@@ -233,6 +235,7 @@ pub fn boot(start_info_address: u64) -> ! {
         events: EventChannels::new(),
         clock,
         timers: Timers::new(),
+        poll_deadlines: Timers::new(),
         wallclock,
         entry_tsc,
         never_entered: 0,
@@ -593,6 +596,7 @@ pub(crate) fn end_current(system: &mut System, outcome: Outcome) {
     let System { domains, scheduler, events, timers, .. } = system;
     events.remove_domain(id, &mut Wakeups { domains, scheduler });
     timers.cancel(current);
+    system.poll_deadlines.cancel(current);
     system.domains[current].wait = Wait::Nothing;
     if let Some(memory) = system.domains[current].memory.take() {
         memory.destroy(&mut DirectMap, &mut *FRAMES.lock());

@@ -175,16 +175,19 @@ pub fn guest_ns(info: &VcpuTimeInfo, tsc: u64) -> u64 {
 }
 
 /// One-shot timer deadlines (absolute system time in ns), at most one per domain, kept
-/// in one slot per domain index: memory is bounded by the number of domains, and the
-/// scans below are linear in it (tens to hundreds of domains, no allocation per set).
+/// in one slot per domain index: memory is bounded by the number of domains, and no set
+/// allocates past the first for a domain. The earliest deadline is kept up to date, so
+/// [`earliest`](Self::earliest), asked on every return to a guest, costs nothing; only a
+/// cancel or an expiry of that deadline rescans.
 #[derive(Clone, Debug, Default)]
 pub struct Timers {
     deadlines: Vec<Option<u64>>,
+    earliest: Option<u64>,
 }
 
 impl Timers {
     pub const fn new() -> Self {
-        Self { deadlines: Vec::new() }
+        Self { deadlines: Vec::new(), earliest: None }
     }
 
     /// Sets (or replaces) `domain`'s deadline. A deadline already past is reported by the
@@ -193,13 +196,20 @@ impl Timers {
         if self.deadlines.len() <= domain {
             self.deadlines.resize(domain + 1, None);
         }
-        self.deadlines[domain] = Some(deadline_ns);
+        let replaced = self.deadlines[domain].replace(deadline_ns);
+        if replaced.is_some() && replaced == self.earliest {
+            self.rescan();
+        } else {
+            self.earliest = Some(self.earliest.map_or(deadline_ns, |earliest| earliest.min(deadline_ns)));
+        }
     }
 
     /// Removes `domain`'s deadline, if any.
     pub fn cancel(&mut self, domain: usize) {
         if let Some(slot) = self.deadlines.get_mut(domain) {
-            *slot = None;
+            if slot.take().is_some_and(|deadline| Some(deadline) == self.earliest) {
+                self.rescan();
+            }
         }
     }
 
@@ -215,19 +225,23 @@ impl Timers {
 
     /// The earliest pending deadline.
     pub fn earliest(&self) -> Option<u64> {
-        self.deadlines.iter().filter_map(|slot| *slot).min()
+        self.earliest
+    }
+
+    fn rescan(&mut self) {
+        self.earliest = self.deadlines.iter().filter_map(|slot| *slot).min();
     }
 
     /// The domains whose deadline is at or before `now_ns`, in index order; each is
     /// removed as it is yielded (an iterator dropped early leaves the rest pending).
     pub fn expired(&mut self, now_ns: u64) -> Expired<'_> {
-        Expired { deadlines: &mut self.deadlines, next: 0, now_ns }
+        Expired { timers: self, next: 0, now_ns }
     }
 }
 
 /// Iterator returned by [`Timers::expired`].
 pub struct Expired<'a> {
-    deadlines: &'a mut Vec<Option<u64>>,
+    timers: &'a mut Timers,
     next: usize,
     now_ns: u64,
 }
@@ -236,15 +250,25 @@ impl Iterator for Expired<'_> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        while self.next < self.deadlines.len() {
+        let deadlines = &mut self.timers.deadlines;
+        while self.next < deadlines.len() {
             let index = self.next;
             self.next += 1;
-            if self.deadlines[index].is_some_and(|deadline| deadline <= self.now_ns) {
-                self.deadlines[index] = None;
+            if deadlines[index].is_some_and(|deadline| deadline <= self.now_ns) {
+                deadlines[index] = None;
                 return Some(index);
             }
         }
         None
+    }
+}
+
+impl Drop for Expired<'_> {
+    fn drop(&mut self) {
+        // Only the deadlines taken can have been the earliest; once, at the end.
+        if self.timers.earliest.is_some_and(|earliest| earliest <= self.now_ns) {
+            self.timers.rescan();
+        }
     }
 }
 
@@ -574,6 +598,39 @@ mod tests {
         assert_eq!(timers.earliest(), Some(937));
         assert_eq!(timers.expired(940).collect::<Vec<_>>(), [60, 61, 62, 63]);
         assert_eq!(timers.pending(), 60);
+    }
+
+    #[test]
+    fn earliest_follows_every_change() {
+        let mut random = Random(0x5eed_7135);
+        let mut timers = Timers::new();
+        let mut reference: [Option<u64>; 9] = [None; 9];
+        for step in 0..20_000 {
+            let domain = (random.next() % 9) as usize;
+            match random.next() % 4 {
+                0 | 1 => {
+                    let deadline = random.next() % 1000;
+                    timers.set(domain, deadline);
+                    reference[domain] = Some(deadline);
+                }
+                2 => {
+                    timers.cancel(domain);
+                    reference[domain] = None;
+                }
+                _ => {
+                    let now = random.next() % 1000;
+                    // Sometimes stop early: the rest stays pending.
+                    let take = (random.next() % 4) as usize;
+                    let taken: Vec<usize> = timers.expired(now).take(take).collect();
+                    for index in taken {
+                        assert!(reference[index].is_some_and(|deadline| deadline <= now));
+                        reference[index] = None;
+                    }
+                }
+            }
+            let expected = reference.iter().filter_map(|slot| *slot).min();
+            assert_eq!(timers.earliest(), expected, "step {step}");
+        }
     }
 
     #[test]

@@ -93,18 +93,18 @@ impl Notify for Wakeups<'_> {
 /// (SPEC.md §20.2); a poll whose deadline passed ends.
 pub(crate) fn expire(system: &mut System, now_tsc: u64) {
     let now_ns = system.clock.now_ns(now_tsc);
-    let System { domains, scheduler, events, timers, .. } = system;
+    let System { domains, scheduler, events, timers, poll_deadlines, .. } = system;
     let mut wakeups = Wakeups { domains, scheduler };
     for index in timers.expired(now_ns) {
         let id = wakeups.domains[index].id;
         events.raise_virq(id, virq::TIMER, &mut wakeups);
         wakeups.wake_index(index);
     }
-    for index in 0..wakeups.domains.len() {
-        if let Wait::Ports(request) = &wakeups.domains[index].wait {
-            if request.deadline_ns != 0 && request.deadline_ns <= now_ns {
-                wakeups.wake_index(index);
-            }
+    // A poller woken by a port keeps its deadline until it expires here, harmlessly: only
+    // a domain still polling is woken, and a new POLL sets or cancels its own.
+    for index in poll_deadlines.expired(now_ns) {
+        if matches!(wakeups.domains[index].wait, Wait::Ports(_)) {
+            wakeups.wake_index(index);
         }
     }
 }
@@ -115,14 +115,10 @@ pub(crate) fn expire(system: &mut System, now_tsc: u64) {
 /// re-arms), so most returns to a guest write no MSR. Whether one is armed is the APIC
 /// driver's to say: its interrupt handler, in ring 0 or from a guest, disarms.
 pub(crate) fn rearm(system: &mut System) {
-    let mut earliest_ns = system.timers.earliest();
-    for domain in &system.domains {
-        if let Wait::Ports(request) = &domain.wait {
-            if request.deadline_ns != 0 {
-                earliest_ns = Some(earliest_ns.map_or(request.deadline_ns, |now| now.min(request.deadline_ns)));
-            }
-        }
-    }
+    let earliest_ns = match (system.timers.earliest(), system.poll_deadlines.earliest()) {
+        (Some(timer), Some(poll)) => Some(timer.min(poll)),
+        (timer, poll) => timer.or(poll),
+    };
     let mut earliest = earliest_ns.map(|ns| system.clock.deadline_tsc(ns));
     if system.scheduler.runnable_count() > 1 {
         if let Some(slice_end) = system.scheduler.slice_end() {
