@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use xtask::qemu::{self, Accel, ConsoleMode, Launch, Machine};
+use xtask::accel::Accel;
+use xtask::qemu::{self, ConsoleMode, Launch, Machine};
 use xtask::{archive, cmdline, images, workspace};
 
 /// Console lines shown with a failure.
@@ -28,7 +29,6 @@ const TAIL_LINES: usize = 40;
 #[derive(Clone, Debug)]
 struct Options {
     accel: Accel,
-    requested_accel: Option<Accel>,
     hypervisor: PathBuf,
     guests_dir: PathBuf,
     timeout: Duration,
@@ -281,10 +281,6 @@ fn main() -> ExitCode {
             usage_error(format!("hypervisor image {} does not exist{fix}", hypervisor_path.display()));
         }
     }
-    let accel = match qemu::select_accel(requested_accel) {
-        Ok(accel) => accel,
-        Err(error) => usage_error(error.message),
-    };
     let qemu_binary = match (arguments.list, qemu::find_qemu()) {
         (_, Some(path)) => path,
         (true, None) => PathBuf::from(qemu::QEMU),
@@ -294,20 +290,34 @@ fn main() -> ExitCode {
             qemu::QEMU_PACKAGE
         )),
     };
+    let hypervisor = hypervisor.unwrap_or_else(workspace::hypervisor_elf);
+    // KVM is probed once for the whole suite: a host where it cannot boot the hypervisor
+    // falls back to TCG here instead of failing every case the same way.
+    let accel = if arguments.list {
+        requested_accel.unwrap_or(Accel::Tcg)
+    } else {
+        match qemu::choose_accel(requested_accel, &qemu_binary, &hypervisor, &workspace::kvm_probe_cache()) {
+            Ok(choice) => {
+                for line in &choice.lines {
+                    println!("{line}");
+                }
+                choice.accel
+            }
+            Err(error) => usage_error(error.message),
+        }
+    };
     // Under a PVM-based KVM host every guest exception and trapping hypercall is a host
     // round trip (~0.7 ms), so the 100 000-call fuzz case and the 100 000-fault loop
     // (three round trips per fault) need minutes there; a hang still ends at this bound.
     let default_timeout = 480;
     let options = Arc::new(Options {
         accel,
-        requested_accel,
-        hypervisor: hypervisor.unwrap_or_else(workspace::hypervisor_elf),
+        hypervisor,
         guests_dir: guests_dir.unwrap_or_else(workspace::guests_dir),
         timeout: Duration::from_secs(timeout.unwrap_or(default_timeout)),
         qemu: qemu_binary,
     });
     if !arguments.list {
-        println!("{}", qemu::describe_accel(options.accel, options.requested_accel));
         println!(
             "conformance: hypervisor {}, guests {}, timeout {} s per case",
             display(&options.hypervisor),

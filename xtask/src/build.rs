@@ -45,8 +45,19 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Makes sure the toolchain can build for [`TARGET`], once per process.
+fn ensure_toolchain() -> Result<()> {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if CHECKED.get().is_none() {
+        crate::toolchain::ensure()?;
+        let _ = CHECKED.set(());
+    }
+    Ok(())
+}
+
 /// Builds the hypervisor and copies it to `target/ringfence/hypervisor.elf`.
 pub fn build_hypervisor() -> Result<PathBuf> {
+    ensure_toolchain()?;
     let mut command = workspace::cargo();
     command.args(["build", "--release", "--target", TARGET, "-p", "hypervisor"]);
     run_cargo(command, "building the hypervisor")?;
@@ -112,6 +123,7 @@ pub fn guest_bins() -> Result<Vec<GuestBin>> {
 
 /// Builds one guest binary with guest-rt's linker script and copies it to `destination`.
 pub fn build_guest_bin(guest: &GuestBin, destination: &Path) -> Result<PathBuf> {
+    ensure_toolchain()?;
     let linker_script = workspace::root().join("guest-rt").join("guest.ld");
     if !linker_script.is_file() {
         return Err(Error::failed(format!(

@@ -2,12 +2,14 @@
 //! live, how they are built, how QEMU is driven, and how boot archives and test images are
 //! made.
 
+pub mod accel;
 pub mod archive;
 pub mod build;
 pub mod cmdline;
 pub mod error;
 pub mod images;
 pub mod qemu;
+pub mod toolchain;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! Driving QEMU (contract: "QEMU command line"): finding or installing it, choosing the
 //! accelerator, assembling the command line, and running it with a timeout.
 
+use crate::accel::{self, Accel, Choice, Probe};
 use crate::{Error, Result};
 use hypercall_abi::exit::ExitStatus;
 use std::ffi::OsString;
@@ -21,33 +22,6 @@ pub const MACHINE_MEMORY: &str = "512M";
 pub const EXIT_TIMEOUT: i32 = 124;
 /// xtask's exit code when QEMU ended without the hypervisor's exit device.
 pub const EXIT_NO_DEVICE: i32 = 125;
-
-/// The accelerator QEMU runs with.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Accel {
-    /// Hardware virtualization through /dev/kvm.
-    Kvm,
-    /// QEMU's emulator.
-    Tcg,
-}
-
-impl Accel {
-    /// The `-accel` and `-cpu` arguments.
-    pub fn args(self) -> [&'static str; 4] {
-        match self {
-            Accel::Kvm => ["-accel", "kvm", "-cpu", "host,+invtsc"],
-            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
-        }
-    }
-
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        }
-    }
-}
 
 /// The QEMU machine type.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -74,28 +48,94 @@ pub fn kvm_usable() -> bool {
     std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
-/// The accelerator to use: `requested`, or KVM when usable and TCG otherwise. Asking for
-/// KVM without a usable /dev/kvm is an error.
-pub fn select_accel(requested: Option<Accel>) -> Result<Accel> {
-    match requested {
-        Some(Accel::Kvm) if !kvm_usable() => Err(Error::usage(
-            "--accel kvm was asked for but /dev/kvm cannot be opened read-write; use --accel tcg, or give this user access to /dev/kvm (group kvm)",
-        )),
-        Some(accel) => Ok(accel),
-        None if kvm_usable() => Ok(Accel::Kvm),
-        None => Ok(Accel::Tcg),
+/// Refuses `--accel kvm` early where /dev/kvm does not open ([`accel::check_request`]).
+pub fn check_accel_request(requested: Option<Accel>) -> Result<()> {
+    accel::check_request(requested, kvm_usable())
+}
+
+/// Chooses the accelerator for runs of `hypervisor` with `qemu` ([`accel::choose`]): KVM is
+/// probed by booting the hypervisor once, unless `cache` (a file) says it booted on this
+/// host before.
+pub fn choose_accel(requested: Option<Accel>, qemu: &Path, hypervisor: &Path, cache: &Path) -> Result<Choice> {
+    let fingerprint = accel::fingerprint(&describe_binary(qemu), &host_kernel(), &host_cpu());
+    let mut host = ProbingHost { qemu, hypervisor, cache, fingerprint };
+    accel::choose(requested, &mut host)
+}
+
+/// The host behind [`choose_accel`]: /dev/kvm, the cache file, a real probe.
+struct ProbingHost<'a> {
+    qemu: &'a Path,
+    hypervisor: &'a Path,
+    cache: &'a Path,
+    fingerprint: String,
+}
+
+/// How long a probe may take to reach the banner (a loaded host stretches the boot).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl accel::Host for ProbingHost<'_> {
+    fn kvm_opens(&self) -> bool {
+        kvm_usable()
+    }
+
+    fn cached_boots(&self) -> bool {
+        std::fs::read_to_string(self.cache).is_ok_and(|text| text.trim_end() == self.fingerprint)
+    }
+
+    fn probe(&mut self) -> Probe {
+        // No domains: the hypervisor prints its banner, finds nothing to run and exits.
+        let initrd = self.cache.with_extension("tar");
+        if let Err(error) = write_archive(&initrd, &[0; 1024]) {
+            return Probe::Fails(format!("cannot write the probe's empty archive: {error}"));
+        }
+        let launch = Launch {
+            qemu: self.qemu.to_path_buf(),
+            hypervisor: self.hypervisor.to_path_buf(),
+            initrd,
+            append: String::new(),
+            accel: Accel::Kvm,
+            machine: Machine::Microvm,
+            extra: Vec::new(),
+            timeout: PROBE_TIMEOUT,
+        };
+        match run(&launch, ConsoleMode::Capture) {
+            Ok(outcome) => accel::judge_probe(&outcome.output, &outcome.stderr, outcome.raw_exit, outcome.timed_out),
+            Err(error) => Probe::Fails(error.message),
+        }
+    }
+
+    fn remember_boots(&mut self) {
+        // A cache that cannot be written only costs the next run another probe.
+        let _ = std::fs::write(self.cache, format!("{}\n", self.fingerprint));
     }
 }
 
-/// A line saying which accelerator was chosen and why.
-pub fn describe_accel(accel: Accel, requested: Option<Accel>) -> String {
-    let why = match (requested, accel) {
-        (Some(_), _) => "as requested",
-        (None, Accel::Kvm) => "/dev/kvm is usable",
-        (None, Accel::Tcg) => "/dev/kvm is not usable",
+/// A binary named by its path, size and modification time (a QEMU upgrade changes them).
+fn describe_binary(path: &Path) -> String {
+    let metadata = std::fs::metadata(path).ok();
+    let size = metadata.as_ref().map_or(0, std::fs::Metadata::len);
+    let modified = metadata
+        .and_then(|metadata| metadata.modified().ok())
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_secs());
+    format!("{} {size} {modified}", path.display())
+}
+
+fn host_kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
+
+fn host_cpu() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|line| line.split(':').next().is_some_and(|key| key.trim() == name))
+            .and_then(|line| line.split_once(':'))
+            .map(|(_, value)| value.trim().to_string())
+            .unwrap_or_default()
     };
-    let args = accel.args();
-    format!("qemu: accelerator {} ({why}): {} {} {} {}", accel.name(), args[0], args[1], args[2], args[3])
+    format!("{} / {}", field("vendor_id"), field("model name"))
 }
 
 /// `qemu-system-x86_64` from PATH.
@@ -429,7 +469,7 @@ mod tests {
             line,
             "qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=on -nodefaults -no-user-config \
              -display none -serial stdio -no-reboot -m 512M -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-             -accel kvm -cpu host,+invtsc -kernel target/ringfence/hypervisor.elf -initrd /tmp/a.tar \
+             -accel kvm -cpu host,+invtsc,-arch-capabilities -kernel target/ringfence/hypervisor.elf -initrd /tmp/a.tar \
              -append 'domain=hello arg=x' -s"
         );
         let args = launch(Accel::Tcg, Machine::Q35).args();
@@ -496,14 +536,5 @@ mod tests {
         launch.hypervisor = "/nonexistent/hypervisor.elf".into();
         let error = run(&launch, ConsoleMode::Capture).unwrap_err();
         assert!(error.message.contains("/nonexistent/hypervisor.elf does not exist; run `cargo xtask build`"), "{}", error.message);
-    }
-
-    #[test]
-    fn asking_for_kvm_follows_dev_kvm() {
-        assert_eq!(select_accel(Some(Accel::Tcg)).unwrap(), Accel::Tcg);
-        assert_eq!(select_accel(Some(Accel::Kvm)).is_ok(), kvm_usable());
-        let detected = select_accel(None).unwrap();
-        assert_eq!(detected == Accel::Kvm, kvm_usable());
-        assert!(describe_accel(Accel::Tcg, None).contains("-accel tcg -cpu max"));
     }
 }

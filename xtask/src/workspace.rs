@@ -37,3 +37,8 @@ pub fn cargo() -> std::process::Command {
     command.current_dir(root());
     command
 }
+
+/// The cache of the KVM probe's verdict for this host (see `accel`).
+pub fn kvm_probe_cache() -> PathBuf {
+    artifact_dir().join("kvm-probe")
+}

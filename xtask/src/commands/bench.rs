@@ -11,7 +11,8 @@
 use clap::Args;
 use std::time::Duration;
 use xtask::cmdline::{self, Domain};
-use xtask::qemu::{self, Accel, ConsoleMode, Launch, Machine, RunOutcome};
+use xtask::accel::Accel;
+use xtask::qemu::{self, ConsoleMode, Launch, Machine, RunOutcome};
 use xtask::{archive, workspace, Error, Result};
 
 use super::host_reference::{Measurement, Reference};
@@ -469,7 +470,7 @@ fn run_guest(qemu_binary: &std::path::Path, accel: Accel, guest: &GuestSpec, ite
 /// Runs every selected bench guest, measures the references, prints the table.
 pub fn main(args: BenchArgs) -> Result<u8> {
     let qemu_binary = qemu::ensure_qemu()?;
-    let accel = qemu::select_accel(args.accel)?;
+    qemu::check_accel_request(args.accel)?;
     let (rows, guests) = select(&args.rows);
     if rows.is_empty() {
         let known: Vec<&str> = ROWS.iter().map(|row| row.wire).collect();
@@ -479,7 +480,11 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         return Err(Error::usage("--iterations must be at least 1"));
     }
     xtask::build::build_all()?;
-    println!("{}", qemu::describe_accel(accel, args.accel));
+    let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf(), &workspace::kvm_probe_cache())?;
+    let accel = choice.accel;
+    for line in &choice.lines {
+        println!("{line}");
+    }
 
     let mut runs = Vec::new();
     let mut problems = Vec::new();

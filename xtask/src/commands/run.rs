@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xtask::build::{self, GuestBin};
 use xtask::cmdline::{self, Domain};
-use xtask::qemu::{self, Accel, ConsoleMode, Launch, Machine};
+use xtask::accel::Accel;
+use xtask::qemu::{self, ConsoleMode, Launch, Machine};
 use xtask::{archive, workspace, Error, Result};
 
 /// Options of `cargo xtask run`.
@@ -95,7 +96,7 @@ pub fn main(args: RunArgs) -> Result<u8> {
     let mem = args.mem.as_deref().map(cmdline::parse_mem).transpose()?.map(|(text, _)| text);
     let maxmem = args.maxmem.as_deref().map(cmdline::parse_mem).transpose()?.map(|(text, _)| text);
     let qemu_binary = qemu::ensure_qemu()?;
-    let accel = qemu::select_accel(args.accel)?;
+    qemu::check_accel_request(args.accel)?;
 
     let known = build::guest_bins()?;
     let values = if args.guests.is_empty() { vec!["guest-kernel".to_string()] } else { args.guests.clone() };
@@ -127,6 +128,8 @@ pub fn main(args: RunArgs) -> Result<u8> {
     let append = cmdline::command_line(&domains, &[])?;
     let initrd = workspace::runs_dir().join("run.tar");
     qemu::write_archive(&initrd, &archive::build(&members)?)?;
+    let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf(), &workspace::kvm_probe_cache())?;
+    let accel = choice.accel;
     let launch = Launch {
         qemu: qemu_binary,
         hypervisor: workspace::hypervisor_elf(),
@@ -137,7 +140,9 @@ pub fn main(args: RunArgs) -> Result<u8> {
         extra: args.qemu_args,
         timeout: Duration::from_secs(args.timeout),
     };
-    eprintln!("{}", qemu::describe_accel(accel, args.accel));
+    for line in &choice.lines {
+        eprintln!("{line}");
+    }
     eprintln!("qemu: {}", launch.display());
     // The terminal types at the focused domain (Ctrl-] moves the focus; README).
     let outcome = qemu::run_with_input(&launch, ConsoleMode::Stream, qemu::ConsoleInput::Terminal)?;

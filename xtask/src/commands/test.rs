@@ -2,7 +2,7 @@
 
 use clap::Args;
 use std::path::PathBuf;
-use xtask::qemu::Accel;
+use xtask::accel::Accel;
 use xtask::{workspace, Error, Result};
 
 /// Options of `cargo xtask test`.
@@ -34,7 +34,7 @@ pub fn main(args: TestArgs) -> Result<u8> {
         }
     }
     xtask::qemu::ensure_qemu()?;
-    xtask::qemu::select_accel(args.accel)?;
+    xtask::qemu::check_accel_request(args.accel)?;
     let mut failed = Vec::new();
 
     let mut host = workspace::cargo();
