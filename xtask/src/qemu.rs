@@ -499,12 +499,18 @@ mod tests {
 
     /// A stand-in for QEMU: a shell script, with real files for -kernel and -initrd.
     fn fake_qemu(name: &str, script: &str, timeout: Duration) -> Launch {
-        use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("xtask-fake-qemu-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let qemu = dir.join("qemu");
-        std::fs::write(&qemu, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Written by a child process: a write descriptor opened here would be inherited by
+        // a child that a test on another thread forks at that moment, and exec'ing the
+        // script while that child still holds it open fails with ETXTBSY.
+        let written = std::process::Command::new("sh")
+            .args(["-c", "printf '#!/bin/sh\\n%s\\n' \"$1\" > \"$2\" && chmod 755 \"$2\"", "sh", script])
+            .arg(&qemu)
+            .status()
+            .unwrap();
+        assert!(written.success(), "cannot write the fake QEMU {}", qemu.display());
         std::fs::write(dir.join("hv.elf"), b"").unwrap();
         std::fs::write(dir.join("a.tar"), b"").unwrap();
         Launch { qemu, hypervisor: dir.join("hv.elf"), initrd: dir.join("a.tar"), timeout, ..launch(Accel::Tcg, Machine::Microvm) }
