@@ -3,11 +3,11 @@
 //! Numbers follow Xen's public numbering where ringfence has the same operation, so the
 //! two can be read side by side; the calling convention is SPEC.md §5.1.
 
-/// The alternative hypercall instruction (SPEC.md §5.1): `ud2` followed by the bytes
-/// `"rf"`. Same registers as `syscall`; the hypervisor recognizes the sequence in its #UD
-/// handler and resumes after it. guest-rt uses it because it works on every host: a
-/// PVM-based KVM host (this project's CI machines) does not carry a ring-3 `syscall` or
-/// `int n` into the hypervisor's ring 0, but it does deliver exceptions.
+/// The trapping hypercall instruction (SPEC.md §5.1): `ud2` followed by the bytes `"rf"`.
+/// Same registers as `syscall`; the hypervisor recognizes the sequence in its #UD handler
+/// and resumes after it. Both instructions are normative and a hypervisor MUST accept
+/// both; guest-rt uses `syscall`, and the conformance case `syscall_entry::forms` makes
+/// the same hypercalls through both.
 pub const TRAPPING_HYPERCALL: [u8; 4] = [0x0f, 0x0b, b'r', b'f'];
 
 /// A hypercall number (RAX at `syscall`).
