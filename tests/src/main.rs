@@ -9,6 +9,8 @@ mod cases_events;
 mod cases_memory;
 mod cases_traps;
 mod judge;
+#[cfg(test)]
+mod spec;
 
 use cases::{Case, ImageSource, Mutation};
 use hypercall_abi::AbiVersion;

@@ -1,6 +1,6 @@
 //! Conformance: the two hypercall instructions (SPEC.md §5.1). guest-rt makes every
 //! hypercall with `syscall`; the trapping form (`ud2` followed by `"rf"`,
-//! [`TRAPPING_HYPERCALL`]) is exercised here, beside `syscall`, with the same calls.
+//! [`TRAPPING_HYPERCALL`](guest_rt::abi::hypercall::TRAPPING_HYPERCALL)) is exercised here, beside `syscall`, with the same calls.
 //!
 //! Arguments:
 //! * `version`: `version(ABI_VERSION)` and `version(FEATURES)` through `syscall`, with
@@ -15,7 +15,7 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use conformance_guests::words;
-use guest_rt::abi::hypercall::{console_cmd, features, version_cmd, Hypercall, TRAPPING_HYPERCALL};
+use guest_rt::abi::hypercall::{console_cmd, features, version_cmd, Hypercall};
 use guest_rt::abi::Errno;
 use guest_rt::abi::memory::map_flags;
 use guest_rt::abi::{StartInfo, ABI_VERSION};
@@ -89,10 +89,10 @@ hypercall_through!(syscall_hypercall, "syscall");
 hypercall_through!(
     trapping_hypercall,
     ".byte {b0}, {b1}, {b2}, {b3}",
-    b0 = const TRAPPING_HYPERCALL[0],
-    b1 = const TRAPPING_HYPERCALL[1],
-    b2 = const TRAPPING_HYPERCALL[2],
-    b3 = const TRAPPING_HYPERCALL[3]
+    b0 = const guest_rt::abi::hypercall::TRAPPING_HYPERCALL[0],
+    b1 = const guest_rt::abi::hypercall::TRAPPING_HYPERCALL[1],
+    b2 = const guest_rt::abi::hypercall::TRAPPING_HYPERCALL[2],
+    b3 = const guest_rt::abi::hypercall::TRAPPING_HYPERCALL[3]
 );
 
 /// A line both forms write, so `console_io(WRITE)` has the same count through each.
