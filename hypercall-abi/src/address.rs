@@ -25,7 +25,7 @@ impl GuestVirtualAddress {
 
     /// True if the address is at the start of a page.
     pub const fn is_page_aligned(self) -> bool {
-        self.0 % PAGE_SIZE == 0
+        self.0 & (PAGE_SIZE - 1) == 0
     }
 }
 

@@ -138,13 +138,16 @@ enum RipIs {
     Target,
 }
 
+/// An address derived from the start-info page.
+type Target = fn(&StartInfo) -> u64;
+
 struct Provoke {
     name: &'static str,
     run: fn() -> After,
     vector: u8,
     error_code: u64,
     /// Target address (R11) from the start info; also the expected fault address for #PF.
-    target: fn(&StartInfo) -> u64,
+    target: Target,
     page_fault: bool,
     rip: RipIs,
 }
@@ -178,8 +181,9 @@ const PROVOKE: &[Provoke] = &[
 ];
 
 /// The `empty_*` sub-cases: where `entries` points, and the exception that then has no
-/// handler (a different one each, so three of the installed handlers are seen to go).
-const EMPTY_TABLE: &[(&str, fn(&StartInfo) -> u64, &str)] = &[
+/// handler (a different one each, so three of the installed handlers are seen to go):
+/// (sub-case, `entries`, the [`PROVOKE`] case).
+const EMPTY_TABLE: &[(&str, Target, &str)] = &[
     ("empty_noncanonical", noncanonical, "ud"),
     ("empty_hypervisor", hypervisor_range, "pf_read"),
     ("empty_valid", start_info_page, "de"),
