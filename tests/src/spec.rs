@@ -42,11 +42,16 @@ mod tests {
     #[test]
     fn a_drifted_table_is_seen() {
         let good = "### 6.4. All hypercalls\n\n| number | name | section |\n|---|---|---|\n| 0 | `set_trap_table` | §11.1 |\n| 17 | `version` | §6.1 |\n\nNumbers follow Xen's.\n";
-        assert_eq!(hypercall_rows(good, ALL_HYPERCALLS).unwrap(), [(0, "set_trap_table".into()), (17, "version".into())]);
+        assert_eq!(
+            hypercall_rows(good, ALL_HYPERCALLS).unwrap(),
+            [(0, "set_trap_table".into()), (17, "version".into())]
+        );
         let renumbered = good.replace("| 17 |", "| 18 |");
         assert_ne!(hypercall_rows(&renumbered, ALL_HYPERCALLS).unwrap(), hypercall_rows(good, ALL_HYPERCALLS).unwrap());
         assert!(hypercall_rows(&good.replace("| 17 |", "| x |"), ALL_HYPERCALLS).unwrap_err().contains("number 'x'"));
-        assert!(hypercall_rows(&good.replace("`version`", "version"), ALL_HYPERCALLS).unwrap_err().contains("no `name`"));
+        assert!(hypercall_rows(&good.replace("`version`", "version"), ALL_HYPERCALLS)
+            .unwrap_err()
+            .contains("no `name`"));
         assert!(hypercall_rows(good, "### 6.5.").is_err());
     }
 }

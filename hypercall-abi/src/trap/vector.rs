@@ -109,8 +109,28 @@ mod tests {
     #[test]
     fn every_vector_has_its_name() {
         let exceptions = [
-            "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "reserved exception", "#TS", "#NP", "#SS",
-            "#GP", "#PF", "reserved exception", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
+            "#DE",
+            "#DB",
+            "NMI",
+            "#BP",
+            "#OF",
+            "#BR",
+            "#UD",
+            "#NM",
+            "#DF",
+            "reserved exception",
+            "#TS",
+            "#NP",
+            "#SS",
+            "#GP",
+            "#PF",
+            "reserved exception",
+            "#MF",
+            "#AC",
+            "#MC",
+            "#XM",
+            "#VE",
+            "#CP",
         ];
         for (vector, expected) in exceptions.iter().enumerate() {
             assert_eq!(name(vector as u64), *expected, "vector {vector}");
