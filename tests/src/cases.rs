@@ -3,7 +3,7 @@
 
 use crate::judge::{Check, DomainExpectation, DomainOutcome, Expectation, Transcript, Verdict};
 use hypercall_abi::exit::ExitStatus;
-use hypercall_abi::ABI_VERSION;
+use hypercall_abi::{Hypercall, ABI_VERSION};
 
 /// How a host-side image is derived from a built guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,7 +216,12 @@ pub fn all() -> Vec<Case> {
             &[],
         ));
     }
-    cases.push(case("unknown_hypercall", vec![success("unknown_hypercall", &[])], ExitStatus::SUCCESS, &[]));
+    let mut unknown = case("unknown_hypercall", vec![success("unknown_hypercall", &[])], ExitStatus::SUCCESS, &[]);
+    // Every number of the table without a hypercall was tried, not only a sample.
+    let unlisted = Hypercall::TABLE_SIZE as usize - Hypercall::ALL.len();
+    let tried = format!("(d1) unknown_hypercall: {unlisted} numbers below {}", Hypercall::TABLE_SIZE);
+    unknown.expectation.console_lines.push(vec![tried]);
+    cases.push(unknown);
     cases.push(case("syscall_entry::version", vec![success("syscall_entry", &["version"])], ExitStatus::SUCCESS, &[]));
     // The same hypercalls through `syscall` and the trapping form (SPEC.md §5.1).
     let mut forms = case("syscall_entry::forms", vec![success("syscall_entry", &["forms"])], ExitStatus::SUCCESS, &[]);
