@@ -76,6 +76,16 @@ impl Hypercall {
     pub const TABLE_SIZE: u64 = 64;
 }
 
+// A table row out of order, repeated or past the dispatch table does not compile.
+const _: () = {
+    let mut index = 0;
+    while index < Hypercall::ALL.len() {
+        assert!(Hypercall::ALL[index].0 .0 < Hypercall::TABLE_SIZE);
+        assert!(index == 0 || Hypercall::ALL[index - 1].0 .0 < Hypercall::ALL[index].0 .0);
+        index += 1;
+    }
+};
+
 /// Sub-commands of [`Hypercall::VERSION`] (RDI).
 pub mod version_cmd {
     /// Returns `major << 16 | minor` of the hypervisor's ABI.
