@@ -157,6 +157,10 @@ mod tests {
         assert_eq!(sysret.expectation.status, ExitStatus::KILLED);
         assert_eq!(sysret.expectation.hypervisor_lines[0], ["d1 iret: killed: ", "iret frame: rip 0x800000000000 is not canonical"]);
         assert_eq!(sysret.domains[1].image, "companion");
+        let empty = cases.iter().find(|case| case.name == "traps::empty_hypervisor").unwrap();
+        assert_eq!(empty.domains[0].outcome, DomainOutcome::NoResult);
+        assert_eq!(empty.expectation.hypervisor_lines[0][0], "d1 traps: killed: ");
+        assert_eq!(empty.expectation.console_lines[0], ["(d1) ", "traps: set_trap_table(0xffff800000000000", ", 0) = 0"]);
         let names: Vec<&str> = cases.iter().map(|case| case.name.as_str()).collect();
         assert!(names.contains(&"user::syscalls") && names.contains(&"fpu::isolation") && names.contains(&"traps::pf_read"));
     }
