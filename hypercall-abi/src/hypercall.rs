@@ -3,75 +3,88 @@
 //! Numbers follow Xen's public numbering where ringfence has the same operation, so the
 //! two can be read side by side; the calling convention is SPEC.md §5.1.
 
-/// The alternative hypercall instruction (SPEC.md §5.1): `ud2` followed by the bytes
-/// `"rf"`. Same registers as `syscall`; the hypervisor recognizes the sequence in its #UD
-/// handler and resumes after it. guest-rt uses it because it works on every host: a
-/// PVM-based KVM host (this project's CI machines) does not carry a ring-3 `syscall` or
-/// `int n` into the hypervisor's ring 0, but it does deliver exceptions.
+/// The trapping hypercall instruction (SPEC.md §5.1): `ud2` followed by the bytes `"rf"`.
+/// Same registers as `syscall`; the hypervisor recognizes the sequence in its #UD handler
+/// and resumes after it. Both instructions are normative and a hypervisor MUST accept
+/// both; guest-rt uses `syscall`, and the conformance case `syscall_entry::forms` makes
+/// the same hypercalls through both.
 pub const TRAPPING_HYPERCALL: [u8; 4] = [0x0f, 0x0b, b'r', b'f'];
 
-/// A hypercall number (RAX at `syscall`).
+/// A hypercall number (RAX at the hypercall instruction).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct Hypercall(pub u64);
 
-impl Hypercall {
-    /// `set_trap_table(entries, count)`: install exception handlers (SPEC.md §11.1).
-    pub const SET_TRAP_TABLE: Hypercall = Hypercall(0);
-    /// `mmu_update(space, entries, count, done)`: batched map/unmap/protect (SPEC.md §12.4).
-    pub const MMU_UPDATE: Hypercall = Hypercall(1);
-    /// `set_callbacks(event, failsafe)`: where event upcalls are delivered (SPEC.md §18.2).
-    pub const SET_CALLBACKS: Hypercall = Hypercall(4);
-    /// `stack_switch(ss, rsp)`: the guest-kernel stack for entries from guest-user mode (SPEC.md §11.2).
-    pub const STACK_SWITCH: Hypercall = Hypercall(3);
-    /// `memory_op(cmd, ...)`: gfn reservation (SPEC.md §12.2).
-    pub const MEMORY_OP: Hypercall = Hypercall(12);
-    /// `multicall(entries, count)`: several hypercalls at once (SPEC.md §13).
-    pub const MULTICALL: Hypercall = Hypercall(13);
-    /// `set_timer_op(deadline_ns)`: one-shot timer raising VIRQ_TIMER; 0 cancels (SPEC.md §19.4).
-    pub const SET_TIMER_OP: Hypercall = Hypercall(15);
-    /// `version(cmd)`: ABI version and feature bits (SPEC.md §6.1).
-    pub const VERSION: Hypercall = Hypercall(17);
-    /// `console_io(cmd, count, buffer)`: write to / read from the console (SPEC.md §6.2).
-    pub const CONSOLE_IO: Hypercall = Hypercall(18);
-    /// `iret()`: return from an exception or system call with the frame at RSP (SPEC.md §11.5).
-    pub const IRET: Hypercall = Hypercall(23);
-    /// `set_segment_base(which, base)`: FS and GS bases (SPEC.md §11.6).
-    pub const SET_SEGMENT_BASE: Hypercall = Hypercall(25);
-    /// `address_space_op(cmd, ...)`: create/destroy/switch/flush/query spaces (SPEC.md §12.3).
-    pub const ADDRESS_SPACE_OP: Hypercall = Hypercall(26);
-    /// `sched_op(cmd, ...)`: yield, block, shutdown, poll (SPEC.md §6.3, §20).
-    pub const SCHED_OP: Hypercall = Hypercall(29);
-    /// `callback_op(cmd, type, address)`: register entry points (SPEC.md §11.3).
-    pub const CALLBACK_OP: Hypercall = Hypercall(30);
-    /// `event_channel_op(cmd, a, b)`: event channels (SPEC.md §17).
-    pub const EVENT_CHANNEL_OP: Hypercall = Hypercall(32);
+/// The one list of hypercalls: each row gives the constant (with its doc), the number and
+/// the name, in number order. It generates the constants, [`Hypercall::name`] and
+/// [`Hypercall::ALL`], so a number is written nowhere else.
+macro_rules! hypercalls {
+    ($($(#[doc = $doc:literal])+ $constant:ident = $number:literal, $name:literal;)+) => {
+        impl Hypercall {
+            $($(#[doc = $doc])+ pub const $constant: Hypercall = Hypercall($number);)+
 
+            /// Every hypercall with its name, by number: what the hypervisor's dispatch
+            /// table and SPEC.md §6.4 list.
+            pub const ALL: &'static [(Hypercall, &'static str)] = &[$((Hypercall::$constant, $name)),+];
+
+            /// Name for logs and the conformance suite; `None` for numbers without a hypercall.
+            pub const fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $($number => Some($name),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+hypercalls! {
+    /// `set_trap_table(entries, count)`: install exception handlers (SPEC.md §11.1).
+    SET_TRAP_TABLE = 0, "set_trap_table";
+    /// `mmu_update(space, entries, count, done)`: batched map/unmap/protect (SPEC.md §12.4).
+    MMU_UPDATE = 1, "mmu_update";
+    /// `stack_switch(ss, rsp)`: the guest-kernel stack for entries from guest-user mode (SPEC.md §11.2).
+    STACK_SWITCH = 3, "stack_switch";
+    /// `set_callbacks(event, failsafe)`: where event upcalls are delivered (SPEC.md §18.2).
+    SET_CALLBACKS = 4, "set_callbacks";
+    /// `memory_op(cmd, ...)`: gfn reservation (SPEC.md §12.2).
+    MEMORY_OP = 12, "memory_op";
+    /// `multicall(entries, count)`: several hypercalls at once (SPEC.md §13).
+    MULTICALL = 13, "multicall";
+    /// `set_timer_op(deadline_ns)`: one-shot timer raising VIRQ_TIMER; 0 cancels (SPEC.md §19.4).
+    SET_TIMER_OP = 15, "set_timer_op";
+    /// `version(cmd)`: ABI version and feature bits (SPEC.md §6.1).
+    VERSION = 17, "version";
+    /// `console_io(cmd, count, buffer)`: write to / read from the console (SPEC.md §6.2).
+    CONSOLE_IO = 18, "console_io";
+    /// `iret()`: return from an exception or system call with the frame at RSP (SPEC.md §11.5).
+    IRET = 23, "iret";
+    /// `set_segment_base(which, base)`: FS and GS bases (SPEC.md §11.6).
+    SET_SEGMENT_BASE = 25, "set_segment_base";
+    /// `address_space_op(cmd, ...)`: create/destroy/switch/flush/query spaces (SPEC.md §12.3).
+    ADDRESS_SPACE_OP = 26, "address_space_op";
+    /// `sched_op(cmd, ...)`: yield, block, shutdown, poll (SPEC.md §6.3, §20).
+    SCHED_OP = 29, "sched_op";
+    /// `callback_op(cmd, type, address)`: register entry points (SPEC.md §11.3).
+    CALLBACK_OP = 30, "callback_op";
+    /// `event_channel_op(cmd, a, b)`: event channels (SPEC.md §17).
+    EVENT_CHANNEL_OP = 32, "event_channel_op";
+}
+
+impl Hypercall {
     /// Size of the dispatch table: numbers `>= TABLE_SIZE` are always `-ENOSYS`.
     pub const TABLE_SIZE: u64 = 64;
-
-    /// Name for logs and the conformance suite; `None` for numbers without a hypercall.
-    pub const fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Self::SET_TRAP_TABLE => "set_trap_table",
-            Self::SET_CALLBACKS => "set_callbacks",
-            Self::SET_TIMER_OP => "set_timer_op",
-            Self::EVENT_CHANNEL_OP => "event_channel_op",
-            Self::MMU_UPDATE => "mmu_update",
-            Self::STACK_SWITCH => "stack_switch",
-            Self::MEMORY_OP => "memory_op",
-            Self::MULTICALL => "multicall",
-            Self::IRET => "iret",
-            Self::SET_SEGMENT_BASE => "set_segment_base",
-            Self::ADDRESS_SPACE_OP => "address_space_op",
-            Self::CALLBACK_OP => "callback_op",
-            Self::VERSION => "version",
-            Self::CONSOLE_IO => "console_io",
-            Self::SCHED_OP => "sched_op",
-            _ => return None,
-        })
-    }
 }
+
+// A table row out of order, repeated or past the dispatch table does not compile.
+const _: () = {
+    let mut index = 0;
+    while index < Hypercall::ALL.len() {
+        assert!(Hypercall::ALL[index].0 .0 < Hypercall::TABLE_SIZE);
+        assert!(index == 0 || Hypercall::ALL[index - 1].0 .0 < Hypercall::ALL[index].0 .0);
+        index += 1;
+    }
+};
 
 /// Sub-commands of [`Hypercall::VERSION`] (RDI).
 pub mod version_cmd {
@@ -171,13 +184,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_named_number_is_inside_the_table() {
-        for call in [
+    fn the_list_is_sorted_unique_and_inside_the_table() {
+        assert!(Hypercall::ALL.windows(2).all(|pair| pair[0].0 .0 < pair[1].0 .0), "by number, no duplicates");
+        let mut names: Vec<&str> = Hypercall::ALL.iter().map(|(_, name)| *name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Hypercall::ALL.len(), "no duplicate names");
+        for (call, name) in Hypercall::ALL {
+            assert!(call.0 < Hypercall::TABLE_SIZE, "{name}");
+            assert_eq!(call.name(), Some(*name));
+        }
+    }
+
+    #[test]
+    fn names_exist_exactly_for_the_list() {
+        for number in (0..Hypercall::TABLE_SIZE * 2).chain([u64::MAX]) {
+            let listed = Hypercall::ALL.iter().find(|(call, _)| call.0 == number).map(|(_, name)| *name);
+            assert_eq!(Hypercall(number).name(), listed, "number {number}");
+        }
+    }
+
+    #[test]
+    fn every_constant_is_listed_once_under_its_name() {
+        // The constants other crates use, in number order; numbers and names come from the
+        // table (SPEC.md §6.4 is checked against it by the conformance crate's tests).
+        let constants = [
             Hypercall::SET_TRAP_TABLE,
             Hypercall::MMU_UPDATE,
             Hypercall::STACK_SWITCH,
+            Hypercall::SET_CALLBACKS,
             Hypercall::MEMORY_OP,
             Hypercall::MULTICALL,
+            Hypercall::SET_TIMER_OP,
             Hypercall::VERSION,
             Hypercall::CONSOLE_IO,
             Hypercall::IRET,
@@ -185,14 +223,12 @@ mod tests {
             Hypercall::ADDRESS_SPACE_OP,
             Hypercall::SCHED_OP,
             Hypercall::CALLBACK_OP,
-            Hypercall::SET_CALLBACKS,
-            Hypercall::SET_TIMER_OP,
             Hypercall::EVENT_CHANNEL_OP,
-        ] {
-            assert!(call.0 < Hypercall::TABLE_SIZE);
-            assert!(call.name().is_some());
-        }
-        assert_eq!(Hypercall(Hypercall::TABLE_SIZE).name(), None);
+        ];
+        let listed: Vec<Hypercall> = Hypercall::ALL.iter().map(|(call, _)| *call).collect();
+        assert_eq!(listed, constants);
+        assert_eq!(Hypercall::SET_TRAP_TABLE.name(), Some("set_trap_table"));
+        assert_eq!(Hypercall::EVENT_CHANNEL_OP.name(), Some("event_channel_op"));
     }
 
     #[test]

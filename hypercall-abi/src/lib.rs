@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod errno;
 pub mod event;
 pub mod exit;
@@ -21,6 +22,7 @@ pub mod start_info;
 pub mod trap;
 pub mod version;
 
+pub use address::{Gfn, GuestVirtualAddress};
 pub use errno::Errno;
 pub use hypercall::Hypercall;
 pub use start_info::StartInfo;

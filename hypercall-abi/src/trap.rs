@@ -24,38 +24,7 @@ pub const VECTORS: usize = 256;
 /// frame is delivered to the registered system-call entry, not a trap-table handler.
 pub const SYSCALL_VECTOR: u64 = 0x100;
 
-/// Exception vectors the hypervisor delivers (Intel SDM vol. 3, 6.3.1).
-pub mod vector {
-    /// Divide error.
-    pub const DIVIDE_ERROR: u8 = 0;
-    /// Debug.
-    pub const DEBUG: u8 = 1;
-    /// Breakpoint (`int3`).
-    pub const BREAKPOINT: u8 = 3;
-    /// Overflow.
-    pub const OVERFLOW: u8 = 4;
-    /// BOUND range exceeded.
-    pub const BOUND_RANGE: u8 = 5;
-    /// Invalid opcode.
-    pub const INVALID_OPCODE: u8 = 6;
-    /// Device not available.
-    pub const DEVICE_NOT_AVAILABLE: u8 = 7;
-    /// Stack-segment fault.
-    pub const STACK_SEGMENT: u8 = 12;
-    /// General protection.
-    pub const GENERAL_PROTECTION: u8 = 13;
-    /// Page fault.
-    pub const PAGE_FAULT: u8 = 14;
-    /// x87 floating-point error.
-    pub const X87_FLOATING_POINT: u8 = 16;
-    /// Alignment check.
-    pub const ALIGNMENT_CHECK: u8 = 17;
-    /// SIMD floating-point exception.
-    pub const SIMD_FLOATING_POINT: u8 = 19;
-    /// First vector a trap table may grant to guest-user `int n` (and the first that is
-    /// never an exception).
-    pub const FIRST_SOFTWARE: u8 = 32;
-}
+pub mod vector;
 
 /// Page-fault error-code bits as delivered to the guest (SPEC.md §11.4). `USER` reports
 /// the *virtual* mode: set only if the fault happened in guest-user mode.

@@ -3,7 +3,7 @@
 
 use crate::judge::{Check, DomainExpectation, DomainOutcome, Expectation, Transcript, Verdict};
 use hypercall_abi::exit::ExitStatus;
-use hypercall_abi::ABI_VERSION;
+use hypercall_abi::{Hypercall, ABI_VERSION};
 
 /// How a host-side image is derived from a built guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,12 +182,25 @@ pub fn round_robin(transcript: &Transcript) -> Result<(), String> {
     Ok(())
 }
 
-/// `guest_kernel`: the kernel prints a banner before anything else.
+/// The parts of guest-kernel's banner, in order: its name and version (the workspace's,
+/// which this crate shares), then the ABI version and feature bits it read from the
+/// hypervisor with `version` (SPEC.md §6.1), so a banner proves the two hypercalls worked.
+pub fn banner_parts() -> Vec<String> {
+    vec![
+        format!("guest-kernel {}: ", env!("CARGO_PKG_VERSION")),
+        format!("hypervisor ABI {ABI_VERSION}, "),
+        format!("features {:#x}", hypercall_abi::hypercall::features::ALL),
+    ]
+}
+
+/// `guest_kernel`: the first line of the first domain is the kernel's banner.
 pub fn banner(transcript: &Transcript) -> Result<(), String> {
     let id = transcript.started().first().map(|(id, _)| *id).ok_or("no domain started")?;
-    match transcript.domain(id).next() {
-        Some(line) if !line.trim().is_empty() => Ok(()),
-        _ => Err(format!("d{id} printed no banner line")),
+    let first = transcript.domain(id).next().ok_or_else(|| format!("d{id} printed nothing"))?;
+    let parts = banner_parts();
+    match first.starts_with(parts[0].as_str()) && crate::judge::contains_in_order(first, &parts) {
+        true => Ok(()),
+        false => Err(format!("d{id}'s first line '{first}' is not a banner with, in order, {parts:?}")),
     }
 }
 
@@ -203,8 +216,17 @@ pub fn all() -> Vec<Case> {
             &[],
         ));
     }
-    cases.push(case("unknown_hypercall", vec![success("unknown_hypercall", &[])], ExitStatus::SUCCESS, &[]));
+    let mut unknown = case("unknown_hypercall", vec![success("unknown_hypercall", &[])], ExitStatus::SUCCESS, &[]);
+    // Every number of the table without a hypercall was tried, not only a sample.
+    let unlisted = Hypercall::TABLE_SIZE as usize - Hypercall::ALL.len();
+    let tried = format!("(d1) unknown_hypercall: {unlisted} numbers below {}", Hypercall::TABLE_SIZE);
+    unknown.expectation.console_lines.push(vec![tried]);
+    cases.push(unknown);
     cases.push(case("syscall_entry::version", vec![success("syscall_entry", &["version"])], ExitStatus::SUCCESS, &[]));
+    // The same hypercalls through `syscall` and the trapping form (SPEC.md §5.1).
+    let mut forms = case("syscall_entry::forms", vec![success("syscall_entry", &["forms"])], ExitStatus::SUCCESS, &[]);
+    forms.expectation.console_lines.push(vec!["(d1) syscall_entry: ".into(), " each with the same result through syscall and ud2".into()]);
+    cases.push(forms);
     // A `syscall` ending at 0x7fff_ffff_ffff: sysret to RCX = 0x8000_0000_0000 is
     // refused (XSA-7), the domain dies and the next one runs.
     cases.push(case(
@@ -389,7 +411,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), cases.len());
-        let expected = 1 + CONSOLE_WRITE.len() + 1 + 2 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 8 + crate::cases_memory::all().len() + crate::cases_traps::all().len() + crate::cases_events::all().len();
+        let expected = 1 + CONSOLE_WRITE.len() + 1 + 3 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 8 + crate::cases_memory::all().len() + crate::cases_traps::all().len() + crate::cases_events::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);
@@ -411,8 +433,22 @@ mod tests {
     }
 
     #[test]
-    fn banner_needs_a_line() {
-        assert!(banner(&Transcript::parse("(hv) d1 guest-kernel: started\n(d1) tiny kernel 0.1\n")).is_ok());
-        assert!(banner(&Transcript::parse("(hv) d1 guest-kernel: started\n")).is_err());
+    fn banner_must_name_kernel_abi_and_features() {
+        let started = "(hv) d1 guest-kernel: started\n";
+        let good = format!(
+            "{started}(d1) guest-kernel {}: paravirtualized on ringfence, hypervisor ABI {ABI_VERSION}, features {:#x}\n(d1) more\n",
+            env!("CARGO_PKG_VERSION"),
+            hypercall_abi::hypercall::features::ALL
+        );
+        assert_eq!(banner(&Transcript::parse(&good)), Ok(()));
+        assert!(banner(&Transcript::parse(started)).unwrap_err().contains("printed nothing"));
+        let any_line = format!("{started}(d1) tiny kernel 0.1\n");
+        assert!(banner(&Transcript::parse(&any_line)).unwrap_err().contains("not a banner"));
+        let unknown_version = good.replace(&format!("ABI {ABI_VERSION}"), "ABI unknown (-38)");
+        assert!(banner(&Transcript::parse(&unknown_version)).is_err());
+        let fewer_features = good.replace(&format!("{:#x}", hypercall_abi::hypercall::features::ALL), "0x7f");
+        assert!(banner(&Transcript::parse(&fewer_features)).is_err());
+        let banner_not_first = good.replace("(d1) guest-kernel", "(d1) early noise\n(d1) guest-kernel");
+        assert!(banner(&Transcript::parse(&banner_not_first)).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Conformance cases of events, time, timers and scheduling (SPEC.md §17–§19): the
 //! `evtchn`, `evtchn_pair`, `time`, `timer`, `sched_preempt`, `many` and `console_in`
 //! guests. Every case also checks the hypervisor's exit summary: as many frames free at
-//! the end as at the start and, once the summary reports ports, none open at either end.
+//! the end as at the start, and no port open at either end.
 
 use crate::cases::{Case, DomainSpec, ImageSource};
 use crate::judge::{DomainOutcome, Transcript, Verdict};
@@ -57,14 +57,15 @@ pub(crate) fn summary_numbers(transcript: &Transcript, key: &str) -> Option<Resu
 }
 
 /// The summary's `frames free A at start, B at end` has A = B, and its `ports open A at
-/// start, B at end` (once the hypervisor prints it) has A = B = 0.
+/// start, B at end` has A = B = 0. A summary without the ports field fails: a 0.3
+/// hypervisor always prints it (SPEC.md §15, §16.1), and a check that passes on a missing
+/// field would pass on a hypervisor that never counts ports.
 pub fn resources_returned(transcript: &Transcript) -> Result<(), String> {
     crate::cases_memory::frames_returned(transcript)?;
-    if let Some(ports) = summary_numbers(transcript, "ports open ") {
-        let (start, end) = ports?;
-        if start != 0 || end != 0 {
-            return Err(format!("ports open {start} at start, {end} at end; expected 0 and 0"));
-        }
+    let (start, end) = summary_numbers(transcript, "ports open ")
+        .ok_or("no (hv) line says 'ports open A at start, B at end'")??;
+    if start != 0 || end != 0 {
+        return Err(format!("ports open {start} at start, {end} at end; expected 0 and 0"));
     }
     Ok(())
 }
@@ -184,8 +185,12 @@ mod tests {
     fn summary_checks() {
         let good = Transcript::parse("(hv) summary: 1 domains: 1 poweroff; frames free 10 at start, 10 at end; ports open 0 at start, 0 at end\n");
         assert_eq!(resources_returned(&good), Ok(()));
-        let older = Transcript::parse("(hv) summary: 1 domains: 1 poweroff; frames free 10 at start, 10 at end\n");
-        assert_eq!(resources_returned(&older), Ok(()), "no ports in the summary yet: frames only");
+        let no_ports = Transcript::parse("(hv) summary: 1 domains: 1 poweroff; frames free 10 at start, 10 at end\n");
+        assert!(resources_returned(&no_ports).unwrap_err().contains("ports open"), "a summary without ports fails");
+        let unreadable = Transcript::parse("(hv) summary: frames free 10 at start, 10 at end; ports open many\n");
+        assert!(resources_returned(&unreadable).unwrap_err().contains("unreadable"));
+        let open_at_start = Transcript::parse("(hv) summary: frames free 10 at start, 10 at end; ports open 1 at start, 0 at end\n");
+        assert!(resources_returned(&open_at_start).unwrap_err().contains("1 at start"));
         let leak = Transcript::parse("(hv) summary: frames free 10 at start, 10 at end; ports open 0 at start, 2 at end\n");
         assert!(resources_returned(&leak).unwrap_err().contains("2 at end"));
         let frames = Transcript::parse("(hv) summary: frames free 10 at start, 8 at end\n");

@@ -6,6 +6,7 @@
 use crate::cases::{domain as spec, success, Case, DomainSpec};
 use crate::judge::{DomainExpectation, DomainOutcome, Expectation};
 use hypercall_abi::exit::ExitStatus;
+use hypercall_abi::layout::HYPERVISOR_START;
 
 /// Sub-cases of the `traps` guest (each provokes one exception, or checks refusals).
 pub const TRAPS: &[&str] = &[
@@ -58,6 +59,16 @@ pub const NESTED_KILLED: &[(&str, &[&str])] = &[
     ("recursive", &["#PF at rip ", "fault delivering #PF: ", "stack 0x", "not writable"]),
 ];
 
+/// Sub-cases of the `traps` guest that empty the trap table with `set_trap_table(entries,
+/// 0)` (SPEC.md §11.1: 0, every handler removed, `entries` not read) and then provoke an
+/// exception that had a handler: (sub-case, `entries` when the guest uses a fixed one,
+/// the kill line's parts after `d1 traps: killed: `).
+pub const EMPTY_TABLE_KILLED: &[(&str, Option<u64>, &[&str])] = &[
+    ("empty_noncanonical", Some(0x8000_0000_0000_0000), &["#UD at rip ", "no handler for #UD at rip "]),
+    ("empty_hypervisor", Some(HYPERVISOR_START), &["#PF at rip ", " cr2 0x1000", "no handler for #PF at rip "]),
+    ("empty_valid", None, &["#DE at rip ", "no handler for #DE at rip "]),
+];
+
 fn case(name: String, domains: Vec<DomainSpec>, status: ExitStatus, hypervisor_lines: Vec<Vec<String>>) -> Case {
     let expectation = Expectation {
         status,
@@ -98,6 +109,12 @@ pub fn all() -> Vec<Case> {
     let mut cases = Vec::new();
     for sub in TRAPS {
         cases.push(passes("traps", sub));
+    }
+    for (sub, entries, parts) in EMPTY_TABLE_KILLED {
+        let mut empty = killed("traps", sub, parts);
+        let returned = format!("traps: set_trap_table({}", entries.map(|entries| format!("{entries:#x}")).unwrap_or_default());
+        empty.expectation.console_lines.push(vec!["(d1) ".into(), returned, ", 0) = 0".into()]);
+        cases.push(empty);
     }
     cases.push(passes("iret", "ok"));
     for (sub, parts) in IRET_KILLED {
@@ -140,6 +157,10 @@ mod tests {
         assert_eq!(sysret.expectation.status, ExitStatus::KILLED);
         assert_eq!(sysret.expectation.hypervisor_lines[0], ["d1 iret: killed: ", "iret frame: rip 0x800000000000 is not canonical"]);
         assert_eq!(sysret.domains[1].image, "companion");
+        let empty = cases.iter().find(|case| case.name == "traps::empty_hypervisor").unwrap();
+        assert_eq!(empty.domains[0].outcome, DomainOutcome::NoResult);
+        assert_eq!(empty.expectation.hypervisor_lines[0][0], "d1 traps: killed: ");
+        assert_eq!(empty.expectation.console_lines[0], ["(d1) ", "traps: set_trap_table(0xffff800000000000", ", 0) = 0"]);
         let names: Vec<&str> = cases.iter().map(|case| case.name.as_str()).collect();
         assert!(names.contains(&"user::syscalls") && names.contains(&"fpu::isolation") && names.contains(&"traps::pf_read"));
     }

@@ -9,6 +9,8 @@ mod cases_events;
 mod cases_memory;
 mod cases_traps;
 mod judge;
+#[cfg(test)]
+mod spec;
 
 use cases::{Case, ImageSource, Mutation};
 use hypercall_abi::AbiVersion;
@@ -391,11 +393,7 @@ mod tests {
 
     #[test]
     fn mutations_change_the_note() {
-        let mut image = vec![0u8; 64];
-        image.extend_from_slice(&images::note_header());
-        image.extend_from_slice(&hypercall_abi::ABI_VERSION.major.to_le_bytes());
-        image.extend_from_slice(&hypercall_abi::ABI_VERSION.minor.to_le_bytes());
-        image.extend_from_slice(&[0; 4]);
+        let image = images::elf_with_abi_note(hypercall_abi::ABI_VERSION);
         let current = hypercall_abi::ABI_VERSION;
         let major = images::abi_version(&mutate(&image, &Mutation::MajorPlusOne).unwrap()).unwrap();
         assert_eq!((major.major, major.minor), (current.major + 1, current.minor));

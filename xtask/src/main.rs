@@ -22,6 +22,9 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Host unit tests, then the build, then the conformance suite under QEMU.
     Test(commands::test::TestArgs),
+    /// The static gates CI enforces: cargo fmt --check, clippy (host and
+    /// x86_64-unknown-none) and rustdoc, each with warnings denied.
+    Lint,
     /// Run the bench guests (one boot each) and compare each row with its native Linux reference measured in this run.
     Bench(commands::bench::BenchArgs),
 }
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::main(args),
         Command::Test(args) => commands::test::main(args),
         Command::Bench(args) => commands::bench::main(args),
+        Command::Lint => commands::lint::main(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

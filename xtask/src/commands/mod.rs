@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod build;
 mod host_reference;
+pub mod lint;
 pub mod run;
 pub mod test;

@@ -3,7 +3,7 @@
 //! address; PROTECT to writable lets it through), `unmapped` (after UNMAP a read is #PF
 //! with error 0 and a write #PF WRITE, at that address), `no_execute` (a fetch from a NO_EXECUTE
 //! mapping is #PF PRESENT|FETCH at the target; the same gfn mapped executable runs).
-//! Every fault's address is also checked in shared_info.vcpu_info[0].cr2.
+//! Every fault's address is also checked in `shared_info.vcpu_info[0].cr2`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[path = "memory_support/mod.rs"]

@@ -1,9 +1,13 @@
-//! Conformance: the `syscall` hypercall instruction (SPEC.md §5.1), which guest-rt does
-//! not use (it uses the trapping form, which works on every host).
+//! Conformance: the two hypercall instructions (SPEC.md §5.1). guest-rt makes every
+//! hypercall with `syscall`; the trapping form (`ud2` followed by `"rf"`,
+//! [`TRAPPING_HYPERCALL`](guest_rt::abi::hypercall::TRAPPING_HYPERCALL)) is exercised here, beside `syscall`, with the same calls.
 //!
 //! Arguments:
 //! * `version`: `version(ABI_VERSION)` and `version(FEATURES)` through `syscall`, with
 //!   every register the ABI preserves checked after the call.
+//! * `forms`: the same hypercalls (successes and errors) through `syscall` and through the
+//!   trapping form: each result is what SPEC.md says, identical for both, and the
+//!   preserved registers survive both.
 //! * `xsa7`: a `syscall` as the last two bytes below the non-canonical hole, so the
 //!   return address the CPU puts in RCX is 0x0000_8000_0000_0000. Returning there with
 //!   `sysret` would fault in ring 0 on the guest's stack on Intel (XSA-7); the hypervisor
@@ -11,7 +15,8 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use conformance_guests::words;
-use guest_rt::abi::hypercall::{features, version_cmd, Hypercall};
+use guest_rt::abi::hypercall::{console_cmd, features, version_cmd, Hypercall};
+use guest_rt::abi::Errno;
 use guest_rt::abi::memory::map_flags;
 use guest_rt::abi::{StartInfo, ABI_VERSION};
 use guest_rt::memory::{self, Space};
@@ -27,58 +32,110 @@ fn syscall_entry(start: &'static StartInfo) -> u32 {
     let mut reporter = Reporter::new();
     match words(start).next() {
         Some("version") => version(&mut reporter),
+        Some("forms") => forms(&mut reporter),
         Some("xsa7") => xsa7(&mut reporter, start),
         other => reporter.error(format_args!("unknown sub-case {other:?}")),
     }
     reporter.finish()
 }
 
-/// A hypercall by `syscall`, with RBX, RBP and R12–R15 loaded with patterns the call
-/// must preserve; returns (RAX, whether every pattern survived).
-#[cfg(target_os = "none")]
-fn syscall_hypercall(number: u64, argument: u64) -> (i64, bool) {
-    let result: i64;
-    let intact: u64;
-    // SAFETY: `syscall` from guest-kernel mode is a hypercall (SPEC.md §5.1): it
-    // clobbers RCX and R11 only (declared), and `version` reads no memory. The callee-
-    // saved registers are saved and restored around the call by the asm itself.
-    unsafe {
-        core::arch::asm!(
-            "push rbx", "push rbp", "push r12", "push r13", "push r14", "push r15",
-            "mov rbx, 0x1111", "mov rbp, 0x2222", "mov r12, 0x3333",
-            "mov r13, 0x4444", "mov r14, 0x5555", "mov r15, 0x6666",
-            "syscall",
-            "xor edx, edx",
-            "cmp rbx, 0x1111", "jne 2f", "cmp rbp, 0x2222", "jne 2f",
-            "cmp r12, 0x3333", "jne 2f", "cmp r13, 0x4444", "jne 2f",
-            "cmp r14, 0x5555", "jne 2f", "cmp r15, 0x6666", "jne 2f",
-            "mov edx, 1",
-            "2:",
-            "pop r15", "pop r14", "pop r13", "pop r12", "pop rbp", "pop rbx",
-            inout("rax") number as i64 => result,
-            in("rdi") argument,
-            out("rdx") intact,
-            out("rcx") _,
-            out("r11") _,
-        );
-    }
-    (result, intact == 1)
+/// Defines `fn $name(number, [RDI, RSI, RDX]) -> (RAX, preserved)`: a hypercall made with
+/// `$instruction`, with RBX, RBP and R12–R15 loaded with patterns the call must preserve;
+/// `preserved` says whether every pattern survived.
+macro_rules! hypercall_through {
+    ($name:ident, $instruction:literal $(, $($constants:tt)+)?) => {
+        #[cfg(target_os = "none")]
+        fn $name(number: u64, arguments: [u64; 3]) -> (i64, bool) {
+            let result: i64;
+            let intact: u64;
+            // SAFETY: either hypercall instruction from guest-kernel mode is a hypercall
+            // (SPEC.md §5.1): RCX and R11 count as clobbered (declared), RDX carries the
+            // verdict out. The callers pass only buffers that are valid for the call's
+            // reads; no call here writes guest memory. The callee-saved registers are
+            // saved and restored around the call by the asm itself.
+            unsafe {
+                core::arch::asm!(
+                    "push rbx", "push rbp", "push r12", "push r13", "push r14", "push r15",
+                    "mov rbx, 0x1111", "mov rbp, 0x2222", "mov r12, 0x3333",
+                    "mov r13, 0x4444", "mov r14, 0x5555", "mov r15, 0x6666",
+                    $instruction,
+                    "xor edx, edx",
+                    "cmp rbx, 0x1111", "jne 2f", "cmp rbp, 0x2222", "jne 2f",
+                    "cmp r12, 0x3333", "jne 2f", "cmp r13, 0x4444", "jne 2f",
+                    "cmp r14, 0x5555", "jne 2f", "cmp r15, 0x6666", "jne 2f",
+                    "mov edx, 1",
+                    "2:",
+                    "pop r15", "pop r14", "pop r13", "pop r12", "pop rbp", "pop rbx",
+                    $($($constants)+,)?
+                    inout("rax") number as i64 => result,
+                    in("rdi") arguments[0],
+                    in("rsi") arguments[1],
+                    inout("rdx") arguments[2] => intact,
+                    out("rcx") _,
+                    out("r11") _,
+                );
+            }
+            (result, intact == 1)
+        }
+
+        #[cfg(not(target_os = "none"))]
+        fn $name(_number: u64, _arguments: [u64; 3]) -> (i64, bool) {
+            (0, false)
+        }
+    };
 }
 
-#[cfg(not(target_os = "none"))]
-fn syscall_hypercall(_number: u64, _argument: u64) -> (i64, bool) {
-    (0, false)
+hypercall_through!(syscall_hypercall, "syscall");
+hypercall_through!(
+    trapping_hypercall,
+    ".byte {b0}, {b1}, {b2}, {b3}",
+    b0 = const guest_rt::abi::hypercall::TRAPPING_HYPERCALL[0],
+    b1 = const guest_rt::abi::hypercall::TRAPPING_HYPERCALL[1],
+    b2 = const guest_rt::abi::hypercall::TRAPPING_HYPERCALL[2],
+    b3 = const guest_rt::abi::hypercall::TRAPPING_HYPERCALL[3]
+);
+
+/// A line both forms write, so `console_io(WRITE)` has the same count through each.
+const LINE: &[u8] = b"syscall_entry: a console_io(WRITE) through one of the two forms\n";
+
+/// `forms`: (what, number, arguments, the result SPEC.md gives).
+fn form_calls() -> [(&'static str, u64, [u64; 3], i64); 8] {
+    let line = LINE.as_ptr() as u64;
+    let errno = |errno: Errno| -errno.0;
+    [
+        ("version(ABI_VERSION)", Hypercall::VERSION.0, [version_cmd::ABI_VERSION, 0, 0], i64::from(ABI_VERSION.packed())),
+        ("version(FEATURES)", Hypercall::VERSION.0, [version_cmd::FEATURES, 0, 0], features::ALL as i64),
+        ("version(99)", Hypercall::VERSION.0, [99, 0, 0], errno(Errno::EINVAL)),
+        ("console_io(WRITE, line)", Hypercall::CONSOLE_IO.0, [console_cmd::WRITE, LINE.len() as u64, line], LINE.len() as i64),
+        ("console_io(WRITE) from a non-canonical buffer", Hypercall::CONSOLE_IO.0, [console_cmd::WRITE, 1, 1 << 63], errno(Errno::EFAULT)),
+        ("number 2 (no hypercall)", 2, [0; 3], errno(Errno::ENOSYS)),
+        ("number TABLE_SIZE", Hypercall::TABLE_SIZE, [0; 3], errno(Errno::ENOSYS)),
+        ("number u64::MAX", u64::MAX, [0; 3], errno(Errno::ENOSYS)),
+    ]
+}
+
+fn forms(reporter: &mut Reporter) {
+    let calls = form_calls();
+    for (what, number, arguments, expected) in calls {
+        let (by_syscall, syscall_preserved) = syscall_hypercall(number, arguments);
+        let (by_trap, trap_preserved) = trapping_hypercall(number, arguments);
+        reporter.expect_eq(by_syscall, expected, format_args!("{what} through syscall"));
+        reporter.expect_eq(by_trap, by_syscall, format_args!("{what}: trapping form against syscall"));
+        reporter.check(syscall_preserved, format_args!("{what}: RBX, RBP, R12-R15 preserved by syscall"));
+        reporter.check(trap_preserved, format_args!("{what}: RBX, RBP, R12-R15 preserved by the trapping form"));
+    }
+    println!("syscall_entry: {} hypercalls, each with the same result through syscall and ud2 \"rf\"", calls.len());
 }
 
 fn version(reporter: &mut Reporter) {
-    let (abi, preserved) = syscall_hypercall(Hypercall::VERSION.0, version_cmd::ABI_VERSION);
+    let (abi, preserved) = syscall_hypercall(Hypercall::VERSION.0, [version_cmd::ABI_VERSION, 0, 0]);
     println!("syscall_entry: version(ABI_VERSION) = {abi:#x}");
     reporter.expect_eq(abi, i64::from(ABI_VERSION.packed()), "version through syscall");
     reporter.check(preserved, "RBX, RBP, R12-R15 preserved across the syscall hypercall");
-    let (bits, preserved) = syscall_hypercall(Hypercall::VERSION.0, version_cmd::FEATURES);
+    let (bits, preserved) = syscall_hypercall(Hypercall::VERSION.0, [version_cmd::FEATURES, 0, 0]);
     reporter.expect_eq(bits, features::ALL as i64, "features through syscall");
     reporter.check(preserved, "registers preserved (second call)");
-    let (unknown, _) = syscall_hypercall(Hypercall::TABLE_SIZE, 0);
+    let (unknown, _) = syscall_hypercall(Hypercall::TABLE_SIZE, [0; 3]);
     reporter.expect_eq(unknown, -38, "unknown number through syscall is -ENOSYS");
 }
 

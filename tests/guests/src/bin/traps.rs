@@ -8,6 +8,13 @@
 //! moves RIP past the instruction and changes RAX and R12, everything else must be as it
 //! was. `repeat` does that 200 times; `validation` checks the refusals of
 //! `set_trap_table`, `stack_switch` and `callback_op`.
+//!
+//! `empty_noncanonical`, `empty_hypervisor` and `empty_valid`: `set_trap_table(entries, 0)`
+//! returns 0 and removes every handler without reading `entries` (SPEC.md §11.1), whether
+//! `entries` is non-canonical, in the hypervisor range or an ordinary readable address.
+//! Each shows one installed handler working, empties the table, and provokes that
+//! exception again: the hypervisor must kill the domain with "no handler" (the runner
+//! checks the line), so these sub-cases never print a result unless something is wrong.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +25,7 @@ use guest_rt::abi::shared_info::cr2_offset;
 use guest_rt::abi::trap::{
     page_fault, trap_flags, vector, ExceptionFrame, TrapTableEntry, KERNEL_CS, KERNEL_SS, USER_SS,
 };
-use guest_rt::abi::{Errno, StartInfo};
+use guest_rt::abi::{Errno, Hypercall, StartInfo};
 use guest_rt::events;
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::println;
@@ -131,13 +138,16 @@ enum RipIs {
     Target,
 }
 
+/// An address derived from the start-info page.
+type Target = fn(&StartInfo) -> u64;
+
 struct Provoke {
     name: &'static str,
     run: fn() -> After,
     vector: u8,
     error_code: u64,
     /// Target address (R11) from the start info; also the expected fault address for #PF.
-    target: fn(&StartInfo) -> u64,
+    target: Target,
     page_fault: bool,
     rip: RipIs,
 }
@@ -169,6 +179,19 @@ const PROVOKE: &[Provoke] = &[
     Provoke { name: "int_handled", run: int_80, vector: 0x80, error_code: 0, target: nothing, page_fault: false, rip: RipIs::After },
     Provoke { name: "int_unhandled", run: int_81, vector: vector::GENERAL_PROTECTION, error_code: 0x81 * 8 + 2, target: nothing, page_fault: false, rip: RipIs::Instruction },
 ];
+
+/// The `empty_*` sub-cases: where `entries` points, and the exception that then has no
+/// handler (a different one each, so three of the installed handlers are seen to go):
+/// (sub-case, `entries`, the [`PROVOKE`] case).
+const EMPTY_TABLE: &[(&str, Target, &str)] = &[
+    ("empty_noncanonical", noncanonical, "ud"),
+    ("empty_hypervisor", hypervisor_range, "pf_read"),
+    ("empty_valid", start_info_page, "de"),
+];
+
+fn hypervisor_range(_: &StartInfo) -> u64 {
+    HYPERVISOR_START
+}
 
 fn record_and_skip(context: &mut TrapContext) -> TrapAction {
     SEEN.put((context.frame, context.registers));
@@ -341,6 +364,24 @@ fn validation(reporter: &mut Reporter) {
     reporter.expect_eq(unsafe { HYPERVISOR.callback_op(0, 0, 0) }, Ok(0), "callback_op unregister");
 }
 
+fn empty_table(reporter: &mut Reporter, start: &StartInfo, entries: u64, probe: &Provoke) {
+    check(reporter, start, probe, 0);
+    if reporter.failures() > 0 {
+        return;
+    }
+    // SAFETY: with count 0 the hypervisor reads and writes no guest memory (SPEC.md §11.1).
+    let result = unsafe { guest_rt::raw::hypercall(Hypercall::SET_TRAP_TABLE.0, [entries, 0, 0, 0, 0, 0]) };
+    if !reporter.expect_eq(Errno::from_return(result), Ok(0), format_args!("set_trap_table({entries:#x}, 0)")) {
+        return;
+    }
+    println!("traps: set_trap_table({entries:#x}, 0) = 0; {} again must kill the domain", probe.name);
+    TARGET.store((probe.target)(start), Ordering::Relaxed);
+    SEEN.take();
+    let _ = (probe.run)();
+    let how = if SEEN.take().is_some() { "its handler still ran" } else { "execution went on" };
+    reporter.fail(format_args!("{} after set_trap_table({entries:#x}, 0): {how}", probe.name));
+}
+
 fn traps(start: &'static StartInfo) -> u32 {
     let mut reporter = Reporter::new();
     let wanted = words(start).next().unwrap_or("");
@@ -364,6 +405,13 @@ fn traps(start: &'static StartInfo) -> u32 {
                 }
             }
             println!("repeat: 600 exceptions delivered and returned from");
+        }
+        _ if wanted.starts_with("empty_") => {
+            let found = EMPTY_TABLE.iter().find(|(name, _, _)| *name == wanted);
+            match found.and_then(|(_, entries, probe)| Some((entries(start), PROVOKE.iter().find(|case| case.name == *probe)?))) {
+                Some((entries, probe)) => empty_table(&mut reporter, start, entries, probe),
+                None => reporter.error(format_args!("unknown sub-case '{wanted}'")),
+            }
         }
         _ => match PROVOKE.iter().find(|case| case.name == wanted) {
             Some(case) => {

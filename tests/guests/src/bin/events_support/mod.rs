@@ -166,7 +166,11 @@ pub enum Accel {
 impl Accel {
     /// Reads CPUID 0x40000000's signature.
     pub fn detect() -> Self {
-        let leaf = core::arch::x86_64::__cpuid(0x4000_0000);
+        // SAFETY: CPUID exists on every x86_64 CPU and only reads identification data.
+        // `__cpuid` is a safe function on newer toolchains and unsafe before: the block
+        // keeps the crate building at the workspace's rust-version.
+        #[allow(unused_unsafe)]
+        let leaf = unsafe { core::arch::x86_64::__cpuid(0x4000_0000) };
         let mut signature = [0u8; 12];
         signature[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
         signature[4..8].copy_from_slice(&leaf.ecx.to_le_bytes());
