@@ -6,7 +6,7 @@
 //! domain starts with it set; [`init`] registers the upcall entry and [`irq_enable`]
 //! turns delivery on. The hypervisor delivers an upcall on a return to the guest when
 //! `upcall_pending != 0`, the mask is 0 and a callback is registered: it bounces an
-//! [`ExceptionFrame`] with vector [`EVENT_VECTOR`] to the entry and sets the mask, so the
+//! [`ExceptionFrame`](hypercall_abi::trap::ExceptionFrame) with vector [`EVENT_VECTOR`] to the entry and sets the mask, so the
 //! handlers below run with events off; `iret` restores the mask from the frame's IF.
 //!
 //! ```ignore
@@ -29,7 +29,8 @@ use hypercall_abi::shared_info::{SharedInfo, VcpuInfo, EVENT_PORTS};
 use hypercall_abi::Errno;
 
 use crate::hypercall::{HypercallInterface, Hypercalls, HYPERVISOR};
-use crate::trap::TrapContext;
+use crate::entry::try_start_info;
+use crate::frame::{entry_stub, ShowFrame, TrapContext};
 
 /// `remote_domain` of [`Port::alloc_unbound`] meaning this domain.
 pub const SELF: u64 = DOMAIN_SELF;
@@ -180,7 +181,7 @@ impl SharedInfoPage {
 
 /// This domain's shared-info page, or `None` before the start code ran (and on the host).
 pub fn try_shared_info() -> Option<SharedInfoPage> {
-    let start = crate::try_start_info()?;
+    let start = try_start_info()?;
     // SAFETY: the hypervisor maps the shared-info page read-write at this address for the
     // domain's whole life and it cannot be unmapped (SPEC.md §8); guest-rt accesses it
     // only through the atomic views of SharedInfoPage.
@@ -522,7 +523,7 @@ pub fn dispatch_pending() -> u64 {
 #[cfg_attr(not(all(target_arch = "x86_64", target_os = "none")), allow(dead_code))]
 extern "C" fn upcall(context: &mut TrapContext) {
     if context.frame.vector != EVENT_VECTOR {
-        crate::println!("events: the upcall entry got {}", crate::trap::ShowFrame(&context.frame));
+        crate::println!("events: the upcall entry got {}", ShowFrame(&context.frame));
         crate::hypercall::crash(WRONG_VECTOR_CRASH_CODE);
     }
     let page = shared_info();
@@ -585,10 +586,10 @@ pub fn wait_until(mut condition: impl FnMut() -> bool) -> Result<(), Errno> {
     }
 }
 
-// The upcall entry: the same stub as guest-rt's trap entry (crate::trap::entry_stub), but
-// separate because the trap dispatcher's vector table has no slot for EVENT_VECTOR and
-// takes a lock the interrupted code may hold.
-crate::trap::entry_stub!("ringfence_event_entry", upcall);
+// The upcall entry: the same stub as guest-rt's trap entry, but separate because the trap
+// dispatcher's vector table has no slot for EVENT_VECTOR and takes a lock the interrupted
+// code may hold.
+entry_stub!("ringfence_event_entry", upcall);
 
 #[cfg(test)]
 mod tests {

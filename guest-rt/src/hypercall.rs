@@ -347,9 +347,9 @@ pub mod raw {
 // ---------------------------------------------------------------------------------------
 // ABI 0.2 trap hypercalls (SPEC.md §11): trap table, guest-kernel stack, system-call entry,
 // segment bases. `iret` has no wrapper here: it consumes a frame at RSP and resumes
-// somewhere else, so only asm can issue it (`crate::trap` and `crate::user`).
+// somewhere else, so only asm can issue it (the entry stubs and user runs).
 
-/// The hypercall instruction, for the asm entry/exit stubs of `trap`, `events` and `user`.
+/// The hypercall instruction, for the asm entry/exit stubs and user runs.
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub(crate) use hypercall_instruction;
 
@@ -424,7 +424,7 @@ pub fn set_segment_base(which: u64, base: u64) -> Result<u64, Errno> {
 // ---------------------------------------------------------------------------------------
 // ABI 0.3 events, timers and console input (SPEC.md §17–§19): `event_channel_op`,
 // `set_callbacks`, `set_timer_op`, `sched_op(BLOCK | POLL)`, `console_io(READ)`. The typed
-// layers on top are `crate::events` and `crate::time`.
+// layers on top are the `events` and `time` modules.
 
 impl<I: HypercallInterface> Hypercalls<I> {
     /// `event_channel_op(command, a, b)` with any sub-command

@@ -11,15 +11,15 @@ use alloc::vec::Vec;
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn rdtsc_serialized() -> u64 {
-    let low: u32;
-    let high: u32;
     // SAFETY: `lfence` and `rdtsc` are unprivileged (the hypervisor does not set
-    // CR4.TSD) and write only EAX/EDX. No `nomem`: the compiler must not move memory
-    // accesses of the measured code across the read.
+    // CR4.TSD), and every x86_64 CPU has SSE2, which `lfence` needs (the guest target
+    // leaves it off only so the compiler allocates no vector register). Both intrinsics
+    // may touch memory as far as the compiler knows, so it does not move the measured
+    // code's memory accesses across the read.
     unsafe {
-        core::arch::asm!("lfence", "rdtsc", out("eax") low, out("edx") high, options(nostack, preserves_flags));
+        core::arch::x86_64::_mm_lfence();
+        core::arch::x86_64::_rdtsc()
     }
-    (u64::from(high) << 32) | u64::from(low)
 }
 
 /// Summary of one benchmark, in cycles.
