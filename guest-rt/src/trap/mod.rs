@@ -2,7 +2,8 @@
 //! vector (and the system-call callback) points at, a Rust dispatcher behind it, and a
 //! table of Rust handlers.
 //!
-//! The hypervisor enters a handler with an [`ExceptionFrame`] at RSP and every other
+//! The hypervisor enters a handler with an
+//! [`ExceptionFrame`](hypercall_abi::trap::ExceptionFrame) at RSP and every other
 //! general register as it was when the event happened. The entry pushes the registers the
 //! frame does not carry (RAX, RCX and R11 are in `frame.iret`), hands the dispatcher a
 //! [`TrapContext`] over all of it, then restores the registers, steps over the frame
