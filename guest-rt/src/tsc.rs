@@ -5,21 +5,25 @@ extern crate alloc;
 
 use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
+#[cfg(target_arch = "x86_64")]
+use core::sync::atomic::{compiler_fence, Ordering};
 
 /// Reads the TSC after all earlier instructions completed (`lfence; rdtsc`), so the read
 /// is not hoisted above the work being measured.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn rdtsc_serialized() -> u64 {
-    // SAFETY: `lfence` and `rdtsc` are unprivileged (the hypervisor does not set
-    // CR4.TSD), and every x86_64 CPU has SSE2, which `lfence` needs (the guest target
-    // leaves it off only so the compiler allocates no vector register). Both intrinsics
-    // may touch memory as far as the compiler knows, so it does not move the measured
-    // code's memory accesses across the read.
-    unsafe {
-        core::arch::x86_64::_mm_lfence();
-        core::arch::x86_64::_rdtsc()
-    }
+    // `lfence` stays asm: `_mm_lfence` needs SSE2, which this soft-float target leaves
+    // off, so it would be an out-of-line call. Without `nomem` the asm is also a compiler
+    // barrier: the measured code's memory accesses stay on their side of it.
+    // SAFETY: `lfence` is unprivileged, writes no register and leaves the flags alone.
+    unsafe { core::arch::asm!("lfence", options(nostack, preserves_flags)) };
+    // SAFETY: `rdtsc` is unprivileged (the hypervisor does not set CR4.TSD).
+    let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    // The intrinsic touches no memory the compiler knows of, so it could drift past the
+    // measured code's later accesses; the fence keeps them after the read.
+    compiler_fence(Ordering::SeqCst);
+    tsc
 }
 
 /// Summary of one benchmark, in cycles.
