@@ -1,10 +1,10 @@
-//! Process 1: runs the built-in user program ([`user_program`]) through
-//! [`Arch::run_user`], serves its system calls ([`syscall`]) and checks what it did.
+//! Process 1: runs the built-in user program ([`user_program`]) through [`Arch::run_user`],
+//! serves its system calls ([`syscall`]) and checks what it did.
 
-use crate::arch::{Arch, SystemCall, UserExit, UserImage};
+use crate::arch::{user_program, Arch, SystemCall, UserExit, UserImage};
 use crate::console::kprintln;
 use crate::process::{Process, STACK_TOP};
-use crate::{syscall, user_program};
+use crate::syscall;
 
 /// getpid calls the first process makes (modest: each system call is a round trip
 /// through the hypervisor).

@@ -33,7 +33,6 @@ pub mod process;
 pub mod shell;
 pub mod syscall;
 pub mod user_abi;
-pub mod user_program;
 
 arch::boot!(kernel_main);
 

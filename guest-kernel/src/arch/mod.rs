@@ -5,6 +5,9 @@
 //! [`Breakpoint`], [`SystemCall`]) and leave it as decisions ([`FaultResolution`],
 //! [`SyscallResult`]).
 //!
+//! [`user_program`] is the machine code of the first user program, the same on every
+//! x86-64 platform.
+//!
 //! Implementations:
 //! * [`paravirt`]: ringfence PV (ABI 0.3), every operation a hypercall or a guest-rt
 //!   primitive built on them. This is the one built today.
@@ -16,6 +19,7 @@
 mod interface;
 mod interrupt_guard;
 pub mod paravirt;
+pub mod user_program;
 
 pub use interface::{
     Access, Arch, ArchError, Backing, BootInfo, Breakpoint, ExceptionHandlers, FaultResolution, PageFault,
