@@ -3,9 +3,9 @@
 //!
 //! [`run`] saves the kernel's callee-saved registers and stack pointer, registers that
 //! stack with `stack_switch` (events from guest-user mode land just below it) and `iret`s
-//! to the user entry. Every event from guest-user mode reaches [`trap`]'s
-//! common entry in guest-kernel mode: a `syscall` goes to the [`SyscallHandler`], an
-//! exception to its trap handler. When one of them ends the run ([`SyscallAction::Exit`],
+//! to the user entry. Every event from guest-user mode reaches [`trap`]'s common entry in
+//! guest-kernel mode: a `syscall` goes to the [`SyscallHandler`], an exception to its trap
+//! handler. When one of them ends the run ([`SyscallAction::Exit`],
 //! [`TrapAction::EndUserRun`](crate::trap::TrapAction)), the saved kernel stack pointer is
 //! reloaded and `run` returns the [`UserExit`].
 //!

@@ -14,7 +14,9 @@
 //!   `set_trap_table` and `callback_op` ([`traps`]);
 //! * kernel pages: heap pages mapped by gfn with `mmu_update` ([`pages`]);
 //! * user processes: an address space from `address_space_op`, entered with `iret`
-//!   through guest-rt's `user::run` ([`process`]).
+//!   through guest-rt's `user::run` ([`process`]);
+//! * entry: guest-rt's start code (start info, heap, panic handler) around the kernel's
+//!   main function ([`boot!`]).
 
 use core::fmt;
 use core::sync::atomic::Ordering;
