@@ -3,9 +3,8 @@
 
 use core::fmt;
 
-use guest_rt::console::LineWriter;
-
 use crate::arch::{platform, Arch};
+use crate::portable::LineWriter;
 
 /// Backend of the print macros.
 pub fn print(arguments: fmt::Arguments<'_>) {
@@ -15,7 +14,6 @@ pub fn print(arguments: fmt::Arguments<'_>) {
 }
 
 /// Prints to the kernel console.
-#[macro_export]
 macro_rules! kprint {
     ($($argument:tt)*) => {
         $crate::console::print(::core::format_args!($($argument)*))
@@ -23,12 +21,12 @@ macro_rules! kprint {
 }
 
 /// Prints a line to the kernel console.
-#[macro_export]
 macro_rules! kprintln {
     () => {
-        $crate::kprint!("\n")
+        $crate::console::kprint!("\n")
     };
     ($($argument:tt)*) => {
         $crate::console::print(::core::format_args!("{}\n", ::core::format_args!($($argument)*)))
     };
 }
+pub(crate) use {kprint, kprintln};

@@ -1,6 +1,6 @@
 //! The kernel proper, generic over [`Arch`]: boot banner, memory and heap check, a
 //! critical section, the clock, its own exception handlers (a breakpoint), demand-paged
-//! kernel memory ([`crate::memory`]), a user process ([`crate::process`]), idling, the
+//! kernel memory ([`crate::memory`]), a user process ([`crate::init`]), idling, the
 //! interactive shell when the command line asks for it ([`crate::shell`]), and an
 //! orderly shutdown.
 
@@ -13,9 +13,9 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{Arch, Breakpoint, ExceptionHandlers, FaultResolution, InterruptGuard, PageFault};
-use guest_rt::time::Date;
-
-use crate::{kprintln, memory, process, shell};
+use crate::portable::Date;
+use crate::console::kprintln;
+use crate::{init, memory, shell};
 
 /// The kernel's version (its crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -72,7 +72,7 @@ pub fn run<A: Arch>(arch: &A) -> u32 {
         Ok(()) => {
             healthy &= breakpoint_check(arch);
             healthy &= memory::demand_paging_check(arch);
-            healthy &= process::check(arch);
+            healthy &= init::check(arch);
         }
         Err(error) => {
             // Without handlers a fault in the window, or any event of a user process,

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{Access, Arch, FaultResolution, PageFault, PAGE_SIZE};
-use crate::kprintln;
+use crate::console::kprintln;
 
 /// The window's first address: in the kernel half, far from the image (top 2 GiB) and
 /// outside the range ringfence reserves for itself (PML4 slots 256-271).

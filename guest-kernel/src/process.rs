@@ -1,17 +1,16 @@
 //! User processes: the kernel lays out a process's address space — its program text
 //! shared from the kernel image at [`TEXT_START`], a zeroed stack below [`STACK_TOP`] —
-//! runs it through [`Arch::run_user`] and serves its system calls ([`crate::syscall`]).
-//! The layout is the process's memory map: [`Process::owns`] checks user pointers
-//! against it.
+//! and collects what it prints. The layout is the process's memory map:
+//! [`Process::owns`] checks user pointers against it.
 
 extern crate alloc;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::arch::{Arch, Backing, SystemCall, UserExit, UserImage, UserRegion, PAGE_SIZE};
-use crate::user_program::{self, Program};
-use crate::{kprintln, syscall};
+use crate::arch::{Backing, UserRegion, PAGE_SIZE};
+use crate::console::kprintln;
+use crate::arch::user_program::Program;
 
 /// Where a process's text starts (as in a classic ELF executable).
 pub const TEXT_START: u64 = 0x40_0000;
@@ -74,6 +73,16 @@ impl Process {
         self.regions.iter().any(|region| region.start <= address && end <= region.end())
     }
 
+    /// Its address space: text, then stack.
+    pub fn regions(&self) -> [UserRegion; 2] {
+        self.regions
+    }
+
+    /// Its entry point (a user address).
+    pub fn entry(&self) -> u64 {
+        self.entry
+    }
+
     /// Takes bytes the process wrote: every complete line goes to the console.
     pub fn output(&mut self, bytes: &[u8]) {
         for &byte in bytes {
@@ -93,49 +102,4 @@ impl Process {
             self.line.clear();
         }
     }
-}
-
-/// getpid calls the first process makes (modest: each system call is a round trip
-/// through the hypervisor).
-const GETPID_ROUNDS: u64 = 100;
-
-/// Runs the built-in user program as process 1 and checks what it did.
-pub fn check<A: Arch>(arch: &A) -> bool {
-    let mut process = Process::new(1, &user_program::program());
-    let regions = process.regions;
-    let image = UserImage { regions: &regions, entry: process.entry, stack_top: STACK_TOP, argument: GETPID_ROUNDS };
-    kprintln!(
-        "guest-kernel: process {}: text {:#x}..{:#x}, stack {:#x}..{:#x}",
-        process.pid,
-        regions[0].start,
-        regions[0].end(),
-        regions[1].start,
-        regions[1].end()
-    );
-    let exit = arch.run_user(&image, &mut |call: &SystemCall| syscall::dispatch(arch, &mut process, call));
-    process.flush();
-    let counts = process.counts;
-    let ok = exit == Ok(UserExit::Exited(user_program::EXIT_SUCCESS))
-        && counts.writes == 2
-        && counts.refused == 3
-        && counts.getpid == GETPID_ROUNDS
-        && counts.unknown == 0;
-    let verdict = if ok { "ok" } else { "WRONG" };
-    match exit {
-        Ok(UserExit::Exited(code)) => kprintln!(
-            "guest-kernel: process {}: exit code {code} after {} system calls ({} writes, {} refused with EFAULT, {} getpid) ({verdict})",
-            process.pid,
-            counts.calls,
-            counts.writes,
-            counts.refused,
-            counts.getpid
-        ),
-        Ok(UserExit::Faulted { exception, instruction, address }) => kprintln!(
-            "guest-kernel: process {}: killed by {exception} at {instruction:#x} (address {address:#x}) after {} system calls ({verdict})",
-            process.pid,
-            counts.calls
-        ),
-        Err(error) => kprintln!("guest-kernel: process {}: could not run: {error} ({verdict})", process.pid),
-    }
-    ok
 }

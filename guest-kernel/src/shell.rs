@@ -8,9 +8,8 @@ extern crate alloc;
 use alloc::string::String;
 
 use crate::arch::Arch;
-use guest_rt::time::Date;
-
-use crate::{kprint, kprintln};
+use crate::portable::Date;
+use crate::console::{kprint, kprintln};
 
 /// Longest line kept; further bytes are ignored until the line ends.
 const LINE_MAX: usize = 160;

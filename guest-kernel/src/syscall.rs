@@ -1,28 +1,9 @@
-//! System calls: numbers (Linux x86-64's, so user code reads familiarly), error numbers,
-//! and the dispatcher the platform calls for each `syscall` of a process.
+//! System calls: the dispatcher the platform calls for each `syscall` of a process (the
+//! numbers are in [`user_abi`](crate::user_abi)).
 
 use crate::arch::{Arch, SyscallResult, SystemCall};
 use crate::process::Process;
-
-/// System-call numbers.
-pub mod number {
-    /// `write(buffer, length)`: prints to the kernel console; returns `length`.
-    pub const WRITE: u64 = 1;
-    /// `getpid()`: the process id.
-    pub const GETPID: u64 = 39;
-    /// `exit(code)`: ends the process.
-    pub const EXIT: u64 = 60;
-}
-
-/// Error numbers, returned negated.
-pub mod errno {
-    /// A buffer is not the process's memory.
-    pub const EFAULT: u64 = 14;
-    /// An argument is out of range.
-    pub const EINVAL: u64 = 22;
-    /// No such system call.
-    pub const ENOSYS: u64 = 38;
-}
+use crate::user_abi::{errno, number};
 
 /// The most one `write` takes (larger ones are -EINVAL, not a partial write).
 pub const WRITE_MAX: u64 = 4096;

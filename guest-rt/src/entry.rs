@@ -1,4 +1,4 @@
-//! Domain entry: the [`entry!`](macro@crate::entry) macro a guest names its main function with,
+//! Domain entry: the `entry!` macro a guest names its main function with,
 //! and the start code behind it (start info, heap, main, poweroff).
 //!
 //! Entry state (contract): RIP = `_start`, RDI = the read-only start-info page,
@@ -9,6 +9,10 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use hypercall_abi::start_info::START_INFO_MAGIC;
 use hypercall_abi::StartInfo;
+
+use crate::console::print_to;
+use crate::heap::init_from_start_info;
+use crate::hypercall::HYPERVISOR;
 
 static START_INFO: AtomicPtr<StartInfo> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -40,14 +44,17 @@ pub fn try_start_info() -> Option<&'static StartInfo> {
 #[doc(hidden)]
 pub unsafe fn __start(start_info: &'static StartInfo, main: fn(&'static StartInfo) -> u32) -> ! {
     if start_info.magic != START_INFO_MAGIC {
-        crate::println!("guest-rt: bad start-info magic {:#018x}; not started by ringfence?", start_info.magic);
-        crate::hypercall::crash(2);
+        print_to(
+            &HYPERVISOR,
+            format_args!("guest-rt: bad start-info magic {:#018x}; not started by ringfence?\n", start_info.magic),
+        );
+        HYPERVISOR.crash(2);
     }
     START_INFO.store(start_info as *const StartInfo as *mut StartInfo, Ordering::Release);
     // SAFETY: the caller passes the hypervisor's start info, once.
-    unsafe { crate::heap::init_from_start_info(start_info) };
+    unsafe { init_from_start_info(start_info) };
     let code = main(start_info);
-    crate::hypercall::poweroff(code)
+    HYPERVISOR.poweroff(code)
 }
 
 /// Declares a guest's main function: `guest_rt::entry!(guest_main);` with

@@ -69,7 +69,7 @@ unsafe impl GlobalAlloc for GuestHeap {
     }
 }
 
-/// The global allocator of a domain; [`crate::entry!`]'s start code initializes it.
+/// The global allocator of a domain; the start code of `entry!` initializes it.
 #[cfg(target_os = "none")]
 #[global_allocator]
 pub static HEAP: GuestHeap = GuestHeap::empty();

@@ -33,6 +33,7 @@ pub use hypercall_abi as abi;
 pub mod console;
 pub mod entry;
 pub mod events;
+mod frame;
 pub mod heap;
 pub mod hypercall;
 pub mod memory;
@@ -43,6 +44,7 @@ pub mod time;
 pub mod trap;
 pub mod tsc;
 pub mod user;
+mod user_mode;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod xstate;
 

@@ -5,21 +5,25 @@ extern crate alloc;
 
 use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
+#[cfg(target_arch = "x86_64")]
+use core::sync::atomic::{compiler_fence, Ordering};
 
 /// Reads the TSC after all earlier instructions completed (`lfence; rdtsc`), so the read
 /// is not hoisted above the work being measured.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn rdtsc_serialized() -> u64 {
-    let low: u32;
-    let high: u32;
-    // SAFETY: `lfence` and `rdtsc` are unprivileged (the hypervisor does not set
-    // CR4.TSD) and write only EAX/EDX. No `nomem`: the compiler must not move memory
-    // accesses of the measured code across the read.
-    unsafe {
-        core::arch::asm!("lfence", "rdtsc", out("eax") low, out("edx") high, options(nostack, preserves_flags));
-    }
-    (u64::from(high) << 32) | u64::from(low)
+    // `lfence` stays asm: `_mm_lfence` needs SSE2, which this soft-float target leaves
+    // off, so it would be an out-of-line call. Without `nomem` the asm is also a compiler
+    // barrier: the measured code's memory accesses stay on their side of it.
+    // SAFETY: `lfence` is unprivileged, writes no register and leaves the flags alone.
+    unsafe { core::arch::asm!("lfence", options(nostack, preserves_flags)) };
+    // SAFETY: `rdtsc` is unprivileged (the hypervisor does not set CR4.TSD).
+    let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    // The intrinsic touches no memory the compiler knows of, so it could drift past the
+    // measured code's later accesses; the fence keeps them after the read.
+    compiler_fence(Ordering::SeqCst);
+    tsc
 }
 
 /// Summary of one benchmark, in cycles.

@@ -1,5 +1,5 @@
 //! Direct access to the SSE and AVX registers, for tests that the hypervisor keeps a
-//! domain's extended state its own (SPEC.md §11.7: eager save and restore on every
+//! domain's extended state its own (SPEC.md §14: eager save and restore on every
 //! domain switch).
 //!
 //! Guests are built for `x86_64-unknown-none`, which is soft-float: the compiler never
@@ -32,11 +32,10 @@ pub fn avx_usable() -> bool {
     if !(avx && osxsave) {
         return false;
     }
-    let (low, _high): (u32, u32);
     // SAFETY: XGETBV with ECX = 0 is allowed at any privilege once CR4.OSXSAVE is set,
-    // which CPUID just reported; it only writes EAX and EDX.
-    unsafe { core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") low, out("edx") _high, options(nomem, nostack, preserves_flags)) };
-    low & 0b110 == 0b110
+    // which CPUID just reported (and OSXSAVE implies the CPU has XSAVE).
+    let xcr0 = unsafe { core::arch::x86_64::_xgetbv(0) };
+    xcr0 & 0b110 == 0b110
 }
 
 /// Loads XMM0..XMM15 from `values`.

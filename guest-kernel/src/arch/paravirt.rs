@@ -14,10 +14,12 @@
 //!   `set_trap_table` and `callback_op` ([`traps`]);
 //! * kernel pages: heap pages mapped by gfn with `mmu_update` ([`pages`]);
 //! * user processes: an address space from `address_space_op`, entered with `iret`
-//!   through guest-rt's `user::run` ([`process`]).
+//!   through guest-rt's `user::run` ([`process`]);
+//! * entry: guest-rt's start code (start info, heap, panic handler) around the kernel's
+//!   main function ([`boot!`]).
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 use guest_rt::abi::event::virq;
 use guest_rt::abi::layout::PAGE_SIZE;
@@ -26,43 +28,24 @@ use guest_rt::events::{self, Port};
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::time;
 
-use super::{Arch, ArchError, BootInfo, ExceptionHandlers, SyscallDispatcher, UserExit, UserImage};
+use super::interface::{Arch, ArchError, BootInfo, ExceptionHandlers, SyscallDispatcher, UserExit, UserImage};
+use error::failed;
 
+mod boot;
+mod error;
 mod pages;
+mod platform;
 mod process;
 mod traps;
+
+pub(crate) use boot::boot;
+pub use platform::{instance, Paravirt};
 
 /// How long [`Arch::idle`] sleeps at most when no event comes.
 const IDLE_TICK_NS: u64 = 10_000_000;
 
-/// The ringfence PV platform.
-pub struct Paravirt {
-    /// The trap table and system-call callback are registered.
-    handlers_installed: AtomicBool,
-    /// VIRQ_CONSOLE is bound (so input wakes [`Arch::idle`]).
-    console_bound: AtomicBool,
-}
-
-impl Paravirt {
-    /// The platform as the domain starts: events masked, no handlers.
-    pub const fn new() -> Self {
-        Self { handlers_installed: AtomicBool::new(false), console_bound: AtomicBool::new(false) }
-    }
-}
-
 /// VIRQ_CONSOLE only has to wake the domain; the reader drains the ring itself.
 fn console_event(_port: Port) {}
-
-impl Default for Paravirt {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// An [`ArchError`] for a failed hypercall.
-fn failed(operation: &'static str) -> impl Fn(Errno) -> ArchError {
-    move |errno| ArchError { operation, code: -errno.0 }
-}
 
 impl Arch for Paravirt {
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {

@@ -17,8 +17,8 @@ use guest_rt::abi::Errno;
 use guest_rt::memory::{self, FreeRegion, MapBatch, Space};
 use guest_rt::multicall::Multicall;
 
-use super::failed;
-use crate::arch::ArchError;
+use super::error::failed;
+use crate::arch::interface::ArchError;
 
 /// How many pages [`map_zeroed`] can have mapped at once.
 const SLOTS: usize = 512;

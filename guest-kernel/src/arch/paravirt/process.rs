@@ -17,8 +17,12 @@ use guest_rt::memory::{self, MapBatch, Space};
 use guest_rt::trap::{vector_name, TrapContext};
 use guest_rt::user::{self, SyscallAction, UserSpace};
 
-use super::{failed, pages};
-use crate::arch::{ArchError, Backing, SyscallDispatcher, SyscallResult, SystemCall, UserExit, UserImage, UserRegion};
+use super::error::failed;
+use super::pages;
+use crate::arch::interface::{
+    ArchError, Backing, SyscallDispatcher, SyscallResult, SystemCall, UserExit, UserImage, UserRegion,
+};
+use crate::user_abi::number;
 
 /// First address past user space (the lower canonical half).
 const USER_LIMIT: u64 = 0x0000_8000_0000_0000;
@@ -26,7 +30,7 @@ const USER_LIMIT: u64 = 0x0000_8000_0000_0000;
 // guest-rt ends a run itself on its exit number without calling the dispatcher; the
 // core numbers system calls like Linux x86-64, where exit is that same number, so the
 // core's exit and guest-rt's agree.
-const _: () = assert!(crate::syscall::number::EXIT == user::SYSCALL_EXIT);
+const _: () = assert!(number::EXIT == user::SYSCALL_EXIT);
 
 /// During [`run`]: points at a `&mut SyscallDispatcher` on `run`'s stack; else null.
 static DISPATCHER: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());

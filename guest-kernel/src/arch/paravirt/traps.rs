@@ -7,9 +7,10 @@ use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::trap::{self, ShowFrame, TrapAction, TrapContext};
 use guest_rt::user;
 
-use super::{failed, process, Paravirt};
-use crate::arch::{platform, Access, ArchError, Breakpoint, ExceptionHandlers, FaultResolution, PageFault};
-use crate::kprintln;
+use super::error::failed;
+use super::platform::{instance, Paravirt};
+use super::process;
+use crate::arch::interface::{Access, ArchError, Breakpoint, ExceptionHandlers, FaultResolution, PageFault};
 
 /// The crash code of an exception the kernel cannot survive.
 const FATAL_EXCEPTION: u32 = 3;
@@ -71,7 +72,7 @@ fn on_page_fault<H: ExceptionHandlers<Paravirt>>(context: &mut TrapContext) -> T
         present: error & page_fault::PRESENT != 0,
         user: context.from_user(),
     };
-    match H::page_fault(platform(), &fault) {
+    match H::page_fault(instance(), &fault) {
         FaultResolution::Retry => TrapAction::Resume,
         FaultResolution::Unhandled => unresolved(context),
     }
@@ -79,7 +80,7 @@ fn on_page_fault<H: ExceptionHandlers<Paravirt>>(context: &mut TrapContext) -> T
 
 fn on_breakpoint<H: ExceptionHandlers<Paravirt>>(context: &mut TrapContext) -> TrapAction {
     // The frame's rip is already past the `int3` (a trap, SPEC.md §11.4.1).
-    H::breakpoint(platform(), &Breakpoint { resume: context.rip(), user: context.from_user() });
+    H::breakpoint(instance(), &Breakpoint { resume: context.rip(), user: context.from_user() });
     TrapAction::Resume
 }
 
@@ -93,6 +94,6 @@ fn unresolved(context: &mut TrapContext) -> TrapAction {
         // `user::run` returns `UserExit::Ended` with this frame.
         return TrapAction::EndUserRun(context.vector());
     }
-    kprintln!("guest-kernel: fatal exception in the kernel: {}", ShowFrame(&context.frame));
+    guest_rt::println!("guest-kernel: fatal exception in the kernel: {}", ShowFrame(&context.frame));
     HYPERVISOR.crash(FATAL_EXCEPTION)
 }

@@ -9,7 +9,7 @@
 //! its stack; and exits with [`EXIT_SUCCESS`], or with the failure code of the first
 //! check that went wrong.
 
-use crate::syscall::{errno, number};
+use crate::user_abi::{errno, number};
 
 /// The exit code of a run where every check passed.
 pub const EXIT_SUCCESS: u64 = 42;

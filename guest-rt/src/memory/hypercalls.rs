@@ -1,60 +1,12 @@
-//! Memory hypercalls (SPEC.md §12) with types: gfn reservation (`memory_op`), address
-//! spaces (`address_space_op`) as [`Space`] handles, and batched map / unmap / protect
-//! (`mmu_update`) through [`MapBatch`], which re-issues a batch the hypervisor cut at
-//! [`BATCH_MAX`](hypercall_abi::memory::BATCH_MAX) entries so callers see one call for any length.
-//!
-//! The methods extend [`Hypercalls`] (so host tests drive them with a fake); the free
-//! functions at the end use the real hypervisor.
+//! The memory hypercalls as methods of [`Hypercalls`], so host tests drive them with a
+//! fake.
 
-extern crate alloc;
+use hypercall_abi::memory::{memory_cmd, space_cmd, split_query, MapEntry, NO_SPACE};
+use hypercall_abi::{Errno, Hypercall};
 
-use alloc::vec::Vec;
-
-use hypercall_abi::layout::PAGE_SIZE;
-use hypercall_abi::memory::{
-    map_flags, map_op, memory_cmd, space_cmd, split_query, MapEntry, INITIAL_SPACE, NO_SPACE,
-};
-use hypercall_abi::{Errno, Hypercall, StartInfo};
-
-use crate::hypercall::{HypercallInterface, Hypercalls, HYPERVISOR};
-
-/// An address-space handle as `address_space_op` hands them out. Handles are plain
-/// numbers to the hypervisor, so [`Space::from_raw`] exists for tests that pass unknown
-/// ones; nothing stops a guest from using a handle after destroying it (the hypervisor
-/// answers `-ESRCH`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Space(u64);
-
-impl Space {
-    /// The address space the domain was built in ([`INITIAL_SPACE`]).
-    pub const INITIAL: Space = Space(INITIAL_SPACE);
-
-    /// Any handle value, valid or not.
-    pub const fn from_raw(handle: u64) -> Self {
-        Space(handle)
-    }
-
-    /// The handle value.
-    pub const fn raw(self) -> u64 {
-        self.0
-    }
-}
-
-/// A `MAP` entry: `gfn` at `virtual_address` with [`map_flags`] `flags`.
-pub const fn map_entry(virtual_address: u64, gfn: u64, flags: u32) -> MapEntry {
-    MapEntry { virtual_address, gfn, op: map_op::MAP, flags }
-}
-
-/// An `UNMAP` entry for the page at `virtual_address` (`LARGE` in `flags` for a 2 MiB
-/// mapping; other flags are ignored by the hypervisor but must still be valid bits).
-pub const fn unmap_entry(virtual_address: u64, flags: u32) -> MapEntry {
-    MapEntry { virtual_address, gfn: 0, op: map_op::UNMAP, flags }
-}
-
-/// A `PROTECT` entry: new `flags` for the mapping at `virtual_address`.
-pub const fn protect_entry(virtual_address: u64, flags: u32) -> MapEntry {
-    MapEntry { virtual_address, gfn: 0, op: map_op::PROTECT, flags }
-}
+use super::entry::{map_entry, protect_entry, unmap_entry};
+use super::space::Space;
+use crate::hypercall::{HypercallInterface, Hypercalls};
 
 /// What a batched `mmu_update` achieved: how many entries are in effect, and the first
 /// error (the entry at index `done` is the one that failed).
@@ -64,109 +16,6 @@ pub struct BatchResult {
     pub done: usize,
     /// `Ok` if every entry completed, else the failing entry's error.
     pub result: Result<(), Errno>,
-}
-
-/// A list of [`MapEntry`]s applied in order by one logical `mmu_update`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MapBatch {
-    entries: Vec<MapEntry>,
-}
-
-impl MapBatch {
-    /// An empty batch.
-    pub const fn new() -> Self {
-        Self { entries: Vec::new() }
-    }
-
-    /// Adds a `MAP` of `gfn` at `virtual_address`.
-    pub fn map(&mut self, virtual_address: u64, gfn: u64, flags: u32) -> &mut Self {
-        self.entries.push(map_entry(virtual_address, gfn, flags));
-        self
-    }
-
-    /// Adds an `UNMAP` of a 4 KiB mapping at `virtual_address`.
-    pub fn unmap(&mut self, virtual_address: u64) -> &mut Self {
-        self.entries.push(unmap_entry(virtual_address, 0));
-        self
-    }
-
-    /// Adds an `UNMAP` of a 2 MiB mapping at `virtual_address`.
-    pub fn unmap_large(&mut self, virtual_address: u64) -> &mut Self {
-        self.entries.push(unmap_entry(virtual_address, map_flags::LARGE));
-        self
-    }
-
-    /// Adds a `PROTECT` of the mapping at `virtual_address` to `flags`.
-    pub fn protect(&mut self, virtual_address: u64, flags: u32) -> &mut Self {
-        self.entries.push(protect_entry(virtual_address, flags));
-        self
-    }
-
-    /// Adds any entry, valid or not.
-    pub fn push(&mut self, entry: MapEntry) -> &mut Self {
-        self.entries.push(entry);
-        self
-    }
-
-    /// The entries so far.
-    pub fn entries(&self) -> &[MapEntry] {
-        &self.entries
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True if the batch has no entries.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Removes every entry (keeps the allocation).
-    pub fn clear(&mut self) {
-        self.entries.clear();
-    }
-
-    /// Applies the batch to `space` on the real hypervisor.
-    pub fn apply(&self, space: Space) -> BatchResult {
-        HYPERVISOR.mmu_update(space, &self.entries)
-    }
-}
-
-/// The domain's free region (`StartInfo::free_start`, `free_pages`, `free_gfn`): its
-/// gfns are contiguous, so a virtual address there and its gfn convert by offset.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct FreeRegion {
-    /// First virtual address.
-    pub start: u64,
-    /// Pages mapped at `start`.
-    pub pages: u64,
-    /// The gfn mapped at `start`.
-    pub gfn: u64,
-}
-
-impl FreeRegion {
-    /// The free region `start` describes.
-    pub const fn of(start: &StartInfo) -> Self {
-        Self { start: start.free_start, pages: start.free_pages, gfn: start.free_gfn }
-    }
-
-    /// The gfn backing `virtual_address`, if the address is inside the region.
-    pub const fn gfn_of(&self, virtual_address: u64) -> Option<u64> {
-        if virtual_address < self.start || (virtual_address - self.start) / PAGE_SIZE >= self.pages {
-            return None;
-        }
-        Some(self.gfn + (virtual_address - self.start) / PAGE_SIZE)
-    }
-
-    /// The virtual address the region maps `gfn` at, if the gfn is one of the region's.
-    pub const fn address_of(&self, gfn: u64) -> Option<u64> {
-        if gfn < self.gfn || gfn - self.gfn >= self.pages {
-            return None;
-        }
-        Some(self.start + (gfn - self.gfn) * PAGE_SIZE)
-    }
 }
 
 impl<I: HypercallInterface> Hypercalls<I> {
@@ -232,33 +81,33 @@ impl<I: HypercallInterface> Hypercalls<I> {
 
     /// A new empty address space (`CREATE`).
     pub fn create_space(&self) -> Result<Space, Errno> {
-        self.address_space_op(space_cmd::CREATE, 0, 0).map(Space)
+        self.address_space_op(space_cmd::CREATE, 0, 0).map(Space::from_raw)
     }
 
     /// Frees `space`'s page tables (`DESTROY`); `-EBUSY` while it is a root.
     pub fn destroy_space(&self, space: Space) -> Result<(), Errno> {
-        self.address_space_op(space_cmd::DESTROY, space.0, 0).map(drop)
+        self.address_space_op(space_cmd::DESTROY, space.raw(), 0).map(drop)
     }
 
     /// Installs `kernel` as the guest-kernel root now and `user` as the guest-user root.
     pub fn switch_space(&self, kernel: Space, user: Option<Space>) -> Result<(), Errno> {
-        let user = user.map_or(NO_SPACE, |space| space.0);
-        self.address_space_op(space_cmd::SWITCH, kernel.0, user).map(drop)
+        let user = user.map_or(NO_SPACE, |space| space.raw());
+        self.address_space_op(space_cmd::SWITCH, kernel.raw(), user).map(drop)
     }
 
     /// TLB flush of the page at `virtual_address` in `space`.
     pub fn flush_va(&self, space: Space, virtual_address: u64) -> Result<(), Errno> {
-        self.address_space_op(space_cmd::FLUSH_VA, space.0, virtual_address).map(drop)
+        self.address_space_op(space_cmd::FLUSH_VA, space.raw(), virtual_address).map(drop)
     }
 
     /// TLB flush of all of `space`.
     pub fn flush_all(&self, space: Space) -> Result<(), Errno> {
-        self.address_space_op(space_cmd::FLUSH_ALL, space.0, 0).map(drop)
+        self.address_space_op(space_cmd::FLUSH_ALL, space.raw(), 0).map(drop)
     }
 
     /// `(gfn, map flags)` of the page containing `virtual_address` in `space` (`QUERY`).
     pub fn query(&self, space: Space, virtual_address: u64) -> Result<(u64, u32), Errno> {
-        self.address_space_op(space_cmd::QUERY, space.0, virtual_address).map(split_query)
+        self.address_space_op(space_cmd::QUERY, space.raw(), virtual_address).map(split_query)
     }
 
     /// One raw `mmu_update(space, entries, count, done)` with a done report into a local:
@@ -278,7 +127,7 @@ impl<I: HypercallInterface> Hypercalls<I> {
         // hypervisor writes during the call.
         let value = unsafe {
             self.interface()
-                .call_fixed::<{ Hypercall::MMU_UPDATE.0 }>([space.0, entries as u64, count, done_pointer, 0, 0])
+                .call_fixed::<{ Hypercall::MMU_UPDATE.0 }>([space.raw(), entries as u64, count, done_pointer, 0, 0])
         };
         // SAFETY: reading back the local the hypervisor may have written (volatile so
         // the compiler does not assume its initial value survived the hypercall).
@@ -326,88 +175,15 @@ impl<I: HypercallInterface> Hypercalls<I> {
     }
 }
 
-/// Populated gfns of this domain.
-pub fn current_reservation() -> Result<u64, Errno> {
-    HYPERVISOR.current_reservation()
-}
-
-/// This domain's quota in pages.
-pub fn maximum_reservation() -> Result<u64, Errno> {
-    HYPERVISOR.maximum_reservation()
-}
-
-/// One past the highest gfn this domain may have.
-pub fn maximum_gfn() -> Result<u64, Errno> {
-    HYPERVISOR.maximum_gfn()
-}
-
-/// See [`Hypercalls::increase_reservation`].
-pub fn increase_reservation(gfns: &mut [u64], order: u64) -> Result<usize, Errno> {
-    HYPERVISOR.increase_reservation(gfns, order)
-}
-
-/// See [`Hypercalls::decrease_reservation`].
-pub fn decrease_reservation(gfns: &[u64], order: u64) -> Result<usize, Errno> {
-    HYPERVISOR.decrease_reservation(gfns, order)
-}
-
-/// A new empty address space.
-pub fn create_space() -> Result<Space, Errno> {
-    HYPERVISOR.create_space()
-}
-
-/// Destroys `space`.
-pub fn destroy_space(space: Space) -> Result<(), Errno> {
-    HYPERVISOR.destroy_space(space)
-}
-
-/// Installs new kernel and user roots.
-pub fn switch_space(kernel: Space, user: Option<Space>) -> Result<(), Errno> {
-    HYPERVISOR.switch_space(kernel, user)
-}
-
-/// `(gfn, flags)` of the page containing `virtual_address` in `space`.
-pub fn query(space: Space, virtual_address: u64) -> Result<(u64, u32), Errno> {
-    HYPERVISOR.query(space, virtual_address)
-}
-
-/// Applies `entries` to `space` (see [`Hypercalls::mmu_update`]).
-pub fn mmu_update(space: Space, entries: &[MapEntry]) -> BatchResult {
-    HYPERVISOR.mmu_update(space, entries)
-}
-
-/// Maps one page.
-pub fn map_page(space: Space, virtual_address: u64, gfn: u64, flags: u32) -> Result<(), Errno> {
-    HYPERVISOR.map_page(space, virtual_address, gfn, flags)
-}
-
-/// Unmaps one 4 KiB page.
-pub fn unmap_page(space: Space, virtual_address: u64) -> Result<(), Errno> {
-    HYPERVISOR.unmap_page(space, virtual_address)
-}
-
-/// Changes the flags of one mapping.
-pub fn protect_page(space: Space, virtual_address: u64, flags: u32) -> Result<(), Errno> {
-    HYPERVISOR.protect_page(space, virtual_address, flags)
-}
-
-/// TLB flush of all of `space`.
-pub fn flush_all(space: Space) -> Result<(), Errno> {
-    HYPERVISOR.flush_all(space)
-}
-
-/// TLB flush of one page of `space`.
-pub fn flush_va(space: Space, virtual_address: u64) -> Result<(), Errno> {
-    HYPERVISOR.flush_va(space, virtual_address)
-}
-
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::*;
     use crate::fake::Fake;
     use core::cell::RefCell;
-    use hypercall_abi::memory::BATCH_MAX;
+    use hypercall_abi::layout::PAGE_SIZE;
+    use hypercall_abi::memory::{map_flags, BATCH_MAX, INITIAL_SPACE};
+    use std::vec::Vec;
 
     /// A fake `mmu_update` that completes at most `limit` entries per call and fails the
     /// entry whose virtual address is `bad` with `-EEXIST`, writing `done` like the
@@ -437,24 +213,20 @@ mod tests {
         }
     }
 
-    fn batch(count: u64) -> MapBatch {
-        let mut batch = MapBatch::new();
-        for index in 0..count {
-            batch.map(0x4000_0000 + index * PAGE_SIZE, index, map_flags::WRITABLE);
-        }
-        batch
+    fn batch(count: u64) -> Vec<MapEntry> {
+        (0..count).map(|index| map_entry(0x4000_0000 + index * PAGE_SIZE, index, map_flags::WRITABLE)).collect()
     }
 
     #[test]
     fn long_batches_are_reissued_from_where_the_hypervisor_stopped() {
         let mmu = Mmu { limit: BATCH_MAX, bad: u64::MAX, calls: RefCell::new(Vec::new()) };
         let entries = batch(2 * BATCH_MAX + 5);
-        let result = Hypercalls::new(&mmu).mmu_update(Space::INITIAL, entries.entries());
+        let result = Hypercalls::new(&mmu).mmu_update(Space::INITIAL, &entries);
         assert_eq!(result, BatchResult { done: entries.len(), result: Ok(()) });
         let calls = mmu.calls.borrow();
         let counts: Vec<u64> = calls.iter().map(|call| call.1).collect();
         assert_eq!(counts, [2 * BATCH_MAX + 5, BATCH_MAX + 5, 5]);
-        let base = entries.entries().as_ptr() as u64;
+        let base = entries.as_ptr() as u64;
         assert_eq!(calls[1].0, base + BATCH_MAX * 24);
     }
 
@@ -462,14 +234,14 @@ mod tests {
     fn a_failing_entry_reports_done_and_the_error() {
         let bad = 0x4000_0000 + (BATCH_MAX + 3) * PAGE_SIZE;
         let mmu = Mmu { limit: BATCH_MAX, bad, calls: RefCell::new(Vec::new()) };
-        let result = Hypercalls::new(&mmu).mmu_update(Space::from_raw(5), batch(BATCH_MAX * 2).entries());
+        let result = Hypercalls::new(&mmu).mmu_update(Space::from_raw(5), &batch(BATCH_MAX * 2));
         assert_eq!(result, BatchResult { done: BATCH_MAX as usize + 3, result: Err(Errno::EEXIST) });
     }
 
     #[test]
     fn no_progress_is_not_an_endless_loop() {
         let mmu = Mmu { limit: 0, bad: u64::MAX, calls: RefCell::new(Vec::new()) };
-        let result = Hypercalls::new(&mmu).mmu_update(Space::INITIAL, batch(3).entries());
+        let result = Hypercalls::new(&mmu).mmu_update(Space::INITIAL, &batch(3));
         assert_eq!(result, BatchResult { done: 0, result: Err(Errno::EINVAL) });
         assert_eq!(mmu.calls.borrow().len(), 1);
         // An empty batch makes no call at all.
@@ -497,17 +269,5 @@ mod tests {
         assert_eq!(calls[2].arguments[0], space_cmd::CREATE);
         assert_eq!(calls[3].arguments[..3], [space_cmd::QUERY, 4, 0x1234]);
         assert_eq!(calls[4].arguments[..3], [space_cmd::SWITCH, INITIAL_SPACE, NO_SPACE]);
-    }
-
-    #[test]
-    fn free_region_converts_both_ways() {
-        let region = FreeRegion { start: 0x40_0000, pages: 10, gfn: 100 };
-        assert_eq!(region.gfn_of(0x40_0000), Some(100));
-        assert_eq!(region.gfn_of(0x40_9fff), Some(109));
-        assert_eq!(region.gfn_of(0x40_a000), None);
-        assert_eq!(region.gfn_of(0x3f_ffff), None);
-        assert_eq!(region.address_of(105), Some(0x40_5000));
-        assert_eq!(region.address_of(110), None);
-        assert_eq!(region.address_of(99), None);
     }
 }

@@ -1,0 +1,162 @@
+//! System time (SPEC.md §19.2): nanoseconds since the hypervisor booted, extrapolated from
+//! the shared-info page's time info and the TSC, with no hypercall.
+
+use core::sync::atomic::{compiler_fence, AtomicU32, Ordering};
+
+use hypercall_abi::shared_info::{VcpuInfo, VcpuTimeInfo};
+
+use crate::events::{shared_info, SharedInfoPage};
+#[cfg(target_arch = "x86_64")]
+use crate::tsc::rdtsc_serialized;
+
+/// Nanoseconds per second.
+pub const NANOSECONDS_PER_SECOND: u64 = 1_000_000_000;
+
+/// One consistent copy of the time fields.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimeInfo {
+    /// The (even) version the copy was taken at.
+    pub version: u32,
+    /// TSC at the hypervisor's last update.
+    pub tsc_timestamp: u64,
+    /// System time at `tsc_timestamp`.
+    pub system_time: u64,
+    /// 32.32 multiplier.
+    pub mul: u32,
+    /// Shift before the multiply (negative: right).
+    pub shift: i8,
+}
+
+/// Scales a TSC delta to nanoseconds: `((delta << shift) * mul) >> 32` (right shift for a
+/// negative `shift`), in 128 bits so no intermediate overflows; the result is truncated
+/// to 64 bits (it exceeds them only for a delta of more than 2^64 ns, see
+/// [`TimeInfo::system_time_at`]).
+pub const fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
+    let shifted = if shift >= 0 {
+        (delta as u128) << (shift as u32)
+    } else {
+        (delta as u128) >> ((-(shift as i16)) as u32)
+    };
+    ((shifted * mul as u128) >> 32) as u64
+}
+
+impl TimeInfo {
+    /// System time at TSC value `tsc` (a TSC before `tsc_timestamp` counts as no time).
+    /// The sum wraps mod 2^64 where the hypervisor saturates at `u64::MAX` (SPEC.md
+    /// §19.2); the two differ only once system time passes 2^64 ns, about 584 years after
+    /// boot.
+    pub const fn system_time_at(&self, tsc: u64) -> u64 {
+        let delta = tsc.saturating_sub(self.tsc_timestamp);
+        self.system_time.wrapping_add(scale_delta(delta, self.mul, self.shift))
+    }
+}
+
+const TIME_OFFSET: usize = core::mem::offset_of!(VcpuInfo, time);
+
+fn time_field<T>(page: SharedInfoPage, offset: usize) -> *const T {
+    (page.address() as usize + TIME_OFFSET + offset) as *const T
+}
+
+/// Reads `vcpu_info[0].time` of `page` under its seqlock, then the TSC inside the same
+/// critical window, and returns both.
+pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
+    let version_pointer = time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, version));
+    // SAFETY: the field is inside the page the view names, 4-byte aligned, and written by
+    // the hypervisor only (atomically with respect to this vCPU).
+    let version_cell = unsafe { AtomicU32::from_ptr(version_pointer as *mut u32) };
+    loop {
+        let version = version_cell.load(Ordering::Acquire);
+        if version & 1 != 0 {
+            core::hint::spin_loop();
+            continue;
+        }
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: all four fields lie inside the page and are naturally aligned; volatile
+        // because the hypervisor changes them behind the compiler's back (the version
+        // check below throws away a torn copy).
+        let info = unsafe {
+            TimeInfo {
+                version,
+                tsc_timestamp: time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_timestamp))
+                    .read_volatile(),
+                system_time: time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, system_time))
+                    .read_volatile(),
+                mul: time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_to_system_mul))
+                    .read_volatile(),
+                shift: time_field::<i8>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_shift)).read_volatile(),
+            }
+        };
+        // lfence: the TSC is read after the fields, never speculatively before them (a TSC
+        // older than tsc_timestamp would be a negative delta).
+        let tsc = rdtsc_ordered();
+        compiler_fence(Ordering::SeqCst);
+        if version_cell.load(Ordering::Acquire) == version {
+            return (info, tsc);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn rdtsc_ordered() -> u64 {
+    rdtsc_serialized()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn rdtsc_ordered() -> u64 {
+    0
+}
+
+/// System time now: nanoseconds since the hypervisor booted (no hypercall).
+pub fn now() -> u64 {
+    let (info, tsc) = read_time(shared_info());
+    info.system_time_at(tsc)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use hypercall_abi::shared_info::SharedInfo;
+    use std::boxed::Box;
+    use zerocopy::FromZeros;
+
+    #[test]
+    fn scaling_follows_the_formula() {
+        // 2 GHz: 0.5 ns per cycle = mul 2^31 with shift 0.
+        assert_eq!(scale_delta(2_000_000_000, 1 << 31, 0), 1_000_000_000);
+        // 1 GHz: 1 ns per cycle = mul 2^31, shift 1.
+        assert_eq!(scale_delta(1_000, 1 << 31, 1), 1_000);
+        // 4 GHz: 0.25 ns per cycle = mul 2^31, shift -1.
+        assert_eq!(scale_delta(4_000, 1 << 31, -1), 1_000);
+        // Large deltas do not overflow: a day at 3 GHz.
+        let day = 86_400 * 3_000_000_000u64;
+        let mul = ((1u128 << 32) / 3) as u32; // 0.333 ns per cycle
+        let nanoseconds = scale_delta(day, mul, 0);
+        assert!(nanoseconds.abs_diff(86_400 * 1_000_000_000) < 100_000, "{nanoseconds}");
+    }
+
+    #[test]
+    fn system_time_extrapolates_from_the_timestamp() {
+        let info = TimeInfo { version: 2, tsc_timestamp: 1_000, system_time: 5_000, mul: 1 << 31, shift: 1 };
+        assert_eq!(info.system_time_at(1_000), 5_000);
+        assert_eq!(info.system_time_at(1_250), 5_250);
+        assert_eq!(info.system_time_at(900), 5_000, "a TSC before the timestamp adds nothing");
+    }
+
+    #[test]
+    fn seqlocked_read_of_a_page() {
+        let mut info = Box::new(SharedInfo::new_zeroed());
+        info.vcpu_info[0].time = VcpuTimeInfo {
+            version: 4,
+            tsc_timestamp: 10,
+            system_time: 77,
+            tsc_to_system_mul: 1 << 31,
+            tsc_shift: -2,
+            ..VcpuTimeInfo::default()
+        };
+        // SAFETY: the box outlives the view; nothing else touches it.
+        let page = unsafe { SharedInfoPage::from_address(&*info as *const SharedInfo as u64) };
+        let (time, _) = read_time(page);
+        assert_eq!((time.version, time.tsc_timestamp, time.system_time, time.mul, time.shift), (4, 10, 77, 1 << 31, -2));
+    }
+}
