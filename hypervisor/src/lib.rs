@@ -8,18 +8,22 @@
 extern crate alloc;
 
 pub mod archive;
+pub mod boot;
 pub mod command_line;
 pub mod console_input;
+pub mod dispatch;
 pub mod domain_builder;
 pub mod domain_memory;
 pub mod event_channel;
 pub mod frame_allocator;
 pub mod guest_memory;
 pub mod image;
+pub mod input_focus;
 pub mod layout;
 pub mod memory_ops;
 pub mod outcome;
 pub mod paging;
+pub mod platform;
 pub mod time;
 pub mod upcall;
 
@@ -28,11 +32,15 @@ pub mod bounce;
 pub mod exception;
 pub mod hypercall;
 pub mod scheduler;
+pub mod system;
 pub mod trap_frame;
 pub mod vcpu;
+pub mod wakeups;
 
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod system_tests;
 
 pub use frame_allocator::{Frame, FrameAllocator, FrameSource};
 pub use paging::{AddressSpace, FrameMemory, PageFlags};

@@ -15,13 +15,7 @@ extern crate alloc;
 #[macro_use]
 mod machine;
 #[cfg(target_os = "none")]
-mod system;
-#[cfg(target_os = "none")]
-mod dispatch;
-#[cfg(target_os = "none")]
-mod input_focus;
-#[cfg(target_os = "none")]
-mod wakeups;
+mod entry_points;
 
 #[cfg(target_os = "none")]
 mod bare_metal {
@@ -45,12 +39,5 @@ mod bare_metal {
             None => hvprintln!("PANIC: {}", info.message()),
         }
         exit_device::exit(ExitStatus::HYPERVISOR_PANIC)
-    }
-
-    /// Called by boot.s on the hypervisor stack with the physical address of the PVH
-    /// start info.
-    #[no_mangle]
-    extern "C" fn hypervisor_main(start_info: u64) -> ! {
-        super::system::boot(start_info)
     }
 }

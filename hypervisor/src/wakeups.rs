@@ -1,22 +1,22 @@
 //! Events meet scheduling: raising a port in a domain's shared-info page, waking the
-//! domain that waits for it, expiring timers, and keeping the one LAPIC timer armed for
-//! the earliest thing the hypervisor must do next (SPEC.md §17–§20). Tickless: nothing
-//! is armed when nothing is due.
+//! domain that waits for it, expiring timers, and keeping the one timer armed for the
+//! earliest thing the hypervisor must do next (SPEC.md §17–§20). Tickless: nothing is
+//! armed when nothing is due.
 
-use crate::machine::{apic, cpu, memory::DirectMap};
+use crate::event_channel::Notify;
+use crate::frame_allocator::Frame;
+use crate::hypercall::PollRequest;
+use crate::platform::Platform;
+use crate::scheduler::Scheduler;
 use crate::system::{live_index, Domain, System};
-use hypervisor::frame_allocator::Frame;
+use crate::upcall;
 use hypercall_abi::event::virq;
-use hypervisor::event_channel::Notify;
-use hypervisor::hypercall::PollRequest;
-use hypervisor::scheduler::Scheduler;
-use hypervisor::upcall;
 
 /// What a domain that is not running is waiting for. The POLL list is held inline (about
 /// 0.5 KiB per domain): boxing it would make going to sleep an allocation that can fail.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default)]
-pub(crate) enum Wait {
+pub enum Wait {
     /// Not waiting (running or queued).
     #[default]
     Nothing,
@@ -27,12 +27,14 @@ pub(crate) enum Wait {
 }
 
 /// `Notify` for the event-channel table: bits go to shared-info pages, waiters wake.
-pub(crate) struct Wakeups<'a> {
-    pub domains: &'a mut [Domain],
+pub(crate) struct Wakeups<'a, P: Platform> {
+    pub domains: &'a mut [Domain<P::ExtendedState>],
     pub scheduler: &'a mut Scheduler,
+    pub memory: &'a mut P::Memory,
+    pub platform: &'a mut P,
 }
 
-impl Wakeups<'_> {
+impl<P: Platform> Wakeups<'_, P> {
     /// Domain `id`'s index and shared-info frame, if it is live.
     fn live(&self, id: u32) -> Option<(usize, Frame)> {
         let index = live_index(self.domains, id)?;
@@ -47,14 +49,15 @@ impl Wakeups<'_> {
         }
         domain.wait = Wait::Nothing;
         // The TSC only when someone wakes: most event operations wake nobody.
-        self.scheduler.wake(index, cpu::rdtsc());
+        let now = self.platform.read_tsc();
+        self.scheduler.wake(index, now);
     }
 }
 
-impl Notify for Wakeups<'_> {
+impl<P: Platform> Notify for Wakeups<'_, P> {
     fn raise(&mut self, domain: u32, port: u32) {
         let Some((index, shared)) = self.live(domain) else { return };
-        let new_upcall = upcall::raise(&mut DirectMap, shared, port);
+        let new_upcall = upcall::raise(self.memory, shared, port);
         // A domain sleeps in BLOCK only with `upcall_pending` clear, so the raise that
         // sets it is the one that wakes it; a poller wakes for its listed ports alone.
         let wake = match &self.domains[index].wait {
@@ -71,13 +74,13 @@ impl Notify for Wakeups<'_> {
         // Only the running domain unmasks its own ports, so nobody sleeps here: the
         // upcall, if one became pending, goes out on the way back to the guest.
         if let Some((_, shared)) = self.live(domain) {
-            upcall::unmask(&mut DirectMap, shared, port);
+            upcall::unmask(self.memory, shared, port);
         }
     }
 
     fn clear(&mut self, domain: u32, port: u32) {
         if let Some((_, shared)) = self.live(domain) {
-            upcall::clear_port(&mut DirectMap, shared, port);
+            upcall::clear_port(self.memory, shared, port);
         }
     }
 
@@ -88,46 +91,53 @@ impl Notify for Wakeups<'_> {
     }
 }
 
-/// Expires every timer and poll deadline due at `now_tsc`: VIRQ_TIMER is raised for an
-/// expired `set_timer_op` timer, and its domain woken even without a bound port
-/// (SPEC.md §20.2); a poll whose deadline passed ends.
-pub(crate) fn expire(system: &mut System, now_tsc: u64) {
-    let now_ns = system.clock.now_ns(now_tsc);
-    let System { domains, scheduler, events, timers, poll_deadlines, .. } = system;
-    let mut wakeups = Wakeups { domains, scheduler };
-    for index in timers.expired(now_ns) {
-        let id = wakeups.domains[index].id;
-        events.raise_virq(id, virq::TIMER, &mut wakeups);
-        wakeups.wake_index(index);
+impl<P: Platform> System<P> {
+    /// Raises virtual interrupt `number` in domain `id`.
+    pub(crate) fn raise_virq(&mut self, id: u32, number: u64) {
+        let Self { domains, scheduler, events, memory, platform, .. } = self;
+        events.raise_virq(id, number, &mut Wakeups { domains, scheduler, memory, platform });
     }
-    // A poller woken by a port keeps its deadline until it expires here, harmlessly: only
-    // a domain still polling is woken, and a new POLL sets or cancels its own.
-    for index in poll_deadlines.expired(now_ns) {
-        if matches!(wakeups.domains[index].wait, Wait::Ports(_)) {
+
+    /// Expires every timer and poll deadline due at `now_tsc`: VIRQ_TIMER is raised for
+    /// an expired `set_timer_op` timer, and its domain woken even without a bound port
+    /// (SPEC.md §20.2); a poll whose deadline passed ends.
+    pub(crate) fn expire(&mut self, now_tsc: u64) {
+        let now_ns = self.clock.now_ns(now_tsc);
+        let Self { domains, scheduler, events, timers, poll_deadlines, memory, platform, .. } = self;
+        let mut wakeups = Wakeups { domains, scheduler, memory, platform };
+        for index in timers.expired(now_ns) {
+            let id = wakeups.domains[index].id;
+            events.raise_virq(id, virq::TIMER, &mut wakeups);
             wakeups.wake_index(index);
         }
-    }
-}
-
-/// Arms the LAPIC timer for the earliest of: a domain timer, a poll deadline, the end of
-/// the running domain's slice when another domain is waiting for the CPU. An armed
-/// deadline earlier than needed is left alone (its interrupt finds nothing due and
-/// re-arms), so most returns to a guest write no MSR. Whether one is armed is the APIC
-/// driver's to say: its interrupt handler, in ring 0 or from a guest, disarms.
-pub(crate) fn rearm(system: &mut System) {
-    let earliest_ns = match (system.timers.earliest(), system.poll_deadlines.earliest()) {
-        (Some(timer), Some(poll)) => Some(timer.min(poll)),
-        (timer, poll) => timer.or(poll),
-    };
-    let mut earliest = earliest_ns.map(|ns| system.clock.deadline_tsc(ns));
-    if system.scheduler.runnable_count() > 1 {
-        if let Some(slice_end) = system.scheduler.slice_end() {
-            earliest = Some(earliest.map_or(slice_end, |tsc| tsc.min(slice_end)));
+        // A poller woken by a port keeps its deadline until it expires here, harmlessly:
+        // only a domain still polling is woken, and a new POLL sets or cancels its own.
+        for index in poll_deadlines.expired(now_ns) {
+            if matches!(wakeups.domains[index].wait, Wait::Ports(_)) {
+                wakeups.wake_index(index);
+            }
         }
     }
-    let Some(wanted) = earliest else { return };
-    if apic::armed().is_none_or(|armed| wanted < armed) {
-        apic::arm(wanted);
+
+    /// Arms the timer for the earliest of: a domain timer, a poll deadline, the end of
+    /// the running domain's slice when another domain is waiting for the CPU. An armed
+    /// deadline earlier than needed is left alone (its interrupt finds nothing due and
+    /// re-arms), so most returns to a guest write no MSR. Whether one is armed is the
+    /// platform's to say: its interrupt handler, in ring 0 or from a guest, disarms.
+    pub(crate) fn rearm(&mut self) {
+        let earliest_ns = match (self.timers.earliest(), self.poll_deadlines.earliest()) {
+            (Some(timer), Some(poll)) => Some(timer.min(poll)),
+            (timer, poll) => timer.or(poll),
+        };
+        let mut earliest = earliest_ns.map(|ns| self.clock.deadline_tsc(ns));
+        if self.scheduler.runnable_count() > 1 {
+            if let Some(slice_end) = self.scheduler.slice_end() {
+                earliest = Some(earliest.map_or(slice_end, |tsc| tsc.min(slice_end)));
+            }
+        }
+        let Some(wanted) = earliest else { return };
+        if self.platform.timer_armed().is_none_or(|armed| wanted < armed) {
+            self.platform.arm_timer(wanted);
+        }
     }
 }
-

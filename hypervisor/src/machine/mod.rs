@@ -15,5 +15,7 @@ pub mod ioapic;
 pub mod memory;
 pub mod mmio;
 pub mod pit;
+pub mod platform;
 pub mod pvh;
 pub mod rtc;
+pub mod start;
