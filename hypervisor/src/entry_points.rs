@@ -3,12 +3,12 @@
 //! the system, lets it decide, and carries out the [`Step`] it returns — halting with
 //! the system unlocked when nothing can run, so console input still reaches it.
 
-use crate::machine::{apic, console, cpu, entry, exit_device};
-use crate::machine::platform::Machine;
-use hypervisor::exception;
-use hypervisor::frame_allocator::FrameAllocator;
+use crate::arch::x86_64::{apic, console, cpu, entry, exit_device};
+use crate::arch::x86_64::platform::Machine;
+use hypervisor::trap::exception;
+use hypervisor::mm::frames::FrameAllocator;
 use hypervisor::system::{Step, System};
-use hypervisor::trap_frame::{ReturnPath, TrapFrame};
+use hypervisor::trap::frame::{ReturnPath, TrapFrame};
 use spin::Mutex;
 
 /// Every free frame.
@@ -38,7 +38,7 @@ pub fn drive(mut step: Step, frame: &mut TrapFrame) -> ReturnPath {
 /// start info.
 #[no_mangle]
 extern "C" fn hypervisor_main(start_info: u64) -> ! {
-    crate::machine::start::boot(start_info)
+    crate::arch::x86_64::start::boot(start_info)
 }
 
 /// Rust side of the `syscall` entry. Returns how to go back to the guest.

@@ -1,5 +1,6 @@
 //! ringfence: a paravirtualizing x86_64 microhypervisor. This binary is the machine
-//! shell — boot, descriptor tables, entry/exit, devices — around the policy library.
+//! (`arch::x86_64`: boot, descriptor tables, entry/exit, devices) and the entry points
+//! the assembly calls (`entry_points`), around the policy library.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -13,13 +14,13 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 #[macro_use]
-mod machine;
+mod arch;
 #[cfg(target_os = "none")]
 mod entry_points;
 
 #[cfg(target_os = "none")]
 mod bare_metal {
-    use super::machine::{console, exit_device};
+    use super::arch::x86_64::{console, exit_device};
     use hypercall_abi::exit::ExitStatus;
     use core::sync::atomic::{AtomicBool, Ordering};
 
