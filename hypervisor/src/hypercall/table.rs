@@ -26,38 +26,25 @@ pub trait Guest {
     fn console_write(&mut self, bytes: &[u8]);
     /// The calling domain's vCPU.
     fn vcpu(&mut self) -> &mut Vcpu;
-    /// `memory_op` with the hypercall's arguments (the shell forwards to `memory_ops`).
+    /// `memory_op` with the hypercall's arguments (the system forwards to
+    /// [`crate::hypercall::memory`]).
     fn memory_op(&mut self, arguments: &[u64; 6]) -> i64;
     /// `address_space_op` with the hypercall's arguments.
     fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64;
     /// `mmu_update` with the hypercall's arguments.
     fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64;
-    /// `event_channel_op` with the hypercall's arguments (the shell forwards to
-    /// `EventChannels::op` with the caller's id). The default, for guests of the tests
-    /// that have no event channels, is -ENOSYS.
-    fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
-        let _ = arguments;
-        Errno::ENOSYS.to_return()
-    }
+    /// `event_channel_op` with the hypercall's arguments (the system forwards to
+    /// `EventChannels::op` with the caller's id).
+    fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64;
     /// `set_timer_op(deadline_ns)`: absolute system time, 0 cancels; returns 0 (the
-    /// shell owns the timers). The default, for guests of the tests without timers, is
-    /// -ENOSYS.
-    fn set_timer(&mut self, deadline_ns: u64) -> i64 {
-        let _ = deadline_ns;
-        Errno::ENOSYS.to_return()
-    }
+    /// system owns the timers).
+    fn set_timer(&mut self, deadline_ns: u64) -> i64;
     /// Copies up to `buffer.len()` bytes of this domain's pending console input into
-    /// `buffer`, oldest first, *without* consuming them; returns how many. (The default
-    /// is a guest with no input.)
-    fn console_peek(&mut self, buffer: &mut [u8]) -> usize {
-        let _ = buffer;
-        0
-    }
+    /// `buffer`, oldest first, *without* consuming them; returns how many.
+    fn console_peek(&mut self, buffer: &mut [u8]) -> usize;
     /// Drops the oldest `count` bytes of pending console input (at most what the last
     /// [`Guest::console_peek`] returned): called only once they reached the guest.
-    fn console_consume(&mut self, count: usize) {
-        let _ = count;
-    }
+    fn console_consume(&mut self, count: usize);
 }
 
 /// Most ports one `sched_op(POLL)` may list.
@@ -111,20 +98,20 @@ type Handler = fn(&[u64; 6], &mut dyn Guest) -> Disposition;
 const fn table() -> [Option<Handler>; Hypercall::TABLE_SIZE as usize] {
     let mut table: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = [None; Hypercall::TABLE_SIZE as usize];
     table[Hypercall::SET_TRAP_TABLE.0 as usize] = Some(set_trap_table);
-    table[Hypercall::MMU_UPDATE.0 as usize] = Some(mmu_update);
+    table[Hypercall::MMU_UPDATE.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.mmu_update(arguments)));
     table[Hypercall::STACK_SWITCH.0 as usize] = Some(stack_switch);
-    table[Hypercall::MEMORY_OP.0 as usize] = Some(memory_op);
+    table[Hypercall::MEMORY_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.memory_op(arguments)));
     table[Hypercall::MULTICALL.0 as usize] = Some(multicall);
     table[Hypercall::VERSION.0 as usize] = Some(version);
     table[Hypercall::CONSOLE_IO.0 as usize] = Some(console_io);
     table[Hypercall::IRET.0 as usize] = Some(iret);
     table[Hypercall::SET_SEGMENT_BASE.0 as usize] = Some(set_segment_base);
-    table[Hypercall::ADDRESS_SPACE_OP.0 as usize] = Some(address_space_op);
+    table[Hypercall::ADDRESS_SPACE_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.address_space_op(arguments)));
     table[Hypercall::SCHED_OP.0 as usize] = Some(sched_op);
     table[Hypercall::CALLBACK_OP.0 as usize] = Some(callback_op);
     table[Hypercall::SET_CALLBACKS.0 as usize] = Some(set_callbacks);
-    table[Hypercall::SET_TIMER_OP.0 as usize] = Some(set_timer_op);
-    table[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(event_channel_op);
+    table[Hypercall::SET_TIMER_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.set_timer(arguments[0])));
+    table[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.event_channel_op(arguments)));
     table
 }
 
@@ -252,18 +239,14 @@ fn set_callbacks(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
 
 /// `set_timer_op(deadline_ns)`: any value is a valid absolute deadline (0 cancels, the
 /// past fires at once); the shell owns the timer.
-fn set_timer_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    Disposition::Return(guest.set_timer(arguments[0]))
-}
-
-fn event_channel_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    Disposition::Return(guest.event_channel_op(arguments))
-}
-
 fn set_trap_table(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
     let [pointer, count, ..] = *arguments;
     if count > TRAP_TABLE_MAX {
         return error(Errno::EINVAL);
+    }
+    // Count 0 removes every handler without looking at `entries` (SPEC.md §11.1).
+    if count == 0 {
+        return status(guest.vcpu().set_trap_table(&[]));
     }
     // The whole table is read before anything changes, so a fault midway changes nothing.
     let mut entries = [TrapTableEntry::new_zeroed(); VECTORS];
@@ -294,18 +277,6 @@ fn set_segment_base(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition 
 
 fn iret(_arguments: &[u64; 6], _guest: &mut dyn Guest) -> Disposition {
     Disposition::Iret
-}
-
-fn memory_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    Disposition::Return(guest.memory_op(arguments))
-}
-
-fn address_space_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    Disposition::Return(guest.address_space_op(arguments))
-}
-
-fn mmu_update(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    Disposition::Return(guest.mmu_update(arguments))
 }
 
 const ENTRY_BYTES: u64 = core::mem::size_of::<MulticallEntry>() as u64;
@@ -374,6 +345,7 @@ fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mm::guest_memory::check_range;
     use crate::domain::vcpu::{Mode, TrapHandler};
     use alloc::vec::Vec;
     use core::ops::Range;
@@ -417,9 +389,10 @@ mod tests {
 
     impl Guest for FakeGuest {
         fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
-            // Like the real accessor: an empty range needs no mapped page.
+            // As strict as the real accessor: an empty range needs no mapped page, but
+            // its address must still be a guest address.
             if buffer.is_empty() {
-                return Ok(());
+                return check_range(address, 0).map(drop);
             }
             let range = self.range(address, buffer.len())?;
             buffer.copy_from_slice(&self.memory[range]);
@@ -427,7 +400,7 @@ mod tests {
         }
         fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), GuestFault> {
             if bytes.is_empty() {
-                return Ok(());
+                return check_range(address, 0).map(drop);
             }
             let range = self.range(address, bytes.len())?;
             let end = address + bytes.len() as u64;
@@ -669,38 +642,6 @@ mod tests {
         assert_eq!(guest.forwarded, [("event_channel_op", [5, 1, 2, 3, 4, 5])]);
     }
 
-    /// A shell that has not wired the new operations yet answers -ENOSYS and no input.
-    #[test]
-    fn unserved_defaults() {
-        struct Minimal(Vcpu);
-        impl Guest for Minimal {
-            fn read(&self, _: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
-                buffer.fill(0);
-                Ok(())
-            }
-            fn write(&mut self, _: u64, _: &[u8]) -> Result<(), GuestFault> {
-                Ok(())
-            }
-            fn console_write(&mut self, _: &[u8]) {}
-            fn vcpu(&mut self) -> &mut Vcpu {
-                &mut self.0
-            }
-            fn memory_op(&mut self, _: &[u64; 6]) -> i64 {
-                0
-            }
-            fn address_space_op(&mut self, _: &[u64; 6]) -> i64 {
-                0
-            }
-            fn mmu_update(&mut self, _: &[u64; 6]) -> i64 {
-                0
-            }
-        }
-        let mut minimal = Minimal(Vcpu::new());
-        assert_eq!(dispatch(Hypercall::EVENT_CHANNEL_OP.0, [0; 6], &mut minimal), Disposition::Return(-38));
-        assert_eq!(dispatch(Hypercall::SET_TIMER_OP.0, [0; 6], &mut minimal), Disposition::Return(-38));
-        assert_eq!(dispatch(Hypercall::CONSOLE_IO.0, [1, 16, BASE, 0, 0, 0], &mut minimal), Disposition::Return(0));
-    }
-
     fn put_trap_entries(guest: &mut FakeGuest, address: u64, entries: &[TrapTableEntry]) {
         guest.put(address, entries.as_bytes());
     }
@@ -734,6 +675,32 @@ mod tests {
         // Count 0 clears everything, whatever the pointer.
         assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [0, 0, 0]), Disposition::Return(0));
         assert!((0..=255).all(|vector| guest.vcpu.trap_handler(vector).is_none()));
+    }
+
+    /// SPEC.md §11.1: count 0 does not look at `entries`, so even an address the
+    /// accessor refuses for an empty range (non-canonical, the hypervisor's) is no fault.
+    #[test]
+    fn set_trap_table_with_count_zero_reads_nothing() {
+        let mut guest = guest();
+        let handler = 0xffff_ffff_8000_1000;
+        for pointer in [0x0000_8000_0000_0000, HYPERVISOR_START] {
+            put_trap_entries(&mut guest, BASE, &[trap_entry(14, 0, handler)]);
+            assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE, 1, 0]), Disposition::Return(0));
+            assert!(guest.read(pointer, &mut []).is_err(), "the fake refuses {pointer:#x}");
+            assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [pointer, 0, 0]), Disposition::Return(0));
+            assert_eq!(guest.vcpu.trap_handler(14), None, "cleared");
+        }
+    }
+
+    /// The fake accessor refuses what `guest_memory::copy_from_guest` refuses, empty
+    /// ranges included, so a handler that reads when it should not cannot hide.
+    #[test]
+    fn the_fake_guest_is_as_strict_as_the_accessor() {
+        let mut guest = guest();
+        assert_eq!(guest.read(0x0000_8000_0000_0000, &mut []), Err(GuestFault::NonCanonical));
+        assert_eq!(guest.read(HYPERVISOR_START, &mut []), Err(GuestFault::HypervisorRange));
+        assert_eq!(guest.write(HYPERVISOR_START, &[]), Err(GuestFault::HypervisorRange));
+        assert_eq!(guest.read(0x1234, &mut []), Ok(()), "an empty range at an unmapped guest address is no fault");
     }
 
     #[test]

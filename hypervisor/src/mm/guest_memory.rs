@@ -38,7 +38,7 @@ impl fmt::Display for GuestFault {
 
 /// Checks the address arithmetic of `address..address + length` and returns the address of
 /// its last byte (`None` for an empty range).
-fn check_range(address: u64, length: usize) -> Result<Option<u64>, GuestFault> {
+pub(crate) fn check_range(address: u64, length: usize) -> Result<Option<u64>, GuestFault> {
     if !is_canonical(address) {
         return Err(GuestFault::NonCanonical);
     }
