@@ -2,7 +2,8 @@
 //!
 //! The binary (`main.rs`, `arch/`) implements [`platform::Platform`] and the
 //! [`mm::paging::FrameMemory`] access to frames, and calls [`system::System`] from its
-//! entry points; nothing in this library is unsafe.
+//! entry points. The library has no unsafe code; the one unsafe trait, `FrameMemory`,
+//! states what the machine's implementation promises.
 //!
 //! Rooms, lowest first; each imports only rooms listed before it:
 //!
@@ -20,7 +21,9 @@
 //! | `hypercall` | the dispatch table and the handlers, by family |
 //! | `system`    | the domain table and what entries do to it: switch, wake-ups, focus, delivery |
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+// Deny, not forbid: `mm::paging::FrameMemory` is an unsafe trait whose contract the
+// machine's implementation keeps. The library has no unsafe block and no unsafe function.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 

@@ -603,7 +603,9 @@ mod tests {
         entry_reads: core::cell::Cell<u64>,
     }
 
-    impl FrameMemory for CountingMemory<'_> {
+    #[allow(unsafe_code)]
+    // SAFETY: forwards to TestMemory, which touches no raw memory.
+    unsafe impl FrameMemory for CountingMemory<'_> {
         fn read_entry(&self, table: Frame, index: usize) -> u64 {
             self.entry_reads.set(self.entry_reads.get() + 1);
             self.inner.read_entry(table, index)

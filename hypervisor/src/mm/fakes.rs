@@ -21,7 +21,9 @@ impl TestMemory {
     }
 }
 
-impl FrameMemory for TestMemory {
+#[allow(unsafe_code)]
+// SAFETY: every frame is a boxed array owned by the map; no raw memory is touched.
+unsafe impl FrameMemory for TestMemory {
     fn read_entry(&self, table: Frame, index: usize) -> u64 {
         assert!(index < 512, "entry index {index} out of range");
         let bytes = &self.page(table)[index * 8..index * 8 + 8];

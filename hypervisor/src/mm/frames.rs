@@ -12,13 +12,15 @@ const BITS_PER_WORD: u64 = 64;
 pub struct Frame(u64);
 
 impl Frame {
-    /// The frame with number `number`.
-    pub const fn from_number(number: u64) -> Self {
+    /// The frame with number `number`. Only the library names frames by number (from
+    /// its own tables and the allocator's bitmap): a frame the machine could make up would
+    /// let it reach any memory through [`crate::mm::paging::FrameMemory`].
+    pub(crate) const fn from_number(number: u64) -> Self {
         Self(number)
     }
 
-    /// The frame that contains `physical_address`.
-    pub const fn containing(physical_address: u64) -> Self {
+    /// The frame that contains `physical_address` (library only, as [`Frame::from_number`]).
+    pub(crate) const fn containing(physical_address: u64) -> Self {
         Self(physical_address / FRAME_SIZE)
     }
 
@@ -198,6 +200,14 @@ impl FrameAllocator {
         self.free[word] |= bit;
         self.free_count += 1;
         Ok(())
+    }
+
+    /// Returns the 2 MiB block `first` (from [`FrameAllocator::allocate_large`]) to the
+    /// free pool, frame by frame; frames that are not managed or already free are skipped.
+    pub fn free_large(&mut self, first: Frame) {
+        for number in first.0..first.0 + LARGE_FRAMES {
+            let _ = self.free(Frame(number));
+        }
     }
 
     /// True if `frame` is managed and currently free.

@@ -160,13 +160,32 @@ const fn is_hypervisor_address(virtual_address: u64) -> bool {
     virtual_address >= HYPERVISOR_START && virtual_address < HYPERVISOR_END
 }
 
+/// The page table entry `index` of `table` points to, if it is present and not a
+/// large page: how the machine walks its own tables without naming frames itself.
+pub fn next_table(memory: &impl FrameMemory, table: Frame, index: usize) -> Option<Frame> {
+    let entry = memory.read_entry(table, index);
+    let present = entry & PageFlags::PRESENT.bits() != 0;
+    (present && entry & PageFlags::HUGE.bits() == 0).then(|| Frame::containing(entry & ADDRESS_MASK))
+}
+
 const fn is_guest_slot(slot: usize) -> bool {
     slot < HYPERVISOR_FIRST_SLOT || slot >= HYPERVISOR_END_SLOT
 }
 
-/// Access to physical frames, implemented by the machine shell (through its direct map)
-/// and by a fake in host tests. Callers keep `offset + length <= 4096` and `index < 512`.
-pub trait FrameMemory {
+/// Access to physical frames, implemented by the machine (through its direct map) and
+/// by a fake in host tests. Callers keep `offset + length <= 4096` and `index < 512`.
+///
+/// # Safety
+///
+/// The library calls these methods with every frame it can name: frames its
+/// [`FrameAllocator`](crate::mm::frames::FrameAllocator) handed out and frames that
+/// page-table entries written through this memory point to (only the library constructs
+/// a [`Frame`] from a number). An implementation must make every method sound for all
+/// of them: each such frame is RAM it can reach, and no Rust reference points into it
+/// (the frames given to the allocator exclude the hypervisor image, its heap and stacks,
+/// and everything else Rust code owns).
+#[allow(unsafe_code)]
+pub unsafe trait FrameMemory {
     /// Reads entry `index` of the page table in `table`.
     fn read_entry(&self, table: Frame, index: usize) -> u64;
     /// Writes entry `index` of the page table in `table`.

@@ -35,15 +35,20 @@ pub fn virtual_address(physical: u64) -> u64 {
     DIRECT_MAP_BASE + physical
 }
 
-/// Frames reached through the direct map. Only frames of RAM the frame allocator manages
-/// (or the firmware tables read at boot) are ever passed in; all of them are mapped.
+/// Frames reached through the direct map.
 pub struct DirectMap;
 
 fn frame_pointer(frame: Frame) -> *mut u8 {
     virtual_address(frame.address()) as *mut u8
 }
 
-impl FrameMemory for DirectMap {
+// SAFETY: the library names only frames the allocator handed out and frames its page
+// tables point to (FrameMemory's contract). Boot gives the allocator RAM from the PVH
+// memory map above 1 MiB and below `ram_end`, all inside the direct map, and reserves
+// the image, the start info and the boot modules before the first allocation; the heap's
+// late region is allocated and never freed. So every frame is mapped RAM no Rust
+// reference points into.
+unsafe impl FrameMemory for DirectMap {
     fn read_entry(&self, table: Frame, index: usize) -> u64 {
         assert!(index < 512, "page-table index {index} out of range");
         // SAFETY: `table` is a RAM frame inside the direct map and index < 512 keeps the
@@ -78,11 +83,14 @@ impl FrameMemory for DirectMap {
     }
 }
 
-/// Reads `buffer.len()` bytes of physical memory at `physical` (firmware tables, boot
-/// modules). The caller names ranges inside RAM that is direct-mapped.
-pub fn read_physical(physical: u64, buffer: &mut [u8]) {
-    // SAFETY: the caller passes ranges the memory map reports as RAM below the
-    // direct-map limit (checked by `pvh`), which are mapped and never hypervisor text.
+/// Reads `buffer.len()` bytes of physical memory at `physical` (firmware tables).
+///
+/// # Safety
+/// The range must be mapped at its direct-map address and nothing may write it while it
+/// is read.
+pub unsafe fn read_physical(physical: u64, buffer: &mut [u8]) {
+    // SAFETY: forwarded to the caller; `buffer` is hypervisor memory, so the two do not
+    // overlap.
     unsafe { core::ptr::copy_nonoverlapping(virtual_address(physical) as *const u8, buffer.as_mut_ptr(), buffer.len()) }
 }
 

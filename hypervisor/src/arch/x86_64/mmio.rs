@@ -12,7 +12,7 @@
 use super::memory::{virtual_address, DirectMap};
 use hypercall_abi::layout::HYPERVISOR_START;
 use hypervisor::mm::frames::{Frame, FrameAllocator};
-use hypervisor::mm::paging::{FrameMemory, PageFlags, ADDRESS_MASK};
+use hypervisor::mm::paging::{next_table, FrameMemory, PageFlags, ADDRESS_MASK};
 
 const PAGE: u64 = 4096;
 
@@ -51,7 +51,7 @@ pub fn map_device_page(frames: &mut FrameAllocator, root: Frame, physical: u64) 
             x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(virtual_page));
             split
         } else {
-            Frame::containing(entry & ADDRESS_MASK)
+            next_table(&memory, table, index(level)).expect("a present entry that is not a leaf")
         };
         table = next;
     }

@@ -69,19 +69,30 @@ pub struct BootInfo {
     pub start_info_range: (u64, u64),
 }
 
-fn read<T: FromBytes + IntoBytes>(physical: u64) -> T {
+/// A `T` read from physical memory.
+///
+/// # Safety
+/// As [`read_physical`] for `size_of::<T>()` bytes at `physical`.
+unsafe fn read<T: FromBytes + IntoBytes>(physical: u64) -> T {
     let mut value = T::new_zeroed();
-    read_physical(physical, value.as_mut_bytes());
+    // SAFETY: forwarded to the caller.
+    unsafe { read_physical(physical, value.as_mut_bytes()) };
     value
 }
 
-/// Reads the boot information at `physical` (from EBX at entry). Low memory is still
-/// mapped by the boot tables when this runs.
-pub fn read_boot_info(physical: u64) -> Result<BootInfo, &'static str> {
+/// Reads the boot information at `physical` (from EBX at entry).
+///
+/// # Safety
+/// `physical` must be the start-info address the PVH loader passed, and the boot tables
+/// (which map the low memory the loader's structures lie in) must still be loaded.
+pub unsafe fn read_boot_info(physical: u64) -> Result<BootInfo, &'static str> {
     if physical == 0 || physical >= 1 << 30 {
         return Err("no PVH start info (EBX was 0 or beyond the first GiB)");
     }
-    let info: StartInfo = read(physical);
+    // SAFETY: the loader's start info (like its memory map, module list and command line
+    // read below) lies at the address the loader wrote, mapped by the boot tables (the
+    // caller's promise); nothing writes it while the hypervisor boots.
+    let info: StartInfo = unsafe { read(physical) };
     if info.magic != MAGIC {
         return Err("PVH start info has the wrong magic; boot with a PVH loader (QEMU -kernel)");
     }
@@ -93,7 +104,8 @@ pub fn read_boot_info(physical: u64) -> Result<BootInfo, &'static str> {
     }
     let mut memory_map = Vec::new();
     for index in 0..u64::from(info.memory_map_entries) {
-        let entry: MemoryMapEntry = read(info.memory_map + index * 24);
+        // SAFETY: see above.
+        let entry: MemoryMapEntry = unsafe { read(info.memory_map + index * 24) };
         if let Some(end) = entry.address.checked_add(entry.size) {
             memory_map.push(Region { start: entry.address, end, kind: entry.kind });
         }
@@ -103,14 +115,16 @@ pub fn read_boot_info(physical: u64) -> Result<BootInfo, &'static str> {
         return Err("PVH start info lists implausibly many modules");
     }
     for index in 0..u64::from(info.module_count) {
-        let entry: ModuleEntry = read(info.module_list + index * 32);
+        // SAFETY: see above.
+        let entry: ModuleEntry = unsafe { read(info.module_list + index * 32) };
         modules.push(Module { start: entry.address, size: entry.size });
     }
     let mut command_line = String::new();
     if info.command_line != 0 {
         let mut byte = [0u8; 1];
         for offset in 0..MAX_COMMAND_LINE as u64 {
-            read_physical(info.command_line + offset, &mut byte);
+            // SAFETY: see above.
+            unsafe { read_physical(info.command_line + offset, &mut byte) };
             if byte[0] == 0 {
                 break;
             }

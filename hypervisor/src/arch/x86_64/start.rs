@@ -35,7 +35,9 @@ pub fn boot(start_info_address: u64) -> ! {
     let selectors = descriptors::init();
     let features = cpu::detect();
 
-    let boot_info = match pvh::read_boot_info(start_info_address) {
+    // SAFETY: boot.s passes the address the loader gave in EBX, and the boot tables are
+    // still loaded (install_hypervisor_tables runs later).
+    let boot_info = match unsafe { pvh::read_boot_info(start_info_address) } {
         Ok(info) => info,
         Err(reason) => {
             hvprintln!("cannot boot: {reason}");
@@ -193,9 +195,7 @@ fn grow_heap() {
         && taken.windows(2).all(|pair| pair[1].address() == pair[0].address() + (2 << 20));
     if !contiguous {
         for block in taken {
-            for index in 0..512 {
-                let _ = frames.free(Frame::from_number(block.number() + index));
-            }
+            frames.free_large(block);
         }
         hvprintln!("heap: no contiguous {} MiB for the late heap; domains are limited to the 1 MiB early heap", heap::LATE_SIZE >> 20);
         return;
