@@ -6,6 +6,7 @@ use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::{lidt, load_tss};
 use x86_64::registers::segmentation::SegmentSelector;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
+use x86_64::structures::idt::{Entry, HandlerFunc};
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
@@ -24,20 +25,10 @@ pub struct Selectors {
 static TSS: Once<TaskStateSegment> = Once::new();
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 
-#[derive(Copy, Clone)]
-#[repr(C)]
-struct GateDescriptor {
-    offset_low: u16,
-    selector: u16,
-    ist: u8,
-    attributes: u8,
-    offset_middle: u16,
-    offset_high: u32,
-    reserved: u32,
-}
-
+/// All 256 gates (x86_64's own table leaves the reserved vectors unsettable; every
+/// vector here has a stub).
 #[repr(C, align(16))]
-struct InterruptTable([GateDescriptor; 256]);
+struct InterruptTable([Entry<HandlerFunc>; 256]);
 
 static IDT: Once<InterruptTable> = Once::new();
 
@@ -80,27 +71,19 @@ pub fn init() -> &'static Selectors {
     }
 
     let idt = IDT.call_once(|| {
-        let empty = GateDescriptor { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_middle: 0, offset_high: 0, reserved: 0 };
-        let mut table = InterruptTable([empty; 256]);
+        let mut table = InterruptTable([const { Entry::missing() }; 256]);
         // SAFETY: the stub table is a read-only array of 256 addresses emitted by entry.s.
         let stubs = unsafe { &trap_stub_table };
         for (vector, gate) in table.0.iter_mut().enumerate() {
-            let address = stubs[vector];
-            let ist = match vector {
-                2 | 8 | 18 => CRITICAL_STACK_INDEX as u8 + 1,
-                _ => 0,
-            };
-            *gate = GateDescriptor {
-                offset_low: address as u16,
-                selector: selectors.kernel_code.0,
-                ist,
-                // Present, DPL 0, 64-bit interrupt gate: `int n` from ring 3 raises #GP,
-                // and IF is cleared on entry.
-                attributes: 0x8e,
-                offset_middle: (address >> 16) as u16,
-                offset_high: (address >> 32) as u32,
-                reserved: 0,
-            };
+            // Present, DPL 0 (`int n` from ring 3 raises #GP), an interrupt gate (IF is
+            // cleared on entry), the kernel code selector loaded above.
+            // SAFETY: the address is entry.s's stub for this vector, which builds a
+            // TrapFrame and calls `trap_dispatch`, whatever the vector.
+            let options = unsafe { gate.set_handler_addr(VirtAddr::new(stubs[vector])) };
+            if matches!(vector, 2 | 8 | 18) {
+                // SAFETY: the TSS loaded above has this IST slot pointing at its own stack.
+                unsafe { options.set_stack_index(CRITICAL_STACK_INDEX) };
+            }
         }
         table
     });
