@@ -24,6 +24,7 @@
 // Deny, not forbid: `mm::paging::FrameMemory` is an unsafe trait whose contract the
 // machine's implementation keeps. The library has no unsafe block and no unsafe function.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 extern crate alloc;
 

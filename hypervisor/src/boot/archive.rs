@@ -24,11 +24,13 @@ const PREFIX_FIELD: core::ops::Range<usize> = 345..500;
 pub struct Member<'a> {
     /// The member's name with any leading "./" removed.
     pub name: &'a str,
+    /// Its contents.
     pub bytes: &'a [u8],
 }
 
 /// Why the archive cannot be used. Offsets are byte offsets of the header block.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's meaning is its Display line below (one place for each fact).
 pub enum ArchiveError {
     Empty,
     TooShort { length: usize },

@@ -25,6 +25,7 @@ pub const MAX_MEMORY_BYTES: u64 = 256 << 20;
 pub struct DomainSpec {
     /// Member name in the boot archive.
     pub image: String,
+    /// Pages populated at boot (`mem=`).
     pub memory_pages: u64,
     /// Reservation quota in pages (`maxmem=`; `memory_pages` if absent).
     pub max_pages: u64,
@@ -34,9 +35,10 @@ pub struct DomainSpec {
 
 /// What is wrong with a `domain=` token.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's meaning is its Display line below (one place for each fact).
 pub enum SpecProblem {
     EmptyImage,
-    /// An option other than `mem=` / `arg=`.
+    /// An option other than `mem=`, `maxmem=`, `arg=`.
     UnknownOption(String),
     /// `mem=` value not of the form `<N>K` or `<N>M`.
     BadMemory(String),
@@ -53,7 +55,9 @@ pub enum SpecProblem {
 /// A refused `domain=` token: the token and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpecError {
+    /// The token as written.
     pub token: String,
+    /// What is wrong with it.
     pub problem: SpecProblem,
 }
 

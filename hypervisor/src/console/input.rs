@@ -1,5 +1,5 @@
 //! Console input policy (SPEC.md §21): each domain's input ring, the Ctrl-] escape that
-//! moves the input focus, and which domain the focus moves to. The shell feeds it the
+//! moves the input focus, and which domain the focus moves to. The system feeds it the
 //! bytes the UART received and carries out what it decides.
 
 use alloc::collections::VecDeque;
@@ -17,10 +17,12 @@ pub struct InputRing {
 }
 
 impl InputRing {
+    /// An empty ring.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Appends a received byte; a full ring drops it and counts it.
     pub fn push(&mut self, byte: u8) {
         if self.bytes.len() == RING_BYTES {
             self.bytes.pop_front();
@@ -44,10 +46,12 @@ impl InputRing {
         self.bytes.drain(..count);
     }
 
+    /// Bytes waiting to be read.
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
 
+    /// Whether no byte is waiting.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
@@ -80,10 +84,12 @@ pub struct EscapeDecoder {
 }
 
 impl EscapeDecoder {
+    /// A decoder outside any escape.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Decodes one received byte.
     pub fn feed(&mut self, byte: u8) -> Input {
         if !self.escaped {
             if byte == ESCAPE {

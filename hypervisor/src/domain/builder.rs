@@ -17,7 +17,9 @@ use zerocopy::{FromZeros, IntoBytes};
 /// A domain's memory, ready to run.
 #[derive(Debug)]
 pub struct BuiltDomain {
+    /// Its memory and address spaces.
     pub memory: DomainMemory,
+    /// The image's entry point (RIP at entry).
     pub entry: u64,
     /// Address of the start-info page (RDI at entry).
     pub start_info: u64,
@@ -27,6 +29,7 @@ pub struct BuiltDomain {
 
 /// Why a domain could not be built. Everything allocated was given back.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's doc names its fields.
 pub enum BuildError {
     /// No free frame (or heap) for the domain's memory or its page tables.
     OutOfMemory { memory_pages: u64 },
@@ -73,7 +76,7 @@ impl Tlb for NoTlb {
 /// address), start-info page, stack, free region. Every frame is zeroed first, so bss and
 /// the unused parts of every page read as zero. All initial mappings are kernel-only. On
 /// any error everything allocated so far (gfns, page tables, shared info) is returned.
-#[allow(clippy::too_many_arguments)] // The lead's call site names every input; a struct would only rename them.
+#[allow(clippy::too_many_arguments)] // The call site names every input; a struct would only rename them.
 pub fn build(
     memory: &mut impl FrameMemory,
     frames: &mut impl FrameSource,

@@ -24,11 +24,17 @@ const ELF64_PHDR_SIZE: usize = 56;
 /// One PT_LOAD segment, checked.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
+    /// `p_vaddr`.
     pub virtual_start: u64,
+    /// `p_memsz`: bytes in memory (past `file_size`, zeros).
     pub memory_size: u64,
+    /// `p_offset`.
     pub file_offset: u64,
+    /// `p_filesz`.
     pub file_size: u64,
+    /// `PF_W`.
     pub writable: bool,
+    /// `PF_X`.
     pub executable: bool,
 }
 
@@ -52,6 +58,7 @@ impl Segment {
 /// What the loader does with a valid image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadPlan {
+    /// `e_entry`, inside an executable segment.
     pub entry: u64,
     /// Sorted by address; no two share a page.
     pub segments: Vec<Segment>,
@@ -67,6 +74,7 @@ pub struct LoadPlan {
 
 /// Why an image was refused. Display is one lowercase line, with the fix where one is known.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's meaning is its Display line below (one place for each fact).
 pub enum ImageError {
     Truncated { length: usize },
     BadMagic,

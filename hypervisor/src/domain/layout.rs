@@ -13,10 +13,13 @@ pub struct DomainLayout {
     pub start_info: u64,
     /// The shared-info page (a hypervisor frame, not a gfn).
     pub shared_info: u64,
+    /// The stack's lowest byte.
     pub stack_bottom: u64,
     /// One past the stack's highest byte.
     pub stack_top: u64,
+    /// The first page of the free region (the guest's to map as it likes).
     pub free_start: u64,
+    /// Its length in pages.
     pub free_pages: u64,
 }
 
@@ -31,6 +34,7 @@ impl DomainLayout {
 
 /// Why a layout cannot be made.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's doc names its fields.
 pub enum LayoutError {
     /// The image, start info and stack need more pages than the domain has.
     TooLittleMemory { needed_pages: u64, memory_pages: u64 },

@@ -49,7 +49,7 @@ pub struct Vcpu {
     pub gs_kernel: u64,
     /// GS base while in guest-user mode.
     pub gs_user: u64,
-    /// Set by [`Vcpu::set_segment_base`]; the shell writes the MSRs and clears it.
+    /// Set by [`Vcpu::set_segment_base`]; the system writes the MSRs and clears it.
     pub segments_dirty: bool,
 }
 

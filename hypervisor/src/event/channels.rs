@@ -1,6 +1,6 @@
 //! Event channels: every live domain's port table and `event_channel_op` (hypercall-abi
 //! `event`). This module owns only the bookkeeping; the bits a raise sets live in the
-//! receiving domain's shared-info page, which the shell reaches through [`Notify`]
+//! receiving domain's shared-info page, which the system reaches through [`Notify`]
 //! (normally with [`crate::event::upcall`]).
 //!
 //! Ports are `1..PORTS_MAX` per domain, allocated lowest first. A connection is stored at
@@ -20,7 +20,7 @@ const VIRQS: usize = virq::COUNT as usize;
 /// `STATUS` keeps 24 bits of the remote domain (hypercall-abi `split_status`).
 const STATUS_DOMAIN_MASK: u64 = 0xff_ffff;
 
-/// What the shell does for the event-channel code: set bits in a domain's shared-info
+/// What the system does for the event-channel code: set bits in a domain's shared-info
 /// page and make a sleeping domain runnable.
 pub trait Notify {
     /// Marks `port` of `domain` pending (`upcall::raise`) and wakes `domain` if it is
@@ -40,6 +40,7 @@ pub trait Notify {
 
 /// The state of one port.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's doc names its fields.
 pub enum PortState {
     /// Free.
     #[default]
@@ -361,7 +362,7 @@ mod tests {
     use hypercall_abi::event::split_status;
     use std::collections::{BTreeSet, HashSet};
 
-    /// Records what the shell was asked to do, and keeps pending bits like the real
+    /// Records what the system was asked to do, and keeps pending bits like the real
     /// shared-info page would (mask ignored: only pending matters here).
     #[derive(Default)]
     struct Recorder {

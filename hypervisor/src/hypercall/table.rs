@@ -1,6 +1,6 @@
 //! Hypercall dispatch: one table from number to handler, every argument validated before
-//! use. The machine shell calls [`dispatch`] with the saved registers and a [`Guest`]
-//! view of the calling domain; this module decides, the shell carries it out.
+//! use. The system calls [`dispatch`] with the saved registers and a [`Guest`] view of
+//! the calling domain; this module decides, the system carries it out.
 //!
 //! Only guest-kernel mode makes hypercalls, so guest pointers are read and written in
 //! the kernel root.
@@ -50,7 +50,7 @@ pub trait Guest {
 /// Most ports one `sched_op(POLL)` may list.
 pub const POLL_PORTS_MAX: usize = 128;
 
-/// A validated `sched_op(POLL)`: the shell returns 0 at once if one of the ports is
+/// A validated `sched_op(POLL)`: the system returns 0 at once if one of the ports is
 /// pending, else sleeps until one is raised or `deadline_ns` (absolute system time; 0 =
 /// none) passes, then returns 0. Upcalls stay as they are (no unmasking).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl PollRequest {
     }
 }
 
-/// What the shell must do after a hypercall.
+/// What the system must do after a hypercall.
 // `Poll` carries its port list inline (about 0.5 KiB): one copy per hypercall is cheap
 // next to the trap itself, and a box would put a heap allocation on the poll path.
 #[allow(clippy::large_enum_variant)]
@@ -238,7 +238,7 @@ fn set_callbacks(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
 }
 
 /// `set_timer_op(deadline_ns)`: any value is a valid absolute deadline (0 cancels, the
-/// past fires at once); the shell owns the timer.
+/// past fires at once); the system owns the timer.
 fn set_trap_table(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
     let [pointer, count, ..] = *arguments;
     if count > TRAP_TABLE_MAX {
@@ -632,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn timer_and_event_channel_go_to_the_shell() {
+    fn timer_and_event_channel_go_to_the_system() {
         let mut guest = guest();
         for deadline in [0, 1, u64::MAX] {
             assert_eq!(call(&mut guest, Hypercall::SET_TIMER_OP, [deadline, 7, 7]), Disposition::Return(0));
@@ -728,7 +728,7 @@ mod tests {
     }
 
     #[test]
-    fn iret_and_memory_hypercalls_go_to_the_shell() {
+    fn iret_and_memory_hypercalls_go_to_the_system() {
         let mut guest = guest();
         assert_eq!(dispatch(Hypercall::IRET.0, [1, 2, 3, 4, 5, 6], &mut guest), Disposition::Iret);
         assert_eq!(dispatch(Hypercall::MEMORY_OP.0, [1, 2, 3, 4, 5, 6], &mut guest), Disposition::Return(7));

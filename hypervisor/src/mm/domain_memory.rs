@@ -15,7 +15,9 @@ use hypercall_abi::memory::{map_flags, INITIAL_SPACE, LARGE_PAGE_PAGES, NO_SPACE
 /// other spaces need none, because loading a space writes CR3 and ringfence uses no PCID
 /// and no global guest pages.
 pub trait Tlb {
+    /// Drops the translation of the page at `virtual_address`.
     fn flush_page(&mut self, virtual_address: u64);
+    /// Drops every translation.
     fn flush_all(&mut self);
 }
 

@@ -8,6 +8,7 @@ use hypercall_abi::layout::{is_canonical, HYPERVISOR_END, HYPERVISOR_START, PAGE
 
 /// Why a guest range cannot be accessed. Nothing was copied.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's doc names its fields.
 pub enum GuestFault {
     /// Part of the range is not canonical (or the range crosses the non-canonical hole).
     NonCanonical,
@@ -127,7 +128,8 @@ pub fn copy_from_guest(memory: &impl FrameMemory, space: &AddressSpace, address:
 ///
 /// The copy pass walks the tables again rather than remembering the first walk (which
 /// would need a heap allocation per call); the walks agree because the writes only reach
-/// guest data frames, and page-table frames are never guest-mapped (DESIGN.md §6).
+/// guest data frames, and page-table frames are never guest-mapped (the mapping
+/// hypercalls refuse them).
 pub fn copy_to_guest(memory: &mut impl FrameMemory, space: &AddressSpace, address: u64, bytes: &[u8]) -> Result<(), GuestFault> {
     let Some(last) = check_range(address, bytes.len())? else {
         return Ok(());

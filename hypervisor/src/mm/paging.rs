@@ -10,22 +10,31 @@ bitflags! {
     /// Bits of a page-table entry (Intel SDM vol. 3, 4.5).
     #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
     pub struct PageFlags: u64 {
+        /// P.
         const PRESENT = 1 << 0;
+        /// R/W.
         const WRITABLE = 1 << 1;
+        /// U/S.
         const USER = 1 << 2;
+        /// PWT.
         const WRITE_THROUGH = 1 << 3;
+        /// PCD.
         const NO_CACHE = 1 << 4;
+        /// A.
         const ACCESSED = 1 << 5;
+        /// D.
         const DIRTY = 1 << 6;
         /// Page-size bit in level-3 and level-2 entries (1 GiB / 2 MiB pages). In a level-1
         /// entry the same bit is PAT, which `map` never sets.
         const HUGE = 1 << 7;
+        /// G.
         const GLOBAL = 1 << 8;
         /// Available-to-software bit 9: the guest's own "user" flag (`map_flags::USER`).
         /// Both guest modes run in ring 3, so the hardware USER bit is always set on guest
         /// pages; this bit records what the guest asked for so QUERY can report it and the
         /// space can count kernel-only leaves.
         const GUEST_USER = 1 << 9;
+        /// XD.
         const NO_EXECUTE = 1 << 63;
     }
 }
@@ -92,8 +101,11 @@ impl PageSize {
 /// One leaf mapping: its first frame, its leaf-entry flags and its size.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Leaf {
+    /// The first frame.
     pub frame: Frame,
+    /// The leaf entry's flags.
     pub flags: PageFlags,
+    /// 4 KiB or 2 MiB.
     pub size: PageSize,
 }
 

@@ -20,6 +20,7 @@ use core::fmt;
 /// Marks the end of the queue and an unlinked slot.
 const NONE: usize = usize::MAX;
 
+/// Where a domain is in the scheduler's life cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// Running, or queued to run.
@@ -68,6 +69,7 @@ struct Slot {
     account: Account,
 }
 
+/// The round-robin queue of domains (by index), their states, slices and accounts.
 pub struct Scheduler {
     slice: u64,
     slots: Vec<Slot>,
@@ -121,6 +123,7 @@ impl Scheduler {
         self.slots.len()
     }
 
+    /// Whether no domain was ever added.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
@@ -239,6 +242,7 @@ impl Scheduler {
         self.slice_end().is_some_and(|end| now >= end)
     }
 
+    /// The length of a time slice, in TSC cycles.
     pub fn slice_cycles(&self) -> u64 {
         self.slice
     }
@@ -311,13 +315,17 @@ impl Scheduler {
 /// Fairness figures over a set of domains ([`Scheduler::fairness`]), in cycles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fairness {
+    /// How many domains the figures cover.
     pub domains: usize,
     /// Least and most CPU time any of them received.
     pub min_cycles: u64,
+    /// See `min_cycles`.
     pub max_cycles: u64,
     /// Longest any of them waited runnable before being picked.
     pub longest_wait: u64,
+    /// Times one of them was picked to run.
     pub turns: u64,
+    /// Times one of them was preempted at the end of its slice.
     pub preemptions: u64,
     /// CPU time nobody ran (whole system, not just these domains).
     pub idle_cycles: u64,

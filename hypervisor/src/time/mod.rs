@@ -35,6 +35,7 @@
 use alloc::vec::Vec;
 use hypercall_abi::shared_info::VcpuTimeInfo;
 
+/// Nanoseconds in a second.
 pub const NANOSECONDS_PER_SECOND: u64 = 1_000_000_000;
 
 /// The guest-visible TSC-to-nanoseconds conversion (`tsc_to_system_mul`, `tsc_shift`):
@@ -127,6 +128,7 @@ impl TscScale {
 pub struct Clock {
     /// TSC at system time 0.
     pub boot_tsc: u64,
+    /// TSC deltas to nanoseconds.
     pub scale: TscScale,
 }
 
@@ -186,6 +188,7 @@ pub struct Timers {
 }
 
 impl Timers {
+    /// No timer set.
     pub const fn new() -> Self {
         Self { deadlines: Vec::new(), earliest: None }
     }
@@ -275,10 +278,15 @@ impl Drop for Expired<'_> {
 /// The CMOS clock's date registers as read (before decoding).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct RtcRegisters {
+    /// Seconds register.
     pub second: u8,
+    /// Minutes register.
     pub minute: u8,
+    /// Hours register.
     pub hour: u8,
+    /// Day-of-month register.
     pub day: u8,
+    /// Month register.
     pub month: u8,
     /// Two-digit year.
     pub year: u8,

@@ -1,7 +1,7 @@
 //! Exception and event-upcall delivery ("bounce") and the `iret` hypercall's frame check.
 //!
 //! Both are pure decisions: [`deliver`] computes the [`ExceptionFrame`], where it goes
-//! and the registers to resume with; the shell writes the frame through the checked
+//! and the registers to resume with; the system writes the frame through the checked
 //! accessor in the kernel root and switches the vCPU to guest-kernel mode. [`iret`]
 //! validates a frame the guest handed back and computes the registers to resume with.
 //! Neither mutates anything, so a refused event or frame leaves the domain as it was for
@@ -45,6 +45,7 @@ const RFLAGS_CLEARED_ON_DELIVERY: u64 =
 
 /// What happened to the guest.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's doc names its fields.
 pub enum Event {
     /// A CPU exception at `interrupted.rip` (for traps like #DB, the CPU's RIP as saved).
     /// `fault_address` is CR2 and only used for #PF.
@@ -60,7 +61,7 @@ pub enum Event {
     Upcall,
 }
 
-/// What the shell carries out for a delivered event.
+/// What the system carries out for a delivered event.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
     /// Where `frame` goes, in the kernel root; 16-byte aligned.
@@ -69,14 +70,14 @@ pub struct Delivery {
     pub frame: ExceptionFrame,
     /// The registers to resume with in guest-kernel mode.
     pub resume: TrapFrame,
-    /// The event happened in guest-user mode (the shell switches to the kernel root and
+    /// The event happened in guest-user mode (the system switches to the kernel root and
     /// GS base).
     pub from_user: bool,
     /// The vector actually delivered (a refused `int n` is #GP, a `syscall` without
     /// entry is #UD, a granted `syscall` is [`SYSCALL_VECTOR`], an upcall is
     /// [`EVENT_VECTOR`]).
     pub vector: u64,
-    /// The shell sets `upcall_mask` before the handler runs (an upcall: the handler
+    /// The system sets `upcall_mask` before the handler runs (an upcall: the handler
     /// starts with events off, and its `iret` restores the flag the frame carries).
     /// Exceptions leave the mask as it is.
     pub masks_events: bool,
@@ -84,6 +85,7 @@ pub struct Delivery {
 
 /// Why an event could not be delivered; the domain is killed with this one-line reason.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's doc names its fields.
 pub enum DeliveryFailure {
     /// The trap table has no handler (or no syscall entry and no #UD handler, or no
     /// event callback for an upcall).
@@ -93,7 +95,7 @@ pub enum DeliveryFailure {
     /// The frame would not fit below `stack`: it wraps, leaves canonical space or
     /// touches the hypervisor range.
     BadStack { vector: u64, stack: u64 },
-    /// The shell could not write the frame at `frame_address` (like a triple fault).
+    /// The system could not write the frame at `frame_address` (like a triple fault).
     StackNotWritable { vector: u64, frame_address: u64 },
 }
 
@@ -242,7 +244,7 @@ pub fn deliver(
 
 /// Recognizes the software-interrupt instructions in the two bytes at a faulting RIP:
 /// `CC` (`int3`, vector 3, one byte) and `CD nn` (`int nn`, two bytes). Hosts report
-/// them differently (#GP on TCG, #UD on a PVM host), so the shell decodes them itself.
+/// them differently (#GP on TCG, #UD on a PVM host), so the system decodes them itself.
 pub fn decode_software_interrupt(bytes: [u8; 2]) -> Option<(u8, u64)> {
     match bytes {
         [0xcc, _] => Some((vector::BREAKPOINT, 1)),
@@ -253,6 +255,7 @@ pub fn decode_software_interrupt(bytes: [u8; 2]) -> Option<(u8, u64)> {
 
 /// Why an `iret` frame was refused; the domain is killed with this one-line reason.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Each variant's doc names its fields.
 pub enum IretFailure {
     /// `flags` has a bit this version does not define.
     Flags(u64),
@@ -322,7 +325,7 @@ impl fmt::Display for IretFailure {
 /// execution resumes: RAX, RCX, R11, RIP, RSP and RFLAGS from the frame (hardware IF
 /// and bit 1 forced on), every other register from `current` (the registers at the
 /// hypercall), hardware selectors. Also returns the mode to resume in and the
-/// `upcall_mask` to restore: masked exactly when the frame's IF is clear. The shell
+/// `upcall_mask` to restore: masked exactly when the frame's IF is clear. The system
 /// stores that mask, then re-checks for a deliverable upcall before resuming.
 pub fn iret(current: &TrapFrame, frame: &IretFrame, has_user_root: bool) -> Result<(TrapFrame, Mode, bool), IretFailure> {
     if frame.flags & !iret_flags::ALL != 0 {

@@ -24,29 +24,49 @@ pub const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct TrapFrame {
+    /// R15.
     pub r15: u64,
+    /// R14.
     pub r14: u64,
+    /// R13.
     pub r13: u64,
+    /// R12.
     pub r12: u64,
+    /// R11.
     pub r11: u64,
+    /// R10.
     pub r10: u64,
+    /// R9.
     pub r9: u64,
+    /// R8.
     pub r8: u64,
+    /// RBP.
     pub rbp: u64,
+    /// RDI.
     pub rdi: u64,
+    /// RSI.
     pub rsi: u64,
+    /// RDX.
     pub rdx: u64,
+    /// RCX.
     pub rcx: u64,
+    /// RBX.
     pub rbx: u64,
+    /// RAX.
     pub rax: u64,
     /// Exception or interrupt vector, or [`HYPERCALL_VECTOR`].
     pub vector: u64,
     /// The CPU's error code, or 0 where the vector has none.
     pub error_code: u64,
+    /// RIP.
     pub rip: u64,
+    /// CS.
     pub cs: u64,
+    /// RFLAGS.
     pub rflags: u64,
+    /// RSP.
     pub rsp: u64,
+    /// SS.
     pub ss: u64,
 }
 
@@ -107,9 +127,13 @@ impl TrapFrame {
 
 /// Byte offsets the entry assembly uses; checked against the struct at compile time.
 pub mod offsets {
+    /// Of `rip`.
     pub const RIP: usize = 17 * 8;
+    /// Of `rflags`.
     pub const RFLAGS: usize = 19 * 8;
+    /// Of `rsp`.
     pub const RSP: usize = 20 * 8;
+    /// Of the whole frame.
     pub const SIZE: usize = 22 * 8;
 }
 

@@ -76,7 +76,7 @@ pub fn hypervisor_timing() -> Option<(u32, u32)> {
     })
 }
 
-/// DESIGN.md §7, SPEC.md §19.1: the hypervisor-timing leaf QEMU/KVM expose with
+/// SPEC.md §19.1: the hypervisor-timing leaf QEMU/KVM expose with
 /// `+invtsc` (only when leaf 0x40000000 has a non-zero vendor signature and reaches
 /// 0x40000010), then the architectural leaves 0x15/0x16. `None` here is not the end:
 /// boot then calibrates against the PIT (`pit::calibrate_tsc`), and only if that
