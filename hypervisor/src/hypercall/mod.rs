@@ -1,5 +1,11 @@
-//! Hypercalls: the one dispatch table with the handlers, and the memory family's
-//! operations.
+//! Hypercalls: what a handler sees (`guest`), the handlers by family (`version`,
+//! `console`, `sched`, `vcpu`, and `memory`, whose operations the system runs on the
+//! caller's memory), and the one dispatch table (`table`), in that order.
 
+pub mod guest;
+mod version;
+mod console;
+mod sched;
+mod vcpu;
 pub mod table;
 pub mod memory;

@@ -1,115 +1,34 @@
-//! Hypercall dispatch: one table from number to handler, every argument validated before
-//! use. The system calls [`dispatch`] with the saved registers and a [`Guest`] view of
-//! the calling domain; this module decides, the system carries it out.
-//!
-//! Only guest-kernel mode makes hypercalls, so guest pointers are read and written in
-//! the kernel root.
+//! Hypercall dispatch: one table from number to handler (the handlers live in the
+//! family files beside this one), every argument validated before use, and `multicall`,
+//! which dispatches a batch through the same table. The system calls [`dispatch`] with
+//! the saved registers and a [`Guest`] view of the calling domain; the handlers decide,
+//! the system carries it out.
 
-use crate::mm::guest_memory::GuestFault;
-use crate::domain::outcome::Outcome;
-use crate::domain::vcpu::Vcpu;
-use hypercall_abi::event::PORTS_MAX;
-use hypercall_abi::hypercall::{callback_cmd, console_cmd, features, sched_cmd, shutdown_reason, version_cmd};
-use hypercall_abi::hypercall::SHUTDOWN_CODE_MAX;
+use crate::hypercall::guest::{error, Disposition, Guest};
+use crate::hypercall::{console, sched, vcpu, version};
 use hypercall_abi::multicall::{MulticallEntry, MULTICALL_MAX};
-use hypercall_abi::trap::{TrapTableEntry, TRAP_TABLE_MAX, VECTORS};
-use hypercall_abi::{Errno, Hypercall, ABI_VERSION};
+use hypercall_abi::{Errno, Hypercall};
+use hypercall_abi::hypercall::sched_cmd;
 use zerocopy::{FromZeros, IntoBytes};
-
-/// The calling domain as a handler may see it.
-pub trait Guest {
-    /// Copies guest virtual memory (kernel root) through the checked accessor.
-    fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault>;
-    /// Copies bytes into guest virtual memory (kernel root) through the checked accessor.
-    fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), GuestFault>;
-    /// Sends bytes to the console under this domain's prefix.
-    fn console_write(&mut self, bytes: &[u8]);
-    /// The calling domain's vCPU.
-    fn vcpu(&mut self) -> &mut Vcpu;
-    /// `memory_op` with the hypercall's arguments (the system forwards to
-    /// [`crate::hypercall::memory`]).
-    fn memory_op(&mut self, arguments: &[u64; 6]) -> i64;
-    /// `address_space_op` with the hypercall's arguments.
-    fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64;
-    /// `mmu_update` with the hypercall's arguments.
-    fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64;
-    /// `event_channel_op` with the hypercall's arguments (the system forwards to
-    /// `EventChannels::op` with the caller's id).
-    fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64;
-    /// `set_timer_op(deadline_ns)`: absolute system time, 0 cancels; returns 0 (the
-    /// system owns the timers).
-    fn set_timer(&mut self, deadline_ns: u64) -> i64;
-    /// Copies up to `buffer.len()` bytes of this domain's pending console input into
-    /// `buffer`, oldest first, *without* consuming them; returns how many.
-    fn console_peek(&mut self, buffer: &mut [u8]) -> usize;
-    /// Drops the oldest `count` bytes of pending console input (at most what the last
-    /// [`Guest::console_peek`] returned): called only once they reached the guest.
-    fn console_consume(&mut self, count: usize);
-}
-
-/// Most ports one `sched_op(POLL)` may list.
-pub const POLL_PORTS_MAX: usize = 128;
-
-/// A validated `sched_op(POLL)`: the system returns 0 at once if one of the ports is
-/// pending, else sleeps until one is raised or `deadline_ns` (absolute system time; 0 =
-/// none) passes, then returns 0. Upcalls stay as they are (no unmasking).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct PollRequest {
-    /// `ports[..count]` are the polled ports, each in `1..PORTS_MAX`; the rest are 0.
-    pub ports: [u32; POLL_PORTS_MAX],
-    /// How many of `ports` are in use (0 ..= [`POLL_PORTS_MAX`]).
-    pub count: usize,
-    /// Absolute system time to give up at; 0 = never.
-    pub deadline_ns: u64,
-}
-
-impl PollRequest {
-    /// The polled ports.
-    pub fn ports(&self) -> &[u32] {
-        &self.ports[..self.count.min(POLL_PORTS_MAX)]
-    }
-}
-
-/// What the system must do after a hypercall.
-// `Poll` carries its port list inline (about 0.5 KiB): one copy per hypercall is cheap
-// next to the trap itself, and a box would put a heap allocation on the poll path.
-#[allow(clippy::large_enum_variant)]
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Disposition {
-    /// Put the value in RAX and return to the caller.
-    Return(i64),
-    /// Put the value in RAX, then run the next runnable domain (the caller resumes later).
-    Yield(i64),
-    /// The caller is finished; release it and run the next domain.
-    Shutdown(Outcome),
-    /// `iret`: read the [`hypercall_abi::trap::IretFrame`] at the caller's RSP in the
-    /// kernel root and resume as [`crate::trap::bounce::iret`] decides (RAX is not a result).
-    Iret,
-    /// `sched_op(BLOCK)`: clear `upcall_mask`; if `upcall_pending` is set return 0 at
-    /// once, else sleep until the domain is woken (an event raised, its timer fired),
-    /// then return 0 (the upcall is delivered on that return).
-    Block,
-    /// `sched_op(POLL)`: see [`PollRequest`].
-    Poll(PollRequest),
-}
 
 type Handler = fn(&[u64; 6], &mut dyn Guest) -> Disposition;
 
 const fn table() -> [Option<Handler>; Hypercall::TABLE_SIZE as usize] {
     let mut table: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = [None; Hypercall::TABLE_SIZE as usize];
-    table[Hypercall::SET_TRAP_TABLE.0 as usize] = Some(set_trap_table);
+    table[Hypercall::SET_TRAP_TABLE.0 as usize] = Some(vcpu::set_trap_table);
     table[Hypercall::MMU_UPDATE.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.mmu_update(arguments)));
-    table[Hypercall::STACK_SWITCH.0 as usize] = Some(stack_switch);
+    table[Hypercall::STACK_SWITCH.0 as usize] = Some(vcpu::stack_switch);
     table[Hypercall::MEMORY_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.memory_op(arguments)));
     table[Hypercall::MULTICALL.0 as usize] = Some(multicall);
-    table[Hypercall::VERSION.0 as usize] = Some(version);
-    table[Hypercall::CONSOLE_IO.0 as usize] = Some(console_io);
-    table[Hypercall::IRET.0 as usize] = Some(iret);
-    table[Hypercall::SET_SEGMENT_BASE.0 as usize] = Some(set_segment_base);
+    table[Hypercall::VERSION.0 as usize] = Some(version::version);
+    table[Hypercall::CONSOLE_IO.0 as usize] = Some(console::console_io);
+    table[Hypercall::IRET.0 as usize] = Some(vcpu::iret);
+    table[Hypercall::SET_SEGMENT_BASE.0 as usize] = Some(vcpu::set_segment_base);
     table[Hypercall::ADDRESS_SPACE_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.address_space_op(arguments)));
-    table[Hypercall::SCHED_OP.0 as usize] = Some(sched_op);
-    table[Hypercall::CALLBACK_OP.0 as usize] = Some(callback_op);
-    table[Hypercall::SET_CALLBACKS.0 as usize] = Some(set_callbacks);
+    table[Hypercall::SCHED_OP.0 as usize] = Some(sched::sched_op);
+    table[Hypercall::CALLBACK_OP.0 as usize] = Some(vcpu::callback_op);
+    table[Hypercall::SET_CALLBACKS.0 as usize] = Some(vcpu::set_callbacks);
+    // Any deadline is valid (0 cancels, the past fires at once); the system owns the timer.
     table[Hypercall::SET_TIMER_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.set_timer(arguments[0])));
     table[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.event_channel_op(arguments)));
     table
@@ -124,159 +43,6 @@ pub fn dispatch(number: u64, arguments: [u64; 6], guest: &mut dyn Guest) -> Disp
         Some(handler) => handler(&arguments, guest),
         None => Disposition::Return(Errno::ENOSYS.to_return()),
     }
-}
-
-fn error(errno: Errno) -> Disposition {
-    Disposition::Return(errno.to_return())
-}
-
-fn status(result: Result<(), Errno>) -> Disposition {
-    match result {
-        Ok(()) => Disposition::Return(0),
-        Err(errno) => error(errno),
-    }
-}
-
-fn version(arguments: &[u64; 6], _guest: &mut dyn Guest) -> Disposition {
-    match arguments[0] {
-        version_cmd::ABI_VERSION => Disposition::Return(i64::from(ABI_VERSION.packed())),
-        version_cmd::FEATURES => Disposition::Return(features::ALL as i64),
-        _ => error(Errno::EINVAL),
-    }
-}
-
-fn console_io(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    let [command, count, buffer, ..] = *arguments;
-    match command {
-        console_cmd::WRITE => {
-            if count > console_cmd::WRITE_MAX {
-                return error(Errno::EINVAL);
-            }
-            let mut bytes = [0u8; console_cmd::WRITE_MAX as usize];
-            let bytes = &mut bytes[..count as usize];
-            match guest.read(buffer, bytes) {
-                Ok(()) => {
-                    guest.console_write(bytes);
-                    Disposition::Return(count as i64)
-                }
-                Err(_) => error(Errno::EFAULT),
-            }
-        }
-        console_cmd::READ => console_read(count, buffer, guest),
-        _ => error(Errno::EINVAL),
-    }
-}
-
-/// `console_io(READ, count, buffer)`: moves up to `count` pending input bytes to
-/// `buffer`. The whole `[buffer, buffer + count)` must be writable, whether or not input
-/// is waiting, so the result does not depend on timing; on -EFAULT nothing is consumed
-/// and guest memory is unchanged (the checked copy validates every page before writing).
-fn console_read(count: u64, buffer: u64, guest: &mut dyn Guest) -> Disposition {
-    if count > console_cmd::WRITE_MAX {
-        return error(Errno::EINVAL);
-    }
-    let mut bytes = [0u8; console_cmd::WRITE_MAX as usize];
-    let bytes = &mut bytes[..count as usize];
-    // The bytes past the input are written back as they were, so writing the whole
-    // range checks it without changing what the guest had there.
-    if guest.read(buffer, bytes).is_err() {
-        return error(Errno::EFAULT);
-    }
-    let moved = guest.console_peek(bytes).min(bytes.len());
-    if guest.write(buffer, bytes).is_err() {
-        return error(Errno::EFAULT);
-    }
-    guest.console_consume(moved);
-    Disposition::Return(moved as i64)
-}
-
-fn sched_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    let [command, reason, code, ..] = *arguments;
-    match command {
-        sched_cmd::YIELD => Disposition::Yield(0),
-        sched_cmd::BLOCK => Disposition::Block,
-        // sched_op(POLL, ports, count, deadline_ns)
-        sched_cmd::POLL => poll(reason, code, arguments[3], guest),
-        sched_cmd::SHUTDOWN => {
-            if code > SHUTDOWN_CODE_MAX {
-                return error(Errno::EINVAL);
-            }
-            let code = code as u32;
-            match reason {
-                shutdown_reason::POWEROFF => Disposition::Shutdown(Outcome::Poweroff(code)),
-                shutdown_reason::CRASH => Disposition::Shutdown(Outcome::Crash(code)),
-                _ => error(Errno::EINVAL),
-            }
-        }
-        _ => error(Errno::EINVAL),
-    }
-}
-
-/// `sched_op(POLL, ports, count, deadline_ns)`: checked in this order: `count` (-EINVAL),
-/// the array readable (-EFAULT), every port in `1..PORTS_MAX` (-EINVAL).
-fn poll(pointer: u64, count: u64, deadline_ns: u64, guest: &mut dyn Guest) -> Disposition {
-    if count > POLL_PORTS_MAX as u64 {
-        return error(Errno::EINVAL);
-    }
-    let count = count as usize;
-    let mut ports = [0u32; POLL_PORTS_MAX];
-    if guest.read(pointer, ports[..count].as_mut_bytes()).is_err() {
-        return error(Errno::EFAULT);
-    }
-    // The array was read as little-endian bytes; x86-64 is little-endian, so the u32s
-    // are the guest's values.
-    if ports[..count].iter().any(|&port| port == 0 || u64::from(port) >= PORTS_MAX) {
-        return error(Errno::EINVAL);
-    }
-    Disposition::Poll(PollRequest { ports, count, deadline_ns })
-}
-
-/// `set_callbacks(event, failsafe)`.
-fn set_callbacks(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    let [event, failsafe, ..] = *arguments;
-    status(guest.vcpu().set_callbacks(event, failsafe))
-}
-
-/// `set_timer_op(deadline_ns)`: any value is a valid absolute deadline (0 cancels, the
-/// past fires at once); the system owns the timer.
-fn set_trap_table(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    let [pointer, count, ..] = *arguments;
-    if count > TRAP_TABLE_MAX {
-        return error(Errno::EINVAL);
-    }
-    // Count 0 removes every handler without looking at `entries` (SPEC.md §11.1).
-    if count == 0 {
-        return status(guest.vcpu().set_trap_table(&[]));
-    }
-    // The whole table is read before anything changes, so a fault midway changes nothing.
-    let mut entries = [TrapTableEntry::new_zeroed(); VECTORS];
-    let entries = &mut entries[..count as usize];
-    if guest.read(pointer, entries.as_mut_bytes()).is_err() {
-        return error(Errno::EFAULT);
-    }
-    status(guest.vcpu().set_trap_table(entries))
-}
-
-fn stack_switch(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    let [ss, rsp, ..] = *arguments;
-    status(guest.vcpu().set_kernel_stack(ss, rsp))
-}
-
-fn callback_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    let [command, kind, address, ..] = *arguments;
-    if command != callback_cmd::REGISTER {
-        return error(Errno::EINVAL);
-    }
-    status(guest.vcpu().register_callback(kind, address))
-}
-
-fn set_segment_base(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
-    let [which, base, ..] = *arguments;
-    status(guest.vcpu().set_segment_base(which, base))
-}
-
-fn iret(_arguments: &[u64; 6], _guest: &mut dyn Guest) -> Disposition {
-    Disposition::Iret
 }
 
 const ENTRY_BYTES: u64 = core::mem::size_of::<MulticallEntry>() as u64;
@@ -345,6 +111,14 @@ fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    
+    use crate::mm::guest_memory::GuestFault;
+    use crate::domain::vcpu::Vcpu;
+    use crate::domain::outcome::Outcome;
+    
+    use hypercall_abi::hypercall::{features, shutdown_reason};
+    use hypercall_abi::trap::TrapTableEntry;
+    use hypercall_abi::ABI_VERSION;
     use crate::mm::guest_memory::check_range;
     use crate::domain::vcpu::{Mode, TrapHandler};
     use alloc::vec::Vec;

@@ -30,7 +30,7 @@ use crate::sched::policy::Scheduler;
 use crate::time::{Clock, Timers};
 use crate::trap::frame::{ReturnPath, TrapFrame};
 use crate::domain::vcpu::{Mode, Vcpu};
-use crate::hypercall::table::PollRequest;
+use crate::hypercall::guest::PollRequest;
 use alloc::string::String;
 use alloc::vec::Vec;
 use hypercall_abi::exit::ExitStatus;
