@@ -303,3 +303,54 @@ fn no_archive_ends_the_run_with_nothing_to_run() {
     assert_eq!(system.load_domains(BootModule::Missing, Vec::new()), Err(ExitStatus::NOTHING_TO_RUN));
     assert!(system.platform.said("no boot module"));
 }
+
+#[test]
+fn an_exception_with_a_handler_is_bounced_to_the_guest_kernel() {
+    let mut fixture = boot(2);
+    let handler = fixture.1.rip;
+    let table = [hypercall_abi::trap::TrapTableEntry { vector: 0, flags: 0, reserved: [0; 6], handler }];
+    let address = fixture.1.rsp - 512;
+    {
+        let (system, _) = &mut fixture;
+        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+        guest_memory::copy_to_guest(&mut system.memory, space, address, table.as_bytes()).unwrap();
+    }
+    hypercall(&mut fixture, Hypercall::SET_TRAP_TABLE, [address, 1, 0, 0]);
+    assert_eq!(fixture.1.rax, 0);
+    let (system, frame) = &mut fixture;
+    let stack = frame.rsp;
+    frame.rip += 0x10;
+    frame.vector = 0;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert_eq!(system.current, 0, "delivered, not killed");
+    assert_eq!(frame.rip, handler);
+    assert!(frame.rsp < stack, "the exception frame went on the guest-kernel stack");
+    assert!(!system.platform.said("killed"));
+}
+
+#[test]
+fn a_pending_event_is_delivered_to_the_callback_on_return() {
+    let mut fixture = boot(1);
+    let callback = fixture.1.rip;
+    hypercall(&mut fixture, Hypercall::SET_CALLBACKS, [callback, 0, 0, 0]);
+    let port = event_op(&mut fixture, [event_cmd::BIND_IPI, 0, 0]);
+    // The guest unmasks events (it stores to its shared-info page).
+    let shared = shared_info(&fixture.0, 0);
+    upcall::set_upcall_mask(&mut fixture.0.memory, shared, false);
+    fixture.1.rip += 0x10;
+    event_op(&mut fixture, [event_cmd::SEND, port as u64, 0]);
+    let (system, frame) = &fixture;
+    assert_eq!(frame.rip, callback, "the return went to the event callback");
+    assert!(upcall::upcall_mask(&system.memory, shared_info(system, 0)), "events are masked in the handler");
+}
+
+#[test]
+fn a_return_to_a_non_canonical_rip_kills_the_domain() {
+    let mut fixture = boot(2);
+    let (system, frame) = &mut fixture;
+    frame.rip = 0x0000_8000_0000_0000;
+    frame.vector = 0x30;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert!(system.platform.said("d1 g1: killed: return to non-canonical rip 0x800000000000 refused (XSA-7 guard)"));
+    assert_eq!(system.current, 1);
+}
