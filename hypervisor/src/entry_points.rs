@@ -3,11 +3,11 @@
 //! the system, lets it decide, and carries out the [`Step`] it returns — halting with
 //! the system unlocked when nothing can run, so console input still reaches it.
 
-use crate::arch::x86_64::{apic, console, cpu, entry, exit_device};
 use crate::arch::x86_64::platform::Machine;
-use hypervisor::trap::exception;
+use crate::arch::x86_64::{apic, console, cpu, entry, exit_device};
 use hypervisor::mm::frames::FrameAllocator;
 use hypervisor::system::{Step, System};
+use hypervisor::trap::exception;
 use hypervisor::trap::frame::{ReturnPath, TrapFrame};
 use spin::Mutex;
 

@@ -2,12 +2,12 @@
 //! loaded segments, the start-info page, the shared-info mapping, the stack and the free
 //! region. All or nothing.
 
-use crate::mm::domain_memory::{DomainMemory, MemoryError, Tlb, MAX_PAGES_LIMIT};
-use crate::mm::frames::{Frame, FrameSource};
+use core::fmt;
 use crate::domain::image::LoadPlan;
 use crate::domain::layout::DomainLayout;
+use crate::mm::domain_memory::{DomainMemory, MemoryError, Tlb, MAX_PAGES_LIMIT};
+use crate::mm::frames::{Frame, FrameSource};
 use crate::mm::paging::{FrameMemory, PageSize};
-use core::fmt;
 use hypercall_abi::layout::{INITIAL_STACK_PAGES, PAGE_SIZE};
 use hypercall_abi::memory::{map_flags, INITIAL_SPACE};
 use hypercall_abi::start_info::{CMD_LINE_CAPACITY, START_INFO_MAGIC};

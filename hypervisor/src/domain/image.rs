@@ -7,10 +7,10 @@ use elf::endian::LittleEndian;
 use elf::file::{Class, FileHeader};
 use elf::note::{Note, NoteIterator};
 use elf::segment::{ProgramHeader, SegmentTable};
+use hypercall_abi::AbiVersion;
 use hypercall_abi::layout::{is_guest_range, PAGE_SIZE};
 use hypercall_abi::note::{NOTE_NAME, NOTE_TYPE_ABI_VERSION};
 use hypercall_abi::version::Incompatibility;
-use hypercall_abi::AbiVersion;
 
 /// Most PT_LOAD segments an image may have (a linked guest has three or four).
 pub const MAX_LOAD_SEGMENTS: usize = 16;

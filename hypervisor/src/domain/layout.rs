@@ -2,8 +2,8 @@
 //! guard, start-info page, guard, shared-info page, guard, initial stack, guard, then every
 //! remaining page as "free".
 
-use crate::domain::image::LoadPlan;
 use core::fmt;
+use crate::domain::image::LoadPlan;
 use hypercall_abi::layout::{is_guest_range, INITIAL_STACK_PAGES, PAGE_SIZE};
 
 /// Where everything after the image goes.

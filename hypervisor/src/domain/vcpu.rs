@@ -5,9 +5,9 @@
 //! Every setter validates its whole input before changing anything, so a refused
 //! hypercall leaves the vCPU exactly as it was.
 
+use hypercall_abi::Errno;
 use hypercall_abi::layout::{HYPERVISOR_END, HYPERVISOR_START, is_canonical};
 use hypercall_abi::trap::{callback_type, segment, trap_flags, vector, TrapTableEntry, KERNEL_SS, VECTORS};
-use hypercall_abi::Errno;
 
 /// The virtual privilege level of the guest. Both are hardware ring 3; the mode decides
 /// which address space is loaded, which GS base is live and which stack events use.

@@ -10,8 +10,8 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use hypercall_abi::event::{event_cmd, status, virq, DOMAIN_SELF, PORTS_MAX};
 use hypercall_abi::Errno;
+use hypercall_abi::event::{event_cmd, status, virq, DOMAIN_SELF, PORTS_MAX};
 
 /// Ports a domain may use: `1..PORTS_MAX`.
 const PORT_LIMIT: usize = PORTS_MAX as usize;

@@ -12,10 +12,10 @@
 //! Port numbers are `u32`; a port outside the bitmaps ([`EVENT_PORTS`]) is ignored (every
 //! caller validates against `PORTS_MAX` first; this is only the memory-safety net).
 
+use core::mem::offset_of;
+use crate::domain::vcpu::Vcpu;
 use crate::mm::frames::Frame;
 use crate::mm::paging::FrameMemory;
-use crate::domain::vcpu::Vcpu;
-use core::mem::offset_of;
 use hypercall_abi::shared_info::{SharedInfo, VcpuInfo, EVENT_PORTS};
 
 /// `vcpu_info[0].upcall_pending` (u8).

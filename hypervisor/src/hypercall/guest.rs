@@ -4,9 +4,9 @@
 //! Only guest-kernel mode makes hypercalls, so guest pointers are read and written in
 //! the kernel root.
 
-use crate::mm::guest_memory::GuestFault;
 use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::Vcpu;
+use crate::mm::guest_memory::GuestFault;
 use hypercall_abi::Errno;
 
 /// The calling domain as a handler may see it.

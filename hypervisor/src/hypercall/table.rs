@@ -6,9 +6,9 @@
 
 use crate::hypercall::guest::{error, Disposition, Guest};
 use crate::hypercall::{console, sched, vcpu, version};
+use hypercall_abi::hypercall::sched_cmd;
 use hypercall_abi::multicall::{MulticallEntry, MULTICALL_MAX};
 use hypercall_abi::{Errno, Hypercall};
-use hypercall_abi::hypercall::sched_cmd;
 use zerocopy::{FromZeros, IntoBytes};
 
 type Handler = fn(&[u64; 6], &mut dyn Guest) -> Disposition;

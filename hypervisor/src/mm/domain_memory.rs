@@ -3,10 +3,10 @@
 //! quotas, and the hypervisor-owned shared-info frame. Everything a domain holds is
 //! reachable from here, so `destroy` can give every frame back.
 
-use crate::mm::frames::{Frame, FrameSource};
-use crate::mm::paging::{AddressSpace, FrameMemory, Leaf, MapError, PageFlags, PageSize};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use crate::mm::frames::{Frame, FrameSource};
+use crate::mm::paging::{AddressSpace, FrameMemory, Leaf, MapError, PageFlags, PageSize};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::layout::is_canonical;
 use hypercall_abi::memory::{map_flags, INITIAL_SPACE, LARGE_PAGE_PAGES, NO_SPACE, SPACES_MAX};

@@ -1,9 +1,9 @@
 //! The one checked accessor for guest memory: validates a whole guest range by walking the
 //! hypervisor-owned page tables in software, then copies, so it can never fault.
 
+use core::fmt;
 use crate::mm::frames::Frame;
 use crate::mm::paging::{AddressSpace, FrameMemory, PageFlags};
-use core::fmt;
 use hypercall_abi::layout::{is_canonical, HYPERVISOR_END, HYPERVISOR_START, PAGE_SIZE};
 
 /// Why a guest range cannot be accessed. Nothing was copied.

@@ -1,8 +1,8 @@
 //! Guest address spaces: 4-level x86_64 page tables that only the hypervisor writes.
 
-use crate::mm::frames::{Frame, FrameSource};
 use bitflags::bitflags;
 use core::fmt;
+use crate::mm::frames::{Frame, FrameSource};
 use hypercall_abi::layout::{is_canonical, HYPERVISOR_END, HYPERVISOR_START, PAGE_SIZE};
 use hypercall_abi::memory::{map_flags as guest, LARGE_PAGE_SIZE};
 

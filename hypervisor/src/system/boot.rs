@@ -2,25 +2,25 @@
 //! the boot archive and command line name, and running the first one. The machine half
 //! (descriptor tables, memory map, devices) is the binary's.
 
-use crate::boot::command_line::{self, CommandLine, DomainSpec};
-use crate::domain::builder;
-use crate::domain::outcome::Outcome;
-use crate::platform::{say, Platform};
-use crate::sched::policy::Reason;
-use crate::system::{Domain, Step, System};
-use crate::trap::frame::TrapFrame;
-use crate::event::upcall;
-use crate::domain::vcpu::Vcpu;
-use crate::system::Wait;
-use crate::console::input::InputRing;
-use crate::boot::archive;
-use crate::domain::{image, layout};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use crate::boot::archive;
+use crate::boot::command_line::{self, CommandLine, DomainSpec};
+use crate::console::input::InputRing;
+use crate::domain::builder;
+use crate::domain::outcome::Outcome;
+use crate::domain::vcpu::Vcpu;
+use crate::domain::{image, layout};
+use crate::event::upcall;
+use crate::platform::{say, Platform};
+use crate::sched::policy::Reason;
+use crate::system::Wait;
+use crate::system::{Domain, Step, System};
+use crate::trap::frame::TrapFrame;
+use hypercall_abi::ABI_VERSION;
 use hypercall_abi::event::DOMAIN_SELF;
 use hypercall_abi::exit::ExitStatus;
-use hypercall_abi::ABI_VERSION;
 
 /// The time slice of the round-robin scheduler unless `slice=` says otherwise (SPEC.md
 /// §20.1).

@@ -2,19 +2,19 @@
 //! (SPEC.md §11.4), the frame validated; a domain that cannot be returned to is killed
 //! and the next one runs.
 
-use crate::platform::Platform;
-use crate::system::{Step, System};
-use crate::trap::frame::TrapFrame;
-use crate::sched::policy::Reason;
-use crate::trap::bounce::{self, Event};
-use crate::trap::exception;
+use alloc::format;
+use alloc::string::String;
+use crate::domain::vcpu::Mode;
+use crate::event::upcall;
 use crate::mm::domain_memory::DomainMemory;
 use crate::mm::guest_memory;
 use crate::mm::paging::FrameMemory;
-use crate::event::upcall;
-use crate::domain::vcpu::Mode;
-use alloc::format;
-use alloc::string::String;
+use crate::platform::Platform;
+use crate::sched::policy::Reason;
+use crate::system::{Step, System};
+use crate::trap::bounce::{self, Event};
+use crate::trap::exception;
+use crate::trap::frame::TrapFrame;
 use hypercall_abi::shared_info::cr2_offset;
 use hypercall_abi::trap::vector;
 use zerocopy::IntoBytes;

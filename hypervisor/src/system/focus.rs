@@ -1,10 +1,10 @@
 //! Console input (SPEC.md §21): the received bytes go, through the Ctrl-] escape, into
 //! the focused domain's ring, and raise its VIRQ_CONSOLE.
 
+use alloc::vec::Vec;
 use crate::console::input::{next_focus, Input};
 use crate::platform::{say, Platform};
 use crate::system::{live_index, System};
-use alloc::vec::Vec;
 use hypercall_abi::event::virq;
 
 impl<P: Platform> System<P> {

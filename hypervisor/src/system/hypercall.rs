@@ -1,26 +1,26 @@
 //! The hypercall entry: the calling domain as the handlers see it, and what the
 //! system does with each disposition — return, yield, shut down, `iret`, BLOCK, POLL.
 
-use crate::platform::{say, Platform};
-use crate::system::{Step, System};
-use crate::trap::frame::TrapFrame;
-use crate::trap::bounce::{self, Event};
-use crate::mm::domain_memory::DomainMemory;
-use crate::event::channels::PortState;
-use crate::mm::guest_memory::{self, GuestFault};
-use crate::hypercall::guest::{Disposition, Guest};
-use crate::hypercall::table;
-use crate::hypercall::memory as memory_family;
+use alloc::format;
 use crate::domain::outcome::Outcome;
+use crate::domain::vcpu::{Mode, Vcpu};
+use crate::event::channels::PortState;
+use crate::event::upcall;
+use crate::hypercall::guest::{Disposition, Guest};
+use crate::hypercall::memory as memory_family;
+use crate::hypercall::table;
+use crate::mm::domain_memory::DomainMemory;
+use crate::mm::guest_memory::{self, GuestFault};
+use crate::platform::{say, Platform};
 use crate::sched::policy::Reason;
 use crate::system::Domain;
-use crate::event::upcall;
-use crate::domain::vcpu::{Mode, Vcpu};
-use crate::system::wakeups::Wakeups;
 use crate::system::Wait;
-use alloc::format;
-use hypercall_abi::trap::IretFrame;
+use crate::system::wakeups::Wakeups;
+use crate::system::{Step, System};
+use crate::trap::bounce::{self, Event};
+use crate::trap::frame::TrapFrame;
 use hypercall_abi::Errno;
+use hypercall_abi::trap::IretFrame;
 use zerocopy::FromBytes;
 
 /// The calling domain, as hypercall handlers see it. Hypercalls come only from

@@ -1,11 +1,11 @@
 //! How a domain ends: killed, or by its own shutdown; its ports, timers, memory and
 //! console focus are released. When the last has ended, the run's summary.
 
+use crate::domain::outcome::{self, Outcome};
 use crate::platform::{say, Platform};
 use crate::system::System;
-use crate::domain::outcome::{self, Outcome};
-use crate::system::wakeups::Wakeups;
 use crate::system::Wait;
+use crate::system::wakeups::Wakeups;
 use hypercall_abi::exit::ExitStatus;
 
 impl<P: Platform> System<P> {

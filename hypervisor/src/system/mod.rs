@@ -19,20 +19,20 @@ pub mod boot;
 #[cfg(test)]
 mod tests;
 
+use alloc::string::String;
+use alloc::vec::Vec;
 use crate::console::input::{EscapeDecoder, InputRing};
-use crate::mm::domain_memory::DomainMemory;
-use crate::event::channels::EventChannels;
-use crate::mm::frames::{Frame, FrameAllocator};
 use crate::domain::outcome::Outcome;
+use crate::domain::vcpu::{Mode, Vcpu};
+use crate::event::channels::EventChannels;
+use crate::hypercall::guest::PollRequest;
+use crate::mm::domain_memory::DomainMemory;
+use crate::mm::frames::{Frame, FrameAllocator};
 use crate::mm::paging::{AddressSpace, FrameMemory};
 use crate::platform::{say, Platform};
 use crate::sched::policy::Scheduler;
 use crate::time::{Clock, Timers};
 use crate::trap::frame::{ReturnPath, TrapFrame};
-use crate::domain::vcpu::{Mode, Vcpu};
-use crate::hypercall::guest::PollRequest;
-use alloc::string::String;
-use alloc::vec::Vec;
 use hypercall_abi::exit::ExitStatus;
 use hypercall_abi::shared_info::SharedInfo;
 use spin::Mutex;

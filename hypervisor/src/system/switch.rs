@@ -2,9 +2,9 @@
 //! domain sleeps, or the end of the run when none is left.
 
 use crate::platform::Platform;
+use crate::sched::policy::Reason;
 use crate::system::{Step, System};
 use crate::trap::frame::TrapFrame;
-use crate::sched::policy::Reason;
 
 impl<P: Platform> System<P> {
     /// Lets the scheduler pick who runs after the current domain stops for `reason`,

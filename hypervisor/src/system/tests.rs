@@ -2,19 +2,19 @@
 //! platform, and hypercalls, traps and interrupts go through the same entry points the
 //! machine calls.
 
-use crate::system::boot::BootModule;
-use crate::mm::frames::FrameAllocator;
-use crate::mm::guest_memory;
 use crate::domain::image::tests::TestImage;
 use crate::domain::outcome::{self, Outcome};
-use crate::mm::paging::FrameMemory;
-use crate::sched::policy::State;
-use crate::system::{Start, Step, System, Wait};
+use crate::event::upcall;
 use crate::mm::fakes::TestMemory;
+use crate::mm::frames::FrameAllocator;
+use crate::mm::guest_memory;
+use crate::mm::paging::FrameMemory;
 use crate::platform::fake::FakePlatform;
+use crate::sched::policy::State;
+use crate::system::boot::BootModule;
+use crate::system::{Start, Step, System, Wait};
 use crate::time::Clock;
 use crate::trap::frame::TrapFrame;
-use crate::event::upcall;
 use hypercall_abi::event::{event_cmd, virq};
 use hypercall_abi::exit::ExitStatus;
 use hypercall_abi::hypercall::{sched_cmd, shutdown_reason, Hypercall};

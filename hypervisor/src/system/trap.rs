@@ -2,14 +2,14 @@
 //! a software interrupt or trapping hypercall in disguise), and the timer and console
 //! interrupts that arrive while it runs.
 
-use crate::platform::Platform;
-use crate::system::{Step, System};
-use crate::trap::frame::TrapFrame;
-use crate::trap::bounce::{self, Event};
-use crate::mm::guest_memory;
-use crate::sched::policy::Reason;
 use crate::domain::vcpu::Mode;
+use crate::mm::guest_memory;
+use crate::platform::Platform;
+use crate::sched::policy::Reason;
+use crate::system::{Step, System};
+use crate::trap::bounce::{self, Event};
 use crate::trap::frame::HYPERCALL_VECTOR;
+use crate::trap::frame::TrapFrame;
 use hypercall_abi::hypercall::TRAPPING_HYPERCALL;
 use hypercall_abi::trap::vector;
 

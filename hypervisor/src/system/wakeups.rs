@@ -4,11 +4,11 @@
 //! armed when nothing is due.
 
 use crate::event::channels::Notify;
+use crate::event::upcall;
 use crate::mm::frames::Frame;
 use crate::platform::Platform;
 use crate::sched::policy::Scheduler;
 use crate::system::{live_index, Domain, System, Wait};
-use crate::event::upcall;
 use hypercall_abi::event::virq;
 
 /// `Notify` for the event-channel table: bits go to shared-info pages, waiters wake.

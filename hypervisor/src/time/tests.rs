@@ -1,7 +1,7 @@
 //! Host tests of the clock, the timers and the calendar.
 
-use super::*;
 use crate::time::calendar::unix_seconds;
+use super::*;
 
 /// xorshift64*: deterministic pseudo-random values for the property tests.
 struct Random(u64);

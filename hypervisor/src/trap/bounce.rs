@@ -13,10 +13,10 @@
 //! the mask a frame asks for (`!rflags.IF`), which is how an upcall handler's return
 //! re-enables events.
 
+use core::fmt;
+use crate::domain::vcpu::{is_guest_address, Mode, Vcpu};
 use crate::trap::exception::VectorName;
 use crate::trap::frame::{TrapFrame, GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR, RFLAGS_INTERRUPT, RFLAGS_RESERVED_ONE};
-use crate::domain::vcpu::{is_guest_address, Mode, Vcpu};
-use core::fmt;
 use hypercall_abi::event::EVENT_VECTOR;
 use hypercall_abi::layout::{is_canonical, is_guest_range};
 use hypercall_abi::trap::{

@@ -1,11 +1,11 @@
 //! CPU features, control registers and model-specific registers the hypervisor sets up.
 
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc};
+use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 use x86_64::registers::segmentation::SegmentSelector;
-use x86_64::VirtAddr;
 
 /// What the CPU offers that the hypervisor uses or reports.
 #[derive(Copy, Clone, Debug, Default)]

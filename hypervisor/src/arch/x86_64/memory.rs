@@ -5,9 +5,9 @@
 use hypercall_abi::layout::HYPERVISOR_START;
 use hypervisor::mm::frames::{Frame, FrameAllocator};
 use hypervisor::mm::paging::{FrameMemory, PageFlags};
+use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
-use x86_64::PhysAddr;
 
 /// Where physical address 0 appears in every address space.
 pub const DIRECT_MAP_BASE: u64 = HYPERVISOR_START;

@@ -9,10 +9,10 @@
 //! of slot 256, which every guest root shares (it points at the same directory-pointer
 //! table), so a page mapped after domains exist is visible in their spaces too.
 
-use super::memory::{virtual_address, DirectMap};
 use hypercall_abi::layout::HYPERVISOR_START;
 use hypervisor::mm::frames::{Frame, FrameAllocator};
 use hypervisor::mm::paging::{next_table, FrameMemory, PageFlags, ADDRESS_MASK};
+use super::memory::{virtual_address, DirectMap};
 
 const PAGE: u64 = 4096;
 

@@ -1,9 +1,9 @@
 //! The PVH boot information (`struct hvm_start_info`, Xen's public `arch-x86/hvm/start_info.h`):
 //! memory map, command line and boot modules, read and validated once at boot.
 
-use super::memory::read_physical;
 use alloc::string::String;
 use alloc::vec::Vec;
+use super::memory::read_physical;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 const MAGIC: u32 = 0x336e_c578;

@@ -2,19 +2,19 @@
 //! into the frame allocator, the hypervisor's page tables and heap, the TSC, APIC and
 //! console input; then the library builds the domains and the first one runs.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+use crate::entry_points::{drive, FRAMES, SYSTEM};
+use hypercall_abi::ABI_VERSION;
+use hypercall_abi::exit::ExitStatus;
+use hypervisor::mm::frames::Frame;
+use hypervisor::system::boot::{self as policy, BootModule};
+use hypervisor::system::{Start, System};
+use hypervisor::time::{self, Clock};
 use super::apic::CONSOLE_VECTOR;
 use super::memory::{self, DirectMap};
 use super::platform::Machine;
 use super::{apic, boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, ioapic, pit, pvh, rtc};
-use crate::entry_points::{drive, FRAMES, SYSTEM};
-use alloc::string::String;
-use alloc::vec::Vec;
-use hypercall_abi::exit::ExitStatus;
-use hypercall_abi::ABI_VERSION;
-use hypervisor::system::boot::{self as policy, BootModule};
-use hypervisor::mm::frames::Frame;
-use hypervisor::system::{Start, System};
-use hypervisor::time::{self, Clock};
 
 /// Frames above this are not managed (the frame allocator's bitmap covers 4 GiB).
 const MANAGED_LIMIT: u64 = (hypervisor::mm::frames::MAX_FRAMES as u64) * 4096;
