@@ -1,5 +1,5 @@
-//! The Rust entry points the assembly calls: `hypervisor_main` (boot), `hypercall_dispatch`
-//! (the `syscall` entry) and `trap_dispatch` (every exception and interrupt). Each locks
+//! The Rust entry points the assembly calls after boot: `hypercall_dispatch` (the
+//! `syscall` entry) and `trap_dispatch` (every exception and interrupt). Each locks
 //! the system, lets it decide, and carries out the [`Step`] it returns — halting with
 //! the system unlocked when nothing can run, so console input still reaches it.
 
@@ -32,13 +32,6 @@ pub fn drive(mut step: Step, frame: &mut TrapFrame) -> ReturnPath {
             }
         }
     }
-}
-
-/// Called by boot.s on the hypervisor stack with the physical address of the PVH
-/// start info.
-#[no_mangle]
-extern "C" fn hypervisor_main(start_info: u64) -> ! {
-    crate::arch::x86_64::start::boot(start_info)
 }
 
 /// Rust side of the `syscall` entry. Returns how to go back to the guest.

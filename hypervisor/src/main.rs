@@ -17,6 +17,8 @@ extern crate alloc;
 mod arch;
 #[cfg(target_os = "none")]
 mod entry_points;
+#[cfg(target_os = "none")]
+mod startup;
 
 #[cfg(target_os = "none")]
 mod bare_metal {
