@@ -14,7 +14,7 @@ pub struct Frame(u64);
 impl Frame {
     /// The frame with number `number`. Only the library names frames by number (from
     /// its own tables and the allocator's bitmap): a frame the machine could make up would
-    /// let it reach any memory through [`crate::mm::paging::FrameMemory`].
+    /// let it reach any memory through `FrameMemory`.
     pub(crate) const fn from_number(number: u64) -> Self {
         Self(number)
     }
