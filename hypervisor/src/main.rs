@@ -1,6 +1,7 @@
 //! ringfence: a paravirtualizing x86_64 microhypervisor. This binary is the machine
-//! (`arch::x86_64`: boot, descriptor tables, entry/exit, devices) and the entry points
-//! the assembly calls (`entry_points`), around the policy library.
+//! (`arch::x86_64`: every instruction, the descriptor tables, entry/exit, devices), the
+//! boot sequence (`startup`) and the entry points the assembly calls afterwards
+//! (`entry_points`), around the policy library.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
