@@ -1,38 +1,41 @@
-//! The hypervisor's pure logic: everything that needs no hardware, tested on the host.
+//! The hypervisor's policy: everything above the machine, tested on the host.
 //!
-//! The machine shell (`main.rs`, `machine/`) implements the small traits defined here
-//! (`FrameMemory`, `FrameSource`) with unsafe code; nothing in this library is unsafe.
+//! The binary (`main.rs`, `arch/`) implements [`platform::Platform`] and the
+//! [`mm::paging::FrameMemory`] access to frames, and calls [`system::System`] from its
+//! entry points. The library has no unsafe code; the one unsafe trait, `FrameMemory`,
+//! states what the machine's implementation promises.
+//!
+//! Rooms, lowest first; each imports only rooms listed before it:
+//!
+//! | room        | concern |
+//! |-------------|---------|
+//! | `mm`        | frames, page tables, a domain's memory, the checked guest-memory accessor |
+//! | `platform`  | what the policy needs from the machine (the `Platform` trait) |
+//! | `time`      | the TSC clock, timers, the wallclock |
+//! | `console`   | console input ring and escape decoder |
+//! | `sched`     | the round-robin scheduling policy |
+//! | `boot`      | boot inputs: the guest-image archive, the command line |
+//! | `domain`    | image validation, layout, builder, vCPU state, outcomes |
+//! | `event`     | event-channel ports, shared-info pending/mask bits and upcalls |
+//! | `trap`      | trap frames, bounces to the guest kernel, `iret` validation |
+//! | `hypercall` | the dispatch table and the handlers, by family |
+//! | `system`    | the domain table and what entries do to it: switch, wake-ups, focus, delivery |
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+// Deny, not forbid: `mm::paging::FrameMemory` is an unsafe trait whose contract the
+// machine's implementation keeps. The library has no unsafe block and no unsafe function.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 extern crate alloc;
 
-pub mod archive;
-pub mod command_line;
-pub mod console_input;
-pub mod domain_builder;
-pub mod domain_memory;
-pub mod event_channel;
-pub mod frame_allocator;
-pub mod guest_memory;
-pub mod image;
-pub mod layout;
-pub mod memory_ops;
-pub mod outcome;
-pub mod paging;
+pub mod mm;
+pub mod platform;
 pub mod time;
-pub mod upcall;
-
-// Owned by the lead (dispatch and machine-facing state):
-pub mod bounce;
-pub mod exception;
+pub mod console;
+pub mod sched;
+pub mod boot;
+pub mod domain;
+pub mod event;
+pub mod trap;
 pub mod hypercall;
-pub mod scheduler;
-pub mod trap_frame;
-pub mod vcpu;
-
-#[cfg(test)]
-mod test_support;
-
-pub use frame_allocator::{Frame, FrameAllocator, FrameSource};
-pub use paging::{AddressSpace, FrameMemory, PageFlags};
+pub mod system;

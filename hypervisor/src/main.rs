@@ -1,5 +1,7 @@
 //! ringfence: a paravirtualizing x86_64 microhypervisor. This binary is the machine
-//! shell — boot, descriptor tables, entry/exit, devices — around the policy library.
+//! (`arch::x86_64`: every instruction, the descriptor tables, entry/exit, devices), the
+//! boot sequence (`startup`) and the entry points the assembly calls afterwards
+//! (`entry_points`), around the policy library.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -13,19 +15,15 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 #[macro_use]
-mod machine;
+mod arch;
 #[cfg(target_os = "none")]
-mod system;
+mod entry_points;
 #[cfg(target_os = "none")]
-mod dispatch;
-#[cfg(target_os = "none")]
-mod input_focus;
-#[cfg(target_os = "none")]
-mod wakeups;
+mod startup;
 
 #[cfg(target_os = "none")]
 mod bare_metal {
-    use super::machine::{console, exit_device};
+    use super::arch::x86_64::{console, exit_device};
     use hypercall_abi::exit::ExitStatus;
     use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -45,12 +43,5 @@ mod bare_metal {
             None => hvprintln!("PANIC: {}", info.message()),
         }
         exit_device::exit(ExitStatus::HYPERVISOR_PANIC)
-    }
-
-    /// Called by boot.s on the hypervisor stack with the physical address of the PVH
-    /// start info.
-    #[no_mangle]
-    extern "C" fn hypervisor_main(start_info: u64) -> ! {
-        super::system::boot(start_info)
     }
 }

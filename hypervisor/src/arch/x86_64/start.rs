@@ -1,0 +1,136 @@
+//! The machine's boot steps that need more than one device: the memory map into the
+//! frame allocator, the late heap, the TSC rate, console input, the banner.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use hypercall_abi::ABI_VERSION;
+use hypercall_abi::exit::ExitStatus;
+use hypervisor::mm::frames::{Frame, FrameAllocator};
+use hypervisor::time::Clock;
+use super::apic::CONSOLE_VECTOR;
+use super::memory;
+use super::{apic, console, cpu, exit_device, heap, ioapic, pit, pvh};
+
+/// Frames above this are not managed (the frame allocator's bitmap covers 4 GiB).
+const MANAGED_LIMIT: u64 = (hypervisor::mm::frames::MAX_FRAMES as u64) * 4096;
+/// Low memory holds firmware structures; domains never get it.
+const LOW_MEMORY_END: u64 = 1 << 20;
+
+extern "C" {
+    static __image_end: u8;
+}
+
+/// Gives the frame allocator all RAM above 1 MiB, minus the image, the start info and
+/// the boot modules. Returns the end of managed RAM and the bytes of RAM in all.
+pub fn claim_memory(frames: &mut FrameAllocator, boot_info: &pvh::BootInfo) -> (u64, u64) {
+    let mut ram_end = 0;
+    let mut ram_bytes = 0;
+    for region in boot_info.memory_map.iter().filter(|region| region.kind == pvh::RAM) {
+        ram_bytes += region.end - region.start;
+        let start = region.start.max(LOW_MEMORY_END);
+        let end = region.end.min(MANAGED_LIMIT);
+        if start < end {
+            frames.add_region(start, end);
+            ram_end = ram_end.max(end);
+        }
+    }
+    // Address of a linker symbol, not dereferenced.
+    let image_end = &raw const __image_end as u64 - memory::DIRECT_MAP_BASE;
+    frames.reserve(0, image_end);
+    frames.reserve(boot_info.start_info_range.0, boot_info.start_info_range.1);
+    for module in &boot_info.modules {
+        frames.reserve(module.start, module.start.saturating_add(module.size));
+    }
+    (ram_end, ram_bytes)
+}
+
+/// The TSC frequency (from CPUID, else calibrated against the PIT) and the clock on it;
+/// without either the hypervisor cannot keep time and stops.
+pub fn calibrate_clock(features: &cpu::Features, entry_tsc: u64) -> (u64, Clock) {
+    let (tsc_hz, tsc_source) = match features.tsc_khz {
+        Some((khz, source)) => (khz * 1000, source),
+        None => match pit::calibrate_tsc() {
+            Some(calibration) => (calibration.hz, calibration.source),
+            None => {
+                hvprintln!("cannot boot: no TSC frequency (no cpuid leaf 0x40000010/0x15/0x16 and no PIT to calibrate against)");
+                exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+            }
+        },
+    };
+    let Some(clock) = Clock::new(entry_tsc, tsc_hz) else {
+        hvprintln!("cannot boot: TSC frequency {tsc_hz} Hz is out of range");
+        exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+    };
+    if features.tsc_khz.is_none() {
+        hvprintln!("tsc: {} kHz ({tsc_source}; no cpuid leaf 0x40000010/0x15/0x16)", tsc_hz / 1000);
+    }
+    (tsc_hz, clock)
+}
+
+/// Routes COM1's receive interrupt through the I/O APIC to [`CONSOLE_VECTOR`] on this
+/// CPU and turns it on (SPEC.md §21.1). Until a domain has the focus, bytes are dropped.
+pub fn enable_console_input(frames: &mut FrameAllocator, hypervisor_root: Frame) -> Result<(), &'static str> {
+    ioapic::init(frames, hypervisor_root)?;
+    ioapic::route_isa_irq(ioapic::COM1_IRQ, CONSOLE_VECTOR, apic::id())?;
+    // The pin first: an edge while it is masked would be lost for good.
+    ioapic::unmask(ioapic::COM1_IRQ);
+    console::enable_receive_interrupt();
+    Ok(())
+}
+
+/// Gives the heap its late region: contiguous 2 MiB blocks taken before any domain
+/// exists, when the allocator's lowest free blocks are still consecutive.
+pub fn grow_heap(frames: &mut FrameAllocator) {
+    let blocks = heap::LATE_SIZE / (2 << 20);
+    let mut taken: Vec<Frame> = Vec::new();
+    for _ in 0..blocks {
+        match frames.allocate_large() {
+            Some(block) => taken.push(block),
+            None => break,
+        }
+    }
+    let contiguous = taken.len() as u64 == blocks
+        && taken.windows(2).all(|pair| pair[1].address() == pair[0].address() + (2 << 20));
+    if !contiguous {
+        for block in taken {
+            frames.free_large(block);
+        }
+        hvprintln!("heap: no contiguous {} MiB for the late heap; domains are limited to the 1 MiB early heap", heap::LATE_SIZE >> 20);
+        return;
+    }
+    let start = memory::virtual_address(taken[0].address()) as *mut u8;
+    // SAFETY: the frames were just allocated (so nothing else owns them), are
+    // contiguous (checked) and lie below ram_end, which the direct map covers read-write;
+    // this runs once on the boot path.
+    unsafe { heap::add_late_region(start) };
+}
+
+/// The banner: version, RAM and frames, the CPU features in use, the TSC rate.
+pub fn print_banner(frames: &FrameAllocator, features: &cpu::Features, ram_bytes: u64) {
+    hvprintln!(
+        "ringfence {} ABI {}: {} MiB RAM, {} frames managed, {} free",
+        env!("CARGO_PKG_VERSION"),
+        ABI_VERSION,
+        ram_bytes >> 20,
+        frames.managed_count(),
+        frames.free_count()
+    );
+    let mut in_use = String::new();
+    for (present, name) in [
+        (features.no_execute, "NX"),
+        (features.smep, "SMEP"),
+        (features.smap, "SMAP"),
+        (features.pcid, "PCID"),
+        (features.tsc_deadline, "TSC-deadline"),
+        (features.xsave, "XSAVE"),
+        (features.invariant_tsc, "invariant-TSC"),
+    ] {
+        in_use.push_str(if present { " +" } else { " -" });
+        in_use.push_str(name);
+    }
+    hvprintln!("cpu:{in_use}");
+    // Without a CPUID frequency, boot calibrates against the PIT and says so itself.
+    if let Some((khz, source)) = features.tsc_khz {
+        hvprintln!("tsc: {khz} kHz ({source})");
+    }
+}

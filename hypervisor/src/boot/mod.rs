@@ -1,0 +1,4 @@
+//! Boot inputs: the guest-image archive and the command line.
+
+pub mod archive;
+pub mod command_line;

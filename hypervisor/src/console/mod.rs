@@ -1,0 +1,3 @@
+//! Console input: the per-domain input ring and the Ctrl-] escape decoder.
+
+pub mod input;

@@ -1,0 +1,98 @@
+//! What every hypercall handler works with: the calling domain as a [`Guest`], and the
+//! [`Disposition`] a handler returns to the system.
+//!
+//! Only guest-kernel mode makes hypercalls, so guest pointers are read and written in
+//! the kernel root.
+
+use crate::domain::outcome::Outcome;
+use crate::domain::vcpu::Vcpu;
+use crate::mm::guest_memory::GuestFault;
+use hypercall_abi::Errno;
+
+/// The calling domain as a handler may see it.
+pub trait Guest {
+    /// Copies guest virtual memory (kernel root) through the checked accessor.
+    fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault>;
+    /// Copies bytes into guest virtual memory (kernel root) through the checked accessor.
+    fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), GuestFault>;
+    /// Sends bytes to the console under this domain's prefix.
+    fn console_write(&mut self, bytes: &[u8]);
+    /// The calling domain's vCPU.
+    fn vcpu(&mut self) -> &mut Vcpu;
+    /// `memory_op` with the hypercall's arguments (the system forwards to
+    /// [`crate::hypercall::memory`]).
+    fn memory_op(&mut self, arguments: &[u64; 6]) -> i64;
+    /// `address_space_op` with the hypercall's arguments.
+    fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64;
+    /// `mmu_update` with the hypercall's arguments.
+    fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64;
+    /// `event_channel_op` with the hypercall's arguments (the system forwards to
+    /// `EventChannels::op` with the caller's id).
+    fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64;
+    /// `set_timer_op(deadline_ns)`: absolute system time, 0 cancels; returns 0 (the
+    /// system owns the timers).
+    fn set_timer(&mut self, deadline_ns: u64) -> i64;
+    /// Copies up to `buffer.len()` bytes of this domain's pending console input into
+    /// `buffer`, oldest first, *without* consuming them; returns how many.
+    fn console_peek(&mut self, buffer: &mut [u8]) -> usize;
+    /// Drops the oldest `count` bytes of pending console input (at most what the last
+    /// [`Guest::console_peek`] returned): called only once they reached the guest.
+    fn console_consume(&mut self, count: usize);
+}
+
+/// Most ports one `sched_op(POLL)` may list.
+pub const POLL_PORTS_MAX: usize = 128;
+
+/// A validated `sched_op(POLL)`: the system returns 0 at once if one of the ports is
+/// pending, else sleeps until one is raised or `deadline_ns` (absolute system time; 0 =
+/// none) passes, then returns 0. Upcalls stay as they are (no unmasking).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PollRequest {
+    /// `ports[..count]` are the polled ports, each in `1..PORTS_MAX`; the rest are 0.
+    pub ports: [u32; POLL_PORTS_MAX],
+    /// How many of `ports` are in use (0 ..= [`POLL_PORTS_MAX`]).
+    pub count: usize,
+    /// Absolute system time to give up at; 0 = never.
+    pub deadline_ns: u64,
+}
+
+impl PollRequest {
+    /// The polled ports.
+    pub fn ports(&self) -> &[u32] {
+        &self.ports[..self.count.min(POLL_PORTS_MAX)]
+    }
+}
+
+/// What the system must do after a hypercall.
+// `Poll` carries its port list inline (about 0.5 KiB): one copy per hypercall is cheap
+// next to the trap itself, and a box would put a heap allocation on the poll path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Put the value in RAX and return to the caller.
+    Return(i64),
+    /// Put the value in RAX, then run the next runnable domain (the caller resumes later).
+    Yield(i64),
+    /// The caller is finished; release it and run the next domain.
+    Shutdown(Outcome),
+    /// `iret`: read the [`hypercall_abi::trap::IretFrame`] at the caller's RSP in the
+    /// kernel root and resume as [`crate::trap::bounce::iret`] decides (RAX is not a result).
+    Iret,
+    /// `sched_op(BLOCK)`: clear `upcall_mask`; if `upcall_pending` is set return 0 at
+    /// once, else sleep until the domain is woken (an event raised, its timer fired),
+    /// then return 0 (the upcall is delivered on that return).
+    Block,
+    /// `sched_op(POLL)`: see [`PollRequest`].
+    Poll(PollRequest),
+}
+
+pub(super) fn error(errno: Errno) -> Disposition {
+    Disposition::Return(errno.to_return())
+}
+
+pub(super) fn status(result: Result<(), Errno>) -> Disposition {
+    match result {
+        Ok(()) => Disposition::Return(0),
+        Err(errno) => error(errno),
+    }
+}

@@ -1,0 +1,623 @@
+//! Hypercall dispatch: one table from number to handler (the handlers live in the
+//! family files beside this one), every argument validated before use, and `multicall`,
+//! which dispatches a batch through the same table. The system calls [`dispatch`] with
+//! the saved registers and a [`Guest`] view of the calling domain; the handlers decide,
+//! the system carries it out.
+
+use crate::hypercall::guest::{error, Disposition, Guest};
+use crate::hypercall::{console, sched, vcpu, version};
+use hypercall_abi::hypercall::sched_cmd;
+use hypercall_abi::multicall::{MulticallEntry, MULTICALL_MAX};
+use hypercall_abi::{Errno, Hypercall};
+use zerocopy::{FromZeros, IntoBytes};
+
+type Handler = fn(&[u64; 6], &mut dyn Guest) -> Disposition;
+
+const fn table() -> [Option<Handler>; Hypercall::TABLE_SIZE as usize] {
+    let mut table: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = [None; Hypercall::TABLE_SIZE as usize];
+    table[Hypercall::SET_TRAP_TABLE.0 as usize] = Some(vcpu::set_trap_table);
+    table[Hypercall::MMU_UPDATE.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.mmu_update(arguments)));
+    table[Hypercall::STACK_SWITCH.0 as usize] = Some(vcpu::stack_switch);
+    table[Hypercall::MEMORY_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.memory_op(arguments)));
+    table[Hypercall::MULTICALL.0 as usize] = Some(multicall);
+    table[Hypercall::VERSION.0 as usize] = Some(version::version);
+    table[Hypercall::CONSOLE_IO.0 as usize] = Some(console::console_io);
+    table[Hypercall::IRET.0 as usize] = Some(vcpu::iret);
+    table[Hypercall::SET_SEGMENT_BASE.0 as usize] = Some(vcpu::set_segment_base);
+    table[Hypercall::ADDRESS_SPACE_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.address_space_op(arguments)));
+    table[Hypercall::SCHED_OP.0 as usize] = Some(sched::sched_op);
+    table[Hypercall::CALLBACK_OP.0 as usize] = Some(vcpu::callback_op);
+    table[Hypercall::SET_CALLBACKS.0 as usize] = Some(vcpu::set_callbacks);
+    // Any deadline is valid (0 cancels, the past fires at once); the system owns the timer.
+    table[Hypercall::SET_TIMER_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.set_timer(arguments[0])));
+    table[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.event_channel_op(arguments)));
+    table
+}
+
+static HANDLERS: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = table();
+
+/// Runs hypercall `number` with `arguments` (RDI, RSI, RDX, R10, R8, R9) for `guest`.
+pub fn dispatch(number: u64, arguments: [u64; 6], guest: &mut dyn Guest) -> Disposition {
+    let handler = usize::try_from(number).ok().and_then(|index| HANDLERS.get(index).copied().flatten());
+    match handler {
+        Some(handler) => handler(&arguments, guest),
+        None => Disposition::Return(Errno::ENOSYS.to_return()),
+    }
+}
+
+const ENTRY_BYTES: u64 = core::mem::size_of::<MulticallEntry>() as u64;
+const RESULT_OFFSET: u64 = core::mem::offset_of!(MulticallEntry, result) as u64;
+
+/// How one multicall entry lets the batch go on.
+enum After {
+    Next,
+    /// Refused (`iret`, nested `multicall`) or a yield: the batch ends after this entry.
+    End,
+    Yield,
+}
+
+/// `multicall(entries, count)`: runs the entries in order, writing each result back.
+/// Returns the number of entries whose result was written; a fault on the first entry is
+/// -EFAULT. `iret` and `multicall` are not run inside a batch (XSA-213: an `iret` would
+/// change the registers the batch itself returns with, a nested batch would recurse);
+/// neither are `sched_op(BLOCK)` and `sched_op(POLL)` (-EINVAL, or the invalid POLL's own
+/// error; the batch ends there either way).
+fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
+    let [pointer, count, ..] = *arguments;
+    if count > MULTICALL_MAX {
+        return error(Errno::EINVAL);
+    }
+    let stopped = |done: u64| if done == 0 { Errno::EFAULT.to_return() } else { done as i64 };
+    for index in 0..count {
+        let Some(address) = pointer.checked_add(index * ENTRY_BYTES) else {
+            return Disposition::Return(stopped(index));
+        };
+        let mut entry = MulticallEntry::new_zeroed();
+        if guest.read(address, entry.as_mut_bytes()).is_err() {
+            return Disposition::Return(stopped(index));
+        }
+        // BLOCK and POLL end the batch whether or not their arguments were valid (SPEC.md
+        // §13), so a batch never goes on past an entry that could have slept.
+        let sleeper = Hypercall(entry.op) == Hypercall::SCHED_OP && matches!(entry.args[0], sched_cmd::BLOCK | sched_cmd::POLL);
+        let (result, after) = match Hypercall(entry.op) {
+            Hypercall::IRET | Hypercall::MULTICALL => (Errno::EINVAL.to_return(), After::End),
+            _ => match dispatch(entry.op, entry.args, guest) {
+                Disposition::Return(value) => (value, After::Next),
+                Disposition::Yield(value) => (value, After::Yield),
+                Disposition::Shutdown(outcome) => return Disposition::Shutdown(outcome),
+                // Only the `iret` handler answers this, and it was excluded above.
+                Disposition::Iret => (Errno::EINVAL.to_return(), After::End),
+                // Sleeping inside a batch would need the batch's results written after
+                // the wake-up; BLOCK and POLL are refused there, like `iret`. Their
+                // arguments were validated already, and validation has no effect.
+                Disposition::Block | Disposition::Poll(_) => (Errno::EINVAL.to_return(), After::End),
+            },
+        };
+        let after = if sleeper { After::End } else { after };
+        // `address + RESULT_OFFSET` cannot wrap: the whole entry was just read there.
+        let written = guest.write(address + RESULT_OFFSET, &result.to_le_bytes()).is_ok();
+        let done = if written { index + 1 } else { index };
+        match after {
+            // The yield already happened as far as the guest can tell; it still runs.
+            After::Yield => return Disposition::Yield(stopped(done)),
+            After::End => return Disposition::Return(stopped(done)),
+            After::Next if !written => return Disposition::Return(stopped(done)),
+            After::Next => {}
+        }
+    }
+    Disposition::Return(count as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    
+    use crate::mm::guest_memory::GuestFault;
+    use crate::domain::vcpu::Vcpu;
+    use crate::domain::outcome::Outcome;
+    
+    use hypercall_abi::hypercall::{features, shutdown_reason};
+    use hypercall_abi::trap::TrapTableEntry;
+    use hypercall_abi::ABI_VERSION;
+    use crate::mm::guest_memory::check_range;
+    use crate::domain::vcpu::{Mode, TrapHandler};
+    use alloc::vec::Vec;
+    use core::ops::Range;
+    use hypercall_abi::layout::HYPERVISOR_START;
+    use hypercall_abi::trap::{segment, KERNEL_SS};
+
+    const BASE: u64 = 0x10_000;
+
+    /// A guest with one window of memory, part of which may be read-only.
+    struct FakeGuest {
+        memory: Vec<u8>,
+        read_only: Range<u64>,
+        console: Vec<u8>,
+        vcpu: Vcpu,
+        forwarded: Vec<(&'static str, [u64; 6])>,
+        /// Pending console input, oldest first.
+        input: Vec<u8>,
+        timers: Vec<u64>,
+    }
+
+    impl FakeGuest {
+        fn range(&self, address: u64, length: usize) -> Result<Range<usize>, GuestFault> {
+            let offset = address.checked_sub(BASE).ok_or(GuestFault::NotMapped { address })?;
+            let end = offset.checked_add(length as u64).ok_or(GuestFault::Wraps)?;
+            if end > self.memory.len() as u64 {
+                return Err(GuestFault::NotMapped { address });
+            }
+            Ok(offset as usize..end as usize)
+        }
+
+        fn put(&mut self, address: u64, bytes: &[u8]) {
+            let range = self.range(address, bytes.len()).unwrap();
+            self.memory[range].copy_from_slice(bytes);
+        }
+
+        fn result(&self, address: u64) -> i64 {
+            let range = self.range(address + RESULT_OFFSET, 8).unwrap();
+            i64::from_le_bytes(self.memory[range].try_into().unwrap())
+        }
+    }
+
+    impl Guest for FakeGuest {
+        fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
+            // As strict as the real accessor: an empty range needs no mapped page, but
+            // its address must still be a guest address.
+            if buffer.is_empty() {
+                return check_range(address, 0).map(drop);
+            }
+            let range = self.range(address, buffer.len())?;
+            buffer.copy_from_slice(&self.memory[range]);
+            Ok(())
+        }
+        fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), GuestFault> {
+            if bytes.is_empty() {
+                return check_range(address, 0).map(drop);
+            }
+            let range = self.range(address, bytes.len())?;
+            let end = address + bytes.len() as u64;
+            if address < self.read_only.end && end > self.read_only.start {
+                return Err(GuestFault::ReadOnly { address });
+            }
+            self.memory[range].copy_from_slice(bytes);
+            Ok(())
+        }
+        fn console_write(&mut self, bytes: &[u8]) {
+            self.console.extend_from_slice(bytes);
+        }
+        fn vcpu(&mut self) -> &mut Vcpu {
+            &mut self.vcpu
+        }
+        fn memory_op(&mut self, arguments: &[u64; 6]) -> i64 {
+            self.forwarded.push(("memory_op", *arguments));
+            7
+        }
+        fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64 {
+            self.forwarded.push(("address_space_op", *arguments));
+            -3
+        }
+        fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64 {
+            self.forwarded.push(("mmu_update", *arguments));
+            9
+        }
+        fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
+            self.forwarded.push(("event_channel_op", *arguments));
+            4
+        }
+        fn set_timer(&mut self, deadline_ns: u64) -> i64 {
+            self.timers.push(deadline_ns);
+            0
+        }
+        fn console_peek(&mut self, buffer: &mut [u8]) -> usize {
+            let count = buffer.len().min(self.input.len());
+            buffer[..count].copy_from_slice(&self.input[..count]);
+            count
+        }
+        fn console_consume(&mut self, count: usize) {
+            self.input.drain(..count.min(self.input.len()));
+        }
+    }
+
+    fn guest() -> FakeGuest {
+        FakeGuest {
+            memory: (0..8192u32).map(|value| value as u8).collect(),
+            read_only: 0..0,
+            console: Vec::new(),
+            vcpu: Vcpu::new(),
+            forwarded: Vec::new(),
+            input: Vec::new(),
+            timers: Vec::new(),
+        }
+    }
+
+    fn call(guest: &mut FakeGuest, number: Hypercall, arguments: [u64; 3]) -> Disposition {
+        dispatch(number.0, [arguments[0], arguments[1], arguments[2], 0, 0, 0], guest)
+    }
+
+    #[test]
+    fn version_and_features() {
+        let mut guest = guest();
+        assert_eq!(call(&mut guest, Hypercall::VERSION, [0, 0, 0]), Disposition::Return(i64::from(ABI_VERSION.packed())));
+        assert_eq!(call(&mut guest, Hypercall::VERSION, [1, 0, 0]), Disposition::Return(features::ALL as i64));
+        assert_eq!(call(&mut guest, Hypercall::VERSION, [2, 0, 0]), Disposition::Return(-22));
+        assert_eq!(call(&mut guest, Hypercall::VERSION, [u64::MAX, 0, 0]), Disposition::Return(-22));
+    }
+
+    #[test]
+    fn unknown_numbers_are_enosys() {
+        let mut guest = guest();
+        for number in [2, 16, 63, 64, 65, 1 << 32, 1 << 63, u64::MAX] {
+            assert_eq!(dispatch(number, [0; 6], &mut guest), Disposition::Return(-38), "number {number}");
+        }
+    }
+
+    #[test]
+    fn console_write_bounds() {
+        let mut guest = guest();
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [0, 5, BASE]), Disposition::Return(5));
+        assert_eq!(guest.console, [0, 1, 2, 3, 4]);
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [0, 0, 0]), Disposition::Return(0));
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [0, 4096, BASE]), Disposition::Return(4096));
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [0, 4097, BASE]), Disposition::Return(-22));
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [0, u64::MAX, BASE]), Disposition::Return(-22));
+        let before = guest.console.len();
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [0, 16, BASE + 8190]), Disposition::Return(-14));
+        assert_eq!(guest.console.len(), before, "a refused write prints nothing");
+        for command in [2, 99, u64::MAX] {
+            assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [command, 1, BASE]), Disposition::Return(-22));
+        }
+    }
+
+    #[test]
+    fn console_read_moves_and_consumes() {
+        let mut guest = guest();
+        guest.input = b"hello".to_vec();
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 3, BASE]), Disposition::Return(3));
+        assert_eq!(&guest.memory[..4], b"hel\x03", "bytes past the input are untouched");
+        assert_eq!(guest.input, b"lo");
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 100, BASE + 8]), Disposition::Return(2));
+        assert_eq!(&guest.memory[8..11], b"lo\x0a");
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 100, BASE]), Disposition::Return(0), "nothing waiting");
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 0, 0]), Disposition::Return(0));
+        // The whole buffer must be writable, with or without input.
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 4, BASE + 8190]), Disposition::Return(-14));
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 1, 0]), Disposition::Return(-14));
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 4097, BASE]), Disposition::Return(-22));
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, u64::MAX, BASE]), Disposition::Return(-22));
+        // -EFAULT consumes nothing and writes nothing.
+        guest.input = b"abc".to_vec();
+        guest.read_only = BASE + 4096..BASE + 4097;
+        let before = guest.memory.clone();
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 8, BASE + 4090]), Disposition::Return(-14));
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 8, BASE + 8190]), Disposition::Return(-14));
+        assert_eq!(guest.input, b"abc");
+        assert_eq!(guest.memory, before);
+        // The full 4096 bytes are accepted.
+        assert_eq!(call(&mut guest, Hypercall::CONSOLE_IO, [1, 4096, BASE]), Disposition::Return(3));
+        assert!(guest.input.is_empty());
+    }
+
+    #[test]
+    fn sched_op_commands() {
+        let mut guest = guest();
+        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [0, 0, 0]), Disposition::Yield(0));
+        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, 0, 42]), Disposition::Shutdown(Outcome::Poweroff(42)));
+        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, 3, 7]), Disposition::Shutdown(Outcome::Crash(7)));
+        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, 0, u64::from(u32::MAX)]), Disposition::Shutdown(Outcome::Poweroff(u32::MAX)));
+        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, 0, 1 << 32]), Disposition::Return(-22));
+        for reason in [1, 2, 4, 5, u64::MAX] {
+            assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, reason, 0]), Disposition::Return(-22));
+        }
+        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [1, 0, 0]), Disposition::Block);
+        for command in [4, 99, u64::MAX] {
+            assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [command, 0, 0]), Disposition::Return(-22));
+        }
+    }
+
+    fn poll(guest: &mut FakeGuest, pointer: u64, count: u64, deadline: u64) -> Disposition {
+        dispatch(Hypercall::SCHED_OP.0, [sched_cmd::POLL, pointer, count, deadline, 0, 0], guest)
+    }
+
+    fn put_ports(guest: &mut FakeGuest, address: u64, ports: &[u32]) {
+        guest.put(address, ports.as_bytes());
+    }
+
+    #[test]
+    fn poll_validation() {
+        let mut guest = guest();
+        put_ports(&mut guest, BASE, &[3, 1, 1023]);
+        let Disposition::Poll(request) = poll(&mut guest, BASE, 3, 5_000_000) else {
+            panic!("not a poll");
+        };
+        assert_eq!(request.ports(), [3, 1, 1023]);
+        assert_eq!((request.count, request.deadline_ns), (3, 5_000_000));
+        assert!(request.ports[3..].iter().all(|&port| port == 0));
+        // No ports at all: a plain sleep until the deadline; the pointer is not read.
+        let Disposition::Poll(request) = poll(&mut guest, 0, 0, 0) else { panic!("not a poll") };
+        assert_eq!((request.ports(), request.deadline_ns), (&[][..], 0));
+        // The full 128.
+        let all: Vec<u32> = (1..=128).collect();
+        put_ports(&mut guest, BASE, &all);
+        let Disposition::Poll(request) = poll(&mut guest, BASE, 128, 1) else { panic!("not a poll") };
+        assert_eq!(request.ports(), &all[..]);
+        // Too many (checked before the array is read), unreadable, bad ports.
+        assert_eq!(poll(&mut guest, BASE, 129, 0), Disposition::Return(-22));
+        assert_eq!(poll(&mut guest, 0, 129, 0), Disposition::Return(-22));
+        assert_eq!(poll(&mut guest, BASE, u64::MAX, 0), Disposition::Return(-22));
+        assert_eq!(poll(&mut guest, BASE + 8192 - 8, 3, 0), Disposition::Return(-14));
+        assert_eq!(poll(&mut guest, u64::MAX - 3, 2, 0), Disposition::Return(-14));
+        for bad in [0, 1024, 4096, u32::MAX] {
+            put_ports(&mut guest, BASE, &[5, bad]);
+            assert_eq!(poll(&mut guest, BASE, 2, 0), Disposition::Return(-22), "port {bad}");
+        }
+        // Only the listed ports are checked.
+        put_ports(&mut guest, BASE, &[5, 0]);
+        assert!(matches!(poll(&mut guest, BASE, 1, 0), Disposition::Poll(_)));
+    }
+
+    #[test]
+    fn block_and_poll_are_refused_inside_a_multicall() {
+        let mut guest = guest();
+        put_ports(&mut guest, BASE + 4096, &[1]);
+        put_calls(&mut guest, BASE, &[
+            (Hypercall::VERSION, [0, 0, 0]),
+            (Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0]),
+            (Hypercall::VERSION, [0, 0, 0]),
+        ]);
+        assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Return(2));
+        assert_eq!(guest.result(BASE + ENTRY_BYTES), -22);
+        assert_eq!(guest.result(BASE + 2 * ENTRY_BYTES), 0x5555, "the batch ended there");
+        put_calls(&mut guest, BASE, &[(Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 1]), (Hypercall::VERSION, [0, 0, 0])]);
+        assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
+        assert_eq!(guest.result(BASE), -22);
+        // An invalid POLL keeps its own error and still ends the batch.
+        put_calls(&mut guest, BASE, &[
+            (Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 129]),
+            (Hypercall::VERSION, [0, 0, 0]),
+        ]);
+        assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
+        assert_eq!(guest.result(BASE), -22);
+        assert_eq!(guest.result(BASE + ENTRY_BYTES), 0x5555, "the batch ended at the invalid POLL");
+        put_calls(&mut guest, BASE, &[(Hypercall::SCHED_OP, [sched_cmd::POLL, u64::MAX - 3, 2]), (Hypercall::VERSION, [0, 0, 0])]);
+        assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
+        assert_eq!(guest.result(BASE), -14);
+        assert_eq!(guest.result(BASE + ENTRY_BYTES), 0x5555);
+    }
+
+    #[test]
+    fn set_callbacks_validation() {
+        let mut guest = guest();
+        let (event, failsafe) = (0xffff_ffff_8000_6000, 0xffff_ffff_8000_6100);
+        assert_eq!(call(&mut guest, Hypercall::SET_CALLBACKS, [event, failsafe, 0]), Disposition::Return(0));
+        assert_eq!((guest.vcpu.event_callback, guest.vcpu.failsafe_callback), (Some(event), Some(failsafe)));
+        for (bad_event, bad_failsafe) in [
+            (0x0000_8000_0000_0000, 0),
+            (event, HYPERVISOR_START),
+            (HYPERVISOR_START + 0x1000, failsafe),
+            (0, u64::MAX >> 1),
+        ] {
+            assert_eq!(call(&mut guest, Hypercall::SET_CALLBACKS, [bad_event, bad_failsafe, 0]), Disposition::Return(-22));
+            assert_eq!((guest.vcpu.event_callback, guest.vcpu.failsafe_callback), (Some(event), Some(failsafe)), "unchanged");
+        }
+        assert_eq!(call(&mut guest, Hypercall::SET_CALLBACKS, [0, 0, 0]), Disposition::Return(0));
+        assert_eq!((guest.vcpu.event_callback, guest.vcpu.failsafe_callback), (None, None));
+    }
+
+    #[test]
+    fn timer_and_event_channel_go_to_the_system() {
+        let mut guest = guest();
+        for deadline in [0, 1, u64::MAX] {
+            assert_eq!(call(&mut guest, Hypercall::SET_TIMER_OP, [deadline, 7, 7]), Disposition::Return(0));
+        }
+        assert_eq!(guest.timers, [0, 1, u64::MAX]);
+        assert_eq!(dispatch(Hypercall::EVENT_CHANNEL_OP.0, [5, 1, 2, 3, 4, 5], &mut guest), Disposition::Return(4));
+        assert_eq!(guest.forwarded, [("event_channel_op", [5, 1, 2, 3, 4, 5])]);
+    }
+
+    fn put_trap_entries(guest: &mut FakeGuest, address: u64, entries: &[TrapTableEntry]) {
+        guest.put(address, entries.as_bytes());
+    }
+
+    fn trap_entry(vector: u8, flags: u8, handler: u64) -> TrapTableEntry {
+        TrapTableEntry { vector, flags, reserved: [0; 6], handler }
+    }
+
+    #[test]
+    fn set_trap_table_reads_validates_and_clears() {
+        let mut guest = guest();
+        let handler = 0xffff_ffff_8000_1000;
+        put_trap_entries(&mut guest, BASE, &[trap_entry(14, 0, handler), trap_entry(0x80, 1, handler + 8)]);
+        assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE, 2, 0]), Disposition::Return(0));
+        assert_eq!(guest.vcpu.trap_handler(14), Some(TrapHandler { handler, user_may_raise: false }));
+        assert_eq!(guest.vcpu.trap_handler(0x80), Some(TrapHandler { handler: handler + 8, user_may_raise: true }));
+        // A bad entry after a good one: nothing changes.
+        put_trap_entries(&mut guest, BASE + 64, &[trap_entry(13, 0, handler), trap_entry(14, 1, handler)]);
+        assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE + 64, 2, 0]), Disposition::Return(-22));
+        assert_eq!(guest.vcpu.trap_handler(13), None);
+        // Unreadable, too many.
+        assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE + 8192 - 16, 2, 0]), Disposition::Return(-14));
+        assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [0, 1, 0]), Disposition::Return(-14));
+        assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE, 257, 0]), Disposition::Return(-22));
+        assert!(guest.vcpu.trap_handler(14).is_some());
+        // The full 256 entries are accepted (the window holds 8 KiB = 512 entries).
+        let all: Vec<_> = (0..=255u8).map(|vector| trap_entry(vector, 0, handler)).collect();
+        put_trap_entries(&mut guest, BASE, &all);
+        assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE, 256, 0]), Disposition::Return(0));
+        assert!((0..=255).all(|vector| guest.vcpu.trap_handler(vector).is_some()));
+        // Count 0 clears everything, whatever the pointer.
+        assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [0, 0, 0]), Disposition::Return(0));
+        assert!((0..=255).all(|vector| guest.vcpu.trap_handler(vector).is_none()));
+    }
+
+    /// SPEC.md §11.1: count 0 does not look at `entries`, so even an address the
+    /// accessor refuses for an empty range (non-canonical, the hypervisor's) is no fault.
+    #[test]
+    fn set_trap_table_with_count_zero_reads_nothing() {
+        let mut guest = guest();
+        let handler = 0xffff_ffff_8000_1000;
+        for pointer in [0x0000_8000_0000_0000, HYPERVISOR_START] {
+            put_trap_entries(&mut guest, BASE, &[trap_entry(14, 0, handler)]);
+            assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE, 1, 0]), Disposition::Return(0));
+            assert!(guest.read(pointer, &mut []).is_err(), "the fake refuses {pointer:#x}");
+            assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [pointer, 0, 0]), Disposition::Return(0));
+            assert_eq!(guest.vcpu.trap_handler(14), None, "cleared");
+        }
+    }
+
+    /// The fake accessor refuses what `guest_memory::copy_from_guest` refuses, empty
+    /// ranges included, so a handler that reads when it should not cannot hide.
+    #[test]
+    fn the_fake_guest_is_as_strict_as_the_accessor() {
+        let mut guest = guest();
+        assert_eq!(guest.read(0x0000_8000_0000_0000, &mut []), Err(GuestFault::NonCanonical));
+        assert_eq!(guest.read(HYPERVISOR_START, &mut []), Err(GuestFault::HypervisorRange));
+        assert_eq!(guest.write(HYPERVISOR_START, &[]), Err(GuestFault::HypervisorRange));
+        assert_eq!(guest.read(0x1234, &mut []), Ok(()), "an empty range at an unmapped guest address is no fault");
+    }
+
+    #[test]
+    fn stack_callback_and_segment_hypercalls() {
+        let mut guest = guest();
+        assert_eq!(call(&mut guest, Hypercall::STACK_SWITCH, [KERNEL_SS, 0xffff_ffff_8010_0000, 0]), Disposition::Return(0));
+        assert_eq!(guest.vcpu.kernel_stack, Some(0xffff_ffff_8010_0000));
+        assert_eq!(call(&mut guest, Hypercall::STACK_SWITCH, [0x2b, 0x1000, 0]), Disposition::Return(-22));
+        assert_eq!(call(&mut guest, Hypercall::STACK_SWITCH, [KERNEL_SS, HYPERVISOR_START, 0]), Disposition::Return(-22));
+
+        assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [0, 0, 0xffff_ffff_8000_4000]), Disposition::Return(0));
+        assert_eq!(guest.vcpu.syscall_entry, Some(0xffff_ffff_8000_4000));
+        assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [1, 0, 0x1000]), Disposition::Return(-22), "unknown command");
+        assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [0, 1, 0x1000]), Disposition::Return(-22), "unknown type");
+        assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [0, 0, 0x0000_8000_0000_0000]), Disposition::Return(-22));
+        assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [0, 0, 0]), Disposition::Return(0));
+        assert_eq!(guest.vcpu.syscall_entry, None);
+
+        assert_eq!(call(&mut guest, Hypercall::SET_SEGMENT_BASE, [segment::GS_USER, 0x5000, 0]), Disposition::Return(0));
+        assert!(guest.vcpu.segments_dirty);
+        assert_eq!(guest.vcpu.gs_user, 0x5000);
+        assert_eq!(call(&mut guest, Hypercall::SET_SEGMENT_BASE, [segment::FS, 0x0000_8000_0000_0000, 0]), Disposition::Return(-22));
+        assert_eq!(call(&mut guest, Hypercall::SET_SEGMENT_BASE, [3, 0, 0]), Disposition::Return(-22));
+        assert_eq!(guest.vcpu.mode, Mode::Kernel);
+    }
+
+    #[test]
+    fn iret_and_memory_hypercalls_go_to_the_system() {
+        let mut guest = guest();
+        assert_eq!(dispatch(Hypercall::IRET.0, [1, 2, 3, 4, 5, 6], &mut guest), Disposition::Iret);
+        assert_eq!(dispatch(Hypercall::MEMORY_OP.0, [1, 2, 3, 4, 5, 6], &mut guest), Disposition::Return(7));
+        assert_eq!(dispatch(Hypercall::ADDRESS_SPACE_OP.0, [6, 5, 4, 3, 2, 1], &mut guest), Disposition::Return(-3));
+        assert_eq!(dispatch(Hypercall::MMU_UPDATE.0, [0, 0, 0, 0, 0, 9], &mut guest), Disposition::Return(9));
+        assert_eq!(
+            guest.forwarded,
+            [("memory_op", [1, 2, 3, 4, 5, 6]), ("address_space_op", [6, 5, 4, 3, 2, 1]), ("mmu_update", [0, 0, 0, 0, 0, 9])]
+        );
+    }
+
+    fn put_calls(guest: &mut FakeGuest, address: u64, calls: &[(Hypercall, [u64; 3])]) {
+        for (index, &(op, [a, b, c])) in calls.iter().enumerate() {
+            let entry = MulticallEntry { op: op.0, args: [a, b, c, 0, 0, 0], result: 0x5555 };
+            guest.put(address + index as u64 * ENTRY_BYTES, entry.as_bytes());
+        }
+    }
+
+    fn multicall(guest: &mut FakeGuest, address: u64, count: u64) -> Disposition {
+        call(guest, Hypercall::MULTICALL, [address, count, 0])
+    }
+
+    #[test]
+    fn multicall_writes_every_result() {
+        let mut guest = guest();
+        put_calls(&mut guest, BASE + 4096, &[
+            (Hypercall::VERSION, [0, 0, 0]),
+            (Hypercall::VERSION, [9, 0, 0]),
+            (Hypercall::CONSOLE_IO, [0, 3, BASE]),
+            (Hypercall(50), [0, 0, 0]),
+            (Hypercall::MEMORY_OP, [1, 0, 0]),
+        ]);
+        assert_eq!(multicall(&mut guest, BASE + 4096, 5), Disposition::Return(5));
+        let results: Vec<_> = (0..5).map(|index| guest.result(BASE + 4096 + index * ENTRY_BYTES)).collect();
+        assert_eq!(results, [i64::from(ABI_VERSION.packed()), -22, 3, -38, 7], "errors do not stop the batch");
+        assert_eq!(guest.console, [0, 1, 2]);
+        assert_eq!(multicall(&mut guest, BASE, 0), Disposition::Return(0));
+        assert_eq!(multicall(&mut guest, 0, 0), Disposition::Return(0));
+    }
+
+    #[test]
+    fn multicall_count_limit() {
+        let mut guest = guest();
+        let calls = [(Hypercall::VERSION, [0, 0, 0]); 65];
+        put_calls(&mut guest, BASE, &calls);
+        assert_eq!(multicall(&mut guest, BASE, 65), Disposition::Return(-22));
+        assert_eq!(guest.result(BASE), 0x5555, "nothing ran");
+        assert_eq!(multicall(&mut guest, BASE, u64::MAX), Disposition::Return(-22));
+        assert_eq!(multicall(&mut guest, BASE, 64), Disposition::Return(64));
+        assert_eq!(guest.result(BASE + 63 * ENTRY_BYTES), i64::from(ABI_VERSION.packed()));
+        assert_eq!(guest.result(BASE + 64 * ENTRY_BYTES), 0x5555);
+    }
+
+    #[test]
+    fn multicall_refuses_iret_and_nested_multicall() {
+        for refused in [Hypercall::IRET, Hypercall::MULTICALL] {
+            let mut guest = guest();
+            put_calls(&mut guest, BASE, &[
+                (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+                (refused, [BASE, 1, 0]),
+                (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+            ]);
+            assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Return(2), "{refused:?}");
+            assert_eq!(guest.result(BASE), 1);
+            assert_eq!(guest.result(BASE + ENTRY_BYTES), -22);
+            assert_eq!(guest.result(BASE + 2 * ENTRY_BYTES), 0x5555, "the batch ended at the refused entry");
+            assert_eq!(guest.console.len(), 1);
+        }
+    }
+
+    #[test]
+    fn multicall_yield_ends_the_batch_and_shutdown_ends_the_domain() {
+        let mut guest = guest();
+        put_calls(&mut guest, BASE, &[
+            (Hypercall::VERSION, [0, 0, 0]),
+            (Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0]),
+            (Hypercall::VERSION, [0, 0, 0]),
+        ]);
+        assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Yield(2));
+        assert_eq!(guest.result(BASE + ENTRY_BYTES), 0);
+        assert_eq!(guest.result(BASE + 2 * ENTRY_BYTES), 0x5555);
+
+        let mut guest = super::tests::guest();
+        put_calls(&mut guest, BASE, &[
+            (Hypercall::VERSION, [0, 0, 0]),
+            (Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 5]),
+            (Hypercall::CONSOLE_IO, [0, 1, BASE]),
+        ]);
+        assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Shutdown(Outcome::Poweroff(5)));
+        assert!(guest.console.is_empty());
+    }
+
+    #[test]
+    fn multicall_stops_at_unreadable_or_unwritable_entries() {
+        let mut guest = guest();
+        // Entries 0 and 1 readable, entry 2 past the window.
+        let start = BASE + 8192 - 2 * ENTRY_BYTES;
+        put_calls(&mut guest, start, &[(Hypercall::VERSION, [0, 0, 0]), (Hypercall::VERSION, [0, 0, 0])]);
+        assert_eq!(multicall(&mut guest, start, 3), Disposition::Return(2));
+        assert_eq!(multicall(&mut guest, BASE + 8192, 1), Disposition::Return(-14), "first entry unreadable");
+        assert_eq!(multicall(&mut guest, 0, 2), Disposition::Return(-14));
+        assert_eq!(multicall(&mut guest, u64::MAX - 63, 2), Disposition::Return(-14), "wrapping address");
+        // Entry 1's result cannot be written back: the batch stops after running it.
+        put_calls(&mut guest, BASE, &[
+            (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+            (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+            (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+        ]);
+        guest.read_only = BASE + ENTRY_BYTES + RESULT_OFFSET..BASE + 2 * ENTRY_BYTES;
+        assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Return(1));
+        assert_eq!(guest.console.len(), 2);
+        guest.read_only = BASE + RESULT_OFFSET..BASE + ENTRY_BYTES;
+        assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Return(-14), "first result unwritable");
+        // A yield whose result cannot be written still yields.
+        put_calls(&mut guest, BASE, &[(Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0])]);
+        assert_eq!(multicall(&mut guest, BASE, 1), Disposition::Yield(-14));
+    }
+}

@@ -1,0 +1,3 @@
+//! Scheduling policy: the round-robin queue, slices and accounting.
+
+pub mod policy;

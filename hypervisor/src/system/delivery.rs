@@ -1,0 +1,166 @@
+//! Returning to a guest: a pending upcall first, events bounced to the guest kernel
+//! (SPEC.md §11.4), the frame validated; a domain that cannot be returned to is killed
+//! and the next one runs.
+
+use alloc::format;
+use alloc::string::String;
+use crate::domain::vcpu::Mode;
+use crate::event::upcall;
+use crate::mm::domain_memory::DomainMemory;
+use crate::mm::guest_memory;
+use crate::mm::paging::FrameMemory;
+use crate::platform::Platform;
+use crate::sched::policy::Reason;
+use crate::system::{Step, System};
+use crate::trap::bounce::{self, Event};
+use crate::trap::exception;
+use crate::trap::frame::TrapFrame;
+use hypercall_abi::shared_info::cr2_offset;
+use hypercall_abi::trap::vector;
+use zerocopy::IntoBytes;
+
+impl<P: Platform> System<P> {
+    /// Validates `frame` for return to the current domain; a frame that cannot be
+    /// returned to safely kills its domain and the next one runs instead.
+    pub(crate) fn finish_return(&mut self, frame: &mut TrapFrame) -> Step {
+        loop {
+            let domain = &self.domains[self.current];
+            // SPEC.md §18.4: every return to a guest delivers a pending, unmasked event first.
+            if let Some(memory) = domain.memory.as_ref() {
+                if upcall::upcall_due(&self.memory, memory.shared_info_frame(), &domain.vcpu) {
+                    return self.deliver_upcall(frame);
+                }
+            }
+            self.rearm();
+            if let Some(path) = frame.prepare_return() {
+                return Step::Resume(path);
+            }
+            self.kill_current(&format!("return to non-canonical rip {:#x} refused (XSA-7 guard)", frame.rip));
+            match self.next_frame(Reason::Ended, false) {
+                Ok(next) => *frame = next,
+                Err(step) => return step,
+            }
+        }
+    }
+
+    /// Kills the running domain with `reason` and continues with the next one.
+    pub(crate) fn kill_and_continue(&mut self, frame: &mut TrapFrame, reason: &str) -> Step {
+        self.kill_current(reason);
+        self.continue_after_end(frame)
+    }
+
+    /// Runs whoever is next after the current domain ended.
+    pub(crate) fn continue_after_end(&mut self, frame: &mut TrapFrame) -> Step {
+        match self.next_frame(Reason::Ended, false) {
+            Ok(next) => {
+                *frame = next;
+                self.finish_return(frame)
+            }
+            Err(step) => step,
+        }
+    }
+
+    /// Saves the running domain's state and returns to whoever the scheduler picks for
+    /// `reason` (possibly the same domain, for a yield or preemption with nobody waiting).
+    pub(crate) fn switch_away(&mut self, frame: &mut TrapFrame, reason: Reason) -> Step {
+        self.domains[self.current].state = *frame;
+        match self.next_frame(reason, false) {
+            Ok(next) => {
+                *frame = next;
+                self.finish_return(frame)
+            }
+            Err(step) => step,
+        }
+    }
+
+    /// Continues after the machine halted for [`Step::Idle`]: `frame` becomes the state
+    /// of whoever runs now.
+    pub fn resume_after_idle(&mut self, frame: &mut TrapFrame) -> Step {
+        match self.next_frame(Reason::Yield, true) {
+            Ok(next) => {
+                *frame = next;
+                self.finish_return(frame)
+            }
+            Err(step) => step,
+        }
+    }
+
+    /// Moves the running vCPU to `mode`: its root and GS base follow.
+    pub(super) fn change_mode(&mut self, mode: Mode) {
+        let domain = &mut self.domains[self.current];
+        if domain.vcpu.mode == mode {
+            return;
+        }
+        domain.vcpu.mode = mode;
+        if let Some(root) = domain.current_root() {
+            self.load_root(root);
+        }
+        self.load_segment_bases();
+    }
+
+    /// Delivers `event` to the running domain's guest kernel (SPEC.md §11.4), or kills
+    /// the domain if it cannot be delivered — no handler, no stack, a stack it cannot
+    /// write: the paravirtual triple fault.
+    pub(super) fn bounce_event(&mut self, frame: &mut TrapFrame, event: Event) -> Step {
+        let domain = &self.domains[self.current];
+        let Some(memory) = domain.memory.as_ref() else {
+            unreachable!("the running domain always has memory");
+        };
+        let shared = memory.shared_info_frame();
+        // The frame's IF is the virtual interrupt flag: !upcall_mask (SPEC.md §18.3).
+        let masked = upcall::upcall_mask(&self.memory, shared);
+        let delivery = match bounce::deliver(&domain.vcpu, frame, event, masked) {
+            Ok(delivery) => delivery,
+            Err(failure) => {
+                let reason = format!("{}: {failure}", describe(frame, &event));
+                return self.kill_and_continue(frame, &reason);
+            }
+        };
+        let written = guest_memory::copy_to_guest(&mut self.memory, memory.kernel_space(), delivery.frame_address, delivery.frame.as_bytes());
+        if let Err(fault) = written {
+            let reason = format!(
+                "{}: fault delivering {}: guest-kernel stack {:#x} is not writable ({fault})",
+                describe(frame, &event),
+                exception::name(delivery.vector),
+                delivery.frame_address
+            );
+            return self.kill_and_continue(frame, &reason);
+        }
+        // Only a real #PF has a faulting address (a granted `int 14` does not).
+        if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) {
+            self.memory.write(shared, cr2_offset(0), &delivery.frame.fault_address.to_le_bytes());
+        }
+        if delivery.masks_events {
+            upcall::set_upcall_mask(&mut self.memory, shared, true);
+        }
+        *frame = delivery.resume;
+        self.change_mode(Mode::Kernel);
+        self.finish_return(frame)
+    }
+
+    /// Delivers the running domain's pending event to its event callback (SPEC.md §18.4).
+    pub(crate) fn deliver_upcall(&mut self, frame: &mut TrapFrame) -> Step {
+        // The handler may read the time first thing: a timer's upcall must not find the
+        // clock short of its deadline (SPEC.md §18.4 step 1, §19.4).
+        if let Some(shared) = self.domains[self.current].memory.as_ref().map(DomainMemory::shared_info_frame) {
+            self.write_time_info(shared);
+        }
+        self.bounce_event(frame, Event::Upcall)
+    }
+}
+
+/// One line naming what happened, for kill reports.
+fn describe(frame: &TrapFrame, event: &Event) -> String {
+    match *event {
+        Event::Exception { vector, error_code, fault_address } => format!(
+            "{} at rip {:#x} error {:#x} cr2 {:#x}",
+            exception::name(u64::from(vector)),
+            frame.rip,
+            error_code,
+            fault_address
+        ),
+        Event::SoftwareInterrupt { vector, .. } => format!("int {:#x} at rip {:#x}", vector, frame.rip),
+        Event::Syscall => format!("guest-user syscall at rip {:#x}", frame.rip),
+        Event::Upcall => format!("event upcall at rip {:#x}", frame.rip),
+    }
+}

@@ -1,0 +1,230 @@
+//! The hypercall entry: the calling domain as the handlers see it, and what the
+//! system does with each disposition — return, yield, shut down, `iret`, BLOCK, POLL.
+
+use alloc::format;
+use crate::domain::outcome::Outcome;
+use crate::domain::vcpu::{Mode, Vcpu};
+use crate::event::channels::PortState;
+use crate::event::upcall;
+use crate::hypercall::guest::{Disposition, Guest};
+use crate::hypercall::memory as memory_family;
+use crate::hypercall::table;
+use crate::mm::domain_memory::DomainMemory;
+use crate::mm::guest_memory::{self, GuestFault};
+use crate::platform::{say, Platform};
+use crate::sched::policy::Reason;
+use crate::system::Domain;
+use crate::system::Wait;
+use crate::system::wakeups::Wakeups;
+use crate::system::{Step, System};
+use crate::trap::bounce::{self, Event};
+use crate::trap::frame::TrapFrame;
+use hypercall_abi::Errno;
+use hypercall_abi::trap::IretFrame;
+use zerocopy::FromBytes;
+
+/// The calling domain, as hypercall handlers see it. Hypercalls come only from
+/// guest-kernel mode, so guest pointers are resolved in the kernel root. It holds the
+/// whole system because some calls reach other domains (event channels).
+struct CallingDomain<'a, P: Platform> {
+    system: &'a mut System<P>,
+    index: usize,
+}
+
+impl<P: Platform> CallingDomain<'_, P> {
+    fn domain(&self) -> &Domain<P::ExtendedState> {
+        &self.system.domains[self.index]
+    }
+
+    fn memory(&self) -> &DomainMemory {
+        self.domain().memory.as_ref().expect("the running domain always has memory")
+    }
+}
+
+impl<P: Platform> Guest for CallingDomain<'_, P> {
+    fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
+        guest_memory::copy_from_guest(&self.system.memory, self.memory().kernel_space(), address, buffer)
+    }
+
+    fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), GuestFault> {
+        let System { domains, memory, .. } = &mut *self.system;
+        let space = domains[self.index].memory.as_ref().expect("the running domain always has memory").kernel_space();
+        guest_memory::copy_to_guest(memory, space, address, bytes)
+    }
+
+    fn console_write(&mut self, bytes: &[u8]) {
+        let id = self.domain().id;
+        self.system.platform.console_write(id, bytes);
+    }
+
+    fn vcpu(&mut self) -> &mut Vcpu {
+        &mut self.system.domains[self.index].vcpu
+    }
+
+    fn memory_op(&mut self, arguments: &[u64; 6]) -> i64 {
+        let System { domains, memory, frames, platform, .. } = &mut *self.system;
+        let domain = domains[self.index].memory.as_mut().expect("the running domain always has memory");
+        memory_family::memory_op(arguments, domain, memory, &mut *frames.lock(), platform)
+    }
+
+    fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64 {
+        let System { domains, memory, frames, platform, .. } = &mut *self.system;
+        let domain = domains[self.index].memory.as_mut().expect("the running domain always has memory");
+        let result = memory_family::address_space_op(arguments, domain, memory, &mut *frames.lock(), platform);
+        // A SWITCH takes effect now, not when the hypercall (or multicall) ends: a later
+        // DESTROY of the old root in the same multicall must not free the table CR3 holds.
+        let root = self.memory().kernel_root();
+        self.system.load_root(root);
+        result
+    }
+
+    fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64 {
+        let System { domains, memory, frames, platform, .. } = &mut *self.system;
+        let domain = domains[self.index].memory.as_mut().expect("the running domain always has memory");
+        memory_family::mmu_update(arguments, domain, memory, &mut *frames.lock(), platform)
+    }
+
+    fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
+        let id = self.domain().id;
+        let System { domains, scheduler, events, memory, platform, .. } = &mut *self.system;
+        events.op(id, arguments, &mut Wakeups { domains, scheduler, memory, platform })
+    }
+
+    fn console_peek(&mut self, buffer: &mut [u8]) -> usize {
+        self.domain().input.peek(buffer)
+    }
+
+    fn console_consume(&mut self, count: usize) {
+        self.system.domains[self.index].input.consume(count);
+    }
+
+    fn set_timer(&mut self, deadline_ns: u64) -> i64 {
+        if deadline_ns == 0 {
+            self.system.timers.cancel(self.index);
+            return 0;
+        }
+        self.system.timers.set(self.index, deadline_ns);
+        // A deadline already reached expires before the call returns (SPEC.md §19.4), so
+        // its upcall comes on this return, not at the next timer interrupt.
+        let now = self.system.platform.read_tsc();
+        if deadline_ns <= self.system.clock.now_ns(now) {
+            self.system.expire(now);
+        }
+        0
+    }
+}
+
+impl<P: Platform> System<P> {
+    /// A `syscall` instruction: a hypercall from guest-kernel mode, a system call to
+    /// bounce to the guest kernel from guest-user mode.
+    pub fn system_call(&mut self, frame: &mut TrapFrame) -> Step {
+        match self.domains[self.current].vcpu.mode {
+            Mode::Kernel => self.handle_hypercall(frame),
+            Mode::User => self.bounce_event(frame, Event::Syscall),
+        }
+    }
+
+    /// One hypercall, from either instruction (`syscall` or the trapping `ud2; "rf"`).
+    pub(super) fn handle_hypercall(&mut self, frame: &mut TrapFrame) -> Step {
+        let current = self.current;
+        let mut caller = CallingDomain { system: self, index: current };
+        let disposition = table::dispatch(frame.rax, frame.hypercall_arguments(), &mut caller);
+        self.apply_vcpu_changes();
+        match disposition {
+            Disposition::Return(value) => {
+                frame.rax = value as u64;
+                self.finish_return(frame)
+            }
+            Disposition::Yield(value) => {
+                frame.rax = value as u64;
+                self.switch_away(frame, Reason::Yield)
+            }
+            Disposition::Shutdown(outcome) => {
+                let domain = &self.domains[current];
+                let (id, name) = (domain.id, domain.name.clone());
+                match outcome {
+                    Outcome::Poweroff(code) => say!(self.platform, "d{id} {name}: exited: poweroff code {code}"),
+                    Outcome::Crash(code) => say!(self.platform, "d{id} {name}: exited: crash code {code}"),
+                    Outcome::Killed | Outcome::Refused => {}
+                }
+                self.end_current(outcome);
+                self.continue_after_end(frame)
+            }
+            Disposition::Iret => self.guest_iret(frame),
+            Disposition::Block => {
+                frame.rax = 0;
+                let shared = self.domains[current].memory.as_ref().expect("running").shared_info_frame();
+                // BLOCK re-enables events atomically with going to sleep (SPEC.md §20.2).
+                upcall::set_upcall_mask(&mut self.memory, shared, false);
+                if upcall::upcall_pending(&self.memory, shared) {
+                    return self.finish_return(frame);
+                }
+                self.sleep(frame, Wait::Event)
+            }
+            Disposition::Poll(request) => {
+                let id = self.domains[current].id;
+                // A closed port could never end the sleep (SPEC.md §20.3).
+                if request.ports().iter().any(|&port| self.events.port_state(id, port) == PortState::Closed) {
+                    frame.rax = Errno::EINVAL.to_return() as u64;
+                    return self.finish_return(frame);
+                }
+                frame.rax = 0;
+                let shared = self.domains[current].memory.as_ref().expect("running").shared_info_frame();
+                let now_ns = self.clock.now_ns(self.platform.read_tsc());
+                let expired = request.deadline_ns != 0 && request.deadline_ns <= now_ns;
+                if expired || upcall::any_pending(&self.memory, shared, request.ports()) {
+                    return self.finish_return(frame);
+                }
+                // A deadline left from an earlier POLL must not end this one.
+                match request.deadline_ns {
+                    0 => self.poll_deadlines.cancel(current),
+                    deadline => self.poll_deadlines.set(current, deadline),
+                }
+                self.sleep(frame, Wait::Ports(request))
+            }
+        }
+    }
+
+    /// Puts the running domain to sleep until `wait` is satisfied and runs another (or
+    /// idles); the sleeper resumes after its hypercall with RAX = 0.
+    fn sleep(&mut self, frame: &mut TrapFrame, wait: Wait) -> Step {
+        self.domains[self.current].wait = wait;
+        self.switch_away(frame, Reason::Blocked)
+    }
+
+    /// Carries out what a hypercall changed in the running vCPU's segment bases. (A new
+    /// kernel root is loaded by `address_space_op` itself, at once.)
+    fn apply_vcpu_changes(&mut self) {
+        if self.domains[self.current].vcpu.segments_dirty {
+            self.load_segment_bases();
+            self.domains[self.current].vcpu.segments_dirty = false;
+        }
+    }
+
+    /// The `iret` hypercall: the frame at the guest's RSP, validated, becomes the state.
+    fn guest_iret(&mut self, frame: &mut TrapFrame) -> Step {
+        let domain = &self.domains[self.current];
+        let Some(memory) = domain.memory.as_ref() else {
+            unreachable!("the running domain always has memory");
+        };
+        let mut bytes = [0u8; core::mem::size_of::<IretFrame>()];
+        if let Err(fault) = guest_memory::copy_from_guest(&self.memory, memory.kernel_space(), frame.rsp, &mut bytes) {
+            let reason = format!("iret frame at rsp {:#x} is not readable: {fault}", frame.rsp);
+            return self.kill_and_continue(frame, &reason);
+        }
+        let Ok(saved) = IretFrame::read_from_bytes(&bytes) else {
+            unreachable!("the buffer is exactly one IretFrame");
+        };
+        let shared = memory.shared_info_frame();
+        match bounce::iret(frame, &saved, memory.user_root().is_some()) {
+            Ok((resume, mode, events_masked)) => {
+                // `iret` restores the virtual interrupt flag the frame saved (SPEC.md §18.3).
+                upcall::set_upcall_mask(&mut self.memory, shared, events_masked);
+                *frame = resume;
+                self.change_mode(mode);
+                self.finish_return(frame)
+            }
+            Err(failure) => self.kill_and_continue(frame, &format!("{failure}")),
+        }
+    }
+}

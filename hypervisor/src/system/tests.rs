@@ -1,0 +1,356 @@
+//! Host tests of the system as a whole: domains built from an archive run on a fake
+//! platform, and hypercalls, traps and interrupts go through the same entry points the
+//! machine calls.
+
+use crate::domain::image::tests::TestImage;
+use crate::domain::outcome::{self, Outcome};
+use crate::event::upcall;
+use crate::mm::fakes::TestMemory;
+use crate::mm::frames::FrameAllocator;
+use crate::mm::guest_memory;
+use crate::mm::paging::FrameMemory;
+use crate::platform::fake::FakePlatform;
+use crate::sched::policy::State;
+use crate::system::boot::BootModule;
+use crate::system::{Start, Step, System, Wait};
+use crate::time::Clock;
+use crate::trap::frame::TrapFrame;
+use hypercall_abi::event::{event_cmd, virq};
+use hypercall_abi::exit::ExitStatus;
+use hypercall_abi::hypercall::{sched_cmd, shutdown_reason, Hypercall};
+use spin::Mutex;
+use zerocopy::IntoBytes;
+
+/// One TSC tick is one nanosecond.
+const TSC_HZ: u64 = 1_000_000_000;
+const SLICE: u64 = 10_000_000;
+
+type Fixture = (System<FakePlatform>, TrapFrame);
+
+fn archive(count: usize) -> Vec<u8> {
+    let image = TestImage::valid().build();
+    let mut builder = tar::Builder::new(Vec::new());
+    for index in 1..=count {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(image.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, format!("g{index}"), image.as_slice()).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// A system running `count` domains, the first one current; the frame is the CPU's.
+fn boot(count: usize) -> Fixture {
+    let frames: &'static Mutex<FrameAllocator> = Box::leak(Box::new(Mutex::new(FrameAllocator::new())));
+    frames.lock().add_region(1 << 20, 256 << 20);
+    let mut memory = TestMemory::default();
+    let root = frames.lock().allocate().unwrap();
+    memory.zero(root);
+    let mut system = System::new(Start {
+        platform: FakePlatform::default(),
+        memory,
+        frames,
+        hypervisor_root: root,
+        clock: Clock::new(0, TSC_HZ).unwrap(),
+        tsc_hz: TSC_HZ,
+        entry_tsc: 0,
+        wallclock: (0, 0),
+        slice_cycles: SLICE,
+    });
+    system.load_domains(BootModule::Present(&archive(count)), Vec::new()).unwrap();
+    let mut frame = system.start(true);
+    assert!(matches!(system.first_return(&mut frame), Step::Resume(_)));
+    (system, frame)
+}
+
+fn hypercall(fixture: &mut Fixture, number: Hypercall, arguments: [u64; 4]) -> Step {
+    let (system, frame) = fixture;
+    frame.rax = number.0;
+    [frame.rdi, frame.rsi, frame.rdx, frame.r10] = arguments;
+    system.system_call(frame)
+}
+
+fn event_op(fixture: &mut Fixture, arguments: [u64; 3]) -> i64 {
+    let step = hypercall(fixture, Hypercall::EVENT_CHANNEL_OP, [arguments[0], arguments[1], arguments[2], 0]);
+    assert!(matches!(step, Step::Resume(_)));
+    fixture.1.rax as i64
+}
+
+/// Runs domain `index` next, as a yield of every other domain would.
+fn yield_until(fixture: &mut Fixture, index: usize) {
+    for _ in 0..fixture.0.domains.len() {
+        if fixture.0.current == index {
+            return;
+        }
+        assert!(matches!(hypercall(fixture, Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0, 0]), Step::Resume(_)));
+    }
+    assert_eq!(fixture.0.current, index);
+}
+
+fn shared_info(system: &System<FakePlatform>, index: usize) -> crate::mm::frames::Frame {
+    system.domains[index].memory.as_ref().unwrap().shared_info_frame()
+}
+
+#[test]
+fn boot_builds_every_archive_member_and_runs_the_first() {
+    let (system, frame) = boot(2);
+    assert!(system.platform.said("d1 g1: started: 1024 pages (max 1024)"));
+    assert!(system.platform.said("d2 g2: started"));
+    assert!(system.platform.said("console input: d1 g1"));
+    assert!(system.platform.said("boot: first guest instruction"));
+    assert_eq!(system.current, 0);
+    assert_eq!(frame.rip, system.domains[0].state.rip);
+    let root = system.domains[0].memory.as_ref().unwrap().kernel_root();
+    assert_eq!(system.platform.roots.last(), Some(&root));
+}
+
+#[test]
+fn yield_switches_to_the_next_domain_and_back() {
+    let mut fixture = boot(2);
+    fixture.1.rbx = 0x1111;
+    assert!(matches!(hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0, 0]), Step::Resume(_)));
+    let (system, frame) = &fixture;
+    assert_eq!(system.current, 1);
+    let root = system.domains[1].memory.as_ref().unwrap().kernel_root();
+    assert_eq!(system.platform.roots.last(), Some(&root));
+    assert_eq!(system.platform.saved, [1], "the outgoing domain's extended state is saved");
+    assert_eq!(system.platform.restored.last(), Some(&2));
+    assert_ne!(frame.rbx, 0x1111, "the frame is the second domain's");
+    assert!(system.platform.said("boot: all 2 domains reached their first instruction"));
+    yield_until(&mut fixture, 0);
+    assert_eq!(fixture.1.rbx, 0x1111, "the first domain resumes with its registers");
+    assert_eq!(fixture.1.rax, 0, "yield returns 0");
+}
+
+#[test]
+fn a_killed_domain_releases_ports_timers_and_memory_and_the_next_runs() {
+    let mut fixture = boot(2);
+    let free_before = fixture.0.frames.lock().free_count();
+    let pages = fixture.0.domains[0].memory.as_ref().unwrap().populated_pages();
+    // d1: a port for d2, a VIRQ, and a timer.
+    assert!(event_op(&mut fixture, [event_cmd::ALLOC_UNBOUND, 2, 0]) > 0);
+    assert!(event_op(&mut fixture, [event_cmd::BIND_VIRQ, virq::TIMER, 0]) > 0);
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [1_000_000, 0, 0, 0]);
+    assert_eq!(fixture.0.events.open_ports(), 2);
+    // A divide error with no trap table kills it.
+    let (system, frame) = &mut fixture;
+    frame.vector = 0;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert!(system.platform.said("d1 g1: killed: "));
+    assert_eq!(system.current, 1);
+    assert!(system.domains[0].memory.is_none());
+    assert_eq!(system.events.open_ports(), 0);
+    assert_eq!(system.timers.earliest(), None);
+    assert_eq!(system.outcomes, [Outcome::Killed]);
+    assert!(system.frames.lock().free_count() >= free_before + pages, "its frames are free again");
+    assert_eq!(system.scheduler.state(0), State::Ended);
+}
+
+#[test]
+fn the_last_domain_to_end_finishes_the_run_with_the_worst_status() {
+    let mut fixture = boot(2);
+    let step = hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::CRASH, 3, 0]);
+    assert!(matches!(step, Step::Resume(_)));
+    assert!(fixture.0.platform.said("d1 g1: exited: crash code 3"));
+    assert_eq!(fixture.0.current, 1);
+    let step = hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    let status = outcome::exit_status([Outcome::Crash(3), Outcome::Poweroff(0)]);
+    assert_ne!(status, ExitStatus::SUCCESS);
+    assert_eq!(step, Step::Exit(status));
+    let platform = &fixture.0.platform;
+    assert!(platform.said("summary: 2 domains: 1 poweroff, 1 crash, 0 killed, 0 refused"));
+    assert!(!platform.said("frame leak"), "{:?}", platform.lines);
+    assert!(platform.lines.last().unwrap().starts_with(&format!("exit status {}", status.0)));
+}
+
+#[test]
+fn block_wakes_on_the_raise_that_sets_upcall_pending() {
+    let mut fixture = boot(2);
+    let port = event_op(&mut fixture, [event_cmd::BIND_VIRQ, virq::CONSOLE, 0]) as u32;
+    assert!(matches!(hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0, 0]), Step::Resume(_)));
+    assert_eq!(fixture.0.current, 1, "d1 sleeps, d2 runs");
+    assert!(matches!(fixture.0.domains[0].wait, Wait::Event));
+    // Console input for d1 (it has the focus) raises VIRQ_CONSOLE.
+    let (system, frame) = &mut fixture;
+    system.platform.input.push_back(b'x');
+    assert!(matches!(system.console_interrupt(frame), Step::Resume(_)));
+    assert_eq!(system.platform.interrupts_ended, 1);
+    assert!(matches!(system.domains[0].wait, Wait::Nothing), "woken");
+    assert_ne!(system.scheduler.state(0), State::Blocked);
+    assert!(upcall::is_pending(&system.memory, shared_info(system, 0), port));
+    yield_until(&mut fixture, 0);
+    assert_eq!(fixture.1.rax, 0, "BLOCK returns 0");
+}
+
+#[test]
+fn block_with_an_upcall_pending_returns_at_once() {
+    let mut fixture = boot(2);
+    let port = event_op(&mut fixture, [event_cmd::BIND_IPI, 0, 0]);
+    event_op(&mut fixture, [event_cmd::SEND, port as u64, 0]);
+    assert!(matches!(hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0, 0]), Step::Resume(_)));
+    assert_eq!(fixture.0.current, 0);
+    assert!(!upcall::upcall_mask(&fixture.0.memory, shared_info(&fixture.0, 0)), "BLOCK unmasks events");
+}
+
+/// Writes `ports` on d1's stack and polls them; d1 sleeps and d2 runs.
+fn poll(fixture: &mut Fixture, ports: &[u32], deadline_ns: u64) {
+    let address = fixture.1.rsp - 256;
+    let (system, _) = &mut *fixture;
+    let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+    guest_memory::copy_to_guest(&mut system.memory, space, address, ports.as_bytes()).unwrap();
+    let step = hypercall(fixture, Hypercall::SCHED_OP, [sched_cmd::POLL, address, ports.len() as u64, deadline_ns]);
+    assert!(matches!(step, Step::Resume(_)));
+    assert_eq!(fixture.0.current, 1, "d1 polls, d2 runs");
+    assert!(matches!(fixture.0.domains[0].wait, Wait::Ports(_)));
+}
+
+#[test]
+fn poll_wakes_only_for_its_ports() {
+    let mut fixture = boot(2);
+    let listed = event_op(&mut fixture, [event_cmd::ALLOC_UNBOUND, 2, 0]) as u32;
+    let other = event_op(&mut fixture, [event_cmd::ALLOC_UNBOUND, 2, 0]) as u32;
+    poll(&mut fixture, &[listed], 0);
+    let to_listed = event_op(&mut fixture, [event_cmd::BIND_INTERDOMAIN, 1, u64::from(listed)]);
+    let to_other = event_op(&mut fixture, [event_cmd::BIND_INTERDOMAIN, 1, u64::from(other)]);
+    event_op(&mut fixture, [event_cmd::SEND, to_other as u64, 0]);
+    assert!(matches!(fixture.0.domains[0].wait, Wait::Ports(_)), "another port does not end the poll");
+    event_op(&mut fixture, [event_cmd::SEND, to_listed as u64, 0]);
+    assert!(matches!(fixture.0.domains[0].wait, Wait::Nothing), "a listed port does");
+    assert_eq!(fixture.0.scheduler.state(0), State::Runnable);
+}
+
+#[test]
+fn poll_ends_at_its_deadline() {
+    let mut fixture = boot(2);
+    let port = event_op(&mut fixture, [event_cmd::BIND_IPI, 0, 0]) as u32;
+    poll(&mut fixture, &[port], 5_000_000);
+    let (system, frame) = &mut fixture;
+    system.platform.tsc = 4_000_000;
+    system.timer_interrupt(frame);
+    assert!(matches!(system.domains[0].wait, Wait::Ports(_)), "not yet");
+    system.platform.tsc = 5_000_000;
+    system.timer_interrupt(frame);
+    assert!(matches!(system.domains[0].wait, Wait::Nothing), "the deadline passed");
+}
+
+#[test]
+fn an_expired_timer_raises_virq_timer_and_wakes_its_domain() {
+    let mut fixture = boot(2);
+    let port = event_op(&mut fixture, [event_cmd::BIND_VIRQ, virq::TIMER, 0]) as u32;
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [2_000_000, 0, 0, 0]);
+    assert!(fixture.0.platform.armed.is_some_and(|armed| armed <= 2_000_000), "the timer is armed for it");
+    assert!(matches!(hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0, 0]), Step::Resume(_)));
+    let (system, frame) = &mut fixture;
+    assert_eq!(system.current, 1);
+    system.platform.armed = None;
+    system.platform.tsc = 2_000_000;
+    system.timer_interrupt(frame);
+    assert!(upcall::is_pending(&system.memory, shared_info(system, 0), port));
+    assert!(matches!(system.domains[0].wait, Wait::Nothing));
+    assert_eq!(system.timers.earliest(), None, "a timer fires once");
+}
+
+#[test]
+fn nothing_runnable_is_idle_until_a_timer_wakes_someone() {
+    let mut fixture = boot(1);
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [3_000_000, 0, 0, 0]);
+    assert_eq!(hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0, 0]), Step::Idle);
+    let (system, frame) = &mut fixture;
+    assert_eq!(system.platform.saved, [1], "left before idling");
+    assert_eq!(system.resume_after_idle(frame), Step::Idle, "nothing due yet");
+    system.platform.tsc = 3_000_000;
+    assert!(matches!(system.resume_after_idle(frame), Step::Resume(_)));
+    assert_eq!(system.current, 0);
+    assert_eq!(frame.rax, 0);
+    assert_eq!(system.platform.saved, [1], "saved once");
+}
+
+#[test]
+fn preemption_at_the_end_of_a_slice() {
+    let mut fixture = boot(2);
+    let (system, frame) = &mut fixture;
+    system.platform.tsc = SLICE - 1;
+    system.timer_interrupt(frame);
+    assert_eq!(system.current, 0);
+    system.platform.tsc = SLICE + 1;
+    system.timer_interrupt(frame);
+    assert_eq!(system.current, 1);
+}
+
+#[test]
+fn focus_moves_on_when_its_domain_ends() {
+    let mut fixture = boot(2);
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    assert_eq!(fixture.0.focus, Some(2));
+    assert!(fixture.0.platform.said("console input: d2 g2"));
+}
+
+#[test]
+fn no_archive_ends_the_run_with_nothing_to_run() {
+    let frames: &'static Mutex<FrameAllocator> = Box::leak(Box::new(Mutex::new(FrameAllocator::new())));
+    let mut system = System::new(Start {
+        platform: FakePlatform::default(),
+        memory: TestMemory::default(),
+        frames,
+        hypervisor_root: crate::mm::frames::Frame::from_number(1),
+        clock: Clock::new(0, TSC_HZ).unwrap(),
+        tsc_hz: TSC_HZ,
+        entry_tsc: 0,
+        wallclock: (0, 0),
+        slice_cycles: SLICE,
+    });
+    assert_eq!(system.load_domains(BootModule::Missing, Vec::new()), Err(ExitStatus::NOTHING_TO_RUN));
+    assert!(system.platform.said("no boot module"));
+}
+
+#[test]
+fn an_exception_with_a_handler_is_bounced_to_the_guest_kernel() {
+    let mut fixture = boot(2);
+    let handler = fixture.1.rip;
+    let table = [hypercall_abi::trap::TrapTableEntry { vector: 0, flags: 0, reserved: [0; 6], handler }];
+    let address = fixture.1.rsp - 512;
+    {
+        let (system, _) = &mut fixture;
+        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+        guest_memory::copy_to_guest(&mut system.memory, space, address, table.as_bytes()).unwrap();
+    }
+    hypercall(&mut fixture, Hypercall::SET_TRAP_TABLE, [address, 1, 0, 0]);
+    assert_eq!(fixture.1.rax, 0);
+    let (system, frame) = &mut fixture;
+    let stack = frame.rsp;
+    frame.rip += 0x10;
+    frame.vector = 0;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert_eq!(system.current, 0, "delivered, not killed");
+    assert_eq!(frame.rip, handler);
+    assert!(frame.rsp < stack, "the exception frame went on the guest-kernel stack");
+    assert!(!system.platform.said("killed"));
+}
+
+#[test]
+fn a_pending_event_is_delivered_to_the_callback_on_return() {
+    let mut fixture = boot(1);
+    let callback = fixture.1.rip;
+    hypercall(&mut fixture, Hypercall::SET_CALLBACKS, [callback, 0, 0, 0]);
+    let port = event_op(&mut fixture, [event_cmd::BIND_IPI, 0, 0]);
+    // The guest unmasks events (it stores to its shared-info page).
+    let shared = shared_info(&fixture.0, 0);
+    upcall::set_upcall_mask(&mut fixture.0.memory, shared, false);
+    fixture.1.rip += 0x10;
+    event_op(&mut fixture, [event_cmd::SEND, port as u64, 0]);
+    let (system, frame) = &fixture;
+    assert_eq!(frame.rip, callback, "the return went to the event callback");
+    assert!(upcall::upcall_mask(&system.memory, shared_info(system, 0)), "events are masked in the handler");
+}
+
+#[test]
+fn a_return_to_a_non_canonical_rip_kills_the_domain() {
+    let mut fixture = boot(2);
+    let (system, frame) = &mut fixture;
+    frame.rip = 0x0000_8000_0000_0000;
+    frame.vector = 0x30;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert!(system.platform.said("d1 g1: killed: return to non-canonical rip 0x800000000000 refused (XSA-7 guard)"));
+    assert_eq!(system.current, 1);
+}
