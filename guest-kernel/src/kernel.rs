@@ -13,8 +13,8 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{Arch, Breakpoint, ExceptionHandlers, FaultResolution, InterruptGuard, PageFault};
-use crate::portable::Date;
 use crate::console::kprintln;
+use crate::portable::Date;
 use crate::{init, memory, shell};
 
 /// The kernel's version (its crate version).
@@ -53,11 +53,7 @@ pub fn run<A: Arch>(arch: &A) -> u32 {
         Some(id) => kprintln!("guest-kernel: domain id {id}"),
         None => kprintln!("guest-kernel: running natively"),
     }
-    kprintln!(
-        "guest-kernel: memory {} KiB ({} pages)",
-        boot.memory_bytes / 1024,
-        boot.memory_bytes / 4096
-    );
+    kprintln!("guest-kernel: memory {} KiB ({} pages)", boot.memory_bytes / 1024, boot.memory_bytes / 4096);
     kprintln!("guest-kernel: command line '{}'", boot.command_line);
 
     let mut healthy = true;

@@ -74,9 +74,8 @@ fn pattern(index: u64) -> u64 {
 /// again and finds a fresh page.
 pub fn demand_paging_check<A: Arch>(arch: &A) -> bool {
     let first_fault = faults();
-    let addresses: Vec<u64> = (0..WINDOW_PAGES)
-        .map(|index| WINDOW_START + index * PAGE_SIZE + (index % (PAGE_SIZE / 64)) * 64)
-        .collect();
+    let addresses: Vec<u64> =
+        (0..WINDOW_PAGES).map(|index| WINDOW_START + index * PAGE_SIZE + (index % (PAGE_SIZE / 64)) * 64).collect();
     let mut zeroed = true;
     for (index, &address) in addresses.iter().enumerate() {
         zeroed &= peek(address) == 0;

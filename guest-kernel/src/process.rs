@@ -8,9 +8,9 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::arch::user_program::Program;
 use crate::arch::{Backing, UserRegion, PAGE_SIZE};
 use crate::console::kprintln;
-use crate::arch::user_program::Program;
 
 /// Where a process's text starts (as in a classic ELF executable).
 pub const TEXT_START: u64 = 0x40_0000;

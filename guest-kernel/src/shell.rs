@@ -8,8 +8,8 @@ extern crate alloc;
 use alloc::string::String;
 
 use crate::arch::Arch;
-use crate::portable::Date;
 use crate::console::{kprint, kprintln};
+use crate::portable::Date;
 
 /// Longest line kept; further bytes are ignored until the line ends.
 const LINE_MAX: usize = 160;
@@ -78,7 +78,11 @@ pub fn execute<A: Arch>(arch: &A, line: &str) -> Next {
         "help" => kprintln!("{HELP}"),
         "uptime" => {
             let ns = arch.timer_read();
-            kprintln!("up {}.{:03} s (system time, since the hypervisor booted)", ns / 1_000_000_000, ns / 1_000_000 % 1000);
+            kprintln!(
+                "up {}.{:03} s (system time, since the hypervisor booted)",
+                ns / 1_000_000_000,
+                ns / 1_000_000 % 1000
+            );
         }
         "date" => match arch.wallclock_seconds() {
             Some(seconds) => kprintln!("{} UTC", Date::from_unix_seconds(seconds)),

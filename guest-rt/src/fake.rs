@@ -27,13 +27,11 @@ pub struct Fake {
 
 impl HypercallInterface for Fake {
     unsafe fn call(&self, number: u64, arguments: [u64; 6]) -> i64 {
-        let console = (number == Hypercall::CONSOLE_IO.0 && arguments[0] == console_cmd::WRITE)
-            .then(|| {
-                let count = arguments[1].min(self.console_limit.unwrap_or(u64::MAX));
-                // SAFETY: the wrappers under test pass their own slices.
-                unsafe { std::slice::from_raw_parts(arguments[2] as *const u8, count as usize) }
-                    .to_vec()
-            });
+        let console = (number == Hypercall::CONSOLE_IO.0 && arguments[0] == console_cmd::WRITE).then(|| {
+            let count = arguments[1].min(self.console_limit.unwrap_or(u64::MAX));
+            // SAFETY: the wrappers under test pass their own slices.
+            unsafe { std::slice::from_raw_parts(arguments[2] as *const u8, count as usize) }.to_vec()
+        });
         let shutdown = number == Hypercall::SCHED_OP.0 && arguments[0] == sched_cmd::SHUTDOWN;
         let scripted = self.replies.borrow_mut().pop();
         let written = console.as_ref().map(|bytes| bytes.len() as i64);
@@ -59,4 +57,3 @@ impl Fake {
         std::string::String::from_utf8(bytes).unwrap()
     }
 }
-

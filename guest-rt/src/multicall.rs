@@ -56,8 +56,10 @@ impl Multicall {
     /// Adds `memory_op(command)` for the sub-commands without pointers
     /// (`CURRENT_RESERVATION`, `MAXIMUM_RESERVATION`, `MAXIMUM_GFN`).
     pub fn memory_query(&mut self, command: u64) -> Option<usize> {
-        let pointer_free =
-            matches!(command, memory_cmd::CURRENT_RESERVATION | memory_cmd::MAXIMUM_RESERVATION | memory_cmd::MAXIMUM_GFN);
+        let pointer_free = matches!(
+            command,
+            memory_cmd::CURRENT_RESERVATION | memory_cmd::MAXIMUM_RESERVATION | memory_cmd::MAXIMUM_GFN
+        );
         assert!(pointer_free, "memory_op sub-command {command} takes pointers; use Multicall::push");
         // SAFETY: these sub-commands take no pointers.
         unsafe { self.push(Hypercall::MEMORY_OP, [command, 0, 0, 0, 0, 0]) }
@@ -132,9 +134,8 @@ impl<I: HypercallInterface> Hypercalls<I> {
     /// hypercall's contract.
     pub unsafe fn multicall_raw(&self, entries: *mut MulticallEntry, count: u64) -> Result<u64, Errno> {
         // SAFETY: the caller vouches for the array and the calls in it.
-        let value = unsafe {
-            self.interface().call_fixed::<{ Hypercall::MULTICALL.0 }>([entries as u64, count, 0, 0, 0, 0])
-        };
+        let value =
+            unsafe { self.interface().call_fixed::<{ Hypercall::MULTICALL.0 }>([entries as u64, count, 0, 0, 0, 0]) };
         Errno::from_return(value)
     }
 

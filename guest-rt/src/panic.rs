@@ -5,13 +5,9 @@ use core::panic::PanicInfo;
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     match info.location() {
-        Some(location) => crate::println!(
-            "panic: {}:{}:{}: {}",
-            location.file(),
-            location.line(),
-            location.column(),
-            info.message()
-        ),
+        Some(location) => {
+            crate::println!("panic: {}:{}:{}: {}", location.file(), location.line(), location.column(), info.message())
+        }
         None => crate::println!("panic: <unknown location>: {}", info.message()),
     }
     crate::hypercall::crash(1)

@@ -233,7 +233,9 @@ mod tests {
 
     #[test]
     fn outcome_order_and_words() {
-        assert!(Outcome::Success < Outcome::Skip && Outcome::Skip < Outcome::Error && Outcome::Error < Outcome::Failure);
+        assert!(
+            Outcome::Success < Outcome::Skip && Outcome::Skip < Outcome::Error && Outcome::Error < Outcome::Failure
+        );
         assert_eq!(Outcome::Failure.to_string(), "FAILURE");
         assert_eq!(std::format!("{}", ShowResult::<u64>(&Err(Errno(999)))), "-errno 999");
     }

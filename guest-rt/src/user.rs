@@ -46,8 +46,7 @@ pub use crate::user_mode::{run, SyscallAction, SyscallHandler, UserExit, SYSCALL
 pub fn init(handler: SyscallHandler) -> Result<(), Errno> {
     set_syscall_handler(handler);
     // SAFETY: the common trap entry follows the exception-frame protocol.
-    unsafe { HYPERVISOR.callback_op(callback_cmd::REGISTER, callback_type::SYSCALL, trap::entry_address()) }
-        .map(drop)
+    unsafe { HYPERVISOR.callback_op(callback_cmd::REGISTER, callback_type::SYSCALL, trap::entry_address()) }.map(drop)
 }
 
 /// A guest-user address space: a handle from `address_space_op(CREATE)` and helpers to
@@ -94,8 +93,8 @@ impl UserSpace {
         if pages == 0 {
             return Err(Errno::EINVAL);
         }
-        let layout = Layout::from_size_align((pages * PAGE_SIZE) as usize, PAGE_SIZE as usize)
-            .map_err(|_| Errno::EINVAL)?;
+        let layout =
+            Layout::from_size_align((pages * PAGE_SIZE) as usize, PAGE_SIZE as usize).map_err(|_| Errno::EINVAL)?;
         // SAFETY: `layout` has a non-zero size.
         let start = unsafe { alloc_zeroed(layout) } as u64;
         if start == 0 {

@@ -117,5 +117,7 @@ pub fn read_mxcsr() -> u32 {
 pub fn write_mxcsr(value: u32) {
     // SAFETY: loads MXCSR from a live local; the compiler does no floating point on this
     // target, so no code depends on its rounding or exception masks.
-    unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &value as *const u32, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("ldmxcsr [{}]", in(reg) &value as *const u32, options(nostack, readonly, preserves_flags))
+    };
 }

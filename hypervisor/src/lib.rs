@@ -28,14 +28,14 @@
 
 extern crate alloc;
 
-pub mod mm;
-pub mod platform;
-pub mod time;
-pub mod console;
-pub mod sched;
 pub mod boot;
+pub mod console;
 pub mod domain;
 pub mod event;
-pub mod trap;
 pub mod hypercall;
+pub mod mm;
+pub mod platform;
+pub mod sched;
 pub mod system;
+pub mod time;
+pub mod trap;

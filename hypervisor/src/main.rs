@@ -24,8 +24,8 @@ mod startup;
 #[cfg(target_os = "none")]
 mod bare_metal {
     use super::arch::x86_64::{console, exit_device};
-    use hypercall_abi::exit::ExitStatus;
     use core::sync::atomic::{AtomicBool, Ordering};
+    use hypercall_abi::exit::ExitStatus;
 
     static PANICKING: AtomicBool = AtomicBool::new(false);
 

@@ -3,7 +3,9 @@
 
 use crate::arch::x86_64::memory::{self, DirectMap};
 use crate::arch::x86_64::platform::Machine;
-use crate::arch::x86_64::{apic, boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, pvh, rtc, start};
+use crate::arch::x86_64::{
+    apic, boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, pvh, rtc, start,
+};
 use crate::entry_points::{drive, FRAMES, SYSTEM};
 use hypercall_abi::exit::ExitStatus;
 use hypervisor::system::boot::{self as policy, BootModule};

@@ -124,8 +124,19 @@ fn case(name: impl Into<String>, domains: Vec<DomainSpec>, status: ExitStatus, h
 }
 
 /// Sub-cases of the `console_write` guest (its argument).
-pub const CONSOLE_WRITE: &[&str] =
-    &["normal", "zero", "maximum", "over", "hypervisor", "noncanonical", "unmapped", "wrap", "straddle", "readonly", "badcmd"];
+pub const CONSOLE_WRITE: &[&str] = &[
+    "normal",
+    "zero",
+    "maximum",
+    "over",
+    "hypervisor",
+    "noncanonical",
+    "unmapped",
+    "wrap",
+    "straddle",
+    "readonly",
+    "badcmd",
+];
 
 /// Sub-cases of the `privileged` guest and the exception each must be killed with. `int n`
 /// through a DPL-0 gate is #GP on hardware and under TCG, but a PVM-based KVM host turns
@@ -174,9 +185,7 @@ pub fn round_robin(transcript: &Transcript) -> Result<(), String> {
     let expected: Vec<(u32, u64)> =
         (0..rounds as u64).flat_map(|round| ids.iter().map(move |&id| (id, round))).collect();
     if rounds < 2 || ticks != expected {
-        let show = |list: &[(u32, u64)]| {
-            list.iter().map(|(id, n)| format!("d{id}:{n}")).collect::<Vec<_>>().join(" ")
-        };
+        let show = |list: &[(u32, u64)]| list.iter().map(|(id, n)| format!("d{id}:{n}")).collect::<Vec<_>>().join(" ");
         return Err(format!("tick order: expected {}, saw {}", show(&expected), show(&ticks)));
     }
     Ok(())
@@ -225,7 +234,10 @@ pub fn all() -> Vec<Case> {
     cases.push(case("syscall_entry::version", vec![success("syscall_entry", &["version"])], ExitStatus::SUCCESS, &[]));
     // The same hypercalls through `syscall` and the trapping form (SPEC.md §5.1).
     let mut forms = case("syscall_entry::forms", vec![success("syscall_entry", &["forms"])], ExitStatus::SUCCESS, &[]);
-    forms.expectation.console_lines.push(vec!["(d1) syscall_entry: ".into(), " each with the same result through syscall and ud2".into()]);
+    forms
+        .expectation
+        .console_lines
+        .push(vec!["(d1) syscall_entry: ".into(), " each with the same result through syscall and ud2".into()]);
     cases.push(forms);
     // A `syscall` ending at 0x7fff_ffff_ffff: sysret to RCX = 0x8000_0000_0000 is
     // refused (XSA-7), the domain dies and the next one runs.
@@ -254,7 +266,10 @@ pub fn all() -> Vec<Case> {
 
     cases.push(case(
         "abi::major_mismatch",
-        vec![refused("hello-abi-major", ImageSource::Mutated("hello", Mutation::MajorPlusOne)), success("companion", &[])],
+        vec![
+            refused("hello-abi-major", ImageSource::Mutated("hello", Mutation::MajorPlusOne)),
+            success("companion", &[]),
+        ],
         ExitStatus::REFUSED,
         &[&["refused hello-abi-major: ", "major"]],
     ));
@@ -411,7 +426,20 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), cases.len());
-        let expected = 1 + CONSOLE_WRITE.len() + 1 + 3 + PRIVILEGED.len() + 2 + usize::from(ABI_VERSION.minor > 0) + 4 + 6 + 1 + 8 + crate::cases_memory::all().len() + crate::cases_traps::all().len() + crate::cases_events::all().len();
+        let expected = 1
+            + CONSOLE_WRITE.len()
+            + 1
+            + 3
+            + PRIVILEGED.len()
+            + 2
+            + usize::from(ABI_VERSION.minor > 0)
+            + 4
+            + 6
+            + 1
+            + 8
+            + crate::cases_memory::all().len()
+            + crate::cases_traps::all().len()
+            + crate::cases_events::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);
@@ -421,7 +449,8 @@ mod tests {
 
     #[test]
     fn round_robin_accepts_only_interleaving() {
-        let good = "(d1) tick 0\n(d2) tick 0\n(d3) tick 0\n(d1) tick 1\n(d2) tick 1\n(d3) tick 1\n(d1) Test result: SUCCESS\n";
+        let good =
+            "(d1) tick 0\n(d2) tick 0\n(d3) tick 0\n(d1) tick 1\n(d2) tick 1\n(d3) tick 1\n(d1) Test result: SUCCESS\n";
         assert_eq!(round_robin(&Transcript::parse(good)), Ok(()));
         let bad = "(d1) tick 0\n(d1) tick 1\n(d2) tick 0\n(d2) tick 1\n(d3) tick 0\n(d3) tick 1\n";
         assert!(round_robin(&Transcript::parse(bad)).unwrap_err().contains("saw d1:0 d1:1"));

@@ -62,8 +62,8 @@ pub(crate) fn summary_numbers(transcript: &Transcript, key: &str) -> Option<Resu
 /// field would pass on a hypervisor that never counts ports.
 pub fn resources_returned(transcript: &Transcript) -> Result<(), String> {
     crate::cases_memory::frames_returned(transcript)?;
-    let (start, end) = summary_numbers(transcript, "ports open ")
-        .ok_or("no (hv) line says 'ports open A at start, B at end'")??;
+    let (start, end) =
+        summary_numbers(transcript, "ports open ").ok_or("no (hv) line says 'ports open A at start, B at end'")??;
     if start != 0 || end != 0 {
         return Err(format!("ports open {start} at start, {end} at end; expected 0 and 0"));
     }
@@ -144,7 +144,8 @@ pub fn all() -> Vec<Case> {
     let mut preempt = case("sched::preempt", pair("sched_preempt", &["spinner"], &["worker"]));
     preempt.expectation.console_lines.push(line(&["(d1) sched_preempt: the worker finished "]));
     cases.push(preempt);
-    let mut fairness = case("sched::fairness", (0..FAIR_SPINNERS).map(|_| guest("spinner", Some("512K"), &[])).collect());
+    let mut fairness =
+        case("sched::fairness", (0..FAIR_SPINNERS).map(|_| guest("spinner", Some("512K"), &[])).collect());
     fairness.expectation.checks.push(("fair shares among spinners", fair_shares));
     cases.push(fairness);
     let mut many = case("sched::many", (0..MANY_DOMAINS).map(|_| guest("many", Some(MANY_MEM), &[])).collect());
@@ -152,10 +153,7 @@ pub fn all() -> Vec<Case> {
     many.expectation.hypervisor_lines.push(line(&[&summary]));
     cases.push(many);
 
-    let mut console = case(
-        "console::input",
-        pair("console_in", &["expect=alpha"], &["expect=bravo"]),
-    );
+    let mut console = case("console::input", pair("console_in", &["expect=alpha"], &["expect=bravo"]));
     console.input = Some(("(d2) console_in: ready", CONSOLE_INPUT));
     console.expectation.hypervisor_lines.push(line(&["console input: no domain d7"]));
     console.expectation.hypervisor_lines.push(line(&["console input: d2 console_in"]));
@@ -172,8 +170,11 @@ mod tests {
     #[test]
     fn fair_shares_compares_the_counts() {
         let lines = |counts: &[u64]| {
-            let text: String =
-                counts.iter().enumerate().map(|(index, count)| format!("(d{}) spinner: {count} iterations in the window\n", index + 1)).collect();
+            let text: String = counts
+                .iter()
+                .enumerate()
+                .map(|(index, count)| format!("(d{}) spinner: {count} iterations in the window\n", index + 1))
+                .collect();
             Transcript::parse(&text)
         };
         assert_eq!(fair_shares(&lines(&[100, 95, 90, 99, 100, 81, 100, 97])), Ok(()));
@@ -189,9 +190,11 @@ mod tests {
         assert!(resources_returned(&no_ports).unwrap_err().contains("ports open"), "a summary without ports fails");
         let unreadable = Transcript::parse("(hv) summary: frames free 10 at start, 10 at end; ports open many\n");
         assert!(resources_returned(&unreadable).unwrap_err().contains("unreadable"));
-        let open_at_start = Transcript::parse("(hv) summary: frames free 10 at start, 10 at end; ports open 1 at start, 0 at end\n");
+        let open_at_start =
+            Transcript::parse("(hv) summary: frames free 10 at start, 10 at end; ports open 1 at start, 0 at end\n");
         assert!(resources_returned(&open_at_start).unwrap_err().contains("1 at start"));
-        let leak = Transcript::parse("(hv) summary: frames free 10 at start, 10 at end; ports open 0 at start, 2 at end\n");
+        let leak =
+            Transcript::parse("(hv) summary: frames free 10 at start, 10 at end; ports open 0 at start, 2 at end\n");
         assert!(resources_returned(&leak).unwrap_err().contains("2 at end"));
         let frames = Transcript::parse("(hv) summary: frames free 10 at start, 8 at end\n");
         assert!(resources_returned(&frames).unwrap_err().contains("2 frames leaked"));

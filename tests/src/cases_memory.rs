@@ -88,7 +88,10 @@ mod tests {
         let good = "(hv) summary: 1 domains: 1 poweroff, 0 crash, 0 killed, 0 refused; frames free 1200 at start, 1200 at end\n";
         assert_eq!(frames_returned(&Transcript::parse(good)), Ok(()));
         let leak = good.replace("1200 at end", "1197 at end");
-        assert_eq!(frames_returned(&Transcript::parse(&leak)).unwrap_err(), "frames free 1200 at start but 1197 at end: 3 frames leaked");
+        assert_eq!(
+            frames_returned(&Transcript::parse(&leak)).unwrap_err(),
+            "frames free 1200 at start but 1197 at end: 3 frames leaked"
+        );
         assert!(frames_returned(&Transcript::parse("(hv) summary: nothing\n")).is_err());
     }
 

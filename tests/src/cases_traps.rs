@@ -27,8 +27,16 @@ pub const TRAPS: &[&str] = &[
 ];
 
 /// Sub-cases of the `user` guest.
-pub const USER: &[&str] =
-    &["syscalls", "kernel_page", "write_code", "hypercall", "int80_granted", "int80_refused", "int3_refused", "privileged"];
+pub const USER: &[&str] = &[
+    "syscalls",
+    "kernel_page",
+    "write_code",
+    "hypercall",
+    "int80_granted",
+    "int80_refused",
+    "int3_refused",
+    "privileged",
+];
 
 /// Sub-cases of the `segment` guest.
 pub const SEGMENT: &[&str] = &["bases", "modes"];
@@ -112,7 +120,8 @@ pub fn all() -> Vec<Case> {
     }
     for (sub, entries, parts) in EMPTY_TABLE_KILLED {
         let mut empty = killed("traps", sub, parts);
-        let returned = format!("traps: set_trap_table({}", entries.map(|entries| format!("{entries:#x}")).unwrap_or_default());
+        let returned =
+            format!("traps: set_trap_table({}", entries.map(|entries| format!("{entries:#x}")).unwrap_or_default());
         empty.expectation.console_lines.push(vec!["(d1) ".into(), returned, ", 0) = 0".into()]);
         cases.push(empty);
     }
@@ -134,12 +143,8 @@ pub fn all() -> Vec<Case> {
         cases.push(passes("segment", sub));
     }
     // Two domains fill and check their registers in turns; each must see only its own.
-    let mut fpu = case(
-        "fpu::isolation".into(),
-        vec![success("fpu", &[]), success("fpu", &[])],
-        ExitStatus::SUCCESS,
-        Vec::new(),
-    );
+    let mut fpu =
+        case("fpu::isolation".into(), vec![success("fpu", &[]), success("fpu", &[])], ExitStatus::SUCCESS, Vec::new());
     fpu.expectation.console_lines.push(vec!["(d1) domain 1: ".into(), " registers kept across ".into()]);
     fpu.expectation.console_lines.push(vec!["(d2) domain 2: ".into(), " registers kept across ".into()]);
     cases.push(fpu);
@@ -155,13 +160,21 @@ mod tests {
         let cases = all();
         let sysret = cases.iter().find(|case| case.name == "iret::sysret_rip").unwrap();
         assert_eq!(sysret.expectation.status, ExitStatus::KILLED);
-        assert_eq!(sysret.expectation.hypervisor_lines[0], ["d1 iret: killed: ", "iret frame: rip 0x800000000000 is not canonical"]);
+        assert_eq!(
+            sysret.expectation.hypervisor_lines[0],
+            ["d1 iret: killed: ", "iret frame: rip 0x800000000000 is not canonical"]
+        );
         assert_eq!(sysret.domains[1].image, "companion");
         let empty = cases.iter().find(|case| case.name == "traps::empty_hypervisor").unwrap();
         assert_eq!(empty.domains[0].outcome, DomainOutcome::NoResult);
         assert_eq!(empty.expectation.hypervisor_lines[0][0], "d1 traps: killed: ");
-        assert_eq!(empty.expectation.console_lines[0], ["(d1) ", "traps: set_trap_table(0xffff800000000000", ", 0) = 0"]);
+        assert_eq!(
+            empty.expectation.console_lines[0],
+            ["(d1) ", "traps: set_trap_table(0xffff800000000000", ", 0) = 0"]
+        );
         let names: Vec<&str> = cases.iter().map(|case| case.name.as_str()).collect();
-        assert!(names.contains(&"user::syscalls") && names.contains(&"fpu::isolation") && names.contains(&"traps::pf_read"));
+        assert!(
+            names.contains(&"user::syscalls") && names.contains(&"fpu::isolation") && names.contains(&"traps::pf_read")
+        );
     }
 }

@@ -422,7 +422,10 @@ mod tests {
     fn companion_without_result_is_an_error() {
         let output = PRIVILEGED_PASS.replace("(d2) Test result: SUCCESS\r\n", "");
         let problems = judge(&privileged_expectation(), &ending(3), &output).unwrap_err();
-        assert_eq!(problems, ["d2 companion: expected Test result: SUCCESS, got ERROR (d2 printed no 'Test result: ' line)"]);
+        assert_eq!(
+            problems,
+            ["d2 companion: expected Test result: SUCCESS, got ERROR (d2 printed no 'Test result: ' line)"]
+        );
     }
 
     #[test]
@@ -435,7 +438,10 @@ mod tests {
         assert!(problems.iter().any(|problem| problem.contains("forbidden \"(hv) PANIC\"")), "{problems:#?}");
         let no_device = Ending { status: None, timed_out: false, raw_exit: Some(0) };
         let problems = judge(&privileged_expectation(), &no_device, PRIVILEGED_PASS).unwrap_err();
-        assert_eq!(problems, ["exit status: expected 3 (a domain was killed by the hypervisor), got no exit device (QEMU status 0)"]);
+        assert_eq!(
+            problems,
+            ["exit status: expected 3 (a domain was killed by the hypervisor), got no exit device (QEMU status 0)"]
+        );
     }
 
     #[test]

@@ -64,7 +64,8 @@ const LIBTEST_VALUE_OPTIONS: &[&str] = &["--test-threads", "--logfile", "--skip"
 /// True if `name` passes the filters: no filters, or any filter is a substring (with
 /// `--exact`: equal).
 fn selected(name: &str, filters: &[String], exact: bool) -> bool {
-    filters.is_empty() || filters.iter().any(|filter| if exact { name == filter } else { name.contains(filter.as_str()) })
+    filters.is_empty()
+        || filters.iter().any(|filter| if exact { name == filter } else { name.contains(filter.as_str()) })
 }
 
 /// Splits our options from libtest-mimic's.
@@ -97,9 +98,7 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             rest.push(arg);
             continue;
         }
-        let value = inline
-            .or_else(|| iter.next())
-            .unwrap_or_else(|| usage_error(format!("{key} needs a value")));
+        let value = inline.or_else(|| iter.next()).unwrap_or_else(|| usage_error(format!("{key} needs a value")));
         match key.as_str() {
             "--accel" => {
                 accel = Some(match value.as_str() {
@@ -112,9 +111,7 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             "--guests-dir" => guests_dir = Some(PathBuf::from(value)),
             _ => {
                 timeout = Some(
-                    value
-                        .parse()
-                        .unwrap_or_else(|_| usage_error(format!("--timeout {value}: expected whole seconds"))),
+                    value.parse().unwrap_or_else(|_| usage_error(format!("--timeout {value}: expected whole seconds"))),
                 )
             }
         }

@@ -245,15 +245,22 @@ mod tests {
     fn probe_runs_are_judged_by_the_banner() {
         let banner = "(hv) ringfence 0.1.0 ABI 0.3: 511 MiB RAM\r\n(hv) exit status 5: nothing to run\n";
         assert_eq!(judge_probe(banner, "", Some(11), false), Probe::Boots);
-        let stderr = format!("{MSR}\nqemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.\n");
+        let stderr = format!(
+            "{MSR}\nqemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.\n"
+        );
         assert_eq!(judge_probe("", &stderr, None, false), Probe::Fails(MSR.into()));
         assert_eq!(
             judge_probe("", "", Some(1), false),
             Probe::Fails("QEMU exited with status 1 before the hypervisor's banner".into())
         );
         assert!(matches!(judge_probe("", "", None, false), Probe::Fails(reason) if reason.contains("signal")));
-        assert!(matches!(judge_probe("(hv) PANIC", "", None, true), Probe::Fails(reason) if reason.contains("timeout")));
-        assert_eq!(judge_probe("(hv) ringfenced\n", "", Some(0), false), Probe::Fails("QEMU exited with status 0 before the hypervisor's banner".into()));
+        assert!(
+            matches!(judge_probe("(hv) PANIC", "", None, true), Probe::Fails(reason) if reason.contains("timeout"))
+        );
+        assert_eq!(
+            judge_probe("(hv) ringfenced\n", "", Some(0), false),
+            Probe::Fails("QEMU exited with status 0 before the hypervisor's banner".into())
+        );
     }
 
     #[test]

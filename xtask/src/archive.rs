@@ -29,9 +29,7 @@ pub fn build(members: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
     for (name, bytes) in members {
         check_name(name)?;
         let mut header = tar::Header::new_ustar();
-        header
-            .set_path(name)
-            .map_err(|error| Error::usage(format!("image name '{name}': {error}")))?;
+        header.set_path(name).map_err(|error| Error::usage(format!("image name '{name}': {error}")))?;
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(0);
@@ -41,9 +39,7 @@ pub fn build(members: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
             .append(&header, bytes.as_slice())
             .map_err(|error| Error::failed(format!("cannot add '{name}' to the boot archive: {error}")))?;
     }
-    builder
-        .into_inner()
-        .map_err(|error| Error::failed(format!("cannot finish the boot archive: {error}")))
+    builder.into_inner().map_err(|error| Error::failed(format!("cannot finish the boot archive: {error}")))
 }
 
 #[cfg(test)]

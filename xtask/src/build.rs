@@ -39,9 +39,8 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(|error| Error::io("cannot create", parent, error))?;
     }
-    std::fs::copy(from, to).map_err(|error| {
-        Error::failed(format!("cannot copy {} to {}: {error}", from.display(), to.display()))
-    })?;
+    std::fs::copy(from, to)
+        .map_err(|error| Error::failed(format!("cannot copy {} to {}: {error}", from.display(), to.display())))?;
     Ok(())
 }
 
@@ -159,14 +158,10 @@ pub fn build_guest_crate(dir: &Path) -> Result<PathBuf> {
     if !manifest.is_file() {
         return Err(Error::usage(format!("{} has no Cargo.toml; a guest crate directory needs one", dir.display())));
     }
-    let manifest = manifest
-        .canonicalize()
-        .map_err(|error| Error::io("cannot resolve", &manifest, error))?;
+    let manifest = manifest.canonicalize().map_err(|error| Error::io("cannot resolve", &manifest, error))?;
     let metadata = metadata(Some(&manifest))?;
-    let bins: Vec<GuestBin> = bins_from_metadata(&metadata, None)
-        .into_iter()
-        .filter(|bin| bin.manifest == manifest)
-        .collect();
+    let bins: Vec<GuestBin> =
+        bins_from_metadata(&metadata, None).into_iter().filter(|bin| bin.manifest == manifest).collect();
     match bins.as_slice() {
         [bin] => build_guest_bin(bin, &workspace::artifact_dir().join("user-guests")),
         [] => Err(Error::usage(format!("{} defines no binary; add src/main.rs", manifest.display()))),

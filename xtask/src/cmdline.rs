@@ -83,7 +83,12 @@ mod tests {
     fn tokens_follow_the_grammar() {
         let plain = Domain::new("guest-kernel");
         assert_eq!(plain.token().unwrap(), "domain=guest-kernel");
-        let full = Domain { image: "start_info".into(), mem: Some("2M".into()), maxmem: None, args: vec!["alpha".into(), "beta".into()] };
+        let full = Domain {
+            image: "start_info".into(),
+            mem: Some("2M".into()),
+            maxmem: None,
+            args: vec!["alpha".into(), "beta".into()],
+        };
         assert_eq!(full.token().unwrap(), "domain=start_info,mem=2M,arg=alpha,arg=beta");
         assert_eq!(
             command_line(&[full, plain], &["bench".into()]).unwrap(),

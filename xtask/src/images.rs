@@ -18,7 +18,8 @@ use hypercall_abi::AbiVersion;
 /// [`NOTE_TYPE_ABI_VERSION`]. Other notes are skipped; none, several, or a descriptor of
 /// the wrong size is an error.
 pub fn find_descriptor(image: &[u8]) -> Result<Range<usize>> {
-    let not_elf = |error: ParseError| Error::failed(format!("the image is not an ELF file this tool can read: {error}"));
+    let not_elf =
+        |error: ParseError| Error::failed(format!("the image is not an ELF file this tool can read: {error}"));
     let file = ElfBytes::<LittleEndian>::minimal_parse(image).map_err(not_elf)?;
     let mut found = None;
     for segment in file.segments().into_iter().flatten().filter(|segment| segment.p_type == PT_NOTE) {

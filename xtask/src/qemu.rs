@@ -148,9 +148,7 @@ fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status.lines().find(|line| line.starts_with("Uid:")).map(|line| {
-                line.split_whitespace().nth(1) == Some("0")
-            })
+            status.lines().find(|line| line.starts_with("Uid:")).map(|line| line.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
 }
@@ -182,9 +180,8 @@ pub fn ensure_qemu() -> Result<PathBuf> {
                 )));
             }
         }
-        return find_qemu().ok_or_else(|| {
-            Error::usage(format!("{QEMU_PACKAGE} was installed but {QEMU} is still not in PATH"))
-        });
+        return find_qemu()
+            .ok_or_else(|| Error::usage(format!("{QEMU_PACKAGE} was installed but {QEMU} is still not in PATH")));
     }
     Err(Error::usage(format!(
         "{QEMU} not found in PATH; install it with: sudo apt-get update && sudo apt-get install -y {QEMU_PACKAGE}"
@@ -405,12 +402,10 @@ pub fn run_with_input(launch: &Launch, mode: ConsoleMode, input: ConsoleInput) -
     let out_thread = std::thread::spawn(move || {
         pump_typing(stdout, stream.then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>), typist)
     });
-    let err_thread = std::thread::spawn(move || {
-        pump(stderr, stream.then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>))
-    });
-    let waited = child
-        .wait_timeout(launch.timeout)
-        .map_err(|error| Error::failed(format!("waiting for QEMU: {error}")))?;
+    let err_thread =
+        std::thread::spawn(move || pump(stderr, stream.then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>)));
+    let waited =
+        child.wait_timeout(launch.timeout).map_err(|error| Error::failed(format!("waiting for QEMU: {error}")))?;
     let (status, timed_out) = match waited {
         Some(status) => (status, false),
         None => {
@@ -483,7 +478,8 @@ mod tests {
 
     #[test]
     fn exit_statuses_are_decoded() {
-        let outcome = |raw, timed_out| RunOutcome::from_parts(raw, timed_out, String::new(), String::new(), Duration::ZERO);
+        let outcome =
+            |raw, timed_out| RunOutcome::from_parts(raw, timed_out, String::new(), String::new(), Duration::ZERO);
         assert_eq!(outcome(Some(1), false).status, Some(ExitStatus::SUCCESS));
         assert_eq!(outcome(Some(1), false).xtask_exit_code(), 0);
         assert_eq!(outcome(Some(7), false).status, Some(ExitStatus::KILLED));
@@ -491,7 +487,9 @@ mod tests {
         assert_eq!(outcome(Some(201), false).xtask_exit_code(), 100);
         assert_eq!(outcome(Some(0), false).status, None, "triple fault with --no-reboot");
         assert_eq!(outcome(Some(0), false).xtask_exit_code(), EXIT_NO_DEVICE);
-        assert!(outcome(Some(0), false).describe(Duration::ZERO).contains("without the hypervisor's exit device (status 0)"));
+        assert!(outcome(Some(0), false)
+            .describe(Duration::ZERO)
+            .contains("without the hypervisor's exit device (status 0)"));
         assert_eq!(outcome(None, true).xtask_exit_code(), EXIT_TIMEOUT);
         assert_eq!(outcome(Some(9), true).status, None, "a timeout is never a verdict");
         assert_eq!(outcome(None, false).xtask_exit_code(), EXIT_NO_DEVICE);
@@ -513,7 +511,13 @@ mod tests {
         assert!(written.success(), "cannot write the fake QEMU {}", qemu.display());
         std::fs::write(dir.join("hv.elf"), b"").unwrap();
         std::fs::write(dir.join("a.tar"), b"").unwrap();
-        Launch { qemu, hypervisor: dir.join("hv.elf"), initrd: dir.join("a.tar"), timeout, ..launch(Accel::Tcg, Machine::Microvm) }
+        Launch {
+            qemu,
+            hypervisor: dir.join("hv.elf"),
+            initrd: dir.join("a.tar"),
+            timeout,
+            ..launch(Accel::Tcg, Machine::Microvm)
+        }
     }
 
     #[test]
@@ -541,6 +545,10 @@ mod tests {
         let mut launch = fake_qemu("missing", "exit 1", Duration::from_secs(1));
         launch.hypervisor = "/nonexistent/hypervisor.elf".into();
         let error = run(&launch, ConsoleMode::Capture).unwrap_err();
-        assert!(error.message.contains("/nonexistent/hypervisor.elf does not exist; run `cargo xtask build`"), "{}", error.message);
+        assert!(
+            error.message.contains("/nonexistent/hypervisor.elf does not exist; run `cargo xtask build`"),
+            "{}",
+            error.message
+        );
     }
 }

@@ -117,7 +117,11 @@ pub fn plan(missing: &Wanted, have_rustup: bool) -> Plan {
         what.push(format!("component {}", missing.components.join(", ")));
     }
     let what = what.join(" and ");
-    let toolchain = if missing.channel.is_empty() { "the pinned toolchain".to_string() } else { format!("toolchain {}", missing.channel) };
+    let toolchain = if missing.channel.is_empty() {
+        "the pinned toolchain".to_string()
+    } else {
+        format!("toolchain {}", missing.channel)
+    };
     if have_rustup {
         let mut commands = Vec::new();
         if !missing.targets.is_empty() {
@@ -126,7 +130,10 @@ pub fn plan(missing: &Wanted, have_rustup: bool) -> Plan {
         if !missing.components.is_empty() {
             commands.push([&["component".to_string(), "add".to_string()][..], &missing.components].concat());
         }
-        return Plan::Install { announce: format!("toolchain: {toolchain} lacks {what}; adding it with rustup"), commands };
+        return Plan::Install {
+            announce: format!("toolchain: {toolchain} lacks {what}; adding it with rustup"),
+            commands,
+        };
     }
     let mut fix = Vec::new();
     if !missing.targets.is_empty() {
@@ -154,7 +161,9 @@ fn sysroot() -> Result<PathBuf> {
         .args(["--print", "sysroot"])
         .current_dir(workspace::root())
         .output()
-        .map_err(|error| Error::usage(format!("cannot run rustc: {error}; install Rust with rustup (https://rustup.rs)")))?;
+        .map_err(|error| {
+            Error::usage(format!("cannot run rustc: {error}; install Rust with rustup (https://rustup.rs)"))
+        })?;
     if !output.status.success() {
         return Err(Error::usage(format!(
             "rustc --print sysroot failed ({}): {}",
@@ -220,8 +229,14 @@ mod tests {
         assert!(parsed.targets.contains(&"x86_64-unknown-none".to_string()), "{parsed:?}");
         assert!(!parsed.channel.is_empty());
         assert_eq!(
-            parse_toolchain_file("[toolchain]\nchannel = \"1.95.0\" # pinned\ncomponents = [ \"rustfmt\",\"clippy\" ]\ntargets = []\n"),
-            Ok(Wanted { channel: "1.95.0".into(), targets: vec![], components: vec!["rustfmt".into(), "clippy".into()] })
+            parse_toolchain_file(
+                "[toolchain]\nchannel = \"1.95.0\" # pinned\ncomponents = [ \"rustfmt\",\"clippy\" ]\ntargets = []\n"
+            ),
+            Ok(Wanted {
+                channel: "1.95.0".into(),
+                targets: vec![],
+                components: vec!["rustfmt".into(), "clippy".into()]
+            })
         );
         assert!(parse_toolchain_file("targets = [x86_64]").unwrap_err().contains("line 1"));
     }
@@ -243,7 +258,10 @@ mod tests {
         let bare = missing(&wanted(), |_: &Path| false);
         let Plan::Install { announce, commands } = plan(&bare, true) else { panic!("expected an install plan") };
         assert_eq!(announce, "toolchain: toolchain 1.95.0 lacks target x86_64-unknown-none and component rustfmt, clippy; adding it with rustup");
-        assert_eq!(commands, [vec!["target", "add", "x86_64-unknown-none"], vec!["component", "add", "rustfmt", "clippy"]]);
+        assert_eq!(
+            commands,
+            [vec!["target", "add", "x86_64-unknown-none"], vec!["component", "add", "rustfmt", "clippy"]]
+        );
     }
 
     #[test]
@@ -251,8 +269,14 @@ mod tests {
         let bare = missing(&wanted(), |_: &Path| false);
         let Plan::Cannot { fatal, message } = plan(&bare, false) else { panic!("expected an error") };
         assert!(fatal);
-        assert!(message.contains("install rustup") && message.contains("rustup target add x86_64-unknown-none"), "{message}");
+        assert!(
+            message.contains("install rustup") && message.contains("rustup target add x86_64-unknown-none"),
+            "{message}"
+        );
         let tools_only = missing(&wanted(), |path: &Path| path.starts_with("lib"));
-        assert!(matches!(plan(&tools_only, false), Plan::Cannot { fatal: false, .. }), "missing tools alone do not stop a build");
+        assert!(
+            matches!(plan(&tools_only, false), Plan::Cannot { fatal: false, .. }),
+            "missing tools alone do not stop a build"
+        );
     }
 }

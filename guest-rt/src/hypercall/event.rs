@@ -37,7 +37,8 @@ impl<I: HypercallInterface> Hypercalls<I> {
     /// `deadline_ns`; 0 cancels it.
     pub fn set_timer_op(&self, deadline_ns: u64) -> Result<u64, Errno> {
         // SAFETY: takes no pointers.
-        let value = unsafe { self.interface().call_fixed::<{ Hypercall::SET_TIMER_OP.0 }>([deadline_ns, 0, 0, 0, 0, 0]) };
+        let value =
+            unsafe { self.interface().call_fixed::<{ Hypercall::SET_TIMER_OP.0 }>([deadline_ns, 0, 0, 0, 0, 0]) };
         Errno::from_return(value)
     }
 

@@ -42,9 +42,7 @@ impl<I: HypercallInterface> Hypercalls<I> {
     /// `version(cmd)` with any sub-command, raw result split into value or error.
     pub fn version_op(&self, command: u64) -> Result<u64, Errno> {
         // SAFETY: `version` takes no pointers.
-        let value = unsafe {
-            self.interface.call_fixed::<{ Hypercall::VERSION.0 }>([command, 0, 0, 0, 0, 0])
-        };
+        let value = unsafe { self.interface.call_fixed::<{ Hypercall::VERSION.0 }>([command, 0, 0, 0, 0, 0]) };
         Errno::from_return(value)
     }
 
@@ -101,9 +99,8 @@ impl<I: HypercallInterface> Hypercalls<I> {
     /// `sched_op(YIELD)`: lets the next runnable domain run.
     pub fn yield_now(&self) -> Result<(), Errno> {
         // SAFETY: `sched_op(YIELD)` takes no pointers.
-        let value = unsafe {
-            self.interface.call_fixed::<{ Hypercall::SCHED_OP.0 }>([sched_cmd::YIELD, 0, 0, 0, 0, 0])
-        };
+        let value =
+            unsafe { self.interface.call_fixed::<{ Hypercall::SCHED_OP.0 }>([sched_cmd::YIELD, 0, 0, 0, 0, 0]) };
         Errno::from_return(value).map(|_| ())
     }
 
@@ -117,10 +114,8 @@ impl<I: HypercallInterface> Hypercalls<I> {
     /// meet [`HypercallInterface::call`]'s contract. The other known sub-commands take none.
     pub unsafe fn sched_op(&self, command: u64, argument1: u64, argument2: u64) -> Result<u64, Errno> {
         // SAFETY: the caller vouches for any pointer the sub-command takes.
-        let value = unsafe {
-            self.interface
-                .call_fixed::<{ Hypercall::SCHED_OP.0 }>([command, argument1, argument2, 0, 0, 0])
-        };
+        let value =
+            unsafe { self.interface.call_fixed::<{ Hypercall::SCHED_OP.0 }>([command, argument1, argument2, 0, 0, 0]) };
         Errno::from_return(value)
     }
 

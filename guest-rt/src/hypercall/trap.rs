@@ -41,8 +41,7 @@ impl<I: HypercallInterface> Hypercalls<I> {
     /// guest-user mode: the memory there must be a stack no Rust reference uses meanwhile.
     pub unsafe fn stack_switch(&self, ss: u64, rsp: u64) -> Result<u64, Errno> {
         // SAFETY: the caller vouches for the stack; the call itself reads no memory.
-        let value =
-            unsafe { self.interface().call_fixed::<{ Hypercall::STACK_SWITCH.0 }>([ss, rsp, 0, 0, 0, 0]) };
+        let value = unsafe { self.interface().call_fixed::<{ Hypercall::STACK_SWITCH.0 }>([ss, rsp, 0, 0, 0, 0]) };
         Errno::from_return(value)
     }
 

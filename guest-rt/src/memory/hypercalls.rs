@@ -120,14 +120,25 @@ impl<I: HypercallInterface> Hypercalls<I> {
     ///
     /// The first `min(count, BATCH_MAX)` entries at `entries` must be readable, or be
     /// memory the hypervisor refuses with `-EFAULT` (unmapped, hypervisor range).
-    pub unsafe fn mmu_update_raw(&self, space: Space, entries: *const MapEntry, count: u64) -> (u64, Result<u64, Errno>) {
+    pub unsafe fn mmu_update_raw(
+        &self,
+        space: Space,
+        entries: *const MapEntry,
+        count: u64,
+    ) -> (u64, Result<u64, Errno>) {
         let mut done: u64 = u64::MAX;
         let done_pointer = &mut done as *mut u64 as u64;
         // SAFETY: the entries are the caller's to vouch for; `done` is a local only the
         // hypervisor writes during the call.
         let value = unsafe {
-            self.interface()
-                .call_fixed::<{ Hypercall::MMU_UPDATE.0 }>([space.raw(), entries as u64, count, done_pointer, 0, 0])
+            self.interface().call_fixed::<{ Hypercall::MMU_UPDATE.0 }>([
+                space.raw(),
+                entries as u64,
+                count,
+                done_pointer,
+                0,
+                0,
+            ])
         };
         // SAFETY: reading back the local the hypervisor may have written (volatile so
         // the compiler does not assume its initial value survived the hypercall).

@@ -32,11 +32,8 @@ pub struct TimeInfo {
 /// to 64 bits (it exceeds them only for a delta of more than 2^64 ns, see
 /// [`TimeInfo::system_time_at`]).
 pub const fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
-    let shifted = if shift >= 0 {
-        (delta as u128) << (shift as u32)
-    } else {
-        (delta as u128) >> ((-(shift as i16)) as u32)
-    };
+    let shifted =
+        if shift >= 0 { (delta as u128) << (shift as u32) } else { (delta as u128) >> ((-(shift as i16)) as u32) };
     ((shifted * mul as u128) >> 32) as u64
 }
 
@@ -79,10 +76,8 @@ pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
                 version,
                 tsc_timestamp: time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_timestamp))
                     .read_volatile(),
-                system_time: time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, system_time))
-                    .read_volatile(),
-                mul: time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_to_system_mul))
-                    .read_volatile(),
+                system_time: time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, system_time)).read_volatile(),
+                mul: time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_to_system_mul)).read_volatile(),
                 shift: time_field::<i8>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_shift)).read_volatile(),
             }
         };
@@ -157,6 +152,9 @@ mod tests {
         // SAFETY: the box outlives the view; nothing else touches it.
         let page = unsafe { SharedInfoPage::from_address(&*info as *const SharedInfo as u64) };
         let (time, _) = read_time(page);
-        assert_eq!((time.version, time.tsc_timestamp, time.system_time, time.mul, time.shift), (4, 10, 77, 1 << 31, -2));
+        assert_eq!(
+            (time.version, time.tsc_timestamp, time.system_time, time.mul, time.shift),
+            (4, 10, 77, 1 << 31, -2)
+        );
     }
 }

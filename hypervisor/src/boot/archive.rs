@@ -33,15 +33,34 @@ pub struct Member<'a> {
 #[allow(missing_docs)] // Each variant's meaning is its Display line below (one place for each fact).
 pub enum ArchiveError {
     Empty,
-    TooShort { length: usize },
-    BadChecksum { offset: usize },
-    BadSize { offset: usize },
-    UnsupportedType { offset: usize, type_flag: u8 },
-    DirectoryWithData { offset: usize },
-    PrefixedName { offset: usize },
-    NameNotUtf8 { offset: usize },
-    EmptyName { offset: usize },
-    Truncated { name: String },
+    TooShort {
+        length: usize,
+    },
+    BadChecksum {
+        offset: usize,
+    },
+    BadSize {
+        offset: usize,
+    },
+    UnsupportedType {
+        offset: usize,
+        type_flag: u8,
+    },
+    DirectoryWithData {
+        offset: usize,
+    },
+    PrefixedName {
+        offset: usize,
+    },
+    NameNotUtf8 {
+        offset: usize,
+    },
+    EmptyName {
+        offset: usize,
+    },
+    Truncated {
+        name: String,
+    },
     MissingEnd,
     DuplicateName(String),
     NoMembers,

@@ -45,7 +45,10 @@ pub enum SpecProblem {
     DuplicateMemory,
     DuplicateMaximum,
     /// `maxmem=` (bytes) below `mem=` (bytes).
-    MaximumBelowMemory { maximum: u64, memory: u64 },
+    MaximumBelowMemory {
+        maximum: u64,
+        memory: u64,
+    },
     MemoryTooSmall(u64),
     MemoryTooLarge(u64),
     NotPageMultiple(u64),
@@ -73,7 +76,12 @@ impl fmt::Display for SpecError {
             SpecProblem::DuplicateMemory => f.write_str("mem= given more than once"),
             SpecProblem::DuplicateMaximum => f.write_str("maxmem= given more than once"),
             SpecProblem::MaximumBelowMemory { maximum, memory } => {
-                write!(f, "maxmem {}K is below mem {}K; maxmem is the most a domain may grow to", maximum >> 10, memory >> 10)
+                write!(
+                    f,
+                    "maxmem {}K is below mem {}K; maxmem is the most a domain may grow to",
+                    maximum >> 10,
+                    memory >> 10
+                )
             }
             SpecProblem::MemoryTooSmall(bytes) => {
                 write!(f, "memory {}K is below the minimum of {}K", bytes >> 10, MIN_MEMORY_BYTES >> 10)
@@ -81,7 +89,9 @@ impl fmt::Display for SpecError {
             SpecProblem::MemoryTooLarge(bytes) => {
                 write!(f, "memory {}K is above the maximum of {}M", bytes >> 10, MAX_MEMORY_BYTES >> 20)
             }
-            SpecProblem::NotPageMultiple(bytes) => write!(f, "memory {}K is not a whole number of 4K pages", bytes >> 10),
+            SpecProblem::NotPageMultiple(bytes) => {
+                write!(f, "memory {}K is not a whole number of 4K pages", bytes >> 10)
+            }
             SpecProblem::EmptyArgument => f.write_str("empty arg= (an argument is one non-empty word)"),
         }
     }
@@ -166,7 +176,10 @@ fn parse_domain(spec: &str) -> Result<DomainSpec, SpecProblem> {
     let memory_pages = memory_pages.unwrap_or(DEFAULT_MEMORY_PAGES);
     let max_pages = max_pages.unwrap_or(memory_pages);
     if max_pages < memory_pages {
-        return Err(SpecProblem::MaximumBelowMemory { maximum: max_pages * PAGE_BYTES, memory: memory_pages * PAGE_BYTES });
+        return Err(SpecProblem::MaximumBelowMemory {
+            maximum: max_pages * PAGE_BYTES,
+            memory: memory_pages * PAGE_BYTES,
+        });
     }
     Ok(DomainSpec { image: image.to_string(), memory_pages, max_pages, args })
 }
@@ -214,9 +227,19 @@ mod tests {
     fn full_and_minimal_specs() {
         assert_eq!(
             one("domain=guest-kernel,mem=8M,arg=hello,arg=world"),
-            Ok(DomainSpec { image: "guest-kernel".into(), memory_pages: 2048, max_pages: 2048, args: "hello world".into() })
+            Ok(DomainSpec {
+                image: "guest-kernel".into(),
+                memory_pages: 2048,
+                max_pages: 2048,
+                args: "hello world".into()
+            })
         );
-        let default = DomainSpec { image: "hello".into(), memory_pages: DEFAULT_MEMORY_PAGES, max_pages: DEFAULT_MEMORY_PAGES, args: String::new() };
+        let default = DomainSpec {
+            image: "hello".into(),
+            memory_pages: DEFAULT_MEMORY_PAGES,
+            max_pages: DEFAULT_MEMORY_PAGES,
+            args: String::new(),
+        };
         assert_eq!(one("domain=hello"), Ok(default));
         assert_eq!(one("domain=a,arg=x,mem=128K").map(|spec| (spec.memory_pages, spec.args)), Ok((32, "x".into())));
         assert_eq!(one("domain=a,mem=256M").map(|spec| spec.memory_pages), Ok(65536));
@@ -259,7 +282,11 @@ mod tests {
         assert_eq!(one("domain=a,mem=257M"), Err(SpecProblem::MemoryTooLarge(257 << 20)));
         assert_eq!(one("domain=a,mem=130K"), Err(SpecProblem::NotPageMultiple(130 << 10)));
         assert_eq!(one("domain=a,mem=99999999999999999999999M"), Err(SpecProblem::MemoryTooLarge(u64::MAX)));
-        assert_eq!(one("domain=a,mem=18014398509481984M"), Err(SpecProblem::MemoryTooLarge(u64::MAX)), "2^54 M overflows");
+        assert_eq!(
+            one("domain=a,mem=18014398509481984M"),
+            Err(SpecProblem::MemoryTooLarge(u64::MAX)),
+            "2^54 M overflows"
+        );
         for bad in ["4", "4G", "M", "+4M", "-4M", "4k", "0x10M", "", "４M"] {
             assert_eq!(one(&format!("domain=a,mem={bad}")), Err(SpecProblem::BadMemory(bad.into())), "{bad:?}");
         }
@@ -273,14 +300,27 @@ mod tests {
         let spec = one("domain=a,maxmem=8M,mem=8M").unwrap();
         assert_eq!((spec.memory_pages, spec.max_pages), (2048, 2048));
         assert_eq!(one("domain=a,mem=2M").map(|spec| spec.max_pages), Ok(512), "default = mem");
-        assert_eq!(one("domain=a,maxmem=8M").map(|spec| (spec.memory_pages, spec.max_pages)), Ok((DEFAULT_MEMORY_PAGES, 2048)));
-        assert_eq!(one("domain=a,mem=8M,maxmem=4M"), Err(SpecProblem::MaximumBelowMemory { maximum: 4 << 20, memory: 8 << 20 }));
-        assert_eq!(one("domain=a,maxmem=1M"), Err(SpecProblem::MaximumBelowMemory { maximum: 1 << 20, memory: 4 << 20 }), "below the default mem");
+        assert_eq!(
+            one("domain=a,maxmem=8M").map(|spec| (spec.memory_pages, spec.max_pages)),
+            Ok((DEFAULT_MEMORY_PAGES, 2048))
+        );
+        assert_eq!(
+            one("domain=a,mem=8M,maxmem=4M"),
+            Err(SpecProblem::MaximumBelowMemory { maximum: 4 << 20, memory: 8 << 20 })
+        );
+        assert_eq!(
+            one("domain=a,maxmem=1M"),
+            Err(SpecProblem::MaximumBelowMemory { maximum: 1 << 20, memory: 4 << 20 }),
+            "below the default mem"
+        );
         assert_eq!(one("domain=a,maxmem=4M,maxmem=8M"), Err(SpecProblem::DuplicateMaximum));
         assert_eq!(one("domain=a,maxmem=300M"), Err(SpecProblem::MemoryTooLarge(300 << 20)));
         assert_eq!(one("domain=a,maxmem=4G"), Err(SpecProblem::BadMemory("4G".into())));
         let text = parse("domain=a,mem=8M,maxmem=4M").domains[0].as_ref().unwrap_err().to_string();
-        assert_eq!(text, "'domain=a,mem=8M,maxmem=4M': maxmem 4096K is below mem 8192K; maxmem is the most a domain may grow to");
+        assert_eq!(
+            text,
+            "'domain=a,mem=8M,maxmem=4M': maxmem 4096K is below mem 8192K; maxmem is the most a domain may grow to"
+        );
     }
 
     #[test]

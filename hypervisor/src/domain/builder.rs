@@ -2,12 +2,12 @@
 //! loaded segments, the start-info page, the shared-info mapping, the stack and the free
 //! region. All or nothing.
 
-use core::fmt;
 use crate::domain::image::LoadPlan;
 use crate::domain::layout::DomainLayout;
 use crate::mm::domain_memory::{DomainMemory, MemoryError, Tlb, MAX_PAGES_LIMIT};
 use crate::mm::frames::{Frame, FrameSource};
 use crate::mm::paging::{FrameMemory, PageSize};
+use core::fmt;
 use hypercall_abi::layout::{INITIAL_STACK_PAGES, PAGE_SIZE};
 use hypercall_abi::memory::{map_flags, INITIAL_SPACE};
 use hypercall_abi::start_info::{CMD_LINE_CAPACITY, START_INFO_MAGIC};
@@ -89,10 +89,8 @@ pub fn build(
     domain_id: u32,
     args: &str,
 ) -> Result<BuiltDomain, BuildError> {
-    let expected_pages = load
-        .image_pages
-        .checked_add(DomainLayout::FIXED_PAGES)
-        .and_then(|pages| pages.checked_add(layout.free_pages));
+    let expected_pages =
+        load.image_pages.checked_add(DomainLayout::FIXED_PAGES).and_then(|pages| pages.checked_add(layout.free_pages));
     if expected_pages != Some(memory_pages) {
         return Err(BuildError::LayoutMismatch);
     }
@@ -102,10 +100,16 @@ pub fn build(
     if max_pages > MAX_PAGES_LIMIT {
         return Err(BuildError::QuotaTooLarge { max_pages });
     }
-    let mut domain = DomainMemory::new(memory, frames, hypervisor_root, max_pages).map_err(|_| BuildError::OutOfMemory { memory_pages })?;
+    let mut domain = DomainMemory::new(memory, frames, hypervisor_root, max_pages)
+        .map_err(|_| BuildError::OutOfMemory { memory_pages })?;
     let mut builder = Builder { domain: &mut domain, memory_pages, next_gfn: 0 };
     match builder.populate(memory, frames, image, load, layout, domain_id, args) {
-        Ok(()) => Ok(BuiltDomain { memory: domain, entry: load.entry, start_info: layout.start_info, stack_top: layout.stack_top }),
+        Ok(()) => Ok(BuiltDomain {
+            memory: domain,
+            entry: load.entry,
+            start_info: layout.start_info,
+            stack_top: layout.stack_top,
+        }),
         Err(error) => {
             domain.destroy(memory, frames);
             Err(error)
@@ -131,7 +135,11 @@ impl Builder<'_> {
     }
 
     /// Populates the next gfn and returns it with its frame.
-    fn next_page(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource) -> Result<(u64, Frame), BuildError> {
+    fn next_page(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+    ) -> Result<(u64, Frame), BuildError> {
         if self.next_gfn >= self.memory_pages {
             return Err(BuildError::LayoutMismatch);
         }
@@ -145,7 +153,14 @@ impl Builder<'_> {
         Ok((gfn, frame))
     }
 
-    fn map(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, address: u64, gfn: u64, flags: u32) -> Result<(), BuildError> {
+    fn map(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        address: u64,
+        gfn: u64,
+        flags: u32,
+    ) -> Result<(), BuildError> {
         self.domain.map(memory, frames, &mut NoTlb, INITIAL_SPACE, address, gfn, flags).map_err(|error| match error {
             MemoryError::NoMemory => self.out_of_memory(),
             error => BuildError::Map { address, error },
@@ -153,7 +168,14 @@ impl Builder<'_> {
     }
 
     /// Populates and maps `pages` zeroed pages from `start` with `flags`.
-    fn map_zeroed(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, start: u64, pages: u64, flags: u32) -> Result<(), BuildError> {
+    fn map_zeroed(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        start: u64,
+        pages: u64,
+        flags: u32,
+    ) -> Result<(), BuildError> {
         for index in 0..pages {
             let (gfn, _) = self.next_page(memory, frames)?;
             self.map(memory, frames, start + index * PAGE_SIZE, gfn, flags)?;
@@ -194,7 +216,10 @@ impl Builder<'_> {
                         .and_then(|offset| usize::try_from(offset).ok())
                         .ok_or(BuildError::ImageMismatch)?;
                     let length = (copy_end - copy_start) as usize;
-                    let bytes = offset.checked_add(length).and_then(|end| image.get(offset..end)).ok_or(BuildError::ImageMismatch)?;
+                    let bytes = offset
+                        .checked_add(length)
+                        .and_then(|end| image.get(offset..end))
+                        .ok_or(BuildError::ImageMismatch)?;
                     memory.write(frame, (copy_start - page_start) as usize, bytes);
                 }
                 self.map(memory, frames, page_start, gfn, flags)?;
@@ -223,7 +248,15 @@ impl Builder<'_> {
 }
 
 /// The start-info page, every field filled; `args` is cut to fit (on a char boundary).
-fn start_info(load: &LoadPlan, layout: &DomainLayout, memory_pages: u64, max_pages: u64, free_gfn: u64, domain_id: u32, args: &str) -> StartInfo {
+fn start_info(
+    load: &LoadPlan,
+    layout: &DomainLayout,
+    memory_pages: u64,
+    max_pages: u64,
+    free_gfn: u64,
+    domain_id: u32,
+    args: &str,
+) -> StartInfo {
     let mut length = args.len().min(CMD_LINE_CAPACITY - 1);
     while !args.is_char_boundary(length) {
         length -= 1;
@@ -255,8 +288,8 @@ mod tests {
     use crate::domain::image::tests::{TestImage, TEXT};
     use crate::domain::image::validate;
     use crate::domain::layout::plan;
-    use crate::mm::paging::PageFlags;
     use crate::mm::fakes::{TestFrames, TestMemory};
+    use crate::mm::paging::PageFlags;
     use zerocopy::FromBytes;
 
     const FREE_PAGES: u64 = 5;
@@ -284,13 +317,30 @@ mod tests {
         root
     }
 
-    fn build_with(memory: &mut TestMemory, frames: &mut TestFrames, inputs: &Inputs, args: &str) -> Result<BuiltDomain, BuildError> {
+    fn build_with(
+        memory: &mut TestMemory,
+        frames: &mut TestFrames,
+        inputs: &Inputs,
+        args: &str,
+    ) -> Result<BuiltDomain, BuildError> {
         let root = hypervisor_root(memory);
-        build(memory, frames, root, &inputs.image, &inputs.load, &inputs.layout, inputs.memory_pages, inputs.memory_pages + MORE_PAGES, 7, args)
+        build(
+            memory,
+            frames,
+            root,
+            &inputs.image,
+            &inputs.load,
+            &inputs.layout,
+            inputs.memory_pages,
+            inputs.memory_pages + MORE_PAGES,
+            7,
+            args,
+        )
     }
 
     fn read_page(memory: &TestMemory, built: &BuiltDomain, address: u64) -> ([u8; 4096], PageFlags) {
-        let (frame, flags) = built.memory.kernel_space().translate(memory, address).unwrap_or_else(|| panic!("{address:#x} unmapped"));
+        let (frame, flags) =
+            built.memory.kernel_space().translate(memory, address).unwrap_or_else(|| panic!("{address:#x} unmapped"));
         let mut bytes = [0u8; 4096];
         memory.read(frame, 0, &mut bytes);
         (bytes, flags)
@@ -317,7 +367,11 @@ mod tests {
         // Text: file bytes, zero tail, R-X.
         let (text, flags) = read_page(&memory, &built, TEXT + 0x1000);
         assert!(text[..0x800].iter().all(|&byte| byte == 0x90) && text[0x800..].iter().all(|&byte| byte == 0));
-        assert!(flags.contains(PageFlags::USER) && !flags.contains(PageFlags::WRITABLE) && !flags.contains(PageFlags::NO_EXECUTE));
+        assert!(
+            flags.contains(PageFlags::USER)
+                && !flags.contains(PageFlags::WRITABLE)
+                && !flags.contains(PageFlags::NO_EXECUTE)
+        );
         // Rodata: R--.
         let (rodata, flags) = read_page(&memory, &built, TEXT + 0x2000);
         assert_eq!(&rodata[..6], b"rodata");
@@ -357,11 +411,22 @@ mod tests {
         assert_eq!(info.start_info_address, built.start_info);
 
         // Stack and free region RW NX; guard pages unmapped.
-        for address in [inputs.layout.stack_bottom, inputs.layout.stack_top - 1, inputs.layout.free_start, inputs.layout.free_start + (FREE_PAGES - 1) * 4096] {
+        for address in [
+            inputs.layout.stack_bottom,
+            inputs.layout.stack_top - 1,
+            inputs.layout.free_start,
+            inputs.layout.free_start + (FREE_PAGES - 1) * 4096,
+        ] {
             let (_, flags) = read_page(&memory, &built, address);
             assert!(flags.contains(PageFlags::USER | PageFlags::WRITABLE | PageFlags::NO_EXECUTE), "{address:#x}");
         }
-        for guard in [TEXT + 0x6000, inputs.layout.start_info + 4096, inputs.layout.stack_top, inputs.layout.free_start + FREE_PAGES * 4096, TEXT - 4096] {
+        for guard in [
+            TEXT + 0x6000,
+            inputs.layout.start_info + 4096,
+            inputs.layout.stack_top,
+            inputs.layout.free_start + FREE_PAGES * 4096,
+            TEXT - 4096,
+        ] {
             assert_eq!(built.memory.kernel_space().translate(&memory, guard), None, "{guard:#x} must be a guard page");
         }
 
@@ -389,7 +454,11 @@ mod tests {
             let mut memory = TestMemory::default();
             let mut frames = TestFrames::limited(allowed);
             let result = build_with(&mut memory, &mut frames, &inputs, "x");
-            assert_eq!(result.map(|_| ()), Err(BuildError::OutOfMemory { memory_pages: inputs.memory_pages }), "{allowed}");
+            assert_eq!(
+                result.map(|_| ()),
+                Err(BuildError::OutOfMemory { memory_pages: inputs.memory_pages }),
+                "{allowed}"
+            );
             assert!(frames.outstanding.is_empty(), "leak when running out after {allowed} frames");
         }
         let mut frames = TestFrames::limited(needed);
@@ -399,7 +468,9 @@ mod tests {
     #[test]
     fn command_line_is_cut_on_a_char_boundary() {
         let inputs = inputs();
-        for (args, expected_length) in [("a".repeat(1500), 1023), ("é".repeat(600), 1022), ("b".repeat(1023), 1023), (String::new(), 0)] {
+        for (args, expected_length) in
+            [("a".repeat(1500), 1023), ("é".repeat(600), 1022), ("b".repeat(1023), 1023), (String::new(), 0)]
+        {
             let mut memory = TestMemory::default();
             let mut frames = TestFrames::new();
             let built = build_with(&mut memory, &mut frames, &inputs, &args).unwrap();
@@ -420,12 +491,27 @@ mod tests {
         let mut frames = TestFrames::new();
         let root = hypervisor_root(&mut memory);
         let pages = inputs.memory_pages;
-        let result = build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &inputs.layout, pages + 1, pages + 1, 1, "");
+        let result = build(
+            &mut memory,
+            &mut frames,
+            root,
+            &inputs.image,
+            &inputs.load,
+            &inputs.layout,
+            pages + 1,
+            pages + 1,
+            1,
+            "",
+        );
         assert_eq!(result.map(|_| ()), Err(BuildError::LayoutMismatch));
-        let result = build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &inputs.layout, pages, pages - 1, 1, "");
+        let result =
+            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &inputs.layout, pages, pages - 1, 1, "");
         assert_eq!(result.map(|_| ()), Err(BuildError::QuotaBelowMemory { memory_pages: pages, max_pages: pages - 1 }));
-        assert!(BuildError::QuotaBelowMemory { memory_pages: pages, max_pages: pages - 1 }.to_string().contains("maxmem"));
-        let result = build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &inputs.layout, pages, u64::MAX, 1, "");
+        assert!(BuildError::QuotaBelowMemory { memory_pages: pages, max_pages: pages - 1 }
+            .to_string()
+            .contains("maxmem"));
+        let result =
+            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &inputs.layout, pages, u64::MAX, 1, "");
         assert_eq!(result.map(|_| ()), Err(BuildError::QuotaTooLarge { max_pages: u64::MAX }));
         assert_eq!(frames.allocations, 0);
 
@@ -438,14 +524,16 @@ mod tests {
         // A layout that overlaps the image: the mapping is refused, everything returned.
         let mut overlapping = inputs.layout;
         overlapping.start_info = TEXT;
-        let result = build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &overlapping, pages, pages, 1, "");
+        let result =
+            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &overlapping, pages, pages, 1, "");
         assert_eq!(result.map(|_| ()), Err(BuildError::Map { address: TEXT, error: MemoryError::Exists }));
         assert!(frames.outstanding.is_empty());
         assert!(BuildError::Map { address: TEXT, error: MemoryError::Exists }.to_string().contains("EEXIST"));
         // The shared-info page over the stack: refused the same way.
         let mut overlapping = inputs.layout;
         overlapping.shared_info = TEXT;
-        let result = build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &overlapping, pages, pages, 1, "");
+        let result =
+            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &overlapping, pages, pages, 1, "");
         assert_eq!(result.map(|_| ()), Err(BuildError::Map { address: TEXT, error: MemoryError::Exists }));
         assert!(frames.outstanding.is_empty());
     }

@@ -7,10 +7,10 @@ use elf::endian::LittleEndian;
 use elf::file::{Class, FileHeader};
 use elf::note::{Note, NoteIterator};
 use elf::segment::{ProgramHeader, SegmentTable};
-use hypercall_abi::AbiVersion;
 use hypercall_abi::layout::{is_guest_range, PAGE_SIZE};
 use hypercall_abi::note::{NOTE_NAME, NOTE_TYPE_ABI_VERSION};
 use hypercall_abi::version::Incompatibility;
+use hypercall_abi::AbiVersion;
 
 /// Most PT_LOAD segments an image may have (a linked guest has three or four).
 pub const MAX_LOAD_SEGMENTS: usize = 16;
@@ -207,7 +207,11 @@ pub fn validate(image: &[u8], hypervisor: AbiVersion) -> Result<LoadPlan, ImageE
         _ => return Err(ImageError::NoLoadSegments),
     };
     let image_start = lowest.first_page() * PAGE_SIZE;
-    let image_end = highest.last_page().checked_add(1).and_then(|page| page.checked_mul(PAGE_SIZE)).ok_or(ImageError::ReachesTop)?;
+    let image_end = highest
+        .last_page()
+        .checked_add(1)
+        .and_then(|page| page.checked_mul(PAGE_SIZE))
+        .ok_or(ImageError::ReachesTop)?;
     let span = image_end - image_start;
     if span > MAX_IMAGE_SPAN {
         return Err(ImageError::TooLarge { span });
@@ -223,9 +227,7 @@ pub fn validate(image: &[u8], hypervisor: AbiVersion) -> Result<LoadPlan, ImageE
     }
 
     let abi = abi_note(image, &note_headers)?;
-    hypervisor
-        .accepts(abi)
-        .map_err(|reason| ImageError::IncompatibleAbi { image: abi, hypervisor, reason })?;
+    hypervisor.accepts(abi).map_err(|reason| ImageError::IncompatibleAbi { image: abi, hypervisor, reason })?;
 
     Ok(LoadPlan { entry, segments, abi, image_start, image_end, image_pages })
 }
@@ -249,8 +251,10 @@ fn parse_header(image: &[u8]) -> Result<FileHeader<LittleEndian>, ImageError> {
     if image[elf::abi::EI_DATA] != elf::abi::ELFDATA2LSB {
         return Err(ImageError::NotLittleEndian);
     }
-    let ident = elf::file::parse_ident::<LittleEndian>(&image[..elf::abi::EI_NIDENT]).map_err(|_| ImageError::BadMagic)?;
-    let header = FileHeader::parse_tail(ident, &image[elf::abi::EI_NIDENT..ELF64_HEADER_SIZE]).map_err(|_| truncated)?;
+    let ident =
+        elf::file::parse_ident::<LittleEndian>(&image[..elf::abi::EI_NIDENT]).map_err(|_| ImageError::BadMagic)?;
+    let header =
+        FileHeader::parse_tail(ident, &image[elf::abi::EI_NIDENT..ELF64_HEADER_SIZE]).map_err(|_| truncated)?;
     if header.e_machine != EM_X86_64 {
         return Err(ImageError::WrongMachine(header.e_machine));
     }
@@ -263,7 +267,10 @@ fn parse_header(image: &[u8]) -> Result<FileHeader<LittleEndian>, ImageError> {
 
 /// The program header table, after checking it lies inside the file. Section headers are
 /// never looked at: the loader does not need them, so their state cannot refuse an image.
-fn program_headers<'image>(image: &'image [u8], header: &FileHeader<LittleEndian>) -> Result<SegmentTable<'image, LittleEndian>, ImageError> {
+fn program_headers<'image>(
+    image: &'image [u8],
+    header: &FileHeader<LittleEndian>,
+) -> Result<SegmentTable<'image, LittleEndian>, ImageError> {
     if header.e_phnum == 0 {
         return Err(ImageError::NoLoadSegments);
     }
@@ -477,7 +484,8 @@ pub(crate) mod tests {
         let wrong_name = raw_note(b"ringfenc\0", 1, &[0; 8]);
         let mut other_type = AbiNote::new(AbiVersion { major: 9, minor: 9 });
         other_type.note_type = 2;
-        image.segments[3] = note_segment(&[&build_id, &wrong_name, other_type.as_bytes(), &abi_note_bytes(ABI_VERSION)]);
+        image.segments[3] =
+            note_segment(&[&build_id, &wrong_name, other_type.as_bytes(), &abi_note_bytes(ABI_VERSION)]);
         let plan = image.check().unwrap();
         assert!(plan.segments.windows(2).all(|pair| pair[0].virtual_start < pair[1].virtual_start));
     }
@@ -521,7 +529,14 @@ pub(crate) mod tests {
         image.segments.push(note_segment(&[&abi_note_bytes(ABI_VERSION)]));
         assert_eq!(image.check(), Err(ImageError::NoLoadSegments));
         let mut image = TestImage::valid();
-        image.segments.push(TestSegment { p_type: PT_INTERP, flags: 4, vaddr: 0, memsz: 0, bytes: b"/lib/ld.so\0".to_vec(), align: 1 });
+        image.segments.push(TestSegment {
+            p_type: PT_INTERP,
+            flags: 4,
+            vaddr: 0,
+            memsz: 0,
+            bytes: b"/lib/ld.so\0".to_vec(),
+            align: 1,
+        });
         assert_eq!(image.check(), Err(ImageError::DynamicallyLinked));
     }
 
@@ -556,16 +571,20 @@ pub(crate) mod tests {
         assert_eq!(validate(&bytes, ABI_VERSION), Err(ImageError::SegmentOutsideFile { virtual_start: TEXT + 0x2000 }));
 
         for (vaddr, memsz) in [
-            (0x0000_7fff_ffff_f000, 0x2000),        // runs into the hole
-            (0xffff_8000_0000_0000, 0x1000),        // hypervisor range
-            (0xffff_87ff_ffff_f000, 0x2000),        // starts inside the hypervisor range
-            (0xffff_ffff_ffff_f000, 0x2000),        // wraps
-            (0x0000_8000_0000_0000, 0x10),          // non-canonical
+            (0x0000_7fff_ffff_f000, 0x2000), // runs into the hole
+            (0xffff_8000_0000_0000, 0x1000), // hypervisor range
+            (0xffff_87ff_ffff_f000, 0x2000), // starts inside the hypervisor range
+            (0xffff_ffff_ffff_f000, 0x2000), // wraps
+            (0x0000_8000_0000_0000, 0x10),   // non-canonical
         ] {
             let mut image = TestImage::valid();
             image.segments[1].vaddr = vaddr;
             image.segments[1].memsz = memsz;
-            assert_eq!(image.check(), Err(ImageError::NotGuestMemory { virtual_start: vaddr, memory_size: memsz }), "{vaddr:#x}");
+            assert_eq!(
+                image.check(),
+                Err(ImageError::NotGuestMemory { virtual_start: vaddr, memory_size: memsz }),
+                "{vaddr:#x}"
+            );
         }
     }
 
@@ -638,7 +657,10 @@ pub(crate) mod tests {
         let newer_major = AbiVersion { major: 1, minor: 0 };
         image.segments[3] = note_segment(&[&abi_note_bytes(newer_major)]);
         let error = validate(&image.build(), hypervisor).unwrap_err();
-        assert_eq!(error, ImageError::IncompatibleAbi { image: newer_major, hypervisor, reason: Incompatibility::MajorMismatch });
+        assert_eq!(
+            error,
+            ImageError::IncompatibleAbi { image: newer_major, hypervisor, reason: Incompatibility::MajorMismatch }
+        );
         assert_eq!(error.to_string(), "built for ABI 1.0 but the hypervisor offers 0.1 (different major)");
 
         let newer_minor = AbiVersion { major: 0, minor: 2 };

@@ -2,8 +2,8 @@
 //! guard, start-info page, guard, shared-info page, guard, initial stack, guard, then every
 //! remaining page as "free".
 
-use core::fmt;
 use crate::domain::image::LoadPlan;
+use core::fmt;
 use hypercall_abi::layout::{is_guest_range, INITIAL_STACK_PAGES, PAGE_SIZE};
 
 /// Where everything after the image goes.
@@ -82,10 +82,8 @@ pub fn plan(load: &LoadPlan, memory_pages: u64) -> Result<DomainLayout, LayoutEr
     // image_end | guard | start info | guard | shared info | guard | stack | guard | free ...
     let fixed_bytes = DomainLayout::FIXED_VIRTUAL_PAGES * PAGE_SIZE;
     let past_end = LayoutError::PastAddressSpaceEnd { image_end };
-    let region_bytes = free_pages
-        .checked_mul(PAGE_SIZE)
-        .and_then(|free_bytes| free_bytes.checked_add(fixed_bytes))
-        .ok_or(past_end)?;
+    let region_bytes =
+        free_pages.checked_mul(PAGE_SIZE).and_then(|free_bytes| free_bytes.checked_add(fixed_bytes)).ok_or(past_end)?;
     // free_start must be an address (even with no free pages), and the region's last byte
     // must not wrap; the region may end exactly at 2^64.
     image_end.checked_add(fixed_bytes).ok_or(past_end)?;
@@ -141,7 +139,10 @@ mod tests {
         let load = load_plan(0x40_0000, 10);
         let exact = 10 + 1 + INITIAL_STACK_PAGES;
         assert_eq!(plan(&load, exact).unwrap().free_pages, 0);
-        assert_eq!(plan(&load, exact - 1), Err(LayoutError::TooLittleMemory { needed_pages: exact, memory_pages: exact - 1 }));
+        assert_eq!(
+            plan(&load, exact - 1),
+            Err(LayoutError::TooLittleMemory { needed_pages: exact, memory_pages: exact - 1 })
+        );
         assert_eq!(plan(&load, 0), Err(LayoutError::TooLittleMemory { needed_pages: exact, memory_pages: 0 }));
         let mut huge = load_plan(0x40_0000, 1);
         huge.image_pages = u64::MAX;
@@ -159,7 +160,10 @@ mod tests {
         let layout = plan(&fits, memory).unwrap();
         assert_eq!(layout.free_start + free * PAGE_SIZE, lower_end, "ends exactly at the end of the lower half");
         let one_page_more = load_plan(lower_end - region - 3 * PAGE_SIZE, 4);
-        assert_eq!(plan(&one_page_more, memory), Err(LayoutError::CrossesLowerHalfEnd { image_end: lower_end - region + PAGE_SIZE }));
+        assert_eq!(
+            plan(&one_page_more, memory),
+            Err(LayoutError::CrossesLowerHalfEnd { image_end: lower_end - region + PAGE_SIZE })
+        );
         assert!(plan(&one_page_more, memory).unwrap_err().to_string().contains("lower half"));
     }
 

@@ -1,8 +1,8 @@
 //! Domains before they run: image validation, the layout plan, the builder, the
 //! virtual CPU's paravirtual state, and how a domain ended.
 
+pub mod builder;
 pub mod image;
 pub mod layout;
-pub mod builder;
-pub mod vcpu;
 pub mod outcome;
+pub mod vcpu;

@@ -31,11 +31,7 @@ impl Outcome {
 /// The summary over all outcomes: the worst one wins ([`ExitStatus::worst`]); no outcomes
 /// at all means there was nothing to run.
 pub fn exit_status(outcomes: impl IntoIterator<Item = Outcome>) -> ExitStatus {
-    outcomes
-        .into_iter()
-        .map(Outcome::status)
-        .reduce(ExitStatus::worst)
-        .unwrap_or(ExitStatus::NOTHING_TO_RUN)
+    outcomes.into_iter().map(Outcome::status).reduce(ExitStatus::worst).unwrap_or(ExitStatus::NOTHING_TO_RUN)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! Every setter validates its whole input before changing anything, so a refused
 //! hypercall leaves the vCPU exactly as it was.
 
-use hypercall_abi::Errno;
-use hypercall_abi::layout::{HYPERVISOR_END, HYPERVISOR_START, is_canonical};
+use hypercall_abi::layout::{is_canonical, HYPERVISOR_END, HYPERVISOR_START};
 use hypercall_abi::trap::{callback_type, segment, trap_flags, vector, TrapTableEntry, KERNEL_SS, VECTORS};
+use hypercall_abi::Errno;
 
 /// The virtual privilege level of the guest. Both are hardware ring 3; the mode decides
 /// which address space is loaded, which GS base is live and which stack events use.
@@ -230,10 +230,18 @@ mod tests {
     fn user_may_raise_only_on_allowed_vectors() {
         let mut vcpu = Vcpu::new();
         for vector in [3, 4, 32, 0x80, 255] {
-            assert_eq!(vcpu.set_trap_table(&[entry(vector, trap_flags::USER_MAY_RAISE, HANDLER)]), Ok(()), "vector {vector}");
+            assert_eq!(
+                vcpu.set_trap_table(&[entry(vector, trap_flags::USER_MAY_RAISE, HANDLER)]),
+                Ok(()),
+                "vector {vector}"
+            );
         }
         for vector in [0, 1, 2, 5, 6, 13, 14, 31] {
-            assert_eq!(vcpu.set_trap_table(&[entry(vector, trap_flags::USER_MAY_RAISE, HANDLER)]), Err(Errno::EINVAL), "vector {vector}");
+            assert_eq!(
+                vcpu.set_trap_table(&[entry(vector, trap_flags::USER_MAY_RAISE, HANDLER)]),
+                Err(Errno::EINVAL),
+                "vector {vector}"
+            );
             assert_eq!(vcpu.trap_handler(vector), None);
         }
     }
@@ -256,11 +264,19 @@ mod tests {
             vcpu.set_trap_table(&[entry(6, 0, HANDLER)]).unwrap();
             let before = vcpu.clone();
             // The good entries before the bad one must not be applied either.
-            assert_eq!(vcpu.set_trap_table(&[entry(13, 0, HANDLER), entry(6, 0, 0), bad_entry]), Err(Errno::EINVAL), "{bad_entry:?}");
+            assert_eq!(
+                vcpu.set_trap_table(&[entry(13, 0, HANDLER), entry(6, 0, 0), bad_entry]),
+                Err(Errno::EINVAL),
+                "{bad_entry:?}"
+            );
             assert_eq!(vcpu, before);
         }
         let mut vcpu = Vcpu::new();
-        assert_eq!(vcpu.set_trap_table(&[entry(14, 0, HYPERVISOR_END)]), Ok(()), "the end of the range is guest memory");
+        assert_eq!(
+            vcpu.set_trap_table(&[entry(14, 0, HYPERVISOR_END)]),
+            Ok(()),
+            "the end of the range is guest memory"
+        );
         assert_eq!(vcpu.set_trap_table(&[entry(0, 0, 0); VECTORS + 1]), Err(Errno::EINVAL));
     }
 

@@ -10,8 +10,8 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use hypercall_abi::Errno;
 use hypercall_abi::event::{event_cmd, status, virq, DOMAIN_SELF, PORTS_MAX};
+use hypercall_abi::Errno;
 
 /// Ports a domain may use: `1..PORTS_MAX`.
 const PORT_LIMIT: usize = PORTS_MAX as usize;
@@ -290,7 +290,8 @@ impl EventChannels {
         // The local port first: if there is none, the remote end stays unbound.
         let port = self.table(caller)?.free_port()?;
         self.table(caller)?.open(port, PortState::Interdomain { remote_domain, remote_port });
-        self.table(remote_domain)?.set(remote_port, PortState::Interdomain { remote_domain: caller, remote_port: port });
+        self.table(remote_domain)?
+            .set(remote_port, PortState::Interdomain { remote_domain: caller, remote_port: port });
         Ok(u64::from(port))
     }
 
@@ -634,7 +635,10 @@ mod tests {
         assert_eq!(op(&mut channels, &mut notify, 2, event_cmd::CLOSE, 0, 0), EINVAL);
         assert_eq!(op(&mut channels, &mut notify, 2, event_cmd::CLOSE, u64::MAX, 0), EINVAL);
         // The unbound leftover can be re-bound by the domain it names.
-        assert_eq!(op(&mut channels, &mut notify, 2, event_cmd::BIND_INTERDOMAIN, 1, u64::from(left)), i64::from(right));
+        assert_eq!(
+            op(&mut channels, &mut notify, 2, event_cmd::BIND_INTERDOMAIN, 1, u64::from(left)),
+            i64::from(right)
+        );
         assert_symmetric(&channels);
         // Closing the unbound/virq/ipi kinds just frees them.
         let ipi = op(&mut channels, &mut notify, 1, event_cmd::BIND_IPI, 0, 0) as u64;

@@ -12,10 +12,10 @@
 //! Port numbers are `u32`; a port outside the bitmaps ([`EVENT_PORTS`]) is ignored (every
 //! caller validates against `PORTS_MAX` first; this is only the memory-safety net).
 
-use core::mem::offset_of;
 use crate::domain::vcpu::Vcpu;
 use crate::mm::frames::Frame;
 use crate::mm::paging::FrameMemory;
+use core::mem::offset_of;
 use hypercall_abi::shared_info::{SharedInfo, VcpuInfo, EVENT_PORTS};
 
 /// `vcpu_info[0].upcall_pending` (u8).
@@ -172,10 +172,7 @@ pub fn set_upcall_mask(memory: &mut impl FrameMemory, frame: Frame, masked: bool
 /// Whether any of `ports` is pending, masked or not (`sched_op(POLL)`). Ports outside the
 /// bitmaps count as not pending. Reads at most one word per listed port.
 pub fn any_pending(memory: &impl FrameMemory, frame: Frame, ports: &[u32]) -> bool {
-    ports
-        .iter()
-        .filter_map(|&port| locate(port))
-        .any(|(word, bit)| test_bit(memory, frame, PENDING_BITMAP, word, bit))
+    ports.iter().filter_map(|&port| locate(port)).any(|(word, bit)| test_bit(memory, frame, PENDING_BITMAP, word, bit))
 }
 
 /// Whether `port` is pending (for tests and reports).

@@ -1,8 +1,8 @@
 //! `console_io`: writing to and reading from the console.
 
 use crate::hypercall::guest::{error, Disposition, Guest};
-use hypercall_abi::Errno;
 use hypercall_abi::hypercall::console_cmd;
+use hypercall_abi::Errno;
 
 /// `console_io(WRITE | READ, count, buffer)`.
 pub(super) fn console_io(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {

@@ -113,7 +113,8 @@ fn decrease(
     let mut failure = None;
     while done < count.min(BATCH_MAX) {
         let mut bytes = [0u8; GFN_BYTES as usize];
-        let read = element(gfns, done, GFN_BYTES).is_some_and(|address| copy_from_guest(memory, domain.kernel_space(), address, &mut bytes).is_ok());
+        let read = element(gfns, done, GFN_BYTES)
+            .is_some_and(|address| copy_from_guest(memory, domain.kernel_space(), address, &mut bytes).is_ok());
         if !read {
             failure = Some(Errno::EFAULT);
             break;
@@ -141,13 +142,17 @@ pub fn address_space_op(
 ) -> i64 {
     let [command, first, second, ..] = *arguments;
     match command {
-        space_cmd::CREATE => domain.create_space(memory, frames).map_or_else(|error| error.errno().to_return(), |handle| handle as i64),
+        space_cmd::CREATE => {
+            domain.create_space(memory, frames).map_or_else(|error| error.errno().to_return(), |handle| handle as i64)
+        }
         space_cmd::DESTROY => result(domain.destroy_space(memory, frames, first)),
         space_cmd::SWITCH => result(domain.switch(first, second)),
         space_cmd::FLUSH_VA => result(domain.flush(tlb, first, Some(second))),
         space_cmd::FLUSH_ALL => result(domain.flush(tlb, first, None)),
         // A gfn is below 2^24, so `gfn << 12 | flags` is a positive i64.
-        space_cmd::QUERY => domain.query(memory, first, second).map_or_else(|error| error.errno().to_return(), |value| value as i64),
+        space_cmd::QUERY => {
+            domain.query(memory, first, second).map_or_else(|error| error.errno().to_return(), |value| value as i64)
+        }
         _ => Errno::EINVAL.to_return(),
     }
 }
@@ -170,8 +175,8 @@ pub fn mmu_update(
     let mut failure = None;
     let mut batched = BatchedTlb::new(tlb);
     while done < count.min(BATCH_MAX) {
-        let outcome =
-            read_entry(domain, memory, entries, done).and_then(|entry| apply(domain, memory, frames, &mut batched, handle, &entry));
+        let outcome = read_entry(domain, memory, entries, done)
+            .and_then(|entry| apply(domain, memory, frames, &mut batched, handle, &entry));
         if let Err(error) = outcome {
             failure = Some(error);
             break;
@@ -265,8 +270,8 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::frames::Frame;
     use crate::mm::fakes::{TestFrames, TestMemory};
+    use crate::mm::frames::Frame;
     use hypercall_abi::layout::HYPERVISOR_START;
     use hypercall_abi::memory::{split_query, INITIAL_SPACE, LARGE_PAGE_PAGES, LARGE_PAGE_SIZE, NO_SPACE, SPACES_MAX};
     use zerocopy::IntoBytes;
@@ -321,7 +326,13 @@ mod tests {
         }
 
         fn space_op(&mut self, command: u64, first: u64, second: u64) -> i64 {
-            address_space_op(&[command, first, second, 0, 0, 0], &mut self.domain, &mut self.memory, &mut self.frames, &mut self.tlb)
+            address_space_op(
+                &[command, first, second, 0, 0, 0],
+                &mut self.domain,
+                &mut self.memory,
+                &mut self.frames,
+                &mut self.tlb,
+            )
         }
 
         fn write(&mut self, address: u64, bytes: &[u8]) {
@@ -461,7 +472,8 @@ mod tests {
         let done_address = BUFFER + 4096 * 7;
         for count in [1 << 32, u64::MAX] {
             let arguments = [INITIAL_SPACE, BUFFER, count, done_address, 0, 0];
-            let result = mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb);
+            let result =
+                mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb);
             assert_eq!(result, BATCH_MAX as i64);
             assert_eq!(fixture.read_u64(done_address), BATCH_MAX);
         }
@@ -472,7 +484,8 @@ mod tests {
     fn long_batches_flush_everything_once() {
         let mut fixture = fixture(128);
         let (_, gfns) = fixture.increase(96, 0);
-        let maps: Vec<MapEntry> = gfns.iter().enumerate().map(|(index, &gfn)| map(AREA + index as u64 * 4096, gfn, RW)).collect();
+        let maps: Vec<MapEntry> =
+            gfns.iter().enumerate().map(|(index, &gfn)| map(AREA + index as u64 * 4096, gfn, RW)).collect();
         assert_eq!(fixture.mmu(INITIAL_SPACE, &maps), (96, 96));
         let few: Vec<MapEntry> = (0..BATCHED_PAGES as u64).map(|index| unmap(AREA + index * 4096, 0)).collect();
         assert_eq!(fixture.mmu(INITIAL_SPACE, &few), (BATCHED_PAGES as i64, BATCHED_PAGES as u64));
@@ -541,13 +554,22 @@ mod tests {
         assert_eq!(fixture.mmu(NO_SPACE, &[]), (ESRCH, u64::MAX));
         // Unreadable entries, unwritable done.
         let arguments = [INITIAL_SPACE, 0x7000_0000, 1, 0, 0, 0];
-        assert_eq!(mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb), EFAULT);
+        assert_eq!(
+            mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb),
+            EFAULT
+        );
         fixture.write(BUFFER, map(AREA, gfn, RW).as_bytes());
         let arguments = [INITIAL_SPACE, BUFFER, 1, HYPERVISOR_START, 0, 0];
-        assert_eq!(mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb), EFAULT);
+        assert_eq!(
+            mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb),
+            EFAULT
+        );
         assert!(fixture.query(INITIAL_SPACE, AREA) >= 0, "the completed entry stays done");
         let arguments = [INITIAL_SPACE, BUFFER, 0, 0, 0, 0];
-        assert_eq!(mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb), 0);
+        assert_eq!(
+            mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb),
+            0
+        );
         fixture.finish();
     }
 
@@ -647,7 +669,9 @@ mod tests {
         let one_walk = tables * 512;
         let reads = memory.entry_reads.get();
         assert!(reads <= one_walk + 200 * 4 * 2, "{reads} entry reads for one batch; one walk is {one_walk}");
-        assert!(gfns.iter().all(|&gfn| fixture.domain.mapping_count(gfn) == 0 && fixture.domain.gfn_frame(gfn).is_none()));
+        assert!(gfns
+            .iter()
+            .all(|&gfn| fixture.domain.mapping_count(gfn) == 0 && fixture.domain.gfn_frame(gfn).is_none()));
         for handle in spaces.iter().copied().chain([INITIAL_SPACE]) {
             assert_eq!(fixture.query(handle, 1 << 39), ENOENT);
             assert_eq!(fixture.domain.space(handle).unwrap().kernel_only_leaves(), 0);
@@ -671,13 +695,21 @@ mod tests {
         let block = gfns[0];
         let first = fixture.domain.gfn_frame(block).unwrap();
         assert!(first.number().is_multiple_of(512));
-        assert!((0..512).all(|page| fixture.domain.gfn_frame(block + page) == Some(Frame::from_number(first.number() + page))));
+        assert!((0..512)
+            .all(|page| fixture.domain.gfn_frame(block + page) == Some(Frame::from_number(first.number() + page))));
         let large = RW | map_flags::LARGE;
         let address = 0xffff_ffff_c000_0000;
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[map(address, block + 1, large)]), (EINVAL, 0), "gfn not 512-aligned");
-        assert_eq!(fixture.mmu(INITIAL_SPACE, &[map(address + 0x1000, block, large)]), (EINVAL, 0), "va not 2 MiB aligned");
+        assert_eq!(
+            fixture.mmu(INITIAL_SPACE, &[map(address + 0x1000, block, large)]),
+            (EINVAL, 0),
+            "va not 2 MiB aligned"
+        );
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[map(AREA, 0, large)]), (EINVAL, 0), "block 0 is not one extent");
-        assert_eq!(fixture.mmu(INITIAL_SPACE, &[map(address, block, large), map(address + 0x5000, 7, RW)]), (EEXIST, 1));
+        assert_eq!(
+            fixture.mmu(INITIAL_SPACE, &[map(address, block, large), map(address + 0x5000, 7, RW)]),
+            (EEXIST, 1)
+        );
         assert_eq!(split_query(fixture.query(INITIAL_SPACE, address + 0x5123) as u64), (block + 5, large));
         // A 4 KiB alias of one gfn of the extent, and the whole extent in a second space.
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[map(AREA, block + 3, RW)]), (1, 1));
@@ -691,7 +723,11 @@ mod tests {
         assert_eq!(fixture.decrease(&[block + 5], 0), 1);
         assert_eq!(fixture.query(INITIAL_SPACE, address), ENOENT);
         assert_eq!(fixture.query(other, address + 0x1f_f000), ENOENT);
-        assert_eq!(split_query(fixture.query(INITIAL_SPACE, AREA) as u64).0, block + 3, "a 4 KiB alias of another gfn stays");
+        assert_eq!(
+            split_query(fixture.query(INITIAL_SPACE, AREA) as u64).0,
+            block + 3,
+            "a 4 KiB alias of another gfn stays"
+        );
         assert!((0..512).all(|page| fixture.domain.mapping_count(block + page) == u32::from(page == 3)));
         assert_eq!(fixture.mmu(other, &[map(address, block, large)]), (EINVAL, 0), "no longer one extent");
         // Order-9 release needs all 512 populated and aligned.
@@ -837,7 +873,10 @@ mod tests {
                     1 => drop(fixture.increase(1, 9)),
                     2 if gfn >= BUFFER_PAGES => drop(fixture.decrease(&[gfn], 0)),
                     3 => drop(fixture.mmu(handle, &[map(address, gfn, RW)])),
-                    4 => drop(fixture.mmu(handle, &[map(large_address, gfn & !(LARGE_PAGE_PAGES - 1), RW | map_flags::LARGE)])),
+                    4 => drop(
+                        fixture
+                            .mmu(handle, &[map(large_address, gfn & !(LARGE_PAGE_PAGES - 1), RW | map_flags::LARGE)]),
+                    ),
                     5 => drop(fixture.mmu(handle, &[unmap(address, 0), unmap(large_address, map_flags::LARGE)])),
                     6 => drop(fixture.space_op(space_cmd::CREATE, 0, 0)),
                     7 if handle != INITIAL_SPACE => drop(fixture.space_op(space_cmd::DESTROY, handle, 0)),

@@ -2,10 +2,10 @@
 //! `console`, `sched`, `vcpu`, and `memory`, whose operations the system runs on the
 //! caller's memory), and the one dispatch table (`table`), in that order.
 
-pub mod guest;
-mod version;
 mod console;
-mod sched;
-mod vcpu;
-pub mod table;
+pub mod guest;
 pub mod memory;
+mod sched;
+pub mod table;
+mod vcpu;
+mod version;

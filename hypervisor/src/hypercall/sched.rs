@@ -2,9 +2,9 @@
 
 use crate::domain::outcome::Outcome;
 use crate::hypercall::guest::{error, Disposition, Guest, PollRequest, POLL_PORTS_MAX};
-use hypercall_abi::Errno;
 use hypercall_abi::event::PORTS_MAX;
 use hypercall_abi::hypercall::{sched_cmd, shutdown_reason, SHUTDOWN_CODE_MAX};
+use hypercall_abi::Errno;
 use zerocopy::IntoBytes;
 
 /// `sched_op(YIELD | BLOCK | POLL | SHUTDOWN, ...)`.

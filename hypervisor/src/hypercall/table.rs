@@ -24,13 +24,16 @@ const fn table() -> [Option<Handler>; Hypercall::TABLE_SIZE as usize] {
     table[Hypercall::CONSOLE_IO.0 as usize] = Some(console::console_io);
     table[Hypercall::IRET.0 as usize] = Some(vcpu::iret);
     table[Hypercall::SET_SEGMENT_BASE.0 as usize] = Some(vcpu::set_segment_base);
-    table[Hypercall::ADDRESS_SPACE_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.address_space_op(arguments)));
+    table[Hypercall::ADDRESS_SPACE_OP.0 as usize] =
+        Some(|arguments, guest| Disposition::Return(guest.address_space_op(arguments)));
     table[Hypercall::SCHED_OP.0 as usize] = Some(sched::sched_op);
     table[Hypercall::CALLBACK_OP.0 as usize] = Some(vcpu::callback_op);
     table[Hypercall::SET_CALLBACKS.0 as usize] = Some(vcpu::set_callbacks);
     // Any deadline is valid (0 cancels, the past fires at once); the system owns the timer.
-    table[Hypercall::SET_TIMER_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.set_timer(arguments[0])));
-    table[Hypercall::EVENT_CHANNEL_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.event_channel_op(arguments)));
+    table[Hypercall::SET_TIMER_OP.0 as usize] =
+        Some(|arguments, guest| Disposition::Return(guest.set_timer(arguments[0])));
+    table[Hypercall::EVENT_CHANNEL_OP.0 as usize] =
+        Some(|arguments, guest| Disposition::Return(guest.event_channel_op(arguments)));
     table
 }
 
@@ -78,7 +81,8 @@ fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
         }
         // BLOCK and POLL end the batch whether or not their arguments were valid (SPEC.md
         // §13), so a batch never goes on past an entry that could have slept.
-        let sleeper = Hypercall(entry.op) == Hypercall::SCHED_OP && matches!(entry.args[0], sched_cmd::BLOCK | sched_cmd::POLL);
+        let sleeper =
+            Hypercall(entry.op) == Hypercall::SCHED_OP && matches!(entry.args[0], sched_cmd::BLOCK | sched_cmd::POLL);
         let (result, after) = match Hypercall(entry.op) {
             Hypercall::IRET | Hypercall::MULTICALL => (Errno::EINVAL.to_return(), After::End),
             _ => match dispatch(entry.op, entry.args, guest) {
@@ -111,20 +115,20 @@ fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    
-    use crate::mm::guest_memory::GuestFault;
-    use crate::domain::vcpu::Vcpu;
+
     use crate::domain::outcome::Outcome;
-    
-    use hypercall_abi::hypercall::{features, shutdown_reason};
-    use hypercall_abi::trap::TrapTableEntry;
-    use hypercall_abi::ABI_VERSION;
-    use crate::mm::guest_memory::check_range;
+    use crate::domain::vcpu::Vcpu;
+    use crate::mm::guest_memory::GuestFault;
+
     use crate::domain::vcpu::{Mode, TrapHandler};
+    use crate::mm::guest_memory::check_range;
     use alloc::vec::Vec;
     use core::ops::Range;
+    use hypercall_abi::hypercall::{features, shutdown_reason};
     use hypercall_abi::layout::HYPERVISOR_START;
+    use hypercall_abi::trap::TrapTableEntry;
     use hypercall_abi::trap::{segment, KERNEL_SS};
+    use hypercall_abi::ABI_VERSION;
 
     const BASE: u64 = 0x10_000;
 
@@ -239,7 +243,10 @@ mod tests {
     #[test]
     fn version_and_features() {
         let mut guest = guest();
-        assert_eq!(call(&mut guest, Hypercall::VERSION, [0, 0, 0]), Disposition::Return(i64::from(ABI_VERSION.packed())));
+        assert_eq!(
+            call(&mut guest, Hypercall::VERSION, [0, 0, 0]),
+            Disposition::Return(i64::from(ABI_VERSION.packed()))
+        );
         assert_eq!(call(&mut guest, Hypercall::VERSION, [1, 0, 0]), Disposition::Return(features::ALL as i64));
         assert_eq!(call(&mut guest, Hypercall::VERSION, [2, 0, 0]), Disposition::Return(-22));
         assert_eq!(call(&mut guest, Hypercall::VERSION, [u64::MAX, 0, 0]), Disposition::Return(-22));
@@ -305,7 +312,10 @@ mod tests {
         assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [0, 0, 0]), Disposition::Yield(0));
         assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, 0, 42]), Disposition::Shutdown(Outcome::Poweroff(42)));
         assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, 3, 7]), Disposition::Shutdown(Outcome::Crash(7)));
-        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, 0, u64::from(u32::MAX)]), Disposition::Shutdown(Outcome::Poweroff(u32::MAX)));
+        assert_eq!(
+            call(&mut guest, Hypercall::SCHED_OP, [2, 0, u64::from(u32::MAX)]),
+            Disposition::Shutdown(Outcome::Poweroff(u32::MAX))
+        );
         assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, 0, 1 << 32]), Disposition::Return(-22));
         for reason in [1, 2, 4, 5, u64::MAX] {
             assert_eq!(call(&mut guest, Hypercall::SCHED_OP, [2, reason, 0]), Disposition::Return(-22));
@@ -361,26 +371,39 @@ mod tests {
     fn block_and_poll_are_refused_inside_a_multicall() {
         let mut guest = guest();
         put_ports(&mut guest, BASE + 4096, &[1]);
-        put_calls(&mut guest, BASE, &[
-            (Hypercall::VERSION, [0, 0, 0]),
-            (Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0]),
-            (Hypercall::VERSION, [0, 0, 0]),
-        ]);
+        put_calls(
+            &mut guest,
+            BASE,
+            &[
+                (Hypercall::VERSION, [0, 0, 0]),
+                (Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0]),
+                (Hypercall::VERSION, [0, 0, 0]),
+            ],
+        );
         assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Return(2));
         assert_eq!(guest.result(BASE + ENTRY_BYTES), -22);
         assert_eq!(guest.result(BASE + 2 * ENTRY_BYTES), 0x5555, "the batch ended there");
-        put_calls(&mut guest, BASE, &[(Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 1]), (Hypercall::VERSION, [0, 0, 0])]);
+        put_calls(
+            &mut guest,
+            BASE,
+            &[(Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 1]), (Hypercall::VERSION, [0, 0, 0])],
+        );
         assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
         assert_eq!(guest.result(BASE), -22);
         // An invalid POLL keeps its own error and still ends the batch.
-        put_calls(&mut guest, BASE, &[
-            (Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 129]),
-            (Hypercall::VERSION, [0, 0, 0]),
-        ]);
+        put_calls(
+            &mut guest,
+            BASE,
+            &[(Hypercall::SCHED_OP, [sched_cmd::POLL, BASE + 4096, 129]), (Hypercall::VERSION, [0, 0, 0])],
+        );
         assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
         assert_eq!(guest.result(BASE), -22);
         assert_eq!(guest.result(BASE + ENTRY_BYTES), 0x5555, "the batch ended at the invalid POLL");
-        put_calls(&mut guest, BASE, &[(Hypercall::SCHED_OP, [sched_cmd::POLL, u64::MAX - 3, 2]), (Hypercall::VERSION, [0, 0, 0])]);
+        put_calls(
+            &mut guest,
+            BASE,
+            &[(Hypercall::SCHED_OP, [sched_cmd::POLL, u64::MAX - 3, 2]), (Hypercall::VERSION, [0, 0, 0])],
+        );
         assert_eq!(multicall(&mut guest, BASE, 2), Disposition::Return(1));
         assert_eq!(guest.result(BASE), -14);
         assert_eq!(guest.result(BASE + ENTRY_BYTES), 0x5555);
@@ -398,8 +421,15 @@ mod tests {
             (HYPERVISOR_START + 0x1000, failsafe),
             (0, u64::MAX >> 1),
         ] {
-            assert_eq!(call(&mut guest, Hypercall::SET_CALLBACKS, [bad_event, bad_failsafe, 0]), Disposition::Return(-22));
-            assert_eq!((guest.vcpu.event_callback, guest.vcpu.failsafe_callback), (Some(event), Some(failsafe)), "unchanged");
+            assert_eq!(
+                call(&mut guest, Hypercall::SET_CALLBACKS, [bad_event, bad_failsafe, 0]),
+                Disposition::Return(-22)
+            );
+            assert_eq!(
+                (guest.vcpu.event_callback, guest.vcpu.failsafe_callback),
+                (Some(event), Some(failsafe)),
+                "unchanged"
+            );
         }
         assert_eq!(call(&mut guest, Hypercall::SET_CALLBACKS, [0, 0, 0]), Disposition::Return(0));
         assert_eq!((guest.vcpu.event_callback, guest.vcpu.failsafe_callback), (None, None));
@@ -480,23 +510,39 @@ mod tests {
     #[test]
     fn stack_callback_and_segment_hypercalls() {
         let mut guest = guest();
-        assert_eq!(call(&mut guest, Hypercall::STACK_SWITCH, [KERNEL_SS, 0xffff_ffff_8010_0000, 0]), Disposition::Return(0));
+        assert_eq!(
+            call(&mut guest, Hypercall::STACK_SWITCH, [KERNEL_SS, 0xffff_ffff_8010_0000, 0]),
+            Disposition::Return(0)
+        );
         assert_eq!(guest.vcpu.kernel_stack, Some(0xffff_ffff_8010_0000));
         assert_eq!(call(&mut guest, Hypercall::STACK_SWITCH, [0x2b, 0x1000, 0]), Disposition::Return(-22));
-        assert_eq!(call(&mut guest, Hypercall::STACK_SWITCH, [KERNEL_SS, HYPERVISOR_START, 0]), Disposition::Return(-22));
+        assert_eq!(
+            call(&mut guest, Hypercall::STACK_SWITCH, [KERNEL_SS, HYPERVISOR_START, 0]),
+            Disposition::Return(-22)
+        );
 
         assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [0, 0, 0xffff_ffff_8000_4000]), Disposition::Return(0));
         assert_eq!(guest.vcpu.syscall_entry, Some(0xffff_ffff_8000_4000));
-        assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [1, 0, 0x1000]), Disposition::Return(-22), "unknown command");
+        assert_eq!(
+            call(&mut guest, Hypercall::CALLBACK_OP, [1, 0, 0x1000]),
+            Disposition::Return(-22),
+            "unknown command"
+        );
         assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [0, 1, 0x1000]), Disposition::Return(-22), "unknown type");
         assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [0, 0, 0x0000_8000_0000_0000]), Disposition::Return(-22));
         assert_eq!(call(&mut guest, Hypercall::CALLBACK_OP, [0, 0, 0]), Disposition::Return(0));
         assert_eq!(guest.vcpu.syscall_entry, None);
 
-        assert_eq!(call(&mut guest, Hypercall::SET_SEGMENT_BASE, [segment::GS_USER, 0x5000, 0]), Disposition::Return(0));
+        assert_eq!(
+            call(&mut guest, Hypercall::SET_SEGMENT_BASE, [segment::GS_USER, 0x5000, 0]),
+            Disposition::Return(0)
+        );
         assert!(guest.vcpu.segments_dirty);
         assert_eq!(guest.vcpu.gs_user, 0x5000);
-        assert_eq!(call(&mut guest, Hypercall::SET_SEGMENT_BASE, [segment::FS, 0x0000_8000_0000_0000, 0]), Disposition::Return(-22));
+        assert_eq!(
+            call(&mut guest, Hypercall::SET_SEGMENT_BASE, [segment::FS, 0x0000_8000_0000_0000, 0]),
+            Disposition::Return(-22)
+        );
         assert_eq!(call(&mut guest, Hypercall::SET_SEGMENT_BASE, [3, 0, 0]), Disposition::Return(-22));
         assert_eq!(guest.vcpu.mode, Mode::Kernel);
     }
@@ -510,7 +556,11 @@ mod tests {
         assert_eq!(dispatch(Hypercall::MMU_UPDATE.0, [0, 0, 0, 0, 0, 9], &mut guest), Disposition::Return(9));
         assert_eq!(
             guest.forwarded,
-            [("memory_op", [1, 2, 3, 4, 5, 6]), ("address_space_op", [6, 5, 4, 3, 2, 1]), ("mmu_update", [0, 0, 0, 0, 0, 9])]
+            [
+                ("memory_op", [1, 2, 3, 4, 5, 6]),
+                ("address_space_op", [6, 5, 4, 3, 2, 1]),
+                ("mmu_update", [0, 0, 0, 0, 0, 9])
+            ]
         );
     }
 
@@ -528,13 +578,17 @@ mod tests {
     #[test]
     fn multicall_writes_every_result() {
         let mut guest = guest();
-        put_calls(&mut guest, BASE + 4096, &[
-            (Hypercall::VERSION, [0, 0, 0]),
-            (Hypercall::VERSION, [9, 0, 0]),
-            (Hypercall::CONSOLE_IO, [0, 3, BASE]),
-            (Hypercall(50), [0, 0, 0]),
-            (Hypercall::MEMORY_OP, [1, 0, 0]),
-        ]);
+        put_calls(
+            &mut guest,
+            BASE + 4096,
+            &[
+                (Hypercall::VERSION, [0, 0, 0]),
+                (Hypercall::VERSION, [9, 0, 0]),
+                (Hypercall::CONSOLE_IO, [0, 3, BASE]),
+                (Hypercall(50), [0, 0, 0]),
+                (Hypercall::MEMORY_OP, [1, 0, 0]),
+            ],
+        );
         assert_eq!(multicall(&mut guest, BASE + 4096, 5), Disposition::Return(5));
         let results: Vec<_> = (0..5).map(|index| guest.result(BASE + 4096 + index * ENTRY_BYTES)).collect();
         assert_eq!(results, [i64::from(ABI_VERSION.packed()), -22, 3, -38, 7], "errors do not stop the batch");
@@ -560,11 +614,15 @@ mod tests {
     fn multicall_refuses_iret_and_nested_multicall() {
         for refused in [Hypercall::IRET, Hypercall::MULTICALL] {
             let mut guest = guest();
-            put_calls(&mut guest, BASE, &[
-                (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
-                (refused, [BASE, 1, 0]),
-                (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
-            ]);
+            put_calls(
+                &mut guest,
+                BASE,
+                &[
+                    (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+                    (refused, [BASE, 1, 0]),
+                    (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+                ],
+            );
             assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Return(2), "{refused:?}");
             assert_eq!(guest.result(BASE), 1);
             assert_eq!(guest.result(BASE + ENTRY_BYTES), -22);
@@ -576,21 +634,29 @@ mod tests {
     #[test]
     fn multicall_yield_ends_the_batch_and_shutdown_ends_the_domain() {
         let mut guest = guest();
-        put_calls(&mut guest, BASE, &[
-            (Hypercall::VERSION, [0, 0, 0]),
-            (Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0]),
-            (Hypercall::VERSION, [0, 0, 0]),
-        ]);
+        put_calls(
+            &mut guest,
+            BASE,
+            &[
+                (Hypercall::VERSION, [0, 0, 0]),
+                (Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0]),
+                (Hypercall::VERSION, [0, 0, 0]),
+            ],
+        );
         assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Yield(2));
         assert_eq!(guest.result(BASE + ENTRY_BYTES), 0);
         assert_eq!(guest.result(BASE + 2 * ENTRY_BYTES), 0x5555);
 
         let mut guest = super::tests::guest();
-        put_calls(&mut guest, BASE, &[
-            (Hypercall::VERSION, [0, 0, 0]),
-            (Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 5]),
-            (Hypercall::CONSOLE_IO, [0, 1, BASE]),
-        ]);
+        put_calls(
+            &mut guest,
+            BASE,
+            &[
+                (Hypercall::VERSION, [0, 0, 0]),
+                (Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 5]),
+                (Hypercall::CONSOLE_IO, [0, 1, BASE]),
+            ],
+        );
         assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Shutdown(Outcome::Poweroff(5)));
         assert!(guest.console.is_empty());
     }
@@ -606,11 +672,15 @@ mod tests {
         assert_eq!(multicall(&mut guest, 0, 2), Disposition::Return(-14));
         assert_eq!(multicall(&mut guest, u64::MAX - 63, 2), Disposition::Return(-14), "wrapping address");
         // Entry 1's result cannot be written back: the batch stops after running it.
-        put_calls(&mut guest, BASE, &[
-            (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
-            (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
-            (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
-        ]);
+        put_calls(
+            &mut guest,
+            BASE,
+            &[
+                (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+                (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+                (Hypercall::CONSOLE_IO, [0, 1, BASE + 4096]),
+            ],
+        );
         guest.read_only = BASE + ENTRY_BYTES + RESULT_OFFSET..BASE + 2 * ENTRY_BYTES;
         assert_eq!(multicall(&mut guest, BASE, 3), Disposition::Return(1));
         assert_eq!(guest.console.len(), 2);

@@ -2,9 +2,9 @@
 //! bases, and `iret`.
 
 use crate::hypercall::guest::{error, status, Disposition, Guest};
-use hypercall_abi::Errno;
 use hypercall_abi::hypercall::callback_cmd;
 use hypercall_abi::trap::{TrapTableEntry, TRAP_TABLE_MAX, VECTORS};
+use hypercall_abi::Errno;
 use zerocopy::{FromZeros, IntoBytes};
 
 /// `set_callbacks(event, failsafe)`.

@@ -3,10 +3,10 @@
 //! quotas, and the hypervisor-owned shared-info frame. Everything a domain holds is
 //! reachable from here, so `destroy` can give every frame back.
 
-use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 use crate::mm::frames::{Frame, FrameSource};
 use crate::mm::paging::{AddressSpace, FrameMemory, Leaf, MapError, PageFlags, PageSize};
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::layout::is_canonical;
 use hypercall_abi::memory::{map_flags, INITIAL_SPACE, LARGE_PAGE_PAGES, NO_SPACE, SPACES_MAX};
@@ -331,7 +331,12 @@ impl DomainMemory {
 
     /// Populates the lowest free gfn (Small) or the lowest free 512-aligned block of gfns
     /// with a 2 MiB machine block (Large), zeroed, and returns the first gfn.
-    pub fn populate(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, size: PageSize) -> Result<u64, MemoryError> {
+    pub fn populate(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        size: PageSize,
+    ) -> Result<u64, MemoryError> {
         if self.populated.saturating_add(size.frames()) > self.max_pages {
             return Err(MemoryError::NoMemory);
         }
@@ -341,7 +346,11 @@ impl DomainMemory {
         }
     }
 
-    fn populate_page(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource) -> Result<u64, MemoryError> {
+    fn populate_page(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+    ) -> Result<u64, MemoryError> {
         // The quota check guarantees a free gfn below max_pages ≤ maximum_gfn.
         let start = self.free_hint as usize;
         let offset = self.p2m[start..].iter().position(|&number| number == ABSENT).ok_or(MemoryError::NoMemory)?;
@@ -357,7 +366,11 @@ impl DomainMemory {
         Ok(gfn)
     }
 
-    fn populate_block(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource) -> Result<u64, MemoryError> {
+    fn populate_block(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+    ) -> Result<u64, MemoryError> {
         let block = self.block_population.iter().position(|&count| count == 0).ok_or(MemoryError::NoMemory)?;
         let first = frames.allocate_large().ok_or(MemoryError::NoMemory)?;
         let last = Frame::from_number(first.number() + LARGE_PAGE_PAGES - 1);
@@ -404,7 +417,10 @@ impl DomainMemory {
     pub fn mark_for_release(&mut self, first_gfn: u64, size: PageSize) -> Result<(), MemoryError> {
         let count = size.frames();
         let aligned = first_gfn.is_multiple_of(count);
-        let end = first_gfn.checked_add(count).filter(|&end| aligned && end <= self.maximum_gfn()).ok_or(MemoryError::Invalid)?;
+        let end = first_gfn
+            .checked_add(count)
+            .filter(|&end| aligned && end <= self.maximum_gfn())
+            .ok_or(MemoryError::Invalid)?;
         if (first_gfn..end).any(|gfn| self.gfn_frame(gfn).is_none() || self.is_doomed(gfn)) {
             return Err(MemoryError::Invalid);
         }
@@ -491,13 +507,17 @@ impl DomainMemory {
         let size = size_of_flags(flags);
         check_address(virtual_address, size)?;
         let frame = self.gfn_frame(gfn).ok_or(MemoryError::Invalid)?;
-        if size == PageSize::Large && !(gfn.is_multiple_of(LARGE_PAGE_PAGES) && self.large_extents[(gfn / LARGE_PAGE_PAGES) as usize]) {
+        if size == PageSize::Large
+            && !(gfn.is_multiple_of(LARGE_PAGE_PAGES) && self.large_extents[(gfn / LARGE_PAGE_PAGES) as usize])
+        {
             return Err(MemoryError::Invalid);
         }
         self.check_user_root(index, flags)?;
         let mut quota = Quota { remaining: self.tables_remaining(), source: frames };
         let space = self.spaces[index].as_mut().expect("index checked");
-        space.map_sized(memory, &mut quota, virtual_address, frame, PageFlags::from_guest(flags), size).map_err(map_error)?;
+        space
+            .map_sized(memory, &mut quota, virtual_address, frame, PageFlags::from_guest(flags), size)
+            .map_err(map_error)?;
         match size {
             PageSize::Small => self.mappings[gfn as usize] += 1,
             PageSize::Large => self.large_mappings[(gfn / LARGE_PAGE_PAGES) as usize] += 1,
@@ -522,7 +542,14 @@ impl DomainMemory {
 
     /// Removes the leaf (2 MiB if `large`) at `virtual_address` in space `handle`. Any
     /// leaf may go, including the shared-info page (the guest just loses its view of it).
-    pub fn unmap(&mut self, memory: &mut impl FrameMemory, tlb: &mut impl Tlb, handle: u64, virtual_address: u64, large: bool) -> Result<(), MemoryError> {
+    pub fn unmap(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        tlb: &mut impl Tlb,
+        handle: u64,
+        virtual_address: u64,
+        large: bool,
+    ) -> Result<(), MemoryError> {
         let index = self.space_index(handle)?;
         let size = if large { PageSize::Large } else { PageSize::Small };
         check_address(virtual_address, size)?;
@@ -537,7 +564,14 @@ impl DomainMemory {
     }
 
     /// Changes the flags of the leaf at `virtual_address` (its size must match LARGE).
-    pub fn protect(&mut self, memory: &mut impl FrameMemory, tlb: &mut impl Tlb, handle: u64, virtual_address: u64, flags: u32) -> Result<(), MemoryError> {
+    pub fn protect(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        tlb: &mut impl Tlb,
+        handle: u64,
+        virtual_address: u64,
+        flags: u32,
+    ) -> Result<(), MemoryError> {
         let index = self.space_index(handle)?;
         let size = size_of_flags(flags);
         check_address(virtual_address, size)?;
@@ -554,7 +588,12 @@ impl DomainMemory {
     /// The shared-info mapping is the hypervisor's, not the guest's (SPEC.md §12.4): it
     /// can be neither removed nor re-flagged, so the hypervisor's page never turns
     /// executable or disappears under a guest that reads its cr2 from it.
-    fn check_not_shared_info(&self, memory: &impl FrameMemory, index: usize, virtual_address: u64) -> Result<(), MemoryError> {
+    fn check_not_shared_info(
+        &self,
+        memory: &impl FrameMemory,
+        index: usize,
+        virtual_address: u64,
+    ) -> Result<(), MemoryError> {
         let space = self.spaces[index].as_ref().expect("index checked");
         match space.leaf(memory, virtual_address) {
             Some(leaf) if leaf.frame == self.shared_info => Err(MemoryError::Permission),
@@ -577,7 +616,11 @@ impl DomainMemory {
     }
 
     /// A new empty space; returns its handle (the lowest free one).
-    pub fn create_space(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource) -> Result<u64, MemoryError> {
+    pub fn create_space(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+    ) -> Result<u64, MemoryError> {
         let free_slot = self.spaces.iter().position(Option::is_none);
         if free_slot.is_none() && self.spaces.len() as u64 >= SPACES_MAX {
             return Err(MemoryError::NoSpace);
@@ -598,7 +641,12 @@ impl DomainMemory {
     }
 
     /// Frees the page tables of space `handle` (not the gfns mapped in it).
-    pub fn destroy_space(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, handle: u64) -> Result<(), MemoryError> {
+    pub fn destroy_space(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        handle: u64,
+    ) -> Result<(), MemoryError> {
         let index = self.space_index(handle)?;
         if index == self.kernel_root || self.user_root == Some(index) {
             return Err(MemoryError::Busy);
@@ -643,7 +691,12 @@ impl DomainMemory {
     }
 
     /// Maps the shared-info frame read-write, no-execute, kernel-only in the initial space.
-    pub fn map_shared_info(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, virtual_address: u64) -> Result<(), MemoryError> {
+    pub fn map_shared_info(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        virtual_address: u64,
+    ) -> Result<(), MemoryError> {
         let mut quota = Quota { remaining: self.tables_remaining(), source: frames };
         let flags = PageFlags::from_guest(map_flags::WRITABLE | map_flags::NO_EXECUTE);
         let space = self.spaces[INITIAL_SPACE as usize].as_mut().ok_or(MemoryError::NoSuchSpace)?;

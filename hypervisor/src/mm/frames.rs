@@ -174,7 +174,8 @@ impl FrameAllocator {
             return None;
         }
         let words_per_block = (LARGE_FRAMES / BITS_PER_WORD) as usize;
-        let block = self.free.chunks_exact(words_per_block).position(|words| words.iter().all(|&word| word == u64::MAX))?;
+        let block =
+            self.free.chunks_exact(words_per_block).position(|words| words.iter().all(|&word| word == u64::MAX))?;
         let first_word = block * words_per_block;
         for word in &mut self.free[first_word..first_word + words_per_block] {
             *word = 0;

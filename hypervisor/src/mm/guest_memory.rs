@@ -1,9 +1,9 @@
 //! The one checked accessor for guest memory: validates a whole guest range by walking the
 //! hypervisor-owned page tables in software, then copies, so it can never fault.
 
-use core::fmt;
 use crate::mm::frames::Frame;
 use crate::mm::paging::{AddressSpace, FrameMemory, PageFlags};
+use core::fmt;
 use hypercall_abi::layout::{is_canonical, HYPERVISOR_END, HYPERVISOR_START, PAGE_SIZE};
 
 /// Why a guest range cannot be accessed. Nothing was copied.
@@ -97,7 +97,13 @@ fn chunk_at(
 }
 
 /// Checks every page of `address..=last` without copying anything.
-fn validate(memory: &impl FrameMemory, space: &AddressSpace, address: u64, last: u64, write: bool) -> Result<(), GuestFault> {
+fn validate(
+    memory: &impl FrameMemory,
+    space: &AddressSpace,
+    address: u64,
+    last: u64,
+    write: bool,
+) -> Result<(), GuestFault> {
     let mut current = Some(address);
     while let Some(page_address) = current {
         current = chunk_at(memory, space, address, last, page_address, write)?.1;
@@ -108,7 +114,12 @@ fn validate(memory: &impl FrameMemory, space: &AddressSpace, address: u64, last:
 /// Copies `buffer.len()` bytes of guest memory at `address` into `buffer`. The whole range
 /// is validated (canonical, no wrap, outside the hypervisor range, every page present and
 /// user accessible) before a single byte is copied.
-pub fn copy_from_guest(memory: &impl FrameMemory, space: &AddressSpace, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
+pub fn copy_from_guest(
+    memory: &impl FrameMemory,
+    space: &AddressSpace,
+    address: u64,
+    buffer: &mut [u8],
+) -> Result<(), GuestFault> {
     let Some(last) = check_range(address, buffer.len())? else {
         return Ok(());
     };
@@ -130,7 +141,12 @@ pub fn copy_from_guest(memory: &impl FrameMemory, space: &AddressSpace, address:
 /// would need a heap allocation per call); the walks agree because the writes only reach
 /// guest data frames, and page-table frames are never guest-mapped (the mapping
 /// hypercalls refuse them).
-pub fn copy_to_guest(memory: &mut impl FrameMemory, space: &AddressSpace, address: u64, bytes: &[u8]) -> Result<(), GuestFault> {
+pub fn copy_to_guest(
+    memory: &mut impl FrameMemory,
+    space: &AddressSpace,
+    address: u64,
+    bytes: &[u8],
+) -> Result<(), GuestFault> {
     let Some(last) = check_range(address, bytes.len())? else {
         return Ok(());
     };
@@ -238,8 +254,14 @@ mod tests {
         let mut fixture = fixture();
         assert_eq!(copy_from_guest(&fixture.memory, &fixture.space, 0x1234, &mut []), Ok(()));
         assert_eq!(copy_to_guest(&mut fixture.memory, &fixture.space, u64::MAX, &[]), Ok(()));
-        assert_eq!(copy_from_guest(&fixture.memory, &fixture.space, 0x0000_8000_0000_0000, &mut []), Err(GuestFault::NonCanonical));
-        assert_eq!(copy_to_guest(&mut fixture.memory, &fixture.space, HYPERVISOR_START, &[]), Err(GuestFault::HypervisorRange));
+        assert_eq!(
+            copy_from_guest(&fixture.memory, &fixture.space, 0x0000_8000_0000_0000, &mut []),
+            Err(GuestFault::NonCanonical)
+        );
+        assert_eq!(
+            copy_to_guest(&mut fixture.memory, &fixture.space, HYPERVISOR_START, &[]),
+            Err(GuestFault::HypervisorRange)
+        );
         assert!(GuestFault::ReadOnly { address: 0x10 }.to_string().contains("0x10"));
     }
 }

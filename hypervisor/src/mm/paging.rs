@@ -1,8 +1,8 @@
 //! Guest address spaces: 4-level x86_64 page tables that only the hypervisor writes.
 
+use crate::mm::frames::{Frame, FrameSource};
 use bitflags::bitflags;
 use core::fmt;
-use crate::mm::frames::{Frame, FrameSource};
 use hypercall_abi::layout::{is_canonical, HYPERVISOR_END, HYPERVISOR_START, PAGE_SIZE};
 use hypercall_abi::memory::{map_flags as guest, LARGE_PAGE_SIZE};
 
@@ -126,7 +126,11 @@ impl Leaf {
             PageSize::Small => ADDRESS_MASK,
             PageSize::Large => HUGE_2M_MASK,
         };
-        Self { frame: Frame::containing(entry & mask), flags: PageFlags::from_bits_truncate(entry) & (LEAF_BITS | PageFlags::HUGE), size }
+        Self {
+            frame: Frame::containing(entry & mask),
+            flags: PageFlags::from_bits_truncate(entry) & (LEAF_BITS | PageFlags::HUGE),
+            size,
+        }
     }
 }
 
@@ -278,7 +282,11 @@ impl AddressSpace {
     /// Allocates an empty address space whose hypervisor slots are copies of
     /// `hypervisor_root`'s entries 256..272. The hypervisor must populate all sixteen of
     /// those slots before creating spaces: later changes to its PML4 are not propagated.
-    pub fn new(memory: &mut impl FrameMemory, frames: &mut impl FrameSource, hypervisor_root: Frame) -> Result<Self, MapError> {
+    pub fn new(
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        hypervisor_root: Frame,
+    ) -> Result<Self, MapError> {
         let root = frames.allocate().ok_or(MapError::OutOfFrames)?;
         memory.zero(root);
         for slot in HYPERVISOR_FIRST_SLOT..HYPERVISOR_END_SLOT {
@@ -504,7 +512,13 @@ impl AddressSpace {
 
     /// Replaces the flags of the leaf of `size` at `virtual_address` (same frame) and
     /// returns the leaf as it was; `None` if no leaf of that size starts there.
-    pub fn protect(&mut self, memory: &mut impl FrameMemory, virtual_address: u64, size: PageSize, flags: PageFlags) -> Option<Leaf> {
+    pub fn protect(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        virtual_address: u64,
+        size: PageSize,
+        flags: PageFlags,
+    ) -> Option<Leaf> {
         let slot = self.exact_slot(memory, virtual_address, size)?;
         let old = Leaf::decode(memory.read_entry(slot.table, slot.index), size);
         memory.write_entry(slot.table, slot.index, leaf_entry(old.frame, flags, size));
@@ -516,7 +530,13 @@ impl AddressSpace {
     /// Removes every leaf that maps any frame of `first..first + count`, calling
     /// `removed(virtual_address, leaf)` for each. A 2 MiB leaf that covers any of them goes
     /// whole. Work is bounded by the tables this space owns (each is read once).
-    pub fn remove_frames(&mut self, memory: &mut impl FrameMemory, first: Frame, count: u64, removed: &mut impl FnMut(u64, Leaf)) {
+    pub fn remove_frames(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        first: Frame,
+        count: u64,
+        removed: &mut impl FnMut(u64, Leaf),
+    ) {
         self.remove_leaves(memory, &mut |leaf| leaf.overlaps(first.number(), count), removed);
     }
 
@@ -553,7 +573,12 @@ impl AddressSpace {
 
     /// [`AddressSpace::destroy`], calling `leaves` for every 4 KiB and 2 MiB leaf first
     /// found, so the owner of the mapped frames can drop its mapping counts.
-    pub fn destroy_reporting(self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, leaves: &mut impl FnMut(Leaf)) {
+    pub fn destroy_reporting(
+        self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        leaves: &mut impl FnMut(Leaf),
+    ) {
         for slot in (0..ENTRIES).filter(|&slot| is_guest_slot(slot)) {
             let entry = memory.read_entry(self.root, slot);
             if entry & PageFlags::PRESENT.bits() != 0 {
@@ -610,7 +635,13 @@ fn remove_below(
 
 /// Frees the table at `level` (3..=1) and every table below it, reporting leaves. Huge
 /// entries and level-1 entries point to data frames, which are not ours to free.
-fn free_table(memory: &mut impl FrameMemory, frames: &mut impl FrameSource, table: Frame, level: u32, leaves: &mut impl FnMut(Leaf)) {
+fn free_table(
+    memory: &mut impl FrameMemory,
+    frames: &mut impl FrameSource,
+    table: Frame,
+    level: u32,
+    leaves: &mut impl FnMut(Leaf),
+) {
     for index in 0..ENTRIES {
         let entry = memory.read_entry(table, index);
         if entry & PageFlags::PRESENT.bits() == 0 {
@@ -685,7 +716,10 @@ mod tests {
             space.map_sized(memory, frames, address, frame, flags, PageSize::Large)
         };
         assert_eq!(map(&mut space, &mut memory, &mut frames, address + 0x1000, block), Err(MapError::Unaligned));
-        assert_eq!(map(&mut space, &mut memory, &mut frames, address, Frame::from_number(0x4_0001)), Err(MapError::Unaligned));
+        assert_eq!(
+            map(&mut space, &mut memory, &mut frames, address, Frame::from_number(0x4_0001)),
+            Err(MapError::Unaligned)
+        );
         assert_eq!(map(&mut space, &mut memory, &mut frames, HYPERVISOR_START, block), Err(MapError::HypervisorRange));
         map(&mut space, &mut memory, &mut frames, address, block).unwrap();
         assert_eq!(space.table_frames(), 3, "root, PDPT, PD: no page table");
@@ -694,15 +728,22 @@ mod tests {
         assert_eq!(frame, Frame::from_number(0x4_0003));
         assert_eq!(effective.to_guest(), GUEST_RW | guest::LARGE);
         // Nothing 4 KiB under it, no second 2 MiB leaf over it.
-        assert_eq!(space.map(&mut memory, &mut frames, address + 0x5000, Frame::from_number(1), flags), Err(MapError::AlreadyMapped));
+        assert_eq!(
+            space.map(&mut memory, &mut frames, address + 0x5000, Frame::from_number(1), flags),
+            Err(MapError::AlreadyMapped)
+        );
         assert_eq!(map(&mut space, &mut memory, &mut frames, address, block), Err(MapError::AlreadyMapped));
         // Size must match for unmap and protect.
         assert_eq!(space.unmap(&mut memory, address), None);
         assert_eq!(space.protect(&mut memory, address, PageSize::Small, flags), None);
-        let old = space.protect(&mut memory, address, PageSize::Large, PageFlags::from_guest(guest::NO_EXECUTE)).unwrap();
+        let old =
+            space.protect(&mut memory, address, PageSize::Large, PageFlags::from_guest(guest::NO_EXECUTE)).unwrap();
         assert_eq!(old, Leaf { frame: block, flags: flags | PageFlags::HUGE, size: PageSize::Large });
         assert_eq!(space.kernel_only_leaves(), 1);
-        assert_eq!(space.leaf(&memory, address + 0x1f_ffff).unwrap().flags.to_guest(), guest::NO_EXECUTE | guest::LARGE);
+        assert_eq!(
+            space.leaf(&memory, address + 0x1f_ffff).unwrap().flags.to_guest(),
+            guest::NO_EXECUTE | guest::LARGE
+        );
         let removed = space.unmap_sized(&mut memory, address, PageSize::Large).unwrap();
         assert_eq!((removed.frame, removed.size), (block, PageSize::Large));
         assert_eq!(space.kernel_only_leaves(), 0);
@@ -762,10 +803,15 @@ mod tests {
             space.map(&mut memory, &mut frames, address, target, flags).unwrap();
         }
         space.map(&mut memory, &mut frames, 0x2000, Frame::from_number(0x1235), flags).unwrap();
-        space.map_sized(&mut memory, &mut frames, 0x6000_0000, Frame::from_number(0x1200), flags, PageSize::Large).unwrap();
-        space.map_sized(&mut memory, &mut frames, 0x6020_0000, Frame::from_number(0x1400), flags, PageSize::Large).unwrap();
+        space
+            .map_sized(&mut memory, &mut frames, 0x6000_0000, Frame::from_number(0x1200), flags, PageSize::Large)
+            .unwrap();
+        space
+            .map_sized(&mut memory, &mut frames, 0x6020_0000, Frame::from_number(0x1400), flags, PageSize::Large)
+            .unwrap();
         let mut removed = Vec::new();
-        space.remove_frames(&mut memory, target, 1, &mut |address, leaf| removed.push((address, leaf.frame, leaf.size)));
+        space
+            .remove_frames(&mut memory, target, 1, &mut |address, leaf| removed.push((address, leaf.frame, leaf.size)));
         removed.sort();
         let mut expected: Vec<_> = aliases.iter().map(|&address| (address, target, PageSize::Small)).collect();
         expected.push((0x6000_0000, Frame::from_number(0x1200), PageSize::Large));
@@ -779,7 +825,10 @@ mod tests {
         let mut reported = Vec::new();
         space.destroy_reporting(&mut memory, &mut frames, &mut |leaf| reported.push((leaf.frame, leaf.size)));
         reported.sort();
-        assert_eq!(reported, [(Frame::from_number(0x1235), PageSize::Small), (Frame::from_number(0x1400), PageSize::Large)]);
+        assert_eq!(
+            reported,
+            [(Frame::from_number(0x1235), PageSize::Small), (Frame::from_number(0x1400), PageSize::Large)]
+        );
         assert!(frames.outstanding.is_empty());
     }
 
@@ -891,7 +940,10 @@ mod tests {
         let one_gig = 5 * 0x4000_0000 + 0x1234_5678;
         assert_eq!(space.translate(&memory, one_gig).unwrap().0, Frame::containing(0x8000_0000 + 0x1234_5000));
         // Mapping or unmapping inside a huge page is refused.
-        assert_eq!(space.map(&mut memory, &mut frames, one_gig & !0xfff, Frame::from_number(1), RW_USER), Err(MapError::AlreadyMapped));
+        assert_eq!(
+            space.map(&mut memory, &mut frames, one_gig & !0xfff, Frame::from_number(1), RW_USER),
+            Err(MapError::AlreadyMapped)
+        );
         assert_eq!(space.unmap(&mut memory, two_meg & !0xfff), None);
         // destroy must free the hand-made PD (it is a table) but not the huge pages.
         let before = frames.outstanding.len();

@@ -2,10 +2,10 @@
 //! console the library cannot do itself. The binary implements it on the CPU
 //! (`arch::x86_64`); host tests implement it with a recording fake.
 
-use core::fmt;
 use crate::mm::domain_memory::Tlb;
 use crate::mm::frames::Frame;
 use crate::mm::paging::FrameMemory;
+use core::fmt;
 
 #[cfg(test)]
 pub(crate) mod fake;

@@ -265,7 +265,8 @@ impl Scheduler {
         let mut summary = Fairness { idle_cycles: self.idle_cycles, ..Fairness::default() };
         for (_, slot) in self.slots.iter().enumerate().filter(|(index, _)| include(*index)) {
             let account = slot.account;
-            summary.min_cycles = if summary.domains == 0 { account.cycles } else { summary.min_cycles.min(account.cycles) };
+            summary.min_cycles =
+                if summary.domains == 0 { account.cycles } else { summary.min_cycles.min(account.cycles) };
             summary.max_cycles = summary.max_cycles.max(account.cycles);
             summary.longest_wait = summary.longest_wait.max(account.longest_wait);
             summary.turns += account.turns;
@@ -375,7 +376,6 @@ impl fmt::Display for Milliseconds<'_> {
         )
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -577,7 +577,8 @@ mod tests {
                     queue.retain(|&index| index != target);
                 }
                 _ => {
-                    let reason = [Reason::Yield, Reason::Preempted, Reason::Blocked, Reason::Ended][random.below(4) as usize];
+                    let reason =
+                        [Reason::Yield, Reason::Preempted, Reason::Blocked, Reason::Ended][random.below(4) as usize];
                     let reason = if reason == Reason::Ended && random.below(10) != 0 { Reason::Yield } else { reason };
                     if let Some(outgoing) = running.take() {
                         match reason {
@@ -756,7 +757,8 @@ mod tests {
 
         let is_spinner = |index: usize| behaviour(index) == Behaviour::Spinner;
         let spinners = scheduler.fairness(is_spinner);
-        let turns: Vec<u64> = (0..DOMAINS).filter(|&index| is_spinner(index)).map(|index| scheduler.account(index).turns).collect();
+        let turns: Vec<u64> =
+            (0..DOMAINS).filter(|&index| is_spinner(index)).map(|index| scheduler.account(index).turns).collect();
         let (fewest, most) = (*turns.iter().min().unwrap(), *turns.iter().max().unwrap());
         assert!(most - fewest <= 1, "spinner turns {fewest}..{most}");
         // Every spinner turn but a running one ended in a preemption lasting a slice plus lateness.
@@ -772,7 +774,9 @@ mod tests {
         }
 
         let share = |cycles: u64| cycles as f64 * 100.0 / HORIZON as f64;
-        for (name, kind) in [("spinner", Behaviour::Spinner), ("yielder", Behaviour::Yielder), ("sleeper", Behaviour::Sleeper)] {
+        for (name, kind) in
+            [("spinner", Behaviour::Spinner), ("yielder", Behaviour::Yielder), ("sleeper", Behaviour::Sleeper)]
+        {
             let group = scheduler.fairness(|index| behaviour(index) == kind);
             println!(
                 "{name}s: {} domains, CPU share {:.3}%..{:.3}% each, {} turns, {} preemptions, longest wait {:.2} slices",

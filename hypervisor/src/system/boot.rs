@@ -2,9 +2,6 @@
 //! the boot archive and command line name, and running the first one. The machine half
 //! (descriptor tables, memory map, devices) is the binary's.
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
 use crate::boot::archive;
 use crate::boot::command_line::{self, CommandLine, DomainSpec};
 use crate::console::input::InputRing;
@@ -18,9 +15,12 @@ use crate::sched::policy::Reason;
 use crate::system::Wait;
 use crate::system::{Domain, Step, System};
 use crate::trap::frame::TrapFrame;
-use hypercall_abi::ABI_VERSION;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 use hypercall_abi::event::DOMAIN_SELF;
 use hypercall_abi::exit::ExitStatus;
+use hypercall_abi::ABI_VERSION;
 
 /// The time slice of the round-robin scheduler unless `slice=` says otherwise (SPEC.md
 /// §20.1).
@@ -56,7 +56,11 @@ impl<P: Platform> System<P> {
     /// Builds the domains `specs` names (every archive member when it names none) from
     /// the archive in `module`; a domain that cannot be built is refused. Without any
     /// domain to run, the run ends: the summary is printed and `Err` holds the status.
-    pub fn load_domains(&mut self, module: BootModule<'_>, specs: Vec<Result<DomainSpec, command_line::SpecError>>) -> Result<(), ExitStatus> {
+    pub fn load_domains(
+        &mut self,
+        module: BootModule<'_>,
+        specs: Vec<Result<DomainSpec, command_line::SpecError>>,
+    ) -> Result<(), ExitStatus> {
         let archive_bytes = match module {
             BootModule::Present(bytes) => bytes,
             BootModule::OutsideRam => {
@@ -64,7 +68,10 @@ impl<P: Platform> System<P> {
                 return Err(self.finish());
             }
             BootModule::Missing => {
-                say!(self.platform, "no boot module: pass guest images as a tar archive with -initrd (cargo xtask run does this)");
+                say!(
+                    self.platform,
+                    "no boot module: pass guest images as a tar archive with -initrd (cargo xtask run does this)"
+                );
                 return Err(self.finish());
             }
         };
@@ -103,14 +110,23 @@ impl<P: Platform> System<P> {
             };
             let Some(member) = members.iter().find(|member| member.name == spec.image) else {
                 let names: Vec<&str> = members.iter().map(|member| member.name).collect();
-                say!(self.platform, "refused {}: no such image in the boot archive (it has: {})", spec.image, names.join(", "));
+                say!(
+                    self.platform,
+                    "refused {}: no such image in the boot archive (it has: {})",
+                    spec.image,
+                    names.join(", ")
+                );
                 self.outcomes.push(Outcome::Refused);
                 continue;
             };
             let id = self.domains.len() as u32 + 1;
             // Event channels name this domain by id; DOMAIN_SELF and above are not ids.
             if u64::from(id) >= DOMAIN_SELF {
-                say!(self.platform, "refused {}: domain id {id} would reach {DOMAIN_SELF:#x} (DOMAIN_SELF)", spec.image);
+                say!(
+                    self.platform,
+                    "refused {}: domain id {id} would reach {DOMAIN_SELF:#x} (DOMAIN_SELF)",
+                    spec.image
+                );
                 self.outcomes.push(Outcome::Refused);
                 continue;
             }

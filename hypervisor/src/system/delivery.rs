@@ -2,8 +2,6 @@
 //! (SPEC.md §11.4), the frame validated; a domain that cannot be returned to is killed
 //! and the next one runs.
 
-use alloc::format;
-use alloc::string::String;
 use crate::domain::vcpu::Mode;
 use crate::event::upcall;
 use crate::mm::domain_memory::DomainMemory;
@@ -15,6 +13,8 @@ use crate::system::{Step, System};
 use crate::trap::bounce::{self, Event};
 use crate::trap::exception;
 use crate::trap::frame::TrapFrame;
+use alloc::format;
+use alloc::string::String;
 use hypercall_abi::shared_info::cr2_offset;
 use hypercall_abi::trap::vector;
 use zerocopy::IntoBytes;
@@ -116,7 +116,12 @@ impl<P: Platform> System<P> {
                 return self.kill_and_continue(frame, &reason);
             }
         };
-        let written = guest_memory::copy_to_guest(&mut self.memory, memory.kernel_space(), delivery.frame_address, delivery.frame.as_bytes());
+        let written = guest_memory::copy_to_guest(
+            &mut self.memory,
+            memory.kernel_space(),
+            delivery.frame_address,
+            delivery.frame.as_bytes(),
+        );
         if let Err(fault) = written {
             let reason = format!(
                 "{}: fault delivering {}: guest-kernel stack {:#x} is not writable ({fault})",

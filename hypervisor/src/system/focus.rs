@@ -1,10 +1,10 @@
 //! Console input (SPEC.md §21): the received bytes go, through the Ctrl-] escape, into
 //! the focused domain's ring, and raise its VIRQ_CONSOLE.
 
-use alloc::vec::Vec;
 use crate::console::input::{next_focus, Input};
 use crate::platform::{say, Platform};
 use crate::system::{live_index, System};
+use alloc::vec::Vec;
 use hypercall_abi::event::virq;
 
 impl<P: Platform> System<P> {
@@ -34,7 +34,12 @@ impl<P: Platform> System<P> {
         let domain = &mut self.domains[index];
         let dropped = domain.input.dropped();
         if dropped > 0 {
-            say!(self.platform, "console input: d{} {}: {dropped} bytes dropped (its ring was full)", domain.id, domain.name);
+            say!(
+                self.platform,
+                "console input: d{} {}: {dropped} bytes dropped (its ring was full)",
+                domain.id,
+                domain.name
+            );
         }
         domain.input = Default::default();
         let id = domain.id;

@@ -1,7 +1,6 @@
 //! The hypercall entry: the calling domain as the handlers see it, and what the
 //! system does with each disposition — return, yield, shut down, `iret`, BLOCK, POLL.
 
-use alloc::format;
 use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::{Mode, Vcpu};
 use crate::event::channels::PortState;
@@ -13,14 +12,15 @@ use crate::mm::domain_memory::DomainMemory;
 use crate::mm::guest_memory::{self, GuestFault};
 use crate::platform::{say, Platform};
 use crate::sched::policy::Reason;
+use crate::system::wakeups::Wakeups;
 use crate::system::Domain;
 use crate::system::Wait;
-use crate::system::wakeups::Wakeups;
 use crate::system::{Step, System};
 use crate::trap::bounce::{self, Event};
 use crate::trap::frame::TrapFrame;
-use hypercall_abi::Errno;
+use alloc::format;
 use hypercall_abi::trap::IretFrame;
+use hypercall_abi::Errno;
 use zerocopy::FromBytes;
 
 /// The calling domain, as hypercall handlers see it. Hypercalls come only from

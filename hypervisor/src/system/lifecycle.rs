@@ -3,9 +3,9 @@
 
 use crate::domain::outcome::{self, Outcome};
 use crate::platform::{say, Platform};
+use crate::system::wakeups::Wakeups;
 use crate::system::System;
 use crate::system::Wait;
-use crate::system::wakeups::Wakeups;
 use hypercall_abi::exit::ExitStatus;
 
 impl<P: Platform> System<P> {

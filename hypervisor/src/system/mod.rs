@@ -8,19 +8,17 @@
 //! next, idling), `delivery` (returning to a guest, bounces and upcalls), `hypercall`
 //! and `trap` (the entries), `boot` (building the domains and the first entry).
 
-pub mod wakeups;
+pub mod boot;
+mod delivery;
 mod focus;
+mod hypercall;
 mod lifecycle;
 mod switch;
-mod delivery;
-mod hypercall;
-mod trap;
-pub mod boot;
 #[cfg(test)]
 mod tests;
+mod trap;
+pub mod wakeups;
 
-use alloc::string::String;
-use alloc::vec::Vec;
 use crate::console::input::{EscapeDecoder, InputRing};
 use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::{Mode, Vcpu};
@@ -33,6 +31,8 @@ use crate::platform::{say, Platform};
 use crate::sched::policy::Scheduler;
 use crate::time::{Clock, Timers};
 use crate::trap::frame::{ReturnPath, TrapFrame};
+use alloc::string::String;
+use alloc::vec::Vec;
 use hypercall_abi::exit::ExitStatus;
 use hypercall_abi::shared_info::SharedInfo;
 use spin::Mutex;
@@ -157,7 +157,8 @@ pub struct System<P: Platform> {
 /// Byte offset of `wc_version` in the shared-info page.
 const WALLCLOCK_OFFSET: usize = core::mem::offset_of!(SharedInfo, wc_version);
 /// Byte offset of `vcpu_info[0].time`.
-const TIME_INFO_OFFSET: usize = core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(hypercall_abi::shared_info::VcpuInfo, time);
+const TIME_INFO_OFFSET: usize =
+    core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(hypercall_abi::shared_info::VcpuInfo, time);
 
 /// The index of domain `id` among `domains`, if it is still live (ids start at 1).
 pub fn live_index<E>(domains: &[Domain<E>], id: u32) -> Option<usize> {
@@ -256,7 +257,11 @@ impl<P: Platform> System<P> {
             self.never_entered -= 1;
             if self.never_entered == 0 && self.domains.len() > 1 {
                 let cycles = self.platform.read_tsc().wrapping_sub(self.entry_tsc);
-                say!(self.platform, "boot: all {} domains reached their first instruction {cycles} cycles after hypervisor entry", self.domains.len());
+                say!(
+                    self.platform,
+                    "boot: all {} domains reached their first instruction {cycles} cycles after hypervisor entry",
+                    self.domains.len()
+                );
             }
         }
         let domain = &mut self.domains[index];
@@ -291,5 +296,4 @@ impl<P: Platform> System<P> {
             self.platform.load_root(root);
         }
     }
-
 }

@@ -8,8 +8,8 @@ use crate::platform::Platform;
 use crate::sched::policy::Reason;
 use crate::system::{Step, System};
 use crate::trap::bounce::{self, Event};
-use crate::trap::frame::HYPERCALL_VECTOR;
 use crate::trap::frame::TrapFrame;
+use crate::trap::frame::HYPERCALL_VECTOR;
 use hypercall_abi::hypercall::TRAPPING_HYPERCALL;
 use hypercall_abi::trap::vector;
 
@@ -84,7 +84,10 @@ impl<P: Platform> System<P> {
         if kernel && self.code_bytes::<4>(frame.rip) == Some(TRAPPING_HYPERCALL) {
             // The sequence may end at the top of the address space: no return address.
             let Some(next) = frame.rip.checked_add(TRAPPING_HYPERCALL.len() as u64) else {
-                return self.kill_and_continue(frame, "trapping hypercall at the top of the address space has no return address");
+                return self.kill_and_continue(
+                    frame,
+                    "trapping hypercall at the top of the address space has no return address",
+                );
             };
             frame.rip = next;
             return self.handle_hypercall(frame);
@@ -120,8 +123,12 @@ impl<P: Platform> System<P> {
         let gates = [frame.error_code >> 3, frame.error_code >> 4];
         let decoded = self.code_bytes::<2>(frame.rip).and_then(bounce::decode_software_interrupt);
         let event = match decoded {
-            Some((number, length)) if gates.contains(&u64::from(number)) => Event::SoftwareInterrupt { vector: number, length },
-            _ => Event::Exception { vector: vector::GENERAL_PROTECTION, error_code: frame.error_code, fault_address: 0 },
+            Some((number, length)) if gates.contains(&u64::from(number)) => {
+                Event::SoftwareInterrupt { vector: number, length }
+            }
+            _ => {
+                Event::Exception { vector: vector::GENERAL_PROTECTION, error_code: frame.error_code, fault_address: 0 }
+            }
         };
         self.bounce_event(frame, event)
     }

@@ -89,7 +89,8 @@ pub fn unix_seconds(year: u32, month: u8, day: u8, hour: u8, minute: u8, second:
 /// `unix_seconds` read from the RTC when system time was `read_at_ns`. The RTC has
 /// one-second resolution, so the result is that exact.
 pub fn wallclock_base(unix_seconds: u64, read_at_ns: u64) -> (u32, u32) {
-    let base_ns = (u128::from(unix_seconds) * u128::from(NANOSECONDS_PER_SECOND)).saturating_sub(u128::from(read_at_ns));
+    let base_ns =
+        (u128::from(unix_seconds) * u128::from(NANOSECONDS_PER_SECOND)).saturating_sub(u128::from(read_at_ns));
     let seconds = base_ns / u128::from(NANOSECONDS_PER_SECOND);
     let nanoseconds = base_ns % u128::from(NANOSECONDS_PER_SECOND);
     (u32::try_from(seconds).unwrap_or(u32::MAX), nanoseconds as u32)

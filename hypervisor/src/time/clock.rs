@@ -33,7 +33,6 @@
 
 use hypercall_abi::shared_info::VcpuTimeInfo;
 
-
 /// Nanoseconds in a second.
 pub const NANOSECONDS_PER_SECOND: u64 = 1_000_000_000;
 

@@ -1,11 +1,11 @@
 //! Time: the clock (TSC to nanoseconds, as guests compute it), per-domain timers, and
 //! the calendar behind the wallclock.
 
-pub mod clock;
-pub mod timers;
 pub mod calendar;
+pub mod clock;
 #[cfg(test)]
 mod tests;
+pub mod timers;
 
 pub use calendar::{rtc_unix_seconds, wallclock_base, RtcRegisters, RTC_24_HOUR, RTC_BINARY};
 pub use clock::{guest_ns, Clock, TscScale, NANOSECONDS_PER_SECOND};

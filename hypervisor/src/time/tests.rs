@@ -1,7 +1,7 @@
 //! Host tests of the clock, the timers and the calendar.
 
-use crate::time::calendar::unix_seconds;
 use super::*;
+use crate::time::calendar::unix_seconds;
 
 /// xorshift64*: deterministic pseudo-random values for the property tests.
 struct Random(u64);
@@ -36,8 +36,18 @@ impl Random {
 }
 
 const SAMPLE_FREQUENCIES: [u64; 12] = [
-    1_000_000, 1_193_182, 3_579_545, 14_318_180, 100_000_000, 999_999_999, 1_000_000_000,
-    1_000_000_001, 2_000_000_000, 2_600_000_000, 3_999_999_999, 10_000_000_000,
+    1_000_000,
+    1_193_182,
+    3_579_545,
+    14_318_180,
+    100_000_000,
+    999_999_999,
+    1_000_000_000,
+    1_000_000_001,
+    2_000_000_000,
+    2_600_000_000,
+    3_999_999_999,
+    10_000_000_000,
 ];
 
 fn frequencies() -> Vec<u64> {
@@ -287,7 +297,15 @@ fn calendar() {
 
 #[test]
 fn rtc_decoding() {
-    let bcd = RtcRegisters { second: 0x56, minute: 0x34, hour: 0x12, day: 0x29, month: 0x02, year: 0x24, century: Some(0x20) };
+    let bcd = RtcRegisters {
+        second: 0x56,
+        minute: 0x34,
+        hour: 0x12,
+        day: 0x29,
+        month: 0x02,
+        year: 0x24,
+        century: Some(0x20),
+    };
     assert_eq!(rtc_unix_seconds(bcd, RTC_24_HOUR), Some(1_709_210_096));
     let binary = RtcRegisters { second: 56, minute: 34, hour: 12, day: 29, month: 2, year: 24, century: None };
     assert_eq!(rtc_unix_seconds(binary, RTC_24_HOUR | RTC_BINARY), Some(1_709_210_096));
@@ -297,10 +315,19 @@ fn rtc_decoding() {
     assert_eq!(rtc_unix_seconds(RtcRegisters { hour: 0x81, ..bcd }, 0), Some(1_709_210_096 + 3600));
     assert_eq!(rtc_unix_seconds(RtcRegisters { hour: 0x00, ..bcd }, 0), None);
     // No century register: 70..99 is the 1900s.
-    let old = RtcRegisters { year: 0x99, month: 0x12, day: 0x31, hour: 0x23, minute: 0x59, second: 0x59, century: None };
+    let old =
+        RtcRegisters { year: 0x99, month: 0x12, day: 0x31, hour: 0x23, minute: 0x59, second: 0x59, century: None };
     assert_eq!(rtc_unix_seconds(old, RTC_24_HOUR), Some(946_684_799));
     // No RTC: every register reads 0xff.
-    let absent = RtcRegisters { second: 0xff, minute: 0xff, hour: 0xff, day: 0xff, month: 0xff, year: 0xff, century: Some(0xff) };
+    let absent = RtcRegisters {
+        second: 0xff,
+        minute: 0xff,
+        hour: 0xff,
+        day: 0xff,
+        month: 0xff,
+        year: 0xff,
+        century: Some(0xff),
+    };
     assert_eq!(rtc_unix_seconds(absent, 0xff), None);
     assert_eq!(rtc_unix_seconds(absent, 0), None);
 }
@@ -312,4 +339,3 @@ fn wallclock() {
     assert_eq!(wallclock_base(1_700_000_000, 3 * NANOSECONDS_PER_SECOND), (1_699_999_997, 0));
     assert_eq!(wallclock_base(0, 5), (0, 0));
 }
-

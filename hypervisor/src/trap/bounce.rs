@@ -13,10 +13,10 @@
 //! the mask a frame asks for (`!rflags.IF`), which is how an upcall handler's return
 //! re-enables events.
 
-use core::fmt;
 use crate::domain::vcpu::{is_guest_address, Mode, Vcpu};
 use crate::trap::exception::VectorName;
 use crate::trap::frame::{TrapFrame, GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR, RFLAGS_INTERRUPT, RFLAGS_RESERVED_ONE};
+use core::fmt;
 use hypercall_abi::event::EVENT_VECTOR;
 use hypercall_abi::layout::{is_canonical, is_guest_range};
 use hypercall_abi::trap::{
@@ -145,10 +145,7 @@ fn resolve(vcpu: &Vcpu, interrupted: &TrapFrame, event: Event) -> Target {
             // needs the virtual mode instead.
             let user = if from_user { page_fault::USER } else { 0 };
             let error_code = (error_code & !page_fault::USER) | user;
-            Target {
-                fault_address,
-                ..exception_target(vcpu, vector::PAGE_FAULT, error_code, interrupted.rip)
-            }
+            Target { fault_address, ..exception_target(vcpu, vector::PAGE_FAULT, error_code, interrupted.rip) }
         }
         Event::Exception { vector, error_code, .. } => exception_target(vcpu, vector, error_code, interrupted.rip),
         Event::SoftwareInterrupt { vector, length } => match vcpu.trap_handler(vector) {
@@ -157,12 +154,7 @@ fn resolve(vcpu: &Vcpu, interrupted: &TrapFrame, event: Event) -> Target {
             }
             // What a hardware gate with too low a DPL does: #GP with the IDT-selector
             // error code, reported at the instruction.
-            _ => exception_target(
-                vcpu,
-                vector::GENERAL_PROTECTION,
-                u64::from(vector) * 8 + 2,
-                interrupted.rip,
-            ),
+            _ => exception_target(vcpu, vector::GENERAL_PROTECTION, u64::from(vector) * 8 + 2, interrupted.rip),
         },
         Event::Syscall => match vcpu.syscall_entry {
             Some(entry) => Target {
@@ -199,11 +191,8 @@ pub fn deliver(
     let target = resolve(vcpu, interrupted, event);
     let vector = target.vector;
     let handler = target.handler.ok_or(DeliveryFailure::NoHandler { vector, rip: target.rip })?;
-    let stack = if from_user {
-        vcpu.kernel_stack.ok_or(DeliveryFailure::NoKernelStack { vector })?
-    } else {
-        interrupted.rsp
-    };
+    let stack =
+        if from_user { vcpu.kernel_stack.ok_or(DeliveryFailure::NoKernelStack { vector })? } else { interrupted.rsp };
     let frame_address = (stack & !15)
         .checked_sub(FRAME_BYTES)
         .filter(|&address| is_guest_range(address, FRAME_BYTES))
@@ -278,14 +267,8 @@ pub enum IretFailure {
 }
 
 /// Names of the RFLAGS bits a frame may not set, for reports.
-const FORBIDDEN_RFLAGS: [(u64, &str); 6] = [
-    (3 << 12, "IOPL"),
-    (1 << 14, "NT"),
-    (1 << 16, "RF"),
-    (1 << 17, "VM"),
-    (1 << 19, "VIF"),
-    (1 << 20, "VIP"),
-];
+const FORBIDDEN_RFLAGS: [(u64, &str); 6] =
+    [(3 << 12, "IOPL"), (1 << 14, "NT"), (1 << 16, "RF"), (1 << 17, "VM"), (1 << 19, "VIF"), (1 << 20, "VIP")];
 
 impl fmt::Display for IretFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -316,7 +299,9 @@ impl fmt::Display for IretFailure {
                 }
                 f.write_str(")")
             }
-            Self::NoUserRoot => write!(f, "cs {USER_CS:#x} returns to guest-user mode but there is no user address space"),
+            Self::NoUserRoot => {
+                write!(f, "cs {USER_CS:#x} returns to guest-user mode but there is no user address space")
+            }
         }
     }
 }
@@ -327,7 +312,11 @@ impl fmt::Display for IretFailure {
 /// hypercall), hardware selectors. Also returns the mode to resume in and the
 /// `upcall_mask` to restore: masked exactly when the frame's IF is clear. The system
 /// stores that mask, then re-checks for a deliverable upcall before resuming.
-pub fn iret(current: &TrapFrame, frame: &IretFrame, has_user_root: bool) -> Result<(TrapFrame, Mode, bool), IretFailure> {
+pub fn iret(
+    current: &TrapFrame,
+    frame: &IretFrame,
+    has_user_root: bool,
+) -> Result<(TrapFrame, Mode, bool), IretFailure> {
     if frame.flags & !iret_flags::ALL != 0 {
         return Err(IretFailure::Flags(frame.flags));
     }
@@ -441,8 +430,9 @@ mod tests {
         let vcpu = vcpu_with(&[(13, 0)]);
         for (rsp, expected) in [(0x7000, 0x7000 - 104), (0x7008, 0x7000 - 104), (0x700f, 0x7000 - 104)] {
             let frame = interrupted(rsp);
-            let delivery = deliver(&vcpu, &frame, Event::Exception { vector: 13, error_code: 0x18, fault_address: 0xdead }, false)
-                .unwrap();
+            let delivery =
+                deliver(&vcpu, &frame, Event::Exception { vector: 13, error_code: 0x18, fault_address: 0xdead }, false)
+                    .unwrap();
             assert_eq!(delivery.frame_address, expected);
             assert_eq!(delivery.frame_address % 8, 0);
             assert_eq!((delivery.frame_address + 104) % 16, 0, "the stack above the frame is 16-byte aligned");
@@ -462,8 +452,13 @@ mod tests {
     #[test]
     fn user_mode_exception_uses_kernel_stack() {
         let vcpu = user(vcpu_with(&[(0, 0)]));
-        let delivery = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 0, error_code: 0, fault_address: 0 }, false)
-            .unwrap();
+        let delivery = deliver(
+            &vcpu,
+            &interrupted(0x7000),
+            Event::Exception { vector: 0, error_code: 0, fault_address: 0 },
+            false,
+        )
+        .unwrap();
         assert!(delivery.from_user);
         assert_eq!(delivery.frame_address, KERNEL_STACK - 104);
         assert_eq!(delivery.frame.flags, exception_flags::FROM_USER);
@@ -476,8 +471,10 @@ mod tests {
         let vcpu = vcpu_with(&[(6, 0)]);
         let mut frame = interrupted(0x7000);
         // TF, DF, NT, RF, AC set along with IF and a status flag.
-        frame.rflags = RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE | 1 | (1 << 8) | (1 << 10) | (1 << 14) | (1 << 16) | (1 << 18);
-        let delivery = deliver(&vcpu, &frame, Event::Exception { vector: 6, error_code: 0, fault_address: 0 }, false).unwrap();
+        frame.rflags =
+            RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE | 1 | (1 << 8) | (1 << 10) | (1 << 14) | (1 << 16) | (1 << 18);
+        let delivery =
+            deliver(&vcpu, &frame, Event::Exception { vector: 6, error_code: 0, fault_address: 0 }, false).unwrap();
         let resume = delivery.resume;
         assert_eq!(resume.rflags, RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE | 1);
         assert_eq!((resume.cs, resume.ss), (GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR));
@@ -493,12 +490,22 @@ mod tests {
     #[test]
     fn missing_handler_and_stack() {
         let vcpu = vcpu_with(&[(14, 0)]);
-        let failure = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 13, error_code: 0, fault_address: 0 }, false);
+        let failure = deliver(
+            &vcpu,
+            &interrupted(0x7000),
+            Event::Exception { vector: 13, error_code: 0, fault_address: 0 },
+            false,
+        );
         assert_eq!(failure, Err(DeliveryFailure::NoHandler { vector: 13, rip: 0x40_1000 }));
         assert_eq!(failure.unwrap_err().to_string(), "no handler for #GP at rip 0x401000");
         let mut vcpu = user(vcpu);
         vcpu.kernel_stack = None;
-        let failure = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 14, error_code: 0, fault_address: 0 }, false);
+        let failure = deliver(
+            &vcpu,
+            &interrupted(0x7000),
+            Event::Exception { vector: 14, error_code: 0, fault_address: 0 },
+            false,
+        );
         assert_eq!(failure, Err(DeliveryFailure::NoKernelStack { vector: 14 }));
         assert_eq!(failure.unwrap_err().to_string(), "no guest-kernel stack for #PF from guest-user mode");
     }
@@ -546,14 +553,17 @@ mod tests {
     #[test]
     fn software_interrupts_from_kernel_mode() {
         let vcpu = vcpu_with(&[(0x80, 0), (13, 0), (3, 0)]);
-        let granted = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x80, length: 2 }, false).unwrap();
+        let granted =
+            deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x80, length: 2 }, false).unwrap();
         assert_eq!((granted.vector, granted.frame.vector, granted.frame.error_code), (0x80, 0x80, 0));
         assert_eq!(granted.frame.iret.rip, 0x40_1002, "resumes after the instruction");
         assert_eq!(granted.resume.rip, handler(0x80));
-        let breakpoint = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 3, length: 1 }, false).unwrap();
+        let breakpoint =
+            deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 3, length: 1 }, false).unwrap();
         assert_eq!((breakpoint.vector, breakpoint.frame.iret.rip), (3, 0x40_1001));
         // No handler: #GP(n*8+2) at the instruction.
-        let refused = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x81, length: 2 }, false).unwrap();
+        let refused =
+            deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x81, length: 2 }, false).unwrap();
         assert_eq!((refused.vector, refused.frame.vector), (13, 13));
         assert_eq!(refused.frame.error_code, 0x81 * 8 + 2);
         assert_eq!(refused.frame.iret.rip, 0x40_1000);
@@ -562,13 +572,20 @@ mod tests {
 
     #[test]
     fn software_interrupts_from_user_mode() {
-        let vcpu = user(vcpu_with(&[(0x80, trap_flags::USER_MAY_RAISE), (0x81, 0), (3, trap_flags::USER_MAY_RAISE), (13, 0)]));
-        let granted = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x80, length: 2 }, false).unwrap();
-        assert_eq!((granted.vector, granted.frame.iret.rip, granted.frame.flags), (0x80, 0x40_1002, exception_flags::FROM_USER));
-        let breakpoint = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 3, length: 1 }, false).unwrap();
+        let vcpu =
+            user(vcpu_with(&[(0x80, trap_flags::USER_MAY_RAISE), (0x81, 0), (3, trap_flags::USER_MAY_RAISE), (13, 0)]));
+        let granted =
+            deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 0x80, length: 2 }, false).unwrap();
+        assert_eq!(
+            (granted.vector, granted.frame.iret.rip, granted.frame.flags),
+            (0x80, 0x40_1002, exception_flags::FROM_USER)
+        );
+        let breakpoint =
+            deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector: 3, length: 1 }, false).unwrap();
         assert_eq!(breakpoint.vector, 3);
         for vector in [0x81, 0x82, 14] {
-            let refused = deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector, length: 2 }, false).unwrap();
+            let refused =
+                deliver(&vcpu, &interrupted(0x7000), Event::SoftwareInterrupt { vector, length: 2 }, false).unwrap();
             assert_eq!(refused.vector, 13, "vector {vector}");
             assert_eq!(refused.frame.error_code, u64::from(vector) * 8 + 2);
             assert_eq!(refused.frame.iret.rip, 0x40_1000);
@@ -598,7 +615,10 @@ mod tests {
         assert_eq!(undefined.frame.iret.rip, 0x40_0ffe, "#UD at the syscall instruction");
         assert_eq!(undefined.resume.rip, handler(6));
         let vcpu = user(vcpu_with(&[]));
-        assert_eq!(deliver(&vcpu, &frame, Event::Syscall, false), Err(DeliveryFailure::NoHandler { vector: 6, rip: 0x40_0ffe }));
+        assert_eq!(
+            deliver(&vcpu, &frame, Event::Syscall, false),
+            Err(DeliveryFailure::NoHandler { vector: 6, rip: 0x40_0ffe })
+        );
     }
 
     #[test]
@@ -640,7 +660,14 @@ mod tests {
             ..current
         };
         assert_eq!(resume, expected);
-        let user_frame = IretFrame { cs: USER_CS, ss: USER_SS, rip: 0x40_0000, rsp: 0x7fff_0000, rflags: 0x202 | 0x8d5, ..good_frame() };
+        let user_frame = IretFrame {
+            cs: USER_CS,
+            ss: USER_SS,
+            rip: 0x40_0000,
+            rsp: 0x7fff_0000,
+            rflags: 0x202 | 0x8d5,
+            ..good_frame()
+        };
         let (resume, mode, _) = iret(&current, &user_frame, true).unwrap();
         assert_eq!(mode, Mode::User);
         assert_eq!((resume.cs, resume.ss), (GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR));
@@ -657,8 +684,16 @@ mod tests {
         let current = interrupted(0x7000);
         let cases = [
             (IretFrame { flags: 1, ..good_frame() }, IretFailure::Flags(1), "iret frame: flags 0x1 has undefined bits"),
-            (IretFrame { cs: 0x08, ..good_frame() }, IretFailure::CodeSelector(0x08), "iret frame: cs 0x8 is not a guest selector"),
-            (IretFrame { cs: 0x23, ss: 0x1b, ..good_frame() }, IretFailure::CodeSelector(0x23), "iret frame: cs 0x23 is not a guest selector"),
+            (
+                IretFrame { cs: 0x08, ..good_frame() },
+                IretFailure::CodeSelector(0x08),
+                "iret frame: cs 0x8 is not a guest selector",
+            ),
+            (
+                IretFrame { cs: 0x23, ss: 0x1b, ..good_frame() },
+                IretFailure::CodeSelector(0x23),
+                "iret frame: cs 0x23 is not a guest selector",
+            ),
             (
                 IretFrame { ss: USER_SS, ..good_frame() },
                 IretFailure::StackSelector { cs: KERNEL_CS, ss: USER_SS },
@@ -751,7 +786,12 @@ mod tests {
         assert_eq!(delivery.frame.flags, exception_flags::FROM_USER);
         assert_eq!((delivery.frame.iret.cs, delivery.frame.iret.ss), (USER_CS, USER_SS));
         // Exceptions leave the mask alone.
-        let exception = deliver(&vcpu, &interrupted(0x7000), Event::Exception { vector: 13, error_code: 0, fault_address: 0 }, false);
+        let exception = deliver(
+            &vcpu,
+            &interrupted(0x7000),
+            Event::Exception { vector: 13, error_code: 0, fault_address: 0 },
+            false,
+        );
         assert!(!exception.unwrap().masks_events);
     }
 

@@ -13,7 +13,10 @@ pub fn words(start: &StartInfo) -> core::str::SplitAsciiWhitespace<'_> {
 
 /// The number in the `key=<n>` word of the command line, if there is one.
 pub fn argument(start: &StartInfo, key: &str) -> Option<u64> {
-    words(start).filter_map(|word| word.split_once('=')).find(|(name, _)| *name == key).and_then(|(_, value)| parse_number(value))
+    words(start)
+        .filter_map(|word| word.split_once('='))
+        .find(|(name, _)| *name == key)
+        .and_then(|(_, value)| parse_number(value))
 }
 
 /// Parses a decimal or `0x`-prefixed hexadecimal number.

@@ -10,8 +10,8 @@
 
 use clap::Args;
 use std::time::Duration;
-use xtask::cmdline::{self, Domain};
 use xtask::accel::Accel;
+use xtask::cmdline::{self, Domain};
 use xtask::qemu::{self, ConsoleMode, Launch, Machine, RunOutcome};
 use xtask::{archive, workspace, Error, Result};
 
@@ -155,7 +155,12 @@ struct Iterations {
 const TRAP_ROW: Iterations = Iterations { kvm: 2_000, tcg: 20_000, kvm_milliseconds: 5 };
 
 /// A guest of one domain whose rows are its own lines (most of them).
-const fn one(image: &'static str, rows: &'static [&'static str], mem: Option<&'static str>, iterations: Iterations) -> GuestSpec {
+const fn one(
+    image: &'static str,
+    rows: &'static [&'static str],
+    mem: Option<&'static str>,
+    iterations: Iterations,
+) -> GuestSpec {
     GuestSpec { image, rows, domains: Domains::One, source: Source::GuestLines, mem, iterations: Some(iterations) }
 }
 
@@ -323,26 +328,27 @@ fn table(selected: &[Row], benches: &[GuestBench], references: &[(Reference, Mea
         "benchmark", "guest median", "guest p99", "iterations", "reference", "ref median", "ref p99", "ratio"
     );
     let reference_of = |reference: Reference| references.iter().find(|(known, _)| *known == reference).map(|(_, m)| *m);
-    let mut line = |title: &str, bench: Option<&GuestBench>, reference: Option<(Reference, Option<Measurement>)>, goal: String| {
-        let cell = |value: Option<u64>| value.map_or("-".to_string(), |value| value.to_string());
-        let measurement = reference.and_then(|(_, measurement)| measurement);
-        let ratio = match (bench, measurement) {
-            (Some(bench), Some(measurement)) => ratio(bench.median, measurement.median),
-            (None, _) => "missing".to_string(),
-            (Some(_), None) => "-".to_string(),
+    let mut line =
+        |title: &str, bench: Option<&GuestBench>, reference: Option<(Reference, Option<Measurement>)>, goal: String| {
+            let cell = |value: Option<u64>| value.map_or("-".to_string(), |value| value.to_string());
+            let measurement = reference.and_then(|(_, measurement)| measurement);
+            let ratio = match (bench, measurement) {
+                (Some(bench), Some(measurement)) => ratio(bench.median, measurement.median),
+                (None, _) => "missing".to_string(),
+                (Some(_), None) => "-".to_string(),
+            };
+            text.push_str(&format!(
+                "{:<18} | {:>12} | {:>12} | {:>10} | {:<17} | {:>10} | {:>10} | {:>9} | {goal}\n",
+                title,
+                cell(bench.map(|bench| bench.median)),
+                cell(bench.map(|bench| bench.p99)),
+                cell(bench.map(|bench| bench.iterations)),
+                reference.map_or("-", |(reference, _)| reference.name()),
+                cell(measurement.map(|measurement| measurement.median)),
+                cell(measurement.map(|measurement| measurement.p99)),
+                ratio,
+            ));
         };
-        text.push_str(&format!(
-            "{:<18} | {:>12} | {:>12} | {:>10} | {:<17} | {:>10} | {:>10} | {:>9} | {goal}\n",
-            title,
-            cell(bench.map(|bench| bench.median)),
-            cell(bench.map(|bench| bench.p99)),
-            cell(bench.map(|bench| bench.iterations)),
-            reference.map_or("-", |(reference, _)| reference.name()),
-            cell(measurement.map(|measurement| measurement.median)),
-            cell(measurement.map(|measurement| measurement.p99)),
-            ratio,
-        ));
-    };
     for row in selected {
         let bench = benches.iter().find(|bench| bench.name == row.wire);
         line(row.title, bench, Some((row.reference, reference_of(row.reference))), goal_text(row.goal));
@@ -356,10 +362,7 @@ fn table(selected: &[Row], benches: &[GuestBench], references: &[(Reference, Mea
 
 /// The notes of the selected rows that have one, one line each.
 fn notes(selected: &[Row]) -> String {
-    selected
-        .iter()
-        .filter_map(|row| row.note.map(|note| format!("  {}: {note}\n", row.title)))
-        .collect()
+    selected.iter().filter_map(|row| row.note.map(|note| format!("  {}: {note}\n", row.title))).collect()
 }
 
 /// One line judging the goals: which rows met theirs, which missed (and by how much).
@@ -441,7 +444,12 @@ fn domains_for(guest: &GuestSpec, iterations: Option<u64>) -> Vec<Domain> {
         .collect()
 }
 
-fn run_guest(qemu_binary: &std::path::Path, accel: Accel, guest: &GuestSpec, iterations: Option<u64>) -> Result<GuestRun> {
+fn run_guest(
+    qemu_binary: &std::path::Path,
+    accel: Accel,
+    guest: &GuestSpec,
+    iterations: Option<u64>,
+) -> Result<GuestRun> {
     let image = workspace::guests_dir().join(format!("{}.elf", guest.image));
     let bytes = std::fs::read(&image).map_err(|error| {
         Error::failed(format!(
@@ -480,7 +488,8 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         return Err(Error::usage("--iterations must be at least 1"));
     }
     xtask::build::build_all()?;
-    let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf(), &workspace::kvm_probe_cache())?;
+    let choice =
+        qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf(), &workspace::kvm_probe_cache())?;
     let accel = choice.accel;
     for line in &choice.lines {
         println!("{line}");
@@ -528,7 +537,8 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         println!("boot: first guest instruction {cycles} cycles after hypervisor entry");
     }
     let total: Duration = runs.iter().map(|run| run.outcome.wall).sum();
-    let walls: Vec<String> = runs.iter().map(|run| format!("{} {} ms", run.image, run.outcome.wall.as_millis())).collect();
+    let walls: Vec<String> =
+        runs.iter().map(|run| format!("{} {} ms", run.image, run.outcome.wall.as_millis())).collect();
     println!("wall time of the QEMU runs ({}): {} ms total ({})", accel.name(), total.as_millis(), walls.join(", "));
 
     if problems.is_empty() {
@@ -564,8 +574,18 @@ mod tests {
         let output = "(hv) boot: first guest instruction 1 cycles after hypervisor entry\n\
                       (hv) boot: all 64 domains reached their first instruction 98765432 cycles after hypervisor entry\r\n";
         assert_eq!(parse_all_booted(output), Some((64, 98_765_432)));
-        assert_eq!(parse_all_booted("(hv) boot: all x domains reached their first instruction 5 cycles after hypervisor entry"), None);
-        assert_eq!(parse_all_booted("(d1) boot: all 2 domains reached their first instruction 5 cycles after hypervisor entry"), None);
+        assert_eq!(
+            parse_all_booted(
+                "(hv) boot: all x domains reached their first instruction 5 cycles after hypervisor entry"
+            ),
+            None
+        );
+        assert_eq!(
+            parse_all_booted(
+                "(d1) boot: all 2 domains reached their first instruction 5 cycles after hypervisor entry"
+            ),
+            None
+        );
         let boot = GUESTS.iter().find(|guest| guest.source == Source::AllDomainsBooted).unwrap();
         assert_eq!(
             benches_of(boot, output),
@@ -588,7 +608,10 @@ mod tests {
         let pair = GUESTS.iter().find(|guest| guest.image == "bench_event_channel").unwrap();
         assert_eq!(
             tokens(pair, Some(7)),
-            ["domain=bench_event_channel,arg=peer=2,arg=iterations=7", "domain=bench_event_channel,arg=peer=1,arg=iterations=7"]
+            [
+                "domain=bench_event_channel,arg=peer=2,arg=iterations=7",
+                "domain=bench_event_channel,arg=peer=1,arg=iterations=7"
+            ]
         );
         let boot = GUESTS.iter().find(|guest| guest.image == "bench_boot").unwrap();
         let copies = tokens(boot, iterations_for(Accel::Kvm, boot, Some(5)));
@@ -620,11 +643,27 @@ mod tests {
         let rows: Vec<&str> = text.lines().collect();
         assert_eq!(
             cells(rows[0]),
-            ["benchmark", "guest median", "guest p99", "iterations", "reference", "ref median", "ref p99", "ratio", "goal"]
+            [
+                "benchmark",
+                "guest median",
+                "guest p99",
+                "iterations",
+                "reference",
+                "ref median",
+                "ref p99",
+                "ratio",
+                "goal"
+            ]
         );
-        assert_eq!(cells(rows[1]), ["null hypercall", "52", "80", "100000", "getppid", "100", "140", "0.52x", "<= 0.7x"]);
+        assert_eq!(
+            cells(rows[1]),
+            ["null hypercall", "52", "80", "100000", "getppid", "100", "140", "0.52x", "<= 0.7x"]
+        );
         assert_eq!(cells(rows[2]), ["user syscall", "-", "-", "-", "getppid", "100", "140", "missing", "<= 2.0x"]);
-        assert_eq!(cells(rows[3]), ["page fault", "3000", "4000", "2000", "minor fault", "1000", "1500", "3.00x", "<= 2.0x"]);
+        assert_eq!(
+            cells(rows[3]),
+            ["page fault", "3000", "4000", "2000", "minor fault", "1000", "1500", "3.00x", "<= 2.0x"]
+        );
         // No reference measured for the map batch: its cells say so.
         assert_eq!(cells(rows[4]), ["map batch", "-", "-", "-", "mmap populate 512", "-", "-", "missing", "<= 1.0x"]);
         assert_eq!(cells(rows[5]), ["exception bounce", "-", "-", "-", "SIGTRAP", "-", "-", "missing", "-"]);
@@ -651,11 +690,27 @@ mod tests {
         ];
         let text = table(&ROWS[5..], &benches, &references);
         let rows: Vec<&str> = text.lines().collect();
-        assert_eq!(cells(rows[1]), ["event channel", "3000", "9000", "500", "pipe ping-pong", "6000", "9000", "0.50x", "<= 0.5x"]);
-        assert_eq!(cells(rows[2]), ["time now", "120", "130", "100000", "clock_gettime", "100", "150", "1.20x", "<= 1.0x"]);
+        assert_eq!(
+            cells(rows[1]),
+            ["event channel", "3000", "9000", "500", "pipe ping-pong", "6000", "9000", "0.50x", "<= 0.5x"]
+        );
+        assert_eq!(
+            cells(rows[2]),
+            ["time now", "120", "130", "100000", "clock_gettime", "100", "150", "1.20x", "<= 1.0x"]
+        );
         assert_eq!(
             cells(rows[5]),
-            ["boot 64 domains", "50000000", "50000000", "1", "fork+exec+wait 64", "100000000", "120000000", "0.50x", "-"]
+            [
+                "boot 64 domains",
+                "50000000",
+                "50000000",
+                "1",
+                "fork+exec+wait 64",
+                "100000000",
+                "120000000",
+                "0.50x",
+                "-"
+            ]
         );
         assert_eq!(goal_summary(&ROWS[5..], &benches, &references), "goals: 1 of 2 met; missed: time now 1.20x > 1.0x");
         // Every row whose sample is not one operation's cycles says what it is.

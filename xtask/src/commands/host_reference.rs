@@ -224,7 +224,8 @@ impl Mapping {
     fn new(length: usize, flags: i32, fd: i32) -> io::Result<Self> {
         // SAFETY: a fresh mapping chosen by the kernel (NULL hint, no MAP_FIXED) cannot
         // overlap anything Rust owns.
-        let address = unsafe { libc::mmap(std::ptr::null_mut(), length, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0) };
+        let address =
+            unsafe { libc::mmap(std::ptr::null_mut(), length, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0) };
         if address == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -415,7 +416,13 @@ fn transfer_byte(fd: i32, write: bool) -> bool {
     let mut byte = 0u8;
     let buffer = (&mut byte as *mut u8).cast::<c_void>();
     // SAFETY: the buffer is one live byte; read and write are async-signal-safe.
-    let moved = unsafe { if write { libc::write(fd, buffer, 1) } else { libc::read(fd, buffer, 1) } };
+    let moved = unsafe {
+        if write {
+            libc::write(fd, buffer, 1)
+        } else {
+            libc::read(fd, buffer, 1)
+        }
+    };
     moved == 1
 }
 

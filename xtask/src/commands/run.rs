@@ -3,9 +3,9 @@
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use xtask::accel::Accel;
 use xtask::build::{self, GuestBin};
 use xtask::cmdline::{self, Domain};
-use xtask::accel::Accel;
 use xtask::qemu::{self, ConsoleMode, Launch, Machine};
 use xtask::{archive, workspace, Error, Result};
 
@@ -74,11 +74,8 @@ fn classify(value: &str, known: &[GuestBin]) -> Result<GuestSource> {
 /// An archive member name for a file: its stem, made acceptable to the grammar, and unique.
 fn image_name(path: &Path, taken: &[String]) -> String {
     let stem = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut name: String = stem
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.+".contains(c) { c } else { '_' })
-        .take(90)
-        .collect();
+    let mut name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.+".contains(c) { c } else { '_' }).take(90).collect();
     if name.is_empty() || name == "." || name == ".." {
         name = "image".to_string();
     }
@@ -128,7 +125,8 @@ pub fn main(args: RunArgs) -> Result<u8> {
     let append = cmdline::command_line(&domains, &[])?;
     let initrd = workspace::runs_dir().join("run.tar");
     qemu::write_archive(&initrd, &archive::build(&members)?)?;
-    let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf(), &workspace::kvm_probe_cache())?;
+    let choice =
+        qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf(), &workspace::kvm_probe_cache())?;
     let accel = choice.accel;
     let launch = Launch {
         qemu: qemu_binary,

@@ -115,7 +115,11 @@ pub(super) fn run(image: &UserImage<'_>, dispatcher: &mut SyscallDispatcher<'_>)
     let mut user_batch = MapBatch::new();
     let mut kernel_batch = MapBatch::new();
     for region in image.regions {
-        if !region.start.is_multiple_of(PAGE_SIZE) || region.start == 0 || region.end() > USER_LIMIT || region.end() < region.start {
+        if !region.start.is_multiple_of(PAGE_SIZE)
+            || region.start == 0
+            || region.end() > USER_LIMIT
+            || region.end() < region.start
+        {
             return Err(failed("user region outside user space")(Errno::EINVAL));
         }
         for index in 0..region.pages {

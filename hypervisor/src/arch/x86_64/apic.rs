@@ -13,11 +13,11 @@
 //! Nothing here enables interrupts; the hypervisor runs with IF = 0 except in the idle
 //! loop's `sti; hlt`.
 
+use super::cpu::{cpuid, rdtsc};
+use super::mmio::{self, DevicePage};
 use core::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use hypervisor::mm::frames::{Frame, FrameAllocator};
 use spin::Once;
-use super::cpu::{cpuid, rdtsc};
-use super::mmio::{self, DevicePage};
 use x86_64::registers::model_specific::Msr;
 
 /// The timer's interrupt vector.

@@ -1,11 +1,11 @@
 //! CPU features, control registers and model-specific registers the hypervisor sets up.
 
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc};
-use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
 use x86_64::registers::segmentation::SegmentSelector;
+use x86_64::VirtAddr;
 
 /// What the CPU offers that the hypervisor uses or reports.
 #[derive(Copy, Clone, Debug, Default)]
@@ -132,13 +132,23 @@ pub fn enable_protections(features: &Features) {
 }
 
 /// Programs `syscall`/`sysret`: entry point, selectors, and the flags masked on entry.
-pub fn enable_hypercall_entry(entry: u64, kernel_code: SegmentSelector, kernel_data: SegmentSelector,
-    user_code: SegmentSelector, user_data: SegmentSelector) {
+pub fn enable_hypercall_entry(
+    entry: u64,
+    kernel_code: SegmentSelector,
+    kernel_data: SegmentSelector,
+    user_code: SegmentSelector,
+    user_data: SegmentSelector,
+) {
     LStar::write(VirtAddr::new(entry));
     // Interrupts stay off in the hypervisor; DF/AC/TF/NT must not leak in from a guest.
     SFMask::write(
-        RFlags::INTERRUPT_FLAG | RFlags::DIRECTION_FLAG | RFlags::ALIGNMENT_CHECK | RFlags::TRAP_FLAG
-            | RFlags::NESTED_TASK | RFlags::IOPL_HIGH | RFlags::IOPL_LOW,
+        RFlags::INTERRUPT_FLAG
+            | RFlags::DIRECTION_FLAG
+            | RFlags::ALIGNMENT_CHECK
+            | RFlags::TRAP_FLAG
+            | RFlags::NESTED_TASK
+            | RFlags::IOPL_HIGH
+            | RFlags::IOPL_LOW,
     );
     Star::write(user_code, user_data, kernel_code, kernel_data)
         .expect("GDT layout matches what sysret requires (a fixed table, checked at first boot)");
@@ -148,7 +158,9 @@ pub fn enable_hypercall_entry(entry: u64, kernel_code: SegmentSelector, kernel_d
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is unprivileged in ring 0 and has no side effects.
     #[allow(unused_unsafe)]
-    unsafe { _rdtsc() }
+    unsafe {
+        _rdtsc()
+    }
 }
 
 /// Reads CR2, the faulting address of the last page fault.

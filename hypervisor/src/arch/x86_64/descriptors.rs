@@ -2,14 +2,14 @@
 //! kernel data, user data, user code, TSS.
 
 use spin::Once;
-use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::{lidt, load_tss};
 use x86_64::registers::segmentation::SegmentSelector;
-use x86_64::structures::DescriptorTablePointer;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
 use x86_64::structures::idt::{Entry, HandlerFunc};
 use x86_64::structures::tss::TaskStateSegment;
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::VirtAddr;
 
 /// IST slot used for NMI, #DF and #MC: they must work even if the regular stack is bad.
 const CRITICAL_STACK_INDEX: u16 = 0;

@@ -36,9 +36,28 @@ pub fn hypercall_entry_address() -> u64 {
 
 /// The frame the first guest entry pops; it cannot live on the stack being abandoned.
 static mut FIRST_ENTRY: TrapFrame = TrapFrame {
-    r15: 0, r14: 0, r13: 0, r12: 0, r11: 0, r10: 0, r9: 0, r8: 0, rbp: 0, rdi: 0, rsi: 0,
-    rdx: 0, rcx: 0, rbx: 0, rax: 0, vector: 0, error_code: 0, rip: 0, cs: 0, rflags: 0,
-    rsp: 0, ss: 0,
+    r15: 0,
+    r14: 0,
+    r13: 0,
+    r12: 0,
+    r11: 0,
+    r10: 0,
+    r9: 0,
+    r8: 0,
+    rbp: 0,
+    rdi: 0,
+    rsi: 0,
+    rdx: 0,
+    rcx: 0,
+    rbx: 0,
+    rax: 0,
+    vector: 0,
+    error_code: 0,
+    rip: 0,
+    cs: 0,
+    rflags: 0,
+    rsp: 0,
+    ss: 0,
 };
 
 /// Leaves the boot path for good and runs the guest whose state is `frame`. The caller

@@ -9,10 +9,10 @@
 //! off, so guests cannot enable AVX state that FXSAVE would not switch. The hypervisor
 //! itself is built without SSE and never touches these registers.
 
-use alloc::vec::Vec;
-use alloc::vec;
 use super::cpu::cpuid;
 use super::entry;
+use alloc::vec;
+use alloc::vec::Vec;
 use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::xcontrol::XCr0;
 

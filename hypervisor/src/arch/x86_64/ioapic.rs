@@ -5,9 +5,9 @@
 //! pin 2 (the PC convention a MADT interrupt-source override would state). ISA IRQs are
 //! edge-triggered, active high. Every pin starts masked here.
 
+use super::mmio::{self, DevicePage};
 use hypervisor::mm::frames::{Frame, FrameAllocator};
 use spin::Once;
-use super::mmio::{self, DevicePage};
 
 /// Where microvm and q35 place the I/O APIC.
 pub const DEFAULT_BASE: u64 = 0xfec0_0000;
@@ -63,7 +63,11 @@ fn ioapic() -> &'static IoApic {
 
 /// The pin an ISA IRQ arrives on (no MADT: the PC defaults).
 fn pin(irq: u8) -> u32 {
-    if irq == 0 { 2 } else { u32::from(irq) }
+    if irq == 0 {
+        2
+    } else {
+        u32::from(irq)
+    }
 }
 
 /// Routes ISA `irq` to `vector` on the local APIC `apic_id` (physical destination,

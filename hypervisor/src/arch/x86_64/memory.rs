@@ -5,9 +5,9 @@
 use hypercall_abi::layout::HYPERVISOR_START;
 use hypervisor::mm::frames::{Frame, FrameAllocator};
 use hypervisor::mm::paging::{FrameMemory, PageFlags};
-use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
+use x86_64::PhysAddr;
 
 /// Where physical address 0 appears in every address space.
 pub const DIRECT_MAP_BASE: u64 = HYPERVISOR_START;
@@ -121,11 +121,11 @@ pub fn install_hypervisor_tables(frames: &mut FrameAllocator, ram_end: u64, glob
     let image_base = DIRECT_MAP_BASE;
     // Addresses of linker-script symbols; nothing is dereferenced.
     let (text_start, text_end, rodata_start, rodata_end, image_end) = (
-            symbol_address(&raw const __text_start),
-            symbol_address(&raw const __text_end),
-            symbol_address(&raw const __rodata_start),
-            symbol_address(&raw const __rodata_end),
-            symbol_address(&raw const __image_end),
+        symbol_address(&raw const __text_start),
+        symbol_address(&raw const __text_end),
+        symbol_address(&raw const __rodata_start),
+        symbol_address(&raw const __rodata_end),
+        symbol_address(&raw const __image_end),
     );
     // 4-KiB granularity where the image lives, 2-MiB pages beyond it.
     let fine_end = (image_end - image_base).div_ceil(LARGE_PAGE) * LARGE_PAGE;

@@ -9,10 +9,10 @@
 //! of slot 256, which every guest root shares (it points at the same directory-pointer
 //! table), so a page mapped after domains exist is visible in their spaces too.
 
+use super::memory::{virtual_address, DirectMap};
 use hypercall_abi::layout::HYPERVISOR_START;
 use hypervisor::mm::frames::{Frame, FrameAllocator};
 use hypervisor::mm::paging::{next_table, FrameMemory, PageFlags, ADDRESS_MASK};
-use super::memory::{virtual_address, DirectMap};
 
 const PAGE: u64 = 4096;
 
@@ -56,7 +56,11 @@ pub fn map_device_page(frames: &mut FrameAllocator, root: Frame, physical: u64) 
         table = next;
     }
     let leaf = physical
-        | (PageFlags::PRESENT | PageFlags::WRITABLE | PageFlags::NO_CACHE | PageFlags::WRITE_THROUGH | PageFlags::NO_EXECUTE)
+        | (PageFlags::PRESENT
+            | PageFlags::WRITABLE
+            | PageFlags::NO_CACHE
+            | PageFlags::WRITE_THROUGH
+            | PageFlags::NO_EXECUTE)
             .bits();
     let previous = memory.read_entry(table, index(0));
     memory.write_entry(table, index(0), leaf);

@@ -1,12 +1,12 @@
 //! The library's [`Platform`] on this CPU: the privileged instructions and devices the
 //! policy asks for.
 
+use super::memory::DirectMap;
+use super::{apic, console, cpu, entry, extended_state};
 use core::fmt;
 use hypervisor::mm::domain_memory::Tlb;
 use hypervisor::mm::frames::Frame;
 use hypervisor::platform::Platform;
-use super::memory::DirectMap;
-use super::{apic, console, cpu, entry, extended_state};
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::{PhysAddr, VirtAddr};

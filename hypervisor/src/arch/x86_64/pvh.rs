@@ -1,9 +1,9 @@
 //! The PVH boot information (`struct hvm_start_info`, Xen's public `arch-x86/hvm/start_info.h`):
 //! memory map, command line and boot modules, read and validated once at boot.
 
+use super::memory::read_physical;
 use alloc::string::String;
 use alloc::vec::Vec;
-use super::memory::read_physical;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 const MAGIC: u32 = 0x336e_c578;
@@ -131,5 +131,10 @@ pub unsafe fn read_boot_info(physical: u64) -> Result<BootInfo, &'static str> {
             command_line.push(if byte[0].is_ascii() { byte[0] as char } else { '?' });
         }
     }
-    Ok(BootInfo { memory_map, command_line, modules, start_info_range: (physical, physical + core::mem::size_of::<StartInfo>() as u64) })
+    Ok(BootInfo {
+        memory_map,
+        command_line,
+        modules,
+        start_info_range: (physical, physical + core::mem::size_of::<StartInfo>() as u64),
+    })
 }

@@ -1,15 +1,15 @@
 //! The machine's boot steps that need more than one device: the memory map into the
 //! frame allocator, the late heap, the TSC rate, console input, the banner.
 
-use alloc::string::String;
-use alloc::vec::Vec;
-use hypercall_abi::ABI_VERSION;
-use hypercall_abi::exit::ExitStatus;
-use hypervisor::mm::frames::{Frame, FrameAllocator};
-use hypervisor::time::Clock;
 use super::apic::CONSOLE_VECTOR;
 use super::memory;
 use super::{apic, console, cpu, exit_device, heap, ioapic, pit, pvh};
+use alloc::string::String;
+use alloc::vec::Vec;
+use hypercall_abi::exit::ExitStatus;
+use hypercall_abi::ABI_VERSION;
+use hypervisor::mm::frames::{Frame, FrameAllocator};
+use hypervisor::time::Clock;
 
 /// Frames above this are not managed (the frame allocator's bitmap covers 4 GiB).
 const MANAGED_LIMIT: u64 = (hypervisor::mm::frames::MAX_FRAMES as u64) * 4096;
@@ -89,13 +89,16 @@ pub fn grow_heap(frames: &mut FrameAllocator) {
             None => break,
         }
     }
-    let contiguous = taken.len() as u64 == blocks
-        && taken.windows(2).all(|pair| pair[1].address() == pair[0].address() + (2 << 20));
+    let contiguous =
+        taken.len() as u64 == blocks && taken.windows(2).all(|pair| pair[1].address() == pair[0].address() + (2 << 20));
     if !contiguous {
         for block in taken {
             frames.free_large(block);
         }
-        hvprintln!("heap: no contiguous {} MiB for the late heap; domains are limited to the 1 MiB early heap", heap::LATE_SIZE >> 20);
+        hvprintln!(
+            "heap: no contiguous {} MiB for the late heap; domains are limited to the 1 MiB early heap",
+            heap::LATE_SIZE >> 20
+        );
         return;
     }
     let start = memory::virtual_address(taken[0].address()) as *mut u8;

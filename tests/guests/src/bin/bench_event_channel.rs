@@ -92,7 +92,9 @@ fn bench_event_channel(start: &'static StartInfo) -> u32 {
             }
         }
         match lost {
-            Some(round) => reporter.fail(format_args!("round {round}: no ping from domain {peer}, or the reply was refused")),
+            Some(round) => {
+                reporter.fail(format_args!("round {round}: no ping from domain {peer}, or the reply was refused"))
+            }
             None => println!("bench: event_channel: answered {} pings of domain {peer}", warmup + iterations),
         }
     }

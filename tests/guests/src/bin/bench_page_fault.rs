@@ -115,6 +115,10 @@ fn bench_page_fault(start: &'static StartInfo) -> u32 {
         }
     }
     bench_support::report(&mut reporter, "page_fault", Ok(tsc::summarize(&mut samples)));
-    reporter.expect_eq(FAULTS.load(Ordering::Relaxed), (bench_support::warmup(iterations) + iterations) as u64, "one fault per touch");
+    reporter.expect_eq(
+        FAULTS.load(Ordering::Relaxed),
+        (bench_support::warmup(iterations) + iterations) as u64,
+        "one fault per touch",
+    );
     reporter.finish()
 }

@@ -23,8 +23,8 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-use events_support::{Accel, Micros};
 use conformance_guests::argument;
+use events_support::{Accel, Micros};
 use guest_rt::abi::StartInfo;
 use guest_rt::events;
 use guest_rt::println;

@@ -127,6 +127,10 @@ fn bench_user_syscall(start: &'static StartInfo) -> u32 {
     // SAFETY: the user program has ended; the buffer holds `calls` samples after the count
     // and nothing else refers to it.
     let samples = unsafe { core::slice::from_raw_parts_mut((buffer as *mut u64).add(1), calls) };
-    bench_support::report(&mut reporter, "user_syscall", Ok(tsc::summarize(&mut samples[bench_support::warmup(iterations)..])));
+    bench_support::report(
+        &mut reporter,
+        "user_syscall",
+        Ok(tsc::summarize(&mut samples[bench_support::warmup(iterations)..])),
+    );
     reporter.finish()
 }

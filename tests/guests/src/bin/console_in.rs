@@ -9,9 +9,9 @@
 
 mod events_support;
 
+use conformance_guests::argument;
 use conformance_guests::words;
 use events_support::{connect, count, count_on, wait_count};
-use conformance_guests::argument;
 use guest_rt::abi::event::virq;
 use guest_rt::abi::StartInfo;
 use guest_rt::events::{self, Port};
@@ -82,7 +82,11 @@ fn console_in(start: &'static StartInfo) -> u32 {
     reporter.expect_ok(port.send(), "done");
     reporter.check(wait_count(port, 1, watchdog), "the peer's done");
     let mut extra = [0u8; 64];
-    reporter.expect_eq(HYPERVISOR.console_read(&mut extra), Ok(0), "bytes after the line (input for the other domain?)");
+    reporter.expect_eq(
+        HYPERVISOR.console_read(&mut extra),
+        Ok(0),
+        "bytes after the line (input for the other domain?)",
+    );
     let _ = time::cancel_timer();
     reporter.finish()
 }

@@ -121,7 +121,12 @@ fn straddle(reporter: &mut Reporter, start: &StartInfo) {
     let landmarks = Landmarks::of(start);
     expect_fault(reporter, 16, landmarks.stack_top - 8, "last bytes in the guard page above the stack");
     expect_fault(reporter, 16, landmarks.image_end - 8, "last bytes in the guard page below start info");
-    expect_fault(reporter, 16, landmarks.guard_below_start_info + 0x1000 - 8, "first bytes in the guard page below start info");
+    expect_fault(
+        reporter,
+        16,
+        landmarks.guard_below_start_info + 0x1000 - 8,
+        "first bytes in the guard page below start info",
+    );
     expect_fault(reporter, 16, landmarks.guard_below_stack - 8, "last bytes in the guard page below the stack");
     expect_fault(reporter, 16, landmarks.stack_bottom - 8, "first bytes in the guard page below the stack");
 }

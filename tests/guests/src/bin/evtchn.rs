@@ -34,8 +34,10 @@ guest_rt::entry!(evtchn);
 /// A port this domain connects to itself: (receiving end, sending end).
 fn loopback(reporter: &mut Reporter, start: &StartInfo) -> Option<(Port, Port)> {
     let unbound = reporter.expect_ok(Port::alloc_unbound(SELF), "alloc_unbound(SELF)")?;
-    let bound = reporter
-        .expect_ok(Port::bind_interdomain(u64::from(start.domain_id), unbound.number()), "bind_interdomain(self, port)")?;
+    let bound = reporter.expect_ok(
+        Port::bind_interdomain(u64::from(start.domain_id), unbound.number()),
+        "bind_interdomain(self, port)",
+    )?;
     Some((unbound, bound))
 }
 
@@ -75,7 +77,8 @@ fn mask(reporter: &mut Reporter, start: &StartInfo) {
     reporter.expect_eq(count(receiver), 0, "deliveries after a second masked send");
     reporter.expect_ok(receiver.unmask(), "unmask");
     reporter.expect_eq(count(receiver), 1, "deliveries after unmask (two sends coalesce into one event)");
-    reporter.check(!receiver.is_pending() && !receiver.is_masked(), "unmask leaves the port neither pending nor masked");
+    reporter
+        .check(!receiver.is_pending() && !receiver.is_masked(), "unmask leaves the port neither pending nor masked");
     let _ = HYPERVISOR.version();
     reporter.expect_eq(count(receiver), 1, "deliveries a hypercall later (no duplicate)");
     reporter.expect_ok(sender.send(), "unmasked send");
@@ -182,7 +185,12 @@ fn errors(reporter: &mut Reporter, start: &StartInfo) {
     reporter.expect_errno(never.send(), Errno::EINVAL, "send on a never-opened port");
     reporter.expect_errno(never.unmask(), Errno::EINVAL, "unmask of a never-opened port");
     reporter.expect_errno(never.close(), Errno::EINVAL, "close of a never-opened port");
-    expect_status(reporter, never, PortStatus { state: status::CLOSED, remote_domain: 0, remote_port: 0 }, "never-opened");
+    expect_status(
+        reporter,
+        never,
+        PortStatus { state: status::CLOSED, remote_domain: 0, remote_port: 0 },
+        "never-opened",
+    );
     for bad in [0, PORTS_MAX as u32, 4095, u32::MAX] {
         let port = Port::from_raw(bad);
         reporter.expect_errno(port.send(), Errno::EINVAL, format_args!("send on port {bad}"));
@@ -198,7 +206,12 @@ fn errors(reporter: &mut Reporter, start: &StartInfo) {
     reporter.expect_errno(Port::bind_virq(virq::COUNT), Errno::EINVAL, "bind_virq(COUNT)");
     reporter.expect_errno(Port::bind_virq(u64::MAX), Errno::EINVAL, "bind_virq(u64::MAX)");
     if let Some(port) = reporter.expect_ok(Port::bind_virq(virq::DEBUG), "bind_virq(DEBUG)") {
-        expect_status(reporter, port, PortStatus { state: status::VIRQ, remote_domain: 0, remote_port: virq::DEBUG }, "virq");
+        expect_status(
+            reporter,
+            port,
+            PortStatus { state: status::VIRQ, remote_domain: 0, remote_port: virq::DEBUG },
+            "virq",
+        );
         reporter.expect_errno(Port::bind_virq(virq::DEBUG), Errno::EEXIST, "bind_virq(DEBUG) twice");
         reporter.expect_errno(port.send(), Errno::EINVAL, "send on a virq port");
         reporter.expect_ok(port.close(), "close the virq port");
@@ -208,14 +221,27 @@ fn errors(reporter: &mut Reporter, start: &StartInfo) {
     }
     for domain in [0u64, 999, 0x7fef, u64::MAX] {
         reporter.expect_errno(Port::alloc_unbound(domain), Errno::ESRCH, format_args!("alloc_unbound({domain:#x})"));
-        reporter.expect_errno(Port::bind_interdomain(domain, 1), Errno::ESRCH, format_args!("bind_interdomain({domain:#x}, 1)"));
+        reporter.expect_errno(
+            Port::bind_interdomain(domain, 1),
+            Errno::ESRCH,
+            format_args!("bind_interdomain({domain:#x}, 1)"),
+        );
     }
     let me = u64::from(start.domain_id);
     if let Some(unbound) = reporter.expect_ok(Port::alloc_unbound(me), "alloc_unbound(own id)") {
-        expect_status(reporter, unbound, PortStatus { state: status::UNBOUND, remote_domain: me, remote_port: 0 }, "unbound");
+        expect_status(
+            reporter,
+            unbound,
+            PortStatus { state: status::UNBOUND, remote_domain: me, remote_port: 0 },
+            "unbound",
+        );
         reporter.expect_errno(unbound.send(), Errno::EINVAL, "send on an unbound port");
         if let Some(ipi) = reporter.expect_ok(Port::bind_ipi(), "bind_ipi") {
-            reporter.expect_errno(Port::bind_interdomain(me, ipi.number()), Errno::EINVAL, "bind_interdomain to an ipi port");
+            reporter.expect_errno(
+                Port::bind_interdomain(me, ipi.number()),
+                Errno::EINVAL,
+                "bind_interdomain to an ipi port",
+            );
             reporter.expect_ok(ipi.close(), "close ipi");
         }
         reporter.expect_errno(Port::bind_interdomain(me, 900), Errno::EINVAL, "bind_interdomain to a closed port");
@@ -234,7 +260,11 @@ fn errors(reporter: &mut Reporter, start: &StartInfo) {
     reporter.expect_errno(HYPERVISOR.event_channel_op(99, 0, 0), Errno::EINVAL, "unknown event_channel_op command");
     // SAFETY: refused callbacks are never jumped to; a successful one is guest-rt's entry.
     unsafe {
-        reporter.expect_errno(HYPERVISOR.set_callbacks(0x8000_0000_0000, 0), Errno::EINVAL, "non-canonical event callback");
+        reporter.expect_errno(
+            HYPERVISOR.set_callbacks(0x8000_0000_0000, 0),
+            Errno::EINVAL,
+            "non-canonical event callback",
+        );
         reporter.expect_errno(
             HYPERVISOR.set_callbacks(guest_rt::abi::layout::HYPERVISOR_START, 0),
             Errno::EINVAL,
@@ -317,7 +347,10 @@ fn poll(reporter: &mut Reporter) {
     let before = time::now();
     reporter.expect_ok(events::poll(&[ipi, other], before + wait), "poll that times out");
     let after = time::now();
-    reporter.check(after >= before + wait, format_args!("poll returned {} ns before its timeout", (before + wait).saturating_sub(after)));
+    reporter.check(
+        after >= before + wait,
+        format_args!("poll returned {} ns before its timeout", (before + wait).saturating_sub(after)),
+    );
     println!("evtchn: poll timed out {} ns after its deadline", after.saturating_sub(before + wait));
     reporter.check(!ipi.is_pending() && !other.is_pending(), "nothing pending after the timeout");
     let deadline_past = time::now().saturating_sub(1);
@@ -332,7 +365,11 @@ fn poll(reporter: &mut Reporter) {
     // SAFETY: the hypervisor only reads the array; these pointers are refused.
     unsafe {
         reporter.expect_errno(HYPERVISOR.poll_raw(0x1000, 1, 0), Errno::EFAULT, "poll with an unmapped array");
-        reporter.expect_errno(HYPERVISOR.poll_raw(0x1000, 129, 0), Errno::EINVAL, "poll: a count over 128 is checked first");
+        reporter.expect_errno(
+            HYPERVISOR.poll_raw(0x1000, 129, 0),
+            Errno::EINVAL,
+            "poll: a count over 128 is checked first",
+        );
         let none: [u32; 0] = [];
         reporter.expect_ok(HYPERVISOR.poll_raw(none.as_ptr() as u64, 0, 1), "poll on no ports with a past timeout");
         reporter.expect_errno(

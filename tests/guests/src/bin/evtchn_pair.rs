@@ -13,9 +13,9 @@
 
 mod events_support;
 
+use conformance_guests::argument;
 use conformance_guests::words;
 use events_support::{connect, count, count_on, wait_count, Accel, Micros};
-use conformance_guests::argument;
 use guest_rt::abi::event::status;
 use guest_rt::abi::{Errno, StartInfo};
 use guest_rt::events::{self, Port, SELF};
@@ -43,7 +43,11 @@ fn wrong_domain(reporter: &mut Reporter, start: &StartInfo, peer: u64, leader: b
         // The peer says it tried everything.
         reporter.check(wait_count(port, 1, watchdog), "the peer's done event");
         let found = own.status().map(|found| (found.state, found.remote_domain));
-        reporter.expect_eq(found, Ok((status::UNBOUND, u64::from(start.domain_id))), "the self-named port is untouched");
+        reporter.expect_eq(
+            found,
+            Ok((status::UNBOUND, u64::from(start.domain_id))),
+            "the self-named port is untouched",
+        );
         let found = port.status().map(|found| (found.state, found.remote_domain, found.remote_port));
         reporter.expect_eq(found, Ok((status::INTERDOMAIN, peer, 1)), "the rendezvous port");
         reporter.expect_ok(own.close(), "close own");
@@ -54,7 +58,11 @@ fn wrong_domain(reporter: &mut Reporter, start: &StartInfo, peer: u64, leader: b
             Err(why) => return reporter.fail(why),
         };
         reporter.expect_eq(port.number(), 1, "the peer's first port");
-        reporter.expect_errno(Port::bind_interdomain(peer, 1), Errno::EPERM, "binding a port that names another domain");
+        reporter.expect_errno(
+            Port::bind_interdomain(peer, 1),
+            Errno::EPERM,
+            "binding a port that names another domain",
+        );
         reporter.expect_errno(Port::bind_interdomain(peer, 2), Errno::EINVAL, "binding the rendezvous port twice");
         reporter.expect_errno(Port::bind_interdomain(peer, 3), Errno::EINVAL, "binding a port the peer never opened");
         reporter.expect_ok(port.send(), "done event");

@@ -44,7 +44,9 @@ fn demand_map(context: &mut TrapContext) -> TrapAction {
         guest_rt::hypercall::crash(5);
     }
     let page = address & !(PAGE_SIZE - 1);
-    if let Err(errno) = memory::map_page(Space::INITIAL, page, GFN.load(SeqCst), map_flags::WRITABLE | map_flags::NO_EXECUTE) {
+    if let Err(errno) =
+        memory::map_page(Space::INITIAL, page, GFN.load(SeqCst), map_flags::WRITABLE | map_flags::NO_EXECUTE)
+    {
         println!("fault_loop: map {page:#x} in the #PF handler: -{errno}");
         guest_rt::hypercall::crash(6);
     }
@@ -54,7 +56,8 @@ fn demand_map(context: &mut TrapContext) -> TrapAction {
 
 fn fault_loop(start: &'static StartInfo) -> u32 {
     let mut reporter = Reporter::new();
-    let total = start.cmd_line().split_ascii_whitespace().next().and_then(parse_number).unwrap_or(DEFAULT_FAULTS).max(1);
+    let total =
+        start.cmd_line().split_ascii_whitespace().next().and_then(parse_number).unwrap_or(DEFAULT_FAULTS).max(1);
     let before = memory::current_reservation();
     let (page, gfn) = heap_page(start);
     GFN.store(gfn, SeqCst);
@@ -62,7 +65,8 @@ fn fault_loop(start: &'static StartInfo) -> u32 {
         reporter.error(format_args!("installing the #PF handler: -{errno}"));
         reporter.finish();
     }
-    let unmaps: [MapEntry; PAGES as usize] = core::array::from_fn(|index| unmap_entry(WINDOW + index as u64 * PAGE_SIZE, 0));
+    let unmaps: [MapEntry; PAGES as usize] =
+        core::array::from_fn(|index| unmap_entry(WINDOW + index as u64 * PAGE_SIZE, 0));
     println!("fault_loop: {total} faults in a window of {PAGES} pages, gfn {gfn}");
     let begin = guest_rt::tsc::rdtsc_serialized();
     let mut wrong = 0u64;

@@ -6,8 +6,8 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use conformance_guests::{parse_number, raw_result, words, Landmarks, XorShift};
-use guest_rt::abi::hypercall::{console_cmd, sched_cmd, shutdown_reason, version_cmd, SHUTDOWN_CODE_MAX};
 use guest_rt::abi::event::DOMAIN_SELF;
+use guest_rt::abi::hypercall::{console_cmd, sched_cmd, shutdown_reason, version_cmd, SHUTDOWN_CODE_MAX};
 use guest_rt::abi::layout::HYPERVISOR_START;
 use guest_rt::abi::{Errno, Hypercall, StartInfo, ABI_VERSION};
 use guest_rt::hypercall::HYPERVISOR;
@@ -35,10 +35,7 @@ struct Counts {
 
 fn fuzz(start: &'static StartInfo) -> u32 {
     let mut reporter = Reporter::new();
-    let seed = words(start)
-        .find_map(|word| word.strip_prefix("seed="))
-        .and_then(parse_number)
-        .unwrap_or(1);
+    let seed = words(start).find_map(|word| word.strip_prefix("seed=")).and_then(parse_number).unwrap_or(1);
     println!("fuzz: {CALLS} hypercalls, seed {seed}");
     let mut random = XorShift::new(seed);
     let landmarks = Landmarks::of(start);

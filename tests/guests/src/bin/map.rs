@@ -92,7 +92,11 @@ fn alias(reporter: &mut Reporter, start: &'static StartInfo) {
     reporter.expect_eq(peek(second + PAGE_SIZE - 8), 0x99, "last word of the page through both aliases");
     let mut undo = MapBatch::new();
     undo.unmap(first).unmap(second);
-    reporter.expect_eq(undo.apply(Space::INITIAL), memory::BatchResult { done: 2, result: Ok(()) }, "unmap both aliases");
+    reporter.expect_eq(
+        undo.apply(Space::INITIAL),
+        memory::BatchResult { done: 2, result: Ok(()) },
+        "unmap both aliases",
+    );
     query_is(reporter, first, Err(Errno::ENOENT), "first alias after unmap");
     query_is(reporter, second, Err(Errno::ENOENT), "second alias after unmap");
     reporter.expect_eq(peek(page + 8), 0x5555_6666_7777_8888, "the heap mapping of the gfn is untouched");
@@ -132,16 +136,41 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
     for op in [3, 4, u32::MAX] {
         refused(reporter, MapEntry { virtual_address: base, gfn, op, flags: rw }, Errno::EINVAL, "undefined op");
     }
-    refused(reporter, MapEntry { virtual_address: base, gfn: 1, op: map_op::UNMAP, flags: 0 }, Errno::EINVAL, "UNMAP with gfn != 0");
-    refused(reporter, MapEntry { virtual_address: base, gfn: 1, op: map_op::PROTECT, flags: rw }, Errno::EINVAL, "PROTECT with gfn != 0");
+    refused(
+        reporter,
+        MapEntry { virtual_address: base, gfn: 1, op: map_op::UNMAP, flags: 0 },
+        Errno::EINVAL,
+        "UNMAP with gfn != 0",
+    );
+    refused(
+        reporter,
+        MapEntry { virtual_address: base, gfn: 1, op: map_op::PROTECT, flags: rw },
+        Errno::EINVAL,
+        "PROTECT with gfn != 0",
+    );
     // The shared-info page is the hypervisor's frame: it stays (SPEC §12.4).
     refused(reporter, unmap_entry(start.shared_info_address, 0), Errno::EPERM, "UNMAP of the shared-info page");
-    refused(reporter, protect_entry(start.shared_info_address, map_flags::NO_EXECUTE), Errno::EPERM, "PROTECT of the shared-info page");
+    refused(
+        reporter,
+        protect_entry(start.shared_info_address, map_flags::NO_EXECUTE),
+        Errno::EPERM,
+        "PROTECT of the shared-info page",
+    );
     refused(reporter, unmap_entry(base, 0), Errno::ENOENT, "UNMAP of an unmapped address");
     refused(reporter, protect_entry(base, rw), Errno::ENOENT, "PROTECT of an unmapped address");
-    refused(reporter, map_entry(base + PAGE_SIZE, gfn, rw | map_flags::LARGE), Errno::EINVAL, "LARGE at a 4 KiB-aligned address");
+    refused(
+        reporter,
+        map_entry(base + PAGE_SIZE, gfn, rw | map_flags::LARGE),
+        Errno::EINVAL,
+        "LARGE at a 4 KiB-aligned address",
+    );
     // The heap gfn is an order-0 page: never a 2 MiB extent, aligned or not.
-    refused(reporter, map_entry(base + LARGE_PAGE_SIZE, gfn, rw | map_flags::LARGE), Errno::EINVAL, "LARGE of an order-0 gfn");
+    refused(
+        reporter,
+        map_entry(base + LARGE_PAGE_SIZE, gfn, rw | map_flags::LARGE),
+        Errno::EINVAL,
+        "LARGE of an order-0 gfn",
+    );
 
     for handle in [1000, 65, u64::MAX] {
         let entry = [map_entry(base, gfn, rw)];
@@ -181,7 +210,11 @@ fn overlap(reporter: &mut Reporter, start: &'static StartInfo) {
     // The same through guest-rt's batch: done 1, error -EEXIST.
     let mut batch = MapBatch::new();
     batch.map(address + 2 * PAGE_SIZE, gfn_b, 0).map(address, gfn_b, 0);
-    reporter.expect_eq(batch.apply(Space::INITIAL), memory::BatchResult { done: 1, result: Err(Errno::EEXIST) }, "MapBatch overlap");
+    reporter.expect_eq(
+        batch.apply(Space::INITIAL),
+        memory::BatchResult { done: 1, result: Err(Errno::EEXIST) },
+        "MapBatch overlap",
+    );
     let mut undo = MapBatch::new();
     undo.unmap(address).unmap(address + 2 * PAGE_SIZE);
     reporter.expect_eq(undo.apply(Space::INITIAL).result, Ok(()), "unmap");
@@ -220,16 +253,32 @@ fn long_batch(reporter: &mut Reporter, start: &'static StartInfo) {
     for index in 0..count {
         batch.map(base + index * PAGE_SIZE, gfn, map_flags::WRITABLE | map_flags::NO_EXECUTE);
     }
-    reporter.expect_eq(batch.apply(Space::INITIAL), memory::BatchResult { done: count as usize, result: Ok(()) }, "2 * BATCH_MAX + 5 maps");
+    reporter.expect_eq(
+        batch.apply(Space::INITIAL),
+        memory::BatchResult { done: count as usize, result: Ok(()) },
+        "2 * BATCH_MAX + 5 maps",
+    );
     reporter.expect_eq(peek(base + (count - 1) * PAGE_SIZE), 0x10_0000, "the last address shows the gfn");
-    reporter.expect_eq(peek(base + BATCH_MAX * PAGE_SIZE), 0x10_0000, "the first address of the second call shows the gfn");
+    reporter.expect_eq(
+        peek(base + BATCH_MAX * PAGE_SIZE),
+        0x10_0000,
+        "the first address of the second call shows the gfn",
+    );
     let mut undo = MapBatch::new();
     for index in 0..count {
         undo.unmap(base + index * PAGE_SIZE);
     }
-    reporter.expect_eq(undo.apply(Space::INITIAL), memory::BatchResult { done: count as usize, result: Ok(()) }, "2 * BATCH_MAX + 5 unmaps");
+    reporter.expect_eq(
+        undo.apply(Space::INITIAL),
+        memory::BatchResult { done: count as usize, result: Ok(()) },
+        "2 * BATCH_MAX + 5 unmaps",
+    );
     // Unmapping again fails at the first entry.
-    reporter.expect_eq(undo.apply(Space::INITIAL), memory::BatchResult { done: 0, result: Err(Errno::ENOENT) }, "unmapping again");
+    reporter.expect_eq(
+        undo.apply(Space::INITIAL),
+        memory::BatchResult { done: 0, result: Err(Errno::ENOENT) },
+        "unmapping again",
+    );
 }
 
 fn done_fault(reporter: &mut Reporter, start: &'static StartInfo) {

@@ -63,19 +63,41 @@ fn readonly(reporter: &mut Reporter, start: &'static StartInfo) {
     let address = window(0);
     reporter.expect_eq(memory::map_page(Space::INITIAL, address, gfn, map_flags::NO_EXECUTE), Ok(()), "map read-only");
     reporter.expect_eq(probe_read(address + 5), Ok(0x42), "read through the read-only mapping");
-    expect_fault(reporter, start, probe_write(address + 5, 0x43), address + 5, page_fault::PRESENT | page_fault::WRITE, "write to read-only");
+    expect_fault(
+        reporter,
+        start,
+        probe_write(address + 5, 0x43),
+        address + 5,
+        page_fault::PRESENT | page_fault::WRITE,
+        "write to read-only",
+    );
     reporter.expect_eq(peek_byte(page + 5), 0x42, "the refused write changed nothing");
     let before = support::fault_count();
     reporter.expect_eq(
-        guest_rt::hypercall::HYPERVISOR.protect_page(Space::INITIAL, address, map_flags::WRITABLE | map_flags::NO_EXECUTE),
+        guest_rt::hypercall::HYPERVISOR.protect_page(
+            Space::INITIAL,
+            address,
+            map_flags::WRITABLE | map_flags::NO_EXECUTE,
+        ),
         Ok(()),
         "protect to writable",
     );
     reporter.expect_eq(probe_write(address + 5, 0x43), Ok(()), "write after protect");
     reporter.expect_eq(support::fault_count(), before, "no fault after protect");
     reporter.expect_eq(peek_byte(page + 5), 0x43, "the write reached the gfn");
-    reporter.expect_eq(guest_rt::hypercall::HYPERVISOR.protect_page(Space::INITIAL, address, map_flags::NO_EXECUTE), Ok(()), "protect back to read-only");
-    expect_fault(reporter, start, probe_write(address + PAGE_SIZE - 1, 1), address + PAGE_SIZE - 1, page_fault::PRESENT | page_fault::WRITE, "write after protect back");
+    reporter.expect_eq(
+        guest_rt::hypercall::HYPERVISOR.protect_page(Space::INITIAL, address, map_flags::NO_EXECUTE),
+        Ok(()),
+        "protect back to read-only",
+    );
+    expect_fault(
+        reporter,
+        start,
+        probe_write(address + PAGE_SIZE - 1, 1),
+        address + PAGE_SIZE - 1,
+        page_fault::PRESENT | page_fault::WRITE,
+        "write after protect back",
+    );
     reporter.expect_eq(memory::unmap_page(Space::INITIAL, address), Ok(()), "unmap");
 }
 
@@ -88,7 +110,14 @@ fn unmapped(reporter: &mut Reporter, start: &'static StartInfo) {
     reporter.expect_eq(memory::unmap_page(Space::INITIAL, address), Ok(()), "unmap");
     reporter.expect_errno(memory::query(Space::INITIAL, address), Errno::ENOENT, "query after unmap");
     expect_fault(reporter, start, probe_read(address + 0x10), address + 0x10, 0, "read after unmap");
-    expect_fault(reporter, start, probe_write(address + 0x18, 1), address + 0x18, page_fault::WRITE, "write after unmap");
+    expect_fault(
+        reporter,
+        start,
+        probe_write(address + 0x18, 1),
+        address + 0x18,
+        page_fault::WRITE,
+        "write after unmap",
+    );
     // An address that was never mapped, in a page-table range never populated.
     let never = window(2) + 0x3000;
     expect_fault(reporter, start, probe_read(never), never, 0, "read of a never-mapped address");
@@ -103,7 +132,11 @@ fn no_execute(reporter: &mut Reporter, start: &'static StartInfo) {
     let executable = window(3);
     let not_executable = window(3) + 0x10 * PAGE_SIZE;
     reporter.expect_eq(memory::map_page(Space::INITIAL, executable, gfn, 0), Ok(()), "map executable (read-only)");
-    reporter.expect_eq(memory::map_page(Space::INITIAL, not_executable, gfn, map_flags::NO_EXECUTE), Ok(()), "map no-execute");
+    reporter.expect_eq(
+        memory::map_page(Space::INITIAL, not_executable, gfn, map_flags::NO_EXECUTE),
+        Ok(()),
+        "map no-execute",
+    );
     reporter.expect_eq(probe_exec(executable + 0x40), Ok(()), "call a ret in the executable mapping");
     expect_fault(
         reporter,

@@ -58,7 +58,13 @@ fn query(reporter: &mut Reporter, start: &'static StartInfo) {
         }
         Err(errno) => reporter.fail(format_args!("query start info: -{errno}")),
     }
-    query_is(reporter, Space::INITIAL, start.start_info_address - PAGE_SIZE, Err(Errno::ENOENT), "guard below start info");
+    query_is(
+        reporter,
+        Space::INITIAL,
+        start.start_info_address - PAGE_SIZE,
+        Err(Errno::ENOENT),
+        "guard below start info",
+    );
     match memory::query(Space::INITIAL, start.stack_top - 8) {
         Ok((_, flags)) => {
             reporter.expect_eq(flags, rw_nx, "stack flags");
@@ -69,7 +75,11 @@ fn query(reporter: &mut Reporter, start: &'static StartInfo) {
     match memory::query(Space::INITIAL, start.image_start) {
         Ok((gfn, flags)) => {
             reporter.expect_eq(gfn, 0, "the image's first page is gfn 0");
-            reporter.expect_eq(flags & (map_flags::WRITABLE | map_flags::NO_EXECUTE | map_flags::USER), 0, "text: read-only, executable, kernel-only");
+            reporter.expect_eq(
+                flags & (map_flags::WRITABLE | map_flags::NO_EXECUTE | map_flags::USER),
+                0,
+                "text: read-only, executable, kernel-only",
+            );
         }
         Err(errno) => reporter.fail(format_args!("query image: -{errno}")),
     }
@@ -102,7 +112,11 @@ fn query(reporter: &mut Reporter, start: &'static StartInfo) {
 fn destroy(reporter: &mut Reporter, _start: &'static StartInfo) {
     reporter.expect_errno(memory::destroy_space(Space::INITIAL), Errno::EBUSY, "destroy the current kernel root");
     for handle in [1, SPACES_MAX - 1, SPACES_MAX, 1000, u64::MAX - 1, u64::MAX] {
-        reporter.expect_errno(memory::destroy_space(Space::from_raw(handle)), Errno::ESRCH, format_args!("destroy unknown handle {handle}"));
+        reporter.expect_errno(
+            memory::destroy_space(Space::from_raw(handle)),
+            Errno::ESRCH,
+            format_args!("destroy unknown handle {handle}"),
+        );
     }
     if let Some(space) = reporter.expect_ok(memory::create_space(), "create") {
         reporter.check(space != Space::INITIAL, "a new handle differs from the initial one");
@@ -133,7 +147,11 @@ fn exhaust(reporter: &mut Reporter, start: &'static StartInfo) {
         };
         println!("round {round}: created {} spaces, then {}", spaces.len(), ShowResult(&stop.map(|()| 0)));
         reporter.expect_errno(stop, Errno::ENOSPC, format_args!("round {round}: create past SPACES_MAX"));
-        reporter.expect_eq(spaces.len() as u64, SPACES_MAX - 1, format_args!("round {round}: spaces created besides the initial one"));
+        reporter.expect_eq(
+            spaces.len() as u64,
+            SPACES_MAX - 1,
+            format_args!("round {round}: spaces created besides the initial one"),
+        );
         // Give every space some page tables, so destroying them has something to free.
         for (index, space) in spaces.iter().enumerate() {
             let address = window(2) + (index as u64) * 0x40_0000_0000;
@@ -148,25 +166,53 @@ fn exhaust(reporter: &mut Reporter, start: &'static StartInfo) {
         }
         counts.push(spaces.len());
     }
-    reporter.check(counts.windows(2).all(|pair| pair[0] == pair[1]), format_args!("spaces per round differ: {counts:?}"));
+    reporter
+        .check(counts.windows(2).all(|pair| pair[0] == pair[1]), format_args!("spaces per round differ: {counts:?}"));
 }
 
 fn switch(reporter: &mut Reporter, start: &'static StartInfo) {
     let (_, gfn) = heap_page(start);
     let Some(user) = reporter.expect_ok(memory::create_space(), "create a user space") else { return };
-    reporter.expect_eq(memory::map_page(user, window(3), gfn, map_flags::USER | map_flags::WRITABLE), Ok(()), "user mapping");
+    reporter.expect_eq(
+        memory::map_page(user, window(3), gfn, map_flags::USER | map_flags::WRITABLE),
+        Ok(()),
+        "user mapping",
+    );
     reporter.expect_eq(memory::switch_space(Space::INITIAL, Some(user)), Ok(()), "switch: user root = the new space");
     reporter.expect_errno(memory::destroy_space(user), Errno::EBUSY, "destroy the user root");
     // A kernel-only mapping into the user root is refused.
-    reporter.expect_errno(memory::map_page(user, window(3) + PAGE_SIZE, gfn, map_flags::WRITABLE), Errno::EPERM, "kernel-only map into the user root");
+    reporter.expect_errno(
+        memory::map_page(user, window(3) + PAGE_SIZE, gfn, map_flags::WRITABLE),
+        Errno::EPERM,
+        "kernel-only map into the user root",
+    );
     query_is(reporter, user, window(3) + PAGE_SIZE, Err(Errno::ENOENT), "refused mapping absent");
     reporter.expect_eq(memory::switch_space(Space::INITIAL, None), Ok(()), "switch: no user root");
-    reporter.expect_eq(memory::map_page(user, window(3) + PAGE_SIZE, gfn, map_flags::WRITABLE), Ok(()), "kernel-only map once it is not the user root");
-    reporter.expect_errno(memory::switch_space(Space::INITIAL, Some(user)), Errno::EPERM, "a space with a kernel-only mapping as user root");
-    reporter.expect_errno(memory::switch_space(Space::from_raw(1000), None), Errno::ESRCH, "switch to an unknown kernel root");
-    reporter.expect_errno(memory::switch_space(Space::INITIAL, Some(Space::from_raw(1000))), Errno::ESRCH, "switch to an unknown user root");
+    reporter.expect_eq(
+        memory::map_page(user, window(3) + PAGE_SIZE, gfn, map_flags::WRITABLE),
+        Ok(()),
+        "kernel-only map once it is not the user root",
+    );
+    reporter.expect_errno(
+        memory::switch_space(Space::INITIAL, Some(user)),
+        Errno::EPERM,
+        "a space with a kernel-only mapping as user root",
+    );
+    reporter.expect_errno(
+        memory::switch_space(Space::from_raw(1000), None),
+        Errno::ESRCH,
+        "switch to an unknown kernel root",
+    );
+    reporter.expect_errno(
+        memory::switch_space(Space::INITIAL, Some(Space::from_raw(1000))),
+        Errno::ESRCH,
+        "switch to an unknown user root",
+    );
     let same = memory::switch_space(Space::INITIAL, Some(Space::INITIAL));
-    reporter.check(same.is_err(), format_args!("kernel root = user root: got {}, expected an error", ShowResult(&same.map(|()| 0))));
+    reporter.check(
+        same.is_err(),
+        format_args!("kernel root = user root: got {}, expected an error", ShowResult(&same.map(|()| 0))),
+    );
     reporter.expect_eq(memory::destroy_space(user), Ok(()), "destroy once it is no root");
     reporter.expect_eq(memory::switch_space(Space::INITIAL, None), Ok(()), "switch to the same roots again");
 }
@@ -177,7 +223,11 @@ fn flush(reporter: &mut Reporter, start: &'static StartInfo) {
     reporter.expect_eq(HYPERVISOR.flush_va(space, start.free_start), Ok(()), "FLUSH_VA of a mapped page");
     reporter.expect_eq(HYPERVISOR.flush_va(space, window(4)), Ok(()), "FLUSH_VA of an unmapped page");
     reporter.expect_eq(HYPERVISOR.flush_all(space), Ok(()), "FLUSH_ALL");
-    reporter.expect_errno(op(space_cmd::FLUSH_VA, space.raw(), 0x0000_8000_0000_0000), Errno::EINVAL, "FLUSH_VA non-canonical");
+    reporter.expect_errno(
+        op(space_cmd::FLUSH_VA, space.raw(), 0x0000_8000_0000_0000),
+        Errno::EINVAL,
+        "FLUSH_VA non-canonical",
+    );
     reporter.expect_errno(op(space_cmd::FLUSH_VA, 1000, start.free_start), Errno::ESRCH, "FLUSH_VA unknown handle");
     reporter.expect_errno(op(space_cmd::FLUSH_ALL, 1000, 0), Errno::ESRCH, "FLUSH_ALL unknown handle");
     if let Some(other) = reporter.expect_ok(memory::create_space(), "create") {

@@ -124,15 +124,20 @@ fn count(reporter: &mut Reporter, _start: &'static StartInfo) {
     while full.version(version_cmd::ABI_VERSION).is_some() {}
     reporter.expect_eq(full.len() as u64, MULTICALL_MAX, "MULTICALL_MAX entries fit");
     reporter.expect_eq(full.call(), Ok(MULTICALL_MAX), "a full multicall completes");
-    reporter.check(full.entries().iter().all(|entry| entry.result == version_packed()), "every entry of the full multicall ran");
-    let mut array = [MulticallEntry { op: Hypercall::VERSION.0, args: [0; 6], result: NOT_EXECUTED }; MULTICALL_MAX as usize + 1];
+    reporter.check(
+        full.entries().iter().all(|entry| entry.result == version_packed()),
+        "every entry of the full multicall ran",
+    );
+    let mut array =
+        [MulticallEntry { op: Hypercall::VERSION.0, args: [0; 6], result: NOT_EXECUTED }; MULTICALL_MAX as usize + 1];
     for count in [MULTICALL_MAX + 1, 1 << 32, u64::MAX] {
         // SAFETY: a live local array; the hypervisor refuses the count before reading.
         let result = unsafe { HYPERVISOR.multicall_raw(array.as_mut_ptr(), count) };
         reporter.expect_errno(result, Errno::EINVAL, format_args!("count {count}"));
     }
     // SAFETY: as above, read back after the calls.
-    let untouched = (0..array.len()).all(|index| unsafe { core::ptr::read_volatile(&array[index].result) } == NOT_EXECUTED);
+    let untouched =
+        (0..array.len()).all(|index| unsafe { core::ptr::read_volatile(&array[index].result) } == NOT_EXECUTED);
     reporter.check(untouched, "refused counts executed no entry");
     // SAFETY: count 0 reads nothing.
     reporter.expect_eq(unsafe { HYPERVISOR.multicall_raw(core::ptr::null_mut(), 0) }, Ok(0), "count 0, null array");
@@ -153,7 +158,11 @@ fn bad_array(reporter: &mut Reporter, start: &'static StartInfo) {
     let (page, gfn) = heap_page(start);
     let _ = page;
     let window = WINDOW + 0x20 * PAGE_SIZE;
-    reporter.expect_eq(memory::map_page(Space::INITIAL, window, gfn, map_flags::WRITABLE | map_flags::NO_EXECUTE), Ok(()), "map the array page");
+    reporter.expect_eq(
+        memory::map_page(Space::INITIAL, window, gfn, map_flags::WRITABLE | map_flags::NO_EXECUTE),
+        Ok(()),
+        "map the array page",
+    );
     let last = (window + PAGE_SIZE - 64) as *mut MulticallEntry;
     // SAFETY: the page at `window` is mapped writable and is ours alone.
     unsafe { last.write_volatile(MulticallEntry { op: Hypercall::VERSION.0, args: [0; 6], result: NOT_EXECUTED }) };

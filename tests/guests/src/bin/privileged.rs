@@ -95,7 +95,9 @@ fn port_out(_start: &StartInfo) {
 
 fn wrmsr(_start: &StartInfo) {
     // SAFETY: #GP outside ring 0. IA32_TSC_AUX (0xc0000103) := 0 would be harmless.
-    unsafe { core::arch::asm!("wrmsr", in("ecx") 0xc000_0103u32, in("eax") 0u32, in("edx") 0u32, options(nomem, nostack)) }
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") 0xc000_0103u32, in("eax") 0u32, in("edx") 0u32, options(nomem, nostack))
+    }
 }
 
 fn rdmsr(_start: &StartInfo) {

@@ -147,14 +147,22 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
     let mut gfns = [u64::MAX; 2];
     for order in [1, 8, 10, 18, u64::MAX] {
         reporter.expect_errno(increase(&mut gfns, order), Errno::EINVAL, format_args!("increase order {order}"));
-        reporter.expect_errno(decrease(&[start.free_gfn], order), Errno::EINVAL, format_args!("decrease order {order}"));
+        reporter.expect_errno(
+            decrease(&[start.free_gfn], order),
+            Errno::EINVAL,
+            format_args!("decrease order {order}"),
+        );
     }
     reporter.expect_eq(gfns, [u64::MAX; 2], "refused increases write nothing");
     for pointer in [0, HYPERVISOR_START, start.start_info_address, 0x0000_8000_0000_0000] {
         // SAFETY: the hypervisor cannot write any of these arrays and says -EFAULT.
         let result = unsafe { HYPERVISOR.memory_op(memory_cmd::INCREASE_RESERVATION, pointer, 1, 0) };
         reporter.expect_errno(result, Errno::EFAULT, format_args!("increase into an array at {pointer:#x}"));
-        reporter.expect_eq(memory::current_reservation(), Ok(before), format_args!("array at {pointer:#x}: the extent was given back"));
+        reporter.expect_eq(
+            memory::current_reservation(),
+            Ok(before),
+            format_args!("array at {pointer:#x}: the extent was given back"),
+        );
         // SAFETY: decrease only reads; these arrays are unreadable (or read-only start info,
         // whose first word is the magic: not a gfn of ours).
         let result = unsafe { HYPERVISOR.memory_op(memory_cmd::DECREASE_RESERVATION, pointer, 1, 0) };
@@ -164,7 +172,11 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
     for command in [5, 99, u64::MAX] {
         // SAFETY: unknown sub-commands take no pointers (all arguments are 0).
         let result = unsafe { HYPERVISOR.memory_op(command, 0, 0, 0) };
-        reporter.expect_errno(result, Errno::EINVAL, format_args!("memory_op({command}) (SPEC §12.2: other → -EINVAL)"));
+        reporter.expect_errno(
+            result,
+            Errno::EINVAL,
+            format_args!("memory_op({command}) (SPEC §12.2: other → -EINVAL)"),
+        );
     }
     reporter.expect_eq(increase(&mut [], 0), Ok(0), "increase of 0 extents");
     reporter.expect_eq(decrease(&[], 0), Ok(0), "decrease of 0 extents");
@@ -180,7 +192,11 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
         }
     }
     // An order-9 decrease needs a 512-aligned gfn whose 512 gfns are one extent.
-    reporter.expect_errno(decrease(&[before + 1], LARGE_PAGE_ORDER), Errno::EINVAL, "order-9 decrease of a misaligned gfn");
+    reporter.expect_errno(
+        decrease(&[before + 1], LARGE_PAGE_ORDER),
+        Errno::EINVAL,
+        "order-9 decrease of a misaligned gfn",
+    );
     reporter.expect_eq(memory::current_reservation(), Ok(before), "CURRENT_RESERVATION unchanged by the refused calls");
 }
 
@@ -197,14 +213,22 @@ fn decrease_mapped(reporter: &mut Reporter, _start: &'static StartInfo) {
     let Some(other) = reporter.expect_ok(memory::create_space(), "create a second space") else { return };
     let here = window(1);
     let there = window(1) + 0x40 * PAGE_SIZE;
-    reporter.expect_eq(memory::map_page(Space::INITIAL, here, gfn, map_flags::WRITABLE), Ok(()), "map in the initial space");
+    reporter.expect_eq(
+        memory::map_page(Space::INITIAL, here, gfn, map_flags::WRITABLE),
+        Ok(()),
+        "map in the initial space",
+    );
     reporter.expect_eq(memory::map_page(other, there, gfn, map_flags::WRITABLE), Ok(()), "map in the second space");
     reporter.expect_eq(memory::map_page(Space::INITIAL, here + PAGE_SIZE, gfn, 0), Ok(()), "map a second alias here");
     poke_byte(here + 9, 0x5a);
     reporter.expect_eq(memory::query(other, there), Ok((gfn, map_flags::WRITABLE)), "query in the second space");
     reporter.expect_eq(decrease(&[gfn], 0), Ok(1), "decrease the mapped gfn");
     reporter.expect_errno(memory::query(Space::INITIAL, here), Errno::ENOENT, "query here after decrease");
-    reporter.expect_errno(memory::query(Space::INITIAL, here + PAGE_SIZE), Errno::ENOENT, "query second alias after decrease");
+    reporter.expect_errno(
+        memory::query(Space::INITIAL, here + PAGE_SIZE),
+        Errno::ENOENT,
+        "query second alias after decrease",
+    );
     reporter.expect_errno(memory::query(other, there), Errno::ENOENT, "query in the second space after decrease");
     match support::probe_read(here + 9) {
         Ok(byte) => reporter.fail(format_args!("read after decrease: no fault, read {byte:#x}")),
@@ -236,16 +260,40 @@ fn large(reporter: &mut Reporter, _start: &'static StartInfo) {
     }
     let gfn = extent[0];
     reporter.expect_eq(gfn % LARGE_PAGE_PAGES, 0, "the extent's first gfn is 512-aligned");
-    reporter.expect_eq(memory::current_reservation(), Ok(before + LARGE_PAGE_PAGES), "CURRENT_RESERVATION counts 512 pages");
+    reporter.expect_eq(
+        memory::current_reservation(),
+        Ok(before + LARGE_PAGE_PAGES),
+        "CURRENT_RESERVATION counts 512 pages",
+    );
     let base = window(2) + LARGE_PAGE_SIZE;
     let large_rw = map_flags::LARGE | map_flags::WRITABLE | map_flags::NO_EXECUTE;
     // Refusals first: misaligned address or gfn, and a 4 KiB mapping in the way.
     let refused = |entry| memory::mmu_update(Space::INITIAL, &[entry]);
-    reporter.expect_eq(refused(map_entry(base + PAGE_SIZE, gfn, large_rw)), BatchResult { done: 0, result: Err(Errno::EINVAL) }, "LARGE at a 4 KiB-aligned address");
-    reporter.expect_eq(refused(map_entry(base, gfn + 1, large_rw)), BatchResult { done: 0, result: Err(Errno::EINVAL) }, "LARGE of a gfn inside the extent");
-    reporter.expect_eq(refused(map_entry(base, 0, large_rw)), BatchResult { done: 0, result: Err(Errno::EINVAL) }, "LARGE of gfns 0..512 (order-0 pages, not one extent)");
-    reporter.expect_eq(memory::map_page(Space::INITIAL, base + 5 * PAGE_SIZE, gfn + 3, map_flags::WRITABLE), Ok(()), "a 4 KiB mapping of a gfn of the extent");
-    reporter.expect_eq(refused(map_entry(base, gfn, large_rw)), BatchResult { done: 0, result: Err(Errno::EEXIST) }, "LARGE over an existing 4 KiB mapping");
+    reporter.expect_eq(
+        refused(map_entry(base + PAGE_SIZE, gfn, large_rw)),
+        BatchResult { done: 0, result: Err(Errno::EINVAL) },
+        "LARGE at a 4 KiB-aligned address",
+    );
+    reporter.expect_eq(
+        refused(map_entry(base, gfn + 1, large_rw)),
+        BatchResult { done: 0, result: Err(Errno::EINVAL) },
+        "LARGE of a gfn inside the extent",
+    );
+    reporter.expect_eq(
+        refused(map_entry(base, 0, large_rw)),
+        BatchResult { done: 0, result: Err(Errno::EINVAL) },
+        "LARGE of gfns 0..512 (order-0 pages, not one extent)",
+    );
+    reporter.expect_eq(
+        memory::map_page(Space::INITIAL, base + 5 * PAGE_SIZE, gfn + 3, map_flags::WRITABLE),
+        Ok(()),
+        "a 4 KiB mapping of a gfn of the extent",
+    );
+    reporter.expect_eq(
+        refused(map_entry(base, gfn, large_rw)),
+        BatchResult { done: 0, result: Err(Errno::EEXIST) },
+        "LARGE over an existing 4 KiB mapping",
+    );
     poke(base + 5 * PAGE_SIZE, 0x3333);
     reporter.expect_eq(memory::unmap_page(Space::INITIAL, base + 5 * PAGE_SIZE), Ok(()), "unmap the 4 KiB mapping");
 
@@ -256,18 +304,50 @@ fn large(reporter: &mut Reporter, _start: &'static StartInfo) {
     reporter.expect_eq(peek_byte(base), 0xa1, "first byte");
     reporter.expect_eq(peek_byte(base + LARGE_PAGE_SIZE - 1), 0xb2, "last byte");
     reporter.expect_eq(memory::query(Space::INITIAL, base), Ok((gfn, large_rw)), "query the first page");
-    reporter.expect_eq(memory::query(Space::INITIAL, base + 0x1234), Ok((gfn + 1, large_rw)), "query inside: that 4 KiB part's gfn");
-    reporter.expect_eq(memory::query(Space::INITIAL, base + LARGE_PAGE_SIZE - 1), Ok((gfn + 511, large_rw)), "query the last page");
-    reporter.expect_errno(memory::query(Space::INITIAL, base + LARGE_PAGE_SIZE), Errno::ENOENT, "query past the 2 MiB page");
-    reporter.expect_eq(refused(map_entry(base + 7 * PAGE_SIZE, gfn + 7, map_flags::WRITABLE)), BatchResult { done: 0, result: Err(Errno::EEXIST) }, "4 KiB map inside the 2 MiB page");
-    reporter.expect_eq(refused(unmap_entry(base, 0)), BatchResult { done: 0, result: Err(Errno::ENOENT) }, "4 KiB unmap of a 2 MiB mapping");
-    reporter.expect_eq(refused(unmap_entry(base + PAGE_SIZE, map_flags::LARGE)), BatchResult { done: 0, result: Err(Errno::EINVAL) }, "LARGE unmap at a misaligned address");
-    reporter.expect_eq(refused(unmap_entry(base, map_flags::LARGE)), BatchResult { done: 1, result: Ok(()) }, "unmap the 2 MiB page");
+    reporter.expect_eq(
+        memory::query(Space::INITIAL, base + 0x1234),
+        Ok((gfn + 1, large_rw)),
+        "query inside: that 4 KiB part's gfn",
+    );
+    reporter.expect_eq(
+        memory::query(Space::INITIAL, base + LARGE_PAGE_SIZE - 1),
+        Ok((gfn + 511, large_rw)),
+        "query the last page",
+    );
+    reporter.expect_errno(
+        memory::query(Space::INITIAL, base + LARGE_PAGE_SIZE),
+        Errno::ENOENT,
+        "query past the 2 MiB page",
+    );
+    reporter.expect_eq(
+        refused(map_entry(base + 7 * PAGE_SIZE, gfn + 7, map_flags::WRITABLE)),
+        BatchResult { done: 0, result: Err(Errno::EEXIST) },
+        "4 KiB map inside the 2 MiB page",
+    );
+    reporter.expect_eq(
+        refused(unmap_entry(base, 0)),
+        BatchResult { done: 0, result: Err(Errno::ENOENT) },
+        "4 KiB unmap of a 2 MiB mapping",
+    );
+    reporter.expect_eq(
+        refused(unmap_entry(base + PAGE_SIZE, map_flags::LARGE)),
+        BatchResult { done: 0, result: Err(Errno::EINVAL) },
+        "LARGE unmap at a misaligned address",
+    );
+    reporter.expect_eq(
+        refused(unmap_entry(base, map_flags::LARGE)),
+        BatchResult { done: 1, result: Ok(()) },
+        "unmap the 2 MiB page",
+    );
     reporter.expect_errno(memory::query(Space::INITIAL, base), Errno::ENOENT, "query after unmap");
 
     // Mapped again, then decreased while mapped: the mapping goes with it.
     reporter.expect_eq(memory::map_page(Space::INITIAL, base, gfn, large_rw), Ok(()), "map the 2 MiB page again");
-    reporter.expect_eq(decrease(&[gfn + 1], LARGE_PAGE_ORDER), Err(Errno::EINVAL), "order-9 decrease of a misaligned gfn");
+    reporter.expect_eq(
+        decrease(&[gfn + 1], LARGE_PAGE_ORDER),
+        Err(Errno::EINVAL),
+        "order-9 decrease of a misaligned gfn",
+    );
     reporter.expect_eq(decrease(&[gfn], LARGE_PAGE_ORDER), Ok(1), "decrease the extent while mapped");
     reporter.expect_errno(memory::query(Space::INITIAL, base), Errno::ENOENT, "query after decrease");
     match support::probe_read(base + LARGE_PAGE_SIZE - 1) {
@@ -289,12 +369,19 @@ fn large(reporter: &mut Reporter, _start: &'static StartInfo) {
     reporter.expect_eq(decrease(&[gfn + 5], 0), Ok(1), "release one gfn of the extent");
     reporter.expect_errno(memory::query(Space::INITIAL, base), Errno::ENOENT, "the 2 MiB mapping went whole");
     reporter.expect_eq(memory::current_reservation(), Ok(before + LARGE_PAGE_PAGES - 1), "511 gfns stay populated");
-    reporter.expect_errno(memory::map_page(Space::INITIAL, base, gfn, large_rw), Errno::EINVAL, "LARGE of a broken extent");
+    reporter.expect_errno(
+        memory::map_page(Space::INITIAL, base, gfn, large_rw),
+        Errno::EINVAL,
+        "LARGE of a broken extent",
+    );
     reporter.expect_errno(decrease(&[gfn], LARGE_PAGE_ORDER), Errno::EINVAL, "order-9 decrease of a broken extent");
-    reporter.expect_eq(memory::map_page(Space::INITIAL, base, gfn + 6, map_flags::WRITABLE), Ok(()), "a remaining gfn maps as 4 KiB");
+    reporter.expect_eq(
+        memory::map_page(Space::INITIAL, base, gfn + 6, map_flags::WRITABLE),
+        Ok(()),
+        "a remaining gfn maps as 4 KiB",
+    );
     reporter.expect_eq(memory::unmap_page(Space::INITIAL, base), Ok(()), "unmap it");
     let rest: Vec<u64> = (gfn..gfn + LARGE_PAGE_PAGES).filter(|&each| each != gfn + 5).collect();
     reporter.expect_eq(decrease(&rest, 0), Ok(rest.len()), "release the other 511 one by one");
     reporter.expect_eq(memory::current_reservation(), Ok(before), "CURRENT_RESERVATION back again");
-
 }

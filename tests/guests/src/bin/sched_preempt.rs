@@ -14,9 +14,9 @@
 
 mod events_support;
 
+use conformance_guests::argument;
 use conformance_guests::words;
 use events_support::{connect, Micros};
-use conformance_guests::argument;
 use guest_rt::abi::StartInfo;
 use guest_rt::println;
 use guest_rt::test::Reporter;

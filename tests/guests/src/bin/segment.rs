@@ -109,7 +109,11 @@ fn bases(reporter: &mut Reporter) {
 
     for (name, segment) in [("FS", which::FS), ("GS_KERNEL", which::GS_KERNEL), ("GS_USER", which::GS_USER)] {
         for base in [0x0000_8000_0000_0000, 0xffff_7fff_ffff_ffff, 0x8000_0000_0000_0000, 0x0001_0000_0000_0000] {
-            reporter.expect_errno(set_segment_base(segment, base), Errno::EINVAL, format_args!("{name} base {base:#x}"));
+            reporter.expect_errno(
+                set_segment_base(segment, base),
+                Errno::EINVAL,
+                format_args!("{name} base {base:#x}"),
+            );
         }
     }
     for bad in [3, 4, 0x100, u64::MAX] {

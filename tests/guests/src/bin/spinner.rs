@@ -11,8 +11,8 @@
 
 mod events_support;
 
-use events_support::Accel;
 use conformance_guests::argument;
+use events_support::Accel;
 use guest_rt::abi::StartInfo;
 use guest_rt::println;
 use guest_rt::test::Reporter;
@@ -29,7 +29,11 @@ fn spinner(start: &'static StartInfo) -> u32 {
     let until = argument(start, "until_ms").unwrap_or(from_ms + 2_000) * MILLISECOND;
     let arrived = time::now();
     if arrived >= from {
-        reporter.fail(format_args!("started {} ms into the run, after the window opened at {} ms", arrived / MILLISECOND, from / MILLISECOND));
+        reporter.fail(format_args!(
+            "started {} ms into the run, after the window opened at {} ms",
+            arrived / MILLISECOND,
+            from / MILLISECOND
+        ));
         reporter.finish()
     }
     while time::now() < from {

@@ -116,13 +116,21 @@ fn check_layout(reporter: &mut Reporter, start: &StartInfo) {
     ] {
         reporter.check(address % PAGE_SIZE == 0, format_args!("{name} {address:#x} is page aligned"));
     }
-    reporter.expect_eq(start.start_info_address, start.image_end + PAGE_SIZE, "one guard page between image and start info");
+    reporter.expect_eq(
+        start.start_info_address,
+        start.image_end + PAGE_SIZE,
+        "one guard page between image and start info",
+    );
     reporter.expect_eq(
         start.shared_info_address,
         start.start_info_address + 2 * PAGE_SIZE,
         "one guard page between start info and shared info",
     );
-    reporter.expect_eq(start.stack_bottom, start.shared_info_address + 2 * PAGE_SIZE, "one guard page between shared info and stack");
+    reporter.expect_eq(
+        start.stack_bottom,
+        start.shared_info_address + 2 * PAGE_SIZE,
+        "one guard page between shared info and stack",
+    );
     reporter.expect_eq(start.stack_top - start.stack_bottom, INITIAL_STACK_PAGES * PAGE_SIZE, "stack size");
     reporter.expect_eq(start.free_start, start.stack_top + PAGE_SIZE, "one guard page between stack and free region");
     let image_pages = (start.image_end - start.image_start) / PAGE_SIZE;
@@ -133,7 +141,11 @@ fn check_layout(reporter: &mut Reporter, start: &StartInfo) {
     );
     reporter.expect_eq(accounted, start.nr_pages, "image + start info + stack + free pages == nr_pages");
     // gfns run image, start info, stack, free region (SPEC.md §3.2).
-    reporter.expect_eq(start.free_gfn, image_pages + 1 + INITIAL_STACK_PAGES, "free_gfn follows image, start info and stack");
+    reporter.expect_eq(
+        start.free_gfn,
+        image_pages + 1 + INITIAL_STACK_PAGES,
+        "free_gfn follows image, start info and stack",
+    );
     reporter.expect_eq(start.max_pages, start.nr_pages, "max_pages defaults to mem");
 }
 

@@ -16,8 +16,8 @@
 
 use conformance_guests::words;
 use guest_rt::abi::hypercall::{console_cmd, features, version_cmd, Hypercall};
-use guest_rt::abi::Errno;
 use guest_rt::abi::memory::map_flags;
+use guest_rt::abi::Errno;
 use guest_rt::abi::{StartInfo, ABI_VERSION};
 use guest_rt::memory::{self, Space};
 use guest_rt::println;
@@ -103,11 +103,26 @@ fn form_calls() -> [(&'static str, u64, [u64; 3], i64); 8] {
     let line = LINE.as_ptr() as u64;
     let errno = |errno: Errno| -errno.0;
     [
-        ("version(ABI_VERSION)", Hypercall::VERSION.0, [version_cmd::ABI_VERSION, 0, 0], i64::from(ABI_VERSION.packed())),
+        (
+            "version(ABI_VERSION)",
+            Hypercall::VERSION.0,
+            [version_cmd::ABI_VERSION, 0, 0],
+            i64::from(ABI_VERSION.packed()),
+        ),
         ("version(FEATURES)", Hypercall::VERSION.0, [version_cmd::FEATURES, 0, 0], features::ALL as i64),
         ("version(99)", Hypercall::VERSION.0, [99, 0, 0], errno(Errno::EINVAL)),
-        ("console_io(WRITE, line)", Hypercall::CONSOLE_IO.0, [console_cmd::WRITE, LINE.len() as u64, line], LINE.len() as i64),
-        ("console_io(WRITE) from a non-canonical buffer", Hypercall::CONSOLE_IO.0, [console_cmd::WRITE, 1, 1 << 63], errno(Errno::EFAULT)),
+        (
+            "console_io(WRITE, line)",
+            Hypercall::CONSOLE_IO.0,
+            [console_cmd::WRITE, LINE.len() as u64, line],
+            LINE.len() as i64,
+        ),
+        (
+            "console_io(WRITE) from a non-canonical buffer",
+            Hypercall::CONSOLE_IO.0,
+            [console_cmd::WRITE, 1, 1 << 63],
+            errno(Errno::EFAULT),
+        ),
         ("number 2 (no hypercall)", 2, [0; 3], errno(Errno::ENOSYS)),
         ("number TABLE_SIZE", Hypercall::TABLE_SIZE, [0; 3], errno(Errno::ENOSYS)),
         ("number u64::MAX", u64::MAX, [0; 3], errno(Errno::ENOSYS)),
@@ -160,7 +175,9 @@ fn xsa7(reporter: &mut Reporter, start: &StartInfo) {
 fn jump_to(address: u64, number: u64) {
     // SAFETY: deliberately transfers control to the `syscall` placed at `address`; the
     // hypervisor must end the domain there, so nothing after this runs.
-    unsafe { core::arch::asm!("xor edi, edi", "jmp {address}", address = in(reg) address, in("rax") number, options(noreturn)) }
+    unsafe {
+        core::arch::asm!("xor edi, edi", "jmp {address}", address = in(reg) address, in("rax") number, options(noreturn))
+    }
 }
 
 #[cfg(not(target_os = "none"))]

@@ -18,9 +18,9 @@ mod events_support;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use conformance_guests::argument;
 use conformance_guests::words;
 use events_support::{count, wait_count, Accel, Link, Micros};
-use conformance_guests::argument;
 use guest_rt::abi::StartInfo;
 use guest_rt::events::{self, Port};
 use guest_rt::hypercall::HYPERVISOR;
@@ -86,7 +86,8 @@ fn wallclock(reporter: &mut Reporter) {
     let page = events::shared_info().address() as usize;
     let offset = core::mem::offset_of!(guest_rt::abi::shared_info::SharedInfo, wc_version);
     // SAFETY: wc_version lies inside the shared-info page, 4-byte aligned.
-    let version = unsafe { core::sync::atomic::AtomicU32::from_ptr((page + offset) as *mut u32) }.load(Ordering::Acquire);
+    let version =
+        unsafe { core::sync::atomic::AtomicU32::from_ptr((page + offset) as *mut u32) }.load(Ordering::Acquire);
     reporter.check(version & 1 == 0, format_args!("wc_version {version} is even"));
     let before = time::wallclock();
     let _ = HYPERVISOR.yield_now();
@@ -147,7 +148,9 @@ fn agree(reporter: &mut Reporter, start: &StartInfo, peer: u64, exchanges: u64, 
             let ordered = t1 <= t2 && t2 <= t3;
             reporter.check(
                 ordered,
-                format_args!("exchange {exchange}: leader sent at {t1}, peer received at {t2}, leader acknowledged at {t3}"),
+                format_args!(
+                    "exchange {exchange}: leader sent at {t1}, peer received at {t2}, leader acknowledged at {t3}"
+                ),
             );
             worst_window = worst_window.max(t3 - t1);
             best_window = best_window.min(t3 - t1);
@@ -171,7 +174,11 @@ fn agree(reporter: &mut Reporter, start: &StartInfo, peer: u64, exchanges: u64, 
     if leader {
         reporter.check(
             best_window < bound,
-            format_args!("tightest send-to-acknowledgement window {} is under the bound {}", Micros(best_window), Micros(bound)),
+            format_args!(
+                "tightest send-to-acknowledgement window {} is under the bound {}",
+                Micros(best_window),
+                Micros(bound)
+            ),
         );
         println!(
             "time: {exchanges} exchanges, clocks ordered every time; disagreement bounded by {} (tightest window; widest {}), least slack {}",

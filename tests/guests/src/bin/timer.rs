@@ -17,9 +17,9 @@
 
 mod events_support;
 
+use conformance_guests::argument;
 use conformance_guests::words;
 use events_support::{count, count_on, Accel, Micros};
-use conformance_guests::argument;
 use guest_rt::abi::event::virq;
 use guest_rt::abi::StartInfo;
 use guest_rt::events::{self, Port};
@@ -85,11 +85,21 @@ fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
             lateness[samples] = late;
             samples += 1;
             if round == 0 {
-                println!("timer: {} ahead: handler ran {} late, block returned {} late", Micros(delta), Micros(late), Micros(woke - deadline));
+                println!(
+                    "timer: {} ahead: handler ran {} late, block returned {} late",
+                    Micros(delta),
+                    Micros(late),
+                    Micros(woke - deadline)
+                );
             }
             reporter.check(
                 late <= tolerance.single,
-                format_args!("timer {} ahead fired {} late (a single timer's tolerance {})", Micros(delta), Micros(late), Micros(tolerance.single)),
+                format_args!(
+                    "timer {} ahead fired {} late (a single timer's tolerance {})",
+                    Micros(delta),
+                    Micros(late),
+                    Micros(tolerance.single)
+                ),
             );
         }
     }
@@ -166,7 +176,10 @@ fn replace(reporter: &mut Reporter) {
     let firings = wait_firings(1, now + 2_000 * MILLISECOND);
     reporter.expect_eq(firings, 1, "firings after the second deadline");
     let (_, fired_at) = time::timer_firings();
-    reporter.check(fired_at >= early && fired_at < late, format_args!("fired at +{} ns: at the replacing deadline", fired_at - now));
+    reporter.check(
+        fired_at >= early && fired_at < late,
+        format_args!("fired at +{} ns: at the replacing deadline", fired_at - now),
+    );
     let until = late + 20 * MILLISECOND;
     while time::now() < until {
         let _ = HYPERVISOR.yield_now();
@@ -193,8 +206,14 @@ fn sleep(reporter: &mut Reporter) {
         reporter.expect_ok(ipi.send(), "an unrelated event before sleeping");
         reporter.expect_ok(time::sleep_until(deadline), "sleep_until");
         let woke = time::now();
-        reporter.check(woke >= deadline, format_args!("sleep_until returned {} ns early", deadline.saturating_sub(woke)));
-        println!("timer: slept {} for {}, returned {} late", Micros(woke - start), Micros(deadline - start), Micros(woke - deadline));
+        reporter
+            .check(woke >= deadline, format_args!("sleep_until returned {} ns early", deadline.saturating_sub(woke)));
+        println!(
+            "timer: slept {} for {}, returned {} late",
+            Micros(woke - start),
+            Micros(deadline - start),
+            Micros(woke - deadline)
+        );
     }
     reporter.expect_eq(count(ipi), 5, "unrelated events delivered while sleeping");
     reporter.check(!events::irqs_disabled(), "sleep_until restored the upcall flag (on)");

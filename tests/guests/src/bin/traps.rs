@@ -166,18 +166,114 @@ fn noncanonical(_: &StartInfo) -> u64 {
 }
 
 const PROVOKE: &[Provoke] = &[
-    Provoke { name: "de", run: divide, vector: vector::DIVIDE_ERROR, error_code: 0, target: nothing, page_fault: false, rip: RipIs::Instruction },
-    Provoke { name: "ud", run: undefined, vector: vector::INVALID_OPCODE, error_code: 0, target: nothing, page_fault: false, rip: RipIs::Instruction },
-    Provoke { name: "bp", run: breakpoint, vector: vector::BREAKPOINT, error_code: 0, target: nothing, page_fault: false, rip: RipIs::After },
-    Provoke { name: "gp_hlt", run: halt, vector: vector::GENERAL_PROTECTION, error_code: 0, target: nothing, page_fault: false, rip: RipIs::Instruction },
-    Provoke { name: "gp_cli", run: clear_interrupts, vector: vector::GENERAL_PROTECTION, error_code: 0, target: nothing, page_fault: false, rip: RipIs::Instruction },
-    Provoke { name: "gp_noncanonical", run: read_target, vector: vector::GENERAL_PROTECTION, error_code: 0, target: noncanonical, page_fault: false, rip: RipIs::Instruction },
-    Provoke { name: "pf_read", run: read_target, vector: vector::PAGE_FAULT, error_code: 0, target: unmapped, page_fault: true, rip: RipIs::Instruction },
-    Provoke { name: "pf_write", run: write_target, vector: vector::PAGE_FAULT, error_code: page_fault::WRITE, target: unmapped, page_fault: true, rip: RipIs::Instruction },
-    Provoke { name: "pf_protect", run: write_target, vector: vector::PAGE_FAULT, error_code: page_fault::PRESENT | page_fault::WRITE, target: start_info_page, page_fault: true, rip: RipIs::Instruction },
-    Provoke { name: "pf_fetch", run: jump_target, vector: vector::PAGE_FAULT, error_code: page_fault::PRESENT | page_fault::FETCH, target: start_info_page, page_fault: true, rip: RipIs::Target },
-    Provoke { name: "int_handled", run: int_80, vector: 0x80, error_code: 0, target: nothing, page_fault: false, rip: RipIs::After },
-    Provoke { name: "int_unhandled", run: int_81, vector: vector::GENERAL_PROTECTION, error_code: 0x81 * 8 + 2, target: nothing, page_fault: false, rip: RipIs::Instruction },
+    Provoke {
+        name: "de",
+        run: divide,
+        vector: vector::DIVIDE_ERROR,
+        error_code: 0,
+        target: nothing,
+        page_fault: false,
+        rip: RipIs::Instruction,
+    },
+    Provoke {
+        name: "ud",
+        run: undefined,
+        vector: vector::INVALID_OPCODE,
+        error_code: 0,
+        target: nothing,
+        page_fault: false,
+        rip: RipIs::Instruction,
+    },
+    Provoke {
+        name: "bp",
+        run: breakpoint,
+        vector: vector::BREAKPOINT,
+        error_code: 0,
+        target: nothing,
+        page_fault: false,
+        rip: RipIs::After,
+    },
+    Provoke {
+        name: "gp_hlt",
+        run: halt,
+        vector: vector::GENERAL_PROTECTION,
+        error_code: 0,
+        target: nothing,
+        page_fault: false,
+        rip: RipIs::Instruction,
+    },
+    Provoke {
+        name: "gp_cli",
+        run: clear_interrupts,
+        vector: vector::GENERAL_PROTECTION,
+        error_code: 0,
+        target: nothing,
+        page_fault: false,
+        rip: RipIs::Instruction,
+    },
+    Provoke {
+        name: "gp_noncanonical",
+        run: read_target,
+        vector: vector::GENERAL_PROTECTION,
+        error_code: 0,
+        target: noncanonical,
+        page_fault: false,
+        rip: RipIs::Instruction,
+    },
+    Provoke {
+        name: "pf_read",
+        run: read_target,
+        vector: vector::PAGE_FAULT,
+        error_code: 0,
+        target: unmapped,
+        page_fault: true,
+        rip: RipIs::Instruction,
+    },
+    Provoke {
+        name: "pf_write",
+        run: write_target,
+        vector: vector::PAGE_FAULT,
+        error_code: page_fault::WRITE,
+        target: unmapped,
+        page_fault: true,
+        rip: RipIs::Instruction,
+    },
+    Provoke {
+        name: "pf_protect",
+        run: write_target,
+        vector: vector::PAGE_FAULT,
+        error_code: page_fault::PRESENT | page_fault::WRITE,
+        target: start_info_page,
+        page_fault: true,
+        rip: RipIs::Instruction,
+    },
+    Provoke {
+        name: "pf_fetch",
+        run: jump_target,
+        vector: vector::PAGE_FAULT,
+        error_code: page_fault::PRESENT | page_fault::FETCH,
+        target: start_info_page,
+        page_fault: true,
+        rip: RipIs::Target,
+    },
+    Provoke {
+        name: "int_handled",
+        run: int_80,
+        vector: 0x80,
+        error_code: 0,
+        target: nothing,
+        page_fault: false,
+        rip: RipIs::After,
+    },
+    Provoke {
+        name: "int_unhandled",
+        run: int_81,
+        vector: vector::GENERAL_PROTECTION,
+        error_code: 0x81 * 8 + 2,
+        target: nothing,
+        page_fault: false,
+        rip: RipIs::Instruction,
+    },
 ];
 
 /// The `empty_*` sub-cases: where `entries` points, and the exception that then has no
@@ -213,7 +309,10 @@ fn install(reporter: &mut Reporter) -> bool {
         vector::PAGE_FAULT,
         0x80,
     ] {
-        if reporter.expect_ok(trap::set_handler(vector, record_and_skip), format_args!("set_handler({vector:#x})")).is_none() {
+        if reporter
+            .expect_ok(trap::set_handler(vector, record_and_skip), format_args!("set_handler({vector:#x})"))
+            .is_none()
+        {
             return false;
         }
     }
@@ -304,8 +403,14 @@ fn validation(reporter: &mut Reporter) {
     let bad_entries: [(&str, TrapTableEntry); 6] = [
         ("reserved byte", TrapTableEntry { reserved: [0, 0, 1, 0, 0, 0], ..good }),
         ("unknown flag", TrapTableEntry { flags: 2, ..good }),
-        ("USER_MAY_RAISE on #GP", TrapTableEntry { vector: vector::GENERAL_PROTECTION, flags: trap_flags::USER_MAY_RAISE, ..good }),
-        ("USER_MAY_RAISE on #PF", TrapTableEntry { vector: vector::PAGE_FAULT, flags: trap_flags::USER_MAY_RAISE, ..good }),
+        (
+            "USER_MAY_RAISE on #GP",
+            TrapTableEntry { vector: vector::GENERAL_PROTECTION, flags: trap_flags::USER_MAY_RAISE, ..good },
+        ),
+        (
+            "USER_MAY_RAISE on #PF",
+            TrapTableEntry { vector: vector::PAGE_FAULT, flags: trap_flags::USER_MAY_RAISE, ..good },
+        ),
         ("non-canonical handler", TrapTableEntry { handler: 0x0000_8000_0000_0000, ..good }),
         ("handler in the hypervisor", TrapTableEntry { handler: HYPERVISOR_START + 0x1000, ..good }),
     ];
@@ -316,7 +421,12 @@ fn validation(reporter: &mut Reporter) {
         let result = unsafe { HYPERVISOR.set_trap_table(&table) };
         reporter.expect_errno(result, Errno::EINVAL, format_args!("set_trap_table with {what}"));
     }
-    for (what, flags, vector) in [("int3", trap_flags::USER_MAY_RAISE, 3u8), ("into", trap_flags::USER_MAY_RAISE, 4), ("0x20", trap_flags::USER_MAY_RAISE, 0x20), ("0xff", trap_flags::USER_MAY_RAISE, 0xff)] {
+    for (what, flags, vector) in [
+        ("int3", trap_flags::USER_MAY_RAISE, 3u8),
+        ("into", trap_flags::USER_MAY_RAISE, 4),
+        ("0x20", trap_flags::USER_MAY_RAISE, 0x20),
+        ("0xff", trap_flags::USER_MAY_RAISE, 0xff),
+    ] {
         let table = [TrapTableEntry { vector, flags, reserved: [0; 6], handler: entry }];
         // SAFETY: guest-rt's entry.
         let result = unsafe { HYPERVISOR.set_trap_table(&table) };
@@ -324,7 +434,11 @@ fn validation(reporter: &mut Reporter) {
     }
     let too_many = [good; 257];
     // SAFETY: guest-rt's entry.
-    reporter.expect_errno(unsafe { HYPERVISOR.set_trap_table(&too_many) }, Errno::EINVAL, "set_trap_table with 257 entries");
+    reporter.expect_errno(
+        unsafe { HYPERVISOR.set_trap_table(&too_many) },
+        Errno::EINVAL,
+        "set_trap_table with 257 entries",
+    );
     // SAFETY: the pointer is unmapped; the hypervisor refuses it.
     let unreadable = unsafe { guest_rt::raw::hypercall(0, [0x1000, 1, 0, 0, 0, 0]) };
     reporter.expect_errno(Errno::from_return(unreadable), Errno::EFAULT, "set_trap_table from an unmapped table");
@@ -346,7 +460,11 @@ fn validation(reporter: &mut Reporter) {
         ("rsp in the hypervisor", KERNEL_SS, HYPERVISOR_START + 0x10_0000),
     ] {
         // SAFETY: refused; nothing is registered.
-        reporter.expect_errno(unsafe { HYPERVISOR.stack_switch(ss, rsp) }, Errno::EINVAL, format_args!("stack_switch with {what}"));
+        reporter.expect_errno(
+            unsafe { HYPERVISOR.stack_switch(ss, rsp) },
+            Errno::EINVAL,
+            format_args!("stack_switch with {what}"),
+        );
     }
     // SAFETY: no events from guest-user mode happen in this guest.
     reporter.expect_eq(unsafe { HYPERVISOR.stack_switch(KERNEL_SS, stack) }, Ok(0), "stack_switch(KERNEL_SS, stack)");
@@ -356,7 +474,11 @@ fn validation(reporter: &mut Reporter) {
         ("entry in the hypervisor", 0, 0, HYPERVISOR_START),
     ] {
         // SAFETY: refused.
-        reporter.expect_errno(unsafe { HYPERVISOR.callback_op(command, kind, address) }, Errno::EINVAL, format_args!("callback_op with {what}"));
+        reporter.expect_errno(
+            unsafe { HYPERVISOR.callback_op(command, kind, address) },
+            Errno::EINVAL,
+            format_args!("callback_op with {what}"),
+        );
     }
     // SAFETY: guest-rt's entry; no guest-user code runs here anyway.
     reporter.expect_eq(unsafe { HYPERVISOR.callback_op(0, 0, entry) }, Ok(0), "callback_op(REGISTER, SYSCALL, entry)");
@@ -408,7 +530,9 @@ fn traps(start: &'static StartInfo) -> u32 {
         }
         _ if wanted.starts_with("empty_") => {
             let found = EMPTY_TABLE.iter().find(|(name, _, _)| *name == wanted);
-            match found.and_then(|(_, entries, probe)| Some((entries(start), PROVOKE.iter().find(|case| case.name == *probe)?))) {
+            match found.and_then(|(_, entries, probe)| {
+                Some((entries(start), PROVOKE.iter().find(|case| case.name == *probe)?))
+            }) {
                 Some((entries, probe)) => empty_table(&mut reporter, start, entries, probe),
                 None => reporter.error(format_args!("unknown sub-case '{wanted}'")),
             }

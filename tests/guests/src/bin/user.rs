@@ -258,7 +258,11 @@ fn user_main(start: &'static StartInfo) -> u32 {
     match wanted {
         "syscalls" => {
             let exit = user::run(address(user_syscalls), stack_top, SYSCALLS);
-            reporter.expect_eq(exit, Ok(UserExit::Exit(0)), "user program result (0x1xxxx: wrong sum at xxxx, 0x2xxxx: register lost)");
+            reporter.expect_eq(
+                exit,
+                Ok(UserExit::Exit(0)),
+                "user program result (0x1xxxx: wrong sum at xxxx, 0x2xxxx: register lost)",
+            );
             // The exit itself is a system call too.
             reporter.expect_eq(SYSCALLS_SEEN.load(Ordering::Relaxed), SYSCALLS, "system calls handled");
             reporter.expect_eq(BAD_FRAMES.load(Ordering::Relaxed), 0, "bad system-call frames");
@@ -267,31 +271,46 @@ fn user_main(start: &'static StartInfo) -> u32 {
         "kernel_page" => {
             let target = &KERNEL_DATA as *const AtomicU64 as u64;
             let exit = user::run(address(user_read), stack_top, target);
-            expect_ended(&mut reporter, "read of a kernel page", exit, Expected {
-                vector: u64::from(vector::PAGE_FAULT),
-                error_code: page_fault::USER,
-                fault_address: target,
-                rip: address(user_read),
-            });
+            expect_ended(
+                &mut reporter,
+                "read of a kernel page",
+                exit,
+                Expected {
+                    vector: u64::from(vector::PAGE_FAULT),
+                    error_code: page_fault::USER,
+                    fault_address: target,
+                    rip: address(user_read),
+                },
+            );
             reporter.expect_eq(KERNEL_DATA.load(Ordering::Relaxed), 0x6b65_726e_656c, "kernel data untouched");
         }
         "write_code" => {
             let exit = user::run(address(user_write), stack_top, code_page + 8);
-            expect_ended(&mut reporter, "write to the user code page", exit, Expected {
-                vector: u64::from(vector::PAGE_FAULT),
-                error_code: page_fault::PRESENT | page_fault::WRITE | page_fault::USER,
-                fault_address: code_page + 8,
-                rip: address(user_write),
-            });
+            expect_ended(
+                &mut reporter,
+                "write to the user code page",
+                exit,
+                Expected {
+                    vector: u64::from(vector::PAGE_FAULT),
+                    error_code: page_fault::PRESENT | page_fault::WRITE | page_fault::USER,
+                    fault_address: code_page + 8,
+                    rip: address(user_write),
+                },
+            );
         }
         "hypercall" => {
             let exit = user::run(address(user_hypercall), stack_top, 0);
-            expect_ended(&mut reporter, "hypercall from guest-user mode", exit, Expected {
-                vector: u64::from(vector::INVALID_OPCODE),
-                error_code: 0,
-                fault_address: 0,
-                rip: address(user_hypercall_ud),
-            });
+            expect_ended(
+                &mut reporter,
+                "hypercall from guest-user mode",
+                exit,
+                Expected {
+                    vector: u64::from(vector::INVALID_OPCODE),
+                    error_code: 0,
+                    fault_address: 0,
+                    rip: address(user_hypercall_ud),
+                },
+            );
         }
         "int80_granted" => {
             let _ = reporter.expect_ok(trap::grant_user(0x80), "grant_user(0x80)");
@@ -300,30 +319,45 @@ fn user_main(start: &'static StartInfo) -> u32 {
         }
         "int80_refused" => {
             let exit = user::run(address(user_int80), stack_top, 0);
-            expect_ended(&mut reporter, "int 0x80 not granted", exit, Expected {
-                vector: u64::from(vector::GENERAL_PROTECTION),
-                error_code: 0x80 * 8 + 2,
-                fault_address: 0,
-                rip: address(user_int80_at),
-            });
+            expect_ended(
+                &mut reporter,
+                "int 0x80 not granted",
+                exit,
+                Expected {
+                    vector: u64::from(vector::GENERAL_PROTECTION),
+                    error_code: 0x80 * 8 + 2,
+                    fault_address: 0,
+                    rip: address(user_int80_at),
+                },
+            );
         }
         "int3_refused" => {
             let exit = user::run(address(user_int3), stack_top, 0);
-            expect_ended(&mut reporter, "int3 not granted", exit, Expected {
-                vector: u64::from(vector::GENERAL_PROTECTION),
-                error_code: 3 * 8 + 2,
-                fault_address: 0,
-                rip: address(user_int3),
-            });
+            expect_ended(
+                &mut reporter,
+                "int3 not granted",
+                exit,
+                Expected {
+                    vector: u64::from(vector::GENERAL_PROTECTION),
+                    error_code: 3 * 8 + 2,
+                    fault_address: 0,
+                    rip: address(user_int3),
+                },
+            );
         }
         "privileged" => {
             let exit = user::run(address(user_cli), stack_top, 0);
-            expect_ended(&mut reporter, "cli in guest-user mode", exit, Expected {
-                vector: u64::from(vector::GENERAL_PROTECTION),
-                error_code: 0,
-                fault_address: 0,
-                rip: address(user_cli),
-            });
+            expect_ended(
+                &mut reporter,
+                "cli in guest-user mode",
+                exit,
+                Expected {
+                    vector: u64::from(vector::GENERAL_PROTECTION),
+                    error_code: 0,
+                    fault_address: 0,
+                    rip: address(user_cli),
+                },
+            );
         }
         _ => reporter.error(format_args!("unknown sub-case '{wanted}'")),
     }

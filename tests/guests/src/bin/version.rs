@@ -15,7 +15,10 @@ fn version(start: &'static StartInfo) -> u32 {
 
     let packed = HYPERVISOR.version_op(version_cmd::ABI_VERSION);
     match packed {
-        Ok(value) => println!("version: version(ABI_VERSION) = {value:#x}; guest built against {ABI_VERSION} ({:#x})", ABI_VERSION.packed()),
+        Ok(value) => println!(
+            "version: version(ABI_VERSION) = {value:#x}; guest built against {ABI_VERSION} ({:#x})",
+            ABI_VERSION.packed()
+        ),
         Err(errno) => println!("version: version(ABI_VERSION) = -{errno}"),
     }
     reporter.expect_eq(packed, Ok(u64::from(ABI_VERSION.packed())), "version(ABI_VERSION) is the packed ABI version");

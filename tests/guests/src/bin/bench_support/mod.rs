@@ -78,11 +78,8 @@ pub fn cycles_of_nanoseconds(nanoseconds: u64, info: &TimeInfo) -> u64 {
         return 0;
     }
     let scaled = (u128::from(nanoseconds) << 32) / u128::from(info.mul);
-    let cycles = if info.shift >= 0 {
-        scaled >> info.shift.unsigned_abs()
-    } else {
-        scaled << info.shift.unsigned_abs()
-    };
+    let cycles =
+        if info.shift >= 0 { scaled >> info.shift.unsigned_abs() } else { scaled << info.shift.unsigned_abs() };
     u64::try_from(cycles).unwrap_or(u64::MAX)
 }
 

@@ -183,7 +183,12 @@ pub fn fault_count() -> u64 {
 fn last_fault() -> Fault {
     use core::sync::atomic::Ordering::SeqCst;
     use probe_state::*;
-    Fault { vector: VECTOR.load(SeqCst), error_code: ERROR.load(SeqCst), address: ADDRESS.load(SeqCst), rip: RIP.load(SeqCst) }
+    Fault {
+        vector: VECTOR.load(SeqCst),
+        error_code: ERROR.load(SeqCst),
+        address: ADDRESS.load(SeqCst),
+        rip: RIP.load(SeqCst),
+    }
 }
 
 /// Reads a byte at `address`: `Ok(byte)` or `Err(the fault)`.
