@@ -7,7 +7,6 @@ use crate::arch::x86_64::platform::Machine;
 use crate::arch::x86_64::{apic, console, cpu, entry, exit_device};
 use hypervisor::mm::frames::FrameAllocator;
 use hypervisor::system::{Step, System};
-use hypervisor::trap::exception;
 use hypervisor::trap::frame::{ReturnPath, TrapFrame};
 use spin::Mutex;
 
@@ -67,7 +66,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
         }
         panic!(
             "hypervisor {} (vector {}) at rip {:#x} error {:#x} cr2 {:#x}",
-            exception::name(frame.vector),
+            hypercall_abi::trap::vector::name(frame.vector),
             frame.vector,
             frame.rip,
             frame.error_code,

@@ -3,32 +3,13 @@
 
 use core::fmt;
 
-use hypercall_abi::trap::{ExceptionFrame, SYSCALL_VECTOR};
+use hypercall_abi::trap::ExceptionFrame;
 
 /// Code passed to `crash` when a trap has no handler.
 pub const UNHANDLED_CRASH_CODE: u32 = 3;
 
-/// Short name of an exception vector.
-pub fn vector_name(vector: u64) -> &'static str {
-    match vector {
-        0 => "#DE",
-        1 => "#DB",
-        3 => "#BP",
-        4 => "#OF",
-        5 => "#BR",
-        6 => "#UD",
-        7 => "#NM",
-        8 => "#DF",
-        12 => "#SS",
-        13 => "#GP",
-        14 => "#PF",
-        16 => "#MF",
-        17 => "#AC",
-        19 => "#XM",
-        SYSCALL_VECTOR => "syscall",
-        _ => "vector",
-    }
-}
+/// Short name of a vector, as the hypervisor's kill reports print it: the ABI's one table.
+pub use hypercall_abi::trap::vector::name as vector_name;
 
 /// One-line description of a frame, for reports.
 pub struct ShowFrame<'a>(pub &'a ExceptionFrame);

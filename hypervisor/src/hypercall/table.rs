@@ -37,7 +37,29 @@ const fn table() -> [Option<Handler>; Hypercall::TABLE_SIZE as usize] {
     table
 }
 
-static HANDLERS: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = table();
+const TABLE: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = table();
+
+// The ABI's one list of hypercalls (`Hypercall::ALL`, which SPEC.md §6.4 is checked
+// against) and this table name the same numbers: a hypercall without a handler, or a
+// handler for a number the ABI does not list, does not compile.
+const _: () = {
+    let mut listed = 0;
+    while listed < Hypercall::ALL.len() {
+        assert!(TABLE[Hypercall::ALL[listed].0 .0 as usize].is_some(), "a hypercall of Hypercall::ALL has no handler");
+        listed += 1;
+    }
+    let mut handlers = 0;
+    let mut number = 0;
+    while number < TABLE.len() {
+        if TABLE[number].is_some() {
+            handlers += 1;
+        }
+        number += 1;
+    }
+    assert!(handlers == Hypercall::ALL.len(), "a handler is installed for a number Hypercall::ALL does not list");
+};
+
+static HANDLERS: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = TABLE;
 
 /// Runs hypercall `number` with `arguments` (RDI, RSI, RDX, R10, R8, R9) for `guest`.
 pub fn dispatch(number: u64, arguments: [u64; 6], guest: &mut dyn Guest) -> Disposition {

@@ -11,7 +11,6 @@ use crate::platform::Platform;
 use crate::sched::policy::Reason;
 use crate::system::{Step, System};
 use crate::trap::bounce::{self, Event};
-use crate::trap::exception;
 use crate::trap::frame::TrapFrame;
 use alloc::format;
 use alloc::string::String;
@@ -126,7 +125,7 @@ impl<P: Platform> System<P> {
             let reason = format!(
                 "{}: fault delivering {}: guest-kernel stack {:#x} is not writable ({fault})",
                 describe(frame, &event),
-                exception::name(delivery.vector),
+                vector::name(delivery.vector),
                 delivery.frame_address
             );
             return self.kill_and_continue(frame, &reason);
@@ -159,7 +158,7 @@ fn describe(frame: &TrapFrame, event: &Event) -> String {
     match *event {
         Event::Exception { vector, error_code, fault_address } => format!(
             "{} at rip {:#x} error {:#x} cr2 {:#x}",
-            exception::name(u64::from(vector)),
+            vector::name(u64::from(vector)),
             frame.rip,
             error_code,
             fault_address

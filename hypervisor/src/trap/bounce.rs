@@ -14,11 +14,11 @@
 //! re-enables events.
 
 use crate::domain::vcpu::{is_guest_address, Mode, Vcpu};
-use crate::trap::exception::VectorName;
 use crate::trap::frame::{TrapFrame, GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR, RFLAGS_INTERRUPT, RFLAGS_RESERVED_ONE};
 use core::fmt;
 use hypercall_abi::event::EVENT_VECTOR;
 use hypercall_abi::layout::{is_canonical, is_guest_range};
+use hypercall_abi::trap::vector::VectorName;
 use hypercall_abi::trap::{
     exception_flags, iret_flags, page_fault, vector, ExceptionFrame, IretFrame, KERNEL_CS, KERNEL_SS,
     RFLAGS_GUEST_SETTABLE, SYSCALL_VECTOR, USER_CS, USER_SS,
