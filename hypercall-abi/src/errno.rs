@@ -2,7 +2,7 @@
 //! Linux/Xen numbering so tools and people already know them.
 
 /// A positive error number; hypercalls return its negation.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct Errno(pub i64);
 
@@ -74,9 +74,28 @@ impl core::fmt::Display for Errno {
     }
 }
 
+/// The name and the number, so that `.expect()` in a guest says `ENOMEM (12)`.
+impl core::fmt::Debug for Errno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name} ({})", self.0),
+            None => write!(f, "Errno({})", self.0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_the_name() {
+        extern crate std;
+        use std::format;
+        assert_eq!(format!("{:?}", Errno::ENOMEM), "ENOMEM (12)");
+        assert_eq!(format!("{:?}", Err::<(), _>(Errno::EFAULT)), "Err(EFAULT (14))");
+        assert_eq!(format!("{:?}", Errno(99)), "Errno(99)");
+    }
 
     #[test]
     fn round_trip_and_names() {

@@ -271,9 +271,14 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// Interprets QEMU's ending: the timeout wins, then the exit device.
+    /// Interprets QEMU's ending: the timeout wins, then the exit device — trusted only
+    /// when the console shows the hypervisor ending (see [`hypervisor_ended`]): QEMU's own
+    /// error status 1 (a bad option, a missing file) is the exit device's code for status 0.
     pub fn from_parts(raw_exit: Option<i32>, timed_out: bool, output: String, stderr: String, wall: Duration) -> Self {
-        let status = if timed_out { None } else { raw_exit.and_then(ExitStatus::from_qemu_status) };
+        let status = match (timed_out, raw_exit.and_then(ExitStatus::from_qemu_status)) {
+            (false, Some(status)) if hypervisor_ended(&output) => Some(status),
+            _ => None,
+        };
         Self { status, raw_exit, timed_out, output, stderr, wall }
     }
 
@@ -292,12 +297,31 @@ impl RunOutcome {
         match (self.timed_out, self.status) {
             (true, _) => format!("QEMU timed out after {} s and was killed", timeout.as_secs_f64()),
             (false, Some(status)) => format!("hypervisor exit status {}: {}", status.0, status.describe()),
-            (false, None) => match self.raw_exit {
-                Some(code) => format!("QEMU exited without the hypervisor's exit device (status {code})"),
-                None => "QEMU exited without the hypervisor's exit device (killed by a signal)".to_string(),
-            },
+            (false, None) => {
+                let how = match self.raw_exit {
+                    Some(code) => format!("status {code}"),
+                    None => "killed by a signal".to_string(),
+                };
+                // QEMU's first complaint says why (a refused option, a missing file).
+                match self.stderr.lines().map(str::trim).find(|line| !line.is_empty()) {
+                    Some(complaint) => {
+                        format!("QEMU exited without the hypervisor's exit device ({how}): {complaint}")
+                    }
+                    None => format!("QEMU exited without the hypervisor's exit device ({how})"),
+                }
+            }
         }
     }
+}
+
+/// The console lines that end every run of the hypervisor: the summarized `exit status`,
+/// a panic report, or a refusal to boot (SPEC.md §10, §15).
+const ENDING_LINES: [&str; 3] = ["(hv) exit status ", "(hv) PANIC", "(hv) cannot boot: "];
+
+/// True if `output` shows the hypervisor ending, so that QEMU's exit status came from its
+/// exit device.
+pub fn hypervisor_ended(output: &str) -> bool {
+    output.lines().any(|line| ENDING_LINES.iter().any(|ending| line.starts_with(ending)))
 }
 
 /// What QEMU's serial input (its stdin) gets.
@@ -478,8 +502,9 @@ mod tests {
 
     #[test]
     fn exit_statuses_are_decoded() {
+        let ended = "(hv) summary: ...\r\n(hv) exit status 0: all domains powered off with code 0\r\n";
         let outcome =
-            |raw, timed_out| RunOutcome::from_parts(raw, timed_out, String::new(), String::new(), Duration::ZERO);
+            |raw, timed_out| RunOutcome::from_parts(raw, timed_out, ended.to_string(), String::new(), Duration::ZERO);
         assert_eq!(outcome(Some(1), false).status, Some(ExitStatus::SUCCESS));
         assert_eq!(outcome(Some(1), false).xtask_exit_code(), 0);
         assert_eq!(outcome(Some(7), false).status, Some(ExitStatus::KILLED));
@@ -521,10 +546,33 @@ mod tests {
     }
 
     #[test]
+    fn a_status_counts_only_after_the_hypervisor_ended() {
+        // QEMU refusing an option exits 1, the exit device's code for status 0.
+        let refused = RunOutcome::from_parts(
+            Some(1),
+            false,
+            String::new(),
+            "qemu-system-x86_64: -c: invalid option\n".to_string(),
+            Duration::ZERO,
+        );
+        assert_eq!(refused.status, None);
+        assert_eq!(refused.xtask_exit_code(), EXIT_NO_DEVICE);
+        assert!(refused.describe(Duration::ZERO).ends_with("(status 1): qemu-system-x86_64: -c: invalid option"));
+        let early =
+            RunOutcome::from_parts(Some(1), false, "(hv) ringfence 0.1.0\n".into(), String::new(), Duration::ZERO);
+        assert_eq!(early.status, None, "a banner is not an ending");
+        for ending in ["(hv) PANIC at x.rs:1: boom\n", "(hv) cannot boot: no TSC\n"] {
+            let outcome = RunOutcome::from_parts(Some(201), false, ending.into(), String::new(), Duration::ZERO);
+            assert_eq!(outcome.status, Some(ExitStatus::HYPERVISOR_PANIC), "{ending}");
+        }
+    }
+
+    #[test]
     fn run_captures_the_console_and_decodes_the_status() {
-        let launch = fake_qemu("exit", "echo '(hv) hello'; echo oops >&2; exit 7", Duration::from_secs(10));
+        let launch =
+            fake_qemu("exit", "echo '(hv) exit status 3: killed'; echo oops >&2; exit 7", Duration::from_secs(10));
         let outcome = run(&launch, ConsoleMode::Capture).unwrap();
-        assert_eq!(outcome.output, "(hv) hello\n");
+        assert_eq!(outcome.output, "(hv) exit status 3: killed\n");
         assert_eq!(outcome.stderr, "oops\n");
         assert_eq!((outcome.status, outcome.raw_exit, outcome.timed_out), (Some(ExitStatus::KILLED), Some(7), false));
     }
