@@ -1,8 +1,9 @@
 //! The ringfence ABI conformance runner: every case boots guests under the hypervisor in
 //! QEMU and is judged by its console lines and exit status.
 //!
-//! Own options come first (`--accel`, `--hypervisor`, `--guests-dir`, `--timeout`); the rest
-//! goes to libtest-mimic (filters, `--list`, `--test-threads`, ...).
+//! Own options come first (`--accel`, `--hypervisor`, `--guests-dir`, `--timeout`, `--smoke`
+//! for the smoke subset only); the rest goes to libtest-mimic (filters, `--list`,
+//! `--test-threads`, ...).
 
 mod cases;
 mod cases_events;
@@ -49,14 +50,24 @@ struct Row {
 fn usage_error(message: String) -> ! {
     eprintln!("error: {message}");
     eprintln!(
-        "usage: conformance [--accel kvm|tcg] [--hypervisor PATH] [--guests-dir PATH] [--timeout SECS] [libtest options] [FILTER...]"
+        "usage: conformance [--accel kvm|tcg] [--hypervisor PATH] [--guests-dir PATH] [--timeout SECS] [--smoke] [libtest options] [FILTER...]"
     );
     std::process::exit(2)
 }
 
 /// Our options as given (`None` = default), the arguments left for libtest-mimic, and the
 /// name filters (libtest-mimic takes only one; we take several and apply them ourselves).
-type Parsed = (Option<Accel>, Option<PathBuf>, Option<PathBuf>, Option<u64>, Vec<String>, Vec<String>);
+#[derive(Debug, Default)]
+struct Parsed {
+    accel: Option<Accel>,
+    hypervisor: Option<PathBuf>,
+    guests_dir: Option<PathBuf>,
+    timeout: Option<u64>,
+    /// Only the smoke subset ([`cases::SMOKE`]).
+    smoke: bool,
+    rest: Vec<String>,
+    filters: Vec<String>,
+}
 
 /// libtest-mimic options whose value is the next argument.
 const LIBTEST_VALUE_OPTIONS: &[&str] = &["--test-threads", "--logfile", "--skip", "--color", "--format"];
@@ -70,15 +81,10 @@ fn selected(name: &str, filters: &[String], exact: bool) -> bool {
 
 /// Splits our options from libtest-mimic's.
 fn parse_options(raw: Vec<String>) -> Parsed {
-    let mut accel = None;
-    let mut hypervisor = None;
-    let mut guests_dir = None;
-    let mut timeout = None;
-    let mut rest = Vec::new();
-    let mut filters = Vec::new();
+    let mut parsed = Parsed::default();
     let mut iter = raw.into_iter();
     if let Some(program) = iter.next() {
-        rest.push(program);
+        parsed.rest.push(program);
     }
     while let Some(arg) = iter.next() {
         let (key, inline) = match arg.split_once('=') {
@@ -86,37 +92,41 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             _ => (arg.clone(), None),
         };
         if LIBTEST_VALUE_OPTIONS.contains(&arg.as_str()) {
-            rest.push(arg);
-            rest.extend(iter.next());
+            parsed.rest.push(arg);
+            parsed.rest.extend(iter.next());
             continue;
         }
         if !arg.starts_with('-') {
-            filters.push(arg);
+            parsed.filters.push(arg);
+            continue;
+        }
+        if arg == "--smoke" {
+            parsed.smoke = true;
             continue;
         }
         if !matches!(key.as_str(), "--accel" | "--hypervisor" | "--guests-dir" | "--timeout") {
-            rest.push(arg);
+            parsed.rest.push(arg);
             continue;
         }
         let value = inline.or_else(|| iter.next()).unwrap_or_else(|| usage_error(format!("{key} needs a value")));
         match key.as_str() {
             "--accel" => {
-                accel = Some(match value.as_str() {
+                parsed.accel = Some(match value.as_str() {
                     "kvm" => Accel::Kvm,
                     "tcg" => Accel::Tcg,
                     other => usage_error(format!("--accel {other}: expected kvm or tcg")),
                 })
             }
-            "--hypervisor" => hypervisor = Some(PathBuf::from(value)),
-            "--guests-dir" => guests_dir = Some(PathBuf::from(value)),
+            "--hypervisor" => parsed.hypervisor = Some(PathBuf::from(value)),
+            "--guests-dir" => parsed.guests_dir = Some(PathBuf::from(value)),
             _ => {
-                timeout = Some(
+                parsed.timeout = Some(
                     value.parse().unwrap_or_else(|_| usage_error(format!("--timeout {value}: expected whole seconds"))),
                 )
             }
         }
     }
-    (accel, hypervisor, guests_dir, timeout, rest, filters)
+    parsed
 }
 
 fn read_guest(options: &Options, bin: &str) -> Result<Vec<u8>, String> {
@@ -265,10 +275,14 @@ fn print_summary(rows: &[Row]) {
 }
 
 fn main() -> ExitCode {
-    let (requested_accel, hypervisor, guests_dir, timeout, rest, filters) = parse_options(std::env::args().collect());
+    let Parsed { accel: requested_accel, hypervisor, guests_dir, timeout, smoke, rest, filters } =
+        parse_options(std::env::args().collect());
     let arguments = Arguments::from_iter(rest);
-    let mut cases: Vec<Case> =
-        cases::all().into_iter().filter(|case| selected(&case.name, &filters, arguments.exact)).collect();
+    let mut cases: Vec<Case> = cases::all()
+        .into_iter()
+        .filter(|case| selected(&case.name, &filters, arguments.exact))
+        .filter(|case| !smoke || cases::SMOKE.contains(&case.name.as_str()))
+        .collect();
     // The cases known to be long start first, so the others run beside them on the other
     // test threads instead of after them (the stable sort keeps the rest in order).
     cases.sort_by_key(|case| std::cmp::Reverse(case.minimum_timeout));
@@ -295,7 +309,13 @@ fn main() -> ExitCode {
     let accel = if arguments.list {
         requested_accel.unwrap_or(Accel::Tcg)
     } else {
-        match qemu::choose_accel(requested_accel, &qemu_binary, &hypervisor, &workspace::kvm_probe_cache()) {
+        match qemu::choose_accel(
+            requested_accel,
+            &qemu_binary,
+            &hypervisor,
+            &workspace::probe_guest(),
+            &workspace::accel_probe_cache(),
+        ) {
             Ok(choice) => {
                 for line in &choice.lines {
                     println!("{line}");
@@ -355,8 +375,9 @@ mod tests {
 
     #[test]
     fn own_options_are_split_from_libtest_ones() {
-        let (accel, hypervisor, guests, timeout, rest, filters) = parse_options(strings(&[
+        let parsed = parse_options(strings(&[
             "conformance",
+            "--smoke",
             "--accel",
             "tcg",
             "--test-threads=1",
@@ -370,12 +391,14 @@ mod tests {
             "abi",
             "hello",
         ]));
-        assert_eq!(accel, Some(Accel::Tcg));
-        assert_eq!(hypervisor, Some(PathBuf::from("/x/hv.elf")));
-        assert_eq!(guests, Some(PathBuf::from("/g")));
-        assert_eq!(timeout, Some(5));
-        assert_eq!(rest, strings(&["conformance", "--test-threads=1", "--skip", "abi"]));
-        assert_eq!(filters, strings(&["privileged", "hello"]));
+        assert_eq!(parsed.accel, Some(Accel::Tcg));
+        assert_eq!(parsed.hypervisor, Some(PathBuf::from("/x/hv.elf")));
+        assert_eq!(parsed.guests_dir, Some(PathBuf::from("/g")));
+        assert_eq!(parsed.timeout, Some(5));
+        assert!(parsed.smoke);
+        assert_eq!(parsed.rest, strings(&["conformance", "--test-threads=1", "--skip", "abi"]));
+        assert_eq!(parsed.filters, strings(&["privileged", "hello"]));
+        assert!(!parse_options(strings(&["conformance"])).smoke);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Driving QEMU (contract: "QEMU command line"): finding or installing it, choosing the
 //! accelerator, assembling the command line, and running it with a timeout.
 
-use crate::accel::{self, Accel, Choice, Probe};
+use crate::accel::{self, Accel, Choice, Measured};
 use crate::{Error, Result};
 use hypercall_abi::exit::ExitStatus;
 use std::ffi::OsString;
@@ -53,60 +53,77 @@ pub fn check_accel_request(requested: Option<Accel>) -> Result<()> {
     accel::check_request(requested, kvm_usable())
 }
 
-/// Chooses the accelerator for runs of `hypervisor` with `qemu` ([`accel::choose`]): KVM is
-/// probed by booting the hypervisor once, unless `cache` (a file) says it booted on this
-/// host before.
-pub fn choose_accel(requested: Option<Accel>, qemu: &Path, hypervisor: &Path, cache: &Path) -> Result<Choice> {
+/// Chooses the accelerator for runs of `hypervisor` with `qemu` ([`accel::choose`]). The
+/// probe boots `probe_guest` (the built [`accel::PROBE_GUEST`] image) under each
+/// accelerator, unless `cache` (a file) holds this host's times.
+pub fn choose_accel(
+    requested: Option<Accel>,
+    qemu: &Path,
+    hypervisor: &Path,
+    probe_guest: &Path,
+    cache: &Path,
+) -> Result<Choice> {
     let fingerprint = accel::fingerprint(&describe_binary(qemu), &host_kernel(), &host_cpu());
-    let mut host = ProbingHost { qemu, hypervisor, cache, fingerprint };
+    let mut host = ProbingHost { qemu, hypervisor, probe_guest, cache, fingerprint };
     accel::choose(requested, &mut host)
 }
 
-/// The host behind [`choose_accel`]: /dev/kvm, the cache file, a real probe.
+/// The host behind [`choose_accel`]: /dev/kvm, the cache file, real probes.
 struct ProbingHost<'a> {
     qemu: &'a Path,
     hypervisor: &'a Path,
+    probe_guest: &'a Path,
     cache: &'a Path,
     fingerprint: String,
 }
 
-/// How long a probe may take to reach the banner (a loaded host stretches the boot).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one probe may take (a kvm-pvm host needs a few seconds, a loaded one more).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ProbingHost<'_> {
+    fn launch(&self, accel: Accel) -> std::result::Result<Launch, String> {
+        let image = std::fs::read(self.probe_guest)
+            .map_err(|error| format!("cannot read the probe guest {}: {error}", self.probe_guest.display()))?;
+        let archive =
+            crate::archive::build(&[(accel::PROBE_GUEST.to_string(), image)]).map_err(|error| error.message)?;
+        let initrd = self.cache.with_extension("tar");
+        write_archive(&initrd, &archive).map_err(|error| error.message)?;
+        let mut domain = crate::cmdline::Domain::new(accel::PROBE_GUEST);
+        domain.args = vec![accel::PROBE_FAULTS.to_string()];
+        let append = crate::cmdline::command_line(&[domain], &[]).map_err(|error| error.message)?;
+        Ok(Launch {
+            qemu: self.qemu.to_path_buf(),
+            hypervisor: self.hypervisor.to_path_buf(),
+            initrd,
+            append,
+            accel,
+            machine: Machine::Microvm,
+            extra: Vec::new(),
+            timeout: PROBE_TIMEOUT,
+        })
+    }
+}
 
 impl accel::Host for ProbingHost<'_> {
     fn kvm_opens(&self) -> bool {
         kvm_usable()
     }
 
-    fn cached_boots(&self) -> bool {
-        std::fs::read_to_string(self.cache).is_ok_and(|text| text.trim_end() == self.fingerprint)
+    fn cached(&self) -> Option<Measured> {
+        accel::read_cache(&std::fs::read_to_string(self.cache).ok()?, &self.fingerprint)
     }
 
-    fn probe(&mut self) -> Probe {
-        // No domains: the hypervisor prints its banner, finds nothing to run and exits.
-        let initrd = self.cache.with_extension("tar");
-        if let Err(error) = write_archive(&initrd, &[0; 1024]) {
-            return Probe::Fails(format!("cannot write the probe's empty archive: {error}"));
-        }
-        let launch = Launch {
-            qemu: self.qemu.to_path_buf(),
-            hypervisor: self.hypervisor.to_path_buf(),
-            initrd,
-            append: String::new(),
-            accel: Accel::Kvm,
-            machine: Machine::Microvm,
-            extra: Vec::new(),
-            timeout: PROBE_TIMEOUT,
-        };
-        match run(&launch, ConsoleMode::Capture) {
-            Ok(outcome) => accel::judge_probe(&outcome.output, &outcome.stderr, outcome.raw_exit, outcome.timed_out),
-            Err(error) => Probe::Fails(error.message),
-        }
+    fn probe(&mut self, accel: Accel) -> std::result::Result<Duration, String> {
+        eprintln!("qemu: measuring {} with a probe guest ({} page faults) ...", accel.name(), accel::PROBE_FAULTS);
+        let launch = self.launch(accel)?;
+        let outcome = run(&launch, ConsoleMode::Capture).map_err(|error| error.message)?;
+        accel::judge_probe(&outcome.output, &outcome.stderr, outcome.raw_exit, outcome.timed_out)?;
+        Ok(outcome.wall)
     }
 
-    fn remember_boots(&mut self) {
-        // A cache that cannot be written only costs the next run another probe.
-        let _ = std::fs::write(self.cache, format!("{}\n", self.fingerprint));
+    fn remember(&mut self, measured: Measured) {
+        // A cache that cannot be written only costs the next run another measurement.
+        let _ = std::fs::write(self.cache, accel::write_cache(&self.fingerprint, measured));
     }
 }
 

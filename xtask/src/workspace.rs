@@ -38,7 +38,12 @@ pub fn cargo() -> std::process::Command {
     command
 }
 
-/// The cache of the KVM probe's verdict for this host (see `accel`).
-pub fn kvm_probe_cache() -> PathBuf {
-    artifact_dir().join("kvm-probe")
+/// The cache of the accelerator probe's times for this host (see `accel`).
+pub fn accel_probe_cache() -> PathBuf {
+    artifact_dir().join("accel-probe")
+}
+
+/// The built image the accelerator probe boots.
+pub fn probe_guest() -> PathBuf {
+    guests_dir().join(format!("{}.elf", crate::accel::PROBE_GUEST))
 }

@@ -20,7 +20,7 @@ use super::host_reference::{Measurement, Reference};
 /// Options of `cargo xtask bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Accelerator (default: kvm if /dev/kvm is usable, else tcg).
+    /// Accelerator (default: the faster of KVM and TCG on this host, measured once and cached).
     #[arg(long, value_enum)]
     accel: Option<Accel>,
     /// Measured iterations of every row but `null hypercall` (which always makes 100 000)
@@ -488,8 +488,13 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         return Err(Error::usage("--iterations must be at least 1"));
     }
     xtask::build::build_all()?;
-    let choice =
-        qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf(), &workspace::kvm_probe_cache())?;
+    let choice = qemu::choose_accel(
+        args.accel,
+        &qemu_binary,
+        &workspace::hypervisor_elf(),
+        &workspace::probe_guest(),
+        &workspace::accel_probe_cache(),
+    )?;
     let accel = choice.accel;
     for line in &choice.lines {
         println!("{line}");

@@ -25,7 +25,7 @@ pub struct RunArgs {
     /// An argument word for every domain (repeatable).
     #[arg(long = "arg", value_name = "WORD")]
     args: Vec<String>,
-    /// Accelerator (default: kvm if /dev/kvm is usable, else tcg).
+    /// Accelerator (default: the faster of KVM and TCG on this host, measured once and cached).
     #[arg(long, value_enum)]
     accel: Option<Accel>,
     /// QEMU machine type.
@@ -125,8 +125,13 @@ pub fn main(args: RunArgs) -> Result<u8> {
     let append = cmdline::command_line(&domains, &[])?;
     let initrd = workspace::runs_dir().join("run.tar");
     qemu::write_archive(&initrd, &archive::build(&members)?)?;
-    let choice =
-        qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf(), &workspace::kvm_probe_cache())?;
+    let choice = qemu::choose_accel(
+        args.accel,
+        &qemu_binary,
+        &workspace::hypervisor_elf(),
+        &workspace::probe_guest(),
+        &workspace::accel_probe_cache(),
+    )?;
     let accel = choice.accel;
     let launch = Launch {
         qemu: qemu_binary,
