@@ -1,8 +1,9 @@
 //! The hypervisor's exit status (SPEC.md §10): what QEMU's exit device carries when the
 //! last domain is gone, summarizing every domain's outcome. The worst outcome wins.
 
-/// One summarized exit status. QEMU's `isa-debug-exit` turns a written value `v` into the
-/// process status `2v + 1`; `cargo xtask run` reports `v` itself.
+/// One summarized exit status. The hypervisor writes `v + 16` to QEMU's `isa-debug-exit`,
+/// which turns a written value `w` into the process status `2w + 1`; `cargo xtask run`
+/// reports `v` itself.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(transparent)]
 pub struct ExitStatus(pub u8);
@@ -31,15 +32,26 @@ impl ExitStatus {
         self.max(other)
     }
 
-    /// QEMU's process exit status for this value.
-    pub const fn qemu_status(self) -> i32 {
-        (self.0 as i32) * 2 + 1
+    /// Added to the status before it is written to the device, so that QEMU's process
+    /// status `2 * (v + 16) + 1` (33 for success) can never be QEMU's own error status 1.
+    pub const DEVICE_BIAS: u8 = 16;
+
+    /// The value the hypervisor writes to the device.
+    pub const fn device_value(self) -> u32 {
+        self.0 as u32 + Self::DEVICE_BIAS as u32
     }
 
-    /// Recovers the hypervisor's status from QEMU's, if QEMU exited through the device.
+    /// QEMU's process exit status for this value.
+    pub const fn qemu_status(self) -> i32 {
+        (self.device_value() as i32) * 2 + 1
+    }
+
+    /// Recovers the hypervisor's status from QEMU's, if QEMU could have exited through the
+    /// device with it (an odd status of at least 33).
     pub const fn from_qemu_status(status: i32) -> Option<ExitStatus> {
-        if status > 0 && status % 2 == 1 && status <= 255 {
-            Some(ExitStatus(((status - 1) / 2) as u8))
+        let bias = Self::DEVICE_BIAS as i32;
+        if status >= 2 * bias + 1 && status % 2 == 1 && status <= 255 {
+            Some(ExitStatus(((status - 1) / 2 - bias) as u8))
         } else {
             None
         }
@@ -69,8 +81,12 @@ mod tests {
         for status in [ExitStatus::SUCCESS, ExitStatus::KILLED, ExitStatus::HYPERVISOR_PANIC] {
             assert_eq!(ExitStatus::from_qemu_status(status.qemu_status()), Some(status));
         }
-        assert_eq!(ExitStatus::from_qemu_status(0), None);
-        assert_eq!(ExitStatus::from_qemu_status(2), None);
+        assert_eq!(ExitStatus::SUCCESS.qemu_status(), 33);
+        assert_eq!(ExitStatus::HYPERVISOR_PANIC.qemu_status(), 233);
+        // QEMU's own statuses: 1 for an error, 0 for a guest-requested exit without the device.
+        for qemu_itself in [0, 1, 2, 3, 31, 256] {
+            assert_eq!(ExitStatus::from_qemu_status(qemu_itself), None, "{qemu_itself}");
+        }
     }
 
     #[test]

@@ -333,7 +333,7 @@ mod tests {
     use super::*;
 
     fn ending(status: u8) -> Ending {
-        Ending { status: Some(ExitStatus(status)), timed_out: false, raw_exit: Some(i32::from(status) * 2 + 1) }
+        Ending { status: Some(ExitStatus(status)), timed_out: false, raw_exit: Some(ExitStatus(status).qemu_status()) }
     }
 
     fn privileged_expectation() -> Expectation {

@@ -158,7 +158,7 @@ pub trait Host {
 /// again by [`choose`].
 pub fn check_request(requested: Option<Accel>, kvm_opens: bool) -> Result<()> {
     if requested == Some(Accel::Kvm) && !kvm_opens {
-        return Err(Error::usage(
+        return Err(Error::environment(
             "--accel kvm was asked for but /dev/kvm cannot be opened read-write; use --accel tcg, or give this user access to /dev/kvm (group kvm)",
         ));
     }
@@ -190,7 +190,7 @@ pub fn choose(requested: Option<Accel>, host: &mut impl Host) -> Result<Choice> 
         None => match host.probe(Accel::Kvm) {
             Err(reason) => {
                 return match requested {
-                    Some(_) => Err(Error::usage(format!(
+                    Some(_) => Err(Error::environment(format!(
                         "--accel kvm was asked for but QEMU with KVM does not run the hypervisor on this host: {reason}; use --accel tcg"
                     ))),
                     None => Ok(Choice {
@@ -318,7 +318,7 @@ mod tests {
         assert!(choice.lines[0].contains("/dev/kvm is not usable"));
         let error = choose(Some(Accel::Kvm), &mut closed).unwrap_err();
         assert!(error.message.contains("use --accel tcg"), "{}", error.message);
-        assert_eq!(error.exit_code, crate::error::EXIT_USAGE);
+        assert_eq!(error.exit_code, crate::error::EXIT_ENVIRONMENT);
         assert!(closed.probes.is_empty());
     }
 

@@ -2,6 +2,7 @@
 //! accelerator, assembling the command line, and running it with a timeout.
 
 use crate::accel::{self, Accel, Choice, Measured};
+use crate::error::{EXIT_NO_ENDING, EXIT_QEMU_REFUSED, EXIT_TIMEOUT};
 use crate::{Error, Result};
 use hypercall_abi::exit::ExitStatus;
 use std::ffi::OsString;
@@ -17,11 +18,6 @@ pub const QEMU: &str = "qemu-system-x86_64";
 pub const QEMU_PACKAGE: &str = "qemu-system-x86";
 /// Memory of the virtual machine (not of a domain).
 pub const MACHINE_MEMORY: &str = "512M";
-
-/// xtask's exit code when a run timed out.
-pub const EXIT_TIMEOUT: i32 = 124;
-/// xtask's exit code when QEMU ended without the hypervisor's exit device.
-pub const EXIT_NO_DEVICE: i32 = 125;
 
 /// The QEMU machine type.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -177,7 +173,7 @@ fn have(program: &str) -> bool {
 }
 
 /// Finds QEMU, installing it with apt-get when it is missing and we are root on a Debian
-/// system; otherwise fails (exit 2) with the command that installs it.
+/// system; otherwise fails (exit 122) with the command that installs it.
 pub fn ensure_qemu() -> Result<PathBuf> {
     if let Some(qemu) = find_qemu() {
         return Ok(qemu);
@@ -189,18 +185,19 @@ pub fn ensure_qemu() -> Result<PathBuf> {
                 .args(args)
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .status()
-                .map_err(|error| Error::usage(format!("cannot run apt-get: {error}")))?;
+                .map_err(|error| Error::environment(format!("cannot run apt-get: {error}")))?;
             if !status.success() {
-                return Err(Error::usage(format!(
+                return Err(Error::environment(format!(
                     "apt-get {} failed ({status}); install {QEMU} yourself (Debian package {QEMU_PACKAGE})",
                     args.join(" ")
                 )));
             }
         }
-        return find_qemu()
-            .ok_or_else(|| Error::usage(format!("{QEMU_PACKAGE} was installed but {QEMU} is still not in PATH")));
+        return find_qemu().ok_or_else(|| {
+            Error::environment(format!("{QEMU_PACKAGE} was installed but {QEMU} is still not in PATH"))
+        });
     }
-    Err(Error::usage(format!(
+    Err(Error::environment(format!(
         "{QEMU} not found in PATH; install it with: sudo apt-get update && sudo apt-get install -y {QEMU_PACKAGE}"
     )))
 }
@@ -299,14 +296,21 @@ impl RunOutcome {
         Self { status, raw_exit, timed_out, output, stderr, wall }
     }
 
-    /// The exit code `cargo xtask run` ends with: the hypervisor's status, 124 on timeout,
-    /// 125 when QEMU ended without the exit device.
+    /// The exit code `cargo xtask run` ends with: the hypervisor's status, or one of xtask's
+    /// own ([`crate::error`]): a timeout, QEMU refusing to start, QEMU ending without the
+    /// hypervisor ending the run.
     pub fn xtask_exit_code(&self) -> i32 {
         match (self.timed_out, self.status) {
             (true, _) => EXIT_TIMEOUT,
             (false, Some(status)) => i32::from(status.0),
-            (false, None) => EXIT_NO_DEVICE,
+            (false, None) if self.refused() => EXIT_QEMU_REFUSED,
+            (false, None) => EXIT_NO_ENDING,
         }
+    }
+
+    /// True if QEMU exited with an error before the hypervisor printed a line.
+    fn refused(&self) -> bool {
+        self.output.trim().is_empty() && self.raw_exit.is_some_and(|code| code != 0)
     }
 
     /// One line describing how the run ended.
@@ -319,12 +323,15 @@ impl RunOutcome {
                     Some(code) => format!("status {code}"),
                     None => "killed by a signal".to_string(),
                 };
+                let what = if self.refused() {
+                    "QEMU refused to start"
+                } else {
+                    "QEMU ended without the hypervisor ending the run"
+                };
                 // QEMU's first complaint says why (a refused option, a missing file).
                 match self.stderr.lines().map(str::trim).find(|line| !line.is_empty()) {
-                    Some(complaint) => {
-                        format!("QEMU exited without the hypervisor's exit device ({how}): {complaint}")
-                    }
-                    None => format!("QEMU exited without the hypervisor's exit device ({how})"),
+                    Some(complaint) => format!("{what} ({how}): {complaint}"),
+                    None => format!("{what} ({how})"),
                 }
             }
         }
@@ -430,7 +437,7 @@ pub fn run_with_input(launch: &Launch, mode: ConsoleMode, input: ConsoleInput) -
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|error| Error::usage(format!("cannot start {}: {error}", launch.qemu.display())))?;
+        .map_err(|error| Error::environment(format!("cannot start {}: {error}", launch.qemu.display())))?;
     let stream = mode == ConsoleMode::Stream;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -522,19 +529,21 @@ mod tests {
         let ended = "(hv) summary: ...\r\n(hv) exit status 0: all domains powered off with code 0\r\n";
         let outcome =
             |raw, timed_out| RunOutcome::from_parts(raw, timed_out, ended.to_string(), String::new(), Duration::ZERO);
-        assert_eq!(outcome(Some(1), false).status, Some(ExitStatus::SUCCESS));
-        assert_eq!(outcome(Some(1), false).xtask_exit_code(), 0);
-        assert_eq!(outcome(Some(7), false).status, Some(ExitStatus::KILLED));
-        assert_eq!(outcome(Some(7), false).xtask_exit_code(), 3);
-        assert_eq!(outcome(Some(201), false).xtask_exit_code(), 100);
+        let device = |status: ExitStatus| Some(status.qemu_status());
+        assert_eq!(outcome(device(ExitStatus::SUCCESS), false).status, Some(ExitStatus::SUCCESS));
+        assert_eq!(outcome(device(ExitStatus::SUCCESS), false).xtask_exit_code(), 0);
+        assert_eq!(outcome(device(ExitStatus::KILLED), false).status, Some(ExitStatus::KILLED));
+        assert_eq!(outcome(device(ExitStatus::KILLED), false).xtask_exit_code(), 3);
+        assert_eq!(outcome(device(ExitStatus::HYPERVISOR_PANIC), false).xtask_exit_code(), 100);
+        assert_eq!(outcome(Some(1), false).status, None, "QEMU's own error status, even after the summary");
         assert_eq!(outcome(Some(0), false).status, None, "triple fault with --no-reboot");
-        assert_eq!(outcome(Some(0), false).xtask_exit_code(), EXIT_NO_DEVICE);
+        assert_eq!(outcome(Some(0), false).xtask_exit_code(), EXIT_NO_ENDING);
         assert!(outcome(Some(0), false)
             .describe(Duration::ZERO)
-            .contains("without the hypervisor's exit device (status 0)"));
+            .contains("QEMU ended without the hypervisor ending the run (status 0)"));
         assert_eq!(outcome(None, true).xtask_exit_code(), EXIT_TIMEOUT);
         assert_eq!(outcome(Some(9), true).status, None, "a timeout is never a verdict");
-        assert_eq!(outcome(None, false).xtask_exit_code(), EXIT_NO_DEVICE);
+        assert_eq!(outcome(None, false).xtask_exit_code(), EXIT_NO_ENDING);
     }
 
     /// A stand-in for QEMU: a shell script, with real files for -kernel and -initrd.
@@ -573,13 +582,14 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(refused.status, None);
-        assert_eq!(refused.xtask_exit_code(), EXIT_NO_DEVICE);
+        assert_eq!(refused.xtask_exit_code(), EXIT_QEMU_REFUSED);
         assert!(refused.describe(Duration::ZERO).ends_with("(status 1): qemu-system-x86_64: -c: invalid option"));
         let early =
             RunOutcome::from_parts(Some(1), false, "(hv) ringfence 0.1.0\n".into(), String::new(), Duration::ZERO);
         assert_eq!(early.status, None, "a banner is not an ending");
         for ending in ["(hv) PANIC at x.rs:1: boom\n", "(hv) cannot boot: no TSC\n"] {
-            let outcome = RunOutcome::from_parts(Some(201), false, ending.into(), String::new(), Duration::ZERO);
+            let panic = ExitStatus::HYPERVISOR_PANIC.qemu_status();
+            let outcome = RunOutcome::from_parts(Some(panic), false, ending.into(), String::new(), Duration::ZERO);
             assert_eq!(outcome.status, Some(ExitStatus::HYPERVISOR_PANIC), "{ending}");
         }
     }
@@ -587,11 +597,11 @@ mod tests {
     #[test]
     fn run_captures_the_console_and_decodes_the_status() {
         let launch =
-            fake_qemu("exit", "echo '(hv) exit status 3: killed'; echo oops >&2; exit 7", Duration::from_secs(10));
+            fake_qemu("exit", "echo '(hv) exit status 3: killed'; echo oops >&2; exit 39", Duration::from_secs(10));
         let outcome = run(&launch, ConsoleMode::Capture).unwrap();
         assert_eq!(outcome.output, "(hv) exit status 3: killed\n");
         assert_eq!(outcome.stderr, "oops\n");
-        assert_eq!((outcome.status, outcome.raw_exit, outcome.timed_out), (Some(ExitStatus::KILLED), Some(7), false));
+        assert_eq!((outcome.status, outcome.raw_exit, outcome.timed_out), (Some(ExitStatus::KILLED), Some(39), false));
     }
 
     #[test]

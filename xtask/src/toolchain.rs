@@ -162,10 +162,10 @@ fn sysroot() -> Result<PathBuf> {
         .current_dir(workspace::root())
         .output()
         .map_err(|error| {
-            Error::usage(format!("cannot run rustc: {error}; install Rust with rustup (https://rustup.rs)"))
+            Error::environment(format!("cannot run rustc: {error}; install Rust with rustup (https://rustup.rs)"))
         })?;
     if !output.status.success() {
-        return Err(Error::usage(format!(
+        return Err(Error::environment(format!(
             "rustc --print sysroot failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
@@ -174,12 +174,13 @@ fn sysroot() -> Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
 }
 
-/// Adds what `rust-toolchain.toml` lists and the toolchain lacks; fails (exit 2) naming the
+/// Adds what `rust-toolchain.toml` lists and the toolchain lacks; fails (exit 122) naming the
 /// fix when a missing target cannot be added.
 pub fn ensure() -> Result<()> {
     let file = workspace::root().join("rust-toolchain.toml");
     let text = std::fs::read_to_string(&file).map_err(|error| Error::io("cannot read", &file, error))?;
-    let wanted = parse_toolchain_file(&text).map_err(|error| Error::usage(format!("{}: {error}", file.display())))?;
+    let wanted =
+        parse_toolchain_file(&text).map_err(|error| Error::environment(format!("{}: {error}", file.display())))?;
     let sysroot = sysroot()?;
     let missing = missing(&wanted, |path| sysroot.join(path).exists());
     match plan(&missing, on_path("rustup")) {
@@ -191,9 +192,9 @@ pub fn ensure() -> Result<()> {
                     .args(&arguments)
                     .current_dir(workspace::root())
                     .status()
-                    .map_err(|error| Error::usage(format!("cannot run rustup: {error}")))?;
+                    .map_err(|error| Error::environment(format!("cannot run rustup: {error}")))?;
                 if !status.success() {
-                    return Err(Error::usage(format!(
+                    return Err(Error::environment(format!(
                         "rustup {} failed ({status}); run it yourself in {} (it needs to reach static.rust-lang.org)",
                         arguments.join(" "),
                         workspace::root().display()
@@ -202,7 +203,7 @@ pub fn ensure() -> Result<()> {
             }
             Ok(())
         }
-        Plan::Cannot { fatal: true, message } => Err(Error::usage(message)),
+        Plan::Cannot { fatal: true, message } => Err(Error::environment(message)),
         Plan::Cannot { fatal: false, message } => {
             eprintln!("warning: {message}");
             Ok(())

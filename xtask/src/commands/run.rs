@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(classify("hello", &known()).unwrap(), GuestSource::Built("hello".into()));
         let error = classify("nosuch", &known()).unwrap_err();
         assert!(error.message.contains("available guests are: guest-kernel, hello"), "{}", error.message);
-        assert_eq!(error.exit_code, 2);
+        assert_eq!(error.exit_code, xtask::error::EXIT_USAGE);
         let error = classify("./missing/guest.elf", &known()).unwrap_err();
         assert!(error.message.contains("./missing/guest.elf does not exist"));
         let dir = std::env::temp_dir();
