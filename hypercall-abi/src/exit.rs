@@ -50,7 +50,7 @@ impl ExitStatus {
     /// device with it (an odd status of at least 33).
     pub const fn from_qemu_status(status: i32) -> Option<ExitStatus> {
         let bias = Self::DEVICE_BIAS as i32;
-        if status >= 2 * bias + 1 && status % 2 == 1 && status <= 255 {
+        if status > 2 * bias && status % 2 == 1 && status <= 255 {
             Some(ExitStatus(((status - 1) / 2 - bias) as u8))
         } else {
             None
