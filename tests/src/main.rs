@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use xtask::accel::Accel;
 use xtask::qemu::{self, ConsoleMode, Launch, Machine};
-use xtask::{archive, cmdline, images, workspace};
+use xtask::{archive, cmdline, images, junit, workspace};
 
 /// Console lines shown with a failure.
 const TAIL_LINES: usize = 40;
@@ -38,19 +38,21 @@ struct Options {
     qemu: PathBuf,
 }
 
-/// One row of the closing summary.
+/// One row of the closing summary (and of the JUnit report).
 #[derive(Clone, Debug)]
 struct Row {
     case: String,
     result: &'static str,
     wall_ms: u128,
     status: String,
+    /// Why it failed, and its console, for the report.
+    failure: Option<(String, String)>,
 }
 
 fn usage_error(message: String) -> ! {
     eprintln!("error: {message}");
     eprintln!(
-        "usage: conformance [--accel kvm|tcg] [--hypervisor PATH] [--guests-dir PATH] [--timeout SECS] [--smoke] [libtest options] [FILTER...]"
+        "usage: conformance [--accel kvm|tcg] [--hypervisor PATH] [--guests-dir PATH] [--timeout SECS] [--smoke] [--junit FILE] [libtest options] [FILTER...]"
     );
     std::process::exit(2)
 }
@@ -65,6 +67,8 @@ struct Parsed {
     timeout: Option<u64>,
     /// Only the smoke subset ([`cases::SMOKE`]).
     smoke: bool,
+    /// Where to write the results as JSON for `cargo xtask test --junit`.
+    junit: Option<PathBuf>,
     rest: Vec<String>,
     filters: Vec<String>,
 }
@@ -104,7 +108,7 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             parsed.smoke = true;
             continue;
         }
-        if !matches!(key.as_str(), "--accel" | "--hypervisor" | "--guests-dir" | "--timeout") {
+        if !matches!(key.as_str(), "--accel" | "--hypervisor" | "--guests-dir" | "--timeout" | "--junit") {
             parsed.rest.push(arg);
             continue;
         }
@@ -119,6 +123,7 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             }
             "--hypervisor" => parsed.hypervisor = Some(PathBuf::from(value)),
             "--guests-dir" => parsed.guests_dir = Some(PathBuf::from(value)),
+            "--junit" => parsed.junit = Some(PathBuf::from(value)),
             _ => {
                 parsed.timeout = Some(
                     value.parse().unwrap_or_else(|_| usage_error(format!("--timeout {value}: expected whole seconds"))),
@@ -172,8 +177,8 @@ fn members(case: &Case, options: &Options) -> Result<Vec<(String, Vec<u8>)>, Str
 }
 
 fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<(), Failed> {
-    let record = |result: &'static str, wall_ms: u128, status: String| {
-        rows.lock().unwrap().push(Row { case: case.name.clone(), result, wall_ms, status });
+    let record = |result: &'static str, wall_ms: u128, status: String, failure: Option<(String, String)>| {
+        rows.lock().unwrap().push(Row { case: case.name.clone(), result, wall_ms, status, failure });
     };
     let prepared = (|| -> Result<Launch, String> {
         let members = members(case, options)?;
@@ -208,8 +213,9 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
     let launch = match prepared {
         Ok(launch) => launch,
         Err(message) => {
-            record("ERROR", 0, "not run".into());
-            return Err(format!("cannot prepare the case: {message}").into());
+            let message = format!("cannot prepare the case: {message}");
+            record("ERROR", 0, "not run".into(), Some((message.clone(), String::new())));
+            return Err(message.into());
         }
     };
     let input = match case.input {
@@ -219,8 +225,9 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
     let outcome = match qemu::run_with_input(&launch, ConsoleMode::Capture, input) {
         Ok(outcome) => outcome,
         Err(error) => {
-            record("ERROR", 0, "not run".into());
-            return Err(format!("cannot run QEMU: {error}").into());
+            let message = format!("cannot run QEMU: {error}");
+            record("ERROR", 0, "not run".into(), Some((message.clone(), String::new())));
+            return Err(message.into());
         }
     };
     // The whole console of every case, passed or failed, beside its boot archive: the
@@ -234,11 +241,10 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
     let wall_ms = outcome.wall.as_millis();
     match verdict {
         Ok(()) => {
-            record("ok", wall_ms, ending.to_string());
+            record("ok", wall_ms, ending.to_string(), None);
             Ok(())
         }
         Err(problems) => {
-            record("FAILED", wall_ms, ending.to_string());
             let mut message = String::new();
             message.push_str("expected:\n");
             for line in case.expectation.describe() {
@@ -257,6 +263,7 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
             for line in judge::Transcript::parse(&outcome.output).tail(TAIL_LINES) {
                 message.push_str(&format!("    | {line}\n"));
             }
+            record("FAILED", wall_ms, ending.to_string(), Some((message.clone(), outcome.output.clone())));
             Err(message.into())
         }
     }
@@ -275,7 +282,7 @@ fn print_summary(rows: &[Row]) {
 }
 
 fn main() -> ExitCode {
-    let Parsed { accel: requested_accel, hypervisor, guests_dir, timeout, smoke, rest, filters } =
+    let Parsed { accel: requested_accel, hypervisor, guests_dir, timeout, smoke, junit, rest, filters } =
         parse_options(std::env::args().collect());
     let arguments = Arguments::from_iter(rest);
     let mut cases: Vec<Case> = cases::all()
@@ -358,7 +365,33 @@ fn main() -> ExitCode {
     let mut rows = rows.lock().unwrap().clone();
     rows.sort_by(|a, b| a.case.cmp(&b.case));
     print_summary(&rows);
+    if let Some(path) = &junit {
+        let suite = junit_suite(&rows, options.accel);
+        if let Err(error) = std::fs::write(path, junit::suites_to_json(&[suite])) {
+            eprintln!("error: cannot write {}: {error}", path.display());
+            return ExitCode::from(1);
+        }
+    }
     conclusion.exit_code()
+}
+
+/// The rows as one JUnit suite; a failure carries its judgement and the case's console.
+fn junit_suite(rows: &[Row], accel: Accel) -> junit::Suite {
+    let cases = rows
+        .iter()
+        .map(|row| junit::TestCase {
+            name: row.case.clone(),
+            time: Duration::from_millis(u64::try_from(row.wall_ms).unwrap_or(u64::MAX)),
+            outcome: match &row.failure {
+                None => junit::Outcome::Passed,
+                Some((message, console)) => junit::Outcome::Failed {
+                    message: message.lines().next().unwrap_or("failed").to_string(),
+                    output: format!("{message}\nconsole:\n{console}"),
+                },
+            },
+        })
+        .collect();
+    junit::Suite { name: format!("conformance ({})", accel.name()), cases }
 }
 
 fn display(path: &Path) -> String {
@@ -378,6 +411,7 @@ mod tests {
         let parsed = parse_options(strings(&[
             "conformance",
             "--smoke",
+            "--junit=/tmp/j.json",
             "--accel",
             "tcg",
             "--test-threads=1",
@@ -396,6 +430,7 @@ mod tests {
         assert_eq!(parsed.guests_dir, Some(PathBuf::from("/g")));
         assert_eq!(parsed.timeout, Some(5));
         assert!(parsed.smoke);
+        assert_eq!(parsed.junit, Some(PathBuf::from("/tmp/j.json")));
         assert_eq!(parsed.rest, strings(&["conformance", "--test-threads=1", "--skip", "abi"]));
         assert_eq!(parsed.filters, strings(&["privileged", "hello"]));
         assert!(!parse_options(strings(&["conformance"])).smoke);

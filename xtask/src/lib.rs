@@ -8,6 +8,7 @@ pub mod build;
 pub mod cmdline;
 pub mod error;
 pub mod images;
+pub mod junit;
 pub mod lint;
 pub mod qemu;
 pub mod toolchain;

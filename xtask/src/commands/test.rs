@@ -3,7 +3,7 @@
 use clap::Args;
 use std::path::PathBuf;
 use xtask::accel::Accel;
-use xtask::{workspace, Error, Result};
+use xtask::{junit, workspace, Error, Result};
 
 /// Options of `cargo xtask test`.
 #[derive(Args, Debug)]
@@ -15,6 +15,10 @@ pub struct TestArgs {
     /// Test this hypervisor image instead of the one built from this workspace.
     #[arg(long, value_name = "PATH")]
     hypervisor: Option<PathBuf>,
+    /// Also write the results as JUnit XML to FILE: one test case per host unit test and
+    /// per conformance case, a failed case with its console.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
     /// Only run conformance cases whose names contain one of these.
     filters: Vec<String>,
 }
@@ -23,8 +27,34 @@ fn step(name: &str, mut command: std::process::Command) -> Result<bool> {
     println!("xtask test: {name}");
     let status = command
         .status()
-        .map_err(|error| Error::usage(format!("cannot run cargo for {name}: {error}; is cargo in PATH?")))?;
+        .map_err(|error| Error::environment(format!("cannot run cargo for {name}: {error}; is cargo in PATH?")))?;
     Ok(status.success())
+}
+
+/// Like [`step`], also keeping what the command printed (stdout and stderr as one stream,
+/// in order, as the user sees it).
+fn step_captured(name: &str, mut command: std::process::Command) -> Result<(bool, String)> {
+    use std::io::{Read, Write};
+    println!("xtask test: {name}");
+    let cannot = |error: std::io::Error| Error::environment(format!("cannot run cargo for {name}: {error}"));
+    let (mut reader, writer) = std::io::pipe().map_err(cannot)?;
+    command.stdout(writer.try_clone().map_err(cannot)?).stderr(writer);
+    let mut child = command.spawn().map_err(cannot)?;
+    // The command holds the pipe's write ends; the read ends only when every one is gone.
+    drop(command);
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(count) => {
+                kept.extend_from_slice(&buffer[..count]);
+                let _ = std::io::stdout().write_all(&buffer[..count]);
+            }
+        }
+    }
+    let status = child.wait().map_err(cannot)?;
+    Ok((status.success(), String::from_utf8_lossy(&kept).into_owned()))
 }
 
 /// Runs every stage; fails if any failed.
@@ -40,14 +70,20 @@ pub fn main(args: TestArgs) -> Result<u8> {
 
     let mut host = workspace::cargo();
     host.args(["test", "--workspace"]);
-    if !step("host unit tests (cargo test --workspace)", host)? {
+    let mut report = Vec::new();
+    let (passed, output) = step_captured("host unit tests (cargo test --workspace)", host)?;
+    if !passed {
         failed.push("host unit tests");
     }
+    report.extend(junit::parse_libtest(&output));
 
     println!("xtask test: build");
     if let Err(error) = xtask::build::build_all() {
         eprintln!("error: {error}");
         failed.push("build");
+        if let Some(path) = &args.junit {
+            write_report(path, &report)?;
+        }
         return finish(&failed);
     }
 
@@ -67,12 +103,20 @@ pub fn main(args: TestArgs) -> Result<u8> {
     for line in &choice.lines {
         println!("{line}");
     }
+    let results = |accel: Accel| workspace::runs_dir().join(format!("conformance-{}.json", accel.name()));
+    for accel in [Accel::Tcg, Accel::Kvm] {
+        // Only this command's runs may be reported: not a file an earlier one left.
+        let _ = std::fs::remove_file(results(accel));
+    }
     let suite = |accel: Accel, smoke: bool| {
         let mut suite = workspace::cargo();
         suite.args(["run", "--release", "--quiet", "-p", "conformance", "--", "--accel", accel.name()]);
         suite.arg("--hypervisor").arg(&hypervisor);
         if smoke {
             suite.arg("--smoke");
+        }
+        if args.junit.is_some() {
+            suite.arg("--junit").arg(results(accel));
         }
         suite.args(&args.filters);
         suite
@@ -88,7 +132,22 @@ pub fn main(args: TestArgs) -> Result<u8> {
     {
         failed.push("conformance smoke subset under kvm");
     }
+    if let Some(path) = &args.junit {
+        for accel in [Accel::Tcg, Accel::Kvm] {
+            let Ok(text) = std::fs::read_to_string(results(accel)) else { continue };
+            let suites = junit::suites_from_json(&text)
+                .map_err(|error| Error::failed(format!("{}: {error}", results(accel).display())))?;
+            report.extend(suites);
+        }
+        write_report(path, &report)?;
+    }
     finish(&failed)
+}
+
+fn write_report(path: &std::path::Path, report: &[junit::Suite]) -> Result<()> {
+    std::fs::write(path, junit::render("ringfence", report)).map_err(|error| Error::io("cannot write", path, error))?;
+    println!("xtask test: JUnit report written to {}", path.display());
+    Ok(())
 }
 
 fn finish(failed: &[&str]) -> Result<u8> {
