@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// e.g. `--row page_fault`.
     #[arg(long = "row")]
     rows: Vec<String>,
+    /// Also write every row (guest and reference medians and p99, iterations, ratio, goal)
+    /// as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
 }
 
 /// One row of the table: a guest measurement and the native reference it is held against.
@@ -366,6 +370,46 @@ fn notes(selected: &[Row]) -> String {
 }
 
 /// One line judging the goals: which rows met theirs, which missed (and by how much).
+/// Every selected row as JSON: what the table shows, with numbers as numbers (`null` where
+/// a side was not measured).
+fn report_json(
+    accel: Accel,
+    selected: &[Row],
+    benches: &[GuestBench],
+    references: &[(Reference, Measurement)],
+) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = selected
+        .iter()
+        .map(|row| {
+            let bench = benches.iter().find(|bench| bench.name == row.wire);
+            let measurement = references.iter().find(|(known, _)| *known == row.reference).map(|(_, m)| *m);
+            let ratio = match (bench, measurement) {
+                (Some(bench), Some(measurement)) if measurement.median > 0 => {
+                    Some(bench.median as f64 / measurement.median as f64)
+                }
+                _ => None,
+            };
+            serde_json::json!({
+                "row": row.title,
+                "wire": row.wire,
+                "guest": bench.map(|bench| serde_json::json!({
+                    "median": bench.median, "p99": bench.p99, "iterations": bench.iterations,
+                })),
+                "reference": {
+                    "name": row.reference.name(),
+                    "median": measurement.map(|measurement| measurement.median),
+                    "p99": measurement.map(|measurement| measurement.p99),
+                    "iterations": measurement.map(|measurement| measurement.iterations),
+                },
+                "ratio": ratio,
+                "goal": row.goal,
+                "goal_met": row.goal.zip(ratio).map(|(goal, ratio)| ratio <= goal),
+            })
+        })
+        .collect();
+    serde_json::json!({ "unit": "TSC cycles per iteration", "accel": accel.name(), "rows": rows })
+}
+
 fn goal_summary(selected: &[Row], benches: &[GuestBench], references: &[(Reference, Measurement)]) -> String {
     let mut met = Vec::new();
     let mut missed = Vec::new();
@@ -545,6 +589,12 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     let walls: Vec<String> =
         runs.iter().map(|run| format!("{} {} ms", run.image, run.outcome.wall.as_millis())).collect();
     println!("wall time of the QEMU runs ({}): {} ms total ({})", accel.name(), total.as_millis(), walls.join(", "));
+    if let Some(path) = &args.json {
+        let report = report_json(accel, &rows, &benches, &references);
+        let text = serde_json::to_string_pretty(&report).map_err(|error| Error::failed(format!("JSON: {error}")))?;
+        std::fs::write(path, text + "\n").map_err(|error| Error::io("cannot write", path, error))?;
+        println!("bench: rows written to {}", path.display());
+    }
 
     if problems.is_empty() {
         Ok(0)
@@ -559,6 +609,25 @@ mod tests {
 
     fn measurement(median: u64, p99: u64) -> Measurement {
         Measurement { median, p99, iterations: 1000 }
+    }
+
+    #[test]
+    fn the_json_report_has_every_row_with_numbers() {
+        let selected: Vec<Row> =
+            ROWS.iter().copied().filter(|row| ["null_hypercall", "timer"].contains(&row.wire)).collect();
+        let benches = [GuestBench { name: "null_hypercall".into(), median: 700, p99: 900, iterations: 100_000 }];
+        let references = [(Reference::Getppid, measurement(500, 600))];
+        let text = serde_json::to_string(&report_json(Accel::Tcg, &selected, &benches, &references)).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(report["accel"], "tcg");
+        let rows = report["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["row"], "null hypercall");
+        assert_eq!(rows[0]["guest"]["median"], 700);
+        assert_eq!(rows[0]["reference"]["median"], 500);
+        assert_eq!(rows[0]["ratio"], 1.4);
+        assert_eq!(rows[0]["goal_met"], false, "1.4x against a 0.7x goal");
+        assert!(rows[1]["guest"].is_null() && rows[1]["ratio"].is_null(), "a row not measured says so");
     }
 
     #[test]
