@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 
 use guest_rt::abi::layout::{HYPERVISOR_START, PAGE_SIZE};
 use guest_rt::abi::memory::{map_flags, space_cmd, SPACES_MAX};
-use guest_rt::abi::{Errno, StartInfo};
+use guest_rt::abi::{Errno, Gfn, StartInfo};
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::memory::{self, FreeRegion, Space};
 use guest_rt::println;
@@ -37,7 +37,8 @@ const fn window(index: u64) -> u64 {
 }
 
 fn query_is(reporter: &mut Reporter, space: Space, address: u64, expected: Result<(u64, u32), Errno>, what: &str) {
-    let got = memory::query(space, address);
+    // Compared as plain u64 so the expectations (and the log line) read as numbers.
+    let got = memory::query(space, address).map(|(gfn, flags)| (gfn.0, flags));
     println!("query({}, {address:#x}) = {}", space.raw(), ShowResult(&got));
     reporter.expect_eq(got, expected, format_args!("{what}: query {address:#x}"));
 }
@@ -54,7 +55,7 @@ fn query(reporter: &mut Reporter, start: &'static StartInfo) {
         Ok((gfn, flags)) => {
             reporter.expect_eq(flags, map_flags::NO_EXECUTE, "start-info flags");
             let image_pages = (start.image_end - start.image_start) / PAGE_SIZE;
-            reporter.expect_eq(gfn, image_pages, "start-info gfn follows the image's");
+            reporter.expect_eq(gfn, Gfn(image_pages), "start-info gfn follows the image's");
         }
         Err(errno) => reporter.fail(format_args!("query start info: -{errno}")),
     }
@@ -74,7 +75,7 @@ fn query(reporter: &mut Reporter, start: &'static StartInfo) {
     query_is(reporter, Space::INITIAL, start.stack_top, Err(Errno::ENOENT), "guard above the stack");
     match memory::query(Space::INITIAL, start.image_start) {
         Ok((gfn, flags)) => {
-            reporter.expect_eq(gfn, 0, "the image's first page is gfn 0");
+            reporter.expect_eq(gfn, Gfn(0), "the image's first page is gfn 0");
             reporter.expect_eq(
                 flags & (map_flags::WRITABLE | map_flags::NO_EXECUTE | map_flags::USER),
                 0,

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use guest_rt::abi::layout::{HYPERVISOR_START, PAGE_SIZE};
 use guest_rt::abi::memory::{map_flags, memory_cmd, LARGE_PAGE_ORDER, LARGE_PAGE_PAGES, LARGE_PAGE_SIZE};
 use guest_rt::abi::trap::page_fault;
-use guest_rt::abi::{Errno, StartInfo};
+use guest_rt::abi::{Errno, Gfn, StartInfo};
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::memory::{self, map_entry, unmap_entry, BatchResult, Space};
 use guest_rt::println;
@@ -221,7 +221,7 @@ fn decrease_mapped(reporter: &mut Reporter, _start: &'static StartInfo) {
     reporter.expect_eq(memory::map_page(other, there, gfn, map_flags::WRITABLE), Ok(()), "map in the second space");
     reporter.expect_eq(memory::map_page(Space::INITIAL, here + PAGE_SIZE, gfn, 0), Ok(()), "map a second alias here");
     poke_byte(here + 9, 0x5a);
-    reporter.expect_eq(memory::query(other, there), Ok((gfn, map_flags::WRITABLE)), "query in the second space");
+    reporter.expect_eq(memory::query(other, there), Ok((Gfn(gfn), map_flags::WRITABLE)), "query in the second space");
     reporter.expect_eq(decrease(&[gfn], 0), Ok(1), "decrease the mapped gfn");
     reporter.expect_errno(memory::query(Space::INITIAL, here), Errno::ENOENT, "query here after decrease");
     reporter.expect_errno(
@@ -303,15 +303,15 @@ fn large(reporter: &mut Reporter, _start: &'static StartInfo) {
     poke_byte(base + LARGE_PAGE_SIZE - 1, 0xb2);
     reporter.expect_eq(peek_byte(base), 0xa1, "first byte");
     reporter.expect_eq(peek_byte(base + LARGE_PAGE_SIZE - 1), 0xb2, "last byte");
-    reporter.expect_eq(memory::query(Space::INITIAL, base), Ok((gfn, large_rw)), "query the first page");
+    reporter.expect_eq(memory::query(Space::INITIAL, base), Ok((Gfn(gfn), large_rw)), "query the first page");
     reporter.expect_eq(
         memory::query(Space::INITIAL, base + 0x1234),
-        Ok((gfn + 1, large_rw)),
+        Ok((Gfn(gfn + 1), large_rw)),
         "query inside: that 4 KiB part's gfn",
     );
     reporter.expect_eq(
         memory::query(Space::INITIAL, base + LARGE_PAGE_SIZE - 1),
-        Ok((gfn + 511, large_rw)),
+        Ok((Gfn(gfn + 511), large_rw)),
         "query the last page",
     );
     reporter.expect_errno(
