@@ -155,10 +155,10 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
         "PROTECT with gfn != 0",
     );
     // The shared-info page is the hypervisor's frame: it stays (SPEC §12.4).
-    refused(reporter, unmap_entry(start.shared_info_address, 0), Errno::EPERM, "UNMAP of the shared-info page");
+    refused(reporter, unmap_entry(start.shared_info_address.0, 0), Errno::EPERM, "UNMAP of the shared-info page");
     refused(
         reporter,
-        protect_entry(start.shared_info_address, map_flags::NO_EXECUTE),
+        protect_entry(start.shared_info_address.0, map_flags::NO_EXECUTE),
         Errno::EPERM,
         "PROTECT of the shared-info page",
     );
@@ -291,7 +291,7 @@ fn done_fault(reporter: &mut Reporter, start: &'static StartInfo) {
     let (_, gfn) = heap_page(start);
     let address = window(5);
     let entries = [map_entry(address, gfn, map_flags::WRITABLE)];
-    for done_pointer in [start.start_info_address, HYPERVISOR_START, 0x0000_8000_0000_0000] {
+    for done_pointer in [start.start_info_address.0, HYPERVISOR_START, 0x0000_8000_0000_0000] {
         // SAFETY: the done pointer is read-only, hypervisor or non-canonical: the
         // hypervisor cannot write it and says -EFAULT; the entries are a live local.
         let result = unsafe {

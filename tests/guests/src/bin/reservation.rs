@@ -83,7 +83,7 @@ fn counts(reporter: &mut Reporter, start: &'static StartInfo) {
     let rounded = start.max_pages.div_ceil(LARGE_PAGE_PAGES) * LARGE_PAGE_PAGES;
     reporter.expect_eq(memory::maximum_gfn(), Ok(rounded), "MAXIMUM_GFN = max_pages rounded up to 512");
     reporter.check(start.max_pages >= start.nr_pages, "max_pages >= nr_pages");
-    println!("nr_pages {} max_pages {} free_gfn {}", start.nr_pages, start.max_pages, start.free_gfn);
+    println!("nr_pages {} max_pages {} free_gfn {}", start.nr_pages, start.max_pages, start.free_gfn.0);
 }
 
 fn quota(reporter: &mut Reporter, start: &'static StartInfo) {
@@ -148,13 +148,13 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
     for order in [1, 8, 10, 18, u64::MAX] {
         reporter.expect_errno(increase(&mut gfns, order), Errno::EINVAL, format_args!("increase order {order}"));
         reporter.expect_errno(
-            decrease(&[start.free_gfn], order),
+            decrease(&[start.free_gfn.0], order),
             Errno::EINVAL,
             format_args!("decrease order {order}"),
         );
     }
     reporter.expect_eq(gfns, [u64::MAX; 2], "refused increases write nothing");
-    for pointer in [0, HYPERVISOR_START, start.start_info_address, 0x0000_8000_0000_0000] {
+    for pointer in [0, HYPERVISOR_START, start.start_info_address.0, 0x0000_8000_0000_0000] {
         // SAFETY: the hypervisor cannot write any of these arrays and says -EFAULT.
         let result = unsafe { HYPERVISOR.memory_op(memory_cmd::INCREASE_RESERVATION, pointer, 1, 0) };
         reporter.expect_errno(result, Errno::EFAULT, format_args!("increase into an array at {pointer:#x}"));
@@ -166,7 +166,7 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
         // SAFETY: decrease only reads; these arrays are unreadable (or read-only start info,
         // whose first word is the magic: not a gfn of ours).
         let result = unsafe { HYPERVISOR.memory_op(memory_cmd::DECREASE_RESERVATION, pointer, 1, 0) };
-        let expected = if pointer == start.start_info_address { Errno::EINVAL } else { Errno::EFAULT };
+        let expected = if pointer == start.start_info_address.0 { Errno::EINVAL } else { Errno::EFAULT };
         reporter.expect_errno(result, expected, format_args!("decrease from an array at {pointer:#x}"));
     }
     for command in [5, 99, u64::MAX] {

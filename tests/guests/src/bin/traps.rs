@@ -159,7 +159,7 @@ fn unmapped(_: &StartInfo) -> u64 {
     0x1000
 }
 fn start_info_page(start: &StartInfo) -> u64 {
-    start.start_info_address
+    start.start_info_address.0
 }
 fn noncanonical(_: &StartInfo) -> u64 {
     0x8000_0000_0000_0000
@@ -383,7 +383,7 @@ fn check(reporter: &mut Reporter, start: &StartInfo, case: &Provoke, round: u32)
         registers_ok &= reporter.expect_eq(seen, expected, format_args!("{name}: {register} after iret"));
     }
     if case.page_fault {
-        let cr2_address = start.shared_info_address + cr2_offset(0) as u64;
+        let cr2_address = start.shared_info_address.0 + cr2_offset(0) as u64;
         // SAFETY: the shared-info page is mapped readable for the whole life of the
         // domain; volatile because the hypervisor writes it.
         let cr2 = unsafe { core::ptr::read_volatile(cr2_address as *const u64) };
