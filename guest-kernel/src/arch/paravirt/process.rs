@@ -161,7 +161,7 @@ pub(super) fn run(image: &UserImage<'_>, dispatcher: &mut SyscallDispatcher<'_>)
         user::UserExit::Ended { frame, .. } => Ok(UserExit::Faulted {
             exception: vector_name(frame.vector),
             instruction: frame.iret.rip,
-            address: frame.fault_address,
+            address: frame.fault_address.0,
         }),
     }
 }

@@ -339,7 +339,7 @@ fn check(reporter: &mut Reporter, start: &StartInfo, case: &Provoke, round: u32)
     let expected_address = if case.page_fault { target } else { 0 };
     let ok = reporter.expect_eq(frame.vector, u64::from(case.vector), format_args!("{name}: vector"))
         & reporter.expect_eq(frame.error_code, case.error_code, format_args!("{name}: error code"))
-        & reporter.expect_eq(frame.fault_address, expected_address, format_args!("{name}: fault address"))
+        & reporter.expect_eq(frame.fault_address.0, expected_address, format_args!("{name}: fault address"))
         & reporter.expect_eq(frame.flags, 0, format_args!("{name}: flags"))
         & reporter.expect_eq(frame.iret.rip, expected_rip, format_args!("{name}: rip"))
         & reporter.expect_eq(frame.iret.cs, KERNEL_CS, format_args!("{name}: cs"))
