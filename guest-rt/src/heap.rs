@@ -83,11 +83,11 @@ pub static HEAP: GuestHeap = GuestHeap::empty();
 /// mapped read-write and unused), and this must run only once.
 pub unsafe fn init_from_start_info(start_info: &StartInfo) {
     #[cfg(target_os = "none")]
-    if start_info.free_start != 0 && start_info.free_pages != 0 {
+    if start_info.free_start.0 != 0 && start_info.free_pages != 0 {
         let size = start_info.free_pages.saturating_mul(PAGE_SIZE) as usize;
         // SAFETY: the hypervisor maps `free_pages` pages at `free_start` read-write for
         // this domain alone; nothing else uses them, and the caller runs this once.
-        unsafe { HEAP.init(start_info.free_start as *mut u8, size) };
+        unsafe { HEAP.init(start_info.free_start.0 as *mut u8, size) };
     }
     #[cfg(not(target_os = "none"))]
     let _ = (start_info, PAGE_SIZE);

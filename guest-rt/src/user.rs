@@ -33,7 +33,7 @@ use hypercall_abi::hypercall::callback_cmd;
 use hypercall_abi::layout::PAGE_SIZE;
 use hypercall_abi::memory::map_flags;
 use hypercall_abi::trap::callback_type;
-use hypercall_abi::Errno;
+use hypercall_abi::{Errno, Gfn};
 
 use crate::hypercall::HYPERVISOR;
 use crate::memory::{self, Space};
@@ -69,9 +69,9 @@ impl UserSpace {
 
     /// Maps the page holding kernel address `kernel_address` (its gfn, found with QUERY in
     /// the initial space) at `user_address` with `flags` ([`map_flags::USER`] is added).
-    pub fn map_kernel_page(&self, user_address: u64, kernel_address: u64, flags: u32) -> Result<u64, Errno> {
+    pub fn map_kernel_page(&self, user_address: u64, kernel_address: u64, flags: u32) -> Result<Gfn, Errno> {
         let (gfn, _) = memory::query(Space::INITIAL, kernel_address & !(PAGE_SIZE - 1))?;
-        memory::map_page(self.space, user_address & !(PAGE_SIZE - 1), gfn, flags | map_flags::USER)?;
+        memory::map_page(self.space, user_address & !(PAGE_SIZE - 1), gfn.0, flags | map_flags::USER)?;
         Ok(gfn)
     }
 

@@ -36,6 +36,14 @@ impl fmt::Display for GuestVirtualAddress {
     }
 }
 
+/// Formats the inner u64, flags and all, so reports that print frames with `{:#x}` read
+/// exactly as they did when the field was a bare u64.
+impl fmt::LowerHex for GuestVirtualAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
 /// A guest frame number: the index of a page of the domain's pseudo-physical memory
 /// (never a machine frame, which a guest does not see).
 #[derive(
@@ -81,6 +89,7 @@ mod tests {
         assert!(GuestVirtualAddress(0x2000).is_page_aligned());
         assert!(!GuestVirtualAddress(0x2008).is_page_aligned());
         assert_eq!(GuestVirtualAddress(0x1000).to_string(), "0x1000");
+        assert_eq!(format!("{:#018x}", GuestVirtualAddress(0x1000)), format!("{:#018x}", 0x1000_u64));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! address-space objects, and batched map / unmap / protect of gfns at virtual
 //! addresses. Guests never see machine frames or page tables.
 
+use crate::address::{Gfn, GuestVirtualAddress};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Largest number of entries one batched call processes. A longer batch is not an
@@ -97,9 +98,9 @@ pub mod map_flags {
 #[repr(C)]
 pub struct MapEntry {
     /// Page-aligned (2 MiB-aligned with LARGE) canonical guest virtual address.
-    pub virtual_address: u64,
+    pub virtual_address: GuestVirtualAddress,
     /// The domain's own populated gfn (MAP only).
-    pub gfn: u64,
+    pub gfn: Gfn,
     /// [`map_op`] value.
     pub op: u32,
     /// [`map_flags`] bits.
@@ -113,6 +114,6 @@ const _: () = {
 };
 
 /// Splits a successful QUERY result into `(gfn, map flags)`.
-pub const fn split_query(result: u64) -> (u64, u32) {
-    (result >> 12, (result & 0xfff) as u32)
+pub const fn split_query(result: u64) -> (Gfn, u32) {
+    (Gfn(result >> 12), (result & 0xfff) as u32)
 }

@@ -1,6 +1,7 @@
 //! The start-info page (SPEC.md §7): one read-only page the hypervisor fills in for every
 //! new domain; RDI holds its address at the guest's first instruction.
 
+use crate::address::{Gfn, GuestVirtualAddress};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `StartInfo::magic`: the bytes `"RINGFNCE"` read as a little-endian u64.
@@ -23,21 +24,21 @@ pub struct StartInfo {
     /// Pages of pseudo-physical memory this domain owns (gfn `0..nr_pages`).
     pub nr_pages: u64,
     /// Lowest guest virtual address of the loaded image (page aligned).
-    pub image_start: u64,
+    pub image_start: GuestVirtualAddress,
     /// One past the highest guest virtual address of the loaded image (page aligned).
-    pub image_end: u64,
+    pub image_end: GuestVirtualAddress,
     /// Address of this page.
-    pub start_info_address: u64,
+    pub start_info_address: GuestVirtualAddress,
     /// Lowest address of the initial stack.
-    pub stack_bottom: u64,
+    pub stack_bottom: GuestVirtualAddress,
     /// One past the highest address of the initial stack.
-    pub stack_top: u64,
+    pub stack_top: GuestVirtualAddress,
     /// Start of the domain's remaining memory, mapped read-write and no-execute.
-    pub free_start: u64,
+    pub free_start: GuestVirtualAddress,
     /// Pages mapped at `free_start`.
     pub free_pages: u64,
     /// Address of the shared-info page (ABI 0.2: always provided; 0 in ABI 0.1).
-    pub shared_info_address: u64,
+    pub shared_info_address: GuestVirtualAddress,
     /// Bytes in `cmd_line` before its NUL.
     pub cmd_line_length: u32,
     /// Reserved flags; zero in ABI 0.1.
@@ -45,7 +46,7 @@ pub struct StartInfo {
     /// The domain's arguments from the boot command line, NUL-terminated UTF-8.
     pub cmd_line: [u8; CMD_LINE_CAPACITY],
     /// The gfn mapped at `free_start`; the free region's gfns are contiguous (ABI 0.2).
-    pub free_gfn: u64,
+    pub free_gfn: Gfn,
     /// The domain's reservation quota in pages, fixed at creation (ABI 0.2).
     pub max_pages: u64,
     /// Zero; later minor versions carve fields from here.

@@ -6,6 +6,7 @@
 //! Both guest modes run in hardware ring 3; the selectors here are the *virtual* ones a
 //! guest sees in frames and hands to `iret`. The hardware selectors never appear.
 
+use crate::address::GuestVirtualAddress;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Virtual code selector of guest-kernel mode.
@@ -119,7 +120,7 @@ pub struct ExceptionFrame {
     /// mode for #PF), `n * 8 + 2` for a refused `int n`, otherwise 0.
     pub error_code: u64,
     /// The faulting address for #PF (also in the vCPU's shared info), otherwise 0.
-    pub fault_address: u64,
+    pub fault_address: GuestVirtualAddress,
     /// [`exception_flags`] bits.
     pub flags: u64,
     /// The interrupted context, ready for `iret`.

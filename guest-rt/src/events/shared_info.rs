@@ -150,7 +150,7 @@ pub fn try_shared_info() -> Option<SharedInfoPage> {
     // SAFETY: the hypervisor maps the shared-info page read-write at this address for the
     // domain's whole life and it cannot be unmapped (SPEC.md §8); guest-rt accesses it
     // only through the atomic views of SharedInfoPage.
-    (start.shared_info_address != 0).then(|| unsafe { SharedInfoPage::from_address(start.shared_info_address) })
+    (start.shared_info_address.0 != 0).then(|| unsafe { SharedInfoPage::from_address(start.shared_info_address.0) })
 }
 
 /// This domain's shared-info page.

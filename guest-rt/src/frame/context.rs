@@ -63,7 +63,7 @@ impl TrapContext {
 
     /// The faulting address of a #PF.
     pub fn fault_address(&self) -> u64 {
-        self.frame.fault_address
+        self.frame.fault_address.0
     }
 
     /// True if the event happened in guest-user mode.

@@ -18,7 +18,7 @@ pub struct FreeRegion {
 impl FreeRegion {
     /// The free region `start` describes.
     pub const fn of(start: &StartInfo) -> Self {
-        Self { start: start.free_start, pages: start.free_pages, gfn: start.free_gfn }
+        Self { start: start.free_start.0, pages: start.free_pages, gfn: start.free_gfn.0 }
     }
 
     /// The gfn backing `virtual_address`, if the address is inside the region.

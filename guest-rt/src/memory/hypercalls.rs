@@ -2,7 +2,7 @@
 //! fake.
 
 use hypercall_abi::memory::{memory_cmd, space_cmd, split_query, MapEntry, NO_SPACE};
-use hypercall_abi::{Errno, Hypercall};
+use hypercall_abi::{Errno, Gfn, Hypercall};
 
 use super::entry::{map_entry, protect_entry, unmap_entry};
 use super::space::Space;
@@ -106,7 +106,7 @@ impl<I: HypercallInterface> Hypercalls<I> {
     }
 
     /// `(gfn, map flags)` of the page containing `virtual_address` in `space` (`QUERY`).
-    pub fn query(&self, space: Space, virtual_address: u64) -> Result<(u64, u32), Errno> {
+    pub fn query(&self, space: Space, virtual_address: u64) -> Result<(Gfn, u32), Errno> {
         self.address_space_op(space_cmd::QUERY, space.raw(), virtual_address).map(split_query)
     }
 
@@ -213,7 +213,7 @@ mod tests {
             let processed = count.min(self.limit);
             // SAFETY: the wrapper passes a live slice of `count` entries.
             let entries = unsafe { std::slice::from_raw_parts(entries as *const MapEntry, processed as usize) };
-            let failing = entries.iter().position(|entry| entry.virtual_address == self.bad);
+            let failing = entries.iter().position(|entry| entry.virtual_address.0 == self.bad);
             let done = failing.map_or(processed, |index| index as u64);
             // SAFETY: the wrapper passes its local `done`.
             unsafe { *(done_pointer as *mut u64) = done };
@@ -270,7 +270,7 @@ mod tests {
         let mut gfns = [0u64; 2];
         assert_eq!(hypercalls.increase_reservation(&mut gfns, 9), Ok(2));
         assert_eq!(hypercalls.create_space(), Ok(Space::from_raw(4)));
-        assert_eq!(hypercalls.query(Space::from_raw(4), 0x1234), Ok((7, 3)));
+        assert_eq!(hypercalls.query(Space::from_raw(4), 0x1234), Ok((Gfn(7), 3)));
         assert_eq!(hypercalls.switch_space(Space::INITIAL, None), Ok(()));
         let calls = fake.calls.borrow();
         assert_eq!(calls[0].number, Hypercall::MEMORY_OP.0);

@@ -7,7 +7,7 @@
 //! them with a fake); the free functions below use the real hypervisor.
 
 use hypercall_abi::memory::MapEntry;
-use hypercall_abi::Errno;
+use hypercall_abi::{Errno, Gfn};
 
 use crate::hypercall::HYPERVISOR;
 
@@ -64,7 +64,7 @@ pub fn switch_space(kernel: Space, user: Option<Space>) -> Result<(), Errno> {
 }
 
 /// `(gfn, flags)` of the page containing `virtual_address` in `space`.
-pub fn query(space: Space, virtual_address: u64) -> Result<(u64, u32), Errno> {
+pub fn query(space: Space, virtual_address: u64) -> Result<(Gfn, u32), Errno> {
     HYPERVISOR.query(space, virtual_address)
 }
 

@@ -11,7 +11,7 @@ use core::fmt;
 use hypercall_abi::layout::{INITIAL_STACK_PAGES, PAGE_SIZE};
 use hypercall_abi::memory::{map_flags, INITIAL_SPACE};
 use hypercall_abi::start_info::{CMD_LINE_CAPACITY, START_INFO_MAGIC};
-use hypercall_abi::{StartInfo, ABI_VERSION};
+use hypercall_abi::{Gfn, GuestVirtualAddress, StartInfo, ABI_VERSION};
 use zerocopy::{FromZeros, IntoBytes};
 
 /// A domain's memory, ready to run.
@@ -266,15 +266,15 @@ fn start_info(
     info.abi_version = ABI_VERSION.packed();
     info.domain_id = domain_id;
     info.nr_pages = memory_pages;
-    info.image_start = load.image_start;
-    info.image_end = load.image_end;
-    info.start_info_address = layout.start_info;
-    info.stack_bottom = layout.stack_bottom;
-    info.stack_top = layout.stack_top;
-    info.free_start = layout.free_start;
+    info.image_start = GuestVirtualAddress(load.image_start);
+    info.image_end = GuestVirtualAddress(load.image_end);
+    info.start_info_address = GuestVirtualAddress(layout.start_info);
+    info.stack_bottom = GuestVirtualAddress(layout.stack_bottom);
+    info.stack_top = GuestVirtualAddress(layout.stack_top);
+    info.free_start = GuestVirtualAddress(layout.free_start);
     info.free_pages = layout.free_pages;
-    info.shared_info_address = layout.shared_info;
-    info.free_gfn = free_gfn;
+    info.shared_info_address = GuestVirtualAddress(layout.shared_info);
+    info.free_gfn = Gfn(free_gfn);
     info.max_pages = max_pages;
     info.cmd_line_length = length as u32;
     info.flags = 0;
@@ -391,14 +391,14 @@ mod tests {
         assert_eq!(info.abi_version, ABI_VERSION.packed());
         assert_eq!(info.domain_id, 7);
         assert_eq!(info.nr_pages, inputs.memory_pages);
-        assert_eq!((info.image_start, info.image_end), (TEXT, TEXT + 0x6000));
-        assert_eq!(info.start_info_address, inputs.layout.start_info);
-        assert_eq!((info.stack_bottom, info.stack_top), (inputs.layout.stack_bottom, inputs.layout.stack_top));
-        assert_eq!((info.free_start, info.free_pages), (inputs.layout.free_start, FREE_PAGES));
-        assert_eq!(info.shared_info_address, inputs.layout.shared_info);
+        assert_eq!((info.image_start.0, info.image_end.0), (TEXT, TEXT + 0x6000));
+        assert_eq!(info.start_info_address.0, inputs.layout.start_info);
+        assert_eq!((info.stack_bottom.0, info.stack_top.0), (inputs.layout.stack_bottom, inputs.layout.stack_top));
+        assert_eq!((info.free_start.0, info.free_pages), (inputs.layout.free_start, FREE_PAGES));
+        assert_eq!(info.shared_info_address.0, inputs.layout.shared_info);
         assert_eq!(info.max_pages, inputs.memory_pages + MORE_PAGES);
         let free_gfn = inputs.load.image_pages + DomainLayout::FIXED_PAGES;
-        assert_eq!(info.free_gfn, free_gfn);
+        assert_eq!(info.free_gfn, Gfn(free_gfn));
         let free_frame = built.memory.kernel_space().translate(&memory, inputs.layout.free_start).unwrap().0;
         assert_eq!(built.memory.gfn_frame(free_gfn), Some(free_frame));
         // Shared info: the hypervisor's frame, RW NX, not a gfn; every initial page kernel-only.
@@ -408,7 +408,7 @@ mod tests {
         assert_eq!(built.memory.kernel_space().kernel_only_leaves(), inputs.memory_pages + 1);
         assert_eq!(info.cmd_line(), "hello world");
         assert_eq!(info.cmd_line[11], 0);
-        assert_eq!(info.start_info_address, built.start_info);
+        assert_eq!(info.start_info_address.0, built.start_info);
 
         // Stack and free region RW NX; guard pages unmapped.
         for address in [

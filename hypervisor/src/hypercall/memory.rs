@@ -10,6 +10,7 @@ use crate::mm::guest_memory::{copy_from_guest, copy_to_guest};
 use crate::mm::paging::{FrameMemory, PageSize};
 use hypercall_abi::errno::Errno;
 use hypercall_abi::memory::{map_flags, map_op, memory_cmd, space_cmd, MapEntry, BATCH_MAX, LARGE_PAGE_ORDER};
+use hypercall_abi::Gfn;
 use zerocopy::FromBytes;
 
 pub use crate::mm::domain_memory::Tlb;
@@ -256,10 +257,10 @@ fn apply(
     if entry.flags & !map_flags::ALL != 0 {
         return Err(Errno::EINVAL);
     }
-    let address = entry.virtual_address;
+    let address = entry.virtual_address.0;
     let outcome = match entry.op {
-        map_op::MAP => domain.map(memory, frames, tlb, handle, address, entry.gfn, entry.flags),
-        map_op::UNMAP | map_op::PROTECT if entry.gfn != 0 => Err(MemoryError::Invalid),
+        map_op::MAP => domain.map(memory, frames, tlb, handle, address, entry.gfn.0, entry.flags),
+        map_op::UNMAP | map_op::PROTECT if entry.gfn != Gfn(0) => Err(MemoryError::Invalid),
         map_op::UNMAP => domain.unmap(memory, tlb, handle, address, entry.flags & map_flags::LARGE != 0),
         map_op::PROTECT => domain.protect(memory, tlb, handle, address, entry.flags),
         _ => Err(MemoryError::Invalid),
@@ -274,6 +275,7 @@ mod tests {
     use crate::mm::frames::Frame;
     use hypercall_abi::layout::HYPERVISOR_START;
     use hypercall_abi::memory::{split_query, INITIAL_SPACE, LARGE_PAGE_PAGES, LARGE_PAGE_SIZE, NO_SPACE, SPACES_MAX};
+    use hypercall_abi::GuestVirtualAddress;
     use zerocopy::IntoBytes;
 
     /// Guest arrays live here: BUFFER_PAGES pages mapped RW in the initial space.
@@ -379,15 +381,15 @@ mod tests {
     }
 
     fn map(address: u64, gfn: u64, flags: u32) -> MapEntry {
-        MapEntry { virtual_address: address, gfn, op: map_op::MAP, flags }
+        MapEntry { virtual_address: GuestVirtualAddress(address), gfn: Gfn(gfn), op: map_op::MAP, flags }
     }
 
     fn unmap(address: u64, flags: u32) -> MapEntry {
-        MapEntry { virtual_address: address, gfn: 0, op: map_op::UNMAP, flags }
+        MapEntry { virtual_address: GuestVirtualAddress(address), gfn: Gfn(0), op: map_op::UNMAP, flags }
     }
 
     fn protect(address: u64, flags: u32) -> MapEntry {
-        MapEntry { virtual_address: address, gfn: 0, op: map_op::PROTECT, flags }
+        MapEntry { virtual_address: GuestVirtualAddress(address), gfn: Gfn(0), op: map_op::PROTECT, flags }
     }
 
     const EINVAL: i64 = -22;
@@ -507,10 +509,10 @@ mod tests {
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[map(AREA, gfn, flags)]), (1, 1));
         assert!(fixture.tlb.pages.is_empty(), "filling a not-present entry needs no flush");
         let (queried_gfn, queried_flags) = split_query(fixture.query(INITIAL_SPACE, AREA + 0x123) as u64);
-        assert_eq!((queried_gfn, queried_flags), (gfn, flags));
+        assert_eq!((queried_gfn, queried_flags), (Gfn(gfn), flags));
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[protect(AREA, RW)]), (1, 1));
         assert_eq!(fixture.tlb.pages, [AREA], "a changed entry of the loaded root is flushed");
-        assert_eq!(split_query(fixture.query(INITIAL_SPACE, AREA) as u64), (gfn, RW));
+        assert_eq!(split_query(fixture.query(INITIAL_SPACE, AREA) as u64), (Gfn(gfn), RW));
         assert_eq!(fixture.domain.mapping_count(gfn), 1);
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[unmap(AREA, 0)]), (1, 1));
         assert_eq!(fixture.domain.mapping_count(gfn), 0);
@@ -530,8 +532,8 @@ mod tests {
             (MapEntry { op: u32::MAX, ..map(AREA, gfn, RW) }, EINVAL),
             (map(AREA, gfn, RW | 1 << 5), EINVAL),
             (map(AREA, gfn, u32::MAX), EINVAL),
-            (MapEntry { gfn: 1, ..unmap(AREA, 0) }, EINVAL),
-            (MapEntry { gfn: 1, ..protect(AREA, RW) }, EINVAL),
+            (MapEntry { gfn: Gfn(1), ..unmap(AREA, 0) }, EINVAL),
+            (MapEntry { gfn: Gfn(1), ..protect(AREA, RW) }, EINVAL),
             (map(0x0000_8000_0000_0000, gfn, RW), EINVAL),
             (map(AREA + 0x800, gfn, RW), EINVAL),
             (map(AREA + 0x1000, gfn, RW | map_flags::LARGE), EINVAL),
@@ -579,7 +581,7 @@ mod tests {
         let (_, gfns) = fixture.increase(2, 0);
         let entries = [map(AREA, gfns[0], RW), map(AREA, gfns[1], RW), map(AREA + 0x1000, gfns[1], RW)];
         assert_eq!(fixture.mmu(INITIAL_SPACE, &entries), (EEXIST, 1));
-        assert_eq!(split_query(fixture.query(INITIAL_SPACE, AREA) as u64).0, gfns[0]);
+        assert_eq!(split_query(fixture.query(INITIAL_SPACE, AREA) as u64).0, Gfn(gfns[0]));
         assert_eq!(fixture.query(INITIAL_SPACE, AREA + 0x1000), ENOENT, "nothing after the failure");
         fixture.finish();
     }
@@ -606,7 +608,7 @@ mod tests {
             for address in aliases {
                 assert_eq!(fixture.query(handle, address), ENOENT, "{handle} {address:#x}");
             }
-            assert_eq!(split_query(fixture.query(handle, AREA + 0x2000) as u64).0, other);
+            assert_eq!(split_query(fixture.query(handle, AREA + 0x2000) as u64).0, Gfn(other));
         }
         let mut flushed = fixture.tlb.pages.clone();
         flushed.sort();
@@ -710,7 +712,7 @@ mod tests {
             fixture.mmu(INITIAL_SPACE, &[map(address, block, large), map(address + 0x5000, 7, RW)]),
             (EEXIST, 1)
         );
-        assert_eq!(split_query(fixture.query(INITIAL_SPACE, address + 0x5123) as u64), (block + 5, large));
+        assert_eq!(split_query(fixture.query(INITIAL_SPACE, address + 0x5123) as u64), (Gfn(block + 5), large));
         // A 4 KiB alias of one gfn of the extent, and the whole extent in a second space.
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[map(AREA, block + 3, RW)]), (1, 1));
         let other = fixture.space_op(space_cmd::CREATE, 0, 0) as u64;
@@ -725,7 +727,7 @@ mod tests {
         assert_eq!(fixture.query(other, address + 0x1f_f000), ENOENT);
         assert_eq!(
             split_query(fixture.query(INITIAL_SPACE, AREA) as u64).0,
-            block + 3,
+            Gfn(block + 3),
             "a 4 KiB alias of another gfn stays"
         );
         assert!((0..512).all(|page| fixture.domain.mapping_count(block + page) == u32::from(page == 3)));

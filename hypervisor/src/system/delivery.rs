@@ -132,7 +132,7 @@ impl<P: Platform> System<P> {
         }
         // Only a real #PF has a faulting address (a granted `int 14` does not).
         if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) {
-            self.memory.write(shared, cr2_offset(0), &delivery.frame.fault_address.to_le_bytes());
+            self.memory.write(shared, cr2_offset(0), &delivery.frame.fault_address.0.to_le_bytes());
         }
         if delivery.masks_events {
             upcall::set_upcall_mask(&mut self.memory, shared, true);

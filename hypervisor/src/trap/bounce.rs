@@ -23,6 +23,7 @@ use hypercall_abi::trap::{
     exception_flags, iret_flags, page_fault, vector, ExceptionFrame, IretFrame, KERNEL_CS, KERNEL_SS,
     RFLAGS_GUEST_SETTABLE, SYSCALL_VECTOR, USER_CS, USER_SS,
 };
+use hypercall_abi::GuestVirtualAddress;
 
 /// Size of the frame written below the stack pointer.
 const FRAME_BYTES: u64 = core::mem::size_of::<ExceptionFrame>() as u64;
@@ -201,7 +202,7 @@ pub fn deliver(
     let frame = ExceptionFrame {
         vector,
         error_code: target.error_code,
-        fault_address: target.fault_address,
+        fault_address: GuestVirtualAddress(target.fault_address),
         flags: if from_user { exception_flags::FROM_USER } else { 0 },
         iret: IretFrame {
             rax: interrupted.rax,
@@ -439,7 +440,7 @@ mod tests {
             assert_eq!(delivery.vector, 13);
             assert!(!delivery.from_user);
             assert_eq!(delivery.frame.error_code, 0x18);
-            assert_eq!(delivery.frame.fault_address, 0, "only #PF reports an address");
+            assert_eq!(delivery.frame.fault_address, GuestVirtualAddress(0), "only #PF reports an address");
             assert_eq!(delivery.frame.flags, 0);
             assert_eq!((delivery.frame.iret.cs, delivery.frame.iret.ss), (KERNEL_CS, KERNEL_SS));
             assert_eq!(delivery.frame.iret.rsp, rsp);
@@ -542,7 +543,7 @@ mod tests {
         let event = Event::Exception { vector: 14, error_code: hardware, fault_address: 0x1234 };
         let kernel = deliver(&vcpu, &interrupted(0x7000), event, false).unwrap();
         assert_eq!(kernel.frame.error_code, page_fault::WRITE | page_fault::PRESENT);
-        assert_eq!(kernel.frame.fault_address, 0x1234);
+        assert_eq!(kernel.frame.fault_address, GuestVirtualAddress(0x1234));
         let from_user = deliver(&user(vcpu.clone()), &interrupted(0x7000), event, false).unwrap();
         assert_eq!(from_user.frame.error_code, hardware);
         let event = Event::Exception { vector: 14, error_code: page_fault::FETCH, fault_address: 0x1234 };
@@ -774,7 +775,7 @@ mod tests {
         vcpu.event_callback = Some(0xffff_ffff_8000_7000);
         let delivery = deliver(&vcpu, &interrupted(0x7000), Event::Upcall, false).unwrap();
         assert_eq!((delivery.vector, delivery.frame.vector), (EVENT_VECTOR, EVENT_VECTOR));
-        assert_eq!((delivery.frame.error_code, delivery.frame.fault_address, delivery.frame.flags), (0, 0, 0));
+        assert_eq!((delivery.frame.error_code, delivery.frame.fault_address.0, delivery.frame.flags), (0, 0, 0));
         assert_eq!(delivery.frame.iret.rip, 0x40_1000, "resumes where it was interrupted");
         assert_eq!(delivery.resume.rip, 0xffff_ffff_8000_7000);
         assert_eq!(delivery.frame_address, 0x7000 - 104);

@@ -51,13 +51,13 @@ impl Landmarks {
     /// Landmarks of the domain described by `start`.
     pub fn of(start: &StartInfo) -> Self {
         Self {
-            guard_below_start_info: start.start_info_address - PAGE_SIZE,
-            start_info: start.start_info_address,
-            guard_below_stack: start.stack_bottom - PAGE_SIZE,
-            stack_bottom: start.stack_bottom,
-            stack_top: start.stack_top,
-            guard_above_stack: start.stack_top,
-            image_end: start.image_end,
+            guard_below_start_info: start.start_info_address.0 - PAGE_SIZE,
+            start_info: start.start_info_address.0,
+            guard_below_stack: start.stack_bottom.0 - PAGE_SIZE,
+            stack_bottom: start.stack_bottom.0,
+            stack_top: start.stack_top.0,
+            guard_above_stack: start.stack_top.0,
+            image_end: start.image_end.0,
         }
     }
 }

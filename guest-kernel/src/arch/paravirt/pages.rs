@@ -111,7 +111,7 @@ pub(super) fn unmap(addresses: &[u64]) -> Result<(), ArchError> {
         for (index, &address) in chunk.iter().enumerate() {
             let queried = queries.result(index).unwrap_or(Err(Errno::EINVAL)).map_err(failed("QUERY"))?;
             let (gfn, _) = split_query(queried);
-            pages[index] = region.address_of(gfn).ok_or(error("unmap (gfn not a heap page)", Errno::EINVAL))?;
+            pages[index] = region.address_of(gfn.0).ok_or(error("unmap (gfn not a heap page)", Errno::EINVAL))?;
             batch.unmap(address);
         }
         let applied = batch.apply(Space::INITIAL);

@@ -128,7 +128,7 @@ pub(super) fn run(image: &UserImage<'_>, dispatcher: &mut SyscallDispatcher<'_>)
                 Backing::Kernel(source) => {
                     let (gfn, _) = memory::query(Space::INITIAL, source + index * PAGE_SIZE)
                         .map_err(failed("address_space_op(QUERY)"))?;
-                    (gfn, map_flags::USER)
+                    (gfn.0, map_flags::USER)
                 }
                 Backing::Zeroed => {
                     let (page, gfn) = pages::allocate()?;
@@ -142,7 +142,7 @@ pub(super) fn run(image: &UserImage<'_>, dispatcher: &mut SyscallDispatcher<'_>)
     }
     user_batch.apply(space.space()).result.map_err(failed("mmu_update(MAP) user space"))?;
     let applied = kernel_batch.apply(Space::INITIAL);
-    mappings.kernel_aliases.extend(kernel_batch.entries()[..applied.done].iter().map(|entry| entry.virtual_address));
+    mappings.kernel_aliases.extend(kernel_batch.entries()[..applied.done].iter().map(|entry| entry.virtual_address.0));
     applied.result.map_err(failed("mmu_update(MAP) kernel aliases"))?;
     mappings.activated = true;
     space.activate().map_err(failed("address_space_op(SWITCH)"))?;
@@ -161,7 +161,7 @@ pub(super) fn run(image: &UserImage<'_>, dispatcher: &mut SyscallDispatcher<'_>)
         user::UserExit::Ended { frame, .. } => Ok(UserExit::Faulted {
             exception: vector_name(frame.vector),
             instruction: frame.iret.rip,
-            address: frame.fault_address,
+            address: frame.fault_address.0,
         }),
     }
 }

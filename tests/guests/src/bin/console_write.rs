@@ -135,9 +135,9 @@ fn readonly(reporter: &mut Reporter, start: &StartInfo) {
     // The magic's 8 bytes ("RINGFNCE"), straight from the read-only start-info page.
     guest_rt::print!("console_write readonly: start-info magic reads ");
     // SAFETY: console_io only reads; the start-info page is mapped readable.
-    let result = unsafe { raw_result(Hypercall::CONSOLE_IO.0, [WRITE, 8, start.start_info_address, 0, 0, 0]) };
+    let result = unsafe { raw_result(Hypercall::CONSOLE_IO.0, [WRITE, 8, start.start_info_address.0, 0, 0, 0]) };
     println!();
-    println!("console_io(WRITE, 8, start info {:#018x}) = {}", start.start_info_address, ShowResult(&result));
+    println!("console_io(WRITE, 8, start info {:#018x}) = {}", start.start_info_address.0, ShowResult(&result));
     reporter.expect_eq(result, Ok(8), "write from the read-only start-info page");
 }
 

@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use conformance_guests::raw_result;
 use guest_rt::abi::layout::{HYPERVISOR_END, HYPERVISOR_START, PAGE_SIZE};
 use guest_rt::abi::memory::{map_flags, map_op, MapEntry, BATCH_MAX, LARGE_PAGE_SIZE};
-use guest_rt::abi::{Errno, Hypercall, StartInfo};
+use guest_rt::abi::{Errno, Gfn, GuestVirtualAddress, Hypercall, StartInfo};
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::memory::{self, map_entry, protect_entry, unmap_entry, MapBatch, Space};
 use guest_rt::println;
@@ -59,7 +59,7 @@ fn refused(reporter: &mut Reporter, entry: MapEntry, expected: Errno, what: &str
     let (done, result) = update(&[entry]);
     reporter.expect_errno(result, expected, format_args!("{what} (entry {entry:x?})"));
     reporter.expect_eq(done, 0, format_args!("{what}: done count"));
-    let probe = entry.virtual_address & !(PAGE_SIZE - 1);
+    let probe = entry.virtual_address.0 & !(PAGE_SIZE - 1);
     if guest_rt::abi::layout::is_guest_range(probe, PAGE_SIZE) && probe != 0 {
         let after = memory::query(Space::INITIAL, probe);
         reporter.expect_errno(after, Errno::ENOENT, format_args!("{what}: nothing mapped at {probe:#x} afterwards"));
@@ -67,7 +67,8 @@ fn refused(reporter: &mut Reporter, entry: MapEntry, expected: Errno, what: &str
 }
 
 fn query_is(reporter: &mut Reporter, address: u64, expected: Result<(u64, u32), Errno>, what: &str) {
-    let got = memory::query(Space::INITIAL, address);
+    // Compared as plain u64 so the expectations (and the log line) read as numbers.
+    let got = memory::query(Space::INITIAL, address).map(|(gfn, flags)| (gfn.0, flags));
     println!("query({address:#x}) = {}", ShowResult(&got));
     reporter.expect_eq(got, expected, format_args!("{what}: query {address:#x}"));
 }
@@ -134,25 +135,30 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
         refused(reporter, map_entry(base, gfn, flags), Errno::EINVAL, "undefined flag bits");
     }
     for op in [3, 4, u32::MAX] {
-        refused(reporter, MapEntry { virtual_address: base, gfn, op, flags: rw }, Errno::EINVAL, "undefined op");
+        refused(
+            reporter,
+            MapEntry { virtual_address: GuestVirtualAddress(base), gfn: Gfn(gfn), op, flags: rw },
+            Errno::EINVAL,
+            "undefined op",
+        );
     }
     refused(
         reporter,
-        MapEntry { virtual_address: base, gfn: 1, op: map_op::UNMAP, flags: 0 },
+        MapEntry { virtual_address: GuestVirtualAddress(base), gfn: Gfn(1), op: map_op::UNMAP, flags: 0 },
         Errno::EINVAL,
         "UNMAP with gfn != 0",
     );
     refused(
         reporter,
-        MapEntry { virtual_address: base, gfn: 1, op: map_op::PROTECT, flags: rw },
+        MapEntry { virtual_address: GuestVirtualAddress(base), gfn: Gfn(1), op: map_op::PROTECT, flags: rw },
         Errno::EINVAL,
         "PROTECT with gfn != 0",
     );
     // The shared-info page is the hypervisor's frame: it stays (SPEC §12.4).
-    refused(reporter, unmap_entry(start.shared_info_address, 0), Errno::EPERM, "UNMAP of the shared-info page");
+    refused(reporter, unmap_entry(start.shared_info_address.0, 0), Errno::EPERM, "UNMAP of the shared-info page");
     refused(
         reporter,
-        protect_entry(start.shared_info_address, map_flags::NO_EXECUTE),
+        protect_entry(start.shared_info_address.0, map_flags::NO_EXECUTE),
         Errno::EPERM,
         "PROTECT of the shared-info page",
     );
@@ -235,7 +241,7 @@ fn batch_limit(reporter: &mut Reporter, start: &'static StartInfo) {
         reporter.expect_eq(done, BATCH_MAX, format_args!("{what}: done count"));
         query_is(reporter, base + (BATCH_MAX - 1) * PAGE_SIZE, Ok((gfn, map_flags::NO_EXECUTE)), "last entry mapped");
         query_is(reporter, base + BATCH_MAX * PAGE_SIZE, Err(Errno::ENOENT), "nothing past BATCH_MAX");
-        let unmaps: Vec<MapEntry> = entries.iter().map(|entry| unmap_entry(entry.virtual_address, 0)).collect();
+        let unmaps: Vec<MapEntry> = entries.iter().map(|entry| unmap_entry(entry.virtual_address.0, 0)).collect();
         reporter.expect_eq(
             memory::mmu_update(Space::INITIAL, &unmaps),
             memory::BatchResult { done: BATCH_MAX as usize, result: Ok(()) },
@@ -285,7 +291,7 @@ fn done_fault(reporter: &mut Reporter, start: &'static StartInfo) {
     let (_, gfn) = heap_page(start);
     let address = window(5);
     let entries = [map_entry(address, gfn, map_flags::WRITABLE)];
-    for done_pointer in [start.start_info_address, HYPERVISOR_START, 0x0000_8000_0000_0000] {
+    for done_pointer in [start.start_info_address.0, HYPERVISOR_START, 0x0000_8000_0000_0000] {
         // SAFETY: the done pointer is read-only, hypervisor or non-canonical: the
         // hypervisor cannot write it and says -EFAULT; the entries are a live local.
         let result = unsafe {

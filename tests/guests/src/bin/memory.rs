@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 
 use guest_rt::abi::layout::{HYPERVISOR_START, PAGE_SIZE};
 use guest_rt::abi::memory::{map_flags, space_cmd, SPACES_MAX};
-use guest_rt::abi::{Errno, StartInfo};
+use guest_rt::abi::{Errno, Gfn, StartInfo};
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::memory::{self, FreeRegion, Space};
 use guest_rt::println;
@@ -37,7 +37,8 @@ const fn window(index: u64) -> u64 {
 }
 
 fn query_is(reporter: &mut Reporter, space: Space, address: u64, expected: Result<(u64, u32), Errno>, what: &str) {
-    let got = memory::query(space, address);
+    // Compared as plain u64 so the expectations (and the log line) read as numbers.
+    let got = memory::query(space, address).map(|(gfn, flags)| (gfn.0, flags));
     println!("query({}, {address:#x}) = {}", space.raw(), ShowResult(&got));
     reporter.expect_eq(got, expected, format_args!("{what}: query {address:#x}"));
 }
@@ -45,36 +46,36 @@ fn query_is(reporter: &mut Reporter, space: Space, address: u64, expected: Resul
 fn query(reporter: &mut Reporter, start: &'static StartInfo) {
     let free = FreeRegion::of(start);
     let rw_nx = map_flags::WRITABLE | map_flags::NO_EXECUTE;
-    query_is(reporter, Space::INITIAL, start.free_start, Ok((start.free_gfn, rw_nx)), "first free page");
-    let last = start.free_start + (start.free_pages - 1) * PAGE_SIZE;
+    query_is(reporter, Space::INITIAL, start.free_start.0, Ok((start.free_gfn.0, rw_nx)), "first free page");
+    let last = start.free_start.0 + (start.free_pages - 1) * PAGE_SIZE;
     query_is(reporter, Space::INITIAL, last + 0xfff, Ok((free.gfn_of(last).unwrap_or(0), rw_nx)), "last free page");
     query_is(reporter, Space::INITIAL, last + PAGE_SIZE, Err(Errno::ENOENT), "past the free region");
     // Start info: read-only, no-execute, the gfn right after the image's pages.
-    match memory::query(Space::INITIAL, start.start_info_address) {
+    match memory::query(Space::INITIAL, start.start_info_address.0) {
         Ok((gfn, flags)) => {
             reporter.expect_eq(flags, map_flags::NO_EXECUTE, "start-info flags");
-            let image_pages = (start.image_end - start.image_start) / PAGE_SIZE;
-            reporter.expect_eq(gfn, image_pages, "start-info gfn follows the image's");
+            let image_pages = (start.image_end.0 - start.image_start.0) / PAGE_SIZE;
+            reporter.expect_eq(gfn, Gfn(image_pages), "start-info gfn follows the image's");
         }
         Err(errno) => reporter.fail(format_args!("query start info: -{errno}")),
     }
     query_is(
         reporter,
         Space::INITIAL,
-        start.start_info_address - PAGE_SIZE,
+        start.start_info_address.0 - PAGE_SIZE,
         Err(Errno::ENOENT),
         "guard below start info",
     );
-    match memory::query(Space::INITIAL, start.stack_top - 8) {
+    match memory::query(Space::INITIAL, start.stack_top.0 - 8) {
         Ok((_, flags)) => {
             reporter.expect_eq(flags, rw_nx, "stack flags");
         }
         Err(errno) => reporter.fail(format_args!("query stack: -{errno}")),
     }
-    query_is(reporter, Space::INITIAL, start.stack_top, Err(Errno::ENOENT), "guard above the stack");
-    match memory::query(Space::INITIAL, start.image_start) {
+    query_is(reporter, Space::INITIAL, start.stack_top.0, Err(Errno::ENOENT), "guard above the stack");
+    match memory::query(Space::INITIAL, start.image_start.0) {
         Ok((gfn, flags)) => {
-            reporter.expect_eq(gfn, 0, "the image's first page is gfn 0");
+            reporter.expect_eq(gfn, Gfn(0), "the image's first page is gfn 0");
             reporter.expect_eq(
                 flags & (map_flags::WRITABLE | map_flags::NO_EXECUTE | map_flags::USER),
                 0,
@@ -84,7 +85,7 @@ fn query(reporter: &mut Reporter, start: &'static StartInfo) {
         Err(errno) => reporter.fail(format_args!("query image: -{errno}")),
     }
     // The shared-info page is the hypervisor's frame, not a gfn.
-    query_is(reporter, Space::INITIAL, start.shared_info_address, Err(Errno::ENOENT), "shared info (not a gfn)");
+    query_is(reporter, Space::INITIAL, start.shared_info_address.0, Err(Errno::ENOENT), "shared info (not a gfn)");
     query_is(reporter, Space::INITIAL, window(0), Err(Errno::ENOENT), "an unused address");
     for address in [0x0000_8000_0000_0000, 0xffff_7fff_ffff_f000] {
         query_is(reporter, Space::INITIAL, address, Err(Errno::EINVAL), "non-canonical address");
@@ -92,12 +93,12 @@ fn query(reporter: &mut Reporter, start: &'static StartInfo) {
     // The hypervisor's own slots hold no gfn of this domain (SPEC §12.3: -ENOENT).
     query_is(reporter, Space::INITIAL, HYPERVISOR_START, Err(Errno::ENOENT), "the hypervisor range");
     for handle in [SPACES_MAX, 1000, u64::MAX - 1] {
-        query_is(reporter, Space::from_raw(handle), start.free_start, Err(Errno::ESRCH), "unknown handle");
+        query_is(reporter, Space::from_raw(handle), start.free_start.0, Err(Errno::ESRCH), "unknown handle");
     }
     // A new space is empty; what is mapped there shows only there.
     let (_, gfn) = heap_page(start);
     if let Some(space) = reporter.expect_ok(memory::create_space(), "create") {
-        query_is(reporter, space, start.free_start, Err(Errno::ENOENT), "a new space is empty");
+        query_is(reporter, space, start.free_start.0, Err(Errno::ENOENT), "a new space is empty");
         reporter.expect_eq(memory::map_page(space, window(1), gfn, map_flags::USER), Ok(()), "map in the new space");
         query_is(reporter, space, window(1), Ok((gfn, map_flags::USER)), "mapped in the new space");
         query_is(reporter, Space::INITIAL, window(1), Err(Errno::ENOENT), "not in the initial space");
@@ -220,7 +221,7 @@ fn switch(reporter: &mut Reporter, start: &'static StartInfo) {
 fn flush(reporter: &mut Reporter, start: &'static StartInfo) {
     let space = Space::INITIAL;
     let op = |command, a, b| HYPERVISOR.address_space_op(command, a, b);
-    reporter.expect_eq(HYPERVISOR.flush_va(space, start.free_start), Ok(()), "FLUSH_VA of a mapped page");
+    reporter.expect_eq(HYPERVISOR.flush_va(space, start.free_start.0), Ok(()), "FLUSH_VA of a mapped page");
     reporter.expect_eq(HYPERVISOR.flush_va(space, window(4)), Ok(()), "FLUSH_VA of an unmapped page");
     reporter.expect_eq(HYPERVISOR.flush_all(space), Ok(()), "FLUSH_ALL");
     reporter.expect_errno(
@@ -228,7 +229,7 @@ fn flush(reporter: &mut Reporter, start: &'static StartInfo) {
         Errno::EINVAL,
         "FLUSH_VA non-canonical",
     );
-    reporter.expect_errno(op(space_cmd::FLUSH_VA, 1000, start.free_start), Errno::ESRCH, "FLUSH_VA unknown handle");
+    reporter.expect_errno(op(space_cmd::FLUSH_VA, 1000, start.free_start.0), Errno::ESRCH, "FLUSH_VA unknown handle");
     reporter.expect_errno(op(space_cmd::FLUSH_ALL, 1000, 0), Errno::ESRCH, "FLUSH_ALL unknown handle");
     if let Some(other) = reporter.expect_ok(memory::create_space(), "create") {
         reporter.expect_eq(HYPERVISOR.flush_all(other), Ok(()), "FLUSH_ALL of a space that is not loaded");

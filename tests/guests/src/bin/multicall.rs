@@ -152,7 +152,7 @@ fn bad_array(reporter: &mut Reporter, start: &'static StartInfo) {
     // Read-only: the first entry (op = the start-info magic: no such hypercall) runs, but
     // its result cannot be written back.
     // SAFETY: the hypervisor cannot write the read-only start-info page.
-    let result = unsafe { HYPERVISOR.multicall_raw(start.start_info_address as *mut MulticallEntry, 1) };
+    let result = unsafe { HYPERVISOR.multicall_raw(start.start_info_address.0 as *mut MulticallEntry, 1) };
     reporter.expect_errno(result, Errno::EFAULT, "array in the read-only start-info page");
     // Two entries, the second on an unmapped page: one completes.
     let (page, gfn) = heap_page(start);

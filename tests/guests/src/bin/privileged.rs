@@ -117,7 +117,7 @@ fn write_readonly(start: &StartInfo) {
     unsafe {
         core::arch::asm!(
             "mov qword ptr [{address}], {value}",
-            address = in(reg) start.start_info_address,
+            address = in(reg) start.start_info_address.0,
             value = in(reg) start.magic,
             options(nostack),
         )

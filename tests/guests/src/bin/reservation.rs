@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use guest_rt::abi::layout::{HYPERVISOR_START, PAGE_SIZE};
 use guest_rt::abi::memory::{map_flags, memory_cmd, LARGE_PAGE_ORDER, LARGE_PAGE_PAGES, LARGE_PAGE_SIZE};
 use guest_rt::abi::trap::page_fault;
-use guest_rt::abi::{Errno, StartInfo};
+use guest_rt::abi::{Errno, Gfn, StartInfo};
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::memory::{self, map_entry, unmap_entry, BatchResult, Space};
 use guest_rt::println;
@@ -83,7 +83,7 @@ fn counts(reporter: &mut Reporter, start: &'static StartInfo) {
     let rounded = start.max_pages.div_ceil(LARGE_PAGE_PAGES) * LARGE_PAGE_PAGES;
     reporter.expect_eq(memory::maximum_gfn(), Ok(rounded), "MAXIMUM_GFN = max_pages rounded up to 512");
     reporter.check(start.max_pages >= start.nr_pages, "max_pages >= nr_pages");
-    println!("nr_pages {} max_pages {} free_gfn {}", start.nr_pages, start.max_pages, start.free_gfn);
+    println!("nr_pages {} max_pages {} free_gfn {}", start.nr_pages, start.max_pages, start.free_gfn.0);
 }
 
 fn quota(reporter: &mut Reporter, start: &'static StartInfo) {
@@ -148,13 +148,13 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
     for order in [1, 8, 10, 18, u64::MAX] {
         reporter.expect_errno(increase(&mut gfns, order), Errno::EINVAL, format_args!("increase order {order}"));
         reporter.expect_errno(
-            decrease(&[start.free_gfn], order),
+            decrease(&[start.free_gfn.0], order),
             Errno::EINVAL,
             format_args!("decrease order {order}"),
         );
     }
     reporter.expect_eq(gfns, [u64::MAX; 2], "refused increases write nothing");
-    for pointer in [0, HYPERVISOR_START, start.start_info_address, 0x0000_8000_0000_0000] {
+    for pointer in [0, HYPERVISOR_START, start.start_info_address.0, 0x0000_8000_0000_0000] {
         // SAFETY: the hypervisor cannot write any of these arrays and says -EFAULT.
         let result = unsafe { HYPERVISOR.memory_op(memory_cmd::INCREASE_RESERVATION, pointer, 1, 0) };
         reporter.expect_errno(result, Errno::EFAULT, format_args!("increase into an array at {pointer:#x}"));
@@ -166,7 +166,7 @@ fn errors(reporter: &mut Reporter, start: &'static StartInfo) {
         // SAFETY: decrease only reads; these arrays are unreadable (or read-only start info,
         // whose first word is the magic: not a gfn of ours).
         let result = unsafe { HYPERVISOR.memory_op(memory_cmd::DECREASE_RESERVATION, pointer, 1, 0) };
-        let expected = if pointer == start.start_info_address { Errno::EINVAL } else { Errno::EFAULT };
+        let expected = if pointer == start.start_info_address.0 { Errno::EINVAL } else { Errno::EFAULT };
         reporter.expect_errno(result, expected, format_args!("decrease from an array at {pointer:#x}"));
     }
     for command in [5, 99, u64::MAX] {
@@ -221,7 +221,7 @@ fn decrease_mapped(reporter: &mut Reporter, _start: &'static StartInfo) {
     reporter.expect_eq(memory::map_page(other, there, gfn, map_flags::WRITABLE), Ok(()), "map in the second space");
     reporter.expect_eq(memory::map_page(Space::INITIAL, here + PAGE_SIZE, gfn, 0), Ok(()), "map a second alias here");
     poke_byte(here + 9, 0x5a);
-    reporter.expect_eq(memory::query(other, there), Ok((gfn, map_flags::WRITABLE)), "query in the second space");
+    reporter.expect_eq(memory::query(other, there), Ok((Gfn(gfn), map_flags::WRITABLE)), "query in the second space");
     reporter.expect_eq(decrease(&[gfn], 0), Ok(1), "decrease the mapped gfn");
     reporter.expect_errno(memory::query(Space::INITIAL, here), Errno::ENOENT, "query here after decrease");
     reporter.expect_errno(
@@ -303,15 +303,15 @@ fn large(reporter: &mut Reporter, _start: &'static StartInfo) {
     poke_byte(base + LARGE_PAGE_SIZE - 1, 0xb2);
     reporter.expect_eq(peek_byte(base), 0xa1, "first byte");
     reporter.expect_eq(peek_byte(base + LARGE_PAGE_SIZE - 1), 0xb2, "last byte");
-    reporter.expect_eq(memory::query(Space::INITIAL, base), Ok((gfn, large_rw)), "query the first page");
+    reporter.expect_eq(memory::query(Space::INITIAL, base), Ok((Gfn(gfn), large_rw)), "query the first page");
     reporter.expect_eq(
         memory::query(Space::INITIAL, base + 0x1234),
-        Ok((gfn + 1, large_rw)),
+        Ok((Gfn(gfn + 1), large_rw)),
         "query inside: that 4 KiB part's gfn",
     );
     reporter.expect_eq(
         memory::query(Space::INITIAL, base + LARGE_PAGE_SIZE - 1),
-        Ok((gfn + 511, large_rw)),
+        Ok((Gfn(gfn + 511), large_rw)),
         "query the last page",
     );
     reporter.expect_errno(

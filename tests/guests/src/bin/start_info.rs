@@ -34,12 +34,12 @@ fn start_info(start: &'static StartInfo) -> u32 {
         "start_info: domain {} nr_pages {} image {:#x}..{:#x} start info {:#x} stack {:#x}..{:#x} free {:#x} x {} pages",
         start.domain_id,
         start.nr_pages,
-        start.image_start,
-        start.image_end,
-        start.start_info_address,
-        start.stack_bottom,
-        start.stack_top,
-        start.free_start,
+        start.image_start.0,
+        start.image_end.0,
+        start.start_info_address.0,
+        start.stack_bottom.0,
+        start.stack_top.0,
+        start.free_start.0,
         start.free_pages
     );
     println!("start_info: cmd_line ({} bytes) '{}'", start.cmd_line_length, start.cmd_line());
@@ -91,49 +91,53 @@ fn check_arguments(reporter: &mut Reporter, start: &StartInfo) {
 
 fn check_pointers(reporter: &mut Reporter, start: &'static StartInfo) {
     let received = start as *const StartInfo as u64;
-    reporter.expect_eq(received, start.start_info_address, "RDI at entry == start_info_address");
+    reporter.expect_eq(received, start.start_info_address.0, "RDI at entry == start_info_address");
     let rsp = stack_pointer();
     reporter.check(
-        (start.stack_bottom..start.stack_top).contains(&rsp),
-        format_args!("RSP {rsp:#x} inside the stack {:#x}..{:#x}", start.stack_bottom, start.stack_top),
+        (start.stack_bottom.0..start.stack_top.0).contains(&rsp),
+        format_args!("RSP {rsp:#x} inside the stack {:#x}..{:#x}", start.stack_bottom.0, start.stack_top.0),
     );
     let entry = entry_point();
     reporter.check(
-        (start.image_start..start.image_end).contains(&entry),
-        format_args!("_start {entry:#x} inside the image {:#x}..{:#x}", start.image_start, start.image_end),
+        (start.image_start.0..start.image_end.0).contains(&entry),
+        format_args!("_start {entry:#x} inside the image {:#x}..{:#x}", start.image_start.0, start.image_end.0),
     );
 }
 
 fn check_layout(reporter: &mut Reporter, start: &StartInfo) {
     for (name, address) in [
-        ("image_start", start.image_start),
-        ("image_end", start.image_end),
-        ("start_info_address", start.start_info_address),
-        ("shared_info_address", start.shared_info_address),
-        ("stack_bottom", start.stack_bottom),
-        ("stack_top", start.stack_top),
-        ("free_start", start.free_start),
+        ("image_start", start.image_start.0),
+        ("image_end", start.image_end.0),
+        ("start_info_address", start.start_info_address.0),
+        ("shared_info_address", start.shared_info_address.0),
+        ("stack_bottom", start.stack_bottom.0),
+        ("stack_top", start.stack_top.0),
+        ("free_start", start.free_start.0),
     ] {
         reporter.check(address % PAGE_SIZE == 0, format_args!("{name} {address:#x} is page aligned"));
     }
     reporter.expect_eq(
-        start.start_info_address,
-        start.image_end + PAGE_SIZE,
+        start.start_info_address.0,
+        start.image_end.0 + PAGE_SIZE,
         "one guard page between image and start info",
     );
     reporter.expect_eq(
-        start.shared_info_address,
-        start.start_info_address + 2 * PAGE_SIZE,
+        start.shared_info_address.0,
+        start.start_info_address.0 + 2 * PAGE_SIZE,
         "one guard page between start info and shared info",
     );
     reporter.expect_eq(
-        start.stack_bottom,
-        start.shared_info_address + 2 * PAGE_SIZE,
+        start.stack_bottom.0,
+        start.shared_info_address.0 + 2 * PAGE_SIZE,
         "one guard page between shared info and stack",
     );
-    reporter.expect_eq(start.stack_top - start.stack_bottom, INITIAL_STACK_PAGES * PAGE_SIZE, "stack size");
-    reporter.expect_eq(start.free_start, start.stack_top + PAGE_SIZE, "one guard page between stack and free region");
-    let image_pages = (start.image_end - start.image_start) / PAGE_SIZE;
+    reporter.expect_eq(start.stack_top.0 - start.stack_bottom.0, INITIAL_STACK_PAGES * PAGE_SIZE, "stack size");
+    reporter.expect_eq(
+        start.free_start.0,
+        start.stack_top.0 + PAGE_SIZE,
+        "one guard page between stack and free region",
+    );
+    let image_pages = (start.image_end.0 - start.image_start.0) / PAGE_SIZE;
     let accounted = image_pages + 1 + INITIAL_STACK_PAGES + start.free_pages;
     println!(
         "start_info: {image_pages} image + 1 start info + {INITIAL_STACK_PAGES} stack + {} free = {accounted} pages of {}",
@@ -142,7 +146,7 @@ fn check_layout(reporter: &mut Reporter, start: &StartInfo) {
     reporter.expect_eq(accounted, start.nr_pages, "image + start info + stack + free pages == nr_pages");
     // gfns run image, start info, stack, free region (SPEC.md §3.2).
     reporter.expect_eq(
-        start.free_gfn,
+        start.free_gfn.0,
         image_pages + 1 + INITIAL_STACK_PAGES,
         "free_gfn follows image, start info and stack",
     );
@@ -156,7 +160,7 @@ fn check_free_pages(reporter: &mut Reporter, start: &StartInfo) {
     let mut saved = [0u64; WORDS];
     let mut bad_pages = 0u64;
     for page in 0..start.free_pages {
-        let base = (start.free_start + page * PAGE_SIZE) as *mut u64;
+        let base = (start.free_start.0 + page * PAGE_SIZE) as *mut u64;
         let mut page_ok = true;
         for (index, slot) in saved.iter_mut().enumerate() {
             let pattern = (base as u64 + index as u64 * 8) ^ 0x5a5a_a5a5_0f0f_f0f0;

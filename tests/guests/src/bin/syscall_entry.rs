@@ -156,7 +156,7 @@ fn version(reporter: &mut Reporter) {
 
 fn xsa7(reporter: &mut Reporter, start: &StartInfo) {
     // The last free page, aliased: the domain dies before the heap could notice.
-    let Some(gfn) = (start.free_gfn + start.free_pages).checked_sub(1).filter(|_| start.free_pages > 0) else {
+    let Some(gfn) = (start.free_gfn.0 + start.free_pages).checked_sub(1).filter(|_| start.free_pages > 0) else {
         return reporter.error("no free page to alias");
     };
     // Kernel-only, writable and executable: the page holds the one instruction.

@@ -159,7 +159,7 @@ fn unmapped(_: &StartInfo) -> u64 {
     0x1000
 }
 fn start_info_page(start: &StartInfo) -> u64 {
-    start.start_info_address
+    start.start_info_address.0
 }
 fn noncanonical(_: &StartInfo) -> u64 {
     0x8000_0000_0000_0000
@@ -339,7 +339,7 @@ fn check(reporter: &mut Reporter, start: &StartInfo, case: &Provoke, round: u32)
     let expected_address = if case.page_fault { target } else { 0 };
     let ok = reporter.expect_eq(frame.vector, u64::from(case.vector), format_args!("{name}: vector"))
         & reporter.expect_eq(frame.error_code, case.error_code, format_args!("{name}: error code"))
-        & reporter.expect_eq(frame.fault_address, expected_address, format_args!("{name}: fault address"))
+        & reporter.expect_eq(frame.fault_address.0, expected_address, format_args!("{name}: fault address"))
         & reporter.expect_eq(frame.flags, 0, format_args!("{name}: flags"))
         & reporter.expect_eq(frame.iret.rip, expected_rip, format_args!("{name}: rip"))
         & reporter.expect_eq(frame.iret.cs, KERNEL_CS, format_args!("{name}: cs"))
@@ -383,7 +383,7 @@ fn check(reporter: &mut Reporter, start: &StartInfo, case: &Provoke, round: u32)
         registers_ok &= reporter.expect_eq(seen, expected, format_args!("{name}: {register} after iret"));
     }
     if case.page_fault {
-        let cr2_address = start.shared_info_address + cr2_offset(0) as u64;
+        let cr2_address = start.shared_info_address.0 + cr2_offset(0) as u64;
         // SAFETY: the shared-info page is mapped readable for the whole life of the
         // domain; volatile because the hypervisor writes it.
         let cr2 = unsafe { core::ptr::read_volatile(cr2_address as *const u64) };

@@ -225,7 +225,7 @@ fn expect_ended(reporter: &mut Reporter, what: &str, exit: Result<UserExit, gues
     reporter.expect_eq(code, expected.vector, format_args!("{what}: handler of vector"));
     reporter.expect_eq(frame.vector, expected.vector, format_args!("{what}: vector"));
     reporter.expect_eq(frame.error_code, expected.error_code, format_args!("{what}: error code"));
-    reporter.expect_eq(frame.fault_address, expected.fault_address, format_args!("{what}: fault address"));
+    reporter.expect_eq(frame.fault_address.0, expected.fault_address, format_args!("{what}: fault address"));
     reporter.expect_eq(frame.flags, exception_flags::FROM_USER, format_args!("{what}: flags"));
     reporter.expect_eq(frame.iret.cs, USER_CS, format_args!("{what}: cs"));
     reporter.expect_eq(frame.iret.ss, USER_SS, format_args!("{what}: ss"));

@@ -268,6 +268,6 @@ pub fn probe_exec(address: u64) -> Result<(), Fault> {
 
 /// The `cr2` the hypervisor wrote into `vcpu_info[0]` of the shared-info page.
 pub fn shared_cr2(start: &StartInfo) -> u64 {
-    let address = start.shared_info_address + guest_rt::abi::shared_info::cr2_offset(0) as u64;
+    let address = start.shared_info_address.0 + guest_rt::abi::shared_info::cr2_offset(0) as u64;
     peek(address)
 }
