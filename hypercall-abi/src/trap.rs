@@ -53,7 +53,7 @@ pub struct TrapTableEntry {
     /// Zero.
     pub reserved: [u8; 6],
     /// Handler address in guest-kernel mode; 0 removes the handler.
-    pub handler: u64,
+    pub handler: GuestVirtualAddress,
 }
 
 /// [`TrapTableEntry::flags`] bits.

@@ -2,7 +2,7 @@
 //! which of them guest-user code may raise, and the Rust handler of each.
 
 use hypercall_abi::trap::{trap_flags, vector, TrapTableEntry};
-use hypercall_abi::Errno;
+use hypercall_abi::{Errno, GuestVirtualAddress};
 
 use super::dispatch::{entry_address, store_handler};
 use crate::frame::TrapHandler;
@@ -10,7 +10,7 @@ use crate::hypercall::HYPERVISOR;
 
 /// A trap-table entry for `vector` pointing at the common entry.
 pub fn entry_for(vector: u8, flags: u8) -> TrapTableEntry {
-    TrapTableEntry { vector, flags, reserved: [0; 6], handler: entry_address() }
+    TrapTableEntry { vector, flags, reserved: [0; 6], handler: GuestVirtualAddress(entry_address()) }
 }
 
 fn set_table(entries: &[TrapTableEntry]) -> Result<(), Errno> {
@@ -45,7 +45,7 @@ pub fn clear_handler(vector: u8) {
 /// Removes `vector` from the hypervisor's trap table (an event on it then kills the
 /// domain: there is no handler).
 pub fn remove_vector(vector: u8) -> Result<(), Errno> {
-    set_table(&[TrapTableEntry { vector, flags: 0, reserved: [0; 6], handler: 0 }])
+    set_table(&[TrapTableEntry { vector, flags: 0, reserved: [0; 6], handler: GuestVirtualAddress(0) }])
 }
 
 /// Lets guest-user code raise `vector` with `int n` (`int3` for 3); the hypervisor accepts

@@ -110,14 +110,15 @@ impl Vcpu {
         for entry in entries {
             let flags_valid = entry.flags & !trap_flags::ALL == 0;
             let user_valid = entry.flags & trap_flags::USER_MAY_RAISE == 0 || may_be_user_raised(entry.vector);
-            let handler_valid = entry.handler == 0 || is_guest_address(entry.handler);
+            let handler = entry.handler.0;
+            let handler_valid = handler == 0 || is_guest_address(handler);
             if !flags_valid || !user_valid || entry.reserved != [0; 6] || !handler_valid {
                 return Err(Errno::EINVAL);
             }
         }
         for entry in entries {
-            self.trap_table[usize::from(entry.vector)] = (entry.handler != 0).then_some(TrapHandler {
-                handler: entry.handler,
+            self.trap_table[usize::from(entry.vector)] = (entry.handler.0 != 0).then_some(TrapHandler {
+                handler: entry.handler.0,
                 user_may_raise: entry.flags & trap_flags::USER_MAY_RAISE != 0,
             });
         }
@@ -189,7 +190,7 @@ mod tests {
     const HANDLER: u64 = 0xffff_ffff_8000_1000;
 
     fn entry(vector: u8, flags: u8, handler: u64) -> TrapTableEntry {
-        TrapTableEntry { vector, flags, reserved: [0; 6], handler }
+        TrapTableEntry { vector, flags, reserved: [0; 6], handler: hypercall_abi::GuestVirtualAddress(handler) }
     }
 
     #[test]

@@ -473,7 +473,7 @@ mod tests {
     }
 
     fn trap_entry(vector: u8, flags: u8, handler: u64) -> TrapTableEntry {
-        TrapTableEntry { vector, flags, reserved: [0; 6], handler }
+        TrapTableEntry { vector, flags, reserved: [0; 6], handler: hypercall_abi::GuestVirtualAddress(handler) }
     }
 
     #[test]

@@ -308,7 +308,12 @@ fn no_archive_ends_the_run_with_nothing_to_run() {
 fn an_exception_with_a_handler_is_bounced_to_the_guest_kernel() {
     let mut fixture = boot(2);
     let handler = fixture.1.rip;
-    let table = [hypercall_abi::trap::TrapTableEntry { vector: 0, flags: 0, reserved: [0; 6], handler }];
+    let table = [hypercall_abi::trap::TrapTableEntry {
+        vector: 0,
+        flags: 0,
+        reserved: [0; 6],
+        handler: hypercall_abi::GuestVirtualAddress(handler),
+    }];
     let address = fixture.1.rsp - 512;
     {
         let (system, _) = &mut fixture;

@@ -409,7 +409,7 @@ mod tests {
                 vector,
                 flags,
                 reserved: [0; 6],
-                handler: HANDLER + u64::from(vector) * 16,
+                handler: hypercall_abi::GuestVirtualAddress(HANDLER + u64::from(vector) * 16),
             })
             .collect();
         vcpu.set_trap_table(&entries).unwrap();

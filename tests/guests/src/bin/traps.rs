@@ -25,7 +25,7 @@ use guest_rt::abi::shared_info::cr2_offset;
 use guest_rt::abi::trap::{
     page_fault, trap_flags, vector, ExceptionFrame, TrapTableEntry, KERNEL_CS, KERNEL_SS, USER_SS,
 };
-use guest_rt::abi::{Errno, Hypercall, StartInfo};
+use guest_rt::abi::{Errno, GuestVirtualAddress, Hypercall, StartInfo};
 use guest_rt::events;
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::println;
@@ -399,7 +399,12 @@ fn check(reporter: &mut Reporter, start: &StartInfo, case: &Provoke, round: u32)
 
 fn validation(reporter: &mut Reporter) {
     let entry = trap::entry_address();
-    let good = TrapTableEntry { vector: vector::INVALID_OPCODE, flags: 0, reserved: [0; 6], handler: entry };
+    let good = TrapTableEntry {
+        vector: vector::INVALID_OPCODE,
+        flags: 0,
+        reserved: [0; 6],
+        handler: GuestVirtualAddress(entry),
+    };
     let bad_entries: [(&str, TrapTableEntry); 6] = [
         ("reserved byte", TrapTableEntry { reserved: [0, 0, 1, 0, 0, 0], ..good }),
         ("unknown flag", TrapTableEntry { flags: 2, ..good }),
@@ -411,12 +416,15 @@ fn validation(reporter: &mut Reporter) {
             "USER_MAY_RAISE on #PF",
             TrapTableEntry { vector: vector::PAGE_FAULT, flags: trap_flags::USER_MAY_RAISE, ..good },
         ),
-        ("non-canonical handler", TrapTableEntry { handler: 0x0000_8000_0000_0000, ..good }),
-        ("handler in the hypervisor", TrapTableEntry { handler: HYPERVISOR_START + 0x1000, ..good }),
+        ("non-canonical handler", TrapTableEntry { handler: GuestVirtualAddress(0x0000_8000_0000_0000), ..good }),
+        (
+            "handler in the hypervisor",
+            TrapTableEntry { handler: GuestVirtualAddress(HYPERVISOR_START + 0x1000), ..good },
+        ),
     ];
     for (what, bad) in bad_entries {
         // All-or-nothing: the first entry would remove #UD's handler, the second is bad.
-        let table = [TrapTableEntry { handler: 0, ..good }, bad];
+        let table = [TrapTableEntry { handler: GuestVirtualAddress(0), ..good }, bad];
         // SAFETY: the only handler named is guest-rt's entry (or refused garbage).
         let result = unsafe { HYPERVISOR.set_trap_table(&table) };
         reporter.expect_errno(result, Errno::EINVAL, format_args!("set_trap_table with {what}"));
@@ -427,7 +435,7 @@ fn validation(reporter: &mut Reporter) {
         ("0x20", trap_flags::USER_MAY_RAISE, 0x20),
         ("0xff", trap_flags::USER_MAY_RAISE, 0xff),
     ] {
-        let table = [TrapTableEntry { vector, flags, reserved: [0; 6], handler: entry }];
+        let table = [TrapTableEntry { vector, flags, reserved: [0; 6], handler: GuestVirtualAddress(entry) }];
         // SAFETY: guest-rt's entry.
         let result = unsafe { HYPERVISOR.set_trap_table(&table) };
         reporter.expect_eq(result, Ok(0), format_args!("set_trap_table granting {what}"));
