@@ -1,15 +1,32 @@
 //! Building the hypervisor and guest images for `x86_64-unknown-none` and copying them to
 //! `target/ringfence/` (contract: "Toolchain/build").
+//!
+//! All images a command needs are built by one `cargo build`: the hypervisor's and the
+//! guest packages' build scripts pass their linker scripts, so no binary needs `cargo
+//! rustc` and its extra arguments. Cargo then checks freshness once, links in parallel, and
+//! a build with nothing changed costs one cargo start. Its JSON messages name the
+//! executables, wherever the target directory is.
 
 use crate::workspace;
 use crate::{Error, Result};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The bare-metal target every kernel image is built for.
 pub const TARGET: &str = "x86_64-unknown-none";
 /// Packages whose binaries are guest images.
 pub const GUEST_PACKAGES: &[&str] = &["guest-kernel", "conformance-guests"];
+/// The hypervisor's package and binary.
+const HYPERVISOR: &str = "hypervisor";
+
+/// The directory of a guest package, relative to the workspace root.
+fn package_dir(package: &str) -> &'static str {
+    match package {
+        "conformance-guests" => "tests/guests",
+        _ => "guest-kernel",
+    }
+}
 
 /// One guest binary of a package.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,19 +37,85 @@ pub struct GuestBin {
     pub bin: String,
     /// The package's `Cargo.toml`.
     pub manifest: PathBuf,
-    /// The target directory cargo uses for it.
-    pub target_dir: PathBuf,
 }
 
-fn run_cargo(mut command: Command, what: &str) -> Result<()> {
-    let status = command
-        .status()
-        .map_err(|error| Error::usage(format!("cannot run cargo to {what}: {error}; is cargo in PATH?")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::failed(format!("{what} failed ({status}); see the compiler output above")))
+/// Which images one build makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Images {
+    /// The hypervisor and every guest.
+    All,
+    /// The hypervisor and these guests (of [`guest_bins`]).
+    Hypervisor(Vec<GuestBin>),
+}
+
+/// The arguments of the one `cargo build` that builds `images`.
+pub fn cargo_args(images: &Images) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics", "-p", HYPERVISOR]
+            .map(str::to_string)
+            .into();
+    match images {
+        Images::All => {
+            for package in GUEST_PACKAGES {
+                args.extend(["-p".to_string(), package.to_string()]);
+            }
+            args.push("--bins".to_string());
+        }
+        Images::Hypervisor(guests) => {
+            let mut packages: Vec<&str> = guests.iter().map(|guest| guest.package.as_str()).collect();
+            packages.sort_unstable();
+            packages.dedup();
+            for package in packages {
+                args.extend(["-p".to_string(), package.to_string()]);
+            }
+            let mut bins: Vec<&str> = guests.iter().map(|guest| guest.bin.as_str()).collect();
+            bins.push(HYPERVISOR);
+            bins.sort_unstable();
+            bins.dedup();
+            for bin in bins {
+                args.extend(["--bin".to_string(), bin.to_string()]);
+            }
+        }
     }
+    args
+}
+
+/// The executables a `cargo build --message-format=json` run reported, as (binary name,
+/// path), from its standard output.
+pub fn executables(messages: &str) -> Vec<(String, PathBuf)> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter_map(|message| {
+            let is_bin = message["target"]["kind"].as_array()?.iter().any(|kind| kind == "bin");
+            let name = message["target"]["name"].as_str()?;
+            let path = message["executable"].as_str()?;
+            is_bin.then(|| (name.to_string(), PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// Runs a cargo build with JSON messages on its standard output (cargo's progress and
+/// diagnostics go to the terminal as usual) and returns the executables it reported.
+fn run_cargo(mut command: Command, what: &str) -> Result<Vec<(String, PathBuf)>> {
+    eprintln!("xtask: building {what}");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|error| Error::environment(format!("cannot run cargo to build {what}: {error}; is cargo in PATH?")))?;
+    let mut messages = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines().map_while(std::io::Result::ok) {
+            messages.push_str(&line);
+            messages.push('\n');
+        }
+    }
+    let status = child.wait().map_err(|error| Error::environment(format!("cannot wait for cargo: {error}")))?;
+    if !status.success() {
+        return Err(Error::failed(format!("building {what} failed ({status}); see the compiler output above")));
+    }
+    Ok(executables(&messages))
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
@@ -54,31 +137,91 @@ fn ensure_toolchain() -> Result<()> {
     Ok(())
 }
 
-/// Builds the hypervisor and copies it to `target/ringfence/hypervisor.elf`.
-pub fn build_hypervisor() -> Result<PathBuf> {
-    ensure_toolchain()?;
-    let mut command = workspace::cargo();
-    command.args(["build", "--release", "--target", TARGET, "-p", "hypervisor"]);
-    run_cargo(command, "building the hypervisor")?;
-    let built = workspace::root().join("target").join(TARGET).join("release").join("hypervisor");
-    let artifact = workspace::hypervisor_elf();
-    copy(&built, &artifact)?;
-    Ok(artifact)
+/// Every guest binary of the workspace's guest packages, found as cargo finds binaries
+/// (`src/main.rs`, `src/bin/<name>.rs`, `src/bin/<name>/main.rs`; the guest packages
+/// declare no others): reading two directories is much cheaper than `cargo metadata`.
+pub fn guest_bins() -> Result<Vec<GuestBin>> {
+    let mut bins = Vec::new();
+    for package in GUEST_PACKAGES {
+        let dir = workspace::root().join(package_dir(package));
+        let mut add = |bin: &str| {
+            bins.push(GuestBin { package: package.to_string(), bin: bin.to_string(), manifest: dir.join("Cargo.toml") })
+        };
+        if dir.join("src/main.rs").is_file() {
+            add(package);
+        }
+        let bin_dir = dir.join("src/bin");
+        let Ok(entries) = std::fs::read_dir(&bin_dir) else { continue };
+        let mut names = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|error| Error::io("cannot read", &bin_dir, error))?.path();
+            let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_string();
+            if (path.is_file() && path.extension().is_some_and(|ext| ext == "rs")) || path.join("main.rs").is_file() {
+                names.push(stem);
+            }
+        }
+        names.sort_unstable();
+        names.iter().for_each(|name| add(name));
+    }
+    if bins.is_empty() {
+        return Err(Error::failed(format!("no binaries found in the guest packages {GUEST_PACKAGES:?}")));
+    }
+    Ok(bins)
 }
 
-/// Reads `cargo metadata --no-deps` for the workspace (or for `manifest`).
-fn metadata(manifest: Option<&Path>) -> Result<serde_json::Value> {
+/// Builds `images` in one cargo invocation and copies them to `target/ringfence/`
+/// (`hypervisor.elf`, `guests/<bin>.elf`); returns the copies, the hypervisor first.
+pub fn build(images: &Images) -> Result<Vec<PathBuf>> {
+    ensure_toolchain()?;
+    let (what, wanted) = match images {
+        Images::All => ("the hypervisor and every guest".to_string(), None),
+        Images::Hypervisor(guests) => {
+            let names: Vec<&str> = guests.iter().map(|guest| guest.bin.as_str()).collect();
+            (["hypervisor"].iter().chain(&names).copied().collect::<Vec<_>>().join(", "), Some(names))
+        }
+    };
     let mut command = workspace::cargo();
-    command.args(["metadata", "--format-version", "1", "--no-deps"]);
-    if let Some(manifest) = manifest {
-        command.arg("--manifest-path").arg(manifest);
+    command.args(cargo_args(images));
+    let built = run_cargo(command, &what)?;
+
+    let hypervisor = built
+        .iter()
+        .find(|(name, _)| name == HYPERVISOR)
+        .map(|(_, path)| path)
+        .ok_or_else(|| Error::failed("cargo reported no hypervisor executable"))?;
+    let mut copies = vec![workspace::hypervisor_elf()];
+    copy(hypervisor, &copies[0])?;
+    for (name, path) in &built {
+        if name == HYPERVISOR || wanted.as_ref().is_some_and(|wanted| !wanted.contains(&name.as_str())) {
+            continue;
+        }
+        let copy_path = workspace::guests_dir().join(format!("{name}.elf"));
+        copy(path, &copy_path)?;
+        copies.push(copy_path);
     }
+    if let Some(wanted) = wanted {
+        if let Some(missing) = wanted.iter().find(|name| !built.iter().any(|(built, _)| built == *name)) {
+            return Err(Error::failed(format!("cargo reported no executable for guest {missing}")));
+        }
+    }
+    Ok(copies)
+}
+
+/// Builds everything `cargo xtask build` builds (one cargo invocation).
+pub fn build_all() -> Result<Vec<PathBuf>> {
+    build(&Images::All)
+}
+
+/// Reads `cargo metadata --no-deps` for the crate of `manifest`.
+fn metadata(manifest: &Path) -> Result<serde_json::Value> {
+    let mut command = workspace::cargo();
+    command.args(["metadata", "--format-version", "1", "--no-deps"]).arg("--manifest-path").arg(manifest);
     let output = command
-        .stderr(std::process::Stdio::inherit())
+        .stderr(Stdio::inherit())
         .output()
-        .map_err(|error| Error::usage(format!("cannot run cargo metadata: {error}; is cargo in PATH?")))?;
+        .map_err(|error| Error::environment(format!("cannot run cargo metadata: {error}; is cargo in PATH?")))?;
     if !output.status.success() {
-        return Err(Error::failed(format!("cargo metadata failed ({})", output.status)));
+        return Err(Error::failed(format!("cargo metadata for {} failed ({})", manifest.display(), output.status)));
     }
     serde_json::from_slice(&output.stdout)
         .map_err(|error| Error::failed(format!("cannot parse cargo metadata output: {error}")))
@@ -87,7 +230,6 @@ fn metadata(manifest: Option<&Path>) -> Result<serde_json::Value> {
 /// The binaries of the packages in `wanted` (all packages if `None`), from cargo-metadata
 /// JSON.
 pub fn bins_from_metadata(metadata: &serde_json::Value, wanted: Option<&[&str]>) -> Vec<GuestBin> {
-    let target_dir = PathBuf::from(metadata["target_directory"].as_str().unwrap_or("target"));
     let mut bins = Vec::new();
     for package in metadata["packages"].as_array().into_iter().flatten() {
         let name = package["name"].as_str().unwrap_or_default();
@@ -98,30 +240,36 @@ pub fn bins_from_metadata(metadata: &serde_json::Value, wanted: Option<&[&str]>)
         for target in package["targets"].as_array().into_iter().flatten() {
             let is_bin = target["kind"].as_array().into_iter().flatten().any(|kind| kind == "bin");
             if let (true, Some(bin)) = (is_bin, target["name"].as_str()) {
-                bins.push(GuestBin {
-                    package: name.to_string(),
-                    bin: bin.to_string(),
-                    manifest: manifest.clone(),
-                    target_dir: target_dir.clone(),
-                });
+                bins.push(GuestBin { package: name.to_string(), bin: bin.to_string(), manifest: manifest.clone() });
             }
         }
     }
     bins
 }
 
-/// Every guest binary of the workspace's guest packages.
-pub fn guest_bins() -> Result<Vec<GuestBin>> {
-    let metadata = metadata(None)?;
-    let bins = bins_from_metadata(&metadata, Some(GUEST_PACKAGES));
-    if bins.is_empty() {
-        return Err(Error::failed(format!("no binaries found in the guest packages {GUEST_PACKAGES:?}")));
+/// Builds a user's guest crate in `dir` (a directory with `Cargo.toml` and exactly one
+/// binary) into `target/ringfence/user-guests/`, and returns the ELF path. The crate has
+/// no build script of ours, so its one binary gets guest-rt's linker script from `cargo
+/// rustc` (a separate invocation anyway: it is another workspace).
+pub fn build_guest_crate(dir: &Path) -> Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(Error::usage(format!("{} has no Cargo.toml; a guest crate directory needs one", dir.display())));
     }
-    Ok(bins)
-}
-
-/// Builds one guest binary with guest-rt's linker script and copies it to `destination`.
-pub fn build_guest_bin(guest: &GuestBin, destination: &Path) -> Result<PathBuf> {
+    let manifest = manifest.canonicalize().map_err(|error| Error::io("cannot resolve", &manifest, error))?;
+    let bins: Vec<GuestBin> =
+        bins_from_metadata(&metadata(&manifest)?, None).into_iter().filter(|bin| bin.manifest == manifest).collect();
+    let guest = match bins.as_slice() {
+        [bin] => bin,
+        [] => return Err(Error::usage(format!("{} defines no binary; add src/main.rs", manifest.display()))),
+        many => {
+            return Err(Error::usage(format!(
+                "{} defines several binaries ({}); pass the built ELF file instead",
+                manifest.display(),
+                many.iter().map(|bin| bin.bin.as_str()).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
     ensure_toolchain()?;
     let linker_script = workspace::root().join("guest-rt").join("guest.ld");
     if !linker_script.is_file() {
@@ -132,62 +280,34 @@ pub fn build_guest_bin(guest: &GuestBin, destination: &Path) -> Result<PathBuf> 
     }
     let mut command = workspace::cargo();
     command
-        .args(["rustc", "--release", "--target", TARGET])
+        .args(["rustc", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
         .arg("--manifest-path")
         .arg(&guest.manifest)
         .args(["-p", &guest.package, "--bin", &guest.bin, "--"])
         .arg(format!("-Clink-arg=-T{}", linker_script.display()))
         .arg("-Clink-arg=--no-pie");
-    run_cargo(command, &format!("building guest {} (package {})", guest.bin, guest.package))?;
-    let built = guest.target_dir.join(TARGET).join("release").join(&guest.bin);
-    let artifact = destination.join(format!("{}.elf", guest.bin));
-    copy(&built, &artifact)?;
+    let built = run_cargo(command, &format!("guest crate {} (binary {})", dir.display(), guest.bin))?;
+    let path = built
+        .iter()
+        .find(|(name, _)| *name == guest.bin)
+        .map(|(_, path)| path)
+        .ok_or_else(|| Error::failed(format!("cargo reported no executable for {}", guest.bin)))?;
+    let artifact = workspace::artifact_dir().join("user-guests").join(format!("{}.elf", guest.bin));
+    copy(path, &artifact)?;
     Ok(artifact)
-}
-
-/// Builds every guest binary into `target/ringfence/guests/`.
-pub fn build_guests() -> Result<Vec<PathBuf>> {
-    let destination = workspace::guests_dir();
-    guest_bins()?.iter().map(|guest| build_guest_bin(guest, &destination)).collect()
-}
-
-/// Builds a user's guest crate in `dir` (a directory with `Cargo.toml` and exactly one
-/// binary) the same way, into `target/ringfence/user-guests/`, and returns the ELF path.
-pub fn build_guest_crate(dir: &Path) -> Result<PathBuf> {
-    let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
-        return Err(Error::usage(format!("{} has no Cargo.toml; a guest crate directory needs one", dir.display())));
-    }
-    let manifest = manifest.canonicalize().map_err(|error| Error::io("cannot resolve", &manifest, error))?;
-    let metadata = metadata(Some(&manifest))?;
-    let bins: Vec<GuestBin> =
-        bins_from_metadata(&metadata, None).into_iter().filter(|bin| bin.manifest == manifest).collect();
-    match bins.as_slice() {
-        [bin] => build_guest_bin(bin, &workspace::artifact_dir().join("user-guests")),
-        [] => Err(Error::usage(format!("{} defines no binary; add src/main.rs", manifest.display()))),
-        many => Err(Error::usage(format!(
-            "{} defines several binaries ({}); pass the built ELF file instead",
-            manifest.display(),
-            many.iter().map(|bin| bin.bin.as_str()).collect::<Vec<_>>().join(", ")
-        ))),
-    }
-}
-
-/// Builds everything `cargo xtask build` builds.
-pub fn build_all() -> Result<()> {
-    build_hypervisor()?;
-    build_guests()?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn guest(package: &str, bin: &str) -> GuestBin {
+        GuestBin { package: package.into(), bin: bin.into(), manifest: "/w/Cargo.toml".into() }
+    }
+
     #[test]
     fn bins_are_taken_from_the_wanted_packages_only() {
         let metadata = serde_json::json!({
-            "target_directory": "/w/target",
             "packages": [
                 {"name": "conformance-guests", "manifest_path": "/w/tests/guests/Cargo.toml",
                  "targets": [
@@ -202,7 +322,63 @@ mod tests {
         let names: Vec<&str> = bins.iter().map(|bin| bin.bin.as_str()).collect();
         assert_eq!(names, ["hello", "version"]);
         assert_eq!(bins[0].package, "conformance-guests");
-        assert_eq!(bins[0].target_dir, PathBuf::from("/w/target"));
         assert_eq!(bins_from_metadata(&metadata, None).len(), 3);
+    }
+
+    #[test]
+    fn the_guest_scan_finds_what_cargo_metadata_finds() {
+        let workspace = metadata(&workspace::root().join("Cargo.toml")).unwrap();
+        let mut expected = bins_from_metadata(&workspace, Some(GUEST_PACKAGES));
+        let mut scanned = guest_bins().unwrap();
+        for bins in [&mut expected, &mut scanned] {
+            for bin in bins.iter_mut() {
+                bin.manifest = bin.manifest.canonicalize().unwrap();
+            }
+            bins.sort_by(|a, b| (&a.package, &a.bin).cmp(&(&b.package, &b.bin)));
+        }
+        assert_eq!(scanned, expected);
+    }
+
+    #[test]
+    fn one_cargo_build_makes_every_image_of_a_command() {
+        let common = "build --release --target x86_64-unknown-none --message-format=json-render-diagnostics";
+        assert_eq!(
+            cargo_args(&Images::All).join(" "),
+            format!("{common} -p hypervisor -p guest-kernel -p conformance-guests --bins")
+        );
+        let some = Images::Hypervisor(vec![
+            guest("conformance-guests", "hello"),
+            guest("guest-kernel", "guest-kernel"),
+            guest("conformance-guests", "fault_loop"),
+            guest("conformance-guests", "hello"),
+        ]);
+        assert_eq!(
+            cargo_args(&some).join(" "),
+            format!("{common} -p hypervisor -p conformance-guests -p guest-kernel --bin fault_loop --bin guest-kernel --bin hello --bin hypervisor")
+        );
+        assert_eq!(
+            cargo_args(&Images::Hypervisor(Vec::new())).join(" "),
+            format!("{common} -p hypervisor --bin hypervisor")
+        );
+    }
+
+    #[test]
+    fn executables_are_read_from_cargo_messages() {
+        let messages = [
+            r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"guest_rt"},"executable":null}"#,
+            r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"hello"},"executable":"/t/release/hello","fresh":true}"#,
+            r#"{"reason":"build-script-executed","package_id":"x"}"#,
+            "not json",
+            r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"hypervisor"},"executable":"/t/release/hypervisor"}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            executables(&messages),
+            [
+                ("hello".to_string(), PathBuf::from("/t/release/hello")),
+                ("hypervisor".into(), "/t/release/hypervisor".into())
+            ]
+        );
     }
 }

@@ -2,12 +2,10 @@
 
 use xtask::Result;
 
-/// Builds the hypervisor and every guest image.
+/// Builds the hypervisor and every guest image (one cargo invocation).
 pub fn main() -> Result<u8> {
-    let hypervisor = xtask::build::build_hypervisor()?;
-    println!("built {}", hypervisor.display());
-    for guest in xtask::build::build_guests()? {
-        println!("built {}", guest.display());
+    for image in xtask::build::build_all()? {
+        println!("built {}", image.display());
     }
     Ok(0)
 }

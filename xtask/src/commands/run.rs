@@ -3,7 +3,7 @@
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use xtask::accel::Accel;
+use xtask::accel::{self, Accel};
 use xtask::build::{self, GuestBin};
 use xtask::cmdline::{self, Domain};
 use xtask::qemu::{self, ConsoleMode, Launch, Machine};
@@ -99,7 +99,20 @@ pub fn main(args: RunArgs) -> Result<u8> {
     let values = if args.guests.is_empty() { vec!["guest-kernel".to_string()] } else { args.guests.clone() };
     // Classify before building, so a typo is reported at once.
     let sources = values.iter().map(|value| classify(value, &known)).collect::<Result<Vec<_>>>()?;
-    xtask::build::build_all()?;
+    // Only what this run boots, in one cargo build: the hypervisor, the named guests, and
+    // the accelerator probe's guest when the accelerator is to be chosen.
+    let mut wanted: Vec<&str> = sources
+        .iter()
+        .filter_map(|source| match source {
+            GuestSource::Built(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if args.accel.is_none() {
+        wanted.push(accel::PROBE_GUEST);
+    }
+    let guests = known.iter().filter(|guest| wanted.contains(&guest.bin.as_str())).cloned().collect();
+    build::build(&build::Images::Hypervisor(guests))?;
 
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
     let mut domains = Vec::new();
@@ -164,12 +177,7 @@ mod tests {
     fn known() -> Vec<GuestBin> {
         ["guest-kernel", "hello"]
             .iter()
-            .map(|bin| GuestBin {
-                package: "p".into(),
-                bin: bin.to_string(),
-                manifest: "/x/Cargo.toml".into(),
-                target_dir: "/x/target".into(),
-            })
+            .map(|bin| GuestBin { package: "p".into(), bin: bin.to_string(), manifest: "/x/Cargo.toml".into() })
             .collect()
     }
 
