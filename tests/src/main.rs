@@ -316,13 +316,7 @@ fn main() -> ExitCode {
     let accel = if arguments.list {
         requested_accel.unwrap_or(Accel::Tcg)
     } else {
-        match qemu::choose_accel(
-            requested_accel,
-            &qemu_binary,
-            &hypervisor,
-            &workspace::probe_guest(),
-            &workspace::accel_probe_cache(),
-        ) {
+        match qemu::choose_accel(requested_accel, &qemu_binary, &hypervisor) {
             Ok(choice) => {
                 for line in &choice.lines {
                     println!("{line}");

@@ -3,7 +3,7 @@
 
 use crate::accel::{self, Accel, Choice, Measured};
 use crate::error::{EXIT_NO_ENDING, EXIT_QEMU_REFUSED, EXIT_TIMEOUT};
-use crate::{Error, Result};
+use crate::{workspace, Error, Result};
 use hypercall_abi::exit::ExitStatus;
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -50,17 +50,12 @@ pub fn check_accel_request(requested: Option<Accel>) -> Result<()> {
 }
 
 /// Chooses the accelerator for runs of `hypervisor` with `qemu` ([`accel::choose`]). The
-/// probe boots `probe_guest` (the built [`accel::PROBE_GUEST`] image) under each
-/// accelerator, unless `cache` (a file) holds this host's times.
-pub fn choose_accel(
-    requested: Option<Accel>,
-    qemu: &Path,
-    hypervisor: &Path,
-    probe_guest: &Path,
-    cache: &Path,
-) -> Result<Choice> {
+/// probe boots the built [`accel::PROBE_GUEST`] image under each accelerator, unless the
+/// workspace's cache file holds this host's times.
+pub fn choose_accel(requested: Option<Accel>, qemu: &Path, hypervisor: &Path) -> Result<Choice> {
     let fingerprint = accel::fingerprint(&describe_binary(qemu), &host_kernel(), &host_cpu());
-    let mut host = ProbingHost { qemu, hypervisor, probe_guest, cache, fingerprint };
+    let (probe_guest, cache) = (workspace::probe_guest(), workspace::accel_probe_cache());
+    let mut host = ProbingHost { qemu, hypervisor, probe_guest: &probe_guest, cache: &cache, fingerprint };
     accel::choose(requested, &mut host)
 }
 

@@ -532,13 +532,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         return Err(Error::usage("--iterations must be at least 1"));
     }
     xtask::build::build_all()?;
-    let choice = qemu::choose_accel(
-        args.accel,
-        &qemu_binary,
-        &workspace::hypervisor_elf(),
-        &workspace::probe_guest(),
-        &workspace::accel_probe_cache(),
-    )?;
+    let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf())?;
     let accel = choice.accel;
     for line in &choice.lines {
         println!("{line}");

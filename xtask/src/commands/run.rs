@@ -138,13 +138,7 @@ pub fn main(args: RunArgs) -> Result<u8> {
     let append = cmdline::command_line(&domains, &[])?;
     let initrd = workspace::runs_dir().join("run.tar");
     qemu::write_archive(&initrd, &archive::build(&members)?)?;
-    let choice = qemu::choose_accel(
-        args.accel,
-        &qemu_binary,
-        &workspace::hypervisor_elf(),
-        &workspace::probe_guest(),
-        &workspace::accel_probe_cache(),
-    )?;
+    let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf())?;
     let accel = choice.accel;
     let launch = Launch {
         qemu: qemu_binary,

@@ -93,13 +93,7 @@ pub fn main(args: TestArgs) -> Result<u8> {
     };
     // One decision for the whole run, measured once per host (xtask::accel).
     let qemu = xtask::qemu::ensure_qemu()?;
-    let choice = xtask::qemu::choose_accel(
-        args.accel,
-        &qemu,
-        &hypervisor,
-        &workspace::probe_guest(),
-        &workspace::accel_probe_cache(),
-    )?;
+    let choice = xtask::qemu::choose_accel(args.accel, &qemu, &hypervisor)?;
     for line in &choice.lines {
         println!("{line}");
     }
