@@ -177,6 +177,7 @@ pub fn build_guest_crate(dir: &Path) -> Result<PathBuf> {
 pub fn build_all() -> Result<()> {
     build_hypervisor()?;
     build_guests()?;
+    crate::c_guests::build_c_guests()?;
     Ok(())
 }
 

@@ -50,7 +50,9 @@ enum GuestSource {
 /// Decides what a `--guest` value means: a built guest's name first, then a path.
 fn classify(value: &str, known: &[GuestBin]) -> Result<GuestSource> {
     let looks_like_path = value.contains('/') || value.ends_with(".elf");
-    if !looks_like_path && known.iter().any(|guest| guest.bin == value) {
+    if !looks_like_path
+        && (known.iter().any(|guest| guest.bin == value) || xtask::c_guests::names().iter().any(|c| c == value))
+    {
         return Ok(GuestSource::Built(value.to_string()));
     }
     let path = Path::new(value);
