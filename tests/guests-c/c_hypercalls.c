@@ -71,6 +71,17 @@ static void check(const char *what, int64_t got, int64_t expected)
     end_line();
 }
 
+/* version(cmd) through the trapping form of the hypercall instruction (SPEC.md §5.1). */
+static int64_t version_trapping(uint64_t cmd)
+{
+    int64_t result;
+    __asm__ __volatile__(RINGFENCE_TRAPPING_HYPERCALL
+                         : "=a"(result), "+D"(cmd)
+                         : "a"(RINGFENCE_HYPERCALL_VERSION)
+                         : "rcx", "r11", "rsi", "rdx", "r10", "r8", "r9", "memory");
+    return result;
+}
+
 static const char message[] = "c_hypercalls: hello from C\n";
 
 /* Entries for multicall, in .data so the hypervisor may write the results back. */
@@ -85,6 +96,8 @@ __attribute__((noreturn)) void _start(const struct ringfence_start_info *start_i
 
     check("version(ABI_VERSION)", ringfence_version(RINGFENCE_VERSION_CMD_ABI_VERSION), RINGFENCE_ABI_VERSION);
     check("version(FEATURES)", ringfence_version(RINGFENCE_VERSION_CMD_FEATURES), RINGFENCE_FEATURE_ALL);
+    check("version(ABI_VERSION) via ud2 rf", version_trapping(RINGFENCE_VERSION_CMD_ABI_VERSION),
+          RINGFENCE_ABI_VERSION);
     check("version(unknown command)", ringfence_version(RINGFENCE_VERSION_CMD_FEATURES + 1), -RINGFENCE_EINVAL);
 
     /* Number 2 is not in the table; TABLE_SIZE and all bits set are past it (SPEC.md §5.3). */

@@ -132,6 +132,7 @@ pub const C_HYPERCALLS: &[&str] = &[
     "start_info domain_id nonzero",
     "version(ABI_VERSION)",
     "version(FEATURES)",
+    "version(ABI_VERSION) via ud2 rf",
     "version(unknown command)",
     "unknown hypercall 2",
     "unknown hypercall TABLE_SIZE",

@@ -120,18 +120,20 @@ pub fn gcc_command(source: &Path, output: &Path) -> Command {
     command
 }
 
-/// Builds every C guest whose image is older than its source, the ABI header or the
-/// linker script; returns every C guest image.
+/// Builds every C guest whose image is older than its source, the ABI header, the
+/// linker script or this file (its flags); returns every C guest image.
 pub fn build_c_guests() -> Result<Vec<PathBuf>> {
     let root = workspace::root();
     let header = crate::c_header::header_path();
     let linker_script = root.join("guest-rt").join("guest.ld");
+    // The flags live here: a change to them rebuilds too.
+    let flags = root.join("xtask").join("src").join("c_guests.rs");
     let destination = workspace::guests_dir();
     let mut images = Vec::new();
     for source in sources()? {
         let stem = source.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
         let output = destination.join(format!("{stem}.elf"));
-        if !up_to_date(&output, &[&source, &header, &linker_script]) {
+        if !up_to_date(&output, &[&source, &header, &linker_script, &flags]) {
             ensure_gcc()?;
             std::fs::create_dir_all(&destination).map_err(|error| Error::io("cannot create", &destination, error))?;
             let status = gcc_command(&source, &output)

@@ -337,6 +337,33 @@ fn emit_constants(out: &mut String) {
             EXCEPTION_HEADER_BYTES,
         }
     );
+    constants!(
+        out,
+        "RINGFENCE_VECTOR_",
+        hypercall_abi::trap::vector {
+            DIVIDE_ERROR,
+            DEBUG,
+            NMI,
+            BREAKPOINT,
+            OVERFLOW,
+            BOUND_RANGE,
+            INVALID_OPCODE,
+            DEVICE_NOT_AVAILABLE,
+            DOUBLE_FAULT,
+            INVALID_TSS,
+            SEGMENT_NOT_PRESENT,
+            STACK_SEGMENT,
+            GENERAL_PROTECTION,
+            PAGE_FAULT,
+            X87_FLOATING_POINT,
+            ALIGNMENT_CHECK,
+            MACHINE_CHECK,
+            SIMD_FLOATING_POINT,
+            VIRTUALIZATION,
+            CONTROL_PROTECTION,
+            FIRST_SOFTWARE,
+        }
+    );
     constants!(out, "RINGFENCE_TRAP_FLAG_", hypercall_abi::trap::trap_flags { USER_MAY_RAISE, ALL });
     constants!(out, "RINGFENCE_IRET_FLAG_", hypercall_abi::trap::iret_flags { ALL });
     constants!(out, "RINGFENCE_EXCEPTION_FLAG_", hypercall_abi::trap::exception_flags { FROM_USER });
@@ -513,6 +540,11 @@ pub fn generate() -> String {
         define(&mut out, &format!("RINGFENCE_HYPERCALL_{}", name.to_ascii_uppercase()), &call.0);
     }
     define(&mut out, "RINGFENCE_HYPERCALL_TABLE_SIZE", &Hypercall::TABLE_SIZE);
+    let bytes: Vec<String> =
+        hypercall_abi::hypercall::TRAPPING_HYPERCALL.iter().map(|byte| format!("0x{byte:02x}")).collect();
+    out.push_str("/* The trapping hypercall instruction (ud2 \"rf\"), for inline assembly; same registers\n");
+    out.push_str(" * as syscall (SPEC.md §5.1). */\n");
+    writeln!(out, "#define RINGFENCE_TRAPPING_HYPERCALL \".byte {}\"", bytes.join(", ")).unwrap();
     out.push('\n');
     emit_constants(&mut out);
     out.push('\n');
@@ -532,6 +564,22 @@ mod tests {
         let path = header_path();
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(checked_in == generate(), "{HEADER_PATH} is stale; run `cargo xtask gen-header`");
+    }
+
+    /// The header compiles as strict C11 and its layout assertions hold (gcc is the
+    /// toolchain's linker driver, so every host that builds ringfence has it).
+    #[test]
+    fn the_header_compiles_and_its_assertions_hold() {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let mut gcc = Command::new(crate::c_guests::GCC)
+            .args(["-std=c11", "-pedantic", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-x", "c", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("gcc runs (apt-get install gcc)");
+        let source = format!("{}\nRINGFENCE_ABI_NOTE();\n", generate());
+        gcc.stdin.take().unwrap().write_all(source.as_bytes()).unwrap();
+        assert!(gcc.wait().unwrap().success(), "the generated header does not compile; see gcc's output");
     }
 
     #[test]
