@@ -123,6 +123,29 @@ fn case(name: impl Into<String>, domains: Vec<DomainSpec>, status: ExitStatus, h
     Case { name: name.into(), domains, expectation, minimum_timeout: None, input: None, options: &[] }
 }
 
+/// The checks of the C guest `tests/guests-c/c_hypercalls.c`, each of which must print
+/// `c_hypercalls: ok <check>`.
+pub const C_HYPERCALLS: &[&str] = &[
+    "start_info magic",
+    "start_info abi_version",
+    "start_info address",
+    "start_info domain_id nonzero",
+    "version(ABI_VERSION)",
+    "version(FEATURES)",
+    "version(ABI_VERSION) via ud2 rf",
+    "version(unknown command)",
+    "unknown hypercall 2",
+    "unknown hypercall TABLE_SIZE",
+    "unknown hypercall ~0",
+    "console_io(WRITE) length",
+    "console_io(WRITE) hypervisor range",
+    "console_io(WRITE) over WRITE_MAX",
+    "multicall completed",
+    "multicall[0] version",
+    "multicall[1] features",
+    "multicall[2] unknown",
+];
+
 /// Sub-cases of the `console_write` guest (its argument).
 pub const CONSOLE_WRITE: &[&str] = &[
     "normal",
@@ -228,6 +251,7 @@ pub const SMOKE: &[&str] = &[
     "guest_kernel::shell",
     "syscall_entry::version",
     "syscall_entry::forms",
+    "c_hypercalls",
     "traps::bp",
     "traps::de",
     "traps::ud",
@@ -260,6 +284,15 @@ pub const SMOKE: &[&str] = &[
 pub fn all() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.push(case("version", vec![success("version", &[])], ExitStatus::SUCCESS, &[]));
+    // A guest written in C against the generated header (hypercall-abi/include/ringfence.h):
+    // every check it makes prints its ok line, and none fails.
+    let mut c_guest = case("c_hypercalls", vec![success("c_hypercalls", &[])], ExitStatus::SUCCESS, &[]);
+    for check in C_HYPERCALLS {
+        c_guest.expectation.console_lines.push(vec![format!("(d1) c_hypercalls: ok {check}")]);
+    }
+    c_guest.expectation.console_lines.push(vec!["(d1) c_hypercalls: hello from C".into()]);
+    c_guest.expectation.forbidden.push("c_hypercalls: FAIL".into());
+    cases.push(c_guest);
     for &sub in CONSOLE_WRITE {
         cases.push(case(
             format!("console_write::{sub}"),
@@ -486,6 +519,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), cases.len());
         let expected = 1
+            + 1
             + CONSOLE_WRITE.len()
             + 1
             + 3
@@ -504,6 +538,14 @@ mod tests {
             assert!(!case.domains.is_empty(), "{}", case.name);
             assert_eq!(case.domains.len(), case.expectation.domains.len());
         }
+    }
+
+    #[test]
+    fn the_c_guest_makes_exactly_the_listed_checks() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/guests-c/c_hypercalls.c");
+        let source = std::fs::read_to_string(path).expect("the C guest's source");
+        let made: Vec<&str> = source.split("check(\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+        assert_eq!(made, C_HYPERCALLS, "{path} and C_HYPERCALLS disagree");
     }
 
     #[test]

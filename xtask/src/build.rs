@@ -207,9 +207,12 @@ pub fn build(images: &Images) -> Result<Vec<PathBuf>> {
     Ok(copies)
 }
 
-/// Builds everything `cargo xtask build` builds (one cargo invocation).
+/// Builds everything `cargo xtask build` builds: the Rust images in one cargo invocation,
+/// then the C guests (rebuilt only when a source changed).
 pub fn build_all() -> Result<Vec<PathBuf>> {
-    build(&Images::All)
+    let mut images = build(&Images::All)?;
+    images.extend(crate::c_guests::build_c_guests()?);
+    Ok(images)
 }
 
 /// Reads `cargo metadata --no-deps` for the crate of `manifest`.

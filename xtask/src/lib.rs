@@ -5,6 +5,8 @@
 pub mod accel;
 pub mod archive;
 pub mod build;
+pub mod c_guests;
+pub mod c_header;
 pub mod cmdline;
 pub mod error;
 pub mod images;

@@ -27,6 +27,8 @@ enum Command {
     Lint,
     /// Run the bench guests (one boot each) and compare each row with its native Linux reference measured in this run.
     Bench(commands::bench::BenchArgs),
+    /// Regenerate the C header hypercall-abi/include/ringfence.h from hypercall-abi.
+    GenHeader,
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Test(args) => commands::test::main(args),
         Command::Bench(args) => commands::bench::main(args),
         Command::Lint => commands::lint::main(),
+        Command::GenHeader => commands::gen_header::main(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -152,7 +152,7 @@ pub fn find_qemu() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(QEMU)).find(|candidate| candidate.is_file())
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -161,7 +161,7 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false)

@@ -2,7 +2,8 @@
 
 use xtask::Result;
 
-/// Builds the hypervisor and every guest image (one cargo invocation).
+/// Builds the hypervisor and every guest image: the Rust ones in one cargo invocation,
+/// the C ones with gcc.
 pub fn main() -> Result<u8> {
     for image in xtask::build::build_all()? {
         println!("built {}", image.display());

@@ -50,7 +50,9 @@ enum GuestSource {
 /// Decides what a `--guest` value means: a built guest's name first, then a path.
 fn classify(value: &str, known: &[GuestBin]) -> Result<GuestSource> {
     let looks_like_path = value.contains('/') || value.ends_with(".elf");
-    if !looks_like_path && known.iter().any(|guest| guest.bin == value) {
+    if !looks_like_path
+        && (known.iter().any(|guest| guest.bin == value) || xtask::c_guests::names().iter().any(|c| c == value))
+    {
         return Ok(GuestSource::Built(value.to_string()));
     }
     let path = Path::new(value);
@@ -113,6 +115,9 @@ pub fn main(args: RunArgs) -> Result<u8> {
     }
     let guests = known.iter().filter(|guest| wanted.contains(&guest.bin.as_str())).cloned().collect();
     build::build(&build::Images::Hypervisor(guests))?;
+    if xtask::c_guests::names().iter().any(|name| wanted.contains(&name.as_str())) {
+        xtask::c_guests::build_c_guests()?;
+    }
 
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
     let mut domains = Vec::new();
