@@ -34,9 +34,13 @@ pub struct RunArgs {
     /// Kill QEMU after this many seconds (exit 124).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
-    /// Extra QEMU arguments.
-    #[arg(last = true, value_name = "QEMU_ARGS")]
+    /// An extra QEMU argument (repeatable), appended to xtask's own, e.g.
+    /// `--qemu-arg=-s --qemu-arg=-S` for QEMU's gdbstub.
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     qemu_args: Vec<String>,
+    /// Words after `--`: more argument words for every domain, after the `--arg` ones.
+    #[arg(last = true, value_name = "WORDS")]
+    words: Vec<String>,
 }
 
 /// Where a `--guest` value points.
@@ -137,7 +141,8 @@ pub fn main(args: RunArgs) -> Result<u8> {
             let bytes = std::fs::read(&path).map_err(|error| Error::io("cannot read guest image", &path, error))?;
             members.push((name.clone(), bytes));
         }
-        domains.push(Domain { image: name, mem: mem.clone(), maxmem: maxmem.clone(), args: args.args.clone() });
+        let words = args.args.iter().chain(&args.words).cloned().collect();
+        domains.push(Domain { image: name, mem: mem.clone(), maxmem: maxmem.clone(), args: words });
     }
 
     let append = cmdline::command_line(&domains, &[])?;
