@@ -70,24 +70,8 @@ fn ensure_gcc() -> Result<()> {
     if have_gcc() {
         return Ok(());
     }
-    if crate::qemu::running_as_root() && crate::qemu::have("apt-get") {
-        println!("{GCC} not found; installing Debian package {GCC_PACKAGE} with apt-get");
-        for args in [&["update"][..], &["install", "-y", GCC_PACKAGE][..]] {
-            let status = Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .map_err(|error| Error::environment(format!("cannot run apt-get: {error}")))?;
-            if !status.success() {
-                return Err(Error::environment(format!(
-                    "apt-get {} failed ({status}); install {GCC} yourself: apt-get install {GCC_PACKAGE}",
-                    args.join(" ")
-                )));
-            }
-        }
-        if have_gcc() {
-            return Ok(());
-        }
+    if crate::packages::apt_install(GCC, GCC_PACKAGE)? && have_gcc() {
+        return Ok(());
     }
     Err(Error::environment(format!(
         "{GCC} not found in PATH; the C guests need it: sudo apt-get install {GCC_PACKAGE}"

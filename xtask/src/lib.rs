@@ -12,6 +12,7 @@ pub mod error;
 pub mod images;
 pub mod junit;
 pub mod lint;
+pub mod packages;
 pub mod qemu;
 pub mod toolchain;
 pub mod workspace;

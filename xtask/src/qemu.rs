@@ -152,42 +152,13 @@ pub fn find_qemu() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(QEMU)).find(|candidate| candidate.is_file())
 }
 
-pub(crate) fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status.lines().find(|line| line.starts_with("Uid:")).map(|line| line.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-pub(crate) fn have(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
-}
-
 /// Finds QEMU, installing it with apt-get when it is missing and we are root on a Debian
 /// system; otherwise fails (exit 122) with the command that installs it.
 pub fn ensure_qemu() -> Result<PathBuf> {
     if let Some(qemu) = find_qemu() {
         return Ok(qemu);
     }
-    if running_as_root() && have("apt-get") {
-        println!("{QEMU} not found; installing Debian package {QEMU_PACKAGE} with apt-get");
-        for args in [&["update"][..], &["install", "-y", QEMU_PACKAGE][..]] {
-            let status = Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .map_err(|error| Error::environment(format!("cannot run apt-get: {error}")))?;
-            if !status.success() {
-                return Err(Error::environment(format!(
-                    "apt-get {} failed ({status}); install {QEMU} yourself (Debian package {QEMU_PACKAGE})",
-                    args.join(" ")
-                )));
-            }
-        }
+    if crate::packages::apt_install(QEMU, QEMU_PACKAGE)? {
         return find_qemu().ok_or_else(|| {
             Error::environment(format!("{QEMU_PACKAGE} was installed but {QEMU} is still not in PATH"))
         });

@@ -151,10 +151,6 @@ pub fn plan(missing: &Wanted, have_rustup: bool) -> Plan {
     }
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
 /// The sysroot of the `rustc` that builds this workspace.
 fn sysroot() -> Result<PathBuf> {
     let output = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
@@ -183,7 +179,7 @@ pub fn ensure() -> Result<()> {
         parse_toolchain_file(&text).map_err(|error| Error::environment(format!("{}: {error}", file.display())))?;
     let sysroot = sysroot()?;
     let missing = missing(&wanted, |path| sysroot.join(path).exists());
-    match plan(&missing, on_path("rustup")) {
+    match plan(&missing, crate::packages::on_path("rustup")) {
         Plan::Nothing => Ok(()),
         Plan::Install { announce, commands } => {
             println!("{announce}");
