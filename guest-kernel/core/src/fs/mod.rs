@@ -1,0 +1,3 @@
+//! Files: the initramfs format and the file system built from it.
+
+pub mod cpio;
