@@ -10,7 +10,8 @@
 //!
 //! * [`linux`]: the ABI's numbers (from Linux's UAPI through `linux-raw-sys`) and the
 //!   kernel's error type;
-//! * [`fs`]: the initramfs (`cpio` newc) and, above it, the file system;
+//! * [`fs`]: the in-memory file system (inodes, directories, path resolution with
+//!   symbolic links) and the initramfs (`cpio` newc) unpacked into it at boot;
 //! * [`exec`]: what `execve` does before it touches an address space: validating a
 //!   static ELF64 program into a load plan, and laying out its initial stack (argv, envp,
 //!   auxv) as Linux does;

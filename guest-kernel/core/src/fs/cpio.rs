@@ -10,49 +10,11 @@
 
 use core::fmt;
 
+use super::file_type::{FileType, PERMISSION_MASK};
+
 const HEADER_LEN: usize = 110;
 const FIELD_LEN: usize = 8;
 const TRAILER: &[u8] = b"TRAILER!!!";
-
-/// The file-type bits of `mode` (Linux's `S_IFMT`).
-pub const TYPE_MASK: u32 = 0o170_000;
-
-/// What kind of file a member is, from its mode.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A regular file.
-    File,
-    /// A directory.
-    Directory,
-    /// A symbolic link; its data is the target.
-    Symlink,
-    /// A character device; `rdev` names it.
-    CharDevice,
-    /// A block device.
-    BlockDevice,
-    /// A named pipe.
-    Fifo,
-    /// A socket.
-    Socket,
-    /// A type Linux does not define.
-    Unknown,
-}
-
-impl Kind {
-    /// The kind encoded in the file-type bits of `mode`.
-    pub const fn from_mode(mode: u32) -> Kind {
-        match mode & TYPE_MASK {
-            0o100_000 => Kind::File,
-            0o040_000 => Kind::Directory,
-            0o120_000 => Kind::Symlink,
-            0o020_000 => Kind::CharDevice,
-            0o060_000 => Kind::BlockDevice,
-            0o010_000 => Kind::Fifo,
-            0o140_000 => Kind::Socket,
-            _ => Kind::Unknown,
-        }
-    }
-}
 
 /// One member of the archive, borrowing its path and data from the archive's bytes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -74,14 +36,14 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    /// What kind of file this member is.
-    pub const fn kind(&self) -> Kind {
-        Kind::from_mode(self.mode)
+    /// What kind of file this member is, if its mode names one.
+    pub fn kind(&self) -> Option<FileType> {
+        FileType::from_mode(self.mode)
     }
 
     /// Permission bits (with set-id and sticky bits).
     pub const fn permissions(&self) -> u32 {
-        self.mode & 0o7777
+        self.mode & PERMISSION_MASK
     }
 }
 
@@ -271,13 +233,13 @@ mod tests {
         let paths: Vec<&[u8]> = entries.iter().map(|entry| entry.path).collect();
         assert_eq!(paths, [&b"."[..], b"bin", b"bin/sh", b"bin/ls"]);
         let sh = entries[2];
-        assert_eq!(sh.kind(), Kind::File);
+        assert_eq!(sh.kind(), Some(FileType::Regular));
         assert_eq!(sh.permissions(), 0o755);
         assert_eq!(sh.data, b"\x7fELF...");
         assert_eq!((sh.uid, sh.gid, sh.mtime, sh.rdev), (1000, 100, 1_700_000_000, (1, 3)));
-        assert_eq!(entries[3].kind(), Kind::Symlink);
+        assert_eq!(entries[3].kind(), Some(FileType::Symlink));
         assert_eq!(entries[3].data, b"sh");
-        assert_eq!(entries[0].kind(), Kind::Directory);
+        assert_eq!(entries[0].kind(), Some(FileType::Directory));
     }
 
     #[test]
@@ -321,12 +283,5 @@ mod tests {
         member(&mut archive, "abc", 0o100_644, b"");
         archive[HEADER_LEN + 3] = b'd'; // overwrite the NUL
         assert_eq!(Archive::new(&archive).next(), Some(Err(CpioError::BadPath { offset: 0 })));
-    }
-
-    #[test]
-    fn kinds_follow_the_type_bits() {
-        assert_eq!(Kind::from_mode(0o020_666), Kind::CharDevice);
-        assert_eq!(Kind::from_mode(0o010_644), Kind::Fifo);
-        assert_eq!(Kind::from_mode(0o000_644), Kind::Unknown);
     }
 }
