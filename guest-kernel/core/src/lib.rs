@@ -15,6 +15,8 @@
 //! * [`exec`]: what `execve` does before it touches an address space: validating a
 //!   static ELF64 program into a load plan, and laying out its initial stack (argv, envp,
 //!   auxv) as Linux does;
+//! * [`memory`]: a process's regions (`brk`, `mmap`, `munmap`, `mprotect`, demand-paging
+//!   decisions, per-process accounting);
 //! * [`pipe`]: the bounded byte buffer behind a pipe.
 //!
 //! Every value from a user process is an allegation: these modules take lengths, offsets
@@ -27,4 +29,5 @@ extern crate alloc;
 pub mod exec;
 pub mod fs;
 pub mod linux;
+pub mod memory;
 pub mod pipe;
