@@ -1,0 +1,33 @@
+//! guest-kernel's core: everything of the kernel that does not depend on where it runs.
+//!
+//! The kernel runs on two platforms from one source: natively (ring 0 on a PC) and
+//! paravirtualized on ringfence (its sensitive operations replaced by hypercalls). What
+//! differs between them lives behind guest-kernel's `arch` interface; what is here is the
+//! same on both and never names a platform, so it is compiled and tested on the host.
+//!
+//! The core speaks the Linux x86-64 system-call ABI, the subset static programs (busybox,
+//! Rust programs built for musl) need:
+//!
+//! * [`linux`]: the ABI's numbers (from Linux's UAPI through `linux-raw-sys`) and the
+//!   kernel's error type;
+//! * [`fs`]: the in-memory file system (inodes, directories, path resolution with
+//!   symbolic links) and the initramfs (`cpio` newc) unpacked into it at boot;
+//! * [`exec`]: what `execve` does before it touches an address space: validating a
+//!   static ELF64 program into a load plan, and laying out its initial stack (argv, envp,
+//!   auxv) as Linux does;
+//! * [`memory`]: a process's regions (`brk`, `mmap`, `munmap`, `mprotect`, demand-paging
+//!   decisions, per-process accounting);
+//! * [`pipe`]: the bounded byte buffer behind a pipe.
+//!
+//! Every value from a user process is an allegation: these modules take lengths, offsets
+//! and counts from untrusted bytes and check each before use, answering with an errno
+//! rather than panicking.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod exec;
+pub mod fs;
+pub mod linux;
+pub mod memory;
+pub mod pipe;

@@ -1,0 +1,176 @@
+//! The buffer behind a pipe: a bounded byte queue with Linux's pipe semantics, leaving
+//! the blocking to the scheduler.
+//!
+//! A write of at most [`ATOMIC_WRITE`] bytes goes in whole or not at all (POSIX's
+//! `PIPE_BUF` guarantee, so lines from several writers never interleave); a larger write
+//! may go in part. A read takes what is there. Whether a caller blocks, gets EAGAIN, EOF
+//! or EPIPE depends on the other end, which [`Pipe`] tracks as open counts.
+
+use alloc::boxed::Box;
+
+use crate::linux::Errno;
+
+/// Bytes a pipe holds (Linux's default, 16 pages).
+pub const CAPACITY: usize = 16 * 4096;
+
+/// Writes up to this size are atomic (Linux's `PIPE_BUF`).
+pub const ATOMIC_WRITE: usize = linux_raw_sys::general::PIPE_BUF as usize;
+
+/// What a read or write would do now.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// This many bytes moved (more than zero).
+    Moved(usize),
+    /// Nothing can move yet: the caller sleeps on the pipe, or gets EAGAIN if non-blocking.
+    WouldBlock,
+    /// Read: every writer is gone and the buffer is empty.
+    EndOfFile,
+}
+
+/// One pipe: the buffer and how many open descriptions each end has.
+pub struct Pipe {
+    buffer: Box<[u8; CAPACITY]>,
+    head: usize,
+    length: usize,
+    readers: usize,
+    writers: usize,
+}
+
+impl Default for Pipe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pipe {
+    /// An empty pipe with one reader and one writer (as `pipe2` returns it).
+    pub fn new() -> Pipe {
+        Pipe { buffer: Box::new([0; CAPACITY]), head: 0, length: 0, readers: 1, writers: 1 }
+    }
+
+    /// Bytes waiting to be read.
+    pub const fn len(&self) -> usize {
+        self.length
+    }
+
+    /// Whether nothing is waiting.
+    pub const fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    /// Room for writing.
+    pub const fn room(&self) -> usize {
+        CAPACITY - self.length
+    }
+
+    /// Another description of the read end (dup, fork).
+    pub fn add_reader(&mut self) {
+        self.readers += 1;
+    }
+
+    /// Another description of the write end.
+    pub fn add_writer(&mut self) {
+        self.writers += 1;
+    }
+
+    /// A read end closed; returns whether none is left.
+    pub fn close_reader(&mut self) -> bool {
+        self.readers = self.readers.saturating_sub(1);
+        self.readers == 0
+    }
+
+    /// A write end closed; returns whether none is left.
+    pub fn close_writer(&mut self) -> bool {
+        self.writers = self.writers.saturating_sub(1);
+        self.writers == 0
+    }
+
+    /// Moves up to `into.len()` waiting bytes into `into`.
+    pub fn read(&mut self, into: &mut [u8]) -> Transfer {
+        if into.is_empty() {
+            return Transfer::Moved(0);
+        }
+        if self.length == 0 {
+            return if self.writers == 0 { Transfer::EndOfFile } else { Transfer::WouldBlock };
+        }
+        let count = into.len().min(self.length);
+        let first = count.min(CAPACITY - self.head);
+        into[..first].copy_from_slice(&self.buffer[self.head..self.head + first]);
+        into[first..count].copy_from_slice(&self.buffer[..count - first]);
+        self.head = (self.head + count) % CAPACITY;
+        self.length -= count;
+        Transfer::Moved(count)
+    }
+
+    /// Appends from `from`: an atomic-sized write whole or not at all, a larger one as
+    /// much as fits. EPIPE when no reader is left (the caller also raises SIGPIPE).
+    pub fn write(&mut self, from: &[u8]) -> Result<Transfer, Errno> {
+        if self.readers == 0 {
+            return Err(Errno::EPIPE);
+        }
+        if from.is_empty() {
+            return Ok(Transfer::Moved(0));
+        }
+        let room = self.room();
+        if room == 0 || (from.len() <= ATOMIC_WRITE && from.len() > room) {
+            return Ok(Transfer::WouldBlock);
+        }
+        let count = from.len().min(room);
+        let tail = (self.head + self.length) % CAPACITY;
+        let first = count.min(CAPACITY - tail);
+        self.buffer[tail..tail + first].copy_from_slice(&from[..first]);
+        self.buffer[..count - first].copy_from_slice(&from[first..count]);
+        self.length += count;
+        Ok(Transfer::Moved(count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_come_out_in_order_across_the_wrap() {
+        let mut pipe = Pipe::new();
+        let mut sink = alloc::vec![0u8; CAPACITY];
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(CAPACITY - 100).collect();
+        assert_eq!(pipe.write(&chunk), Ok(Transfer::Moved(CAPACITY - 100)));
+        assert_eq!(pipe.read(&mut sink[..CAPACITY - 200]), Transfer::Moved(CAPACITY - 200));
+        // 100 bytes left near the end; the next write wraps.
+        let more: Vec<u8> = (0..300u32).map(|value| (value * 7) as u8).collect();
+        assert_eq!(pipe.write(&more), Ok(Transfer::Moved(300)));
+        assert_eq!(pipe.read(&mut sink), Transfer::Moved(400));
+        assert_eq!(&sink[..100], &chunk[CAPACITY - 200..]);
+        assert_eq!(&sink[100..400], &more[..]);
+        assert!(pipe.is_empty());
+    }
+
+    #[test]
+    fn small_writes_are_atomic_and_large_ones_partial() {
+        let mut pipe = Pipe::new();
+        let fill = alloc::vec![1u8; CAPACITY - 10];
+        assert_eq!(pipe.write(&fill), Ok(Transfer::Moved(CAPACITY - 10)));
+        assert_eq!(pipe.write(&[2u8; 20]), Ok(Transfer::WouldBlock), "20 bytes do not fit whole");
+        assert_eq!(pipe.write(&[2u8; 10]), Ok(Transfer::Moved(10)));
+        assert_eq!(pipe.write(&[3u8; 1]), Ok(Transfer::WouldBlock), "full");
+        let mut sink = [0u8; 5000];
+        assert_eq!(pipe.read(&mut sink), Transfer::Moved(5000));
+        let large = alloc::vec![4u8; ATOMIC_WRITE + 1000];
+        assert_eq!(pipe.write(&large), Ok(Transfer::Moved(5000)), "a large write goes in part");
+    }
+
+    #[test]
+    fn the_ends_decide_eof_and_epipe() {
+        let mut pipe = Pipe::new();
+        let mut sink = [0u8; 8];
+        assert_eq!(pipe.read(&mut sink), Transfer::WouldBlock);
+        pipe.write(b"last").unwrap();
+        pipe.add_writer();
+        assert!(!pipe.close_writer());
+        assert!(pipe.close_writer());
+        assert_eq!(pipe.read(&mut sink), Transfer::Moved(4), "what was written is still read");
+        assert_eq!(pipe.read(&mut sink), Transfer::EndOfFile);
+        assert!(pipe.close_reader());
+        assert_eq!(pipe.write(b"x"), Err(Errno::EPIPE));
+    }
+}
