@@ -17,7 +17,9 @@
 //!   auxv) as Linux does;
 //! * [`memory`]: a process's regions (`brk`, `mmap`, `munmap`, `mprotect`, demand-paging
 //!   decisions, per-process accounting);
-//! * [`pipe`]: the bounded byte buffer behind a pipe.
+//! * [`pipe`]: the bounded byte buffer behind a pipe;
+//! * [`signal`]: dispositions, masks, pending signals, what delivery means, and `wait4`'s
+//!   status words.
 //!
 //! Every value from a user process is an allegation: these modules take lengths, offsets
 //! and counts from untrusted bytes and check each before use, answering with an errno
@@ -31,3 +33,4 @@ pub mod fs;
 pub mod linux;
 pub mod memory;
 pub mod pipe;
+pub mod signal;
