@@ -10,6 +10,7 @@
 //!
 //! * [`linux`]: the ABI's numbers (from Linux's UAPI through `linux-raw-sys`) and the
 //!   kernel's error type;
+//! * [`descriptors`]: a process's file-descriptor table (`dup2`, `fcntl`, close-on-exec);
 //! * [`fs`]: the in-memory file system (inodes, directories, path resolution with
 //!   symbolic links) and the initramfs (`cpio` newc) unpacked into it at boot;
 //! * [`exec`]: what `execve` does before it touches an address space: validating a
@@ -28,6 +29,7 @@
 
 extern crate alloc;
 
+pub mod descriptors;
 pub mod exec;
 pub mod fs;
 pub mod linux;
