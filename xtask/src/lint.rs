@@ -8,7 +8,7 @@ use crate::build::TARGET;
 /// libraries they use. Their `x86_64-unknown-none` code (inline asm, entry points) is only
 /// compiled, and so only linted, for that target.
 pub const BARE_METAL_PACKAGES: &[&str] =
-    &["hypercall-abi", "hypervisor", "guest-rt", "guest-kernel", "conformance-guests"];
+    &["hypercall-abi", "hypervisor", "guest-rt", "guest-kernel", "conformance-guests", "guide-listings"];
 
 /// One gate: a cargo invocation that must succeed.
 #[derive(Clone, Debug, PartialEq, Eq)]
