@@ -353,10 +353,18 @@ mod tests {
                 let path = docs().join("listings/src/bin").join(file);
                 let source = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{place}: no listing {file}"));
                 if let Some(anchor) = anchor {
-                    for marker in [format!("// ANCHOR: {anchor}"), format!("// ANCHOR_END: {anchor}")] {
-                        let count = source.lines().filter(|line| line.trim() == marker).count();
-                        assert_eq!(count, 1, "{place}: '{marker}' appears {count} times in {file}");
-                    }
+                    let at = |marker: &str| {
+                        let found: Vec<usize> = source
+                            .lines()
+                            .enumerate()
+                            .filter(|(_, line)| line.trim() == marker)
+                            .map(|(index, _)| index)
+                            .collect();
+                        assert_eq!(found.len(), 1, "{place}: '{marker}' appears {} times in {file}", found.len());
+                        found[0]
+                    };
+                    let (start, end) = (at(&format!("// ANCHOR: {anchor}")), at(&format!("// ANCHOR_END: {anchor}")));
+                    assert!(start + 1 < end, "{place}: anchor {anchor} of {file} encloses no line");
                 }
                 includes += 1;
             }
