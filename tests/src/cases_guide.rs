@@ -255,7 +255,10 @@ fn case_of(run: &Run) -> Case {
         console_lines,
         // guest-rt's panic handler.
         forbidden: vec!["panic: ".into()],
-        checks: vec![("the output the chapter shows, line for line", shown_output)],
+        checks: vec![
+            ("the output the chapter shows, line for line", shown_output),
+            ("every frame returned", crate::cases_memory::frames_returned),
+        ],
     };
     Case {
         name: format!("guide::{}", run.chapter),
