@@ -375,6 +375,27 @@ mod tests {
         assert!(includes >= 8, "the chapters show {includes} listings");
     }
 
+    /// Code can hide outside backtick fences too: in a `~~~` fence or an indented block
+    /// (four spaces or a tab after a blank line, CommonMark's indented code).
+    #[test]
+    fn no_code_outside_backtick_fences() {
+        for (chapter, markdown) in CHAPTERS {
+            let mut fenced = false;
+            let mut previous_blank = true;
+            for (index, line) in markdown.lines().enumerate() {
+                if line.trim_start().starts_with("```") {
+                    fenced = !fenced;
+                } else if !fenced {
+                    let place = format!("{chapter}.md line {}", index + 1);
+                    assert!(!line.trim_start().starts_with("~~~"), "{place}: a ~~~ fence");
+                    let indented = line.starts_with("    ") || line.starts_with('\t');
+                    assert!(!(indented && previous_blank), "{place}: an indented code block");
+                }
+                previous_blank = line.trim().is_empty();
+            }
+        }
+    }
+
     #[test]
     fn every_listing_is_run_by_a_chapter_and_every_run_boots_listings() {
         let runs = runs().unwrap();
