@@ -488,6 +488,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(crate::cases_memory::all());
     cases.extend(crate::cases_traps::all());
     cases.extend(crate::cases_events::all());
+    cases.extend(crate::cases_guide::all());
     cases
 }
 
@@ -532,7 +533,8 @@ mod tests {
             + 8
             + crate::cases_memory::all().len()
             + crate::cases_traps::all().len()
-            + crate::cases_events::all().len();
+            + crate::cases_events::all().len()
+            + crate::cases_guide::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);

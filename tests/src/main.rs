@@ -7,6 +7,7 @@
 
 mod cases;
 mod cases_events;
+mod cases_guide;
 mod cases_memory;
 mod cases_traps;
 mod judge;

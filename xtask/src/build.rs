@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 /// The bare-metal target every kernel image is built for.
 pub const TARGET: &str = "x86_64-unknown-none";
 /// Packages whose binaries are guest images.
-pub const GUEST_PACKAGES: &[&str] = &["guest-kernel", "conformance-guests"];
+pub const GUEST_PACKAGES: &[&str] = &["guest-kernel", "conformance-guests", "guide-listings"];
 /// The hypervisor's package and binary.
 const HYPERVISOR: &str = "hypervisor";
 
@@ -24,6 +24,7 @@ const HYPERVISOR: &str = "hypervisor";
 fn package_dir(package: &str) -> &'static str {
     match package {
         "conformance-guests" => "tests/guests",
+        "guide-listings" => "docs/listings",
         _ => "guest-kernel",
     }
 }
@@ -347,7 +348,7 @@ mod tests {
         let common = "build --release --target x86_64-unknown-none --message-format=json-render-diagnostics";
         assert_eq!(
             cargo_args(&Images::All).join(" "),
-            format!("{common} -p hypervisor -p guest-kernel -p conformance-guests --bins")
+            format!("{common} -p hypervisor -p guest-kernel -p conformance-guests -p guide-listings --bins")
         );
         let some = Images::Hypervisor(vec![
             guest("conformance-guests", "hello"),

@@ -7,8 +7,15 @@ use crate::build::TARGET;
 /// Packages built for [`TARGET`]: the hypervisor, the guest packages and the no_std
 /// libraries they use. Their `x86_64-unknown-none` code (inline asm, entry points) is only
 /// compiled, and so only linted, for that target.
-pub const BARE_METAL_PACKAGES: &[&str] =
-    &["hypercall-abi", "hypervisor", "guest-rt", "guest-kernel-core", "guest-kernel", "conformance-guests"];
+pub const BARE_METAL_PACKAGES: &[&str] = &[
+    "hypercall-abi",
+    "hypervisor",
+    "guest-rt",
+    "guest-kernel-core",
+    "guest-kernel",
+    "conformance-guests",
+    "guide-listings",
+];
 
 /// One gate: a cargo invocation that must succeed.
 #[derive(Clone, Debug, PartialEq, Eq)]
