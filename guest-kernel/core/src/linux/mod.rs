@@ -4,5 +4,6 @@
 //! retyped); this module gives them the kernel's types.
 
 pub mod errno;
+pub mod layouts;
 
 pub use errno::Errno;
