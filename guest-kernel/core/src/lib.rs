@@ -20,7 +20,8 @@
 //!   decisions, per-process accounting);
 //! * [`pipe`]: the bounded byte buffer behind a pipe;
 //! * [`signal`]: dispositions, masks, pending signals, what delivery means, and `wait4`'s
-//!   status words.
+//!   status words;
+//! * [`tty`]: the console's line discipline (editing, echo, Ctrl-C/Ctrl-D, raw mode).
 //!
 //! Every value from a user process is an allegation: these modules take lengths, offsets
 //! and counts from untrusted bytes and check each before use, answering with an errno
@@ -36,3 +37,4 @@ pub mod linux;
 pub mod memory;
 pub mod pipe;
 pub mod signal;
+pub mod tty;
