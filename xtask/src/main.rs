@@ -27,6 +27,9 @@ enum Command {
     Lint,
     /// Run the bench guests (one boot each) and compare each row with its native Linux reference measured in this run.
     Bench(commands::bench::BenchArgs),
+    /// Write a new guest crate into PATH (a new or empty directory, in or out of the
+    /// checkout) that `cargo xtask run --guest PATH` builds and boots.
+    NewGuest(commands::new_guest::NewGuestArgs),
     /// Regenerate the C header hypercall-abi/include/ringfence.h from hypercall-abi.
     GenHeader,
 }
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::main(args),
         Command::Lint => commands::lint::main(),
         Command::GenHeader => commands::gen_header::main(),
+        Command::NewGuest(args) => commands::new_guest::main(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -5,5 +5,6 @@ pub mod build;
 pub mod gen_header;
 mod host_reference;
 pub mod lint;
+pub mod new_guest;
 pub mod run;
 pub mod test;
