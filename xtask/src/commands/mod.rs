@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+mod first_steps;
 pub mod gen_header;
 mod host_reference;
 pub mod lint;
