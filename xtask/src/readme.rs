@@ -191,7 +191,11 @@ mod tests {
         let tcg = number_between(first, "KVM and ", " ms under TCG");
         let measured = Measured { kvm: Duration::from_millis(kvm), tcg: Duration::from_millis(tcg) };
         let choice = accel::choose(None, &mut Cached(measured)).unwrap();
-        assert_eq!(choice.lines, [first.clone()], "README.md's first listing line is not what xtask prints");
+        assert_eq!(
+            choice.lines,
+            std::slice::from_ref(first),
+            "README.md's first listing line is not what xtask prints"
+        );
         assert!(listing.iter().any(|line| line == ELIDED_LINES), "the listing leaves lines out with `...`");
     }
 
