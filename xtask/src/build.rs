@@ -353,6 +353,22 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_crate_without_a_build_script_is_told_apart() {
+        let metadata = |kinds: &[&str]| {
+            let targets: Vec<serde_json::Value> =
+                kinds.iter().map(|kind| serde_json::json!({"name": "g", "kind": [kind]})).collect();
+            serde_json::json!({"packages": [
+                {"name": "g", "manifest_path": "/g/Cargo.toml", "targets": targets},
+                {"name": "other", "manifest_path": "/o/Cargo.toml", "targets": [{"name": "build-script-build", "kind": ["custom-build"]}]}
+            ]})
+        };
+        let manifest = Path::new("/g/Cargo.toml");
+        assert!(has_build_script(&metadata(&["bin", "custom-build"]), manifest));
+        assert!(!has_build_script(&metadata(&["bin"]), manifest), "another package's build script does not count");
+        assert!(guest_linker_script().is_file(), "{}", guest_linker_script().display());
+    }
+
+    #[test]
     fn the_guest_scan_finds_what_cargo_metadata_finds() {
         let workspace = metadata(&workspace::root().join("Cargo.toml")).unwrap();
         let mut expected = bins_from_metadata(&workspace, Some(GUEST_PACKAGES));

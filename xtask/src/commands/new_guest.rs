@@ -35,12 +35,15 @@ fn check_destination(path: &Path) -> Result<()> {
     }
 }
 
-/// The crate name: `--name`, else the last component of `path`.
+/// The crate name: `--name`, else the last component of `path` (resolved when it exists,
+/// so that `.` names the current directory).
 fn crate_name(path: &Path, name: Option<&str>) -> Result<String> {
     if let Some(name) = name {
         return Ok(name.to_string());
     }
-    path.file_name()
+    let resolved = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    resolved
+        .file_name()
         .and_then(|name| name.to_str())
         .map(str::to_string)
         .ok_or_else(|| Error::usage(format!("cannot take a crate name from {}; pass --name NAME", path.display())))
@@ -130,5 +133,7 @@ mod tests {
         assert!(!dir.exists());
         let error = crate_name(Path::new("/"), None).unwrap_err();
         assert!(error.message.contains("--name"), "{}", error.message);
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(crate_name(Path::new("."), None).unwrap(), here.file_name().unwrap().to_str().unwrap());
     }
 }
