@@ -4,8 +4,10 @@
 // DEP_GUEST_RT_LINKER_SCRIPT; host builds (cargo check, unit tests) are left alone.
 
 fn main() {
-    let script = std::env::var("DEP_GUEST_RT_LINKER_SCRIPT")
-        .expect("guest-rt names its linker script; is guest-rt a direct dependency of this crate?");
+    let Ok(script) = std::env::var("DEP_GUEST_RT_LINKER_SCRIPT") else {
+        eprintln!("guest-rt did not name its linker script: make guest-rt a direct dependency of this crate");
+        std::process::exit(1);
+    };
     println!("cargo::rerun-if-changed={script}");
     println!("cargo::rerun-if-changed=build.rs");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
