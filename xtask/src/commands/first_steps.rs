@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use xtask::junit::{Outcome, Suite, TestCase};
 use xtask::{readme, workspace};
 
 /// A check: its name, selected by `cargo xtask test` filters like a conformance case, and
@@ -119,21 +120,31 @@ fn out_of_checkout() -> Result<String, String> {
     result
 }
 
-/// Runs the checks `filters` select (all without filters); returns the names of the failed.
-pub fn run(filters: &[String]) -> Vec<&'static str> {
+/// Runs the checks `filters` select (all without filters); returns the names of the failed
+/// and every result, for the JUnit report.
+pub fn run(filters: &[String]) -> (Vec<&'static str>, Suite) {
     let mut failed = Vec::new();
+    let mut suite = Suite { name: "first steps (README)".to_string(), cases: Vec::new() };
     for (name, check) in CHECKS {
         if !filters.is_empty() && !filters.iter().any(|filter| name.contains(filter.as_str())) {
             continue;
         }
         println!("xtask test: {name}");
-        match check() {
-            Ok(summary) => println!("xtask test: {name}: ok ({summary})"),
+        let started = Instant::now();
+        let result = check();
+        let outcome = match result {
+            Ok(summary) => {
+                println!("xtask test: {name}: ok ({summary})");
+                Outcome::Passed
+            }
             Err(error) => {
                 eprintln!("error: {name}: {error}");
                 failed.push(name);
+                let (message, output) = error.split_once('\n').unwrap_or((&error, ""));
+                Outcome::Failed { message: message.to_string(), output: output.to_string() }
             }
-        }
+        };
+        suite.cases.push(TestCase { name: name.to_string(), time: started.elapsed(), outcome });
     }
-    failed
+    (failed, suite)
 }

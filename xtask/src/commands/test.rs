@@ -127,7 +127,9 @@ pub fn main(args: TestArgs) -> Result<u8> {
         failed.push("conformance smoke subset under kvm");
     }
     // What the README tells a new user to do, done as they would (commands::first_steps).
-    failed.extend(super::first_steps::run(&args.filters));
+    let (steps_failed, steps) = super::first_steps::run(&args.filters);
+    failed.extend(steps_failed);
+    report.push(steps);
     if let Some(path) = &args.junit {
         for accel in [Accel::Tcg, Accel::Kvm] {
             let Ok(text) = std::fs::read_to_string(results(accel)) else { continue };
