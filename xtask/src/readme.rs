@@ -53,7 +53,8 @@ const ELIDED_TEXT: &str = " ... ";
 /// opens, the cached probe), so it is masked, and checked by a host test instead.
 const ACCEL_LINE: &str = "qemu: accelerator ";
 
-/// `line` with what varies between runs and hosts replaced by fixed marks.
+/// `line` with what varies between runs and hosts replaced by fixed marks (an ABI version,
+/// `ABI 0.3`, is kept).
 pub fn mask(line: &str) -> String {
     let mut line = line.to_string();
     if let Some(rest) = line.strip_prefix(ACCEL_LINE) {
@@ -79,6 +80,13 @@ pub fn mask(line: &str) -> String {
             while chars.next_if(char::is_ascii_hexdigit).is_some() {}
             masked.push_str("0xN");
             previous = 'N';
+        } else if c.is_ascii_digit() && masked.ends_with("ABI ") {
+            // The ABI version is a fact the README states, not a measurement: kept.
+            masked.push(c);
+            while let Some(digit) = chars.next_if(|c| c.is_ascii_digit() || *c == '.') {
+                masked.push(digit);
+            }
+            previous = c;
         } else if c.is_ascii_digit() {
             while chars.next_if(char::is_ascii_digit).is_some() {}
             masked.push('N');
@@ -238,6 +246,8 @@ mod tests {
         );
         assert_eq!(mask("qemu: /opt/q/bin/qemu-system-x86_64 -M microvm"), "qemu: QEMU ±M microvm");
         assert_ne!(mask("(hv) exit status 0: all"), mask("(hv) exit status 0: some"));
+        assert_eq!(mask("ringfence 0.1.0 ABI 0.3: 511 MiB"), "ringfence N.N.N ABI 0.3: N MiB");
+        assert_ne!(mask("hypervisor ABI 0.3, features"), mask("hypervisor ABI 0.4, features"));
     }
 
     #[test]
