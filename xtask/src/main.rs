@@ -34,8 +34,26 @@ enum Command {
     GenHeader,
 }
 
+/// The exit code of a command line clap did not accept: 0 for --help and --version (they
+/// print to stdout), [`xtask::error::EXIT_USAGE`] for a real error.
+fn parse_exit_code(error: &clap::Error) -> i32 {
+    if error.use_stderr() {
+        xtask::error::EXIT_USAGE
+    } else {
+        0
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad arguments are a usage error like any other (exit 121, SPEC.md §10), not clap's 2;
+    // --help and --version still print and succeed.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(parse_exit_code(&error)).unwrap_or(1));
+        }
+    };
     let result = match cli.command {
         Command::Build => commands::build::main(),
         Command::Run(args) => commands::run::main(args),
@@ -51,5 +69,22 @@ fn main() -> ExitCode {
             eprintln!("error: {error}");
             ExitCode::from(u8::try_from(error.exit_code).unwrap_or(1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_arguments_exit_with_the_usage_code_and_help_succeeds() {
+        let code = |args: &[&str]| match Cli::try_parse_from(args) {
+            Ok(_) => None,
+            Err(error) => Some(parse_exit_code(&error)),
+        };
+        assert_eq!(code(&["xtask", "new-guest"]), Some(xtask::error::EXIT_USAGE));
+        assert_eq!(code(&["xtask", "run", "--bogus"]), Some(xtask::error::EXIT_USAGE));
+        assert_eq!(code(&["xtask", "--help"]), Some(0));
+        assert_eq!(code(&["xtask", "new-guest", "/tmp/g", "--name", "g"]), None);
     }
 }
