@@ -20,7 +20,8 @@ enum Command {
     /// Boot guests under the hypervisor in QEMU, streaming the console; exits with the
     /// hypervisor's exit status (124 on timeout, 125 if QEMU ended without it).
     Run(commands::run::RunArgs),
-    /// Host unit tests, then the build, then the conformance suite under QEMU.
+    /// Host unit tests, then the build, the conformance suite under QEMU, and the README's first
+    /// steps (its "What you will see" listing, a new-guest crate built outside the checkout).
     Test(commands::test::TestArgs),
     /// The static gates CI enforces: cargo fmt --check, clippy (host and
     /// x86_64-unknown-none) and rustdoc, each with warnings denied.

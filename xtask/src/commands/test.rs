@@ -1,4 +1,5 @@
-//! `cargo xtask test`: host unit tests, the build, then the conformance suite.
+//! `cargo xtask test`: host unit tests, the build, the conformance suite, then the README's
+//! first steps (commands::first_steps).
 
 use clap::Args;
 use std::path::PathBuf;
