@@ -251,18 +251,43 @@ pub fn bins_from_metadata(metadata: &serde_json::Value, wanted: Option<&[&str]>)
     bins
 }
 
+/// guest-rt's linker script, for the builds cargo does not run (gcc for the C guests).
+/// Cargo builds learn its path from guest-rt's build script (`DEP_GUEST_RT_LINKER_SCRIPT`),
+/// which names the same file.
+pub fn guest_linker_script() -> PathBuf {
+    workspace::root().join("guest-rt").join("guest.ld")
+}
+
+/// True if the package of `manifest` has a build script, from cargo-metadata JSON.
+pub fn has_build_script(metadata: &serde_json::Value, manifest: &Path) -> bool {
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|package| package["manifest_path"].as_str().is_some_and(|path| Path::new(path) == manifest))
+        .flat_map(|package| package["targets"].as_array().into_iter().flatten())
+        .any(|target| target["kind"].as_array().into_iter().flatten().any(|kind| kind == "custom-build"))
+}
+
 /// Builds a user's guest crate in `dir` (a directory with `Cargo.toml` and exactly one
-/// binary) into `target/ringfence/user-guests/`, and returns the ELF path. The crate has
-/// no build script of ours, so its one binary gets guest-rt's linker script from `cargo
-/// rustc` (a separate invocation anyway: it is another workspace).
+/// binary) into `target/ringfence/user-guests/`, and returns the ELF path. The crate links
+/// itself with guest-rt's linker script through its build script (as `cargo xtask
+/// new-guest` writes it), so this is a plain `cargo build`, run in `dir` so that the
+/// crate's own `.cargo/config.toml` applies as it does when the user runs cargo there; the
+/// crate is its own workspace, with its own `Cargo.lock` and target directory
+/// (`CARGO_TARGET_DIR` moves it, as usual).
 pub fn build_guest_crate(dir: &Path) -> Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(Error::usage(format!("{} has no Cargo.toml; a guest crate directory needs one", dir.display())));
+        return Err(Error::usage(format!(
+            "{} has no Cargo.toml; a guest crate directory needs one (`cargo xtask new-guest DIR` writes one)",
+            dir.display()
+        )));
     }
     let manifest = manifest.canonicalize().map_err(|error| Error::io("cannot resolve", &manifest, error))?;
+    let metadata = metadata(&manifest)?;
     let bins: Vec<GuestBin> =
-        bins_from_metadata(&metadata(&manifest)?, None).into_iter().filter(|bin| bin.manifest == manifest).collect();
+        bins_from_metadata(&metadata, None).into_iter().filter(|bin| bin.manifest == manifest).collect();
     let guest = match bins.as_slice() {
         [bin] => bin,
         [] => return Err(Error::usage(format!("{} defines no binary; add src/main.rs", manifest.display()))),
@@ -274,22 +299,21 @@ pub fn build_guest_crate(dir: &Path) -> Result<PathBuf> {
             )))
         }
     };
-    ensure_toolchain()?;
-    let linker_script = workspace::root().join("guest-rt").join("guest.ld");
-    if !linker_script.is_file() {
-        return Err(Error::failed(format!(
-            "guest linker script {} is missing; guest-rt provides it",
-            linker_script.display()
+    if !has_build_script(&metadata, &manifest) {
+        return Err(Error::usage(format!(
+            "{} has no build script, so nothing links it with guest-rt's linker script; copy build.rs from \
+             a crate `cargo xtask new-guest DIR` writes (it reads DEP_GUEST_RT_LINKER_SCRIPT from guest-rt)",
+            manifest.display()
         )));
     }
+    ensure_toolchain()?;
     let mut command = workspace::cargo();
     command
-        .args(["rustc", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
+        .current_dir(dir)
+        .args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
         .arg("--manifest-path")
         .arg(&guest.manifest)
-        .args(["-p", &guest.package, "--bin", &guest.bin, "--"])
-        .arg(format!("-Clink-arg=-T{}", linker_script.display()))
-        .arg("-Clink-arg=--no-pie");
+        .args(["--bin", &guest.bin]);
     let built = run_cargo(command, &format!("guest crate {} (binary {})", dir.display(), guest.bin))?;
     let path = built
         .iter()
@@ -327,6 +351,22 @@ mod tests {
         assert_eq!(names, ["hello", "version"]);
         assert_eq!(bins[0].package, "conformance-guests");
         assert_eq!(bins_from_metadata(&metadata, None).len(), 3);
+    }
+
+    #[test]
+    fn a_guest_crate_without_a_build_script_is_told_apart() {
+        let metadata = |kinds: &[&str]| {
+            let targets: Vec<serde_json::Value> =
+                kinds.iter().map(|kind| serde_json::json!({"name": "g", "kind": [kind]})).collect();
+            serde_json::json!({"packages": [
+                {"name": "g", "manifest_path": "/g/Cargo.toml", "targets": targets},
+                {"name": "other", "manifest_path": "/o/Cargo.toml", "targets": [{"name": "build-script-build", "kind": ["custom-build"]}]}
+            ]})
+        };
+        let manifest = Path::new("/g/Cargo.toml");
+        assert!(has_build_script(&metadata(&["bin", "custom-build"]), manifest));
+        assert!(!has_build_script(&metadata(&["bin"]), manifest), "another package's build script does not count");
+        assert!(guest_linker_script().is_file(), "{}", guest_linker_script().display());
     }
 
     #[test]

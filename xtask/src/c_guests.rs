@@ -97,7 +97,7 @@ pub fn gcc_command(source: &Path, output: &Path) -> Command {
         .arg("-I")
         .arg(root.join("hypercall-abi").join("include"))
         .arg("-T")
-        .arg(root.join("guest-rt").join("guest.ld"))
+        .arg(crate::build::guest_linker_script())
         .args(["-Wl,--no-pie", "-Wl,--build-id=none", "-o"])
         .arg(output)
         .arg(source);
@@ -109,7 +109,7 @@ pub fn gcc_command(source: &Path, output: &Path) -> Command {
 pub fn build_c_guests() -> Result<Vec<PathBuf>> {
     let root = workspace::root();
     let header = crate::c_header::header_path();
-    let linker_script = root.join("guest-rt").join("guest.ld");
+    let linker_script = crate::build::guest_linker_script();
     // The flags live here: a change to them rebuilds too.
     let flags = root.join("xtask").join("src").join("c_guests.rs");
     let destination = workspace::guests_dir();

@@ -14,6 +14,8 @@ pub mod junit;
 pub mod lint;
 pub mod packages;
 pub mod qemu;
+pub mod readme;
+pub mod template;
 pub mod toolchain;
 pub mod workspace;
 

@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod build;
+mod first_steps;
 pub mod gen_header;
 mod host_reference;
 pub mod lint;
+pub mod new_guest;
 pub mod run;
 pub mod test;

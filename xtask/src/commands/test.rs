@@ -1,4 +1,5 @@
-//! `cargo xtask test`: host unit tests, the build, then the conformance suite.
+//! `cargo xtask test`: host unit tests, the build, the conformance suite, then the README's
+//! first steps (commands::first_steps).
 
 use clap::Args;
 use std::path::PathBuf;
@@ -126,6 +127,10 @@ pub fn main(args: TestArgs) -> Result<u8> {
     {
         failed.push("conformance smoke subset under kvm");
     }
+    // What the README tells a new user to do, done as they would (commands::first_steps).
+    let (steps_failed, steps) = super::first_steps::run(&args.filters);
+    failed.extend(steps_failed);
+    report.push(steps);
     if let Some(path) = &args.junit {
         for accel in [Accel::Tcg, Accel::Kvm] {
             let Ok(text) = std::fs::read_to_string(results(accel)) else { continue };
