@@ -8,6 +8,7 @@ pub mod build;
 pub mod c_guests;
 pub mod c_header;
 pub mod cmdline;
+pub mod domain_options;
 pub mod error;
 pub mod images;
 pub mod junit;
