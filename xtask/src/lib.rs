@@ -10,6 +10,7 @@ pub mod c_header;
 pub mod cmdline;
 pub mod domain_options;
 pub mod error;
+pub mod gdb;
 pub mod images;
 pub mod junit;
 pub mod lint;

@@ -20,6 +20,9 @@ enum Command {
     /// Boot guests under the hypervisor in QEMU, streaming the console; exits with the
     /// hypervisor's exit status (124 on timeout, 125 if QEMU ended without it).
     Run(commands::run::RunArgs),
+    /// Boot as `run` does, halted, with gdb attached: the hypervisor's symbols and the first
+    /// guest's, built with full debug information (README: "Debugging with gdb").
+    Gdb(commands::gdb::GdbArgs),
     /// Host unit tests, then the build, then the conformance suite under QEMU.
     Test(commands::test::TestArgs),
     /// The static gates CI enforces: cargo fmt --check, clippy (host and
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build => commands::build::main(),
         Command::Run(args) => commands::run::main(args),
+        Command::Gdb(args) => commands::gdb::main(args),
         Command::Test(args) => commands::test::main(args),
         Command::Bench(args) => commands::bench::main(args),
         Command::Lint => commands::lint::main(),

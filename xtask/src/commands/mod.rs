@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod gdb;
 pub mod gen_header;
 mod host_reference;
 pub mod lint;
