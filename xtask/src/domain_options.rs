@@ -190,9 +190,10 @@ impl clap::Args for DomainOptions {
             .arg(option(
                 NAME,
                 "NAME",
-                "The domain's name (after its --guest): its image's name in the boot archive and on the \
-                 console. Default: the guest's name or file stem, with -2, -3... if another image has it. \
-                 Each --name must be unique",
+                "The domain's name (after its --guest; before it only when there is no --guest): its \
+                 image's name in the boot archive and on the console, 1 to 100 visible ASCII characters \
+                 without ',', '/' or '='. Each --name must be unique. Default: the guest's name or file \
+                 stem, with -2, -3... if another image has it",
             ))
             .arg(option(
                 MEM,
