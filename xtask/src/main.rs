@@ -23,7 +23,8 @@ enum Command {
     /// Boot as `run` does, halted, with gdb attached: the hypervisor's symbols and the first
     /// guest's, built with full debug information (README: "Debugging with gdb").
     Gdb(commands::gdb::GdbArgs),
-    /// Host unit tests, then the build, then the conformance suite under QEMU.
+    /// Host unit tests, then the build, then the conformance suite under QEMU, then
+    /// README's gdb session (`cargo xtask gdb --batch`).
     Test(commands::test::TestArgs),
     /// The static gates CI enforces: cargo fmt --check, clippy (host and
     /// x86_64-unknown-none) and rustdoc, each with warnings denied.

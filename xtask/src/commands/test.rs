@@ -1,4 +1,5 @@
-//! `cargo xtask test`: host unit tests, the build, then the conformance suite.
+//! `cargo xtask test`: host unit tests, the build, the conformance suite, then README's
+//! gdb session.
 
 use clap::Args;
 use std::path::PathBuf;
