@@ -329,7 +329,8 @@ pub enum ConsoleInput {
     After { after: String, bytes: Vec<u8> },
     /// Nothing, and QEMU in a process group of its own, so that the terminal's Ctrl-C
     /// reaches only the program in the foreground (gdb interrupting the guest) and not
-    /// QEMU; the caller ends QEMU ([`run_until`]'s `stop`).
+    /// QEMU; the caller ends QEMU ([`run_until`]'s `stop`), and so does the death of the
+    /// thread that started it.
     Detached,
 }
 
@@ -409,7 +410,17 @@ pub fn run_until(launch: &Launch, mode: ConsoleMode, input: ConsoleInput, stop: 
     let start = Instant::now();
     let mut command = Command::new(&launch.qemu);
     if input == ConsoleInput::Detached {
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        // Out of the terminal's reach, QEMU would outlive a killed xtask, halted for ever.
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // prctl(2), which is async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        };
     }
     let mut child = command
         .args(launch.args())
