@@ -20,8 +20,8 @@ enum Command {
     /// Boot guests under the hypervisor in QEMU, streaming the console; exits with the
     /// hypervisor's exit status (124 on timeout, 125 if QEMU ended without it).
     Run(commands::run::RunArgs),
-    /// Boot as `run` does, halted, with gdb attached: the hypervisor's symbols and the first
-    /// guest's, built with full debug information (README: "Debugging with gdb").
+    /// Boot as `run` does, halted, with gdb attached: the hypervisor's symbols and a guest's
+    /// (`--symbols`), built with full debug information (README: "Debugging with gdb").
     Gdb(commands::gdb::GdbArgs),
     /// Host unit tests, then the build, then the conformance suite under QEMU, then
     /// README's gdb session (`cargo xtask gdb --batch`).

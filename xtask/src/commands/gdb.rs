@@ -1,5 +1,5 @@
 //! `cargo xtask gdb`: boot as `run` does, with QEMU halted and its gdbstub open, and gdb
-//! attached with the hypervisor's and the first guest's symbols (`xtask::gdb`).
+//! attached with the hypervisor's and one guest's symbols (`xtask::gdb`).
 
 use super::run::{self, Prepared, RunArgs};
 use clap::Args;
@@ -25,6 +25,28 @@ pub struct GdbArgs {
     /// is not read.
     #[arg(long)]
     batch: bool,
+    /// Whose guest symbols gdb gets: a domain's number (2 or d2) or name. Default: d1.
+    /// Guests all link at the same addresses, so gdb can hold one image's at a time.
+    #[arg(long, value_name = "DOMAIN")]
+    symbols: Option<String>,
+}
+
+/// The domain `--symbols` names, as an index into `domains` (name, image).
+fn chosen_domain(choice: Option<&str>, domains: &[(String, std::path::PathBuf)]) -> Result<usize> {
+    let Some(choice) = choice else { return Ok(0) };
+    let number = choice.strip_prefix('d').unwrap_or(choice).parse::<usize>().ok();
+    let index = match number {
+        Some(number) if (1..=domains.len()).contains(&number) => Some(number - 1),
+        _ => domains.iter().position(|(name, _)| name == choice),
+    };
+    index.ok_or_else(|| {
+        let known: Vec<String> =
+            domains.iter().enumerate().map(|(index, (name, _))| format!("d{} {name}", index + 1)).collect();
+        Error::usage(format!(
+            "--symbols {choice} names no domain of this boot; give a number or a name of: {}",
+            known.join(", ")
+        ))
+    })
 }
 
 /// Without `--timeout` a debugging session may last as long as the user wants.
@@ -54,25 +76,30 @@ pub fn main(mut args: GdbArgs) -> Result<u8> {
     }
     eprintln!("qemu: {}", launch.display());
 
-    let (first_name, first_image) = domains.first().ok_or_else(|| Error::usage("nothing to boot"))?;
+    let chosen = chosen_domain(args.symbols.as_deref(), &domains)?;
+    let (chosen_name, chosen_image) = domains.get(chosen).ok_or_else(|| Error::usage("nothing to boot"))?;
     eprintln!(
-        "gdb: symbols of the hypervisor ({}) and of d1 {first_name} ({})",
+        "gdb: symbols of the hypervisor ({}) and of d{} {chosen_name} ({})",
         launch.hypervisor.display(),
-        first_image.display()
+        chosen + 1,
+        chosen_image.display()
     );
-    for (number, (name, image)) in domains.iter().enumerate().skip(1) {
-        if image != first_image {
+    let mut hinted = vec![chosen_image];
+    for (number, (name, image)) in domains.iter().enumerate() {
+        if !hinted.contains(&image) {
+            hinted.push(image);
             eprintln!(
-                "gdb: d{} {name} links at the same addresses as d1; to debug it instead: remove-symbol-file {}, then add-symbol-file {}",
+                "gdb: d{} {name} links at the same addresses; to debug it instead: remove-symbol-file {}, then add-symbol-file {} (or --symbols d{})",
                 number + 1,
-                first_image.display(),
-                image.display()
+                chosen_image.display(),
+                image.display(),
+                number + 1
             );
         }
     }
     let session = Session {
         hypervisor: &launch.hypervisor,
-        guest: Some(first_image),
+        guest: Some(chosen_image),
         socket: &socket,
         commands: &args.commands,
         batch: args.batch,
@@ -168,4 +195,25 @@ fn attach(
     // SAFETY: as above; the default action again.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_name_a_domain_by_number_or_name() {
+        let domains: Vec<(String, std::path::PathBuf)> =
+            ["left", "right", "7"].iter().map(|name| (name.to_string(), format!("/g/{name}.elf").into())).collect();
+        assert_eq!(chosen_domain(None, &domains).unwrap(), 0);
+        assert_eq!(chosen_domain(Some("2"), &domains).unwrap(), 1);
+        assert_eq!(chosen_domain(Some("d3"), &domains).unwrap(), 2);
+        assert_eq!(chosen_domain(Some("right"), &domains).unwrap(), 1);
+        assert_eq!(chosen_domain(Some("7"), &domains).unwrap(), 2, "no d7: the name");
+        for bad in ["0", "d4", "nosuch", ""] {
+            let error = chosen_domain(Some(bad), &domains).unwrap_err();
+            assert_eq!(error.exit_code, xtask::error::EXIT_USAGE);
+            assert!(error.message.contains("d1 left, d2 right, d3 7"), "{bad}: {}", error.message);
+        }
+    }
 }
