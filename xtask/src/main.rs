@@ -20,8 +20,12 @@ enum Command {
     /// Boot guests under the hypervisor in QEMU, streaming the console; exits with the
     /// hypervisor's exit status (124 on timeout, 125 if QEMU ended without it).
     Run(commands::run::RunArgs),
-    /// Host unit tests, then the build, the conformance suite under QEMU, and the README's first
-    /// steps (its "What you will see" listing, a new-guest crate built outside the checkout).
+    /// Boot as `run` does, halted, with gdb attached: the hypervisor's symbols and a guest's
+    /// (`--symbols`), built with full debug information (README: "Debugging with gdb").
+    Gdb(commands::gdb::GdbArgs),
+    /// Host unit tests, then the build, the conformance suite under QEMU, README's gdb
+    /// session (`cargo xtask gdb --batch`) and README's first steps (its "What you will see"
+    /// listing, a new-guest crate built outside the checkout).
     Test(commands::test::TestArgs),
     /// The static gates CI enforces: cargo fmt --check, clippy (host and
     /// x86_64-unknown-none) and rustdoc, each with warnings denied.
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build => commands::build::main(),
         Command::Run(args) => commands::run::main(args),
+        Command::Gdb(args) => commands::gdb::main(args),
         Command::Test(args) => commands::test::main(args),
         Command::Bench(args) => commands::bench::main(args),
         Command::Lint => commands::lint::main(),

@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
@@ -326,6 +327,11 @@ pub enum ConsoleInput {
     /// `bytes`, written once the console output contains `after` (a conformance case
     /// typing at its guests once they are up).
     After { after: String, bytes: Vec<u8> },
+    /// Nothing, and QEMU in a process group of its own, so that the terminal's Ctrl-C
+    /// reaches only the program in the foreground (gdb interrupting the guest) and not
+    /// QEMU; the caller ends QEMU ([`run_until`]'s `stop`), and so does the death of the
+    /// thread that started it.
+    Detached,
 }
 
 /// Bytes to type once `after` has appeared in the output, and where to type them.
@@ -386,6 +392,15 @@ pub fn run(launch: &Launch, mode: ConsoleMode) -> Result<RunOutcome> {
 
 /// Runs QEMU to completion or timeout, feeding its serial input as `input` says.
 pub fn run_with_input(launch: &Launch, mode: ConsoleMode, input: ConsoleInput) -> Result<RunOutcome> {
+    run_until(launch, mode, input, &AtomicBool::new(false))
+}
+
+/// How often [`run_until`] looks at its `stop` flag while QEMU runs.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Like [`run_with_input`], and ends QEMU as soon as `stop` is set (`cargo xtask gdb`
+/// stops it when gdb ends): it is killed as at a timeout, but the outcome is not a timeout.
+pub fn run_until(launch: &Launch, mode: ConsoleMode, input: ConsoleInput, stop: &AtomicBool) -> Result<RunOutcome> {
     for (what, path) in [("hypervisor image", &launch.hypervisor), ("boot archive", &launch.initrd)] {
         if !path.is_file() {
             let fix = if what == "hypervisor image" { "; run `cargo xtask build` first" } else { "" };
@@ -393,10 +408,24 @@ pub fn run_with_input(launch: &Launch, mode: ConsoleMode, input: ConsoleInput) -
         }
     }
     let start = Instant::now();
-    let mut child = Command::new(&launch.qemu)
+    let mut command = Command::new(&launch.qemu);
+    if input == ConsoleInput::Detached {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        // Out of the terminal's reach, QEMU would outlive a killed xtask, halted for ever.
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // prctl(2), which is async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        };
+    }
+    let mut child = command
         .args(launch.args())
         .stdin(match input {
-            ConsoleInput::None => Stdio::null(),
+            ConsoleInput::None | ConsoleInput::Detached => Stdio::null(),
             ConsoleInput::Terminal => Stdio::inherit(),
             ConsoleInput::After { .. } => Stdio::piped(),
         })
@@ -418,8 +447,20 @@ pub fn run_with_input(launch: &Launch, mode: ConsoleMode, input: ConsoleInput) -
     });
     let err_thread =
         std::thread::spawn(move || pump(stderr, stream.then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>)));
-    let waited =
-        child.wait_timeout(launch.timeout).map_err(|error| Error::failed(format!("waiting for QEMU: {error}")))?;
+    // A timeout too large for an Instant means none.
+    let deadline = start.checked_add(launch.timeout);
+    let waited = loop {
+        let left = deadline.map_or(STOP_POLL, |deadline| deadline.saturating_duration_since(Instant::now()));
+        if left.is_zero() || stop.load(Ordering::Relaxed) {
+            break None;
+        }
+        let status = child
+            .wait_timeout(left.min(STOP_POLL))
+            .map_err(|error| Error::failed(format!("waiting for QEMU: {error}")))?;
+        if status.is_some() {
+            break status;
+        }
+    };
     let (status, timed_out) = match waited {
         Some(status) => (status, false),
         None => {
@@ -431,7 +472,7 @@ pub fn run_with_input(launch: &Launch, mode: ConsoleMode, input: ConsoleInput) -
             }
             let _ = child.kill();
             let status = child.wait().map_err(|error| Error::failed(format!("waiting for killed QEMU: {error}")))?;
-            (status, true)
+            (status, !stop.load(Ordering::Relaxed))
         }
     };
     let wall = start.elapsed();
@@ -578,6 +619,21 @@ mod tests {
         assert!(outcome.timed_out);
         assert_eq!(outcome.output, "started\n");
         assert_eq!(outcome.xtask_exit_code(), EXIT_TIMEOUT);
+        assert!(outcome.wall < Duration::from_secs(10), "{:?}", outcome.wall);
+    }
+
+    #[test]
+    fn run_until_ends_qemu_when_told_to_stop() {
+        let launch = fake_qemu("stop", "echo started; exec sleep 30", Duration::from_secs(60));
+        let stop = AtomicBool::new(false);
+        let outcome = std::thread::scope(|scope| {
+            let running = scope.spawn(|| run_until(&launch, ConsoleMode::Capture, ConsoleInput::None, &stop));
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::Relaxed);
+            running.join().unwrap().unwrap()
+        });
+        assert!(!outcome.timed_out, "a stop is not a timeout");
+        assert_eq!((outcome.status, outcome.raw_exit), (None, None), "killed by xtask");
         assert!(outcome.wall < Duration::from_secs(10), "{:?}", outcome.wall);
     }
 

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod build;
 mod first_steps;
+pub mod gdb;
 pub mod gen_header;
 mod host_reference;
 pub mod lint;

@@ -6,41 +6,32 @@ use std::time::Duration;
 use xtask::accel::{self, Accel};
 use xtask::build::{self, GuestBin};
 use xtask::cmdline::{self, Domain};
+use xtask::domain_options::DomainOptions;
 use xtask::qemu::{self, ConsoleMode, Launch, Machine};
 use xtask::{archive, workspace, Error, Result};
 
-/// Options of `cargo xtask run`.
+/// Options of `cargo xtask run` (and of `cargo xtask gdb`, which boots the same way).
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// A guest to start (repeatable, one domain each, in order): a built guest's name, an
-    /// ELF file, or a guest crate directory (with Cargo.toml). Default: guest-kernel.
-    #[arg(long = "guest", value_name = "NAME_OR_PATH")]
-    guests: Vec<String>,
-    /// Memory of every domain, <N>K or <N>M (hypervisor default: 4M).
-    #[arg(long, value_name = "SIZE")]
-    mem: Option<String>,
-    /// Reservation quota of every domain (`maxmem=`): how far `memory_op` may grow it.
-    #[arg(long, value_name = "SIZE")]
-    maxmem: Option<String>,
-    /// An argument word for every domain (repeatable).
-    #[arg(long = "arg", value_name = "WORD")]
-    args: Vec<String>,
+    /// `--guest` and the options that describe domains (`xtask::domain_options`).
+    #[command(flatten)]
+    pub domains: DomainOptions,
     /// Accelerator (default: the faster of KVM and TCG on this host, measured once and cached).
     #[arg(long, value_enum)]
-    accel: Option<Accel>,
+    pub accel: Option<Accel>,
     /// QEMU machine type.
     #[arg(long, value_enum, default_value_t = Machine::Microvm)]
-    machine: Machine,
-    /// Kill QEMU after this many seconds (exit 124).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    timeout: u64,
+    pub machine: Machine,
+    /// Kill QEMU after this many seconds (exit 124). Default: 60 for run; none for gdb.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
     /// An extra QEMU argument (repeatable), appended to xtask's own, e.g.
-    /// `--qemu-arg=-s --qemu-arg=-S` for QEMU's gdbstub.
+    /// `--qemu-arg=-d --qemu-arg=int`.
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
-    qemu_args: Vec<String>,
+    pub qemu_args: Vec<String>,
     /// Words after `--`: more argument words for every domain, after the `--arg` ones.
     #[arg(last = true, value_name = "WORDS")]
-    words: Vec<String>,
+    pub words: Vec<String>,
 }
 
 /// Where a `--guest` value points.
@@ -77,34 +68,72 @@ fn classify(value: &str, known: &[GuestBin]) -> Result<GuestSource> {
     )))
 }
 
-/// An archive member name for a file: its stem, made acceptable to the grammar, and unique.
-fn image_name(path: &Path, taken: &[String]) -> String {
+/// The name a file gives its image: its stem, made acceptable to the grammar.
+fn stem_name(path: &Path) -> String {
     let stem = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut name: String =
+    let name: String =
         stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.+".contains(c) { c } else { '_' }).take(90).collect();
     if name.is_empty() || name == "." || name == ".." {
-        name = "image".to_string();
+        "image".to_string()
+    } else {
+        name
     }
-    let base = name.clone();
-    let mut counter = 2;
-    while taken.contains(&name) {
-        name = format!("{base}-{counter}");
-        counter += 1;
-    }
-    name
 }
 
-/// Builds what is needed and boots it.
-pub fn main(args: RunArgs) -> Result<u8> {
-    let mem = args.mem.as_deref().map(cmdline::parse_mem).transpose()?.map(|(text, _)| text);
-    let maxmem = args.maxmem.as_deref().map(cmdline::parse_mem).transpose()?.map(|(text, _)| text);
+/// One domain on its way to the command line: its `--name` (if any), the name its guest
+/// suggests, and its image file.
+struct Named<'a> {
+    explicit: Option<&'a str>,
+    suggested: String,
+    image: &'a Path,
+}
+
+/// Names every domain. A `--name` is kept as given (`DomainOptions::resolve` made them
+/// unique). Any other domain takes its suggested name, or that name with `-2`, `-3`...
+/// when another image already has it: domains of one image share its name (and its
+/// archive member), domains of different images never do.
+fn assign_names(domains: &[Named]) -> Vec<String> {
+    let mut owners: Vec<(String, &Path)> =
+        domains.iter().filter_map(|domain| Some((domain.explicit?.to_string(), domain.image))).collect();
+    let mut names = Vec::new();
+    for domain in domains {
+        if let Some(name) = domain.explicit {
+            names.push(name.to_string());
+            continue;
+        }
+        let free = |name: &str| owners.iter().all(|(owned, image)| owned != name || *image == domain.image);
+        let mut name = domain.suggested.clone();
+        let mut counter = 2;
+        while !free(&name) {
+            name = format!("{}-{counter}", domain.suggested);
+            counter += 1;
+        }
+        owners.push((name.clone(), domain.image));
+        names.push(name);
+    }
+    names
+}
+
+/// A boot ready to start: QEMU's launch, and what was booted where.
+pub struct Prepared {
+    /// The QEMU run.
+    pub launch: Launch,
+    /// Each domain's name and image file, in domain order (d1 first).
+    pub domains: Vec<(String, PathBuf)>,
+    /// How the accelerator was chosen (printed before the run).
+    pub accel_lines: Vec<String>,
+}
+
+/// Validates `args`, builds what they boot, and writes the boot archive `<archive>.tar`
+/// in the runs directory. `default_timeout` applies when `--timeout` is not given.
+pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Result<Prepared> {
+    let requests = args.domains.resolve(&args.words)?;
     let qemu_binary = qemu::ensure_qemu()?;
     qemu::check_accel_request(args.accel)?;
 
     let known = build::guest_bins()?;
-    let values = if args.guests.is_empty() { vec!["guest-kernel".to_string()] } else { args.guests.clone() };
     // Classify before building, so a typo is reported at once.
-    let sources = values.iter().map(|value| classify(value, &known)).collect::<Result<Vec<_>>>()?;
+    let sources = requests.iter().map(|request| classify(&request.guest, &known)).collect::<Result<Vec<_>>>()?;
     // Only what this run boots, in one cargo build: the hypervisor, the named guests, and
     // the accelerator probe's guest when the accelerator is to be chosen.
     let mut wanted: Vec<&str> = sources
@@ -123,44 +152,67 @@ pub fn main(args: RunArgs) -> Result<u8> {
         xtask::c_guests::build_c_guests()?;
     }
 
-    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut domains = Vec::new();
+    let mut images = Vec::new();
     for source in sources {
-        let (name, path) = match source {
-            GuestSource::Built(name) => {
-                let path = workspace::guests_dir().join(format!("{name}.elf"));
-                (name, path)
-            }
-            GuestSource::File(path) => (image_name(&path, &names(&members)), path),
+        images.push(match source {
+            GuestSource::Built(name) => (name.clone(), workspace::guests_dir().join(format!("{name}.elf"))),
+            GuestSource::File(path) => (stem_name(&path), path),
             GuestSource::Crate(dir) => {
                 let path = build::build_guest_crate(&dir)?;
-                (image_name(&path, &names(&members)), path)
+                (stem_name(&path), path)
             }
-        };
+        });
+    }
+    // One file reached by two spellings is one image.
+    let resolved: Vec<PathBuf> = images.iter().map(|(_, path)| path.canonicalize().unwrap_or(path.clone())).collect();
+    let named: Vec<Named> = requests
+        .iter()
+        .zip(&images)
+        .zip(&resolved)
+        .map(|((request, (suggested, _)), image)| Named {
+            explicit: request.name.as_deref(),
+            suggested: suggested.clone(),
+            image,
+        })
+        .collect();
+    let names = assign_names(&named);
+
+    let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut domains = Vec::new();
+    let mut booted = Vec::new();
+    for ((request, name), (_, path)) in requests.into_iter().zip(names).zip(images) {
         if !members.iter().any(|(existing, _)| *existing == name) {
             let bytes = std::fs::read(&path).map_err(|error| Error::io("cannot read guest image", &path, error))?;
             members.push((name.clone(), bytes));
         }
-        let words = args.args.iter().chain(&args.words).cloned().collect();
-        domains.push(Domain { image: name, mem: mem.clone(), maxmem: maxmem.clone(), args: words });
+        domains.push(Domain { image: name.clone(), mem: request.mem, maxmem: request.maxmem, args: request.args });
+        booted.push((name, path));
     }
 
     let append = cmdline::command_line(&domains, &[])?;
-    let initrd = workspace::runs_dir().join("run.tar");
+    let initrd = workspace::runs_dir().join(format!("{archive}.tar"));
     qemu::write_archive(&initrd, &archive::build(&members)?)?;
     let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf())?;
-    let accel = choice.accel;
     let launch = Launch {
         qemu: qemu_binary,
         hypervisor: workspace::hypervisor_elf(),
         initrd,
         append,
-        accel,
+        accel: choice.accel,
         machine: args.machine,
-        extra: args.qemu_args,
-        timeout: Duration::from_secs(args.timeout),
+        extra: args.qemu_args.clone(),
+        timeout: args.timeout.map_or(default_timeout, Duration::from_secs),
     };
-    for line in &choice.lines {
+    Ok(Prepared { launch, domains: booted, accel_lines: choice.lines })
+}
+
+/// How long `run` lets QEMU run unless `--timeout` says otherwise.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds what is needed and boots it.
+pub fn main(args: RunArgs) -> Result<u8> {
+    let Prepared { launch, accel_lines, .. } = prepare(&args, "run", RUN_TIMEOUT)?;
+    for line in &accel_lines {
         eprintln!("{line}");
     }
     eprintln!("qemu: {}", launch.display());
@@ -168,10 +220,6 @@ pub fn main(args: RunArgs) -> Result<u8> {
     let outcome = qemu::run_with_input(&launch, ConsoleMode::Stream, qemu::ConsoleInput::Terminal)?;
     eprintln!("xtask: {} ({} ms)", outcome.describe(launch.timeout), outcome.wall.as_millis());
     Ok(u8::try_from(outcome.xtask_exit_code()).unwrap_or(125))
-}
-
-fn names(members: &[(String, Vec<u8>)]) -> Vec<String> {
-    members.iter().map(|(name, _)| name.clone()).collect()
 }
 
 #[cfg(test)]
@@ -202,8 +250,38 @@ mod tests {
     }
 
     #[test]
-    fn image_names_are_stems_made_unique() {
-        assert_eq!(image_name(Path::new("/a/my guest.elf"), &[]), "my_guest");
-        assert_eq!(image_name(Path::new("/b/hello.elf"), &["hello".into()]), "hello-2");
+    fn file_names_are_stems_made_acceptable() {
+        assert_eq!(stem_name(Path::new("/a/my guest.elf")), "my_guest");
+        assert_eq!(stem_name(Path::new("/b/hello.elf")), "hello");
+        assert_eq!(stem_name(Path::new("/")), "image");
+    }
+
+    fn named<'a>(explicit: Option<&'a str>, suggested: &str, image: &'a str) -> Named<'a> {
+        Named { explicit, suggested: suggested.into(), image: Path::new(image) }
+    }
+
+    #[test]
+    fn domains_of_one_image_share_its_name_and_others_get_a_suffix() {
+        let names = assign_names(&[
+            named(None, "hello", "/g/hello.elf"),
+            named(None, "hello", "/g/hello.elf"),
+            named(None, "hello", "/elsewhere/hello.elf"),
+            named(None, "hello", "/third/hello.elf"),
+        ]);
+        assert_eq!(names, ["hello", "hello", "hello-2", "hello-3"]);
+    }
+
+    #[test]
+    fn explicit_names_are_kept_and_never_taken_by_another_image() {
+        let names = assign_names(&[
+            named(None, "hello", "/g/hello.elf"),
+            named(Some("left"), "pingpong", "/g/pingpong.elf"),
+            named(Some("hello"), "pingpong", "/g/pingpong.elf"),
+            named(None, "left", "/x/left.elf"),
+            named(None, "pingpong", "/g/pingpong.elf"),
+        ]);
+        // d1's suggestion belongs to d3's --name (another image): suffixed. d5 is the image
+        // d2 and d3 named, so it may share either name; it takes its own suggestion.
+        assert_eq!(names, ["hello-2", "left", "hello", "left-2", "pingpong"]);
     }
 }

@@ -1,5 +1,5 @@
-//! `cargo xtask test`: host unit tests, the build, the conformance suite, then the README's
-//! first steps (commands::first_steps).
+//! `cargo xtask test`: host unit tests, the build, the conformance suite, then README's
+//! gdb session and its first steps (commands::first_steps).
 
 use clap::Args;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub struct TestArgs {
     /// per conformance case, a failed case with its console.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Only run conformance cases whose names contain one of these.
+    /// Only run conformance cases (and the step `gdb_session`) whose names contain one of these.
     filters: Vec<String>,
 }
 
@@ -127,6 +127,13 @@ pub fn main(args: TestArgs) -> Result<u8> {
     {
         failed.push("conformance smoke subset under kvm");
     }
+    if args.filters.is_empty() || args.filters.iter().any(|filter| GDB_SESSION.contains(filter.as_str())) {
+        let session = gdb_session()?;
+        if !matches!(session.outcome, junit::Outcome::Passed) {
+            failed.push("gdb session");
+        }
+        report.push(junit::Suite { name: "xtask gdb".into(), cases: vec![session] });
+    }
     // What the README tells a new user to do, done as they would (commands::first_steps).
     let (steps_failed, steps) = super::first_steps::run(&args.filters);
     failed.extend(steps_failed);
@@ -141,6 +148,42 @@ pub fn main(args: TestArgs) -> Result<u8> {
         write_report(path, &report)?;
     }
     finish(&failed)
+}
+
+/// The name of the gdb step, matched by the filters like a conformance case's.
+const GDB_SESSION: &str = "gdb_session";
+/// The gdb step's limit: the scripted session takes about a second under TCG once built.
+const GDB_SESSION_TIMEOUT_SECS: &str = "60";
+
+/// Runs README's gdb session through `cargo xtask gdb --batch` under TCG (with its build)
+/// and checks what gdb printed ([`xtask::gdb::check_scripted_session`]).
+fn gdb_session() -> Result<junit::TestCase> {
+    let exe = std::env::current_exe()
+        .map_err(|error| Error::environment(format!("cannot find the running xtask binary: {error}")))?;
+    let mut command = std::process::Command::new(exe);
+    command.args(["gdb", "--accel", "tcg", "--timeout", GDB_SESSION_TIMEOUT_SECS, "--batch"]);
+    for line in xtask::gdb::scripted_session() {
+        command.arg("--ex").arg(line);
+    }
+    let start = std::time::Instant::now();
+    let (exited_ok, output) =
+        step_captured("gdb session under tcg (cargo xtask gdb --batch, README's session)", command)?;
+    let verdict = match (exited_ok, xtask::gdb::check_scripted_session(&output)) {
+        (true, Ok(())) => Ok(()),
+        (false, _) => Err("cargo xtask gdb failed (see its output above)".to_string()),
+        (true, Err(problem)) => Err(problem),
+    };
+    let outcome = match verdict {
+        Ok(()) => {
+            println!("xtask test: gdb session passed");
+            junit::Outcome::Passed
+        }
+        Err(message) => {
+            eprintln!("error: gdb session: {message}");
+            junit::Outcome::Failed { message, output }
+        }
+    };
+    Ok(junit::TestCase { name: GDB_SESSION.into(), time: start.elapsed(), outcome })
 }
 
 fn write_report(path: &std::path::Path, report: &[junit::Suite]) -> Result<()> {
