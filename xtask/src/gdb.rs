@@ -124,7 +124,7 @@ pub fn scripted_session() -> Vec<String> {
         "next".into(),
         "next".into(),
         "info locals".into(),
-        "kill".into(),
+        "detach".into(),
     ]
     .into()
 }
