@@ -14,8 +14,11 @@ use crate::trap::bounce::{self, Event};
 use crate::trap::frame::TrapFrame;
 use alloc::format;
 use alloc::string::String;
+use hypercall_abi::event::EVENT_VECTOR;
 use hypercall_abi::shared_info::cr2_offset;
+use hypercall_abi::trace::{flags as trace_flags, kind as trace_kind, TraceRecord};
 use hypercall_abi::trap::vector;
+use hypercall_abi::trap::SYSCALL_VECTOR;
 use zerocopy::IntoBytes;
 
 impl<P: Platform> System<P> {
@@ -101,6 +104,56 @@ impl<P: Platform> System<P> {
     /// the domain if it cannot be delivered — no handler, no stack, a stack it cannot
     /// write: the paravirtual triple fault.
     pub(super) fn bounce_event(&mut self, frame: &mut TrapFrame, event: Event) -> Step {
+        if self.trace.is_some() {
+            return self.bounce_traced_event(frame, event);
+        }
+        match self.deliver_event(frame, event) {
+            Ok(()) => self.finish_return(frame),
+            Err(reason) => self.kill_and_continue(frame, &reason),
+        }
+    }
+
+    /// [`Self::bounce_event`] while some domain is traced: the delivery is recorded for a
+    /// traced domain (SPEC.md §22).
+    #[cold]
+    #[inline(never)]
+    fn bounce_traced_event(&mut self, frame: &mut TrapFrame, event: Event) -> Step {
+        let index = self.current;
+        let (kind, number, arguments) = match event {
+            Event::Exception { vector, error_code, fault_address } => {
+                (trace_kind::BOUNCE, u64::from(vector), [error_code, fault_address, frame.rip, 0, 0, 0])
+            }
+            Event::SoftwareInterrupt { vector, .. } => {
+                (trace_kind::BOUNCE, u64::from(vector), [0, 0, frame.rip, 0, 0, 0])
+            }
+            Event::Syscall => (trace_kind::BOUNCE, SYSCALL_VECTOR, [0, 0, frame.rip, frame.rax, frame.rdi, frame.rsi]),
+            Event::Upcall => (trace_kind::UPCALL, EVENT_VECTOR, [0, 0, frame.rip, 0, 0, 0]),
+        };
+        let start = self.platform.read_tsc();
+        let delivered = self.deliver_event(frame, event);
+        let end = self.platform.read_tsc();
+        let record = TraceRecord {
+            kind,
+            flags: trace_flags::RESULT,
+            domain: self.domains[index].id,
+            number,
+            arguments,
+            result: if delivered.is_ok() { 0 } else { -1 },
+            tsc: start,
+            tsc_end: end,
+            ..TraceRecord::default()
+        };
+        self.trace_record(index, record);
+        match delivered {
+            Ok(()) => self.finish_return(frame),
+            Err(reason) => self.kill_and_continue(frame, &reason),
+        }
+    }
+
+    /// Writes `event`'s frame on the guest-kernel stack and points `frame` at its handler;
+    /// `Err` says why it cannot be delivered.
+    #[inline(always)]
+    fn deliver_event(&mut self, frame: &mut TrapFrame, event: Event) -> Result<(), String> {
         let domain = &self.domains[self.current];
         let Some(memory) = domain.memory.as_ref() else {
             unreachable!("the running domain always has memory");
@@ -110,10 +163,7 @@ impl<P: Platform> System<P> {
         let masked = upcall::upcall_mask(&self.memory, shared);
         let delivery = match bounce::deliver(&domain.vcpu, frame, event, masked) {
             Ok(delivery) => delivery,
-            Err(failure) => {
-                let reason = format!("{}: {failure}", describe(frame, &event));
-                return self.kill_and_continue(frame, &reason);
-            }
+            Err(failure) => return Err(format!("{}: {failure}", describe(frame, &event))),
         };
         let written = guest_memory::copy_to_guest(
             &mut self.memory,
@@ -122,13 +172,12 @@ impl<P: Platform> System<P> {
             delivery.frame.as_bytes(),
         );
         if let Err(fault) = written {
-            let reason = format!(
+            return Err(format!(
                 "{}: fault delivering {}: guest-kernel stack {:#x} is not writable ({fault})",
                 describe(frame, &event),
                 vector::name(delivery.vector),
                 delivery.frame_address
-            );
-            return self.kill_and_continue(frame, &reason);
+            ));
         }
         // Only a real #PF has a faulting address (a granted `int 14` does not).
         if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) {
@@ -139,7 +188,7 @@ impl<P: Platform> System<P> {
         }
         *frame = delivery.resume;
         self.change_mode(Mode::Kernel);
-        self.finish_return(frame)
+        Ok(())
     }
 
     /// Delivers the running domain's pending event to its event callback (SPEC.md §18.4).

@@ -359,3 +359,79 @@ fn a_return_to_a_non_canonical_rip_kills_the_domain() {
     assert!(system.platform.said("d1 g1: killed: return to non-canonical rip 0x800000000000 refused (XSA-7 guard)"));
     assert_eq!(system.current, 1);
 }
+
+/// The records the trace port received, decoded.
+fn trace_records(system: &System<FakePlatform>) -> Vec<hypercall_abi::trace::TraceRecord> {
+    use zerocopy::FromBytes;
+    let bytes = &system.platform.trace;
+    assert_eq!(bytes.len() % hypercall_abi::trace::RECORD_BYTES, 0, "whole records only");
+    bytes
+        .chunks_exact(hypercall_abi::trace::RECORD_BYTES)
+        .map(|chunk| hypercall_abi::trace::TraceRecord::read_from_bytes(chunk).unwrap())
+        .collect()
+}
+
+#[test]
+fn tracing_records_the_selected_domains_hypercalls_bounces_and_upcalls() {
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::{flags, kind};
+    let mut fixture = boot(2);
+    fixture.0.start_trace(&Selection::parse("1").unwrap());
+    assert!(fixture.0.platform.said("trace: d1 g1: hypercalls, bounces and upcalls"));
+    let start = trace_records(&fixture.0);
+    assert_eq!(start.iter().map(|r| r.kind).collect::<Vec<_>>(), [kind::START, kind::DOMAIN]);
+    assert_eq!((start[0].arguments[0], start[1].domain), (TSC_HZ, 1));
+
+    // d1: a version call (traced), an upcall, then a yield; the yield drains d1's ring.
+    fixture.0.platform.tsc = 100;
+    hypercall(&mut fixture, Hypercall::VERSION, [0, 7, 0, 0]);
+    let callback = fixture.1.rip;
+    hypercall(&mut fixture, Hypercall::SET_CALLBACKS, [callback, 0, 0, 0]);
+    let port = event_op(&mut fixture, [event_cmd::BIND_IPI, 0, 0]);
+    let shared = shared_info(&fixture.0, 0);
+    upcall::set_upcall_mask(&mut fixture.0.memory, shared, false);
+    event_op(&mut fixture, [event_cmd::SEND, port as u64, 0]);
+    assert_eq!(trace_records(&fixture.0).len(), 2, "nothing is written until a drain");
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0, 0]);
+    assert_eq!(fixture.0.current, 1);
+    // d2 is not traced.
+    hypercall(&mut fixture, Hypercall::VERSION, [0, 0, 0, 0]);
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    assert_eq!(fixture.0.current, 0);
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+
+    let records = trace_records(&fixture.0);
+    let events: Vec<(u8, u64)> = records[2..].iter().map(|r| (r.kind, r.number)).collect();
+    assert_eq!(
+        events,
+        [
+            (kind::HYPERCALL, Hypercall::VERSION.0),
+            (kind::HYPERCALL, Hypercall::SET_CALLBACKS.0),
+            (kind::HYPERCALL, Hypercall::EVENT_CHANNEL_OP.0),
+            (kind::HYPERCALL, Hypercall::EVENT_CHANNEL_OP.0),
+            (kind::UPCALL, hypercall_abi::event::EVENT_VECTOR),
+            (kind::HYPERCALL, Hypercall::SCHED_OP.0),
+            (kind::HYPERCALL, Hypercall::SCHED_OP.0),
+            (kind::END, 0),
+        ]
+    );
+    assert!(records[2..9].iter().all(|r| r.domain == 1), "only d1 is traced");
+    let version = &records[2];
+    assert_eq!((version.arguments[0], version.arguments[1]), (0, 7), "the raw argument registers");
+    assert_eq!(version.result, hypercall_abi::ABI_VERSION.packed() as i64);
+    assert_eq!((version.flags, version.tsc), (flags::RESULT, 100));
+    assert_eq!(records[6].result, 0, "the upcall was delivered");
+    assert_eq!(records[7].flags, flags::RESULT | flags::SWITCHED, "yield");
+    assert_eq!(records[8].flags, 0, "shutdown does not return");
+}
+
+#[test]
+fn tracing_that_selects_nothing_stays_off() {
+    use crate::trace::selection::Selection;
+    let mut fixture = boot(1);
+    fixture.0.start_trace(&Selection::parse("nosuch").unwrap());
+    assert!(fixture.0.trace.is_none());
+    assert!(fixture.0.platform.said("trace: trace= selects none of the 1 domains; tracing is off"));
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    assert!(fixture.0.platform.trace.is_empty());
+}
