@@ -15,6 +15,7 @@ pub mod lint;
 pub mod packages;
 pub mod qemu;
 pub mod toolchain;
+pub mod trace;
 pub mod workspace;
 
 pub use error::{Error, Result};

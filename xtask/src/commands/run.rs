@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// `--qemu-arg=-s --qemu-arg=-S` for QEMU's gdbstub.
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     qemu_args: Vec<String>,
+    /// Record every hypercall, bounce and upcall of all domains, or of these (comma-separated
+    /// ids or image names), and print them decoded with a summary after the run.
+    #[arg(long, value_name = "DOMAINS", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    trace: Option<String>,
     /// Words after `--`: more argument words for every domain, after the `--arg` ones.
     #[arg(last = true, value_name = "WORDS")]
     words: Vec<String>,
@@ -145,7 +149,13 @@ pub fn main(args: RunArgs) -> Result<u8> {
         domains.push(Domain { image: name, mem: mem.clone(), maxmem: maxmem.clone(), args: words });
     }
 
-    let append = cmdline::command_line(&domains, &[])?;
+    let images: Vec<String> = domains.iter().map(|domain| domain.image.clone()).collect();
+    let trace_token = args.trace.as_deref().map(|value| xtask::trace::option_token(value, &images)).transpose()?;
+    let append = cmdline::command_line(&domains, trace_token.as_slice())?;
+    let mut extra = args.qemu_args;
+    if trace_token.is_some() {
+        extra.extend(xtask::trace::qemu_args(&xtask::trace::run_file())?);
+    }
     let initrd = workspace::runs_dir().join("run.tar");
     qemu::write_archive(&initrd, &archive::build(&members)?)?;
     let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf())?;
@@ -157,7 +167,7 @@ pub fn main(args: RunArgs) -> Result<u8> {
         append,
         accel,
         machine: args.machine,
-        extra: args.qemu_args,
+        extra,
         timeout: Duration::from_secs(args.timeout),
     };
     for line in &choice.lines {
@@ -167,6 +177,9 @@ pub fn main(args: RunArgs) -> Result<u8> {
     // The terminal types at the focused domain (Ctrl-] moves the focus; README).
     let outcome = qemu::run_with_input(&launch, ConsoleMode::Stream, qemu::ConsoleInput::Terminal)?;
     eprintln!("xtask: {} ({} ms)", outcome.describe(launch.timeout), outcome.wall.as_millis());
+    if trace_token.is_some() {
+        print!("{}", xtask::trace::report(&xtask::trace::run_file())?);
+    }
     Ok(u8::try_from(outcome.xtask_exit_code()).unwrap_or(125))
 }
 

@@ -97,6 +97,15 @@ pub fn main(args: TestArgs) -> Result<u8> {
     for line in &choice.lines {
         println!("{line}");
     }
+    // The hypercall trace end to end: guest-kernel's decoded trace against its own report.
+    println!("xtask test: hypercall trace of guest-kernel under {}", choice.accel.name());
+    match xtask::trace::boot_and_check(&qemu, &hypervisor, choice.accel) {
+        Ok(summary) => print!("{summary}"),
+        Err(error) => {
+            eprintln!("error: {error}");
+            failed.push("hypercall trace of guest-kernel");
+        }
+    }
     let results = |accel: Accel| workspace::runs_dir().join(format!("conformance-{}.json", accel.name()));
     for accel in [Accel::Tcg, Accel::Kvm] {
         // Only this command's runs may be reported: not a file an earlier one left.
