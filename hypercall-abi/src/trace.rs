@@ -45,8 +45,8 @@ pub mod flags {
     /// bounce or upcall: 0 delivered, -1 not deliverable, the domain was killed). Clear
     /// for `iret` and a successful `sched_op(SHUTDOWN)`, which do not return.
     pub const RESULT: u8 = 1 << 0;
-    /// The hypercall put the domain to sleep (`sched_op(BLOCK)`, `POLL`) or yielded;
-    /// `result` is what RAX gets when it runs again.
+    /// The hypercall yields or may sleep (`sched_op(YIELD)`, `BLOCK`, `POLL`): other
+    /// domains may run before it returns `result`.
     pub const SWITCHED: u8 = 1 << 1;
 }
 

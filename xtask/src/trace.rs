@@ -220,7 +220,7 @@ pub fn describe(record: &TraceRecord) -> String {
                     }
                 }
                 if record.flags & flags::SWITCHED != 0 {
-                    text.push_str(" (after running others)");
+                    text.push_str(" (may yield or sleep)");
                 }
             } else {
                 text.push_str(" (no return)");

@@ -107,53 +107,21 @@ impl<P: Platform> System<P> {
         if self.trace.is_some() {
             return self.bounce_traced_event(frame, event);
         }
-        match self.deliver_event(frame, event) {
-            Ok(()) => self.finish_return(frame),
-            Err(reason) => self.kill_and_continue(frame, &reason),
-        }
+        self.bounce::<false>(frame, event)
     }
 
-    /// [`Self::bounce_event`] while some domain is traced: the delivery is recorded for a
-    /// traced domain (SPEC.md §22).
+    /// [`Self::bounce_event`] while some domain is traced (SPEC.md §22).
     #[cold]
     #[inline(never)]
     fn bounce_traced_event(&mut self, frame: &mut TrapFrame, event: Event) -> Step {
-        let index = self.current;
-        let (kind, number, arguments) = match event {
-            Event::Exception { vector, error_code, fault_address } => {
-                (trace_kind::BOUNCE, u64::from(vector), [error_code, fault_address, frame.rip, 0, 0, 0])
-            }
-            Event::SoftwareInterrupt { vector, .. } => {
-                (trace_kind::BOUNCE, u64::from(vector), [0, 0, frame.rip, 0, 0, 0])
-            }
-            Event::Syscall => (trace_kind::BOUNCE, SYSCALL_VECTOR, [0, 0, frame.rip, frame.rax, frame.rdi, frame.rsi]),
-            Event::Upcall => (trace_kind::UPCALL, EVENT_VECTOR, [0, 0, frame.rip, 0, 0, 0]),
-        };
-        let start = self.platform.read_tsc();
-        let delivered = self.deliver_event(frame, event);
-        let end = self.platform.read_tsc();
-        let record = TraceRecord {
-            kind,
-            flags: trace_flags::RESULT,
-            domain: self.domains[index].id,
-            number,
-            arguments,
-            result: if delivered.is_ok() { 0 } else { -1 },
-            tsc: start,
-            tsc_end: end,
-            ..TraceRecord::default()
-        };
-        self.trace_record(index, record);
-        match delivered {
-            Ok(()) => self.finish_return(frame),
-            Err(reason) => self.kill_and_continue(frame, &reason),
-        }
+        self.bounce::<true>(frame, event)
     }
 
-    /// Writes `event`'s frame on the guest-kernel stack and points `frame` at its handler;
-    /// `Err` says why it cannot be delivered.
+    /// The bounce itself; `TRACED` records it (for a traced domain), delivered or not.
+    /// One body for both, so the untraced one is exactly the bounce.
     #[inline(always)]
-    fn deliver_event(&mut self, frame: &mut TrapFrame, event: Event) -> Result<(), String> {
+    fn bounce<const TRACED: bool>(&mut self, frame: &mut TrapFrame, event: Event) -> Step {
+        let traced = if TRACED { Some((self.platform.read_tsc(), *frame)) } else { None };
         let domain = &self.domains[self.current];
         let Some(memory) = domain.memory.as_ref() else {
             unreachable!("the running domain always has memory");
@@ -163,7 +131,13 @@ impl<P: Platform> System<P> {
         let masked = upcall::upcall_mask(&self.memory, shared);
         let delivery = match bounce::deliver(&domain.vcpu, frame, event, masked) {
             Ok(delivery) => delivery,
-            Err(failure) => return Err(format!("{}: {failure}", describe(frame, &event))),
+            Err(failure) => {
+                let reason = format!("{}: {failure}", describe(frame, &event));
+                if let Some((start, interrupted)) = traced {
+                    self.record_bounce(&interrupted, &event, start, false);
+                }
+                return self.kill_and_continue(frame, &reason);
+            }
         };
         let written = guest_memory::copy_to_guest(
             &mut self.memory,
@@ -172,12 +146,16 @@ impl<P: Platform> System<P> {
             delivery.frame.as_bytes(),
         );
         if let Err(fault) = written {
-            return Err(format!(
+            let reason = format!(
                 "{}: fault delivering {}: guest-kernel stack {:#x} is not writable ({fault})",
                 describe(frame, &event),
                 vector::name(delivery.vector),
                 delivery.frame_address
-            ));
+            );
+            if let Some((start, interrupted)) = traced {
+                self.record_bounce(&interrupted, &event, start, false);
+            }
+            return self.kill_and_continue(frame, &reason);
         }
         // Only a real #PF has a faulting address (a granted `int 14` does not).
         if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) {
@@ -188,7 +166,40 @@ impl<P: Platform> System<P> {
         }
         *frame = delivery.resume;
         self.change_mode(Mode::Kernel);
-        Ok(())
+        if let Some((start, interrupted)) = traced {
+            self.record_bounce(&interrupted, &event, start, true);
+        }
+        self.finish_return(frame)
+    }
+
+    /// Records a bounce of `event` that interrupted `interrupted`, started at TSC `start`,
+    /// for the running domain if it is traced.
+    fn record_bounce(&mut self, interrupted: &TrapFrame, event: &Event, start: u64, delivered: bool) {
+        let end = self.platform.read_tsc();
+        let rip = interrupted.rip;
+        let (kind, number, arguments) = match *event {
+            Event::Exception { vector, error_code, fault_address } => {
+                (trace_kind::BOUNCE, u64::from(vector), [error_code, fault_address, rip, 0, 0, 0])
+            }
+            Event::SoftwareInterrupt { vector, .. } => (trace_kind::BOUNCE, u64::from(vector), [0, 0, rip, 0, 0, 0]),
+            Event::Syscall => {
+                (trace_kind::BOUNCE, SYSCALL_VECTOR, [0, 0, rip, interrupted.rax, interrupted.rdi, interrupted.rsi])
+            }
+            Event::Upcall => (trace_kind::UPCALL, EVENT_VECTOR, [0, 0, rip, 0, 0, 0]),
+        };
+        let index = self.current;
+        let record = TraceRecord {
+            kind,
+            flags: trace_flags::RESULT,
+            domain: self.domains[index].id,
+            number,
+            arguments,
+            result: if delivered { 0 } else { -1 },
+            tsc: start,
+            tsc_end: end,
+            ..TraceRecord::default()
+        };
+        self.trace_record(index, record);
     }
 
     /// Delivers the running domain's pending event to its event callback (SPEC.md §18.4).

@@ -5,7 +5,7 @@ use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::{Mode, Vcpu};
 use crate::event::channels::PortState;
 use crate::event::upcall;
-use crate::hypercall::guest::{Disposition, Guest};
+use crate::hypercall::guest::{Disposition, Guest, PollRequest};
 use crate::hypercall::memory as memory_family;
 use crate::hypercall::table;
 use crate::mm::domain_memory::DomainMemory;
@@ -127,71 +127,33 @@ impl<P: Platform> System<P> {
 
     /// One hypercall, from either instruction (`syscall` or the trapping `ud2; "rf"`).
     /// With tracing off this costs one predictable branch more than the call itself.
-    #[inline(always)]
     pub(super) fn handle_hypercall(&mut self, frame: &mut TrapFrame) -> Step {
         if self.trace.is_some() {
             return self.handle_traced_hypercall(frame);
         }
-        let disposition = self.dispatch_hypercall(frame);
-        self.carry_out(frame, disposition)
+        self.hypercall::<false>(frame)
     }
 
-    /// [`Self::handle_hypercall`] while some domain is traced: the handler is bracketed
-    /// by TSC reads and recorded for a traced caller (SPEC.md §22).
+    /// [`Self::handle_hypercall`] while some domain is traced (SPEC.md §22).
     #[cold]
     #[inline(never)]
     fn handle_traced_hypercall(&mut self, frame: &mut TrapFrame) -> Step {
-        let index = self.current;
+        self.hypercall::<true>(frame)
+    }
+
+    /// The hypercall itself; `TRACED` brackets the handler with TSC reads and records it
+    /// (for a traced caller). One body for both, so the untraced one is exactly the call.
+    #[inline(always)]
+    fn hypercall<const TRACED: bool>(&mut self, frame: &mut TrapFrame) -> Step {
+        let current = self.current;
         let (number, arguments) = (frame.rax, frame.hypercall_arguments());
-        let start = self.platform.read_tsc();
-        let disposition = self.dispatch_hypercall(frame);
-        let end = self.platform.read_tsc();
-        let (flags, result) = match disposition {
-            Disposition::Return(value) => (trace_flags::RESULT, value),
-            Disposition::Yield(value) => (trace_flags::RESULT | trace_flags::SWITCHED, value),
-            Disposition::Block | Disposition::Poll(_) => (trace_flags::RESULT | trace_flags::SWITCHED, 0),
-            Disposition::Shutdown(_) | Disposition::Iret => (0, 0),
-        };
-        let id = self.domains[index].id;
-        let record = TraceRecord {
-            kind: trace_kind::HYPERCALL,
-            flags,
-            domain: id,
-            number,
-            arguments,
-            result,
-            tsc: start,
-            tsc_end: end,
-            ..TraceRecord::default()
-        };
-        if self.trace_record(index, record) {
-            self.trace_drain(index);
-        }
-        self.carry_out(frame, disposition)
-    }
-
-    /// Runs the handler: what it decided, with the vCPU changes it made carried out. A
-    /// POLL on a closed port is refused here, so the disposition is the call's result.
-    #[inline(always)]
-    fn dispatch_hypercall(&mut self, frame: &mut TrapFrame) -> Disposition {
-        let current = self.current;
+        let start = if TRACED { self.platform.read_tsc() } else { 0 };
         let mut caller = CallingDomain { system: self, index: current };
-        let disposition = table::dispatch(frame.rax, frame.hypercall_arguments(), &mut caller);
+        let disposition = table::dispatch(number, arguments, &mut caller);
         self.apply_vcpu_changes();
-        if let Disposition::Poll(request) = &disposition {
-            let id = self.domains[current].id;
-            // A closed port could never end the sleep (SPEC.md §20.3).
-            if request.ports().iter().any(|&port| self.events.port_state(id, port) == PortState::Closed) {
-                return Disposition::Return(Errno::EINVAL.to_return());
-            }
+        if TRACED {
+            self.record_hypercall(number, arguments, &disposition, start);
         }
-        disposition
-    }
-
-    /// Does what the handler decided: return, switch, end the domain, `iret`, sleep.
-    #[inline(always)]
-    fn carry_out(&mut self, frame: &mut TrapFrame, disposition: Disposition) -> Step {
-        let current = self.current;
         match disposition {
             Disposition::Return(value) => {
                 frame.rax = value as u64;
@@ -224,6 +186,10 @@ impl<P: Platform> System<P> {
                 self.sleep(frame, Wait::Event)
             }
             Disposition::Poll(request) => {
+                if self.polls_a_closed_port(&request) {
+                    frame.rax = Errno::EINVAL.to_return() as u64;
+                    return self.finish_return(frame);
+                }
                 frame.rax = 0;
                 let shared = self.domains[current].memory.as_ref().expect("running").shared_info_frame();
                 let now_ns = self.clock.now_ns(self.platform.read_tsc());
@@ -238,6 +204,43 @@ impl<P: Platform> System<P> {
                 }
                 self.sleep(frame, Wait::Ports(request))
             }
+        }
+    }
+
+    /// A closed port could never end a POLL's sleep, so such a POLL is refused (SPEC.md
+    /// §20.3).
+    fn polls_a_closed_port(&self, request: &PollRequest) -> bool {
+        let id = self.domains[self.current].id;
+        request.ports().iter().any(|&port| self.events.port_state(id, port) == PortState::Closed)
+    }
+
+    /// Records the hypercall the handler just ran, started at TSC `start`, for the running
+    /// domain if it is traced; drains its ring when that left it half full.
+    fn record_hypercall(&mut self, number: u64, arguments: [u64; 6], disposition: &Disposition, start: u64) {
+        let end = self.platform.read_tsc();
+        let (flags, result) = match disposition {
+            Disposition::Return(value) => (trace_flags::RESULT, *value),
+            Disposition::Yield(value) => (trace_flags::RESULT | trace_flags::SWITCHED, *value),
+            Disposition::Poll(request) if self.polls_a_closed_port(request) => {
+                (trace_flags::RESULT, Errno::EINVAL.to_return())
+            }
+            Disposition::Block | Disposition::Poll(_) => (trace_flags::RESULT | trace_flags::SWITCHED, 0),
+            Disposition::Shutdown(_) | Disposition::Iret => (0, 0),
+        };
+        let index = self.current;
+        let record = TraceRecord {
+            kind: trace_kind::HYPERCALL,
+            flags,
+            domain: self.domains[index].id,
+            number,
+            arguments,
+            result,
+            tsc: start,
+            tsc_end: end,
+            ..TraceRecord::default()
+        };
+        if self.trace_record(index, record) {
+            self.trace_drain(index);
         }
     }
 
