@@ -550,6 +550,7 @@ mod tests {
             + 6
             + 1
             + 8
+            + 2 // options::bad_trace, options::trace_without_port
             + crate::cases_memory::all().len()
             + crate::cases_traps::all().len()
             + crate::cases_events::all().len();

@@ -427,7 +427,8 @@ pub fn check_guest_kernel(console: &str, stream: &Stream) -> Vec<String> {
             .filter(|r| r.arguments[3] == number)
             .count() as u64
     };
-    let writes = number_after(process_line, "(").zip(number_after(process_line, "writes, ")).map(|(a, b)| a + b);
+    let writes =
+        number_after(process_line, "system calls (").zip(number_after(process_line, "writes, ")).map(|(a, b)| a + b);
     let getpids = number_after(process_line, "EFAULT, ");
     let exit_code = number_after(process_line, "exit code ");
     let exits: Vec<u64> = stream
@@ -671,5 +672,50 @@ mod tests {
         assert!(!problems.iter().any(|p| p.contains("version") || p.contains("SHUTDOWN")), "{problems:?}");
         let problems = check_guest_kernel("(d1) hello, world\n", &stream);
         assert!(problems.iter().any(|p| p.contains("returned 6 bytes in all, the console shows 13")), "{problems:?}");
+    }
+
+    #[test]
+    fn a_guest_kernel_trace_that_matches_its_console_passes() {
+        let lines = [
+            "guest-kernel: exceptions: handlers installed; breakpoint trapped 1 time(s), resumed at 0x1 (ok)",
+            "guest-kernel: demand paging: 2 pages at 0xffffc90000000000: 2 faults, each mapped a zeroed page (yes)",
+            "guest-kernel: process 1: exit code 42 after 4 system calls (1 writes, 1 refused with EFAULT, 1 getpid) (ok)",
+        ];
+        let console: String = lines.iter().map(|line| format!("(hv) noise 7 after 9\n(d1) {line}\r\n")).collect();
+        let written = lines.iter().map(|line| line.len() as u64 + 1).sum::<u64>();
+        let bounce = |number: u64, arguments: [u64; 6]| TraceRecord {
+            kind: kind::BOUNCE,
+            flags: flags::RESULT,
+            domain: 1,
+            number,
+            arguments,
+            ..Default::default()
+        };
+        let syscall = |rax: u64, rdi: u64| bounce(hypercall_abi::trap::SYSCALL_VECTOR, [0, 0, 0x400000, rax, rdi, 0]);
+        let mut records = vec![
+            start(),
+            domain(1, "guest-kernel"),
+            call(Hypercall::VERSION, [0; 6], hypercall_abi::ABI_VERSION.packed() as i64, 0, 1),
+            call(Hypercall::CONSOLE_IO, [console_cmd::WRITE, written, 0x1000, 0, 0, 0], written as i64, 0, 1),
+            bounce(3, [0; 6]),
+            bounce(14, [0; 6]),
+            bounce(14, [0; 6]),
+            bounce(14, [0; 6]),
+            syscall(1, 0),
+            syscall(1, 0),
+            syscall(39, 0),
+            syscall(60, 42),
+        ];
+        let mut shutdown = call(Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, 0, 0, 0, 0, 0], 0, 0, 1);
+        shutdown.flags = 0;
+        records.push(shutdown);
+        records.push(TraceRecord { kind: kind::END, ..Default::default() });
+        let stream = decode(&bytes(&records)).unwrap();
+        assert_eq!(check_guest_kernel(&console, &stream), Vec::<String>::new());
+        // One getpid the guest made but the trace lacks is seen.
+        records.remove(10);
+        let problems = check_guest_kernel(&console, &decode(&bytes(&records)).unwrap());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("the trace has 2 write, 0 getpid and exit([42]) system calls"), "{problems:?}");
     }
 }
