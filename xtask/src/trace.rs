@@ -84,7 +84,12 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Stream, String> {
     let mut stream = Stream { trailing_bytes: bytes.len() % RECORD_BYTES, ..Stream::default() };
     let mut records = bytes.chunks_exact(RECORD_BYTES).map(TraceRecord::read_from_bytes);
     match records.next() {
-        None => return Err("the trace port received nothing (was trace= given and the port attached?)".into()),
+        None => {
+            return Err(
+                "the trace port received nothing: the hypervisor traced no domain (its `(hv) trace:` line says why)"
+                    .into(),
+            )
+        }
         Some(Ok(start)) if start.kind == kind::START && start.number == FORMAT_VERSION => {
             stream.tsc_hz = start.arguments[0];
             stream.start_tsc = start.tsc;

@@ -177,10 +177,16 @@ pub fn main(args: RunArgs) -> Result<u8> {
     // The terminal types at the focused domain (Ctrl-] moves the focus; README).
     let outcome = qemu::run_with_input(&launch, ConsoleMode::Stream, qemu::ConsoleInput::Terminal)?;
     eprintln!("xtask: {} ({} ms)", outcome.describe(launch.timeout), outcome.wall.as_millis());
+    let code = outcome.xtask_exit_code();
     if trace_token.is_some() {
-        print!("{}", xtask::trace::report(&xtask::trace::run_file())?);
+        // A run that failed keeps its own exit code; its trace is still worth reading.
+        match xtask::trace::report(&xtask::trace::run_file()) {
+            Ok(report) => print!("{report}"),
+            Err(error) if code == 0 => return Err(error),
+            Err(error) => eprintln!("xtask: {error}"),
+        }
     }
-    Ok(u8::try_from(outcome.xtask_exit_code()).unwrap_or(125))
+    Ok(u8::try_from(code).unwrap_or(125))
 }
 
 fn names(members: &[(String, Vec<u8>)]) -> Vec<String> {
