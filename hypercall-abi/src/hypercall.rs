@@ -242,6 +242,16 @@ mod tests {
     }
 
     #[test]
+    fn argument_names_fit_the_six_registers() {
+        for (call, name) in Hypercall::ALL {
+            assert!(call.arguments().len() <= 6, "{name}");
+        }
+        assert_eq!(Hypercall::CONSOLE_IO.arguments(), ["cmd", "count", "buffer"]);
+        assert!(Hypercall::IRET.arguments().is_empty());
+        assert!(Hypercall(2).arguments().is_empty(), "no hypercall, no names");
+    }
+
+    #[test]
     fn feature_bit_63_is_free() {
         assert_eq!(features::ALL >> 63, 0);
     }

@@ -4,10 +4,11 @@
 //! This file is the table itself: domains, entering and leaving them, the loaded root
 //! and the time published to them. The other files add to [`System`] in this order,
 //! each using only those before it: `tracing` (the hypercall trace's rings and drains,
-//! which leaving a domain uses too), `wakeups` (raising events, waking sleepers, timers),
-//! `focus` (console input), `lifecycle` (kill, end, the summary), `switch` (who runs
-//! next, idling), `delivery` (returning to a guest, bounces and upcalls), `hypercall` and `trap` (the entries),
-//! `boot` (building the domains and the first entry).
+//! which leaving a domain uses too), `wakeups` (raising events, waking sleepers,
+//! timers), `focus` (console input), `lifecycle` (kill, end, the summary), `switch` (who
+//! runs next, idling), `delivery` (returning to a guest, bounces and upcalls),
+//! `hypercall` and `trap` (the entries), `boot` (building the domains and the first
+//! entry).
 
 pub mod boot;
 mod delivery;

@@ -435,3 +435,44 @@ fn tracing_that_selects_nothing_stays_off() {
     hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
     assert!(fixture.0.platform.trace.is_empty());
 }
+
+#[test]
+fn a_full_trace_ring_drops_and_the_next_drain_reports_the_count() {
+    use crate::trace::ring::CAPACITY;
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::kind;
+    let mut fixture = boot(1);
+    let handler = fixture.1.rip;
+    let table = [hypercall_abi::trap::TrapTableEntry {
+        vector: 0,
+        flags: 0,
+        reserved: [0; 6],
+        handler: hypercall_abi::GuestVirtualAddress(handler),
+    }];
+    let address = fixture.1.rsp - 512;
+    {
+        let (system, _) = &mut fixture;
+        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+        guest_memory::copy_to_guest(&mut system.memory, space, address, table.as_bytes()).unwrap();
+    }
+    hypercall(&mut fixture, Hypercall::SET_TRAP_TABLE, [address, 1, 0, 0]);
+    fixture.0.start_trace(&Selection::All);
+    // Bounces record but never drain: past the capacity they are dropped.
+    let stack = fixture.1.rsp;
+    for _ in 0..CAPACITY + 10 {
+        let (system, frame) = &mut fixture;
+        frame.rsp = stack;
+        frame.vector = 0;
+        assert!(matches!(system.exception(frame), Step::Resume(_)));
+    }
+    assert_eq!(trace_records(&fixture.0).len(), 2, "START and DOMAIN only: nothing drained yet");
+    // The next hypercall finds the ring full (it is dropped too) and drains it.
+    hypercall(&mut fixture, Hypercall::VERSION, [0, 0, 0, 0]);
+    let records = trace_records(&fixture.0);
+    assert_eq!(records.len(), 2 + CAPACITY + 1);
+    assert!(records[2..2 + CAPACITY].iter().all(|r| r.kind == kind::BOUNCE && r.number == 0));
+    let dropped = records.last().unwrap();
+    assert_eq!((dropped.kind, dropped.domain, dropped.number), (kind::DROPPED, 1, 11));
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    assert!(fixture.0.platform.said("trace: d1 g1: 11 records dropped (its ring was full)"));
+}
