@@ -101,7 +101,7 @@ pub fn main(args: TestArgs) -> Result<u8> {
     // Under TCG on every host: it proves the trace, not the accelerator, and the trace
     // port's byte-per-exit writes are slow where every exit is a host round trip.
     println!("xtask test: hypercall trace of guest-kernel under tcg");
-    match xtask::trace::boot_and_check(&qemu, &hypervisor, Accel::Tcg) {
+    match xtask::trace::check::boot_and_check(&qemu, &hypervisor, Accel::Tcg) {
         Ok(summary) => print!("{summary}"),
         Err(error) => {
             eprintln!("error: {error}");
