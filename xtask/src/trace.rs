@@ -131,46 +131,58 @@ fn value(number: u64) -> String {
     }
 }
 
-/// The name of sub-command `cmd` of `call`, for calls whose first argument is one.
-fn command_name(call: Hypercall, cmd: u64) -> Option<&'static str> {
-    let names: &[(u64, &str)] = match call {
-        Hypercall::CONSOLE_IO => &[(console_cmd::WRITE, "WRITE"), (console_cmd::READ, "READ")],
+/// A sub-command: its name and the names of the registers after RDI it reads (SPEC.md's
+/// tables for the call).
+type Command = (u64, &'static str, &'static [&'static str]);
+
+/// Sub-command `cmd` of `call`, for calls whose first argument is one.
+fn command(call: Hypercall, cmd: u64) -> Option<(&'static str, &'static [&'static str])> {
+    let commands: &[Command] = match call {
+        Hypercall::CONSOLE_IO => {
+            &[(console_cmd::WRITE, "WRITE", &["count", "buffer"]), (console_cmd::READ, "READ", &["count", "buffer"])]
+        }
         Hypercall::SCHED_OP => &[
-            (sched_cmd::YIELD, "YIELD"),
-            (sched_cmd::BLOCK, "BLOCK"),
-            (sched_cmd::SHUTDOWN, "SHUTDOWN"),
-            (sched_cmd::POLL, "POLL"),
+            (sched_cmd::YIELD, "YIELD", &[]),
+            (sched_cmd::BLOCK, "BLOCK", &[]),
+            (sched_cmd::SHUTDOWN, "SHUTDOWN", &["reason", "code"]),
+            (sched_cmd::POLL, "POLL", &["ports", "count", "timeout"]),
         ],
-        Hypercall::VERSION => &[(version_cmd::ABI_VERSION, "ABI_VERSION"), (version_cmd::FEATURES, "FEATURES")],
-        Hypercall::CALLBACK_OP => &[(callback_cmd::REGISTER, "REGISTER")],
+        Hypercall::VERSION => {
+            &[(version_cmd::ABI_VERSION, "ABI_VERSION", &[]), (version_cmd::FEATURES, "FEATURES", &[])]
+        }
+        Hypercall::CALLBACK_OP => &[(callback_cmd::REGISTER, "REGISTER", &["type", "address"])],
         Hypercall::MEMORY_OP => &[
-            (memory_cmd::CURRENT_RESERVATION, "CURRENT_RESERVATION"),
-            (memory_cmd::MAXIMUM_RESERVATION, "MAXIMUM_RESERVATION"),
-            (memory_cmd::INCREASE_RESERVATION, "INCREASE_RESERVATION"),
-            (memory_cmd::DECREASE_RESERVATION, "DECREASE_RESERVATION"),
-            (memory_cmd::MAXIMUM_GFN, "MAXIMUM_GFN"),
+            (memory_cmd::CURRENT_RESERVATION, "CURRENT_RESERVATION", &[]),
+            (memory_cmd::MAXIMUM_RESERVATION, "MAXIMUM_RESERVATION", &[]),
+            (memory_cmd::INCREASE_RESERVATION, "INCREASE_RESERVATION", &["gfns", "count", "order"]),
+            (memory_cmd::DECREASE_RESERVATION, "DECREASE_RESERVATION", &["gfns", "count", "order"]),
+            (memory_cmd::MAXIMUM_GFN, "MAXIMUM_GFN", &[]),
         ],
         Hypercall::ADDRESS_SPACE_OP => &[
-            (space_cmd::CREATE, "CREATE"),
-            (space_cmd::DESTROY, "DESTROY"),
-            (space_cmd::SWITCH, "SWITCH"),
-            (space_cmd::FLUSH_VA, "FLUSH_VA"),
-            (space_cmd::FLUSH_ALL, "FLUSH_ALL"),
-            (space_cmd::QUERY, "QUERY"),
+            (space_cmd::CREATE, "CREATE", &[]),
+            (space_cmd::DESTROY, "DESTROY", &["h"]),
+            (space_cmd::SWITCH, "SWITCH", &["k", "u"]),
+            (space_cmd::FLUSH_VA, "FLUSH_VA", &["h", "va"]),
+            (space_cmd::FLUSH_ALL, "FLUSH_ALL", &["h"]),
+            (space_cmd::QUERY, "QUERY", &["h", "va"]),
         ],
         Hypercall::EVENT_CHANNEL_OP => &[
-            (event_cmd::ALLOC_UNBOUND, "ALLOC_UNBOUND"),
-            (event_cmd::BIND_INTERDOMAIN, "BIND_INTERDOMAIN"),
-            (event_cmd::BIND_VIRQ, "BIND_VIRQ"),
-            (event_cmd::BIND_IPI, "BIND_IPI"),
-            (event_cmd::CLOSE, "CLOSE"),
-            (event_cmd::SEND, "SEND"),
-            (event_cmd::STATUS, "STATUS"),
-            (event_cmd::UNMASK, "UNMASK"),
+            (event_cmd::ALLOC_UNBOUND, "ALLOC_UNBOUND", &["remote"]),
+            (event_cmd::BIND_INTERDOMAIN, "BIND_INTERDOMAIN", &["remote", "rport"]),
+            (event_cmd::BIND_VIRQ, "BIND_VIRQ", &["virq"]),
+            (event_cmd::BIND_IPI, "BIND_IPI", &[]),
+            (event_cmd::CLOSE, "CLOSE", &["port"]),
+            (event_cmd::SEND, "SEND", &["port"]),
+            (event_cmd::STATUS, "STATUS", &["port"]),
+            (event_cmd::UNMASK, "UNMASK", &["port"]),
         ],
         _ => &[],
     };
-    names.iter().find(|(number, _)| *number == cmd).map(|(_, name)| *name)
+    // Only calls whose first register is a sub-command (hypercall-abi names it `cmd`).
+    if call.arguments().first() != Some(&"cmd") {
+        return None;
+    }
+    commands.iter().find(|(number, _, _)| *number == cmd).map(|&(_, name, arguments)| (name, arguments))
 }
 
 /// What the summary groups a record under: the hypercall with its sub-command, the
@@ -180,10 +192,9 @@ pub fn label(record: &TraceRecord) -> String {
         kind::HYPERCALL => {
             let call = Hypercall(record.number);
             let Some(name) = call.name() else { return format!("hypercall {}", record.number) };
-            let first_is_command = call.arguments().first() == Some(&"cmd");
-            match command_name(call, record.arguments[0]) {
-                Some(command) if first_is_command => format!("{name}({command})"),
-                _ => name.to_string(),
+            match command(call, record.arguments[0]) {
+                Some((command, _)) => format!("{name}({command})"),
+                None => name.to_string(),
             }
         }
         kind::UPCALL => "upcall".to_string(),
@@ -199,14 +210,14 @@ pub fn describe(record: &TraceRecord) -> String {
             let call = Hypercall(record.number);
             match call.name() {
                 Some(name) => {
-                    let mut parts = Vec::new();
-                    for (index, argument) in call.arguments().iter().enumerate() {
-                        let raw = record.arguments[index];
-                        let named = (*argument == "cmd").then(|| command_name(call, raw)).flatten();
-                        parts.push(match named {
-                            Some(command) => command.to_string(),
-                            None => format!("{argument}={}", value(raw)),
-                        });
+                    // A known sub-command names the registers after it; otherwise the
+                    // call's own names, with the raw `cmd`.
+                    let (mut parts, names, first) = match command(call, record.arguments[0]) {
+                        Some((command, names)) => (vec![command.to_string()], names, 1),
+                        None => (Vec::new(), call.arguments(), 0),
+                    };
+                    for (argument, &raw) in names.iter().zip(&record.arguments[first..]) {
+                        parts.push(format!("{argument}={}", value(raw)));
                     }
                     let _ = write!(text, "{name}({})", parts.join(", "));
                 }
@@ -413,12 +424,15 @@ mod tests {
         let write = call(Hypercall::CONSOLE_IO, [console_cmd::WRITE, 14, 0xffff_8000_1234, 0, 0, 0], 14, 13_300, 5);
         assert_eq!(describe(&write), "console_io(WRITE, count=14, buffer=0xffff80001234) = 14");
         let refused = call(Hypercall::MEMORY_OP, [memory_cmd::INCREASE_RESERVATION, 0, 0, 0, 0, 0], -22, 0, 1);
-        assert_eq!(describe(&refused), "memory_op(INCREASE_RESERVATION, a=0, b=0, c=0) = -EINVAL");
+        assert_eq!(describe(&refused), "memory_op(INCREASE_RESERVATION, gfns=0, count=0, order=0) = -EINVAL");
+        let unknown_command = call(Hypercall::SCHED_OP, [9, 1, 2, 3, 0, 0], -22, 0, 1);
+        assert_eq!(describe(&unknown_command), "sched_op(cmd=9, a=1, b=2, c=3) = -EINVAL");
+        assert_eq!(label(&unknown_command), "sched_op");
         let unknown = call(Hypercall(50), [1, 2, 3, 4, 5, 6], -38, 0, 1);
         assert_eq!(describe(&unknown), "hypercall 50(1, 2, 3, 4, 5, 6) = -ENOSYS");
         let mut shutdown = call(Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, 0, 0, 0, 0, 0], 0, 0, 1);
         shutdown.flags = 0;
-        assert_eq!(describe(&shutdown), "sched_op(SHUTDOWN, a=0, b=0, c=0) (no return)");
+        assert_eq!(describe(&shutdown), "sched_op(SHUTDOWN, reason=0, code=0) (no return)");
         let stream = decode(&bytes(&[start(), domain(1, "guest-kernel"), write])).unwrap();
         assert_eq!(
             stream.line(&stream.events[0]),
