@@ -18,10 +18,11 @@ impl<P: Platform> System<P> {
     /// Starts tracing the built domains `selection` names: the stream's START and DOMAIN
     /// records go out now. Selecting none leaves tracing off.
     pub fn start_trace(&mut self, selection: &Selection) {
-        let trace =
-            Trace::new(self.domains.iter().map(|domain| (domain.id, domain.name.as_str())), CAPACITY, |id, image| {
-                selection.includes(id, image)
-            });
+        let domains = self.domains.iter().map(|domain| (domain.id, domain.name.as_str()));
+        let Some(trace) = Trace::new(domains, CAPACITY, |id, image| selection.includes(id, image)) else {
+            say!(self.platform, "trace: the heap cannot hold the trace rings; tracing is off");
+            return;
+        };
         let traced: Vec<usize> = trace.traced().collect();
         if traced.is_empty() {
             say!(self.platform, "trace: trace= selects none of the {} domains; tracing is off", self.domains.len());

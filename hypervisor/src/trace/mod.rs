@@ -16,14 +16,20 @@ pub struct Trace {
 
 impl Trace {
     /// Rings of `capacity` records for the domains `traced` says yes to; `domains` are
-    /// (id, image) in index order. All storage is allocated here, none later.
+    /// (id, image) in index order. All storage is allocated here, none later; `None` if
+    /// the heap cannot hold it.
     pub fn new<'a>(
         domains: impl Iterator<Item = (u32, &'a str)>,
         capacity: usize,
         mut traced: impl FnMut(u32, &str) -> bool,
-    ) -> Self {
-        let rings = domains.map(|(id, image)| traced(id, image).then(|| Ring::new(id, capacity))).collect();
-        Self { rings }
+    ) -> Option<Self> {
+        let mut rings = Vec::new();
+        for (id, image) in domains {
+            let ring = if traced(id, image) { Some(Ring::new(id, capacity)?) } else { None };
+            rings.try_reserve(1).ok()?;
+            rings.push(ring);
+        }
+        Some(Self { rings })
     }
 
     /// Whether domain index `index` is traced.
@@ -62,7 +68,7 @@ mod tests {
     #[test]
     fn only_selected_domains_get_rings() {
         let domains = [(1, "a"), (2, "b"), (3, "a")];
-        let mut trace = Trace::new(domains.into_iter(), 2, |_, image| image == "a");
+        let mut trace = Trace::new(domains.into_iter(), 2, |_, image| image == "a").unwrap();
         assert_eq!(trace.traced().collect::<Vec<_>>(), [0, 2]);
         assert!(!trace.traces(1) && !trace.traces(9));
         let call = TraceRecord { kind: kind::HYPERCALL, ..TraceRecord::default() };

@@ -2,7 +2,6 @@
 //! allocates (the storage is allocated once, when tracing starts); when the ring is full
 //! the record is dropped and counted, and the count goes out with the next drain.
 
-use alloc::vec;
 use alloc::vec::Vec;
 use hypercall_abi::trace::{kind, TraceRecord};
 
@@ -24,16 +23,14 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// An empty ring of `capacity` records (at least 1) for domain `domain`.
-    pub fn new(domain: u32, capacity: usize) -> Self {
-        Self {
-            domain,
-            slots: vec![TraceRecord::default(); capacity.max(1)],
-            head: 0,
-            length: 0,
-            dropped: 0,
-            dropped_total: 0,
-        }
+    /// An empty ring of `capacity` records (at least 1) for domain `domain`; `None` if
+    /// the heap cannot hold it.
+    pub fn new(domain: u32, capacity: usize) -> Option<Self> {
+        let capacity = capacity.max(1);
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(capacity).ok()?;
+        slots.resize(capacity, TraceRecord::default());
+        Some(Self { domain, slots, head: 0, length: 0, dropped: 0, dropped_total: 0 })
     }
 
     /// Appends `record`, or drops and counts it when the ring is full.
@@ -107,7 +104,7 @@ mod tests {
 
     #[test]
     fn records_come_out_in_order_across_the_wrap() {
-        let mut ring = Ring::new(3, 4);
+        let mut ring = Ring::new(3, 4).unwrap();
         for number in 0..3 {
             ring.push(call(number));
         }
@@ -122,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_drops_counts_and_reports_once() {
-        let mut ring = Ring::new(3, 2);
+        let mut ring = Ring::new(3, 2).unwrap();
         for number in 0..5 {
             ring.push(call(number));
         }
@@ -143,7 +140,7 @@ mod tests {
 
     #[test]
     fn half_full_is_the_drain_threshold() {
-        let mut ring = Ring::new(1, 4);
+        let mut ring = Ring::new(1, 4).unwrap();
         ring.push(call(0));
         assert!(!ring.half_full());
         ring.push(call(1));
