@@ -15,11 +15,12 @@ pub const TRAPPING_HYPERCALL: [u8; 4] = [0x0f, 0x0b, b'r', b'f'];
 #[repr(transparent)]
 pub struct Hypercall(pub u64);
 
-/// The one list of hypercalls: each row gives the constant (with its doc), the number and
-/// the name, in number order. It generates the constants, [`Hypercall::name`] and
-/// [`Hypercall::ALL`], so a number is written nowhere else.
+/// The one list of hypercalls: each row gives the constant (with its doc), the number, the
+/// name and the names of the argument registers it reads (RDI, RSI, RDX, R10, R8, R9 in
+/// that order), in number order. It generates the constants, [`Hypercall::name`],
+/// [`Hypercall::arguments`] and [`Hypercall::ALL`], so a number is written nowhere else.
 macro_rules! hypercalls {
-    ($($(#[doc = $doc:literal])+ $constant:ident = $number:literal, $name:literal;)+) => {
+    ($($(#[doc = $doc:literal])+ $constant:ident = $number:literal, $name:literal, [$($argument:literal),*];)+) => {
         impl Hypercall {
             $($(#[doc = $doc])+ pub const $constant: Hypercall = Hypercall($number);)+
 
@@ -34,41 +35,50 @@ macro_rules! hypercalls {
                     _ => None,
                 }
             }
+
+            /// Names of the argument registers the hypercall reads, in register order (for
+            /// traces); empty for numbers without a hypercall.
+            pub const fn arguments(self) -> &'static [&'static str] {
+                match self.0 {
+                    $($number => &[$($argument),*],)+
+                    _ => &[],
+                }
+            }
         }
     };
 }
 
 hypercalls! {
     /// `set_trap_table(entries, count)`: install exception handlers (SPEC.md §11.1).
-    SET_TRAP_TABLE = 0, "set_trap_table";
+    SET_TRAP_TABLE = 0, "set_trap_table", ["entries", "count"];
     /// `mmu_update(space, entries, count, done)`: batched map/unmap/protect (SPEC.md §12.4).
-    MMU_UPDATE = 1, "mmu_update";
+    MMU_UPDATE = 1, "mmu_update", ["space", "entries", "count", "done"];
     /// `stack_switch(ss, rsp)`: the guest-kernel stack for entries from guest-user mode (SPEC.md §11.2).
-    STACK_SWITCH = 3, "stack_switch";
+    STACK_SWITCH = 3, "stack_switch", ["ss", "rsp"];
     /// `set_callbacks(event, failsafe)`: where event upcalls are delivered (SPEC.md §18.2).
-    SET_CALLBACKS = 4, "set_callbacks";
+    SET_CALLBACKS = 4, "set_callbacks", ["event", "failsafe"];
     /// `memory_op(cmd, ...)`: gfn reservation (SPEC.md §12.2).
-    MEMORY_OP = 12, "memory_op";
+    MEMORY_OP = 12, "memory_op", ["cmd", "a", "b", "c"];
     /// `multicall(entries, count)`: several hypercalls at once (SPEC.md §13).
-    MULTICALL = 13, "multicall";
+    MULTICALL = 13, "multicall", ["entries", "count"];
     /// `set_timer_op(deadline_ns)`: one-shot timer raising VIRQ_TIMER; 0 cancels (SPEC.md §19.4).
-    SET_TIMER_OP = 15, "set_timer_op";
+    SET_TIMER_OP = 15, "set_timer_op", ["deadline_ns"];
     /// `version(cmd)`: ABI version and feature bits (SPEC.md §6.1).
-    VERSION = 17, "version";
+    VERSION = 17, "version", ["cmd"];
     /// `console_io(cmd, count, buffer)`: write to / read from the console (SPEC.md §6.2).
-    CONSOLE_IO = 18, "console_io";
+    CONSOLE_IO = 18, "console_io", ["cmd", "count", "buffer"];
     /// `iret()`: return from an exception or system call with the frame at RSP (SPEC.md §11.5).
-    IRET = 23, "iret";
+    IRET = 23, "iret", [];
     /// `set_segment_base(which, base)`: FS and GS bases (SPEC.md §11.6).
-    SET_SEGMENT_BASE = 25, "set_segment_base";
+    SET_SEGMENT_BASE = 25, "set_segment_base", ["which", "base"];
     /// `address_space_op(cmd, ...)`: create/destroy/switch/flush/query spaces (SPEC.md §12.3).
-    ADDRESS_SPACE_OP = 26, "address_space_op";
+    ADDRESS_SPACE_OP = 26, "address_space_op", ["cmd", "a", "b"];
     /// `sched_op(cmd, ...)`: yield, block, shutdown, poll (SPEC.md §6.3, §20).
-    SCHED_OP = 29, "sched_op";
+    SCHED_OP = 29, "sched_op", ["cmd", "a", "b", "c"];
     /// `callback_op(cmd, type, address)`: register entry points (SPEC.md §11.3).
-    CALLBACK_OP = 30, "callback_op";
+    CALLBACK_OP = 30, "callback_op", ["cmd", "type", "address"];
     /// `event_channel_op(cmd, a, b)`: event channels (SPEC.md §17).
-    EVENT_CHANNEL_OP = 32, "event_channel_op";
+    EVENT_CHANNEL_OP = 32, "event_channel_op", ["cmd", "a", "b"];
 }
 
 impl Hypercall {
@@ -229,6 +239,16 @@ mod tests {
         assert_eq!(listed, constants);
         assert_eq!(Hypercall::SET_TRAP_TABLE.name(), Some("set_trap_table"));
         assert_eq!(Hypercall::EVENT_CHANNEL_OP.name(), Some("event_channel_op"));
+    }
+
+    #[test]
+    fn argument_names_fit_the_six_registers() {
+        for (call, name) in Hypercall::ALL {
+            assert!(call.arguments().len() <= 6, "{name}");
+        }
+        assert_eq!(Hypercall::CONSOLE_IO.arguments(), ["cmd", "count", "buffer"]);
+        assert!(Hypercall::IRET.arguments().is_empty());
+        assert!(Hypercall(2).arguments().is_empty(), "no hypercall, no names");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod multicall;
 pub mod note;
 pub mod shared_info;
 pub mod start_info;
+pub mod trace;
 pub mod trap;
 pub mod version;
 

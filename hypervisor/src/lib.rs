@@ -14,6 +14,7 @@
 //! | `time`      | the TSC clock, timers, the wallclock |
 //! | `console`   | console input ring and escape decoder |
 //! | `sched`     | the round-robin scheduling policy |
+//! | `trace`     | the hypercall trace: which domains, each one's bounded record ring |
 //! | `boot`      | boot inputs: the guest-image archive, the command line |
 //! | `domain`    | image validation, layout, builder, vCPU state, outcomes |
 //! | `event`     | event-channel ports, shared-info pending/mask bits and upcalls |
@@ -38,4 +39,5 @@ pub mod platform;
 pub mod sched;
 pub mod system;
 pub mod time;
+pub mod trace;
 pub mod trap;

@@ -4,7 +4,7 @@
 use crate::arch::x86_64::memory::{self, DirectMap};
 use crate::arch::x86_64::platform::Machine;
 use crate::arch::x86_64::{
-    apic, boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, pvh, rtc, start,
+    apic, boot, console, cpu, descriptors, entry, exit_device, extended_state, heap, pvh, rtc, start, trace_port,
 };
 use crate::entry_points::{drive, FRAMES, SYSTEM};
 use hypercall_abi::exit::ExitStatus;
@@ -106,6 +106,16 @@ fn boot_and_run(start_info_address: u64) -> ! {
     };
     if let Err(status) = system.load_domains(module, command_line.domains) {
         exit_device::exit(status);
+    }
+    if let Some(selection) = &command_line.trace {
+        if trace_port::init() {
+            system.start_trace(selection);
+        } else {
+            hvprintln!(
+                "trace: no UART answers at COM2 ({:#x}); tracing is off (cargo xtask run --trace attaches one)",
+                hypercall_abi::trace::TRACE_PORT
+            );
+        }
     }
     let mut frame = system.start(console_input_ready);
     *SYSTEM.lock() = Some(system);

@@ -485,6 +485,26 @@ pub fn all() -> Vec<Case> {
     );
     slice.options = &["slice=3"];
     cases.push(slice);
+    // The hypercall trace (SPEC.md §22): a bad list is reported and ignored; without a
+    // UART at COM2 (the runner attaches none) tracing stays off and the run is unchanged.
+    let mut bad_trace = case(
+        "options::bad_trace",
+        vec![domain("hello", &[], DomainOutcome::Started)],
+        ExitStatus::SUCCESS,
+        &[&["ignoring command-line option 'trace=1,0': '0' is not a domain id (ids start at 1)"]],
+    );
+    bad_trace.options = &["trace=1,0"];
+    bad_trace.expectation.forbidden.push("(hv) trace: ".into());
+    cases.push(bad_trace);
+    let mut trace_without_port = case(
+        "options::trace_without_port",
+        vec![domain("hello", &[], DomainOutcome::Started)],
+        ExitStatus::SUCCESS,
+        &[&["trace: no UART answers at COM2 (0x2f8); tracing is off"]],
+    );
+    trace_without_port.options = &["trace"];
+    trace_without_port.expectation.forbidden.push("(hv) trace: d1".into());
+    cases.push(trace_without_port);
     cases.extend(crate::cases_memory::all());
     cases.extend(crate::cases_traps::all());
     cases.extend(crate::cases_events::all());
@@ -531,6 +551,7 @@ mod tests {
             + 6
             + 1
             + 8
+            + 2 // options::bad_trace, options::trace_without_port
             + crate::cases_memory::all().len()
             + crate::cases_traps::all().len()
             + crate::cases_events::all().len()

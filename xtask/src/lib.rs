@@ -19,6 +19,7 @@ pub mod qemu;
 pub mod readme;
 pub mod template;
 pub mod toolchain;
+pub mod trace;
 pub mod workspace;
 
 pub use error::{Error, Result};

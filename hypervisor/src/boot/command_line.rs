@@ -3,9 +3,10 @@
 //! Grammar (contract.md): space-separated tokens;
 //! `domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,arg=<word>]...` once per domain in
 //! start order (`maxmem=` is the reservation quota, default = `mem=`, never below it),
-//! `bench` as a flag, `slice=<ms>` for the scheduler; anything else is reported as unknown
-//! and ignored.
+//! `bench` as a flag, `slice=<ms>` for the scheduler, `trace[=<all|id|image>[,...]]` for
+//! the hypercall trace; anything else is reported as unknown and ignored.
 
+use crate::trace::selection::Selection;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -109,6 +110,8 @@ pub struct CommandLine {
     pub bench: bool,
     /// `slice=<ms>`: the scheduler's time slice, if given and valid.
     pub slice_ms: Option<u64>,
+    /// `trace` or `trace=<list>`: the domains whose hypercalls are traced (SPEC.md §22).
+    pub trace: Option<Selection>,
     /// Known options with a value they cannot take, each with the reason.
     pub invalid: Vec<String>,
 }
@@ -133,6 +136,13 @@ pub fn parse(text: &str) -> CommandLine {
                     SLICE_RANGE_MS.start(),
                     SLICE_RANGE_MS.end()
                 )),
+            }
+        } else if token == "trace" {
+            command_line.trace = Some(Selection::All);
+        } else if let Some(value) = token.strip_prefix("trace=") {
+            match Selection::parse(value) {
+                Ok(selection) => command_line.trace = Some(selection),
+                Err(why) => command_line.invalid.push(format!("'{token}': {why}")),
             }
         } else {
             command_line.unknown.push(token.to_string());
@@ -258,6 +268,24 @@ mod tests {
         }
         // The last valid one wins, like any repeated flag.
         assert_eq!(parse("slice=5 slice=7").slice_ms, Some(7));
+    }
+
+    #[test]
+    fn trace_option() {
+        use crate::trace::selection::Selector;
+        assert_eq!(parse("domain=a").trace, None);
+        assert_eq!(parse("trace domain=a").trace, Some(Selection::All));
+        assert_eq!(parse("trace=all").trace, Some(Selection::All));
+        assert_eq!(
+            parse("trace=2,hello").trace,
+            Some(Selection::Some(alloc::vec![Selector::Id(2), Selector::Image("hello".into())]))
+        );
+        let parsed = parse("trace=1,,2");
+        assert_eq!(parsed.trace, None);
+        assert_eq!(parsed.invalid.len(), 1);
+        assert!(parsed.invalid[0].starts_with("'trace=1,,2': an empty item"), "{}", parsed.invalid[0]);
+        // The last valid one wins.
+        assert_eq!(parse("trace=1 trace").trace, Some(Selection::All));
     }
 
     #[test]

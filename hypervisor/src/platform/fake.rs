@@ -21,6 +21,8 @@ pub struct FakePlatform {
     /// Extended-state saves and restores, by area id.
     pub saved: Vec<u32>,
     pub restored: Vec<u32>,
+    /// Bytes written to the trace port.
+    pub trace: Vec<u8>,
     next_area: u32,
 }
 
@@ -100,5 +102,9 @@ impl crate::platform::Platform for FakePlatform {
 
     fn print_line(&mut self, line: std::fmt::Arguments<'_>) {
         self.lines.push(line.to_string());
+    }
+
+    fn trace_write(&mut self, bytes: &[u8]) {
+        self.trace.extend_from_slice(bytes);
     }
 }

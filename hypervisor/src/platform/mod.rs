@@ -46,6 +46,9 @@ pub trait Platform: Tlb {
     fn hypercall_entry_address(&self) -> u64;
     /// Prints one hypervisor line; the platform ends it.
     fn print_line(&mut self, line: fmt::Arguments<'_>);
+    /// Writes trace records to the trace port (SPEC.md §22); bytes the port cannot take
+    /// are lost, never waited for forever.
+    fn trace_write(&mut self, bytes: &[u8]);
 }
 
 /// Prints one hypervisor line through a [`Platform`].

@@ -14,8 +14,11 @@ use crate::trap::bounce::{self, Event};
 use crate::trap::frame::TrapFrame;
 use alloc::format;
 use alloc::string::String;
+use hypercall_abi::event::EVENT_VECTOR;
 use hypercall_abi::shared_info::cr2_offset;
+use hypercall_abi::trace::{flags as trace_flags, kind as trace_kind, TraceRecord};
 use hypercall_abi::trap::vector;
+use hypercall_abi::trap::SYSCALL_VECTOR;
 use zerocopy::IntoBytes;
 
 impl<P: Platform> System<P> {
@@ -101,6 +104,24 @@ impl<P: Platform> System<P> {
     /// the domain if it cannot be delivered — no handler, no stack, a stack it cannot
     /// write: the paravirtual triple fault.
     pub(super) fn bounce_event(&mut self, frame: &mut TrapFrame, event: Event) -> Step {
+        if self.trace.is_some() {
+            return self.bounce_traced_event(frame, event);
+        }
+        self.bounce::<false>(frame, event)
+    }
+
+    /// [`Self::bounce_event`] while some domain is traced (SPEC.md §22).
+    #[cold]
+    #[inline(never)]
+    fn bounce_traced_event(&mut self, frame: &mut TrapFrame, event: Event) -> Step {
+        self.bounce::<true>(frame, event)
+    }
+
+    /// The bounce itself; `TRACED` records it (for a traced domain), delivered or not.
+    /// One body for both, so the untraced one is exactly the bounce.
+    #[inline(always)]
+    fn bounce<const TRACED: bool>(&mut self, frame: &mut TrapFrame, event: Event) -> Step {
+        let traced = if TRACED { Some((self.platform.read_tsc(), *frame)) } else { None };
         let domain = &self.domains[self.current];
         let Some(memory) = domain.memory.as_ref() else {
             unreachable!("the running domain always has memory");
@@ -112,6 +133,9 @@ impl<P: Platform> System<P> {
             Ok(delivery) => delivery,
             Err(failure) => {
                 let reason = format!("{}: {failure}", describe(frame, &event));
+                if let Some((start, interrupted)) = traced {
+                    self.record_bounce(&interrupted, &event, start, false);
+                }
                 return self.kill_and_continue(frame, &reason);
             }
         };
@@ -128,6 +152,9 @@ impl<P: Platform> System<P> {
                 vector::name(delivery.vector),
                 delivery.frame_address
             );
+            if let Some((start, interrupted)) = traced {
+                self.record_bounce(&interrupted, &event, start, false);
+            }
             return self.kill_and_continue(frame, &reason);
         }
         // Only a real #PF has a faulting address (a granted `int 14` does not).
@@ -139,7 +166,40 @@ impl<P: Platform> System<P> {
         }
         *frame = delivery.resume;
         self.change_mode(Mode::Kernel);
+        if let Some((start, interrupted)) = traced {
+            self.record_bounce(&interrupted, &event, start, true);
+        }
         self.finish_return(frame)
+    }
+
+    /// Records a bounce of `event` that interrupted `interrupted`, started at TSC `start`,
+    /// for the running domain if it is traced.
+    fn record_bounce(&mut self, interrupted: &TrapFrame, event: &Event, start: u64, delivered: bool) {
+        let end = self.platform.read_tsc();
+        let rip = interrupted.rip;
+        let (kind, number, arguments) = match *event {
+            Event::Exception { vector, error_code, fault_address } => {
+                (trace_kind::BOUNCE, u64::from(vector), [error_code, fault_address, rip, 0, 0, 0])
+            }
+            Event::SoftwareInterrupt { vector, .. } => (trace_kind::BOUNCE, u64::from(vector), [0, 0, rip, 0, 0, 0]),
+            Event::Syscall => {
+                (trace_kind::BOUNCE, SYSCALL_VECTOR, [0, 0, rip, interrupted.rax, interrupted.rdi, interrupted.rsi])
+            }
+            Event::Upcall => (trace_kind::UPCALL, EVENT_VECTOR, [0, 0, rip, 0, 0, 0]),
+        };
+        let index = self.current;
+        let record = TraceRecord {
+            kind,
+            flags: trace_flags::RESULT,
+            domain: self.domains[index].id,
+            number,
+            arguments,
+            result: if delivered { 0 } else { -1 },
+            tsc: start,
+            tsc_end: end,
+            ..TraceRecord::default()
+        };
+        self.trace_record(index, record);
     }
 
     /// Delivers the running domain's pending event to its event callback (SPEC.md §18.4).

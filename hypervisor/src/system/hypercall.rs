@@ -5,7 +5,7 @@ use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::{Mode, Vcpu};
 use crate::event::channels::PortState;
 use crate::event::upcall;
-use crate::hypercall::guest::{Disposition, Guest};
+use crate::hypercall::guest::{Disposition, Guest, PollRequest};
 use crate::hypercall::memory as memory_family;
 use crate::hypercall::table;
 use crate::mm::domain_memory::DomainMemory;
@@ -19,6 +19,7 @@ use crate::system::{Step, System};
 use crate::trap::bounce::{self, Event};
 use crate::trap::frame::TrapFrame;
 use alloc::format;
+use hypercall_abi::trace::{flags as trace_flags, kind as trace_kind, TraceRecord};
 use hypercall_abi::trap::IretFrame;
 use hypercall_abi::Errno;
 use zerocopy::FromBytes;
@@ -125,11 +126,34 @@ impl<P: Platform> System<P> {
     }
 
     /// One hypercall, from either instruction (`syscall` or the trapping `ud2; "rf"`).
+    /// With tracing off this costs one predictable branch more than the call itself.
     pub(super) fn handle_hypercall(&mut self, frame: &mut TrapFrame) -> Step {
+        if self.trace.is_some() {
+            return self.handle_traced_hypercall(frame);
+        }
+        self.hypercall::<false>(frame)
+    }
+
+    /// [`Self::handle_hypercall`] while some domain is traced (SPEC.md §22).
+    #[cold]
+    #[inline(never)]
+    fn handle_traced_hypercall(&mut self, frame: &mut TrapFrame) -> Step {
+        self.hypercall::<true>(frame)
+    }
+
+    /// The hypercall itself; `TRACED` brackets the handler with TSC reads and records it
+    /// (for a traced caller). One body for both, so the untraced one is exactly the call.
+    #[inline(always)]
+    fn hypercall<const TRACED: bool>(&mut self, frame: &mut TrapFrame) -> Step {
         let current = self.current;
+        let (number, arguments) = (frame.rax, frame.hypercall_arguments());
+        let start = if TRACED { self.platform.read_tsc() } else { 0 };
         let mut caller = CallingDomain { system: self, index: current };
-        let disposition = table::dispatch(frame.rax, frame.hypercall_arguments(), &mut caller);
+        let disposition = table::dispatch(number, arguments, &mut caller);
         self.apply_vcpu_changes();
+        if TRACED {
+            self.record_hypercall(number, arguments, &disposition, start);
+        }
         match disposition {
             Disposition::Return(value) => {
                 frame.rax = value as u64;
@@ -162,9 +186,7 @@ impl<P: Platform> System<P> {
                 self.sleep(frame, Wait::Event)
             }
             Disposition::Poll(request) => {
-                let id = self.domains[current].id;
-                // A closed port could never end the sleep (SPEC.md §20.3).
-                if request.ports().iter().any(|&port| self.events.port_state(id, port) == PortState::Closed) {
+                if self.polls_a_closed_port(&request) {
                     frame.rax = Errno::EINVAL.to_return() as u64;
                     return self.finish_return(frame);
                 }
@@ -182,6 +204,43 @@ impl<P: Platform> System<P> {
                 }
                 self.sleep(frame, Wait::Ports(request))
             }
+        }
+    }
+
+    /// A closed port could never end a POLL's sleep, so such a POLL is refused (SPEC.md
+    /// §20.3).
+    fn polls_a_closed_port(&self, request: &PollRequest) -> bool {
+        let id = self.domains[self.current].id;
+        request.ports().iter().any(|&port| self.events.port_state(id, port) == PortState::Closed)
+    }
+
+    /// Records the hypercall the handler just ran, started at TSC `start`, for the running
+    /// domain if it is traced; drains its ring when that left it half full.
+    fn record_hypercall(&mut self, number: u64, arguments: [u64; 6], disposition: &Disposition, start: u64) {
+        let end = self.platform.read_tsc();
+        let (flags, result) = match disposition {
+            Disposition::Return(value) => (trace_flags::RESULT, *value),
+            Disposition::Yield(value) => (trace_flags::RESULT | trace_flags::SWITCHED, *value),
+            Disposition::Poll(request) if self.polls_a_closed_port(request) => {
+                (trace_flags::RESULT, Errno::EINVAL.to_return())
+            }
+            Disposition::Block | Disposition::Poll(_) => (trace_flags::RESULT | trace_flags::SWITCHED, 0),
+            Disposition::Shutdown(_) | Disposition::Iret => (0, 0),
+        };
+        let index = self.current;
+        let record = TraceRecord {
+            kind: trace_kind::HYPERCALL,
+            flags,
+            domain: self.domains[index].id,
+            number,
+            arguments,
+            result,
+            tsc: start,
+            tsc_end: end,
+            ..TraceRecord::default()
+        };
+        if self.trace_record(index, record) {
+            self.trace_drain(index);
         }
     }
 

@@ -32,11 +32,15 @@ impl<P: Platform> System<P> {
             domain_memory.destroy(&mut self.memory, &mut *self.frames.lock());
         }
         self.domain_ended_for_input(current);
+        if self.trace.is_some() {
+            self.trace_drain(current);
+        }
         self.outcomes.push(outcome);
     }
 
     /// Prints the summary and says the run's exit status.
     pub fn finish(&mut self) -> ExitStatus {
+        self.end_trace();
         let free_now = self.frames.lock().free_count();
         let outcomes = &self.outcomes;
         let count = |wanted: fn(&Outcome) -> bool| outcomes.iter().filter(|outcome| wanted(outcome)).count();

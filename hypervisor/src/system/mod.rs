@@ -3,10 +3,12 @@
 //!
 //! This file is the table itself: domains, entering and leaving them, the loaded root
 //! and the time published to them. The other files add to [`System`] in this order,
-//! each using only those before it: `wakeups` (raising events, waking sleepers, timers),
-//! `focus` (console input), `lifecycle` (kill, end, the summary), `switch` (who runs
-//! next, idling), `delivery` (returning to a guest, bounces and upcalls), `hypercall`
-//! and `trap` (the entries), `boot` (building the domains and the first entry).
+//! each using only those before it: `tracing` (the hypercall trace's rings and drains,
+//! which leaving a domain uses too), `wakeups` (raising events, waking sleepers,
+//! timers), `focus` (console input), `lifecycle` (kill, end, the summary), `switch` (who
+//! runs next, idling), `delivery` (returning to a guest, bounces and upcalls),
+//! `hypercall` and `trap` (the entries), `boot` (building the domains and the first
+//! entry).
 
 pub mod boot;
 mod delivery;
@@ -16,6 +18,7 @@ mod lifecycle;
 mod switch;
 #[cfg(test)]
 mod tests;
+mod tracing;
 mod trap;
 pub mod wakeups;
 
@@ -30,6 +33,7 @@ use crate::mm::paging::{AddressSpace, FrameMemory};
 use crate::platform::{say, Platform};
 use crate::sched::policy::Scheduler;
 use crate::time::{Clock, Timers};
+use crate::trace::Trace;
 use crate::trap::frame::{ReturnPath, TrapFrame};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -147,6 +151,8 @@ pub struct System<P: Platform> {
     pub focus: Option<u32>,
     /// The Ctrl-] escape state (SPEC.md §21.3).
     pub escape: EscapeDecoder,
+    /// The hypercall trace's rings, when `trace=` selected a domain (SPEC.md §22).
+    pub trace: Option<Trace>,
     /// The root loaded last, so unchanged roots are not reloaded (a CR3 write is a trap
     /// on some hosts). Every change to a space that is not loaded is followed by a load
     /// before that space is used, so skipping same-root loads never leaves stale TLB
@@ -212,6 +218,7 @@ impl<P: Platform> System<P> {
             tsc_hz: start.tsc_hz,
             focus: None,
             escape: EscapeDecoder::new(),
+            trace: None,
             loaded_root: None,
         }
     }
@@ -278,6 +285,9 @@ impl<P: Platform> System<P> {
 
     /// Saves what the hardware holds of the running domain before another one runs.
     pub(crate) fn leave_current(&mut self) {
+        if self.trace.is_some() {
+            self.trace_drain(self.current);
+        }
         let domain = &mut self.domains[self.current];
         if domain.memory.is_some() {
             self.platform.save_extended_state(&mut domain.extended_state);

@@ -359,3 +359,120 @@ fn a_return_to_a_non_canonical_rip_kills_the_domain() {
     assert!(system.platform.said("d1 g1: killed: return to non-canonical rip 0x800000000000 refused (XSA-7 guard)"));
     assert_eq!(system.current, 1);
 }
+
+/// The records the trace port received, decoded.
+fn trace_records(system: &System<FakePlatform>) -> Vec<hypercall_abi::trace::TraceRecord> {
+    use zerocopy::FromBytes;
+    let bytes = &system.platform.trace;
+    assert_eq!(bytes.len() % hypercall_abi::trace::RECORD_BYTES, 0, "whole records only");
+    bytes
+        .chunks_exact(hypercall_abi::trace::RECORD_BYTES)
+        .map(|chunk| hypercall_abi::trace::TraceRecord::read_from_bytes(chunk).unwrap())
+        .collect()
+}
+
+#[test]
+fn tracing_records_the_selected_domains_hypercalls_bounces_and_upcalls() {
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::{flags, kind};
+    let mut fixture = boot(2);
+    fixture.0.start_trace(&Selection::parse("1").unwrap());
+    assert!(fixture.0.platform.said("trace: d1 g1: hypercalls, bounces and upcalls"));
+    let start = trace_records(&fixture.0);
+    assert_eq!(start.iter().map(|r| r.kind).collect::<Vec<_>>(), [kind::START, kind::DOMAIN]);
+    assert_eq!((start[0].arguments[0], start[1].domain), (TSC_HZ, 1));
+
+    // d1: a version call (traced), an upcall, then a yield; the yield drains d1's ring.
+    fixture.0.platform.tsc = 100;
+    hypercall(&mut fixture, Hypercall::VERSION, [0, 7, 0, 0]);
+    let callback = fixture.1.rip;
+    hypercall(&mut fixture, Hypercall::SET_CALLBACKS, [callback, 0, 0, 0]);
+    let port = event_op(&mut fixture, [event_cmd::BIND_IPI, 0, 0]);
+    let shared = shared_info(&fixture.0, 0);
+    upcall::set_upcall_mask(&mut fixture.0.memory, shared, false);
+    event_op(&mut fixture, [event_cmd::SEND, port as u64, 0]);
+    assert_eq!(trace_records(&fixture.0).len(), 2, "nothing is written until a drain");
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0, 0]);
+    assert_eq!(fixture.0.current, 1);
+    // d2 is not traced.
+    hypercall(&mut fixture, Hypercall::VERSION, [0, 0, 0, 0]);
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    assert_eq!(fixture.0.current, 0);
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+
+    let records = trace_records(&fixture.0);
+    let events: Vec<(u8, u64)> = records[2..].iter().map(|r| (r.kind, r.number)).collect();
+    assert_eq!(
+        events,
+        [
+            (kind::HYPERCALL, Hypercall::VERSION.0),
+            (kind::HYPERCALL, Hypercall::SET_CALLBACKS.0),
+            (kind::HYPERCALL, Hypercall::EVENT_CHANNEL_OP.0),
+            (kind::HYPERCALL, Hypercall::EVENT_CHANNEL_OP.0),
+            (kind::UPCALL, hypercall_abi::event::EVENT_VECTOR),
+            (kind::HYPERCALL, Hypercall::SCHED_OP.0),
+            (kind::HYPERCALL, Hypercall::SCHED_OP.0),
+            (kind::END, 0),
+        ]
+    );
+    assert!(records[2..9].iter().all(|r| r.domain == 1), "only d1 is traced");
+    let version = &records[2];
+    assert_eq!((version.arguments[0], version.arguments[1]), (0, 7), "the raw argument registers");
+    assert_eq!(version.result, hypercall_abi::ABI_VERSION.packed() as i64);
+    assert_eq!((version.flags, version.tsc), (flags::RESULT, 100));
+    assert_eq!(records[6].result, 0, "the upcall was delivered");
+    assert_eq!(records[7].flags, flags::RESULT | flags::SWITCHED, "yield");
+    assert_eq!(records[8].flags, 0, "shutdown does not return");
+}
+
+#[test]
+fn tracing_that_selects_nothing_stays_off() {
+    use crate::trace::selection::Selection;
+    let mut fixture = boot(1);
+    fixture.0.start_trace(&Selection::parse("nosuch").unwrap());
+    assert!(fixture.0.trace.is_none());
+    assert!(fixture.0.platform.said("trace: trace= selects none of the 1 domains; tracing is off"));
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    assert!(fixture.0.platform.trace.is_empty());
+}
+
+#[test]
+fn a_full_trace_ring_drops_and_the_next_drain_reports_the_count() {
+    use crate::trace::ring::CAPACITY;
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::kind;
+    let mut fixture = boot(1);
+    let handler = fixture.1.rip;
+    let table = [hypercall_abi::trap::TrapTableEntry {
+        vector: 0,
+        flags: 0,
+        reserved: [0; 6],
+        handler: hypercall_abi::GuestVirtualAddress(handler),
+    }];
+    let address = fixture.1.rsp - 512;
+    {
+        let (system, _) = &mut fixture;
+        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+        guest_memory::copy_to_guest(&mut system.memory, space, address, table.as_bytes()).unwrap();
+    }
+    hypercall(&mut fixture, Hypercall::SET_TRAP_TABLE, [address, 1, 0, 0]);
+    fixture.0.start_trace(&Selection::All);
+    // Bounces record but never drain: past the capacity they are dropped.
+    let stack = fixture.1.rsp;
+    for _ in 0..CAPACITY + 10 {
+        let (system, frame) = &mut fixture;
+        frame.rsp = stack;
+        frame.vector = 0;
+        assert!(matches!(system.exception(frame), Step::Resume(_)));
+    }
+    assert_eq!(trace_records(&fixture.0).len(), 2, "START and DOMAIN only: nothing drained yet");
+    // The next hypercall finds the ring full (it is dropped too) and drains it.
+    hypercall(&mut fixture, Hypercall::VERSION, [0, 0, 0, 0]);
+    let records = trace_records(&fixture.0);
+    assert_eq!(records.len(), 2 + CAPACITY + 1);
+    assert!(records[2..2 + CAPACITY].iter().all(|r| r.kind == kind::BOUNCE && r.number == 0));
+    let dropped = records.last().unwrap();
+    assert_eq!((dropped.kind, dropped.domain, dropped.number), (kind::DROPPED, 1, 11));
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    assert!(fixture.0.platform.said("trace: d1 g1: 11 records dropped (its ring was full)"));
+}

@@ -61,13 +61,16 @@ pub fn main(mut args: GdbArgs) -> Result<u8> {
     // between run and gdb relinks nothing. Set before any thread exists: every cargo this
     // process starts inherits it.
     std::env::set_var("CARGO_PROFILE_RELEASE_DEBUG", "full");
+    if args.run.trace.is_some() {
+        return Err(Error::usage("--trace is an option of `cargo xtask run`; gdb sessions are not traced"));
+    }
     let gdb_binary = gdb::ensure_gdb()?;
     if args.run.accel.is_none() {
         // Under TCG a breakpoint is exact in every mode and address space (xtask::gdb).
         eprintln!("gdb: accelerator tcg (QEMU's breakpoints are exact under TCG; --accel kvm to use KVM)");
         args.run.accel = Some(Accel::Tcg);
     }
-    let Prepared { mut launch, domains, accel_lines } = run::prepare(&args.run, "gdb", NO_TIMEOUT)?;
+    let Prepared { mut launch, domains, accel_lines, .. } = run::prepare(&args.run, "gdb", NO_TIMEOUT)?;
     let socket = gdb::socket_path();
     let _ = std::fs::remove_file(&socket);
     launch.extra.extend(gdb::qemu_args(&socket));

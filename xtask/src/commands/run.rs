@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// `--qemu-arg=-d --qemu-arg=int`.
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
+    /// Record every hypercall, bounce and upcall of all domains, or of these (comma-separated
+    /// ids or image names), and print them decoded with a summary after the run.
+    #[arg(long, value_name = "DOMAINS", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    pub trace: Option<String>,
     /// Words after `--`: more argument words for every domain, after the `--arg` ones.
     #[arg(last = true, value_name = "WORDS")]
     pub words: Vec<String>,
@@ -122,6 +126,8 @@ pub struct Prepared {
     pub domains: Vec<(String, PathBuf)>,
     /// How the accelerator was chosen (printed before the run).
     pub accel_lines: Vec<String>,
+    /// `--trace` was given: the run's trace is decoded after it.
+    pub traced: bool,
 }
 
 /// Validates `args`, builds what they boot, and writes the boot archive `<archive>.tar`
@@ -189,7 +195,13 @@ pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Resu
         booted.push((name, path));
     }
 
-    let append = cmdline::command_line(&domains, &[])?;
+    let images: Vec<String> = domains.iter().map(|domain| domain.image.clone()).collect();
+    let trace_token = args.trace.as_deref().map(|value| xtask::trace::option_token(value, &images)).transpose()?;
+    let append = cmdline::command_line(&domains, trace_token.as_slice())?;
+    let mut extra = args.qemu_args.clone();
+    if trace_token.is_some() {
+        extra.extend(xtask::trace::qemu_args(&xtask::trace::run_file())?);
+    }
     let initrd = workspace::runs_dir().join(format!("{archive}.tar"));
     qemu::write_archive(&initrd, &archive::build(&members)?)?;
     let choice = qemu::choose_accel(args.accel, &qemu_binary, &workspace::hypervisor_elf())?;
@@ -200,10 +212,10 @@ pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Resu
         append,
         accel: choice.accel,
         machine: args.machine,
-        extra: args.qemu_args.clone(),
+        extra,
         timeout: args.timeout.map_or(default_timeout, Duration::from_secs),
     };
-    Ok(Prepared { launch, domains: booted, accel_lines: choice.lines })
+    Ok(Prepared { launch, domains: booted, accel_lines: choice.lines, traced: trace_token.is_some() })
 }
 
 /// How long `run` lets QEMU run unless `--timeout` says otherwise.
@@ -211,7 +223,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds what is needed and boots it.
 pub fn main(args: RunArgs) -> Result<u8> {
-    let Prepared { launch, accel_lines, .. } = prepare(&args, "run", RUN_TIMEOUT)?;
+    let Prepared { launch, accel_lines, traced, .. } = prepare(&args, "run", RUN_TIMEOUT)?;
     for line in &accel_lines {
         eprintln!("{line}");
     }
@@ -219,7 +231,16 @@ pub fn main(args: RunArgs) -> Result<u8> {
     // The terminal types at the focused domain (Ctrl-] moves the focus; README).
     let outcome = qemu::run_with_input(&launch, ConsoleMode::Stream, qemu::ConsoleInput::Terminal)?;
     eprintln!("xtask: {} ({} ms)", outcome.describe(launch.timeout), outcome.wall.as_millis());
-    Ok(u8::try_from(outcome.xtask_exit_code()).unwrap_or(125))
+    let code = outcome.xtask_exit_code();
+    if traced {
+        // A run that failed keeps its own exit code; its trace is still worth reading.
+        match xtask::trace::report(&xtask::trace::run_file()) {
+            Ok(report) => print!("{report}"),
+            Err(error) if code == 0 => return Err(error),
+            Err(error) => eprintln!("xtask: {error}"),
+        }
+    }
+    Ok(u8::try_from(code).unwrap_or(125))
 }
 
 #[cfg(test)]

@@ -98,6 +98,17 @@ pub fn main(args: TestArgs) -> Result<u8> {
     for line in &choice.lines {
         println!("{line}");
     }
+    // The hypercall trace end to end: guest-kernel's decoded trace against its own report.
+    // Under TCG on every host: it proves the trace, not the accelerator, and the trace
+    // port's byte-per-exit writes are slow where every exit is a host round trip.
+    println!("xtask test: hypercall trace of guest-kernel under tcg");
+    match xtask::trace::check::boot_and_check(&qemu, &hypervisor, Accel::Tcg) {
+        Ok(summary) => print!("{summary}"),
+        Err(error) => {
+            eprintln!("error: {error}");
+            failed.push("hypercall trace of guest-kernel");
+        }
+    }
     let results = |accel: Accel| workspace::runs_dir().join(format!("conformance-{}.json", accel.name()));
     for accel in [Accel::Tcg, Accel::Kvm] {
         // Only this command's runs may be reported: not a file an earlier one left.

@@ -1,5 +1,5 @@
 //! The x86_64 machine: every instruction and line of assembly the hypervisor runs, the
-//! descriptor tables, the APIC/PIT/RTC/serial drivers, CR3 and the TLB, and the boot
+//! descriptor tables, the APIC/PIT/RTC/serial drivers (console and trace port), CR3 and the TLB, and the boot
 //! steps that set them up. `platform::Machine` is the library's `Platform` on it.
 
 #[macro_use]
@@ -20,3 +20,4 @@ pub mod platform;
 pub mod pvh;
 pub mod rtc;
 pub mod start;
+pub mod trace_port;

@@ -2,7 +2,7 @@
 //! policy asks for.
 
 use super::memory::DirectMap;
-use super::{apic, console, cpu, entry, extended_state};
+use super::{apic, console, cpu, entry, extended_state, trace_port};
 use core::fmt;
 use hypervisor::mm::domain_memory::Tlb;
 use hypervisor::mm::frames::Frame;
@@ -93,5 +93,9 @@ impl Platform for Machine {
 
     fn print_line(&mut self, line: fmt::Arguments<'_>) {
         console::print_hypervisor(format_args!("{line}\n"));
+    }
+
+    fn trace_write(&mut self, bytes: &[u8]) {
+        trace_port::write(bytes);
     }
 }
