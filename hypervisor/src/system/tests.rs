@@ -304,9 +304,9 @@ fn no_archive_ends_the_run_with_nothing_to_run() {
     assert!(system.platform.said("no boot module"));
 }
 
-#[test]
-fn an_exception_with_a_handler_is_bounced_to_the_guest_kernel() {
-    let mut fixture = boot(2);
+/// Registers the guest's entry point as its #DE handler (a one-entry trap table written
+/// below its stack); returns the handler's address.
+fn install_divide_error_handler(fixture: &mut Fixture) -> u64 {
     let handler = fixture.1.rip;
     let table = [hypercall_abi::trap::TrapTableEntry {
         vector: 0,
@@ -316,11 +316,18 @@ fn an_exception_with_a_handler_is_bounced_to_the_guest_kernel() {
     }];
     let address = fixture.1.rsp - 512;
     {
-        let (system, _) = &mut fixture;
+        let (system, _) = fixture;
         let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
         guest_memory::copy_to_guest(&mut system.memory, space, address, table.as_bytes()).unwrap();
     }
-    hypercall(&mut fixture, Hypercall::SET_TRAP_TABLE, [address, 1, 0, 0]);
+    hypercall(fixture, Hypercall::SET_TRAP_TABLE, [address, 1, 0, 0]);
+    handler
+}
+
+#[test]
+fn an_exception_with_a_handler_is_bounced_to_the_guest_kernel() {
+    let mut fixture = boot(2);
+    let handler = install_divide_error_handler(&mut fixture);
     assert_eq!(fixture.1.rax, 0);
     let (system, frame) = &mut fixture;
     let stack = frame.rsp;
@@ -442,20 +449,7 @@ fn a_full_trace_ring_drops_and_the_next_drain_reports_the_count() {
     use crate::trace::selection::Selection;
     use hypercall_abi::trace::kind;
     let mut fixture = boot(1);
-    let handler = fixture.1.rip;
-    let table = [hypercall_abi::trap::TrapTableEntry {
-        vector: 0,
-        flags: 0,
-        reserved: [0; 6],
-        handler: hypercall_abi::GuestVirtualAddress(handler),
-    }];
-    let address = fixture.1.rsp - 512;
-    {
-        let (system, _) = &mut fixture;
-        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
-        guest_memory::copy_to_guest(&mut system.memory, space, address, table.as_bytes()).unwrap();
-    }
-    hypercall(&mut fixture, Hypercall::SET_TRAP_TABLE, [address, 1, 0, 0]);
+    install_divide_error_handler(&mut fixture);
     fixture.0.start_trace(&Selection::All);
     // Bounces record but never drain: past the capacity they are dropped.
     let stack = fixture.1.rsp;

@@ -194,12 +194,12 @@ fn parse_hex(digits: &[u8]) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use alloc::vec::Vec;
 
     /// Appends one newc member as `cpio -H newc` writes it.
-    fn member(archive: &mut Vec<u8>, path: &str, mode: u32, data: &[u8]) {
+    pub(crate) fn member(archive: &mut Vec<u8>, path: &str, mode: u32, data: &[u8]) {
         let fields = [1, mode, 1000, 100, 1, 1_700_000_000, data.len() as u32, 0, 0, 1, 3, path.len() as u32 + 1, 0];
         archive.extend_from_slice(b"070701");
         for field in fields {

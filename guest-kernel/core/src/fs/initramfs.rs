@@ -106,21 +106,9 @@ fn add(fs: &mut FileSystem, entry: &Entry<'_>) -> Result<(), Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::cpio::tests::member;
     use crate::fs::path::{resolve, Follow};
     use alloc::vec::Vec;
-
-    fn member(archive: &mut Vec<u8>, path: &str, mode: u32, data: &[u8]) {
-        let fields = [0, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 1, 3, path.len() as u32 + 1, 0];
-        archive.extend_from_slice(b"070701");
-        for field in fields {
-            archive.extend_from_slice(format!("{field:08x}").as_bytes());
-        }
-        archive.extend_from_slice(path.as_bytes());
-        archive.push(0);
-        archive.resize(archive.len().next_multiple_of(4), 0);
-        archive.extend_from_slice(data);
-        archive.resize(archive.len().next_multiple_of(4), 0);
-    }
 
     fn archive(members: &[(&str, u32, &[u8])]) -> Vec<u8> {
         let mut bytes = Vec::new();
