@@ -102,13 +102,20 @@ pub fn main(args: TestArgs) -> Result<u8> {
     // Under TCG on every host: it proves the trace, not the accelerator, and the trace
     // port's byte-per-exit writes are slow where every exit is a host round trip.
     println!("xtask test: hypercall trace of guest-kernel under tcg");
-    match xtask::trace::check::boot_and_check(&qemu, &hypervisor, Accel::Tcg) {
-        Ok(summary) => print!("{summary}"),
+    let start = std::time::Instant::now();
+    let outcome = match xtask::trace::check::boot_and_check(&qemu, &hypervisor, Accel::Tcg) {
+        Ok(summary) => {
+            print!("{summary}");
+            junit::Outcome::Passed
+        }
         Err(error) => {
             eprintln!("error: {error}");
             failed.push("hypercall trace of guest-kernel");
+            junit::Outcome::Failed { message: error.message.clone(), output: error.message }
         }
-    }
+    };
+    let case = junit::TestCase { name: "trace::guest_kernel".into(), time: start.elapsed(), outcome };
+    report.push(junit::Suite { name: "xtask trace".into(), cases: vec![case] });
     let results = |accel: Accel| workspace::runs_dir().join(format!("conformance-{}.json", accel.name()));
     for accel in [Accel::Tcg, Accel::Kvm] {
         // Only this command's runs may be reported: not a file an earlier one left.
