@@ -21,7 +21,9 @@
 //! * [`pipe`]: the bounded byte buffer behind a pipe;
 //! * [`signal`]: dispositions, masks, pending signals, what delivery means, and `wait4`'s
 //!   status words;
-//! * [`tty`]: the console's line discipline (editing, echo, Ctrl-C/Ctrl-D, raw mode).
+//! * [`tty`]: the console's line discipline (editing, echo, Ctrl-C/Ctrl-D, raw mode);
+//! * [`user_memory`]: the one door for user pointers: values, paths, `argv` arrays, with
+//!   EFAULT, ENAMETOOLONG and E2BIG as Linux gives them.
 //!
 //! Every value from a user process is an allegation: these modules take lengths, offsets
 //! and counts from untrusted bytes and check each before use, answering with an errno
@@ -38,3 +40,4 @@ pub mod memory;
 pub mod pipe;
 pub mod signal;
 pub mod tty;
+pub mod user_memory;
