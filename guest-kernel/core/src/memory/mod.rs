@@ -1,4 +1,6 @@
 //! A process's memory as the kernel plans it: which ranges exist with which access
-//! ([`regions`]); the pages behind them are the platform's.
+//! ([`regions`]), and what a page fault means ([`faults`]: demand paging, copy-on-write,
+//! SIGSEGV); the pages behind them are the platform's.
 
+pub mod faults;
 pub mod regions;
