@@ -19,6 +19,8 @@
 //! * [`memory`]: a process's regions (`brk`, `mmap`, `munmap`, `mprotect`, demand-paging
 //!   decisions, per-process accounting);
 //! * [`pipe`]: the bounded byte buffer behind a pipe;
+//! * [`process_tree`]: parents, zombies, orphans given to init, `wait4`'s selection,
+//!   process groups and sessions, and the bound on processes;
 //! * [`signal`]: dispositions, masks, pending signals, what delivery means, and `wait4`'s
 //!   status words;
 //! * [`tty`]: the console's line discipline (editing, echo, Ctrl-C/Ctrl-D, raw mode);
@@ -38,6 +40,7 @@ pub mod fs;
 pub mod linux;
 pub mod memory;
 pub mod pipe;
+pub mod process_tree;
 pub mod signal;
 pub mod tty;
 pub mod user_memory;
