@@ -9,8 +9,7 @@
 //! every listing is booted by some chapter's run.
 
 use crate::cases::{Case, DomainSpec, ImageSource};
-use crate::judge::{DomainExpectation, DomainOutcome, Expectation, Source, Transcript};
-use hypercall_abi::exit::ExitStatus;
+use crate::judge::{DomainOutcome, Source, Transcript};
 
 /// The chapters, by file stem, compiled in (a host test checks this is every chapter
 /// file in `docs/src`, and that SUMMARY.md lists each).
@@ -245,29 +244,16 @@ fn case_of(run: &Run) -> Case {
         .map(|line| line.split(ANY).filter(|part| !part.is_empty()).map(str::to_string).collect::<Vec<_>>())
         .filter(|parts| !parts.is_empty())
         .collect();
-    let expectation = Expectation {
-        status: ExitStatus::SUCCESS,
-        domains: domains
-            .iter()
-            .map(|spec| DomainExpectation { image: spec.image.clone(), outcome: spec.outcome.clone() })
-            .collect(),
-        hypervisor_lines: Vec::new(),
-        console_lines,
-        // guest-rt's panic handler.
-        forbidden: vec!["panic: ".into()],
-        checks: vec![
-            ("the output the chapter shows, line for line", shown_output),
-            ("every frame returned", crate::cases_memory::frames_returned),
-        ],
-    };
-    Case {
-        name: format!("guide::{}", run.chapter),
+    let mut case = Case::all_succeed(
+        format!("guide::{}", run.chapter),
         domains,
-        expectation,
-        minimum_timeout: None,
-        input: None,
-        options: &[],
-    }
+        ("the output the chapter shows, line for line", shown_output),
+    );
+    case.expectation.console_lines = console_lines;
+    // guest-rt's panic handler.
+    case.expectation.forbidden = vec!["panic: ".into()];
+    case.expectation.checks.push(("every frame returned", crate::cases_memory::frames_returned));
+    case
 }
 
 /// One case per chapter run. A guide that cannot be read is a case that fails with the
