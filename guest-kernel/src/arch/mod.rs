@@ -17,6 +17,7 @@
 //!   generic over the trait.
 
 mod interface;
+pub mod machine;
 mod interrupt_guard;
 pub mod paravirt;
 pub mod user_program;
