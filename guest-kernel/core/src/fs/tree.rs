@@ -482,6 +482,16 @@ impl FileSystem {
         self.refund(INODE_COST + size);
     }
 
+    /// The whole contents of regular file `id` (`execve` plans and loads a program from
+    /// them without a copy).
+    pub fn contents(&self, id: InodeId) -> Result<&[u8], Errno> {
+        match &self.inode(id)?.content {
+            Content::File(bytes) => Ok(bytes),
+            Content::Directory { .. } => Err(Errno::EISDIR),
+            _ => Err(Errno::EACCES),
+        }
+    }
+
     /// Copies bytes of regular file `id` from `offset` into `into`; the count (0 at or past
     /// the end).
     pub fn read(&self, id: InodeId, offset: u64, into: &mut [u8]) -> Result<usize, Errno> {
