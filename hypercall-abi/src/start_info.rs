@@ -84,7 +84,7 @@ impl StartInfo {
     pub fn module_range(&self) -> Option<Range<u64>> {
         let start = self.module_start.0;
         let length = self.module_length;
-        if start == 0 || length == 0 || start % PAGE_SIZE != 0 || !is_guest_range(start, length) {
+        if start == 0 || length == 0 || !start.is_multiple_of(PAGE_SIZE) || !is_guest_range(start, length) {
             return None;
         }
         let end = start.checked_add(length)?;

@@ -87,7 +87,7 @@ fn present(reporter: &mut Reporter, start: &'static StartInfo) {
     // The layout of SPEC.md §3.2 with a module.
     let pages = start.module_pages();
     reporter.expect_eq(pages, length.div_ceil(PAGE_SIZE), "module pages");
-    reporter.check(start.module_start.0 % PAGE_SIZE == 0, "module_start is page aligned");
+    reporter.check(start.module_start.0.is_multiple_of(PAGE_SIZE), "module_start is page aligned");
     reporter.expect_eq(start.module_start.0, start.stack_top.0 + PAGE_SIZE, "one guard page between stack and module");
     reporter.expect_eq(
         start.free_start.0,
