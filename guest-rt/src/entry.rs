@@ -32,6 +32,24 @@ pub fn try_start_info() -> Option<&'static StartInfo> {
     unsafe { pointer.as_ref() }
 }
 
+/// This domain's module (SPEC.md §2.4, §7): the bytes of the boot-archive member its
+/// `domain=` token named with `module=` (an initramfs, say), or `None` when it was given
+/// none — also under a hypervisor older than ABI 0.4, whose start info holds zeros there,
+/// before the start code ran, and on the host. A start-info page whose module fields are
+/// inconsistent gives `None` too ([`StartInfo::module_range`]).
+///
+/// The bytes are read-only: a write faults (§3.2). They stay readable as long as the
+/// guest keeps the hypervisor's mapping of them in its kernel root; a guest that unmaps,
+/// re-protects or releases the module's pages must stop using the slice first.
+pub fn module() -> Option<&'static [u8]> {
+    let range = try_start_info()?.module_range()?;
+    let length = usize::try_from(range.end - range.start).ok()?;
+    // SAFETY: module_range checked that the range is guest memory between the stack and
+    // the free region, where the hypervisor maps the module read-only for the domain's
+    // life (SPEC.md §3.2); guest-rt never changes that mapping, and nothing writes it.
+    Some(unsafe { core::slice::from_raw_parts(range.start as *const u8, length) })
+}
+
 /// The start code every guest runs before its main function: records the start info,
 /// gives the free region to the heap, calls `main` and powers off with its result.
 /// A start-info page without the right magic is not from a ringfence hypervisor; the

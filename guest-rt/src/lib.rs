@@ -4,7 +4,8 @@
 //!   ABI-version note;
 //! * [`hypercall`] wraps every hypercall of the ABI (with [`raw`] for deliberate misuse);
 //! * [`print!`]/[`println!`] write to the domain's console without allocating;
-//! * [`heap`] makes `alloc` work over the domain's free memory;
+//! * [`heap`] makes `alloc` work over the domain's free memory; [`module()`] gives the
+//!   domain's module (an initramfs, say) when it was started with one;
 //! * [`events`] gives event channels, upcalls and the virtual interrupt flag, [`time`]
 //!   system time, the wallclock and the one-shot timer;
 //! * [`test`](mod@test) is the conformance suite's reporter, [`tsc`] its benchmark helper;
@@ -53,5 +54,5 @@ mod fake;
 #[cfg(target_os = "none")]
 mod panic;
 
-pub use entry::{start_info, try_start_info};
+pub use entry::{module, start_info, try_start_info};
 pub use hypercall::raw;

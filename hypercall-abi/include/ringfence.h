@@ -12,8 +12,8 @@
 /* The ABI version this header describes (SPEC.md §9): version(ABI_VERSION) returns
  * RINGFENCE_ABI_VERSION = major << 16 | minor. */
 #define RINGFENCE_ABI_VERSION_MAJOR 0U
-#define RINGFENCE_ABI_VERSION_MINOR 3U
-#define RINGFENCE_ABI_VERSION 3U
+#define RINGFENCE_ABI_VERSION_MINOR 4U
+#define RINGFENCE_ABI_VERSION 4U
 
 /* Hypercall numbers (RAX; SPEC.md §6.4). */
 #define RINGFENCE_HYPERCALL_SET_TRAP_TABLE 0ULL
@@ -63,7 +63,8 @@
 #define RINGFENCE_FEATURE_TIME 256ULL
 #define RINGFENCE_FEATURE_TIMERS 512ULL
 #define RINGFENCE_FEATURE_CONSOLE_READ 1024ULL
-#define RINGFENCE_FEATURE_ALL 2047ULL
+#define RINGFENCE_FEATURE_MODULE 2048ULL
+#define RINGFENCE_FEATURE_ALL 4095ULL
 
 /* console_io (SPEC.md §6.2). */
 #define RINGFENCE_CONSOLE_WRITE 0ULL
@@ -220,7 +221,10 @@ struct ringfence_start_info {
     uint8_t cmd_line[1024];
     uint64_t free_gfn;
     uint64_t max_pages;
-    uint8_t reserved[2960];
+    uint64_t module_start;
+    uint64_t module_length;
+    uint64_t module_gfn;
+    uint8_t reserved[2936];
 };
 _Static_assert(offsetof(struct ringfence_start_info, magic) == 0, "ringfence_start_info.magic is at offset 0");
 _Static_assert(offsetof(struct ringfence_start_info, abi_version) == 8, "ringfence_start_info.abi_version is at offset 8");
@@ -239,7 +243,10 @@ _Static_assert(offsetof(struct ringfence_start_info, flags) == 92, "ringfence_st
 _Static_assert(offsetof(struct ringfence_start_info, cmd_line) == 96, "ringfence_start_info.cmd_line is at offset 96");
 _Static_assert(offsetof(struct ringfence_start_info, free_gfn) == 1120, "ringfence_start_info.free_gfn is at offset 1120");
 _Static_assert(offsetof(struct ringfence_start_info, max_pages) == 1128, "ringfence_start_info.max_pages is at offset 1128");
-_Static_assert(offsetof(struct ringfence_start_info, reserved) == 1136, "ringfence_start_info.reserved is at offset 1136");
+_Static_assert(offsetof(struct ringfence_start_info, module_start) == 1136, "ringfence_start_info.module_start is at offset 1136");
+_Static_assert(offsetof(struct ringfence_start_info, module_length) == 1144, "ringfence_start_info.module_length is at offset 1144");
+_Static_assert(offsetof(struct ringfence_start_info, module_gfn) == 1152, "ringfence_start_info.module_gfn is at offset 1152");
+_Static_assert(offsetof(struct ringfence_start_info, reserved) == 1160, "ringfence_start_info.reserved is at offset 1160");
 _Static_assert(sizeof(struct ringfence_start_info) == 4096, "struct ringfence_start_info is 4096 bytes");
 
 /* hypercall_abi::trap::TrapTableEntry */

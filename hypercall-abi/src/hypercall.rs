@@ -128,6 +128,10 @@ pub mod features {
     pub const TIMERS: u64 = 1 << 9;
     /// `console_io(READ)` and VIRQ_CONSOLE (since 0.3).
     pub const CONSOLE_READ: u64 = 1 << 10;
+    /// A domain's module (`domain=<image>,module=<member>`, SPEC.md §2.4) is given to it
+    /// in its memory and named by the start-info page's `module_start`, `module_length` and
+    /// `module_gfn` (since 0.4).
+    pub const MODULE: u64 = 1 << 11;
     /// Every bit this version defines.
     pub const ALL: u64 = CONSOLE_WRITE
         | SCHED_YIELD
@@ -139,7 +143,8 @@ pub mod features {
         | EVENTS
         | TIME
         | TIMERS
-        | CONSOLE_READ;
+        | CONSOLE_READ
+        | MODULE;
 }
 
 /// Sub-commands of [`Hypercall::CONSOLE_IO`] (RDI).

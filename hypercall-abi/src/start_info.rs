@@ -2,6 +2,8 @@
 //! new domain; RDI holds its address at the guest's first instruction.
 
 use crate::address::{Gfn, GuestVirtualAddress};
+use crate::layout::{is_guest_range, PAGE_SIZE};
+use core::ops::Range;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `StartInfo::magic`: the bytes `"RINGFNCE"` read as a little-endian u64.
@@ -49,8 +51,16 @@ pub struct StartInfo {
     pub free_gfn: Gfn,
     /// The domain's reservation quota in pages, fixed at creation (ABI 0.2).
     pub max_pages: u64,
+    /// Address of the module's first byte (page aligned), or 0 when the domain was
+    /// given none (ABI 0.4). Read it through [`StartInfo::module_range`].
+    pub module_start: GuestVirtualAddress,
+    /// The module's length in bytes; 0 when there is none (ABI 0.4).
+    pub module_length: u64,
+    /// The gfn mapped at `module_start`; the module's gfns are contiguous; 0 when there is
+    /// no module (ABI 0.4).
+    pub module_gfn: Gfn,
     /// Zero; later minor versions carve fields from here.
-    pub reserved: [u8; 4096 - 112 - CMD_LINE_CAPACITY],
+    pub reserved: [u8; 4096 - 136 - CMD_LINE_CAPACITY],
 }
 
 impl StartInfo {
@@ -64,6 +74,26 @@ impl StartInfo {
             None => text,
         };
         core::str::from_utf8(text).unwrap_or("")
+    }
+
+    /// Where the module's bytes lie (SPEC.md §3.2, §7), or `None` when there is no
+    /// module. A page whose module fields are inconsistent also gives `None` rather than a
+    /// range a reader could trust: the module must be non-empty, start on a page boundary,
+    /// lie between the initial stack and the free region (where §3.2 puts it), and be
+    /// guest memory without wrapping.
+    pub fn module_range(&self) -> Option<Range<u64>> {
+        let start = self.module_start.0;
+        let length = self.module_length;
+        if start == 0 || length == 0 || !start.is_multiple_of(PAGE_SIZE) || !is_guest_range(start, length) {
+            return None;
+        }
+        let end = start.checked_add(length)?;
+        (start >= self.stack_top.0 && end <= self.free_start.0).then_some(start..end)
+    }
+
+    /// Pages the module occupies (its last page is zero past `module_length`).
+    pub const fn module_pages(&self) -> u64 {
+        self.module_length.div_ceil(PAGE_SIZE)
     }
 }
 
@@ -86,7 +116,10 @@ const _: () = {
     assert!(core::mem::offset_of!(StartInfo, cmd_line) == 96);
     assert!(core::mem::offset_of!(StartInfo, free_gfn) == 96 + CMD_LINE_CAPACITY);
     assert!(core::mem::offset_of!(StartInfo, max_pages) == 104 + CMD_LINE_CAPACITY);
-    assert!(core::mem::offset_of!(StartInfo, reserved) == 112 + CMD_LINE_CAPACITY);
+    assert!(core::mem::offset_of!(StartInfo, module_start) == 112 + CMD_LINE_CAPACITY);
+    assert!(core::mem::offset_of!(StartInfo, module_length) == 120 + CMD_LINE_CAPACITY);
+    assert!(core::mem::offset_of!(StartInfo, module_gfn) == 128 + CMD_LINE_CAPACITY);
+    assert!(core::mem::offset_of!(StartInfo, reserved) == 136 + CMD_LINE_CAPACITY);
 };
 
 #[cfg(test)]
@@ -107,5 +140,52 @@ mod tests {
         assert_eq!(info.cmd_line(), "a b");
         info.cmd_line_length = u32::MAX;
         assert_eq!(info.cmd_line(), "a b c", "a length past capacity is clamped; the NULs after the text are not text");
+    }
+
+    /// A page laid out as SPEC.md §3.2 says, with a module of `length` bytes after the
+    /// stack's guard page and its own guard page before the free region.
+    fn with_module(length: u64) -> StartInfo {
+        let mut info = StartInfo::new_zeroed();
+        info.stack_top = GuestVirtualAddress(0x50_0000);
+        info.module_start = GuestVirtualAddress(0x50_1000);
+        info.module_length = length;
+        info.free_start = GuestVirtualAddress(0x50_1000 + (info.module_pages() + 1) * PAGE_SIZE);
+        info
+    }
+
+    #[test]
+    fn module_range_of_a_consistent_page() {
+        let info = with_module(3 * PAGE_SIZE + 123);
+        assert_eq!(info.module_pages(), 4);
+        assert_eq!(info.module_range(), Some(0x50_1000..0x50_1000 + 3 * PAGE_SIZE + 123));
+        assert_eq!(with_module(1).module_range(), Some(0x50_1000..0x50_1001));
+        assert_eq!(with_module(PAGE_SIZE).module_pages(), 1);
+        assert_eq!(StartInfo::new_zeroed().module_range(), None, "no module: every field 0");
+    }
+
+    #[test]
+    fn module_range_refuses_an_inconsistent_page() {
+        let mut empty = with_module(100);
+        empty.module_length = 0;
+        assert_eq!(empty.module_range(), None);
+        let mut unaligned = with_module(100);
+        unaligned.module_start.0 += 8;
+        assert_eq!(unaligned.module_range(), None);
+        let mut over_free = with_module(100);
+        over_free.module_length = over_free.free_start.0 - over_free.module_start.0 + 1;
+        assert_eq!(over_free.module_range(), None, "must end before the free region");
+        let mut in_stack = with_module(100);
+        in_stack.module_start = GuestVirtualAddress(in_stack.stack_top.0 - PAGE_SIZE);
+        assert_eq!(in_stack.module_range(), None, "must start after the stack");
+        let mut wraps = with_module(100);
+        wraps.module_start = GuestVirtualAddress(0xffff_ffff_ffff_f000);
+        wraps.module_length = 0x2000;
+        wraps.free_start = GuestVirtualAddress(u64::MAX);
+        assert_eq!(wraps.module_range(), None);
+        let mut hypervisor = with_module(100);
+        hypervisor.stack_top = GuestVirtualAddress(0xffff_7000_0000_0000);
+        hypervisor.module_start = GuestVirtualAddress(crate::layout::HYPERVISOR_START);
+        hypervisor.free_start = GuestVirtualAddress(u64::MAX);
+        assert_eq!(hypervisor.module_range(), None, "never the hypervisor's range");
     }
 }

@@ -10,7 +10,7 @@ pub struct AbiVersion {
 }
 
 /// The ABI version this crate describes.
-pub const ABI_VERSION: AbiVersion = AbiVersion { major: 0, minor: 3 };
+pub const ABI_VERSION: AbiVersion = AbiVersion { major: 0, minor: 4 };
 
 /// Why a guest built against some version cannot run on a hypervisor offering another.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -47,8 +47,22 @@ pub struct DomainSpec {
     pub mem: Option<&'static str>,
     /// `arg=` words.
     pub args: Vec<String>,
+    /// `module=`: the member given as the domain's module, and where its bytes come from.
+    pub module: Option<ModuleSpec>,
+    /// Options written verbatim at the end of the `domain=` token, each after a comma:
+    /// malformed on purpose, which xtask's `Domain` refuses to write.
+    pub token_options: &'static [&'static str],
     /// What the domain should do.
     pub outcome: DomainOutcome,
+}
+
+/// A domain's `module=` (SPEC.md §2.4).
+#[derive(Clone, Debug)]
+pub struct ModuleSpec {
+    /// The archive member the token names.
+    pub member: String,
+    /// Its bytes (`ImageSource::Missing`: named but not in the archive).
+    pub source: ImageSource,
 }
 
 /// One conformance case.
@@ -93,6 +107,8 @@ pub(crate) fn domain(bin: &'static str, args: &[&str], outcome: DomainOutcome) -
         source: ImageSource::Bin(bin),
         mem: None,
         args: args.iter().map(|arg| arg.to_string()).collect(),
+        module: None,
+        token_options: &[],
         outcome,
     }
 }
@@ -102,10 +118,23 @@ pub(crate) fn success(bin: &'static str, args: &[&str]) -> DomainSpec {
 }
 
 fn refused(image: &str, source: ImageSource) -> DomainSpec {
-    DomainSpec { image: image.to_string(), source, mem: None, args: Vec::new(), outcome: DomainOutcome::Refused }
+    DomainSpec {
+        image: image.to_string(),
+        source,
+        mem: None,
+        args: Vec::new(),
+        module: None,
+        token_options: &[],
+        outcome: DomainOutcome::Refused,
+    }
 }
 
-fn case(name: impl Into<String>, domains: Vec<DomainSpec>, status: ExitStatus, hypervisor_lines: &[&[&str]]) -> Case {
+pub(crate) fn case(
+    name: impl Into<String>,
+    domains: Vec<DomainSpec>,
+    status: ExitStatus,
+    hypervisor_lines: &[&[&str]],
+) -> Case {
     let expectation = Expectation {
         status,
         domains: domains
@@ -509,6 +538,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(crate::cases_traps::all());
     cases.extend(crate::cases_events::all());
     cases.extend(crate::cases_guide::all());
+    cases.extend(crate::cases_module::all());
     cases
 }
 
@@ -555,7 +585,8 @@ mod tests {
             + crate::cases_memory::all().len()
             + crate::cases_traps::all().len()
             + crate::cases_events::all().len()
-            + crate::cases_guide::all().len();
+            + crate::cases_guide::all().len()
+            + crate::cases_module::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);

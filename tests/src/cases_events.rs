@@ -76,6 +76,8 @@ fn guest(bin: &'static str, mem: Option<&'static str>, args: &[String]) -> Domai
         source: ImageSource::Bin(bin),
         mem,
         args: args.to_vec(),
+        module: None,
+        token_options: &[],
         outcome: DomainOutcome::Verdict(Verdict::Success),
     }
 }

@@ -235,6 +235,8 @@ fn case_of(run: &Run) -> Case {
             source: ImageSource::Bin(guest),
             mem,
             args: run.args.iter().map(|arg| arg.to_string()).collect(),
+            module: None,
+            token_options: &[],
             outcome: DomainOutcome::Started,
         })
         .collect();

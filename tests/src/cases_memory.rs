@@ -42,6 +42,8 @@ fn guest(bin: &'static str, mem: Option<&'static str>, args: &[&str]) -> DomainS
         source: ImageSource::Bin(bin),
         mem,
         args: args.iter().map(|arg| arg.to_string()).collect(),
+        module: None,
+        token_options: &[],
         outcome: DomainOutcome::Verdict(Verdict::Success),
     }
 }

@@ -9,6 +9,7 @@ mod cases;
 mod cases_events;
 mod cases_guide;
 mod cases_memory;
+mod cases_module;
 mod cases_traps;
 mod judge;
 #[cfg(test)]
@@ -157,20 +158,29 @@ fn mutate(image: &[u8], mutation: &Mutation) -> Result<Vec<u8>, String> {
     mutated.map_err(|error| error.to_string())
 }
 
-/// The archive members of a case, one per distinct present image.
+/// The bytes `source` stands for; `None` for a name the archive must not hold.
+fn member_bytes(source: &ImageSource, options: &Options) -> Result<Option<Vec<u8>>, String> {
+    Ok(Some(match source {
+        ImageSource::Bin(bin) => read_guest(options, bin)?,
+        ImageSource::Mutated(bin, mutation) => mutate(&read_guest(options, bin)?, mutation)?,
+        ImageSource::Garbage { seed, size } => images::garbage(*seed, *size),
+        ImageSource::Missing => return Ok(None),
+    }))
+}
+
+/// The archive members of a case, one per distinct present image or module, images first.
 fn members(case: &Case, options: &Options) -> Result<Vec<(String, Vec<u8>)>, String> {
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
-    for spec in &case.domains {
-        if members.iter().any(|(name, _)| *name == spec.image) {
+    let images = case.domains.iter().map(|spec| (&spec.image, &spec.source));
+    let modules =
+        case.domains.iter().filter_map(|spec| spec.module.as_ref().map(|module| (&module.member, &module.source)));
+    for (name, source) in images.chain(modules) {
+        if members.iter().any(|(existing, _)| existing == name) {
             continue;
         }
-        let bytes = match &spec.source {
-            ImageSource::Bin(bin) => read_guest(options, bin)?,
-            ImageSource::Mutated(bin, mutation) => mutate(&read_guest(options, bin)?, mutation)?,
-            ImageSource::Garbage { seed, size } => images::garbage(*seed, *size),
-            ImageSource::Missing => continue,
-        };
-        members.push((spec.image.clone(), bytes));
+        if let Some(bytes) = member_bytes(source, options)? {
+            members.push((name.clone(), bytes));
+        }
     }
     // Every case has at least one member, so a missing name is refused by lookup, not by an
     // empty archive.
@@ -183,18 +193,24 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
     };
     let prepared = (|| -> Result<Launch, String> {
         let members = members(case, options)?;
-        let domains: Vec<cmdline::Domain> = case
-            .domains
-            .iter()
-            .map(|spec| cmdline::Domain {
+        let mut tokens = Vec::new();
+        for spec in &case.domains {
+            let domain = cmdline::Domain {
                 image: spec.image.clone(),
                 mem: spec.mem.map(str::to_string),
                 maxmem: None,
+                module: spec.module.as_ref().map(|module| module.member.clone()),
                 args: spec.args.clone(),
-            })
-            .collect();
-        let hypervisor_options: Vec<String> = case.options.iter().map(|option| option.to_string()).collect();
-        let append = cmdline::command_line(&domains, &hypervisor_options).map_err(|error| error.to_string())?;
+            };
+            let mut token = domain.token().map_err(|error| error.to_string())?;
+            for option in spec.token_options {
+                token.push(',');
+                token.push_str(option);
+            }
+            tokens.push(token);
+        }
+        tokens.extend(case.options.iter().map(|option| option.to_string()));
+        let append = tokens.join(" ");
         let file_name: String =
             case.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
         let initrd = workspace::runs_dir().join("conformance").join(format!("{file_name}.tar"));

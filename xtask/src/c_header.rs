@@ -160,6 +160,9 @@ fn structs() -> Vec<Struct> {
             cmd_line: "uint8_t"[],
             free_gfn: "uint64_t",
             max_pages: "uint64_t",
+            module_start: "uint64_t",
+            module_length: "uint64_t",
+            module_gfn: "uint64_t",
             reserved: "uint8_t"[],
         }),
         c_struct!("trap_table_entry", trap::TrapTableEntry {
@@ -308,6 +311,7 @@ fn emit_constants(out: &mut String) {
             TIME,
             TIMERS,
             CONSOLE_READ,
+            MODULE,
             ALL,
         }
     );

@@ -1,5 +1,6 @@
-//! The hypervisor's boot command line (contract: "Hypervisor boot command line"):
-//! `domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,arg=<word>]...`, one token per domain, in start order.
+//! The hypervisor's boot command line (SPEC.md §2.4):
+//! `domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,module=<member>][,arg=<word>]...`,
+//! one token per domain, in start order.
 
 use crate::{Error, Result};
 
@@ -12,6 +13,8 @@ pub struct Domain {
     pub mem: Option<String>,
     /// Reservation quota (`maxmem=`), same spelling; `None` = equal to `mem`.
     pub maxmem: Option<String>,
+    /// The archive member given to the domain as its module (`module=`); `None` = none.
+    pub module: Option<String>,
     /// Argument words; the hypervisor joins them with single spaces.
     pub args: Vec<String>,
 }
@@ -22,7 +25,8 @@ impl Domain {
         Self { image: image.into(), ..Self::default() }
     }
 
-    /// The `domain=` token. Fails if a word would break the grammar (space or comma).
+    /// The `domain=` token. Fails if a word or the module's name would break the grammar
+    /// (space or comma).
     pub fn token(&self) -> Result<String> {
         let mut token = format!("domain={}", self.image);
         if let Some(mem) = &self.mem {
@@ -32,6 +36,11 @@ impl Domain {
         if let Some(maxmem) = &self.maxmem {
             token.push_str(",maxmem=");
             token.push_str(maxmem);
+        }
+        if let Some(module) = &self.module {
+            crate::archive::check_name(module)?;
+            token.push_str(",module=");
+            token.push_str(module);
         }
         for arg in &self.args {
             if arg.is_empty() || arg.contains([' ', ',', '\t', '\n']) {
@@ -87,6 +96,7 @@ mod tests {
             image: "start_info".into(),
             mem: Some("2M".into()),
             maxmem: None,
+            module: None,
             args: vec!["alpha".into(), "beta".into()],
         };
         assert_eq!(full.token().unwrap(), "domain=start_info,mem=2M,arg=alpha,arg=beta");
@@ -95,12 +105,28 @@ mod tests {
             "domain=start_info,mem=2M,arg=alpha,arg=beta domain=guest-kernel bench"
         );
         assert_eq!(command_line(&[], &[]).unwrap(), "");
+        let with_module = Domain {
+            module: Some("initramfs".into()),
+            maxmem: Some("8M".into()),
+            args: vec!["init=/bin/sh".into()],
+            ..Domain::new("guest-kernel")
+        };
+        assert_eq!(with_module.token().unwrap(), "domain=guest-kernel,maxmem=8M,module=initramfs,arg=init=/bin/sh");
+    }
+
+    #[test]
+    fn module_names_that_break_the_grammar_are_refused() {
+        for name in ["", "a,b", "a b", "a=b", "a/b"] {
+            let domain = Domain { module: Some(name.into()), ..Domain::new("x") };
+            let error = domain.token().unwrap_err();
+            assert_eq!(error.exit_code, crate::error::EXIT_USAGE, "{name:?}");
+        }
     }
 
     #[test]
     fn words_that_break_the_grammar_are_refused() {
         for word in ["a b", "a,b", ""] {
-            let domain = Domain { image: "x".into(), mem: None, maxmem: None, args: vec![word.into()] };
+            let domain = Domain { args: vec![word.into()], ..Domain::new("x") };
             assert!(domain.token().is_err(), "{word:?}");
         }
     }

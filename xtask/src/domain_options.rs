@@ -1,7 +1,7 @@
 //! The domain options of `cargo xtask run` and `cargo xtask gdb`: `--guest IMAGE` starts a
-//! domain, and the `--arg`, `--mem`, `--maxmem` and `--name` that follow it (up to the next
-//! `--guest`) are that domain's own; the same options before the first `--guest` are
-//! defaults for every domain.
+//! domain, and the `--arg`, `--mem`, `--maxmem`, `--module` and `--name` that follow it (up
+//! to the next `--guest`) are that domain's own; the same options before the first
+//! `--guest` are defaults for every domain.
 //!
 //! clap's derive cannot say which `--guest` an option follows, so [`DomainOptions`]
 //! implements clap's traits itself: it keeps every occurrence with its position on the
@@ -20,6 +20,7 @@ const ARG: &str = "arg";
 const MEM: &str = "mem";
 const MAXMEM: &str = "maxmem";
 const NAME: &str = "name";
+const MODULE: &str = "module";
 
 /// One domain option as written, with its position among the command's arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct DomainRequest {
     pub mem: Option<String>,
     /// `--maxmem`, canonical spelling; `None` = equal to `mem`.
     pub maxmem: Option<String>,
+    /// `--module`: the file given to the domain as its module (SPEC.md §2.4), as written.
+    pub module: Option<String>,
     /// Argument words: the global `--arg`s, then the domain's own, then the words after `--`.
     pub args: Vec<String>,
 }
@@ -56,6 +59,7 @@ struct Settings {
     name: Option<String>,
     mem: Option<String>,
     maxmem: Option<String>,
+    module: Option<String>,
     args: Vec<String>,
 }
 
@@ -72,6 +76,7 @@ impl Settings {
                 check_name(value)?;
                 &mut self.name
             }
+            MODULE => &mut self.module,
             MEM => &mut self.mem,
             _ => &mut self.maxmem,
         };
@@ -80,7 +85,10 @@ impl Settings {
                 "--{option} given twice for {whose}; give it once (options after a --guest are that domain's own, before the first --guest they are every domain's)"
             )));
         }
-        *slot = Some(if option == NAME { value.to_string() } else { cmdline::parse_mem(value)?.0 });
+        *slot = Some(match option {
+            NAME | MODULE => value.to_string(),
+            _ => cmdline::parse_mem(value)?.0,
+        });
         Ok(())
     }
 }
@@ -120,6 +128,7 @@ impl DomainOptions {
                 name: own.name.or_else(|| globals.name.clone()),
                 mem: own.mem.or_else(|| globals.mem.clone()),
                 maxmem: own.maxmem.or_else(|| globals.maxmem.clone()),
+                module: own.module.or_else(|| globals.module.clone()),
                 args: globals.args.iter().chain(&own.args).chain(words).cloned().collect(),
             })
             .collect();
@@ -160,7 +169,7 @@ impl FromArgMatches for DomainOptions {
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> std::result::Result<(), clap::Error> {
-        for option in [GUEST, ARG, MEM, MAXMEM, NAME] {
+        for option in [GUEST, ARG, MEM, MAXMEM, MODULE, NAME] {
             let (Some(indices), Some(values)) = (matches.indices_of(option), matches.get_many::<String>(option)) else {
                 continue;
             };
@@ -184,8 +193,9 @@ impl clap::Args for DomainOptions {
                 GUEST,
                 "NAME_OR_PATH",
                 "A guest to start (repeatable, one domain each, in order): a built guest's name, an ELF \
-                 file, or a guest crate directory (with Cargo.toml). The --arg, --mem, --maxmem and --name \
-                 that follow it, up to the next --guest, are this domain's own. Default: guest-kernel",
+                 file, or a guest crate directory (with Cargo.toml). The --arg, --mem, --maxmem, --module \
+                 and --name that follow it, up to the next --guest, are this domain's own. Default: \
+                 guest-kernel",
             ))
             .arg(option(
                 NAME,
@@ -205,6 +215,13 @@ impl clap::Args for DomainOptions {
                 MAXMEM,
                 "SIZE",
                 "Reservation quota (`maxmem=`, how far `memory_op` may grow the domain); placed like --mem",
+            ))
+            .arg(option(
+                MODULE,
+                "PATH",
+                "A file the domain gets in its memory, read-only, as its module (`module=`, SPEC.md §2.4; \
+                 e.g. an initramfs; guest-rt's `module()` reads it); placed like --mem. It counts toward \
+                 the domain's memory",
             ))
             .arg(option(
                 ARG,
@@ -246,6 +263,7 @@ mod tests {
             name: name.map(Into::into),
             mem: mem.map(Into::into),
             maxmem: None,
+            module: None,
             args: args.iter().map(|&arg| arg.into()).collect(),
         }
     }
@@ -291,6 +309,18 @@ mod tests {
             domains[1],
             DomainRequest { maxmem: Some("8M".into()), ..request("b", None, Some("2M"), &["g1", "g2", "w1", "w2"]) }
         );
+    }
+
+    #[test]
+    fn a_module_binds_like_mem() {
+        let domains = resolve("--module all.cpio --guest a --guest b --module own.cpio --guest c").unwrap();
+        let modules: Vec<Option<&str>> = domains.iter().map(|domain| domain.module.as_deref()).collect();
+        assert_eq!(modules, [Some("all.cpio"), Some("own.cpio"), Some("all.cpio")]);
+        assert_eq!(resolve("--guest a").unwrap()[0].module, None);
+        assert_eq!(resolve("--module=/x/initramfs.cpio").unwrap()[0].module.as_deref(), Some("/x/initramfs.cpio"));
+        let error = resolve("--guest a --module x --module y").unwrap_err();
+        assert!(error.message.contains("--module given twice for --guest a (domain 1)"), "{}", error.message);
+        assert_eq!(error.exit_code, crate::error::EXIT_USAGE);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The boot command line: which domains to start, with what memory and arguments.
 //!
-//! Grammar (contract.md): space-separated tokens;
-//! `domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,arg=<word>]...` once per domain in
-//! start order (`maxmem=` is the reservation quota, default = `mem=`, never below it),
+//! Grammar (SPEC.md §2.4): space-separated tokens;
+//! `domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,module=<member>][,arg=<word>]...`
+//! once per domain in start order (`maxmem=` is the reservation quota, default = `mem=`,
+//! never below it; `module=` names the archive member given to the domain as its boot
+//! module),
 //! `bench` as a flag, `slice=<ms>` for the scheduler, `trace[=<all|id|image>[,...]]` for
 //! the hypercall trace; anything else is reported as unknown and ignored.
 
@@ -32,6 +34,8 @@ pub struct DomainSpec {
     pub max_pages: u64,
     /// The `arg=` words joined by single spaces.
     pub args: String,
+    /// `module=`: the boot-archive member given to the domain as its module.
+    pub module: Option<String>,
 }
 
 /// What is wrong with a `domain=` token.
@@ -39,7 +43,7 @@ pub struct DomainSpec {
 #[allow(missing_docs)] // Each variant's meaning is its Display line below (one place for each fact).
 pub enum SpecProblem {
     EmptyImage,
-    /// An option other than `mem=`, `maxmem=`, `arg=`.
+    /// An option other than `mem=`, `maxmem=`, `module=`, `arg=`.
     UnknownOption(String),
     /// `mem=` value not of the form `<N>K` or `<N>M`.
     BadMemory(String),
@@ -54,6 +58,8 @@ pub enum SpecProblem {
     MemoryTooLarge(u64),
     NotPageMultiple(u64),
     EmptyArgument,
+    EmptyModule,
+    DuplicateModule,
 }
 
 /// A refused `domain=` token: the token and what is wrong with it.
@@ -70,9 +76,11 @@ impl fmt::Display for SpecError {
         write!(f, "'{}': ", self.token)?;
         match &self.problem {
             SpecProblem::EmptyImage => {
-                f.write_str("no image name; write domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,arg=<word>]...")
+                f.write_str("no image name; write domain=<image>[,mem=<N>K|<N>M][,maxmem=<N>K|<N>M][,module=<member>][,arg=<word>]...")
             }
-            SpecProblem::UnknownOption(option) => write!(f, "unknown option '{option}' (known: mem=, maxmem=, arg=)"),
+            SpecProblem::UnknownOption(option) => {
+                write!(f, "unknown option '{option}' (known: mem=, maxmem=, module=, arg=)")
+            }
             SpecProblem::BadMemory(value) => write!(f, "bad memory size '{value}'; write <N>K or <N>M, e.g. mem=4M"),
             SpecProblem::DuplicateMemory => f.write_str("mem= given more than once"),
             SpecProblem::DuplicateMaximum => f.write_str("maxmem= given more than once"),
@@ -94,6 +102,8 @@ impl fmt::Display for SpecError {
                 write!(f, "memory {}K is not a whole number of 4K pages", bytes >> 10)
             }
             SpecProblem::EmptyArgument => f.write_str("empty arg= (an argument is one non-empty word)"),
+            SpecProblem::EmptyModule => f.write_str("empty module= (name a member of the boot archive)"),
+            SpecProblem::DuplicateModule => f.write_str("module= given more than once (a domain has one module)"),
         }
     }
 }
@@ -160,6 +170,7 @@ fn parse_domain(spec: &str) -> Result<DomainSpec, SpecProblem> {
     let mut memory_pages = None;
     let mut max_pages = None;
     let mut args = String::new();
+    let mut module: Option<String> = None;
     for option in parts {
         if let Some(value) = option.strip_prefix("maxmem=") {
             if max_pages.is_some() {
@@ -171,6 +182,14 @@ fn parse_domain(spec: &str) -> Result<DomainSpec, SpecProblem> {
                 return Err(SpecProblem::DuplicateMemory);
             }
             memory_pages = Some(parse_memory(value)?);
+        } else if let Some(member) = option.strip_prefix("module=") {
+            if module.is_some() {
+                return Err(SpecProblem::DuplicateModule);
+            }
+            if member.is_empty() {
+                return Err(SpecProblem::EmptyModule);
+            }
+            module = Some(member.to_string());
         } else if let Some(word) = option.strip_prefix("arg=") {
             if word.is_empty() {
                 return Err(SpecProblem::EmptyArgument);
@@ -191,7 +210,7 @@ fn parse_domain(spec: &str) -> Result<DomainSpec, SpecProblem> {
             memory: memory_pages * PAGE_BYTES,
         });
     }
-    Ok(DomainSpec { image: image.to_string(), memory_pages, max_pages, args })
+    Ok(DomainSpec { image: image.to_string(), memory_pages, max_pages, args, module })
 }
 
 /// `<N>K` or `<N>M` to pages, with the range and page-multiple checks.
@@ -241,7 +260,8 @@ mod tests {
                 image: "guest-kernel".into(),
                 memory_pages: 2048,
                 max_pages: 2048,
-                args: "hello world".into()
+                args: "hello world".into(),
+                module: None,
             })
         );
         let default = DomainSpec {
@@ -249,11 +269,36 @@ mod tests {
             memory_pages: DEFAULT_MEMORY_PAGES,
             max_pages: DEFAULT_MEMORY_PAGES,
             args: String::new(),
+            module: None,
         };
         assert_eq!(one("domain=hello"), Ok(default));
         assert_eq!(one("domain=a,arg=x,mem=128K").map(|spec| (spec.memory_pages, spec.args)), Ok((32, "x".into())));
         assert_eq!(one("domain=a,mem=256M").map(|spec| spec.memory_pages), Ok(65536));
         assert_eq!(one("domain=a,mem=132K").map(|spec| spec.memory_pages), Ok(33));
+    }
+
+    #[test]
+    fn module_option() {
+        let spec = one("domain=guest-kernel,module=initramfs,arg=init=/bin/sh").unwrap();
+        assert_eq!(spec.module.as_deref(), Some("initramfs"));
+        assert_eq!(spec.args, "init=/bin/sh");
+        assert_eq!(one("domain=a,mem=8M,module=a").map(|spec| spec.module), Ok(Some("a".into())), "its own image");
+        assert_eq!(one("domain=a,module=x=y").map(|spec| spec.module), Ok(Some("x=y".into())));
+        assert_eq!(
+            one("domain=a,module=dir/initramfs.cpio").map(|spec| spec.module),
+            Ok(Some("dir/initramfs.cpio".into()))
+        );
+        assert_eq!(one("domain=a").map(|spec| spec.module), Ok(None));
+        assert_eq!(one("domain=a,module="), Err(SpecProblem::EmptyModule));
+        assert_eq!(one("domain=a,module=x,module=x"), Err(SpecProblem::DuplicateModule));
+        assert_eq!(one("domain=a,module=x,mem=4M,module=y"), Err(SpecProblem::DuplicateModule));
+        assert_eq!(one("domain=a,modules=x"), Err(SpecProblem::UnknownOption("modules=x".into())));
+        let text = parse("domain=a,module=").domains[0].as_ref().unwrap_err().to_string();
+        assert_eq!(text, "'domain=a,module=': empty module= (name a member of the boot archive)");
+        let text = parse("domain=a,module=x,module=y").domains[0].as_ref().unwrap_err().to_string();
+        assert_eq!(text, "'domain=a,module=x,module=y': module= given more than once (a domain has one module)");
+        let text = parse("domain=a,initrd=x").domains[0].as_ref().unwrap_err().to_string();
+        assert!(text.contains("(known: mem=, maxmem=, module=, arg=)"), "{text}");
     }
 
     #[test]

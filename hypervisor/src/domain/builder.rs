@@ -1,6 +1,6 @@
 //! Builds a new domain's memory from a validated image: gfns, the initial address space,
-//! loaded segments, the start-info page, the shared-info mapping, the stack and the free
-//! region. All or nothing.
+//! loaded segments, the start-info page, the shared-info mapping, the stack, the boot
+//! module and the free region. All or nothing.
 
 use crate::domain::image::LoadPlan;
 use crate::domain::layout::DomainLayout;
@@ -43,6 +43,8 @@ pub enum BuildError {
     LayoutMismatch,
     /// A segment's file bytes are not inside the image given.
     ImageMismatch,
+    /// The module given is not the size the layout was planned for.
+    ModuleMismatch,
 }
 
 impl fmt::Display for BuildError {
@@ -60,6 +62,9 @@ impl fmt::Display for BuildError {
             Self::Map { address, error } => write!(f, "cannot map {address:#x}: {}", error.errno()),
             Self::LayoutMismatch => f.write_str("layout does not match the image and memory size (hypervisor bug)"),
             Self::ImageMismatch => f.write_str("segment bytes lie outside the image (hypervisor bug)"),
+            Self::ModuleMismatch => {
+                f.write_str("the module is not the size its layout was planned for (hypervisor bug)")
+            }
         }
     }
 }
@@ -73,9 +78,10 @@ impl Tlb for NoTlb {
 }
 
 /// Builds the domain. Guest frame numbers are assigned in this order: image pages (by
-/// address), start-info page, stack, free region. Every frame is zeroed first, so bss and
-/// the unused parts of every page read as zero. All initial mappings are kernel-only. On
-/// any error everything allocated so far (gfns, page tables, shared info) is returned.
+/// address), start-info page, stack, module, free region. Every frame is zeroed
+/// first, so bss and the unused parts of every page (the module's last one too) read as
+/// zero. All initial mappings are kernel-only. On any error everything allocated so far
+/// (gfns, page tables, shared info) is returned.
 #[allow(clippy::too_many_arguments)] // The call site names every input; a struct would only rename them.
 pub fn build(
     memory: &mut impl FrameMemory,
@@ -88,11 +94,15 @@ pub fn build(
     max_pages: u64,
     domain_id: u32,
     args: &str,
+    module: &[u8],
 ) -> Result<BuiltDomain, BuildError> {
     let expected_pages =
-        load.image_pages.checked_add(DomainLayout::FIXED_PAGES).and_then(|pages| pages.checked_add(layout.free_pages));
+        load.image_pages.checked_add(layout.reserved_pages()).and_then(|pages| pages.checked_add(layout.free_pages));
     if expected_pages != Some(memory_pages) {
         return Err(BuildError::LayoutMismatch);
+    }
+    if (module.len() as u64).div_ceil(PAGE_SIZE) != layout.module_pages {
+        return Err(BuildError::ModuleMismatch);
     }
     if max_pages < memory_pages {
         return Err(BuildError::QuotaBelowMemory { memory_pages, max_pages });
@@ -103,7 +113,7 @@ pub fn build(
     let mut domain = DomainMemory::new(memory, frames, hypervisor_root, max_pages)
         .map_err(|_| BuildError::OutOfMemory { memory_pages })?;
     let mut builder = Builder { domain: &mut domain, memory_pages, next_gfn: 0 };
-    match builder.populate(memory, frames, image, load, layout, domain_id, args) {
+    match builder.populate(memory, frames, image, load, layout, domain_id, args, module) {
         Ok(()) => Ok(BuiltDomain {
             memory: domain,
             entry: load.entry,
@@ -193,6 +203,7 @@ impl Builder<'_> {
         layout: &DomainLayout,
         domain_id: u32,
         args: &str,
+        module: &[u8],
     ) -> Result<(), BuildError> {
         for segment in &load.segments {
             let mut flags = 0;
@@ -227,8 +238,10 @@ impl Builder<'_> {
         }
 
         let (start_info_gfn, start_info_frame) = self.next_page(memory, frames)?;
-        let free_gfn = self.next_gfn + INITIAL_STACK_PAGES;
-        let info = start_info(load, layout, self.memory_pages, self.domain.max_pages(), free_gfn, domain_id, args);
+        let module_gfn = self.next_gfn + INITIAL_STACK_PAGES;
+        let after_stack =
+            AfterStack { free_gfn: module_gfn + layout.module_pages, module_gfn, module_length: module.len() as u64 };
+        let info = start_info(load, layout, self.memory_pages, self.domain.max_pages(), after_stack, domain_id, args);
         memory.write(start_info_frame, 0, info.as_bytes());
         self.map(memory, frames, layout.start_info, start_info_gfn, map_flags::NO_EXECUTE)?;
 
@@ -239,6 +252,13 @@ impl Builder<'_> {
 
         let read_write = map_flags::WRITABLE | map_flags::NO_EXECUTE;
         self.map_zeroed(memory, frames, layout.stack_bottom, INITIAL_STACK_PAGES, read_write)?;
+        // Read-only: a stray write into the module faults instead of changing what the
+        // guest was given; the gfns are the guest's, to re-protect or release (§3.2).
+        for (index, bytes) in module.chunks(PAGE_SIZE as usize).enumerate() {
+            let (gfn, frame) = self.next_page(memory, frames)?;
+            memory.write(frame, 0, bytes);
+            self.map(memory, frames, layout.module_start + index as u64 * PAGE_SIZE, gfn, map_flags::NO_EXECUTE)?;
+        }
         self.map_zeroed(memory, frames, layout.free_start, layout.free_pages, read_write)?;
         if self.next_gfn != self.memory_pages {
             return Err(BuildError::LayoutMismatch);
@@ -247,13 +267,23 @@ impl Builder<'_> {
     }
 }
 
+/// What the start-info page says of the regions after the stack.
+struct AfterStack {
+    /// The free region's first gfn.
+    free_gfn: u64,
+    /// The module's first gfn (its pages come right after the stack's).
+    module_gfn: u64,
+    /// The module's bytes (0: none).
+    module_length: u64,
+}
+
 /// The start-info page, every field filled; `args` is cut to fit (on a char boundary).
 fn start_info(
     load: &LoadPlan,
     layout: &DomainLayout,
     memory_pages: u64,
     max_pages: u64,
-    free_gfn: u64,
+    after_stack: AfterStack,
     domain_id: u32,
     args: &str,
 ) -> StartInfo {
@@ -274,8 +304,13 @@ fn start_info(
     info.free_start = GuestVirtualAddress(layout.free_start);
     info.free_pages = layout.free_pages;
     info.shared_info_address = GuestVirtualAddress(layout.shared_info);
-    info.free_gfn = Gfn(free_gfn);
+    info.free_gfn = Gfn(after_stack.free_gfn);
     info.max_pages = max_pages;
+    if layout.module_pages != 0 {
+        info.module_start = GuestVirtualAddress(layout.module_start);
+        info.module_length = after_stack.module_length;
+        info.module_gfn = Gfn(after_stack.module_gfn);
+    }
     info.cmd_line_length = length as u32;
     info.flags = 0;
     info.cmd_line[..length].copy_from_slice(&args.as_bytes()[..length]);
@@ -301,14 +336,21 @@ mod tests {
         load: LoadPlan,
         layout: DomainLayout,
         memory_pages: u64,
+        module: Vec<u8>,
     }
 
     fn inputs() -> Inputs {
+        with_module(Vec::new())
+    }
+
+    /// Inputs for a domain given `module`, with [`FREE_PAGES`] free pages.
+    fn with_module(module: Vec<u8>) -> Inputs {
         let image = TestImage::valid().build();
         let load = validate(&image, ABI_VERSION).unwrap();
-        let memory_pages = load.image_pages + DomainLayout::FIXED_PAGES + FREE_PAGES;
-        let layout = plan(&load, memory_pages).unwrap();
-        Inputs { image, load, layout, memory_pages }
+        let module_pages = (module.len() as u64).div_ceil(PAGE_SIZE);
+        let memory_pages = load.image_pages + DomainLayout::FIXED_PAGES + module_pages + FREE_PAGES;
+        let layout = plan(&load, memory_pages, module.len() as u64).unwrap();
+        Inputs { image, load, layout, memory_pages, module }
     }
 
     fn hypervisor_root(memory: &mut TestMemory) -> Frame {
@@ -335,6 +377,7 @@ mod tests {
             inputs.memory_pages + MORE_PAGES,
             7,
             args,
+            &inputs.module,
         )
     }
 
@@ -442,6 +485,103 @@ mod tests {
     }
 
     #[test]
+    fn a_module_is_copied_read_only_after_the_stack() {
+        // Three whole pages and a partial one, every byte distinct from its neighbours.
+        let module: Vec<u8> = (0..3 * 4096 + 123u32).map(|index| (index * 7 + index / 251) as u8).collect();
+        let inputs = with_module(module.clone());
+        let mut memory = TestMemory::default();
+        let mut frames = TestFrames::new();
+        let built = build_with(&mut memory, &mut frames, &inputs, "").unwrap();
+        let layout = inputs.layout;
+        assert_eq!(layout.module_pages, 4);
+        assert_eq!(built.memory.populated_pages(), inputs.memory_pages);
+
+        let (page, _) = read_page(&memory, &built, layout.start_info);
+        let info = StartInfo::read_from_bytes(&page).unwrap();
+        assert_eq!(info.module_start.0, layout.module_start);
+        assert_eq!(info.module_length, module.len() as u64);
+        let module_gfn = inputs.load.image_pages + DomainLayout::FIXED_PAGES;
+        assert_eq!(info.module_gfn, Gfn(module_gfn), "right after the stack's gfns");
+        assert_eq!(info.free_gfn, Gfn(module_gfn + 4));
+        assert_eq!((info.free_start.0, info.free_pages), (layout.free_start, FREE_PAGES));
+        assert_eq!(info.module_range(), Some(layout.module_start..layout.module_start + module.len() as u64));
+
+        let mut copied = Vec::new();
+        for index in 0..4 {
+            let address = layout.module_start + index * 4096;
+            let (bytes, flags) = read_page(&memory, &built, address);
+            assert!(flags.contains(PageFlags::NO_EXECUTE) && !flags.contains(PageFlags::WRITABLE), "{address:#x}");
+            let frame = built.memory.kernel_space().translate(&memory, address).unwrap().0;
+            assert_eq!(built.memory.gfn_frame(module_gfn + index), Some(frame), "gfns in address order");
+            copied.extend_from_slice(&bytes);
+        }
+        assert_eq!(&copied[..module.len()], module.as_slice(), "the module's exact bytes");
+        assert!(copied[module.len()..].iter().all(|&byte| byte == 0), "the last page's tail is zero");
+        for guard in [layout.module_start - 4096, layout.module_start + 4 * 4096] {
+            assert_eq!(built.memory.kernel_space().translate(&memory, guard), None, "{guard:#x} must be a guard page");
+        }
+        assert_eq!(built.memory.kernel_space().kernel_only_leaves(), inputs.memory_pages + 1);
+        destroy(&mut memory, &mut frames, built);
+        assert!(frames.outstanding.is_empty(), "destroy returns the module's frames too");
+    }
+
+    #[test]
+    fn no_module_leaves_its_fields_zero() {
+        let inputs = inputs();
+        let mut memory = TestMemory::default();
+        let mut frames = TestFrames::new();
+        let built = build_with(&mut memory, &mut frames, &inputs, "").unwrap();
+        let (page, _) = read_page(&memory, &built, built.start_info);
+        let info = StartInfo::read_from_bytes(&page).unwrap();
+        assert_eq!((info.module_start.0, info.module_length, info.module_gfn.0), (0, 0, 0));
+        assert_eq!(info.module_range(), None);
+        assert!(info.reserved.iter().all(|&byte| byte == 0));
+        destroy(&mut memory, &mut frames, built);
+    }
+
+    #[test]
+    fn a_module_of_another_size_than_planned_is_refused() {
+        let inputs = with_module(vec![1; 5000]);
+        let mut memory = TestMemory::default();
+        let mut frames = TestFrames::new();
+        let root = hypervisor_root(&mut memory);
+        let pages = inputs.memory_pages;
+        for other in [&[1u8; 9000][..], &[1; 4096][..], &[][..]] {
+            let result = build(
+                &mut memory,
+                &mut frames,
+                root,
+                &inputs.image,
+                &inputs.load,
+                &inputs.layout,
+                pages,
+                pages,
+                1,
+                "",
+                other,
+            );
+            assert_eq!(result.map(|_| ()), Err(BuildError::ModuleMismatch), "{} bytes", other.len());
+        }
+        assert_eq!(frames.allocations, 0, "refused before anything was allocated");
+    }
+
+    #[test]
+    fn running_out_with_a_module_leaks_nothing() {
+        let inputs = with_module(vec![0xa5; 4096 + 1]);
+        let mut memory = TestMemory::default();
+        let mut frames = TestFrames::new();
+        let built = build_with(&mut memory, &mut frames, &inputs, "").unwrap();
+        let needed = frames.allocations;
+        destroy(&mut memory, &mut frames, built);
+        for allowed in 0..needed {
+            let mut frames = TestFrames::limited(allowed);
+            let result = build_with(&mut TestMemory::default(), &mut frames, &inputs, "");
+            assert!(matches!(result, Err(BuildError::OutOfMemory { .. })), "{allowed}");
+            assert!(frames.outstanding.is_empty(), "leak when running out after {allowed} frames");
+        }
+    }
+
+    #[test]
     fn running_out_at_every_point_leaks_nothing() {
         let inputs = inputs();
         let mut memory = TestMemory::default();
@@ -502,22 +642,46 @@ mod tests {
             pages + 1,
             1,
             "",
+            &[],
         );
         assert_eq!(result.map(|_| ()), Err(BuildError::LayoutMismatch));
-        let result =
-            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &inputs.layout, pages, pages - 1, 1, "");
+        let result = build(
+            &mut memory,
+            &mut frames,
+            root,
+            &inputs.image,
+            &inputs.load,
+            &inputs.layout,
+            pages,
+            pages - 1,
+            1,
+            "",
+            &[],
+        );
         assert_eq!(result.map(|_| ()), Err(BuildError::QuotaBelowMemory { memory_pages: pages, max_pages: pages - 1 }));
         assert!(BuildError::QuotaBelowMemory { memory_pages: pages, max_pages: pages - 1 }
             .to_string()
             .contains("maxmem"));
-        let result =
-            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &inputs.layout, pages, u64::MAX, 1, "");
+        let result = build(
+            &mut memory,
+            &mut frames,
+            root,
+            &inputs.image,
+            &inputs.load,
+            &inputs.layout,
+            pages,
+            u64::MAX,
+            1,
+            "",
+            &[],
+        );
         assert_eq!(result.map(|_| ()), Err(BuildError::QuotaTooLarge { max_pages: u64::MAX }));
         assert_eq!(frames.allocations, 0);
 
         // The image given is not the one validated: the segment bytes are not there.
         let short = &inputs.image[..inputs.image.len() / 2];
-        let result = build(&mut memory, &mut frames, root, short, &inputs.load, &inputs.layout, pages, pages, 1, "");
+        let result =
+            build(&mut memory, &mut frames, root, short, &inputs.load, &inputs.layout, pages, pages, 1, "", &[]);
         assert_eq!(result.map(|_| ()), Err(BuildError::ImageMismatch));
         assert!(frames.outstanding.is_empty());
 
@@ -525,7 +689,7 @@ mod tests {
         let mut overlapping = inputs.layout;
         overlapping.start_info = TEXT;
         let result =
-            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &overlapping, pages, pages, 1, "");
+            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &overlapping, pages, pages, 1, "", &[]);
         assert_eq!(result.map(|_| ()), Err(BuildError::Map { address: TEXT, error: MemoryError::Exists }));
         assert!(frames.outstanding.is_empty());
         assert!(BuildError::Map { address: TEXT, error: MemoryError::Exists }.to_string().contains("EEXIST"));
@@ -533,7 +697,7 @@ mod tests {
         let mut overlapping = inputs.layout;
         overlapping.shared_info = TEXT;
         let result =
-            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &overlapping, pages, pages, 1, "");
+            build(&mut memory, &mut frames, root, &inputs.image, &inputs.load, &overlapping, pages, pages, 1, "", &[]);
         assert_eq!(result.map(|_| ()), Err(BuildError::Map { address: TEXT, error: MemoryError::Exists }));
         assert!(frames.outstanding.is_empty());
     }

@@ -42,6 +42,24 @@ pub fn read_command_line(platform: &mut impl Platform, text: &str) -> (CommandLi
     (command_line, slice_ms)
 }
 
+/// Why a domain's `module=` cannot be given to it.
+enum ModuleProblem<'a> {
+    /// No archive member has the name.
+    Missing(&'a str),
+    /// The member holds no bytes: nothing a guest could tell from no module at all.
+    Empty(&'a str),
+}
+
+/// The bytes of `spec`'s module (`module=`) among `members` (empty when it names none).
+fn module_of<'a, 'b>(spec: &'a DomainSpec, members: &[archive::Member<'b>]) -> Result<&'b [u8], ModuleProblem<'a>> {
+    let Some(name) = spec.module.as_deref() else { return Ok(&[]) };
+    match members.iter().find(|member| member.name == name) {
+        None => Err(ModuleProblem::Missing(name)),
+        Some(member) if member.bytes.is_empty() => Err(ModuleProblem::Empty(name)),
+        Some(member) => Ok(member.bytes),
+    }
+}
+
 /// The boot module (the guest-image archive), as the machine found it.
 pub enum BootModule<'a> {
     /// Its bytes.
@@ -92,6 +110,7 @@ impl<P: Platform> System<P> {
                         memory_pages: command_line::DEFAULT_MEMORY_PAGES,
                         max_pages: command_line::DEFAULT_MEMORY_PAGES,
                         args: String::new(),
+                        module: None,
                     })
                 })
                 .collect()
@@ -108,16 +127,33 @@ impl<P: Platform> System<P> {
                     continue;
                 }
             };
+            let names = || members.iter().map(|member| member.name).collect::<Vec<&str>>().join(", ");
             let Some(member) = members.iter().find(|member| member.name == spec.image) else {
-                let names: Vec<&str> = members.iter().map(|member| member.name).collect();
-                say!(
-                    self.platform,
-                    "refused {}: no such image in the boot archive (it has: {})",
-                    spec.image,
-                    names.join(", ")
-                );
+                say!(self.platform, "refused {}: no such image in the boot archive (it has: {})", spec.image, names());
                 self.outcomes.push(Outcome::Refused);
                 continue;
+            };
+            let module = match module_of(&spec, &members) {
+                Ok(module) => module,
+                Err(ModuleProblem::Missing(name)) => {
+                    say!(
+                        self.platform,
+                        "refused {}: no module '{name}' in the boot archive (it has: {})",
+                        spec.image,
+                        names()
+                    );
+                    self.outcomes.push(Outcome::Refused);
+                    continue;
+                }
+                Err(ModuleProblem::Empty(name)) => {
+                    say!(
+                        self.platform,
+                        "refused {}: module '{name}' is empty; a module holds at least one byte",
+                        spec.image
+                    );
+                    self.outcomes.push(Outcome::Refused);
+                    continue;
+                }
             };
             let id = self.domains.len() as u32 + 1;
             // Event channels name this domain by id; DOMAIN_SELF and above are not ids.
@@ -130,11 +166,15 @@ impl<P: Platform> System<P> {
                 self.outcomes.push(Outcome::Refused);
                 continue;
             }
-            match self.create_domain(id, &spec, member.bytes) {
+            match self.create_domain(id, &spec, member.bytes, module) {
                 Ok(domain) => {
+                    let module_note = match &spec.module {
+                        Some(name) => format!(", module {name} ({} bytes)", module.len()),
+                        None => String::new(),
+                    };
                     say!(
                         self.platform,
-                        "d{} {}: started: {} pages (max {}), entry {:#x}, args '{}'",
+                        "d{} {}: started: {} pages (max {}), entry {:#x}, args '{}'{module_note}",
                         domain.id,
                         domain.name,
                         spec.memory_pages,
@@ -160,9 +200,15 @@ impl<P: Platform> System<P> {
         Ok(())
     }
 
-    fn create_domain(&mut self, id: u32, spec: &DomainSpec, bytes: &[u8]) -> Result<Domain<P::ExtendedState>, String> {
+    fn create_domain(
+        &mut self,
+        id: u32,
+        spec: &DomainSpec,
+        bytes: &[u8],
+        module: &[u8],
+    ) -> Result<Domain<P::ExtendedState>, String> {
         let load = image::validate(bytes, ABI_VERSION).map_err(|error| format!("{error}"))?;
-        let plan = layout::plan(&load, spec.memory_pages).map_err(|error| format!("{error}"))?;
+        let plan = layout::plan(&load, spec.memory_pages, module.len() as u64).map_err(|error| format!("{error}"))?;
         let built = builder::build(
             &mut self.memory,
             &mut *self.frames.lock(),
@@ -174,6 +220,7 @@ impl<P: Platform> System<P> {
             spec.max_pages,
             id,
             &spec.args,
+            module,
         )
         .map_err(|error| format!("{error}"))?;
         let state = TrapFrame::new_guest(built.entry, built.start_info, built.stack_top);

@@ -42,12 +42,21 @@ fn archive(count: usize) -> Vec<u8> {
 
 /// A system running `count` domains, the first one current; the frame is the CPU's.
 fn boot(count: usize) -> Fixture {
+    let mut system = system();
+    system.load_domains(BootModule::Present(&archive(count)), Vec::new()).unwrap();
+    let mut frame = system.start(true);
+    assert!(matches!(system.first_return(&mut frame), Step::Resume(_)));
+    (system, frame)
+}
+
+/// A system with no domain yet.
+fn system() -> System<FakePlatform> {
     let frames: &'static Mutex<FrameAllocator> = Box::leak(Box::new(Mutex::new(FrameAllocator::new())));
     frames.lock().add_region(1 << 20, 256 << 20);
     let mut memory = TestMemory::default();
     let root = frames.lock().allocate().unwrap();
     memory.zero(root);
-    let mut system = System::new(Start {
+    System::new(Start {
         platform: FakePlatform::default(),
         memory,
         frames,
@@ -57,11 +66,7 @@ fn boot(count: usize) -> Fixture {
         entry_tsc: 0,
         wallclock: (0, 0),
         slice_cycles: SLICE,
-    });
-    system.load_domains(BootModule::Present(&archive(count)), Vec::new()).unwrap();
-    let mut frame = system.start(true);
-    assert!(matches!(system.first_return(&mut frame), Step::Resume(_)));
-    (system, frame)
+    })
 }
 
 fn hypercall(fixture: &mut Fixture, number: Hypercall, arguments: [u64; 4]) -> Step {
@@ -103,6 +108,63 @@ fn boot_builds_every_archive_member_and_runs_the_first() {
     assert_eq!(frame.rip, system.domains[0].state.rip);
     let root = system.domains[0].memory.as_ref().unwrap().kernel_root();
     assert_eq!(system.platform.roots.last(), Some(&root));
+}
+
+#[test]
+fn a_domain_gets_the_module_its_token_names_and_bad_ones_are_refused() {
+    let image = TestImage::valid().build();
+    let mut builder = tar::Builder::new(Vec::new());
+    let module: Vec<u8> = (0..5000u32).map(|index| index as u8 ^ 0x5a).collect();
+    for (name, bytes) in
+        [("g", &image[..]), ("initramfs", &module[..]), ("empty", &[][..]), ("big", &[7; 200 << 10][..])]
+    {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, bytes).unwrap();
+    }
+    let archive = builder.into_inner().unwrap();
+    let line = "domain=g,module=initramfs domain=g,module=nope domain=g,module=empty domain=g,mem=128K,module=big \
+                domain=g,module=a,module=b domain=g";
+    let mut system = system();
+    system.load_domains(BootModule::Present(&archive), crate::boot::command_line::parse(line).domains).unwrap();
+    assert!(system.platform.said("d1 g: started: 1024 pages (max 1024)"));
+    assert!(system.platform.said(", module initramfs (5000 bytes)"));
+    assert!(system.platform.said("refused g: no module 'nope' in the boot archive (it has: g, initramfs, empty, big)"));
+    assert!(system.platform.said("refused g: module 'empty' is empty; a module holds at least one byte"));
+    assert!(system.platform.said("refused g: needs at least"));
+    assert!(system.platform.said("and a 50-page module) but the domain has 32; raise mem= or give a smaller module"));
+    assert!(system
+        .platform
+        .said("refused domain specification: 'domain=g,module=a,module=b': module= given more than once"));
+    assert!(system.platform.said("d2 g: started"));
+    assert_eq!(system.outcomes, [Outcome::Refused; 4]);
+    assert_eq!(system.domains.len(), 2);
+
+    // The first domain's start info names the module; its pages hold the bytes.
+    let memory = system.domains[0].memory.as_ref().unwrap();
+    let start_info = system.domains[0].state.rdi;
+    let (frame, _) = memory.kernel_space().translate(&system.memory, start_info).unwrap();
+    let mut page = [0u8; 4096];
+    system.memory.read(frame, 0, &mut page);
+    let info = <hypercall_abi::StartInfo as zerocopy::FromBytes>::read_from_bytes(&page).unwrap();
+    let range = info.module_range().expect("a module");
+    assert_eq!(range.end - range.start, 5000);
+    let mut copied = Vec::new();
+    for address in (range.start..range.end).step_by(4096) {
+        let (frame, _) = memory.kernel_space().translate(&system.memory, address).unwrap();
+        let mut bytes = [0u8; 4096];
+        system.memory.read(frame, 0, &mut bytes);
+        copied.extend_from_slice(&bytes);
+    }
+    assert_eq!(&copied[..5000], module.as_slice());
+    // The domain without module= has none.
+    let memory = system.domains[1].memory.as_ref().unwrap();
+    let (frame, _) = memory.kernel_space().translate(&system.memory, system.domains[1].state.rdi).unwrap();
+    system.memory.read(frame, 0, &mut page);
+    let info = <hypercall_abi::StartInfo as zerocopy::FromBytes>::read_from_bytes(&page).unwrap();
+    assert_eq!((info.module_start.0, info.module_length, info.module_gfn.0), (0, 0, 0));
 }
 
 #[test]

@@ -84,6 +84,35 @@ fn stem_name(path: &Path) -> String {
     }
 }
 
+/// Checks a `--module` value names a file (SPEC.md §2.4: the module is an archive member).
+fn module_path(value: &str) -> Result<PathBuf> {
+    let path = Path::new(value);
+    if !path.exists() {
+        return Err(Error::usage(format!(
+            "--module {value}: no such file; give the path of the file the domain should get (e.g. an initramfs)"
+        )));
+    }
+    if !path.is_file() {
+        return Err(Error::usage(format!("--module {value} is not a file; give the path of a file, not a directory")));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// A `--module` file's bytes; an empty file is refused here, as the hypervisor would
+/// refuse it (a module holds at least one byte).
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|error| {
+        Error::usage(format!("--module {shown} cannot be read ({error}); check the file's permissions"))
+    })?;
+    if bytes.is_empty() {
+        return Err(Error::usage(format!(
+            "--module {shown} is empty; a module holds at least one byte (the hypervisor refuses an empty one)"
+        )));
+    }
+    Ok(bytes)
+}
+
 /// One domain on its way to the command line: its `--name` (if any), the name its guest
 /// suggests, and its image file.
 struct Named<'a> {
@@ -134,6 +163,10 @@ pub struct Prepared {
 /// in the runs directory. `default_timeout` applies when `--timeout` is not given.
 pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Result<Prepared> {
     let requests = args.domains.resolve(&args.words)?;
+    let modules = requests
+        .iter()
+        .map(|request| request.module.as_deref().map(module_path).transpose())
+        .collect::<Result<Vec<_>>>()?;
     let qemu_binary = qemu::ensure_qemu()?;
     qemu::check_accel_request(args.accel)?;
 
@@ -169,9 +202,12 @@ pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Resu
             }
         });
     }
-    // One file reached by two spellings is one image.
-    let resolved: Vec<PathBuf> = images.iter().map(|(_, path)| path.canonicalize().unwrap_or(path.clone())).collect();
-    let named: Vec<Named> = requests
+    // One file reached by two spellings is one image (or module).
+    let canonical = |path: &PathBuf| path.canonicalize().unwrap_or(path.clone());
+    let resolved: Vec<PathBuf> = images.iter().map(|(_, path)| canonical(path)).collect();
+    let resolved_modules: Vec<(PathBuf, &PathBuf)> =
+        modules.iter().flatten().map(|path| (canonical(path), path)).collect();
+    let mut named: Vec<Named> = requests
         .iter()
         .zip(&images)
         .zip(&resolved)
@@ -181,17 +217,42 @@ pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Resu
             image,
         })
         .collect();
-    let names = assign_names(&named);
+    // Modules are named after every domain, so they never change a domain's name: a
+    // module file shares the member of the same file booted as an image, and takes a
+    // suffix where another file has its name.
+    named.extend(resolved_modules.iter().map(|(resolved, path)| Named {
+        explicit: None,
+        suggested: stem_name(path),
+        image: resolved,
+    }));
+    let mut names = assign_names(&named);
+    let mut module_names = names.split_off(requests.len()).into_iter();
 
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
     let mut domains = Vec::new();
     let mut booted = Vec::new();
-    for ((request, name), (_, path)) in requests.into_iter().zip(names).zip(images) {
+    for (((request, name), (_, path)), module_file) in requests.into_iter().zip(names).zip(images).zip(&modules) {
         if !members.iter().any(|(existing, _)| *existing == name) {
             let bytes = std::fs::read(&path).map_err(|error| Error::io("cannot read guest image", &path, error))?;
             members.push((name.clone(), bytes));
         }
-        domains.push(Domain { image: name.clone(), mem: request.mem, maxmem: request.maxmem, args: request.args });
+        let module = match module_file {
+            Some(file) => {
+                let member = module_names.next().expect("assign_names named every module");
+                if !members.iter().any(|(existing, _)| *existing == member) {
+                    members.push((member.clone(), read_module(file)?));
+                }
+                Some(member)
+            }
+            None => None,
+        };
+        domains.push(Domain {
+            image: name.clone(),
+            mem: request.mem,
+            maxmem: request.maxmem,
+            module,
+            args: request.args,
+        });
         booted.push((name, path));
     }
 
@@ -268,6 +329,40 @@ mod tests {
         std::fs::write(&file, b"not an elf").unwrap();
         assert_eq!(classify(file.to_str().unwrap(), &known()).unwrap(), GuestSource::File(file.clone()));
         std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn module_files_must_exist_hold_bytes_and_be_files() {
+        let dir = std::env::temp_dir().join(format!("xtask-module-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.cpio");
+        let error = module_path(missing.to_str().unwrap()).unwrap_err();
+        assert!(error.message.contains("missing.cpio: no such file"), "{}", error.message);
+        assert_eq!(error.exit_code, xtask::error::EXIT_USAGE);
+        let error = module_path(dir.to_str().unwrap()).unwrap_err();
+        assert!(error.message.contains("is not a file"), "{}", error.message);
+        let empty = dir.join("empty.cpio");
+        std::fs::write(&empty, b"").unwrap();
+        let error = read_module(&module_path(empty.to_str().unwrap()).unwrap()).unwrap_err();
+        assert!(error.message.contains("empty.cpio is empty; a module holds at least one byte"), "{}", error.message);
+        assert_eq!(error.exit_code, xtask::error::EXIT_USAGE);
+        let good = dir.join("initramfs.cpio");
+        std::fs::write(&good, b"070701").unwrap();
+        assert_eq!(read_module(&module_path(good.to_str().unwrap()).unwrap()).unwrap(), b"070701");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn modules_are_named_after_the_domains_without_renaming_them() {
+        let names = assign_names(&[
+            named(None, "guest-kernel", "/g/guest-kernel.elf"),
+            named(Some("initramfs"), "hello", "/g/hello.elf"),
+            // Modules: another file already has the name; the same file as an image.
+            named(None, "initramfs", "/x/initramfs.cpio"),
+            named(None, "initramfs", "/x/initramfs.cpio"),
+            named(None, "hello", "/g/hello.elf"),
+        ]);
+        assert_eq!(names, ["guest-kernel", "initramfs", "initramfs-2", "initramfs-2", "hello"]);
     }
 
     #[test]
