@@ -60,6 +60,8 @@ errnos! {
     ENOSYS: "Function not implemented.",
     ENOTEMPTY: "Directory not empty.",
     ELOOP: "Too many symbolic links encountered.",
+    ENODEV: "No such device.",
+    ETIMEDOUT: "Connection timed out.",
 }
 
 impl Errno {
