@@ -2,36 +2,63 @@
 
 extern crate alloc;
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use guest_kernel_core::files::{MemoryTotals, ProcessInfo, ProcessState, ProcessStatus};
-use guest_kernel_core::process_tree::Pid;
+use guest_kernel_core::process_tree::{Pid, ProcessTree};
 use guest_kernel_core::signal::{Disposition, Signal};
 
-use super::process::State;
+use super::process::{Process, State};
 use super::Kernel;
 use crate::arch::machine::{Machine, PAGE_SIZE};
 
-/// The kernel as `/proc` sees it during one system call.
-pub struct Snapshot<'a, M: Machine + 'static> {
-    kernel: &'a Kernel<M>,
+/// The kernel as `/proc` sees it during one system call. It borrows only the process
+/// table and the tree, so a file call can hold it beside the file side and the caller's
+/// memory.
+pub struct Snapshot<'a> {
+    processes: &'a BTreeMap<Pid, Process>,
+    tree: &'a ProcessTree,
+    uptime_ns: u64,
+    idle_ns: u64,
+    memory: MemoryTotals,
 }
 
-impl<'a, M: Machine> Snapshot<'a, M> {
+impl<'a> Snapshot<'a> {
     /// A view of `kernel`.
-    pub fn new(kernel: &'a Kernel<M>) -> Self {
-        Snapshot { kernel }
+    pub fn new<M: Machine>(kernel: &'a Kernel<M>) -> Self {
+        Self::of(&kernel.processes, &kernel.tree, kernel.totals(), kernel.machine.now_ns(), kernel.idle_ns)
+    }
+
+    /// A view of the table and tree, with the figures that change during a call taken
+    /// before it.
+    pub fn of(
+        processes: &'a BTreeMap<Pid, Process>,
+        tree: &'a ProcessTree,
+        memory: MemoryTotals,
+        uptime_ns: u64,
+        idle_ns: u64,
+    ) -> Self {
+        Snapshot { processes, tree, uptime_ns, idle_ns, memory }
     }
 }
 
-impl<M: Machine> ProcessInfo for Snapshot<'_, M> {
+impl<M: Machine> Kernel<M> {
+    /// Memory totals for `/proc/meminfo` and `sysinfo`.
+    pub(super) fn totals(&self) -> MemoryTotals {
+        let free = (self.frames.limit().saturating_sub(self.frames.live()) as u64) * PAGE_SIZE;
+        MemoryTotals { total_bytes: self.memory_bytes, free_bytes: free, available_bytes: free }
+    }
+}
+
+impl ProcessInfo for Snapshot<'_> {
     fn pids(&self) -> Vec<Pid> {
-        self.kernel.processes.keys().copied().collect()
+        self.processes.keys().copied().collect()
     }
 
     fn status(&self, pid: Pid) -> Option<ProcessStatus> {
-        let process = self.kernel.processes.get(&pid)?;
-        let tree = &self.kernel.tree;
+        let process = self.processes.get(&pid)?;
+        let tree = self.tree;
         let (state, exit_code) = match process.state {
             State::Ready => (ProcessState::Running, 0),
             State::Blocked(_) => (ProcessState::Sleeping, 0),
@@ -78,8 +105,7 @@ impl<M: Machine> ProcessInfo for Snapshot<'_, M> {
     }
 
     fn command_line(&self, pid: Pid) -> Vec<u8> {
-        self.kernel
-            .processes
+        self.processes
             .get(&pid)
             .filter(|process| !matches!(process.state, State::Zombie(_)))
             .map(|process| process.command_line.clone())
@@ -87,16 +113,14 @@ impl<M: Machine> ProcessInfo for Snapshot<'_, M> {
     }
 
     fn uptime_ns(&self) -> u64 {
-        self.kernel.machine.now_ns()
+        self.uptime_ns
     }
 
     fn idle_ns(&self) -> u64 {
-        self.kernel.idle_ns
+        self.idle_ns
     }
 
     fn memory(&self) -> MemoryTotals {
-        let frames = &self.kernel.frames;
-        let free = (frames.limit().saturating_sub(frames.live()) as u64) * PAGE_SIZE;
-        MemoryTotals { total_bytes: self.kernel.memory_bytes, free_bytes: free, available_bytes: free }
+        self.memory
     }
 }

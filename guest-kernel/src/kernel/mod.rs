@@ -84,6 +84,7 @@ pub struct Kernel<M: Machine + 'static> {
 
 /// Boots the kernel on `machine` and runs it until init exits; returns the shutdown code.
 pub fn main<M: Machine>(machine: &'static M) -> u32 {
+    crate::console::attach(machine);
     let mut kernel = match boot::boot(machine) {
         Ok(kernel) => kernel,
         Err(code) => return code,

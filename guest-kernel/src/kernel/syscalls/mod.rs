@@ -89,6 +89,9 @@ macro_rules! table {
                     return $handler(kernel, &call);
                 }
             )*
+            if let Some(flow) = files::dispatch(kernel, &call, number) {
+                return flow;
+            }
             *kernel.unknown_calls.entry(number).or_insert(0) += 1;
             Flow::Return(error(Errno::ENOSYS))
         }
@@ -100,25 +103,14 @@ macro_rules! table {
                     return $name;
                 }
             )*
-            "not implemented"
+            "a file call, or not implemented"
         }
     };
 }
 
 table! {
-    __NR_read => "read" files::read,
-    __NR_write => "write" files::write,
     __NR_getppid => "getppid" processes::getppid,
     __NR_getpid => "getpid" processes::getpid,
-    __NR_close => "close" files::close,
-    __NR_openat => "openat" files::openat,
-    __NR_open => "open" files::open,
-    __NR_newfstatat => "newfstatat" files::newfstatat,
-    __NR_fstat => "fstat" files::fstat,
-    __NR_stat => "stat" files::stat,
-    __NR_lstat => "lstat" files::lstat,
-    __NR_statx => "statx" files::statx,
-    __NR_lseek => "lseek" files::lseek,
     __NR_mmap => "mmap" memory::mmap,
     __NR_mprotect => "mprotect" memory::mprotect,
     __NR_munmap => "munmap" memory::munmap,
@@ -135,24 +127,7 @@ table! {
     __NR_kill => "kill" signals::kill,
     __NR_tkill => "tkill" signals::tkill,
     __NR_tgkill => "tgkill" signals::tgkill,
-    __NR_ioctl => "ioctl" files::ioctl,
-    __NR_pread64 => "pread64" files::pread64,
-    __NR_pwrite64 => "pwrite64" files::pwrite64,
-    __NR_readv => "readv" files::readv,
-    __NR_writev => "writev" files::writev,
-    __NR_access => "access" files::access,
-    __NR_faccessat => "faccessat" files::faccessat,
-    __NR_faccessat2 => "faccessat2" files::faccessat2,
-    __NR_pipe => "pipe" files::pipe,
-    __NR_pipe2 => "pipe2" files::pipe2,
-    __NR_select => "select" files::select,
-    __NR_pselect6 => "pselect6" files::pselect6,
-    __NR_poll => "poll" files::poll,
-    __NR_ppoll => "ppoll" files::ppoll,
     __NR_sched_yield => "sched_yield" processes::sched_yield,
-    __NR_dup => "dup" files::dup,
-    __NR_dup2 => "dup2" files::dup2,
-    __NR_dup3 => "dup3" files::dup3,
     __NR_nanosleep => "nanosleep" time::nanosleep,
     __NR_clock_nanosleep => "clock_nanosleep" time::clock_nanosleep,
     __NR_getitimer => "getitimer" time::getitimer,
@@ -164,39 +139,6 @@ table! {
     __NR_exit_group => "exit_group" processes::exit,
     __NR_wait4 => "wait4" processes::wait4,
     __NR_uname => "uname" system::uname,
-    __NR_fcntl => "fcntl" files::fcntl,
-    __NR_ftruncate => "ftruncate" files::ftruncate,
-    __NR_truncate => "truncate" files::truncate,
-    __NR_getdents64 => "getdents64" files::getdents64,
-    __NR_getcwd => "getcwd" files::getcwd,
-    __NR_chdir => "chdir" files::chdir,
-    __NR_fchdir => "fchdir" files::fchdir,
-    __NR_rename => "rename" files::rename,
-    __NR_renameat => "renameat" files::renameat,
-    __NR_renameat2 => "renameat2" files::renameat2,
-    __NR_mkdir => "mkdir" files::mkdir,
-    __NR_mkdirat => "mkdirat" files::mkdirat,
-    __NR_rmdir => "rmdir" files::rmdir,
-    __NR_link => "link" files::link,
-    __NR_linkat => "linkat" files::linkat,
-    __NR_unlink => "unlink" files::unlink,
-    __NR_unlinkat => "unlinkat" files::unlinkat,
-    __NR_symlink => "symlink" files::symlink,
-    __NR_symlinkat => "symlinkat" files::symlinkat,
-    __NR_readlink => "readlink" files::readlink,
-    __NR_readlinkat => "readlinkat" files::readlinkat,
-    __NR_chmod => "chmod" files::chmod,
-    __NR_fchmod => "fchmod" files::fchmod,
-    __NR_fchmodat => "fchmodat" files::fchmodat,
-    __NR_chown => "chown" files::chown,
-    __NR_fchown => "fchown" files::fchown,
-    __NR_lchown => "lchown" files::lchown,
-    __NR_fchownat => "fchownat" files::fchownat,
-    __NR_umask => "umask" files::umask,
-    __NR_utimensat => "utimensat" files::utimensat,
-    __NR_sync => "sync" files::sync,
-    __NR_fsync => "fsync" files::fsync,
-    __NR_fdatasync => "fdatasync" files::fsync,
     __NR_gettimeofday => "gettimeofday" time::gettimeofday,
     __NR_getrlimit => "getrlimit" system::getrlimit,
     __NR_setrlimit => "setrlimit" system::setrlimit,
