@@ -20,6 +20,7 @@ pub mod readme;
 pub mod template;
 pub mod toolchain;
 pub mod trace;
+pub mod userland;
 pub mod workspace;
 
 pub use error::{Error, Result};
