@@ -149,6 +149,9 @@ fn init_exits_with_its_commands_status() {
         "init: cannot run no-such-command-anywhere: No such file or directory (os error 2)\n"
     );
     assert_eq!(status(&["/etc/passwd"]).status.code(), Some(126), "found but not executable");
+    // The command's signals are at their defaults: SIGPIPE too, which Rust ignores in init.
+    assert_eq!(status(&["sh", "-c", "kill -PIPE $$; exit 0"]).status.code(), Some(128 + 13));
+    assert_eq!(status(&["sh", "-c", "kill -INT $$; exit 0"]).status.code(), Some(128 + 2));
 }
 
 #[test]

@@ -73,8 +73,11 @@ fn set_disposition(signals: &[i32], handler: libc::sighandler_t) {
 }
 
 /// In the child: a session of its own with the console as controlling terminal (so the
-/// console's Ctrl-C reaches it and a shell gets job control), default signal actions and
-/// mask, then the program. Returns only if exec failed, with the exit code to use.
+/// console's Ctrl-C reaches it and a shell gets job control), every signal at its default
+/// action (exec keeps an ignored signal ignored: init's shielded ones, and SIGPIPE, which
+/// Rust's runtime ignores in every Rust program, so that `yes | head -n 1` would never
+/// end) and none blocked, then the program. Returns only if exec failed, with the exit
+/// code to use.
 fn exec_command(words: &[CString]) -> i32 {
     // SAFETY: setsid and the TIOCSCTTY ioctl take no pointers; failing (a kernel without
     // sessions on its console) leaves the command without a controlling terminal, which
@@ -83,7 +86,8 @@ fn exec_command(words: &[CString]) -> i32 {
         libc::setsid();
         libc::ioctl(0, libc::TIOCSCTTY, 0);
     }
-    set_disposition(SHIELDED, libc::SIG_DFL);
+    let every: Vec<i32> = (1..32).filter(|&signal| signal != libc::SIGKILL && signal != libc::SIGSTOP).collect();
+    set_disposition(&every, libc::SIG_DFL);
     // SAFETY: an empty set, valid for sigprocmask.
     unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
