@@ -5,9 +5,11 @@
 pub mod accel;
 pub mod archive;
 pub mod build;
+pub mod busybox;
 pub mod c_guests;
 pub mod c_header;
 pub mod cmdline;
+pub mod deb;
 pub mod domain_options;
 pub mod error;
 pub mod gdb;
