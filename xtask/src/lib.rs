@@ -15,6 +15,7 @@ pub mod error;
 pub mod gdb;
 pub mod images;
 pub mod junit;
+pub mod kernel_args;
 pub mod lint;
 pub mod packages;
 pub mod qemu;
