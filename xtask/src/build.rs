@@ -210,10 +210,12 @@ pub fn build(images: &Images) -> Result<Vec<PathBuf>> {
 }
 
 /// Builds everything `cargo xtask build` builds: the Rust images in one cargo invocation,
-/// then the C guests (rebuilt only when a source changed).
+/// then the C guests (rebuilt only when a source changed), then guest-kernel's initramfs
+/// (rewritten only when its contents changed).
 pub fn build_all() -> Result<Vec<PathBuf>> {
     let mut images = build(&Images::All)?;
     images.extend(crate::c_guests::build_c_guests()?);
+    images.push(crate::initramfs::initramfs()?);
     Ok(images)
 }
 

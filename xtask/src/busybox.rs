@@ -76,7 +76,7 @@ pub fn ensure() -> Result<PathBuf> {
 fn write_executable(path: &Path, contents: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // Written beside and renamed, so an interrupted write never leaves a partial binary.
-    let partial = path.with_extension("partial");
+    let partial = path.with_extension(format!("partial.{}", std::process::id()));
     std::fs::write(&partial, contents).map_err(|error| Error::io("cannot write", &partial, error))?;
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
         .map_err(|error| Error::io("cannot make executable", &partial, error))?;

@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the hypervisor and every guest into target/ringfence/.
+    /// Build the hypervisor, every guest and guest-kernel's initramfs into target/ringfence/.
     Build,
     /// Boot guests under the hypervisor in QEMU, streaming the console; exits with the
     /// hypervisor's exit status (124 on timeout, 125 if QEMU ended without it).
