@@ -35,6 +35,13 @@ pub fn package_file_name() -> String {
     format!("{PACKAGE}_{}_{ARCHITECTURE}.deb", VERSION.replace(':', "%3a"))
 }
 
+/// The package's file name in Debian's archive (`pool/main/b/busybox/`), without the
+/// epoch: what a user who fetches it by hand gets.
+pub fn archive_file_name() -> String {
+    let version = VERSION.split_once(':').map_or(VERSION, |(_, version)| version);
+    format!("{PACKAGE}_{version}_{ARCHITECTURE}.deb")
+}
+
 /// The extracted executable.
 pub fn binary_path() -> PathBuf {
     dir().join("busybox")
@@ -50,14 +57,16 @@ fn read_if_matching(path: &Path, sha: &str) -> Option<Vec<u8>> {
 }
 
 /// The busybox executable: the cached one if its SHA-256 matches, else extracted from the
-/// package (downloaded first if it is not there).
+/// package (apt-get's file or one fetched by hand under the archive's name; downloaded
+/// first if neither is there).
 pub fn ensure() -> Result<PathBuf> {
     let binary = binary_path();
     if read_if_matching(&binary, BINARY_SHA256).is_some() {
         return Ok(binary);
     }
     let package = dir().join(package_file_name());
-    let deb = match read_if_matching(&package, PACKAGE_SHA256) {
+    let by_hand = dir().join(archive_file_name());
+    let deb = match read_if_matching(&package, PACKAGE_SHA256).or_else(|| read_if_matching(&by_hand, PACKAGE_SHA256)) {
         Some(deb) => deb,
         None => download(&package)?,
     };
@@ -85,11 +94,7 @@ fn write_executable(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// What to tell a user who has to fetch the package by hand.
 fn by_hand() -> String {
-    format!(
-        "or put {} (from Debian's archive, pool/main/b/busybox/) into {}",
-        package_file_name().replace("%3a", ":"),
-        dir().display()
-    )
+    format!("or put {} (from Debian's archive, pool/main/b/busybox/) into {}", archive_file_name(), dir().display())
 }
 
 /// The last line apt-get printed that says what went wrong.
@@ -203,7 +208,8 @@ mod tests {
     #[test]
     fn the_package_is_named_as_apt_get_writes_it() {
         assert_eq!(package_file_name(), "busybox-static_1%3a1.35.0-4+deb12u1+b1_amd64.deb");
-        assert!(by_hand().contains("busybox-static_1:1.35.0-4+deb12u1+b1_amd64.deb"));
+        assert_eq!(archive_file_name(), "busybox-static_1.35.0-4+deb12u1+b1_amd64.deb");
+        assert!(by_hand().contains("put busybox-static_1.35.0-4+deb12u1+b1_amd64.deb (from Debian's archive"));
     }
 
     #[test]

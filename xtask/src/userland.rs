@@ -56,10 +56,27 @@ pub fn parse_list(text: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The linker Rust's musl target runs (with the musl C library and start files that come
+/// with the target's standard library), and the Debian package that provides it.
+const LINKER: &str = "cc";
+const LINKER_PACKAGE: &str = "gcc";
+
+/// Finds the linker, installing it with apt-get when running as root on Debian.
+fn ensure_linker() -> Result<()> {
+    use crate::packages::{apt_install, on_path};
+    if on_path(LINKER) || (apt_install(LINKER, LINKER_PACKAGE)? && on_path(LINKER)) {
+        return Ok(());
+    }
+    Err(Error::environment(format!(
+        "{LINKER} not found in PATH; Rust's {TARGET} target links guest-kernel's userland with it: sudo apt-get install {LINKER_PACKAGE}"
+    )))
+}
+
 /// Builds the userland (cargo decides what is stale) and asks `kernel-test` for its
 /// programs: it is a static Linux executable, so it runs on the x86-64 Linux host too.
 pub fn build() -> Result<Userland> {
     crate::build::ensure_toolchain()?;
+    ensure_linker()?;
     let mut command = workspace::cargo();
     command.args(cargo_args());
     let built = crate::build::run_cargo(command, &format!("the userland ({PACKAGE} for {TARGET})"))?;
