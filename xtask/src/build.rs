@@ -99,7 +99,7 @@ pub fn executables(messages: &str) -> Vec<(String, PathBuf)> {
 
 /// Runs a cargo build with JSON messages on its standard output (cargo's progress and
 /// diagnostics go to the terminal as usual) and returns the executables it reported.
-fn run_cargo(mut command: Command, what: &str) -> Result<Vec<(String, PathBuf)>> {
+pub fn run_cargo(mut command: Command, what: &str) -> Result<Vec<(String, PathBuf)>> {
     eprintln!("xtask: building {what}");
     let mut child = command
         .stdout(Stdio::piped())
@@ -128,8 +128,9 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes sure the toolchain can build for [`TARGET`], once per process.
-fn ensure_toolchain() -> Result<()> {
+/// Makes sure the toolchain has every target and component `rust-toolchain.toml` lists
+/// (the bare-metal [`TARGET`] and the userland's musl target among them), once per process.
+pub fn ensure_toolchain() -> Result<()> {
     static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     if CHECKED.get().is_none() {
         crate::toolchain::ensure()?;
@@ -209,10 +210,12 @@ pub fn build(images: &Images) -> Result<Vec<PathBuf>> {
 }
 
 /// Builds everything `cargo xtask build` builds: the Rust images in one cargo invocation,
-/// then the C guests (rebuilt only when a source changed).
+/// then the C guests (rebuilt only when a source changed), then guest-kernel's initramfs
+/// (rewritten only when its contents changed).
 pub fn build_all() -> Result<Vec<PathBuf>> {
     let mut images = build(&Images::All)?;
     images.extend(crate::c_guests::build_c_guests()?);
+    images.push(crate::initramfs::initramfs()?);
     Ok(images)
 }
 

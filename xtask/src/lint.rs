@@ -1,5 +1,6 @@
 //! The static gates CI enforces besides the tests (`cargo xtask lint`, called by `.ci/run`):
-//! formatting, clippy for the host and for the bare-metal target, and rustdoc, each with
+//! formatting, clippy for the host, the bare-metal target and the userland's musl target
+//! (where libc's types differ from the host's), and rustdoc, each with
 //! warnings denied. Kept as data so the gates a developer runs are the ones CI runs.
 
 use crate::build::TARGET;
@@ -48,6 +49,15 @@ pub fn gates(rustdoc_flags: Option<&str>) -> Vec<Gate> {
         Gate { name: "formatting (cargo fmt --check)", args: words("fmt --all --check"), env: Vec::new() },
         Gate { name: "clippy, host", args: words("clippy --workspace --all-targets -- -D warnings"), env: Vec::new() },
         Gate { name: "clippy, x86_64-unknown-none", args: bare_metal, env: Vec::new() },
+        Gate {
+            name: "clippy, x86_64-unknown-linux-musl (guest-kernel's userland)",
+            args: words(&format!(
+                "clippy --target {} -p {} --all-targets -- -D warnings",
+                crate::userland::TARGET,
+                crate::userland::PACKAGE
+            )),
+            env: Vec::new(),
+        },
         Gate { name: "rustdoc", args: words("doc --workspace --no-deps"), env: vec![("RUSTDOCFLAGS", rustdoc)] },
     ]
 }

@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the hypervisor and every guest into target/ringfence/.
+    /// Build the hypervisor, every guest and guest-kernel's initramfs into target/ringfence/.
     Build,
     /// Boot guests under the hypervisor in QEMU, streaming the console; exits with the
     /// hypervisor's exit status (124 on timeout, 125 if QEMU ended without it).
@@ -27,8 +27,9 @@ enum Command {
     /// session (`cargo xtask gdb --batch`) and README's first steps (its "What you will see"
     /// listing, a new-guest crate built outside the checkout).
     Test(commands::test::TestArgs),
-    /// The static gates CI enforces: cargo fmt --check, clippy (host and
-    /// x86_64-unknown-none) and rustdoc, each with warnings denied.
+    /// The static gates CI enforces: cargo fmt --check, clippy (host, x86_64-unknown-none,
+    /// and x86_64-unknown-linux-musl for guest-kernel's userland) and rustdoc, each with
+    /// warnings denied.
     Lint,
     /// Run the bench guests (one boot each) and compare each row with its native Linux reference measured in this run.
     Bench(commands::bench::BenchArgs),

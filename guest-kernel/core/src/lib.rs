@@ -8,6 +8,8 @@
 //! The core speaks the Linux x86-64 system-call ABI, the subset static programs (busybox,
 //! Rust programs built for musl) need:
 //!
+//! * [`command_line`]: the kernel command line (options, and init's command as
+//!   percent-encoded words);
 //! * [`linux`]: the ABI's numbers (from Linux's UAPI through `linux-raw-sys`) and the
 //!   kernel's error type;
 //! * [`descriptors`]: a process's file-descriptor table (`dup2`, `fcntl`, close-on-exec);
@@ -34,6 +36,7 @@
 
 extern crate alloc;
 
+pub mod command_line;
 pub mod descriptors;
 pub mod exec;
 pub mod fs;
