@@ -32,6 +32,7 @@ errnos! {
     ESRCH: "No such process.",
     EINTR: "Interrupted system call.",
     EIO: "I/O error.",
+    ENXIO: "No such device or address.",
     E2BIG: "Argument list too long.",
     ENOEXEC: "Exec format error.",
     EBADF: "Bad file descriptor.",
@@ -60,6 +61,7 @@ errnos! {
     ENOSYS: "Function not implemented.",
     ENOTEMPTY: "Directory not empty.",
     ELOOP: "Too many symbolic links encountered.",
+    EOPNOTSUPP: "Operation not supported.",
 }
 
 impl Errno {
