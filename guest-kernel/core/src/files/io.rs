@@ -421,3 +421,222 @@ pub fn lseek(files: &mut Files, caller: &mut Caller<'_>, fd: u64, offset: u64, w
 
 /// What `CHUNK` guarantees: an atomic pipe write is one copy.
 const _: () = assert!(CHUNK >= ATOMIC_WRITE);
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{World, BAD, BASE, BUFFER, SIZE, STRINGS2};
+    use super::*;
+    use crate::linux::layouts::IoVector;
+    use crate::pipe::CAPACITY;
+    use crate::user_memory::write_value;
+    use uapi::*;
+
+    fn blocked_on(outcome: CallResult) -> Vec<Event> {
+        match outcome {
+            Ok(Outcome::Block(wait)) => wait.events,
+            other => panic!("should block: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pipes_carry_bytes_block_when_empty_and_end_when_writers_close() {
+        let mut world = World::new();
+        let (read_end, write_end) = world.pipe(0);
+        let id = 1;
+        assert_eq!(blocked_on(world.call(__NR_read, &[read_end, BUFFER, 10])), [Event::PipeReadable(id)]);
+        assert!(world.files.take_events().is_empty(), "blocking changed nothing");
+        assert_eq!(world.write(write_end, b"ping"), 4);
+        assert_eq!(world.files.take_events(), [Event::PipeReadable(id)], "the sleeping reader is woken");
+        assert_eq!(world.read(read_end, 10), b"ping", "the restarted read completes");
+        assert_eq!(world.files.take_events(), [Event::PipeWritable(id)]);
+        let copy = world.ok(__NR_dup, &[write_end]);
+        world.ok(__NR_close, &[write_end]);
+        assert!(world.files.take_events().is_empty(), "one writer is still open");
+        assert_eq!(blocked_on(world.call(__NR_read, &[read_end, BUFFER, 10])), [Event::PipeReadable(id)]);
+        world.ok(__NR_close, &[copy]);
+        assert_eq!(world.files.take_events(), [Event::PipeReadable(id)], "the last writer wakes readers");
+        assert_eq!(world.read(read_end, 10), b"", "end of file");
+        assert_eq!(world.ok(__NR_read, &[read_end, BAD, 0]), 0, "a read of nothing touches nothing");
+    }
+
+    #[test]
+    fn small_pipe_writes_are_atomic_and_large_ones_return_what_fit() {
+        let mut world = World::new();
+        let (read_end, write_end) = world.pipe(0);
+        let fill = alloc::vec![b'a'; CAPACITY - 100];
+        let mut written = 0;
+        while written < fill.len() {
+            written += world.write(write_end, &fill[written..(written + 0x1_0000).min(fill.len())]) as usize;
+        }
+        world.files.take_events();
+        world.put(BUFFER, &[b'b'; 8192]);
+        let atomic = world.call(__NR_write, &[write_end, BUFFER, ATOMIC_WRITE as u64]);
+        assert_eq!(blocked_on(atomic), [Event::PipeWritable(1)], "PIPE_BUF bytes do not fit: nothing is written");
+        assert!(world.files.take_events().is_empty());
+        assert_eq!(world.ok(__NR_write, &[write_end, BUFFER, 100]), 100, "100 fit whole");
+        assert_eq!(blocked_on(world.call(__NR_write, &[write_end, BUFFER, 1])), [Event::PipeWritable(1)], "full");
+        assert_eq!(world.read(read_end, 200).len(), 200);
+        assert_eq!(world.ok(__NR_write, &[write_end, BUFFER, 8192]), 200, "a large write takes the room there is");
+        world.ok(__NR_fcntl, &[write_end, u64::from(F_SETFL), u64::from(O_NONBLOCK)]);
+        assert_eq!(world.error(__NR_write, &[write_end, BUFFER, 8192]), Errno::EAGAIN);
+        let mut total = 0;
+        loop {
+            let chunk = world.read(read_end, 0x1_0000);
+            if chunk.is_empty() {
+                break;
+            }
+            total += chunk.len();
+            if total == CAPACITY {
+                break;
+            }
+        }
+        assert_eq!(total, CAPACITY, "every byte came through");
+    }
+
+    #[test]
+    fn writing_to_a_pipe_without_readers_is_epipe_with_sigpipe() {
+        let mut world = World::new();
+        let (read_end, write_end) = world.pipe(0);
+        world.ok(__NR_close, &[read_end]);
+        assert_eq!(world.files.take_events(), [Event::PipeWritable(1)], "sleeping writers wake to see it");
+        let outcome = world.call(__NR_write, &[write_end, BUFFER, 5]);
+        assert_eq!(outcome, Ok(Outcome::FailAndSignal { error: Errno::EPIPE, signal: Signal::PIPE }));
+        assert_eq!(world.ok(__NR_write, &[write_end, BUFFER, 0]), 0, "an empty write is not an error");
+        assert_eq!(world.error(__NR_read, &[write_end, BUFFER, 1]), Errno::EBADF, "the write end cannot be read");
+    }
+
+    #[test]
+    fn a_copy_that_faults_moves_what_came_before_it() {
+        let mut world = World::new();
+        let fd = world.open(b"/bin/busybox", O_RDONLY);
+        let end = BASE + SIZE;
+        assert_eq!(world.ok(__NR_read, &[fd, end - 10, 100]), 10, "10 bytes fit before unmapped memory");
+        assert_eq!(world.bytes(end - 10, 10), (0..10).collect::<Vec<u8>>());
+        assert_eq!(world.error(__NR_read, &[fd, BAD, 100]), Errno::EFAULT);
+        assert_eq!(world.read(fd, 2), [10, 11], "the offset moved by what was copied, and no more");
+        let (read_end, write_end) = world.pipe(0);
+        world.write(write_end, b"kept");
+        assert_eq!(world.error(__NR_read, &[read_end, BAD, 4]), Errno::EFAULT);
+        assert_eq!(world.ok(__NR_read, &[read_end, end - 2, 4]), 2);
+        assert_eq!(world.read(read_end, 4), b"pt", "bytes that did not reach memory stay in the pipe");
+        assert_eq!(world.error(__NR_write, &[write_end, BAD, 4]), Errno::EFAULT);
+        world.put(end - 3, b"abc");
+        assert_eq!(world.ok(__NR_write, &[write_end, end - 3, 10]), 3);
+        let out = world.open(b"/tmp/out", O_CREAT | O_WRONLY);
+        assert_eq!(world.error(__NR_write, &[out, BAD, 4]), Errno::EFAULT);
+        assert_eq!(world.ok(__NR_write, &[out, end - 3, 10]), 3);
+    }
+
+    #[test]
+    fn vectored_transfers_scatter_and_gather() {
+        let mut world = World::new();
+        let out = world.open(b"/tmp/v", O_CREAT | O_RDWR);
+        world.put(BUFFER, b"onetwothree");
+        let vectors = [
+            IoVector { base: BUFFER, length: 3 },
+            IoVector { base: 0, length: 0 },
+            IoVector { base: BUFFER + 3, length: 8 },
+        ];
+        for (index, vector) in vectors.iter().enumerate() {
+            write_value(&mut world.memory, STRINGS2 + index as u64 * 16, vector).unwrap();
+        }
+        assert_eq!(world.ok(__NR_writev, &[out, STRINGS2, 3]), 11);
+        world.ok(__NR_lseek, &[out, 0, u64::from(SEEK_SET)]);
+        world.put(BUFFER, &[0; 11]);
+        let scatter = [IoVector { base: BUFFER + 100, length: 4 }, IoVector { base: BUFFER, length: 20 }];
+        for (index, vector) in scatter.iter().enumerate() {
+            write_value(&mut world.memory, STRINGS2 + index as u64 * 16, vector).unwrap();
+        }
+        assert_eq!(world.ok(__NR_readv, &[out, STRINGS2, 2]), 11);
+        assert_eq!(world.bytes(BUFFER + 100, 4), b"onet");
+        assert_eq!(world.bytes(BUFFER, 7), b"wothree");
+        assert_eq!(world.error(__NR_readv, &[out, STRINGS2, 1025]), Errno::EINVAL, "more than UIO_MAXIOV");
+        assert_eq!(world.error(__NR_readv, &[out, BAD, 1]), Errno::EFAULT);
+        write_value(&mut world.memory, STRINGS2, &IoVector { base: BUFFER, length: u64::MAX }).unwrap();
+        assert_eq!(world.error(__NR_writev, &[out, STRINGS2, 1]), Errno::EINVAL, "a length past SSIZE_MAX");
+        assert_eq!(world.error(__NR_writev, &[99, STRINGS2, 1]), Errno::EBADF);
+    }
+
+    #[test]
+    fn positioned_transfers_leave_the_offset() {
+        let mut world = World::new();
+        let fd = world.open(b"/etc/motd", O_RDWR);
+        assert_eq!(world.ok(__NR_pread64, &[fd, BUFFER, 3, 2]), 3);
+        assert_eq!(world.bytes(BUFFER, 3), b"llo");
+        world.put(BUFFER, b"J");
+        assert_eq!(world.ok(__NR_pwrite64, &[fd, BUFFER, 1, 0]), 1);
+        assert_eq!(world.read(fd, 10), b"Jello\n", "the offset stayed at 0");
+        assert_eq!(world.error(__NR_pread64, &[fd, BUFFER, 1, u64::MAX]), Errno::EINVAL, "a negative offset");
+        let (read_end, _) = world.pipe(0);
+        assert_eq!(world.error(__NR_pread64, &[read_end, BUFFER, 1, 0]), Errno::ESPIPE);
+        let append = world.open(b"/etc/motd", O_WRONLY | O_APPEND);
+        world.put(BUFFER, b"!");
+        world.ok(__NR_pwrite64, &[append, BUFFER, 1, 0]);
+        assert_eq!(world.ok(__NR_pread64, &[fd, BUFFER, 10, 0]), 7, "pwrite with O_APPEND appends, as on Linux");
+    }
+
+    #[test]
+    fn seeking_follows_whence() {
+        let mut world = World::new();
+        let fd = world.open(b"/etc/motd", O_RDWR);
+        let seek = |world: &mut World, offset: i64, whence: u32| {
+            world.call(__NR_lseek, &[fd, offset as u64, u64::from(whence)])
+        };
+        assert_eq!(seek(&mut world, 2, SEEK_SET), Ok(Outcome::Done(2)));
+        assert_eq!(seek(&mut world, 1, SEEK_CUR), Ok(Outcome::Done(3)));
+        assert_eq!(seek(&mut world, -1, SEEK_END), Ok(Outcome::Done(5)));
+        assert_eq!(world.read(fd, 5), b"\n");
+        assert_eq!(seek(&mut world, -10, SEEK_CUR), Err(Errno::EINVAL));
+        assert_eq!(seek(&mut world, 0, 7), Err(Errno::EINVAL));
+        assert_eq!(seek(&mut world, 3, SEEK_DATA), Ok(Outcome::Done(3)));
+        assert_eq!(seek(&mut world, 3, SEEK_HOLE), Ok(Outcome::Done(6)));
+        assert_eq!(seek(&mut world, 6, SEEK_DATA), Err(Errno::ENXIO));
+        assert_eq!(seek(&mut world, 10, SEEK_SET), Ok(Outcome::Done(10)));
+        assert_eq!(world.read(fd, 5), b"", "past the end reads nothing");
+        world.write(fd, b"X");
+        world.ok(__NR_lseek, &[fd, 0, u64::from(SEEK_SET)]);
+        assert_eq!(world.read(fd, 20), b"hello\n\0\0\0\0X", "writing past the end fills the gap with zeros");
+        let (read_end, _) = world.pipe(0);
+        assert_eq!(world.error(__NR_lseek, &[read_end, 0, 0]), Errno::ESPIPE);
+        let null = world.open(b"/dev/null", O_RDONLY);
+        assert_eq!(world.ok(__NR_lseek, &[null, 100, 0]), 0);
+    }
+
+    #[test]
+    fn the_console_reads_lines_and_writes_with_crlf() {
+        let mut world = World::new();
+        let console = world.open(b"/dev/console", O_RDWR);
+        assert_eq!(world.write(console, b"$ \nok\n"), 6);
+        assert_eq!(world.screen(), b"$ \r\nok\r\n");
+        assert_eq!(blocked_on(world.call(__NR_read, &[console, BUFFER, 100])), [Event::ConsoleReadable]);
+        assert!(world.files.console_input(b"ls").is_empty());
+        assert!(world.files.take_events().is_empty(), "no line yet");
+        world.files.console_input(b" -l\r");
+        assert_eq!(world.files.take_events(), [Event::ConsoleReadable]);
+        assert_eq!(world.screen(), b"ls -l\r\n", "echoed, the newline as CR LF");
+        assert_eq!(world.read(console, 3), b"ls ", "a short buffer takes part of the line");
+        assert_eq!(world.read(console, 100), b"-l\n");
+        world.files.console_input(b"\x04");
+        assert_eq!(world.read(console, 100), b"", "Ctrl-D on an empty line is end of file");
+        let signals = world.files.console_input(b"sleep 9\x03");
+        assert_eq!(signals, [crate::files::ConsoleSignal { signal: Signal::INTERRUPT, group: 1 }]);
+        world.ok(__NR_fcntl, &[console, u64::from(F_SETFL), u64::from(O_NONBLOCK)]);
+        assert_eq!(world.error(__NR_read, &[console, BUFFER, 100]), Errno::EAGAIN, "Ctrl-C discarded the line");
+    }
+
+    #[test]
+    fn zero_reads_are_bounded() {
+        let mut world = World::new();
+        let zero = world.open(b"/dev/zero", O_RDONLY);
+        assert_eq!(world.ok(__NR_read, &[zero, BASE, SIZE]), SIZE);
+        let end = BASE + SIZE;
+        assert_eq!(world.ok(__NR_read, &[zero, end - 5, 100]), 5);
+        assert_eq!(world.error(__NR_read, &[zero, BAD, 100]), Errno::EFAULT);
+        let mut big = World::new();
+        big.memory.bytes = alloc::vec![1; 2 * ZERO_READ_LIMIT];
+        let zero = big.open(b"/dev/zero", O_RDONLY);
+        assert_eq!(big.ok(__NR_read, &[zero, BASE, 2 * ZERO_READ_LIMIT as u64]), ZERO_READ_LIMIT as u64);
+        assert!(big.bytes(BASE + 0x1_0000, ZERO_READ_LIMIT - 0x1_0000).iter().all(|&byte| byte == 0));
+        assert_eq!(big.bytes(BASE + ZERO_READ_LIMIT as u64, 1), [1], "and not a byte more");
+    }
+}
