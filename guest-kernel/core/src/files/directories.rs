@@ -386,3 +386,267 @@ pub fn link(files: &mut Files, caller: &mut Caller<'_>, old_path: u64, new_path:
 pub fn symlink(files: &mut Files, caller: &mut Caller<'_>, target: u64, path: u64) -> CallResult {
     symlinkat(files, caller, target, WORKING_DIRECTORY, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{World, BAD, BUFFER, STRINGS, STRINGS2};
+    use super::*;
+    use crate::linux::layouts::Stat;
+    use crate::user_memory::read_value;
+    use uapi::*;
+
+    /// One `linux_dirent64` record: inode, next offset, record length, type, name.
+    type Record = (u64, u64, u16, u8, Vec<u8>);
+
+    fn records(bytes: &[u8]) -> Vec<Record> {
+        let mut list = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let field = |offset: usize| u64::from_le_bytes(bytes[at + offset..at + offset + 8].try_into().unwrap());
+            let length = u16::from_le_bytes([bytes[at + 16], bytes[at + 17]]);
+            let name_end = bytes[at + 19..].iter().position(|&byte| byte == 0).unwrap();
+            list.push((field(0), field(8), length, bytes[at + 18], bytes[at + 19..at + 19 + name_end].to_vec()));
+            at += length as usize;
+        }
+        list
+    }
+
+    fn list(world: &mut World, fd: u64, size: u64) -> Vec<Record> {
+        let length = world.ok(__NR_getdents64, &[fd, BUFFER, size]) as usize;
+        records(&world.bytes(BUFFER, length))
+    }
+
+    fn names(world: &mut World, path: &[u8]) -> Vec<Vec<u8>> {
+        let fd = world.open(path, O_RDONLY | O_DIRECTORY);
+        let mut all = Vec::new();
+        loop {
+            let batch = list(world, fd, 4096);
+            if batch.is_empty() {
+                break;
+            }
+            all.extend(batch.into_iter().map(|record| record.4));
+        }
+        world.ok(__NR_close, &[fd]);
+        all
+    }
+
+    fn inode_of(world: &mut World, path: &[u8]) -> u64 {
+        let path = world.string(STRINGS, path);
+        world.ok(__NR_lstat, &[path, STRINGS2 + 0x100]);
+        read_value::<Stat>(&world.memory, STRINGS2 + 0x100).unwrap().inode
+    }
+
+    #[test]
+    fn listings_are_linux_dirent64_records() {
+        let mut world = World::new();
+        let fd = world.open(b"/bin", O_RDONLY | O_DIRECTORY);
+        let length = world.ok(__NR_getdents64, &[fd, BUFFER, 4096]);
+        let listed = records(&world.bytes(BUFFER, length as usize));
+        let (bin, root, busybox, sh) = (
+            inode_of(&mut world, b"/bin"),
+            inode_of(&mut world, b"/"),
+            inode_of(&mut world, b"/bin/busybox"),
+            inode_of(&mut world, b"/bin/sh"),
+        );
+        assert_eq!(
+            listed,
+            [
+                (bin, 1, 24, DT_DIR as u8, b".".to_vec()),
+                (root, 2, 24, DT_DIR as u8, b"..".to_vec()),
+                (busybox, 3, 32, DT_REG as u8, b"busybox".to_vec()),
+                (sh, 4, 24, DT_LNK as u8, b"sh".to_vec()),
+            ],
+            "19 header bytes and the name's NUL, padded to 8; d_off resumes after each"
+        );
+        assert_eq!(length, 104);
+        assert_eq!(world.ok(__NR_getdents64, &[fd, BUFFER, 4096]), 0, "the end");
+        assert_eq!(world.ok(__NR_lseek, &[fd, 0, u64::from(SEEK_SET)]), 0, "rewinddir");
+        assert_eq!(list(&mut world, fd, 24).len(), 1, "a small buffer takes what fits");
+        assert_eq!(world.error(__NR_getdents64, &[fd, BUFFER, 10]), Errno::EINVAL, "not even one record fits");
+        assert_eq!(world.error(__NR_getdents64, &[fd, BAD, 4096]), Errno::EFAULT);
+        assert_eq!(list(&mut world, fd, 4096).len(), 3, "a failed copy did not move the listing");
+        world.ok(__NR_lseek, &[fd, 3, u64::from(SEEK_SET)]);
+        assert_eq!(list(&mut world, fd, 4096)[0].4, b"sh", "seekdir to a d_off");
+        let file = world.open(b"/etc/motd", O_RDONLY);
+        assert_eq!(world.error(__NR_getdents64, &[file, BUFFER, 4096]), Errno::ENOTDIR);
+        assert_eq!(world.error(__NR_read, &[fd, BUFFER, 10]), Errno::EISDIR);
+    }
+
+    #[test]
+    fn removing_while_listing_skips_nothing() {
+        let mut world = World::new();
+        let dir = world.string(STRINGS, b"/tmp/d");
+        world.ok(__NR_mkdir, &[dir, 0o755]);
+        let count = 60;
+        for index in 0..count {
+            let path = alloc::format!("/tmp/d/file-{index:03}");
+            world.open(path.as_bytes(), O_CREAT | O_WRONLY);
+        }
+        for fd in 0..count {
+            world.ok(__NR_close, &[fd]);
+        }
+        let fd = world.open(b"/tmp/d", O_RDONLY | O_DIRECTORY);
+        let mut removed = 0;
+        loop {
+            let batch = list(&mut world, fd, 200);
+            if batch.is_empty() {
+                break;
+            }
+            for (_, _, _, _, name) in batch {
+                if name != b"." && name != b".." {
+                    let mut path = b"/tmp/d/".to_vec();
+                    path.extend_from_slice(&name);
+                    let path = world.string(STRINGS, &path);
+                    world.ok(__NR_unlink, &[path]);
+                    removed += 1;
+                }
+            }
+        }
+        assert_eq!(removed, count, "rm -r's pattern: every entry seen once");
+        let dir = world.string(STRINGS, b"/tmp/d");
+        assert_eq!(world.ok(__NR_rmdir, &[dir]), 0);
+    }
+
+    #[test]
+    fn making_and_removing_follow_linux_rules() {
+        let mut world = World::new();
+        let path = |world: &mut World, text: &[u8]| world.string(STRINGS, text);
+        let dir = path(&mut world, b"/tmp/dir/");
+        assert_eq!(world.ok(__NR_mkdir, &[dir, 0o777]), 0, "a trailing slash is fine for mkdir");
+        let mode = {
+            let dir = path(&mut world, b"/tmp/dir");
+            world.ok(__NR_stat, &[dir, BUFFER]);
+            read_value::<Stat>(&world.memory, BUFFER).unwrap().mode
+        };
+        assert_eq!(mode, S_IFDIR | 0o755, "less the umask");
+        let dir = path(&mut world, b"/tmp/dir");
+        assert_eq!(world.error(__NR_mkdir, &[dir, 0o755]), Errno::EEXIST);
+        world.open(b"/tmp/dir/file", O_CREAT | O_WRONLY);
+        let dir = path(&mut world, b"/tmp/dir");
+        assert_eq!(world.error(__NR_rmdir, &[dir]), Errno::ENOTEMPTY);
+        assert_eq!(world.error(__NR_unlink, &[dir]), Errno::EISDIR);
+        let file = path(&mut world, b"/tmp/dir/file");
+        assert_eq!(world.error(__NR_rmdir, &[file]), Errno::ENOTDIR);
+        let slashed = path(&mut world, b"/tmp/dir/file/");
+        assert_eq!(world.error(__NR_unlink, &[slashed]), Errno::ENOTDIR);
+        let file = path(&mut world, b"/tmp/dir/file");
+        assert_eq!(world.ok(__NR_unlink, &[file]), 0);
+        assert_eq!(world.error(__NR_unlink, &[file]), Errno::ENOENT);
+        let dot = path(&mut world, b"/tmp/dir/.");
+        assert_eq!(world.error(__NR_rmdir, &[dot]), Errno::EINVAL);
+        let dotdot = path(&mut world, b"/tmp/dir/..");
+        assert_eq!(world.error(__NR_rmdir, &[dotdot]), Errno::ENOTEMPTY);
+        let root = path(&mut world, b"/");
+        assert_eq!(world.error(__NR_rmdir, &[root]), Errno::EBUSY);
+        let proc = path(&mut world, b"/proc");
+        assert_eq!(world.error(__NR_rmdir, &[proc]), Errno::EBUSY, "the mount point");
+        let at_cwd = u64::from(AT_FDCWD as u32);
+        let dir = path(&mut world, b"/tmp/dir");
+        assert_eq!(world.error(__NR_unlinkat, &[at_cwd, dir, 1]), Errno::EINVAL, "unknown flag");
+        assert_eq!(world.ok(__NR_unlinkat, &[at_cwd, dir, u64::from(AT_REMOVEDIR)]), 0);
+        let inside = path(&mut world, b"/proc/new");
+        assert_eq!(world.error(__NR_mkdir, &[inside, 0o755]), Errno::EPERM, "/proc cannot change");
+        let existing = path(&mut world, b"/proc/uptime");
+        assert_eq!(world.error(__NR_mkdir, &[existing, 0o755]), Errno::EEXIST);
+        assert_eq!(world.error(__NR_unlink, &[existing]), Errno::EPERM);
+        assert_eq!(world.error(__NR_mkdir, &[BAD, 0o755]), Errno::EFAULT);
+    }
+
+    #[test]
+    fn renaming_moves_replaces_and_refuses() {
+        let mut world = World::new();
+        world.open(b"/tmp/a", O_CREAT | O_WRONLY);
+        world.open(b"/tmp/b", O_CREAT | O_WRONLY);
+        let (a, b) = (world.string(STRINGS, b"/tmp/a"), world.string(STRINGS2, b"/tmp/b"));
+        let at_cwd = u64::from(AT_FDCWD as u32);
+        let noreplace = u64::from(RENAME_NOREPLACE);
+        assert_eq!(world.error(__NR_renameat2, &[at_cwd, a, at_cwd, b, noreplace]), Errno::EEXIST);
+        assert_eq!(world.error(__NR_renameat2, &[at_cwd, a, at_cwd, b, u64::from(RENAME_EXCHANGE)]), Errno::EINVAL);
+        let a_inode = inode_of(&mut world, b"/tmp/a");
+        let (a, b) = (world.string(STRINGS, b"/tmp/a"), world.string(STRINGS2, b"/tmp/b"));
+        assert_eq!(world.ok(__NR_rename, &[a, b]), 0);
+        assert_eq!(inode_of(&mut world, b"/tmp/b"), a_inode, "replaced");
+        let (b, moved) = (world.string(STRINGS, b"/tmp/b"), world.string(STRINGS2, b"/etc/moved"));
+        assert_eq!(world.ok(__NR_renameat2, &[at_cwd, b, at_cwd, moved, noreplace]), 0);
+        assert_eq!(names(&mut world, b"/tmp"), [&b"."[..], b".."]);
+        let (moved, slashed) = (world.string(STRINGS, b"/etc/moved"), world.string(STRINGS2, b"/etc/x/"));
+        assert_eq!(world.error(__NR_rename, &[moved, slashed]), Errno::ENOTDIR);
+        let (proc, elsewhere) = (world.string(STRINGS, b"/proc"), world.string(STRINGS2, b"/elsewhere"));
+        assert_eq!(world.error(__NR_rename, &[proc, elsewhere]), Errno::EBUSY);
+        let (moved, into_proc) = (world.string(STRINGS, b"/etc/moved"), world.string(STRINGS2, b"/proc/x"));
+        assert_eq!(world.error(__NR_rename, &[moved, into_proc]), Errno::EXDEV);
+        let (etc, inside) = (world.string(STRINGS, b"/etc"), world.string(STRINGS2, b"/etc/sub"));
+        assert_eq!(world.error(__NR_rename, &[etc, inside]), Errno::EINVAL, "into itself");
+    }
+
+    #[test]
+    fn links_symbolic_and_hard() {
+        let mut world = World::new();
+        let (target, link) = (world.string(STRINGS, b"../etc/motd"), world.string(STRINGS2, b"/tmp/motd"));
+        assert_eq!(world.ok(__NR_symlink, &[target, link]), 0);
+        assert_eq!(world.error(__NR_symlink, &[target, link]), Errno::EEXIST);
+        let fd = world.open(b"/tmp/motd", O_RDONLY);
+        assert_eq!(world.read(fd, 5), b"hello", "relative to the link's directory");
+        let link = world.string(STRINGS2, b"/tmp/motd");
+        assert_eq!(world.ok(__NR_readlink, &[link, BUFFER, 100]), 11);
+        assert_eq!(world.bytes(BUFFER, 11), b"../etc/motd");
+        assert_eq!(world.ok(__NR_readlink, &[link, BUFFER, 4]), 4, "cut to the buffer, no NUL");
+        assert_eq!(world.error(__NR_readlink, &[link, BUFFER, 0]), Errno::EINVAL);
+        let file = world.string(STRINGS, b"/etc/motd");
+        assert_eq!(world.error(__NR_readlink, &[file, BUFFER, 100]), Errno::EINVAL, "not a link");
+        assert_eq!(world.error(__NR_readlink, &[link, BAD, 100]), Errno::EFAULT);
+        let empty = world.string(STRINGS, b"");
+        assert_eq!(world.error(__NR_symlink, &[empty, link]), Errno::ENOENT);
+        let (file, hard) = (world.string(STRINGS, b"/etc/motd"), world.string(STRINGS2, b"/tmp/hard"));
+        assert_eq!(world.ok(__NR_link, &[file, hard]), 0);
+        assert_eq!(inode_of(&mut world, b"/tmp/hard"), inode_of(&mut world, b"/etc/motd"));
+        let (dir, other) = (world.string(STRINGS, b"/etc"), world.string(STRINGS2, b"/tmp/etc"));
+        assert_eq!(world.error(__NR_link, &[dir, other]), Errno::EPERM);
+        let (proc_file, other) = (world.string(STRINGS, b"/proc/uptime"), world.string(STRINGS2, b"/tmp/up"));
+        assert_eq!(world.error(__NR_link, &[proc_file, other]), Errno::EXDEV);
+        let (link, follow) = (world.string(STRINGS, b"/tmp/motd"), world.string(STRINGS2, b"/tmp/followed"));
+        let at_cwd = u64::from(AT_FDCWD as u32);
+        world.ok(__NR_linkat, &[at_cwd, link, at_cwd, follow, u64::from(AT_SYMLINK_FOLLOW)]);
+        assert_eq!(inode_of(&mut world, b"/tmp/followed"), inode_of(&mut world, b"/etc/motd"));
+    }
+
+    #[test]
+    fn the_working_directory_moves_and_names_itself() {
+        let mut world = World::new();
+        assert_eq!(world.ok(__NR_getcwd, &[BUFFER, 100]), 2);
+        assert_eq!(world.bytes(BUFFER, 2), b"/\0");
+        let bin = world.string(STRINGS, b"/usr/../bin");
+        assert_eq!(world.error(__NR_chdir, &[bin]), Errno::ENOENT);
+        let bin = world.string(STRINGS, b"/etc/../bin");
+        world.ok(__NR_chdir, &[bin]);
+        assert_eq!(world.ok(__NR_getcwd, &[BUFFER, 100]), 5);
+        assert_eq!(world.bytes(BUFFER, 5), b"/bin\0");
+        assert_eq!(world.error(__NR_getcwd, &[BUFFER, 4]), Errno::ERANGE);
+        assert_eq!(world.error(__NR_getcwd, &[BAD, 100]), Errno::EFAULT);
+        let relative = world.string(STRINGS, b"sh");
+        world.ok(__NR_stat, &[relative, BUFFER]);
+        let file = world.string(STRINGS, b"busybox");
+        assert_eq!(world.error(__NR_chdir, &[file]), Errno::ENOTDIR);
+        let made = world.string(STRINGS, b"/tmp/gone");
+        world.ok(__NR_mkdir, &[made, 0o755]);
+        world.ok(__NR_chdir, &[made]);
+        world.ok(__NR_rmdir, &[made]);
+        assert_eq!(world.error(__NR_getcwd, &[BUFFER, 100]), Errno::ENOENT, "removed under us");
+        let again = world.string(STRINGS, b"/tmp/again");
+        world.ok(__NR_mkdir, &[again, 0o755]);
+        assert_eq!(world.error(__NR_getcwd, &[BUFFER, 100]), Errno::ENOENT, "the held inode was not reused");
+        let own = world.string(STRINGS, b"/proc/self");
+        world.ok(__NR_chdir, &[own]);
+        assert_eq!(world.ok(__NR_getcwd, &[BUFFER, 100]), 8);
+        assert_eq!(world.bytes(BUFFER, 8), b"/proc/7\0");
+        let etc = world.open(b"/etc", O_RDONLY | O_DIRECTORY);
+        world.ok(__NR_fchdir, &[etc]);
+        world.ok(__NR_getcwd, &[BUFFER, 100]);
+        assert_eq!(world.bytes(BUFFER, 5), b"/etc\0");
+        let file = world.open(b"/etc/motd", O_RDONLY);
+        assert_eq!(world.error(__NR_fchdir, &[file]), Errno::ENOTDIR);
+        assert_eq!(world.error(__NR_fchdir, &[99]), Errno::EBADF);
+        assert_eq!(world.ok(__NR_umask, &[0o7777]), 0o022);
+        assert_eq!(world.ok(__NR_umask, &[0o022]), 0o777, "only permission bits are kept");
+    }
+}
