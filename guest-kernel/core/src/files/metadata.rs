@@ -517,3 +517,162 @@ pub fn fsync(_files: &mut Files, caller: &mut Caller<'_>, fd: u64) -> CallResult
         _ => done(0u64),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{World, BAD, BUFFER, STRINGS, STRINGS2};
+    use super::*;
+    use crate::user_memory::read_value;
+    use uapi::*;
+
+    const AT_CWD: u64 = uapi::AT_FDCWD as u32 as u64;
+
+    fn stat_path(world: &mut World, path: &[u8]) -> Stat {
+        let path = world.string(STRINGS, path);
+        world.ok(__NR_stat, &[path, BUFFER]);
+        read_value(&world.memory, BUFFER).unwrap()
+    }
+
+    fn stat_fd(world: &mut World, fd: u64) -> Stat {
+        let empty = world.string(STRINGS2, b"");
+        world.ok(__NR_newfstatat, &[fd, empty, BUFFER, u64::from(AT_EMPTY_PATH)]);
+        read_value(&world.memory, BUFFER).unwrap()
+    }
+
+    #[test]
+    fn stat_fills_linux_struct_stat() {
+        let mut world = World::new();
+        let stat = stat_path(&mut world, b"/bin/sh");
+        assert_eq!(stat.mode, S_IFREG | 0o755, "stat follows the link");
+        assert_eq!(stat.size, 5000);
+        assert_eq!((stat.blocks, stat.block_size, stat.links), (10, 4096, 1));
+        assert_eq!(stat.modified, Timespec { seconds: 1000, nanoseconds: 0 });
+        assert_eq!(stat.accessed, stat.modified);
+        assert_eq!(stat.device, 1);
+        let path = world.string(STRINGS, b"/bin/sh");
+        world.ok(__NR_lstat, &[path, BUFFER]);
+        let link: Stat = read_value(&world.memory, BUFFER).unwrap();
+        assert_eq!((link.mode, link.size), (S_IFLNK | 0o777, 7), "lstat names the link: its target's length");
+        assert_ne!(link.inode, stat.inode);
+        let directory = stat_path(&mut world, b"/");
+        assert_eq!(directory.mode & S_IFMT, S_IFDIR);
+        assert_eq!(directory.links, 7, "2 and the .. of bin, etc, tmp, dev, proc");
+        let null = stat_path(&mut world, b"/dev/null");
+        assert_eq!((null.mode, null.rdev), (S_IFCHR | 0o666, 0x103), "rdev as Linux encodes 1:3");
+        let (read_end, _) = world.pipe(0);
+        let pipe = stat_fd(&mut world, read_end);
+        assert_eq!((pipe.mode, pipe.device), (S_IFIFO | 0o600, 3), "fstat of a pipe (libc asks with AT_EMPTY_PATH)");
+        let fd = world.open(b"/etc/motd", O_RDONLY);
+        world.ok(__NR_fstat, &[fd, BUFFER]);
+        let by_fd: Stat = read_value(&world.memory, BUFFER).unwrap();
+        assert_eq!(by_fd, stat_path(&mut world, b"/etc/motd"));
+        let proc = stat_path(&mut world, b"/proc/7");
+        assert_eq!((proc.mode, proc.device), (S_IFDIR | 0o555, 2));
+    }
+
+    #[test]
+    fn stat_reports_bad_arguments() {
+        let mut world = World::new();
+        let path = world.string(STRINGS, b"/etc/motd");
+        assert_eq!(world.error(__NR_stat, &[path, BAD]), Errno::EFAULT);
+        assert_eq!(world.error(__NR_stat, &[BAD, BUFFER]), Errno::EFAULT);
+        assert_eq!(world.error(__NR_newfstatat, &[AT_CWD, path, BUFFER, 0x8000_0000]), Errno::EINVAL);
+        let empty = world.string(STRINGS, b"");
+        assert_eq!(world.error(__NR_newfstatat, &[AT_CWD, empty, BUFFER, 0]), Errno::ENOENT);
+        assert_eq!(world.error(__NR_newfstatat, &[55, empty, BUFFER, u64::from(AT_EMPTY_PATH)]), Errno::EBADF);
+        assert_eq!(world.error(__NR_fstat, &[55, BUFFER]), Errno::EBADF);
+        let missing = world.string(STRINGS, b"/etc/none");
+        assert_eq!(world.error(__NR_stat, &[missing, BUFFER]), Errno::ENOENT);
+        let through_file = world.string(STRINGS, b"/etc/motd/x");
+        assert_eq!(world.error(__NR_stat, &[through_file, BUFFER]), Errno::ENOTDIR);
+    }
+
+    #[test]
+    fn statx_agrees_with_stat() {
+        let mut world = World::new();
+        let stat = stat_path(&mut world, b"/bin/busybox");
+        let path = world.string(STRINGS, b"/bin/busybox");
+        world.ok(__NR_statx, &[AT_CWD, path, 0, u64::from(STATX_ALL), BUFFER]);
+        let statx: Statx = read_value(&world.memory, BUFFER).unwrap();
+        assert_eq!(statx.mask, STATX_BASIC_STATS);
+        assert_eq!(u32::from(statx.mode), stat.mode);
+        assert_eq!((statx.inode, statx.size, statx.blocks), (stat.inode, 5000, 10));
+        assert_eq!(statx.modified.seconds, 1000);
+        assert_eq!((statx.device_major, statx.device_minor), (0, 1));
+        assert_eq!(world.error(__NR_statx, &[AT_CWD, path, 0, u64::from(STATX__RESERVED), BUFFER]), Errno::EINVAL);
+        let sync = u64::from(AT_STATX_SYNC_TYPE);
+        assert_eq!(world.error(__NR_statx, &[AT_CWD, path, sync, 0, BUFFER]), Errno::EINVAL);
+    }
+
+    #[test]
+    fn access_grants_root_what_linux_grants() {
+        let mut world = World::new();
+        let program = world.string(STRINGS, b"/bin/sh");
+        assert_eq!(world.ok(__NR_access, &[program, u64::from(R_OK | W_OK | X_OK)]), 0);
+        let text = world.string(STRINGS, b"/etc/motd");
+        assert_eq!(world.ok(__NR_access, &[text, u64::from(R_OK | W_OK)]), 0);
+        assert_eq!(world.error(__NR_access, &[text, u64::from(X_OK)]), Errno::EACCES, "no execute bit");
+        assert_eq!(world.error(__NR_access, &[text, 8]), Errno::EINVAL);
+        let missing = world.string(STRINGS, b"/nope");
+        assert_eq!(world.error(__NR_access, &[missing, u64::from(F_OK)]), Errno::ENOENT);
+        let etc = world.string(STRINGS, b"/etc");
+        assert_eq!(world.ok(__NR_faccessat2, &[AT_CWD, etc, u64::from(X_OK), u64::from(AT_EACCESS)]), 0);
+        assert_eq!(world.error(__NR_faccessat2, &[AT_CWD, etc, 0, 1]), Errno::EINVAL);
+    }
+
+    #[test]
+    fn modes_owners_times_and_lengths_change() {
+        let mut world = World::new();
+        let path = world.string(STRINGS, b"/etc/motd");
+        world.ok(__NR_chmod, &[path, 0o4711]);
+        assert_eq!(stat_path(&mut world, b"/etc/motd").mode, S_IFREG | 0o4711);
+        let fd = world.open(b"/etc/motd", O_RDWR);
+        world.ok(__NR_fchmod, &[fd, 0o600]);
+        assert_eq!(stat_path(&mut world, b"/etc/motd").mode, S_IFREG | 0o600);
+        let path = world.string(STRINGS, b"/etc/motd");
+        world.ok(__NR_chown, &[path, 1000, u64::from(u32::MAX)]);
+        let stat = stat_path(&mut world, b"/etc/motd");
+        assert_eq!((stat.uid, stat.gid), (1000, 0), "-1 keeps the group");
+        let link = world.string(STRINGS, b"/bin/sh");
+        let nofollow = u64::from(AT_SYMLINK_NOFOLLOW);
+        assert_eq!(world.error(__NR_fchmodat2, &[AT_CWD, link, 0o700, nofollow]), Errno::EOPNOTSUPP);
+        let proc = world.string(STRINGS, b"/proc/uptime");
+        assert_eq!(world.error(__NR_chmod, &[proc, 0o777]), Errno::EPERM);
+        let (read_end, _) = world.pipe(0);
+        assert_eq!(world.error(__NR_fchmod, &[read_end, 0o777]), Errno::EPERM);
+
+        world.files.set_now(5_000_000_000_000);
+        let path = world.string(STRINGS, b"/etc/motd");
+        world.ok(__NR_utimensat, &[AT_CWD, path, 0, 0]);
+        assert_eq!(stat_path(&mut world, b"/etc/motd").modified.seconds, 5000, "null times: now");
+        let times =
+            [Timespec { seconds: 0, nanoseconds: i64::from(UTIME_NOW) }, Timespec { seconds: 77, nanoseconds: 9 }];
+        world.put(STRINGS2, zerocopy::IntoBytes::as_bytes(&times));
+        let path = world.string(STRINGS, b"/etc/motd");
+        world.ok(__NR_utimensat, &[AT_CWD, path, STRINGS2, 0]);
+        assert_eq!(stat_path(&mut world, b"/etc/motd").modified, Timespec { seconds: 77, nanoseconds: 9 });
+        let times =
+            [Timespec { seconds: 0, nanoseconds: 0 }, Timespec { seconds: 0, nanoseconds: i64::from(UTIME_OMIT) }];
+        world.put(STRINGS2, zerocopy::IntoBytes::as_bytes(&times));
+        world.ok(__NR_utimensat, &[fd, 0, STRINGS2, 0]);
+        assert_eq!(stat_path(&mut world, b"/etc/motd").modified.seconds, 77, "UTIME_OMIT keeps it (futimens)");
+        let bad = [Timespec { seconds: 0, nanoseconds: 1_000_000_000 }; 2];
+        world.put(STRINGS2, zerocopy::IntoBytes::as_bytes(&bad));
+        assert_eq!(world.error(__NR_utimensat, &[fd, 0, STRINGS2, 0]), Errno::EINVAL);
+        assert_eq!(world.error(__NR_utimensat, &[AT_CWD, 0, 0, 0]), Errno::EFAULT);
+
+        let path = world.string(STRINGS, b"/etc/motd");
+        world.ok(__NR_truncate, &[path, 2]);
+        assert_eq!(stat_path(&mut world, b"/etc/motd").size, 2);
+        world.ok(__NR_ftruncate, &[fd, 100]);
+        assert_eq!(stat_path(&mut world, b"/etc/motd").size, 100);
+        assert_eq!(world.error(__NR_ftruncate, &[fd, u64::MAX]), Errno::EINVAL);
+        let reader = world.open(b"/etc/motd", O_RDONLY);
+        assert_eq!(world.error(__NR_ftruncate, &[reader, 0]), Errno::EINVAL, "not open for writing");
+        let etc = world.string(STRINGS, b"/etc");
+        assert_eq!(world.error(__NR_truncate, &[etc, 0]), Errno::EISDIR);
+        assert_eq!(world.ok(__NR_fsync, &[fd]), 0);
+        assert_eq!(world.error(__NR_fsync, &[read_end]), Errno::EINVAL);
+        assert_eq!(world.ok(__NR_sync, &[]), 0);
+    }
+}
