@@ -481,3 +481,180 @@ fn status_lines(text: &mut String, status: &ProcessStatus) {
         pid = status.pid,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{World, BUFFER, STRINGS};
+    use super::*;
+    use linux_raw_sys::general::*;
+
+    fn read_file(world: &mut World, path: &[u8]) -> Vec<u8> {
+        let fd = world.open(path, O_RDONLY);
+        let mut bytes = Vec::new();
+        loop {
+            let chunk = world.read(fd, 7);
+            if chunk.is_empty() {
+                break;
+            }
+            bytes.extend(chunk);
+        }
+        world.ok(__NR_close, &[fd]);
+        bytes
+    }
+
+    fn busy_shell(world: &mut World) {
+        let (shell, _) = world.processes.table.iter_mut().find(|(status, _)| status.pid == 7).unwrap();
+        shell.user_ns = 1_500_000_000;
+        shell.system_ns = 250_000_000;
+        shell.children_user_ns = 30_000_000;
+        shell.children_system_ns = 10_000_000;
+        shell.start_ns = 1_000_000_000;
+        shell.virtual_bytes = 1 << 20;
+        shell.resident_pages = 64;
+        shell.minor_faults = 12;
+        shell.blocked = 1 << 16;
+        shell.caught = 1 << 1;
+        shell.uid = 1000;
+        shell.gid = 100;
+    }
+
+    #[test]
+    fn process_stat_has_linux_fields_in_linux_order() {
+        let mut world = World::new();
+        busy_shell(&mut world);
+        world.files.console_mut().set_foreground(7);
+        let line = read_file(&mut world, b"/proc/7/stat");
+        assert_eq!(
+            String::from_utf8(line.clone()).unwrap(),
+            "7 (sh) S 1 7 7 1281 7 0 12 0 0 0 150 25 3 1 20 0 1 0 100 1048576 64 18446744073709551615 \
+             0 0 0 0 0 0 65536 0 2 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+        );
+        // What busybox's procps_scan reads: the name between '(' and the last ')', then
+        // fields from the state on.
+        let text = String::from_utf8(line).unwrap();
+        let close = text.rfind(')').unwrap();
+        assert_eq!(&text[text.find('(').unwrap() + 1..close], "sh");
+        let fields: Vec<&str> = text[close + 2..].split_whitespace().collect();
+        assert_eq!(fields.len(), 50, "52 fields with pid and comm");
+        assert_eq!((fields[0], fields[1], fields[2], fields[3], fields[4]), ("S", "1", "7", "7", "1281"));
+        assert_eq!((fields[11], fields[12]), ("150", "25"), "utime and stime in clock ticks");
+        assert_eq!((fields[19], fields[20], fields[21]), ("100", "1048576", "64"), "start, vsize, rss");
+        assert_eq!(fields[35], "17", "exit_signal: SIGCHLD");
+    }
+
+    #[test]
+    fn long_names_are_cut_and_zombies_show_their_state() {
+        let mut world = World::new();
+        world.processes.add(9, 7, 7, 7, "a-very-long-command-name", b"");
+        world.processes.table.iter_mut().find(|(status, _)| status.pid == 9).unwrap().0.state = ProcessState::Zombie;
+        let line = read_file(&mut world, b"/proc/9/stat");
+        assert!(line.starts_with(b"9 (a-very-long-com) Z 7 "), "{}", String::from_utf8_lossy(&line));
+        assert_eq!(read_file(&mut world, b"/proc/9/comm"), b"a-very-long-com\n");
+        assert_eq!(read_file(&mut world, b"/proc/9/cmdline"), b"", "a zombie has no arguments");
+    }
+
+    #[test]
+    fn system_files_have_linux_formats() {
+        let mut world = World::new();
+        assert_eq!(read_file(&mut world, b"/proc/uptime"), b"12.34 5.67\n");
+        let meminfo = String::from_utf8(read_file(&mut world, b"/proc/meminfo")).unwrap();
+        let lines: Vec<&str> = meminfo.lines().collect();
+        assert_eq!(lines[0], "MemTotal:          65536 kB");
+        assert_eq!(lines[1], "MemFree:           40960 kB");
+        assert_eq!(lines[2], "MemAvailable:      49152 kB");
+        assert!(lines.iter().any(|line| line.starts_with("SwapTotal:") && line.ends_with(" 0 kB")));
+        let mounts = read_file(&mut world, b"/proc/mounts");
+        assert!(mounts.starts_with(b"rootfs / rootfs rw 0 0\nproc /proc proc "));
+    }
+
+    #[test]
+    fn process_files_describe_the_process() {
+        let mut world = World::new();
+        busy_shell(&mut world);
+        assert_eq!(read_file(&mut world, b"/proc/7/cmdline"), b"sh\0-i\0");
+        assert_eq!(read_file(&mut world, b"/proc/self/comm"), b"sh\n", "/proc/self is the caller");
+        let status = String::from_utf8(read_file(&mut world, b"/proc/7/status")).unwrap();
+        for expected in
+            ["Name:\tsh\n", "State:\tS (sleeping)\n", "Pid:\t7\n", "PPid:\t1\n", "Uid:\t1000\t1000\t1000\t1000\n"]
+        {
+            assert!(status.contains(expected), "{expected:?} in {status}");
+        }
+        assert!(status.contains("VmSize:\t    1024 kB\n"));
+        assert!(status.contains("SigBlk:\t0000000000010000\n"));
+        let path = world.string(STRINGS, b"/proc/7");
+        world.ok(__NR_stat, &[path, BUFFER]);
+        let stat: crate::linux::layouts::Stat = crate::user_memory::read_value(&world.memory, BUFFER).unwrap();
+        assert_eq!((stat.uid, stat.gid, stat.mode), (1000, 100, S_IFDIR | 0o555), "ps takes the user from here");
+        let link = world.string(STRINGS, b"/proc/self");
+        assert_eq!(world.ok(__NR_readlink, &[link, BUFFER, 16]), 1);
+        assert_eq!(world.bytes(BUFFER, 1), b"7");
+    }
+
+    #[test]
+    fn proc_refuses_what_it_cannot_do() {
+        let mut world = World::new();
+        for (path, flags, error) in [
+            (&b"/proc/7/stat"[..], O_WRONLY, Errno::EACCES),
+            (b"/proc/uptime", O_RDWR, Errno::EACCES),
+            (b"/proc/99/stat", O_RDONLY, Errno::ENOENT),
+            (b"/proc/07/stat", O_RDONLY, Errno::ENOENT),
+            (b"/proc/0", O_RDONLY, Errno::ENOENT),
+            (b"/proc/+7", O_RDONLY, Errno::ENOENT),
+            (b"/proc/7/environ", O_RDONLY, Errno::ENOENT),
+            (b"/proc/new", O_RDONLY | O_CREAT, Errno::EACCES),
+            (b"/proc/uptime/x", O_RDONLY, Errno::ENOTDIR),
+        ] {
+            let path_address = world.string(STRINGS, path);
+            let got = world.error(__NR_open, &[path_address, u64::from(flags), 0o644]);
+            assert_eq!(got, error, "{}", String::from_utf8_lossy(path));
+        }
+        let fd = world.open(b"/proc/7/stat", O_RDONLY);
+        world.processes.table.retain(|(status, _)| status.pid != 7);
+        assert!(!world.read(fd, 4096).is_empty(), "an open file keeps the snapshot it was opened with");
+        world.ok(__NR_fstat, &[fd, BUFFER]);
+    }
+
+    #[test]
+    fn proc_lists_its_files_then_the_processes() {
+        let mut world = World::new();
+        let list = |world: &mut World, path: &[u8]| {
+            let fd = world.open(path, O_RDONLY | O_DIRECTORY);
+            let mut names = Vec::new();
+            loop {
+                let length = world.ok(__NR_getdents64, &[fd, BUFFER, 64]) as usize;
+                if length == 0 {
+                    break;
+                }
+                let bytes = world.bytes(BUFFER, length);
+                let mut at = 0;
+                while at < length {
+                    let record_length = u16::from_le_bytes([bytes[at + 16], bytes[at + 17]]) as usize;
+                    let name = &bytes[at + 19..];
+                    let name = &name[..name.iter().position(|&byte| byte == 0).unwrap()];
+                    names.push((String::from_utf8(name.to_vec()).unwrap(), bytes[at + 18]));
+                    at += record_length;
+                }
+            }
+            names
+        };
+        let names = list(&mut world, b"/proc");
+        let expected = [
+            (".", DT_DIR),
+            ("..", DT_DIR),
+            ("meminfo", DT_REG),
+            ("mounts", DT_REG),
+            ("self", DT_LNK),
+            ("uptime", DT_REG),
+            ("1", DT_DIR),
+            ("7", DT_DIR),
+        ];
+        assert_eq!(names, expected.map(|(name, kind)| (String::from(name), kind as u8)), "64-byte batches resume");
+        let names = list(&mut world, b"/proc/self");
+        let names: Vec<&str> = names.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, [".", "..", "cmdline", "comm", "stat", "status"]);
+        let up = world.string(STRINGS, b"/proc/7/../..");
+        world.ok(__NR_stat, &[up, BUFFER]);
+        let root: crate::linux::layouts::Stat = crate::user_memory::read_value(&world.memory, BUFFER).unwrap();
+        assert_eq!(root.device, 1, ".. from /proc climbs back into the file system");
+    }
+}
