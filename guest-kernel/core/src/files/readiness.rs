@@ -274,3 +274,121 @@ fn select_with(
     }
     done(ready)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{World, BAD, BUFFER, STRINGS2};
+    use super::*;
+    use crate::user_memory::read_value;
+    use uapi::{__NR_close, __NR_poll, __NR_ppoll, __NR_pselect6, __NR_select, O_RDWR};
+
+    fn poll_entries(world: &mut World, entries: &[(i32, u32)]) {
+        for (index, &(descriptor, events)) in entries.iter().enumerate() {
+            let entry = PollDescriptor { descriptor, events: events as i16, returned: -1 };
+            write_value(&mut world.memory, BUFFER + index as u64 * 8, &entry).unwrap();
+        }
+    }
+
+    fn returned(world: &World, index: u64) -> u32 {
+        u32::from(read_value::<PollDescriptor>(&world.memory, BUFFER + index * 8).unwrap().returned as u16)
+    }
+
+    #[test]
+    fn poll_reports_ready_files_and_waits_for_the_rest() {
+        let mut world = World::new();
+        let (read_end, write_end) = world.pipe(0);
+        let file = world.open(b"/etc/motd", uapi::O_RDONLY);
+        poll_entries(&mut world, &[(read_end as i32, uapi::POLLIN), (-1, uapi::POLLIN), (40, uapi::POLLIN)]);
+        assert_eq!(world.ok(__NR_poll, &[BUFFER, 3, 0]), 1, "only the closed descriptor: POLLNVAL");
+        assert_eq!([returned(&world, 0), returned(&world, 1), returned(&world, 2)], [0, 0, uapi::POLLNVAL]);
+        poll_entries(&mut world, &[(read_end as i32, uapi::POLLIN), (write_end as i32, uapi::POLLOUT)]);
+        assert_eq!(world.ok(__NR_poll, &[BUFFER, 2, 0]), 1);
+        assert_eq!(returned(&world, 1), uapi::POLLOUT, "an empty pipe can be written");
+        poll_entries(&mut world, &[(read_end as i32, uapi::POLLIN)]);
+        let outcome = world.call(__NR_poll, &[BUFFER, 1, 2500]);
+        let expected =
+            Wait { events: alloc::vec![Event::PipeReadable(1)], timeout_ns: Some(2_500_000_000), signal_mask: None };
+        assert_eq!(outcome, Ok(Outcome::Block(expected)));
+        assert_eq!(returned(&world, 0) as u16, u16::MAX, "nothing written while blocked");
+        world.timed_out = true;
+        assert_eq!(world.ok(__NR_poll, &[BUFFER, 1, 2500]), 0, "the timeout passed");
+        world.timed_out = false;
+        world.write(write_end, b"x");
+        poll_entries(&mut world, &[(read_end as i32, uapi::POLLIN)]);
+        assert_eq!(world.ok(__NR_poll, &[BUFFER, 1, u64::from(u32::MAX)]), 1, "-1 waits forever, but it is ready");
+        assert_eq!(returned(&world, 0), uapi::POLLIN);
+        world.ok(__NR_close, &[write_end]);
+        world.ok(__NR_poll, &[BUFFER, 1, 0]);
+        assert_eq!(returned(&world, 0), uapi::POLLIN | uapi::POLLHUP, "data, and no writer left");
+        poll_entries(&mut world, &[(file as i32, uapi::POLLIN | uapi::POLLOUT)]);
+        world.ok(__NR_poll, &[BUFFER, 1, 0]);
+        assert_eq!(returned(&world, 0), uapi::POLLIN | uapi::POLLOUT, "files are always ready");
+        assert_eq!(world.error(__NR_poll, &[BUFFER, 1025, 0]), Errno::EINVAL);
+        assert_eq!(world.error(__NR_poll, &[BAD, 1, 0]), Errno::EFAULT);
+    }
+
+    #[test]
+    fn a_closed_reader_and_the_console_show_in_poll() {
+        let mut world = World::new();
+        let (read_end, write_end) = world.pipe(0);
+        world.ok(__NR_close, &[read_end]);
+        poll_entries(&mut world, &[(write_end as i32, uapi::POLLOUT)]);
+        world.ok(__NR_poll, &[BUFFER, 1, 0]);
+        assert_eq!(returned(&world, 0), uapi::POLLOUT | uapi::POLLERR);
+        let console = world.open(b"/dev/console", O_RDWR);
+        poll_entries(&mut world, &[(console as i32, uapi::POLLIN)]);
+        let outcome = world.call(__NR_poll, &[BUFFER, 1, u64::from(u32::MAX)]);
+        let expected = Wait { events: alloc::vec![Event::ConsoleReadable], timeout_ns: None, signal_mask: None };
+        assert_eq!(outcome, Ok(Outcome::Block(expected)));
+        world.files.console_input(b"y\r");
+        assert_eq!(world.ok(__NR_poll, &[BUFFER, 1, u64::from(u32::MAX)]), 1);
+        assert_eq!(returned(&world, 0), uapi::POLLIN);
+    }
+
+    #[test]
+    fn ppoll_takes_a_timespec_and_a_mask() {
+        let mut world = World::new();
+        let (read_end, _) = world.pipe(0);
+        poll_entries(&mut world, &[(read_end as i32, uapi::POLLIN)]);
+        write_value(&mut world.memory, STRINGS2, &Timespec { seconds: 1, nanoseconds: 5 }).unwrap();
+        write_value(&mut world.memory, STRINGS2 + 16, &0x4u64).unwrap();
+        let outcome = world.call(__NR_ppoll, &[BUFFER, 1, STRINGS2, STRINGS2 + 16, 8]);
+        let Ok(Outcome::Block(wait)) = outcome else { panic!("{outcome:?}") };
+        assert_eq!((wait.timeout_ns, wait.signal_mask), (Some(1_000_000_005), Some(SignalSet(4))));
+        assert_eq!(world.error(__NR_ppoll, &[BUFFER, 1, STRINGS2, STRINGS2 + 16, 4]), Errno::EINVAL, "sigsetsize");
+        write_value(&mut world.memory, STRINGS2, &Timespec { seconds: 0, nanoseconds: -1 }).unwrap();
+        assert_eq!(world.error(__NR_ppoll, &[BUFFER, 1, STRINGS2, 0, 0]), Errno::EINVAL);
+    }
+
+    #[test]
+    fn select_uses_fd_sets() {
+        let mut world = World::new();
+        let (read_end, write_end) = world.pipe(0);
+        let (read_set, write_set, timeout) = (STRINGS2, STRINGS2 + 8, STRINGS2 + 16);
+        let bit = |fd: u64| 1u64 << fd;
+        write_value(&mut world.memory, read_set, &bit(read_end)).unwrap();
+        write_value(&mut world.memory, write_set, &bit(write_end)).unwrap();
+        assert_eq!(world.ok(__NR_select, &[8, read_set, write_set, 0, 0]), 1);
+        assert_eq!(read_value::<u64>(&world.memory, read_set), Ok(0), "the pipe has nothing to read");
+        assert_eq!(read_value::<u64>(&world.memory, write_set), Ok(bit(write_end)));
+        write_value(&mut world.memory, read_set, &bit(read_end)).unwrap();
+        write_value(&mut world.memory, timeout, &Timeval { seconds: 0, microseconds: 1500 }).unwrap();
+        let outcome = world.call(__NR_select, &[8, read_set, 0, 0, timeout]);
+        let Ok(Outcome::Block(wait)) = outcome else { panic!("{outcome:?}") };
+        assert_eq!((wait.events, wait.timeout_ns), (alloc::vec![Event::PipeReadable(1)], Some(1_500_000)));
+        world.timed_out = true;
+        assert_eq!(world.ok(__NR_select, &[8, read_set, 0, 0, timeout]), 0);
+        assert_eq!(read_value::<Timeval>(&world.memory, timeout), Ok(Timeval::default()), "no time left");
+        world.timed_out = false;
+        write_value(&mut world.memory, read_set, &bit(30)).unwrap();
+        assert_eq!(world.error(__NR_select, &[31, read_set, 0, 0, 0]), Errno::EBADF);
+        assert_eq!(world.ok(__NR_select, &[30, read_set, 0, 0, timeout]), 0, "descriptors past nfds are not looked at");
+        assert_eq!(world.error(__NR_select, &[u64::from(u32::MAX), read_set, 0, 0, 0]), Errno::EINVAL);
+        world.write(write_end, b"go");
+        write_value(&mut world.memory, read_set, &bit(read_end)).unwrap();
+        write_value(&mut world.memory, BUFFER, &[0u64, 0]).unwrap();
+        assert_eq!(world.ok(__NR_pselect6, &[8, read_set, 0, 0, 0, 0]), 1);
+        write_value(&mut world.memory, BUFFER, &[STRINGS2 + 24, 4u64]).unwrap();
+        assert_eq!(world.error(__NR_pselect6, &[8, read_set, 0, 0, 0, BUFFER]), Errno::EINVAL, "mask size");
+    }
+}

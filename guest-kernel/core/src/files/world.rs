@@ -250,3 +250,106 @@ impl Files {
 pub(crate) const fn encode_device((major, minor): (u32, u32)) -> u32 {
     (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Screen, World, BUFFER, STRINGS};
+    use super::*;
+    use crate::fs::tree::NewNode;
+    use linux_raw_sys::general::*;
+
+    #[test]
+    fn the_kernel_provides_dev_and_proc() {
+        let world = World::new();
+        let fs = world.files.fs();
+        let dev = fs.lookup(ROOT, b"dev").unwrap();
+        for (name, number) in [(&b"null"[..], Device::NULL), (b"zero", Device::ZERO), (b"console", Device::CONSOLE)] {
+            let metadata = fs.metadata(fs.lookup(dev, name).unwrap()).unwrap();
+            assert_eq!((metadata.kind, metadata.rdev), (FileType::CharDevice, number));
+        }
+        assert_eq!(fs.kind(fs.lookup(ROOT, b"proc").unwrap()), Ok(FileType::Directory));
+
+        let mut fs = FileSystem::new(1 << 16);
+        let dev = fs.create(ROOT, b"dev", NewNode::Directory, 0o700).unwrap();
+        fs.create(dev, b"null", NewNode::File, 0o600).unwrap();
+        let files = Files::new(fs, Box::new(Screen::default()), 1).unwrap();
+        let null = files.fs().lookup(files.fs().lookup(ROOT, b"dev").unwrap(), b"null").unwrap();
+        assert_eq!(files.fs().kind(null), Ok(FileType::Regular), "what the archive has is kept");
+
+        let mut fs = FileSystem::new(1 << 16);
+        fs.create(ROOT, b"proc", NewNode::File, 0o600).unwrap();
+        assert_eq!(Files::new(fs, Box::new(Screen::default()), 1).err(), Some(Errno::ENOTDIR));
+    }
+
+    #[test]
+    fn init_gets_the_console_as_its_standard_files() {
+        let mut world = World::new();
+        world.files.install_console(&mut world.process).unwrap();
+        assert_eq!(world.write(1, b"out\n"), 4);
+        assert_eq!(world.write(2, b"err\n"), 4);
+        assert_eq!(world.screen(), b"out\r\nerr\r\n");
+        world.files.console_input(b"in\n");
+        assert_eq!(world.read(0, 10), b"in\n");
+        let flags = world.ok(__NR_fcntl, &[0, u64::from(F_GETFL)]) as u32;
+        assert_eq!(flags & O_ACCMODE, O_RDWR);
+        world.ok(__NR_fcntl, &[2, u64::from(F_SETFL), u64::from(O_NONBLOCK)]);
+        assert_eq!(world.error(__NR_read, &[0, BUFFER, 10]), Errno::EAGAIN, "one description shared by 0, 1 and 2");
+        assert_eq!(world.open(b"/etc/motd", O_RDONLY), 3);
+    }
+
+    #[test]
+    fn an_unlinked_file_lives_until_its_last_close() {
+        let mut world = World::new();
+        let fd = world.open(b"/tmp/scratch", O_CREAT | O_RDWR);
+        world.write(fd, &[b'z'; 3000]);
+        let used = world.files.fs().usage().0;
+        let copy = world.ok(__NR_dup, &[fd]);
+        let path = world.string(STRINGS, b"/tmp/scratch");
+        world.ok(__NR_unlink, &[path]);
+        world.ok(__NR_lseek, &[fd, 0, 0]);
+        assert_eq!(world.read(fd, 5), b"zzzzz", "still readable");
+        world.ok(__NR_close, &[fd]);
+        assert_eq!(world.files.fs().usage().0, used - 7, "a dup keeps it (only the name's 7 bytes are gone)");
+        world.ok(__NR_close, &[copy]);
+        assert!(world.files.fs().usage().0 < used - 3000, "freed with the last description");
+    }
+
+    #[test]
+    fn pipe_ends_close_with_the_last_process_holding_them() {
+        let mut world = World::new();
+        let (read_end, write_end) = world.pipe(0);
+        let child = world.process.fork(&mut world.files);
+        world.ok(__NR_close, &[write_end]);
+        match world.call(__NR_read, &[read_end, BUFFER, 10]) {
+            Ok(super::super::Outcome::Block(_)) => {}
+            other => panic!("the child still holds a writer: {other:?}"),
+        }
+        child.exit(&mut world.files);
+        assert_eq!(world.files.take_events(), [Event::PipeReadable(1)]);
+        assert_eq!(world.read(read_end, 10), b"", "end of file once every writer is gone");
+        let process = core::mem::replace(&mut world.process, ProcessFiles::new(&mut world.files));
+        process.exit(&mut world.files);
+        assert_eq!(world.files.pipes(), 0, "the pipe is gone with its last end");
+    }
+
+    #[test]
+    fn execve_resolves_as_the_process_would() {
+        let mut world = World::new();
+        let bin = world.string(STRINGS, b"/bin");
+        world.ok(__NR_chdir, &[bin]);
+        let location = world.files.resolve(&world.process, &world.processes, 7, b"sh", Follow::Yes).unwrap();
+        let Location::Inode(id) = location else { panic!("{location:?}") };
+        assert_eq!(world.files.fs().contents(id).unwrap().len(), 5000);
+        assert_eq!(
+            world.files.resolve(&world.process, &world.processes, 7, b"/proc/self", Follow::Yes),
+            Ok(Location::Proc(super::super::ProcNode::Process(7)))
+        );
+    }
+
+    #[test]
+    fn device_numbers_are_encoded_as_linux_does() {
+        assert_eq!(encode_device((1, 3)), 0x103);
+        assert_eq!(encode_device((5, 1)), 0x501);
+        assert_eq!(encode_device((8, 0x12345)), 0x1230_0845, "the minor's high bits above the major");
+    }
+}
