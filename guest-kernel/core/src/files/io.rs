@@ -13,7 +13,9 @@
 //!   libc's `fwrite`, busybox's `full_write`, Rust's `write_all` — writes the rest.)
 //!   With `O_NONBLOCK`, EAGAIN instead of sleeping. No reader: EPIPE and SIGPIPE.
 //! * The console: a read returns one line (canonical mode) or what has arrived (raw
-//!   mode), sleeping on [`Event::ConsoleReadable`]; a write is shown at once.
+//!   mode), sleeping on [`Event::ConsoleReadable`]; a write is shown at once, at most
+//!   [`CONSOLE_WRITE_LIMIT`] bytes a call (the kernel cannot be preempted while it
+//!   writes; the count tells the writer's loop where to go on).
 //! * `/dev/null` reads end at once, `/dev/zero` reads give zeros (at most
 //!   [`ZERO_READ_LIMIT`] bytes a call: the kernel cannot be preempted, so a huge read is
 //!   cut short, as Linux cuts it when a signal is pending); writes to either vanish.
@@ -32,6 +34,9 @@ use crate::tty::Peek;
 
 /// Most bytes one read of `/dev/zero` gives.
 pub const ZERO_READ_LIMIT: usize = 1 << 20;
+
+/// Most bytes one write to the console shows.
+pub const CONSOLE_WRITE_LIMIT: usize = 64 * 1024;
 
 static ZEROS: [u8; 4096] = [0; 4096];
 
@@ -314,8 +319,9 @@ pub(crate) fn write_to(
         Node::Device { device: Device::Console, .. } => {
             let mut chunk = buffer(segments.remaining() as usize)?;
             let mut written = 0usize;
-            while segments.remaining() > 0 {
-                let copied = segments.copy_in(&*caller.memory, &mut chunk);
+            while segments.remaining() > 0 && written < CONSOLE_WRITE_LIMIT {
+                let length = chunk.len().min(CONSOLE_WRITE_LIMIT - written);
+                let copied = segments.copy_in(&*caller.memory, &mut chunk[..length]);
                 files.console.write(&chunk[..copied.count]);
                 written += copied.count;
                 if copied.faulted {
@@ -618,6 +624,9 @@ mod tests {
         assert_eq!(world.read(console, 100), b"-l\n");
         world.files.console_input(b"\x04");
         assert_eq!(world.read(console, 100), b"", "Ctrl-D on an empty line is end of file");
+        world.put(BUFFER, &[b'x'; 0x1_8000]);
+        assert_eq!(world.ok(__NR_write, &[console, BUFFER, 0x1_8000]), CONSOLE_WRITE_LIMIT as u64, "a bounded write");
+        assert_eq!(world.screen().len(), CONSOLE_WRITE_LIMIT);
         let signals = world.files.console_input(b"sleep 9\x03");
         assert_eq!(signals, [crate::files::ConsoleSignal { signal: Signal::INTERRUPT, group: 1 }]);
         world.ok(__NR_fcntl, &[console, u64::from(F_SETFL), u64::from(O_NONBLOCK)]);
