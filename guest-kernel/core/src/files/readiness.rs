@@ -65,6 +65,13 @@ fn readiness(files: &Files, file: &FileRef) -> Readiness {
     }
 }
 
+/// The wait for `events` (each once: several descriptors may name one pipe).
+fn wait(mut events: Vec<Event>, timeout_ns: Option<u64>, signal_mask: Option<SignalSet>) -> Wait {
+    events.sort_unstable();
+    events.dedup();
+    Wait { events, timeout_ns, signal_mask }
+}
+
 /// A timeout in milliseconds (`poll`): negative waits forever.
 fn milliseconds(timeout: u64) -> Option<u64> {
     let timeout = timeout as u32 as i32;
@@ -150,7 +157,7 @@ fn poll_with(
         }
     }
     if ready == 0 && timeout_ns != Some(0) && !caller.timed_out {
-        return Ok(Outcome::Block(Wait { events, timeout_ns, signal_mask }));
+        return Ok(Outcome::Block(wait(events, timeout_ns, signal_mask)));
     }
     for (index, entry) in entries.iter().enumerate() {
         write_value(caller.memory, address.wrapping_add(index as u64 * 8), entry)?;
@@ -264,7 +271,7 @@ fn select_with(
         }
     }
     if ready == 0 && timeout_ns != Some(0) && !caller.timed_out {
-        return Ok(Outcome::Block(Wait { events, timeout_ns, signal_mask }));
+        return Ok(Outcome::Block(wait(events, timeout_ns, signal_mask)));
     }
     for (set, bits) in [&read, &write, &except].into_iter().zip(&out) {
         set.write(caller.memory, bits)?;
@@ -304,11 +311,12 @@ mod tests {
         poll_entries(&mut world, &[(read_end as i32, uapi::POLLIN), (write_end as i32, uapi::POLLOUT)]);
         assert_eq!(world.ok(__NR_poll, &[BUFFER, 2, 0]), 1);
         assert_eq!(returned(&world, 1), uapi::POLLOUT, "an empty pipe can be written");
-        poll_entries(&mut world, &[(read_end as i32, uapi::POLLIN)]);
-        let outcome = world.call(__NR_poll, &[BUFFER, 1, 2500]);
+        let copy = world.ok(uapi::__NR_dup, &[read_end]);
+        poll_entries(&mut world, &[(read_end as i32, uapi::POLLIN), (copy as i32, uapi::POLLIN)]);
+        let outcome = world.call(__NR_poll, &[BUFFER, 2, 2500]);
         let expected =
             Wait { events: alloc::vec![Event::PipeReadable(1)], timeout_ns: Some(2_500_000_000), signal_mask: None };
-        assert_eq!(outcome, Ok(Outcome::Block(expected)));
+        assert_eq!(outcome, Ok(Outcome::Block(expected)), "one event for both descriptors of the pipe");
         assert_eq!(returned(&world, 0) as u16, u16::MAX, "nothing written while blocked");
         world.timed_out = true;
         assert_eq!(world.ok(__NR_poll, &[BUFFER, 1, 2500]), 0, "the timeout passed");
