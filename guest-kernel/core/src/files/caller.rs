@@ -34,6 +34,9 @@ pub(crate) const fn descriptor(argument: u64) -> u64 {
     argument as u32 as u64
 }
 
+/// `AT_FDCWD` as a register holds it (the `*at` form of a call without `dirfd` passes it).
+pub(crate) const WORKING_DIRECTORY: u64 = uapi::AT_FDCWD as u32 as u64;
+
 /// A `dirfd` argument: an `int`, `AT_FDCWD` or a descriptor.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum DirectoryArgument {

@@ -9,7 +9,7 @@
 use alloc::vec::Vec;
 use linux_raw_sys::general as uapi;
 
-use super::caller::{descriptor, flags, Caller, DirectoryArgument};
+use super::caller::{descriptor, flags, Caller, DirectoryArgument, WORKING_DIRECTORY};
 use super::namespace::{Location, View};
 use super::open_file::{Cursor, FileRef, Node};
 use super::outcome::{done, CallResult};
@@ -342,9 +342,6 @@ pub fn umask(_files: &mut Files, caller: &mut Caller<'_>, mask: u64) -> CallResu
     done(caller.process.set_umask(flags(mask) & 0o777))
 }
 
-/// `AT_FDCWD` as a register holds it.
-const WORKING_DIRECTORY: u64 = uapi::AT_FDCWD as u32 as u64;
-
 /// `mkdir(path, mode)`.
 pub fn mkdir(files: &mut Files, caller: &mut Caller<'_>, path: u64, mode: u64) -> CallResult {
     mkdirat(files, caller, WORKING_DIRECTORY, path, mode)
@@ -540,7 +537,7 @@ mod tests {
         assert_eq!(world.error(__NR_rmdir, &[root]), Errno::EBUSY);
         let proc = path(&mut world, b"/proc");
         assert_eq!(world.error(__NR_rmdir, &[proc]), Errno::EBUSY, "the mount point");
-        let at_cwd = u64::from(AT_FDCWD as u32);
+        let at_cwd = WORKING_DIRECTORY;
         let dir = path(&mut world, b"/tmp/dir");
         assert_eq!(world.error(__NR_unlinkat, &[at_cwd, dir, 1]), Errno::EINVAL, "unknown flag");
         assert_eq!(world.ok(__NR_unlinkat, &[at_cwd, dir, u64::from(AT_REMOVEDIR)]), 0);
@@ -558,7 +555,7 @@ mod tests {
         world.open(b"/tmp/a", O_CREAT | O_WRONLY);
         world.open(b"/tmp/b", O_CREAT | O_WRONLY);
         let (a, b) = (world.string(STRINGS, b"/tmp/a"), world.string(STRINGS2, b"/tmp/b"));
-        let at_cwd = u64::from(AT_FDCWD as u32);
+        let at_cwd = WORKING_DIRECTORY;
         let noreplace = u64::from(RENAME_NOREPLACE);
         assert_eq!(world.error(__NR_renameat2, &[at_cwd, a, at_cwd, b, noreplace]), Errno::EEXIST);
         assert_eq!(world.error(__NR_renameat2, &[at_cwd, a, at_cwd, b, u64::from(RENAME_EXCHANGE)]), Errno::EINVAL);
@@ -605,7 +602,7 @@ mod tests {
         let (proc_file, other) = (world.string(STRINGS, b"/proc/uptime"), world.string(STRINGS2, b"/tmp/up"));
         assert_eq!(world.error(__NR_link, &[proc_file, other]), Errno::EXDEV);
         let (link, follow) = (world.string(STRINGS, b"/tmp/motd"), world.string(STRINGS2, b"/tmp/followed"));
-        let at_cwd = u64::from(AT_FDCWD as u32);
+        let at_cwd = WORKING_DIRECTORY;
         world.ok(__NR_linkat, &[at_cwd, link, at_cwd, follow, u64::from(AT_SYMLINK_FOLLOW)]);
         assert_eq!(inode_of(&mut world, b"/tmp/followed"), inode_of(&mut world, b"/etc/motd"));
     }

@@ -8,7 +8,7 @@
 
 use linux_raw_sys::general as uapi;
 
-use super::caller::{descriptor, flags, Caller, DirectoryArgument};
+use super::caller::{descriptor, flags, Caller, DirectoryArgument, WORKING_DIRECTORY};
 use super::namespace::Location;
 use super::open_file::{FileRef, Node};
 use super::outcome::{done, CallResult};
@@ -174,12 +174,12 @@ pub fn fstat(files: &mut Files, caller: &mut Caller<'_>, fd: u64, address: u64) 
 
 /// `stat(path, statbuf)`.
 pub fn stat(files: &mut Files, caller: &mut Caller<'_>, path: u64, address: u64) -> CallResult {
-    newfstatat(files, caller, uapi::AT_FDCWD as u32 as u64, path, address, 0)
+    newfstatat(files, caller, WORKING_DIRECTORY, path, address, 0)
 }
 
 /// `lstat(path, statbuf)`.
 pub fn lstat(files: &mut Files, caller: &mut Caller<'_>, path: u64, address: u64) -> CallResult {
-    newfstatat(files, caller, uapi::AT_FDCWD as u32 as u64, path, address, u64::from(uapi::AT_SYMLINK_NOFOLLOW))
+    newfstatat(files, caller, WORKING_DIRECTORY, path, address, u64::from(uapi::AT_SYMLINK_NOFOLLOW))
 }
 
 fn statx_time(ns: u64) -> StatxTimestamp {
@@ -266,7 +266,7 @@ pub fn faccessat(files: &mut Files, caller: &mut Caller<'_>, directory: u64, pat
 
 /// `access(path, mode)`.
 pub fn access(files: &mut Files, caller: &mut Caller<'_>, path: u64, mode: u64) -> CallResult {
-    faccessat2(files, caller, uapi::AT_FDCWD as u32 as u64, path, mode, 0)
+    faccessat2(files, caller, WORKING_DIRECTORY, path, mode, 0)
 }
 
 /// `readlinkat(dirfd, path, buf, bufsiz)`: the target, cut to `bufsiz`, without a NUL;
@@ -309,7 +309,7 @@ pub fn readlinkat(
 /// empty path is ENOENT.
 pub fn readlink(files: &mut Files, caller: &mut Caller<'_>, path: u64, address: u64, size: u64) -> CallResult {
     caller.path(path, false)?;
-    readlinkat(files, caller, uapi::AT_FDCWD as u32 as u64, path, address, size)
+    readlinkat(files, caller, WORKING_DIRECTORY, path, address, size)
 }
 
 /// The inode a change applies to: `/proc` cannot be changed (EPERM), nor can a pipe's
@@ -363,7 +363,7 @@ pub fn fchmodat(files: &mut Files, caller: &mut Caller<'_>, directory: u64, path
 
 /// `chmod(path, mode)`.
 pub fn chmod(files: &mut Files, caller: &mut Caller<'_>, path: u64, mode: u64) -> CallResult {
-    fchmodat2(files, caller, uapi::AT_FDCWD as u32 as u64, path, mode, 0)
+    fchmodat2(files, caller, WORKING_DIRECTORY, path, mode, 0)
 }
 
 /// `fchmod(fd, mode)`.
@@ -403,12 +403,12 @@ fn change_owner(files: &mut Files, target: &Target, owner: u64, group: u64) -> C
 
 /// `chown(path, owner, group)`.
 pub fn chown(files: &mut Files, caller: &mut Caller<'_>, path: u64, owner: u64, group: u64) -> CallResult {
-    fchownat(files, caller, uapi::AT_FDCWD as u32 as u64, path, owner, group, 0)
+    fchownat(files, caller, WORKING_DIRECTORY, path, owner, group, 0)
 }
 
 /// `lchown(path, owner, group)`.
 pub fn lchown(files: &mut Files, caller: &mut Caller<'_>, path: u64, owner: u64, group: u64) -> CallResult {
-    fchownat(files, caller, uapi::AT_FDCWD as u32 as u64, path, owner, group, u64::from(uapi::AT_SYMLINK_NOFOLLOW))
+    fchownat(files, caller, WORKING_DIRECTORY, path, owner, group, u64::from(uapi::AT_SYMLINK_NOFOLLOW))
 }
 
 /// `fchown(fd, owner, group)`.
@@ -476,7 +476,7 @@ pub fn truncate(files: &mut Files, caller: &mut Caller<'_>, path: u64, length: u
     if (length as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    let target = target(files, caller, uapi::AT_FDCWD as u32 as u64, path, false, Follow::Yes)?;
+    let target = target(files, caller, WORKING_DIRECTORY, path, false, Follow::Yes)?;
     let Target::Location(location) = target else { return Err(Errno::ENOENT) };
     let Location::Inode(id) = location else { return Err(Errno::EACCES) };
     files.fs.truncate(id, length)?;
@@ -524,8 +524,6 @@ mod tests {
     use super::*;
     use crate::user_memory::read_value;
     use uapi::*;
-
-    const AT_CWD: u64 = uapi::AT_FDCWD as u32 as u64;
 
     fn stat_path(world: &mut World, path: &[u8]) -> Stat {
         let path = world.string(STRINGS, path);
@@ -576,9 +574,9 @@ mod tests {
         let path = world.string(STRINGS, b"/etc/motd");
         assert_eq!(world.error(__NR_stat, &[path, BAD]), Errno::EFAULT);
         assert_eq!(world.error(__NR_stat, &[BAD, BUFFER]), Errno::EFAULT);
-        assert_eq!(world.error(__NR_newfstatat, &[AT_CWD, path, BUFFER, 0x8000_0000]), Errno::EINVAL);
+        assert_eq!(world.error(__NR_newfstatat, &[WORKING_DIRECTORY, path, BUFFER, 0x8000_0000]), Errno::EINVAL);
         let empty = world.string(STRINGS, b"");
-        assert_eq!(world.error(__NR_newfstatat, &[AT_CWD, empty, BUFFER, 0]), Errno::ENOENT);
+        assert_eq!(world.error(__NR_newfstatat, &[WORKING_DIRECTORY, empty, BUFFER, 0]), Errno::ENOENT);
         assert_eq!(world.error(__NR_newfstatat, &[55, empty, BUFFER, u64::from(AT_EMPTY_PATH)]), Errno::EBADF);
         assert_eq!(world.error(__NR_fstat, &[55, BUFFER]), Errno::EBADF);
         let missing = world.string(STRINGS, b"/etc/none");
@@ -592,16 +590,19 @@ mod tests {
         let mut world = World::new();
         let stat = stat_path(&mut world, b"/bin/busybox");
         let path = world.string(STRINGS, b"/bin/busybox");
-        world.ok(__NR_statx, &[AT_CWD, path, 0, u64::from(STATX_ALL), BUFFER]);
+        world.ok(__NR_statx, &[WORKING_DIRECTORY, path, 0, u64::from(STATX_ALL), BUFFER]);
         let statx: Statx = read_value(&world.memory, BUFFER).unwrap();
         assert_eq!(statx.mask, STATX_BASIC_STATS);
         assert_eq!(u32::from(statx.mode), stat.mode);
         assert_eq!((statx.inode, statx.size, statx.blocks), (stat.inode, 5000, 10));
         assert_eq!(statx.modified.seconds, 1000);
         assert_eq!((statx.device_major, statx.device_minor), (0, 1));
-        assert_eq!(world.error(__NR_statx, &[AT_CWD, path, 0, u64::from(STATX__RESERVED), BUFFER]), Errno::EINVAL);
+        assert_eq!(
+            world.error(__NR_statx, &[WORKING_DIRECTORY, path, 0, u64::from(STATX__RESERVED), BUFFER]),
+            Errno::EINVAL
+        );
         let sync = u64::from(AT_STATX_SYNC_TYPE);
-        assert_eq!(world.error(__NR_statx, &[AT_CWD, path, sync, 0, BUFFER]), Errno::EINVAL);
+        assert_eq!(world.error(__NR_statx, &[WORKING_DIRECTORY, path, sync, 0, BUFFER]), Errno::EINVAL);
     }
 
     #[test]
@@ -616,8 +617,8 @@ mod tests {
         let missing = world.string(STRINGS, b"/nope");
         assert_eq!(world.error(__NR_access, &[missing, u64::from(F_OK)]), Errno::ENOENT);
         let etc = world.string(STRINGS, b"/etc");
-        assert_eq!(world.ok(__NR_faccessat2, &[AT_CWD, etc, u64::from(X_OK), u64::from(AT_EACCESS)]), 0);
-        assert_eq!(world.error(__NR_faccessat2, &[AT_CWD, etc, 0, 1]), Errno::EINVAL);
+        assert_eq!(world.ok(__NR_faccessat2, &[WORKING_DIRECTORY, etc, u64::from(X_OK), u64::from(AT_EACCESS)]), 0);
+        assert_eq!(world.error(__NR_faccessat2, &[WORKING_DIRECTORY, etc, 0, 1]), Errno::EINVAL);
     }
 
     #[test]
@@ -635,7 +636,7 @@ mod tests {
         assert_eq!((stat.uid, stat.gid), (1000, 0), "-1 keeps the group");
         let link = world.string(STRINGS, b"/bin/sh");
         let nofollow = u64::from(AT_SYMLINK_NOFOLLOW);
-        assert_eq!(world.error(__NR_fchmodat2, &[AT_CWD, link, 0o700, nofollow]), Errno::EOPNOTSUPP);
+        assert_eq!(world.error(__NR_fchmodat2, &[WORKING_DIRECTORY, link, 0o700, nofollow]), Errno::EOPNOTSUPP);
         let proc = world.string(STRINGS, b"/proc/uptime");
         assert_eq!(world.error(__NR_chmod, &[proc, 0o777]), Errno::EPERM);
         let (read_end, _) = world.pipe(0);
@@ -643,13 +644,13 @@ mod tests {
 
         world.files.set_now(5_000_000_000_000);
         let path = world.string(STRINGS, b"/etc/motd");
-        world.ok(__NR_utimensat, &[AT_CWD, path, 0, 0]);
+        world.ok(__NR_utimensat, &[WORKING_DIRECTORY, path, 0, 0]);
         assert_eq!(stat_path(&mut world, b"/etc/motd").modified.seconds, 5000, "null times: now");
         let times =
             [Timespec { seconds: 0, nanoseconds: i64::from(UTIME_NOW) }, Timespec { seconds: 77, nanoseconds: 9 }];
         world.put(STRINGS2, zerocopy::IntoBytes::as_bytes(&times));
         let path = world.string(STRINGS, b"/etc/motd");
-        world.ok(__NR_utimensat, &[AT_CWD, path, STRINGS2, 0]);
+        world.ok(__NR_utimensat, &[WORKING_DIRECTORY, path, STRINGS2, 0]);
         assert_eq!(stat_path(&mut world, b"/etc/motd").modified, Timespec { seconds: 77, nanoseconds: 9 });
         let times =
             [Timespec { seconds: 0, nanoseconds: 0 }, Timespec { seconds: 0, nanoseconds: i64::from(UTIME_OMIT) }];
@@ -659,7 +660,7 @@ mod tests {
         let bad = [Timespec { seconds: 0, nanoseconds: 1_000_000_000 }; 2];
         world.put(STRINGS2, zerocopy::IntoBytes::as_bytes(&bad));
         assert_eq!(world.error(__NR_utimensat, &[fd, 0, STRINGS2, 0]), Errno::EINVAL);
-        assert_eq!(world.error(__NR_utimensat, &[AT_CWD, 0, 0, 0]), Errno::EFAULT);
+        assert_eq!(world.error(__NR_utimensat, &[WORKING_DIRECTORY, 0, 0, 0]), Errno::EFAULT);
 
         let path = world.string(STRINGS, b"/etc/motd");
         world.ok(__NR_truncate, &[path, 2]);

@@ -10,7 +10,7 @@
 
 use linux_raw_sys::general as uapi;
 
-use super::caller::{descriptor, flags, Caller, DirectoryArgument};
+use super::caller::{descriptor, flags, Caller, DirectoryArgument, WORKING_DIRECTORY};
 use super::namespace::{Location, View};
 use super::open_file::{share, Access, Cursor, Device, Node, OpenFile};
 use super::outcome::{done, CallResult};
@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 
 /// `open(path, flags, mode)`.
 pub fn open(files: &mut Files, caller: &mut Caller<'_>, path: u64, flags: u64, mode: u64) -> CallResult {
-    openat(files, caller, uapi::AT_FDCWD as u32 as u64, path, flags, mode)
+    openat(files, caller, WORKING_DIRECTORY, path, flags, mode)
 }
 
 /// `creat(path, mode)`: `open` with `O_CREAT | O_WRONLY | O_TRUNC`.
@@ -335,7 +335,7 @@ mod tests {
         let relative = world.string(STRINGS2, b"motd");
         let fd = world.ok(__NR_openat, &[etc, relative, 0, 0]);
         assert_eq!(world.read(fd, 5), b"hello", "relative to the directory descriptor");
-        let at_cwd = u64::from(AT_FDCWD as u32);
+        let at_cwd = WORKING_DIRECTORY;
         assert_eq!(world.error(__NR_openat, &[at_cwd, relative, 0, 0]), Errno::ENOENT, "relative to the root");
         let file = world.open(b"/etc/motd", O_RDONLY);
         let relative = world.string(STRINGS2, b"motd");
