@@ -21,6 +21,10 @@
 //!     EINTR (or is run again under `SA_RESTART`); both are correct, as it did nothing;
 //!   * `Ok(Outcome::FailAndSignal { error, signal })`: `-error` goes in RAX and `signal` is
 //!     sent to the caller (EPIPE and SIGPIPE).
+//!
+//!   A call borrows the caller's [`ProcessFiles`] mutably and the [`ProcessInfo`]
+//!   shared, so the kernel keeps the one apart from what the other reads (a map of
+//!   [`ProcessFiles`] by pid, or the entry taken out of the process for the call).
 //! * After every call, console input and exit: [`Files::take_events`], and wake every
 //!   process sleeping on one of them.
 //! * When console input arrives: [`Files::console_input`]; each [`ConsoleSignal`] it
