@@ -15,6 +15,8 @@
 //! * [`descriptors`]: a process's file-descriptor table (`dup2`, `fcntl`, close-on-exec);
 //! * [`fs`]: the in-memory file system (inodes, directories, path resolution with
 //!   symbolic links) and the initramfs (`cpio` newc) unpacked into it at boot;
+//! * [`files`]: the file system calls (`read`, `openat`, `pipe2`, `getdents64`, `ioctl`,
+//!   `poll`...) over open files, pipes, the console terminal, `/dev` and `/proc`;
 //! * [`exec`]: what `execve` does before it touches an address space: validating a
 //!   static ELF64 program into a load plan, and laying out its initial stack (argv, envp,
 //!   auxv) as Linux does;
@@ -39,6 +41,7 @@ extern crate alloc;
 pub mod command_line;
 pub mod descriptors;
 pub mod exec;
+pub mod files;
 pub mod fs;
 pub mod linux;
 pub mod memory;

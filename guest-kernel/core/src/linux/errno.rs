@@ -32,6 +32,7 @@ errnos! {
     ESRCH: "No such process.",
     EINTR: "Interrupted system call.",
     EIO: "I/O error.",
+    ENXIO: "No such device or address.",
     E2BIG: "Argument list too long.",
     ENOEXEC: "Exec format error.",
     EBADF: "Bad file descriptor.",
@@ -62,6 +63,7 @@ errnos! {
     ELOOP: "Too many symbolic links encountered.",
     ENODEV: "No such device.",
     ETIMEDOUT: "Connection timed out.",
+    EOPNOTSUPP: "Operation not supported.",
 }
 
 impl Errno {
