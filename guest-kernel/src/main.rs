@@ -26,6 +26,7 @@ extern crate alloc;
 pub mod arch;
 pub mod console;
 pub mod init;
+pub mod kernel_old;
 pub mod kernel;
 pub mod memory;
 pub mod portable;
@@ -40,6 +41,6 @@ arch::boot!(kernel_main);
 fn kernel_main() -> u32 {
     use arch::Arch;
     let platform = arch::platform();
-    let code = kernel::run(platform);
+    let code = kernel_old::run(platform);
     platform.shutdown(code)
 }

@@ -58,7 +58,6 @@ impl<M: Machine> Kernel<M> {
         let mut files = ProcessFiles::new(&mut self.files);
         self.files.install_console(&mut files)?;
         let process = Process {
-            pid: INIT,
             name: file_name(path),
             command_line: Vec::new(),
             context: Box::default(),
@@ -198,7 +197,6 @@ impl<M: Machine> Kernel<M> {
                 context.registers.fs_base = tls;
             }
             let process = Process {
-                pid: child,
                 name: source.name.clone(),
                 command_line: source.command_line.clone(),
                 context,

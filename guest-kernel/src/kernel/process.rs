@@ -77,8 +77,6 @@ pub struct Usage {
 
 /// One process.
 pub struct Process {
-    /// Its pid.
-    pub pid: Pid,
     /// The executable's file name (`comm`).
     pub name: Vec<u8>,
     /// `execve`'s arguments, each followed by a NUL (`/proc/<pid>/cmdline`).
@@ -105,11 +103,4 @@ pub struct Process {
     /// What the kernel knows of the fault behind a signal it forced (SIGSEGV's address),
     /// for the handler's `siginfo`.
     pub fault: Option<Information>,
-}
-
-impl Process {
-    /// Whether a signal it does not block is pending.
-    pub fn signal_deliverable(&self) -> bool {
-        self.signals.has_deliverable()
-    }
 }

@@ -13,7 +13,6 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use guest_kernel_core::exec::program::Protection;
-use guest_kernel_core::linux::Errno;
 use guest_kernel_core::memory::faults::{self, FaultAction, FrameShares, Mapping};
 use guest_kernel_core::memory::regions::{Access as RegionAccess, Regions};
 

@@ -33,7 +33,8 @@ pub struct RunArgs {
     /// ids or image names), and print them decoded with a summary after the run.
     #[arg(long, value_name = "DOMAINS", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
     pub trace: Option<String>,
-    /// Words after `--`: more argument words for every domain, after the `--arg` ones.
+    /// Words after `--`: more argument words for every domain, after the `--arg` ones; for
+    /// guest-kernel, the command its init runs (e.g. `-- sh -c 'echo hi'`).
     #[arg(last = true, value_name = "WORDS")]
     pub words: Vec<String>,
 }
@@ -113,6 +114,29 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The ported kernel's image name.
+const GUEST_KERNEL: &str = "guest-kernel";
+/// Memory a guest-kernel domain gets unless `--mem` says otherwise: its initramfs,
+/// busybox's processes and their page tables need more than the hypervisor's default.
+pub const GUEST_KERNEL_MEM: &str = "128M";
+
+/// A guest-kernel domain boots its initramfs with enough memory, and the words after
+/// `--` are the command its init runs (each word encoded, so it may hold spaces); its own
+/// `--arg` words are kernel options (`verbose`, `quiet`, `init=PATH`).
+fn kernel_domain(request: &mut xtask::domain_options::DomainRequest, words: &[String]) -> Result<()> {
+    if request.module.is_none() {
+        request.module = Some(xtask::initramfs::initramfs()?.to_string_lossy().into_owned());
+    }
+    if request.mem.is_none() && request.maxmem.is_none() {
+        request.mem = Some(GUEST_KERNEL_MEM.to_string());
+    }
+    if !words.is_empty() {
+        let command: Vec<std::ffi::OsString> = words.iter().map(std::ffi::OsString::from).collect();
+        request.args = xtask::kernel_args::tokens(&request.args, &command)?;
+    }
+    Ok(())
+}
+
 /// One domain on its way to the command line: its `--name` (if any), the name its guest
 /// suggests, and its image file.
 struct Named<'a> {
@@ -162,7 +186,14 @@ pub struct Prepared {
 /// Validates `args`, builds what they boot, and writes the boot archive `<archive>.tar`
 /// in the runs directory. `default_timeout` applies when `--timeout` is not given.
 pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Result<Prepared> {
-    let requests = args.domains.resolve(&args.words)?;
+    let mut requests = args.domains.resolve(&[])?;
+    for request in &mut requests {
+        if request.guest == GUEST_KERNEL {
+            kernel_domain(request, &args.words)?;
+        } else {
+            request.args.extend(args.words.iter().cloned());
+        }
+    }
     let modules = requests
         .iter()
         .map(|request| request.module.as_deref().map(module_path).transpose())

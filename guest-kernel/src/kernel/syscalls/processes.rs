@@ -12,6 +12,7 @@ use guest_kernel_core::process_tree::{Selector, Waited, INIT};
 use guest_kernel_core::signal::{ExitStatus, Signal};
 use guest_kernel_core::user_memory::{read_path, read_string_array, write_value, UserMemory};
 use linux_raw_sys::general as uapi;
+use linux_raw_sys::prctl;
 
 use super::{error, Call, Flow};
 use crate::arch::machine::{Machine, USER_LIMIT};
@@ -228,6 +229,9 @@ pub fn set_tid_address<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow 
     Flow::Return(u64::from(call.pid))
 }
 
+/// `arch_prctl`'s "read the FS base" (linux-raw-sys names only the setter).
+const ARCH_GET_FS: u32 = uapi::ARCH_SET_FS + 1;
+
 /// `arch_prctl(ARCH_SET_FS | ARCH_GET_FS, ...)`: the FS base is the thread pointer.
 pub fn arch_prctl<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
     let [code, address, ..] = call.arguments;
@@ -242,7 +246,7 @@ pub fn arch_prctl<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
             }
             Flow::Return(0)
         }
-        Ok(uapi::ARCH_GET_FS) => {
+        Ok(ARCH_GET_FS) => {
             let base = kernel.processes.get(&call.pid).map_or(0, |process| process.context.registers.fs_base);
             kernel.with_memory(call.pid, |memory| write_value(memory, address, &base)).map(|()| 0).into()
         }
@@ -254,7 +258,7 @@ pub fn arch_prctl<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
 pub fn prctl<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
     let [option, address, ..] = call.arguments;
     match u32::try_from(option) {
-        Ok(uapi::PR_SET_NAME) => {
+        Ok(prctl::PR_SET_NAME) => {
             let name = kernel.with_memory(call.pid, |memory| {
                 let mut name = [0u8; 16];
                 memory.read(address, &mut name)?;
@@ -271,7 +275,7 @@ pub fn prctl<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
                 Err(errno) => Flow::Return(error(errno)),
             }
         }
-        Ok(uapi::PR_GET_NAME) => {
+        Ok(prctl::PR_GET_NAME) => {
             let mut name = [0u8; 16];
             if let Some(process) = kernel.processes.get(&call.pid) {
                 let length = process.name.len().min(15);
