@@ -92,8 +92,8 @@ pub fn boot<M: Machine>(machine: &'static M) -> Result<Kernel<M>, u32> {
             return Err(BAD_INITRAMFS);
         }
     };
-    let environment: Vec<Vec<u8>> =
-        [&b"HOME=/"[..], b"TERM=linux", b"PATH=/sbin:/bin:/usr/sbin:/usr/bin"].iter().map(|v| v.to_vec()).collect();
+    // What the console is; init sets the rest of its environment (PATH, HOME) itself.
+    let environment: Vec<Vec<u8>> = alloc::vec![b"TERM=linux".to_vec()];
     if let Err(error) = kernel.start_init(&init_path, &arguments, &environment) {
         kprintln!("guest-kernel: cannot run init '{}': {error}", alloc::string::String::from_utf8_lossy(&init_path));
         return Err(NO_INIT);

@@ -22,6 +22,9 @@ pub struct Snapshot<'a> {
     uptime_ns: u64,
     idle_ns: u64,
     memory: MemoryTotals,
+    /// The calling process's (virtual bytes, resident pages), measured before its space
+    /// left its entry for the call.
+    caller: Option<(Pid, u64, u64)>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -39,7 +42,14 @@ impl<'a> Snapshot<'a> {
         uptime_ns: u64,
         idle_ns: u64,
     ) -> Self {
-        Snapshot { processes, tree, uptime_ns, idle_ns, memory }
+        Snapshot { processes, tree, uptime_ns, idle_ns, memory, caller: None }
+    }
+}
+
+impl Snapshot<'_> {
+    /// The same, with `pid`'s memory figures given (its space is out of the table).
+    pub fn with_caller(self, pid: Pid, virtual_bytes: u64, resident_pages: u64) -> Self {
+        Snapshot { caller: Some((pid, virtual_bytes, resident_pages)), ..self }
     }
 }
 
@@ -75,10 +85,11 @@ impl ProcessInfo for Snapshot<'_> {
                 Disposition::Default => {}
             }
         }
-        let (virtual_bytes, resident_pages) = process
-            .space
-            .as_ref()
-            .map_or((0, 0), |space| (space.regions.mapped(), space.resident_pages() as u64));
+        let (virtual_bytes, resident_pages) = match (self.caller, process.space.as_ref()) {
+            (_, Some(space)) => (space.regions.mapped(), space.resident_pages() as u64),
+            (Some((caller, virtual_bytes, resident_pages)), None) if caller == pid => (virtual_bytes, resident_pages),
+            _ => (0, 0),
+        };
         Some(ProcessStatus {
             pid,
             parent: tree.parent(pid).unwrap_or(0),

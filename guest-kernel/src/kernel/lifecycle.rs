@@ -69,7 +69,7 @@ impl<M: Machine> Kernel<M> {
             clear_child_tid: 0,
             vfork_parent: None,
             usage: Usage { start_ns: self.machine.now_ns(), ..Usage::default() },
-            fault: None,
+            signal_information: alloc::collections::BTreeMap::new(),
         };
         self.processes.insert(INIT, process);
         self.files.console_mut().set_foreground(INIT);
@@ -208,7 +208,7 @@ impl<M: Machine> Kernel<M> {
                 clear_child_tid: request.clear_child_tid.unwrap_or(0),
                 vfork_parent: request.vfork.then_some(parent),
                 usage: Usage { start_ns: machine.now_ns(), ..Usage::default() },
-                fault: None,
+                signal_information: alloc::collections::BTreeMap::new(),
             };
             Ok(process)
         })();
@@ -274,7 +274,13 @@ impl<M: Machine> Kernel<M> {
         if let Some(vfork_parent) = vfork_parent {
             self.end_vfork(vfork_parent, pid);
         }
-        self.send_signal(parent, Signal::CHILD);
+        let (code, child_status) = match status {
+            ExitStatus::Exited(code) => (super::signals::CLD_EXITED, i32::from(code)),
+            ExitStatus::Killed { signal, core_dumped: false } => (super::signals::CLD_KILLED, signal.number() as i32),
+            ExitStatus::Killed { signal, core_dumped: true } => (super::signals::CLD_DUMPED, signal.number() as i32),
+        };
+        let information = super::signal_frame::Information { code, pid, address: 0, status: child_status };
+        self.send_signal_with(parent, Signal::CHILD, information);
         self.wake_waiting_parent(parent);
         if zombies_for_init {
             self.wake_waiting_parent(INIT);

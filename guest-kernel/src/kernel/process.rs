@@ -3,6 +3,7 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use guest_kernel_core::files::{ProcessFiles, Wait};
@@ -100,7 +101,7 @@ pub struct Process {
     pub vfork_parent: Option<Pid>,
     /// CPU time and faults.
     pub usage: Usage,
-    /// What the kernel knows of the fault behind a signal it forced (SIGSEGV's address),
-    /// for the handler's `siginfo`.
-    pub fault: Option<Information>,
+    /// For each pending signal, what its handler's `siginfo` says: the sender (kill),
+    /// the child (SIGCHLD), the faulting address (SIGSEGV).
+    pub signal_information: BTreeMap<u32, Information>,
 }

@@ -6,7 +6,7 @@ use guest_kernel_core::signal::{Disposition, Signal};
 
 use super::process::{Restart, State};
 use super::signal_frame::Information;
-use super::signals::{SEGV_ACCERR, SEGV_MAPERR};
+use super::signals::{SEGV_ACCERR, SEGV_MAPERR, SI_KERNEL};
 use super::space::Resolution;
 use super::syscalls::{self, Flow};
 use super::{Kernel, SLICE_NS};
@@ -57,7 +57,7 @@ impl<M: Machine> Kernel<M> {
                 Trap::SystemCall => self.system_call(pid),
                 Trap::PageFault { address, access, present } => self.page_fault(pid, address, access, present),
                 Trap::Exception { vector, .. } => {
-                    self.force_signal(pid, exception_signal(vector), Information::default());
+                    self.force_signal(pid, exception_signal(vector), Information { code: SI_KERNEL, ..Information::default() });
                 }
                 Trap::Interrupt => self.poll_interrupts(),
             }

@@ -11,7 +11,13 @@ use super::Kernel;
 use crate::arch::machine::Machine;
 
 /// `si_code` of a signal sent by `kill`.
-const SI_USER: i32 = 0;
+pub const SI_USER: i32 = 0;
+/// `si_code` of a signal the kernel sends (the console's Ctrl-C).
+pub const SI_KERNEL: i32 = 0x80;
+/// `si_code`s of SIGCHLD: the child exited, was killed, or dumped core.
+pub const CLD_EXITED: i32 = 1;
+pub const CLD_KILLED: i32 = 2;
+pub const CLD_DUMPED: i32 = 3;
 /// `si_code` of SIGSEGV for an address nothing is mapped at, and for a forbidden access.
 pub const SEGV_MAPERR: i32 = 1;
 pub const SEGV_ACCERR: i32 = 2;
@@ -20,11 +26,19 @@ impl<M: Machine> Kernel<M> {
     /// Sends `signal` to `pid`: pending unless discarded, and a sleeping or stopped
     /// receiver is woken to take it.
     pub(super) fn send_signal(&mut self, pid: Pid, signal: Signal) {
+        self.send_signal_with(pid, signal, Information { code: SI_KERNEL, ..Information::default() });
+    }
+
+    /// Sends `signal` with what its handler's `siginfo` will say.
+    pub(super) fn send_signal_with(&mut self, pid: Pid, signal: Signal, information: Information) {
         let Some(process) = self.processes.get_mut(&pid) else { return };
         if matches!(process.state, State::Zombie(_)) {
             return;
         }
         let pending = process.signals.send(signal);
+        if pending {
+            process.signal_information.entry(signal.number()).or_insert(information);
+        }
         let wake = match process.state {
             State::Stopped => signal == Signal::CONTINUE || signal == Signal::KILL,
             State::Blocked(_) => pending && process.signals.has_deliverable(),
@@ -49,8 +63,8 @@ impl<M: Machine> Kernel<M> {
             let mask = process.signals.blocked().without(signal);
             process.signals.restore_mask(mask);
         }
-        process.fault = Some(information);
-        self.send_signal(pid, signal);
+        process.signal_information.insert(signal.number(), information);
+        self.send_signal_with(pid, signal, information);
     }
 
     /// Delivers `pid`'s deliverable signals before it returns to user mode. Returns
@@ -71,7 +85,7 @@ impl<M: Machine> Kernel<M> {
             };
             match delivery {
                 Delivery::Handle { signal, handler, restorer, mask_during, .. } => {
-                    let information = process.fault.take().unwrap_or(Information { code: SI_USER, ..Information::default() });
+                    let information = process.signal_information.remove(&signal.number()).unwrap_or_default();
                     process.restart = None;
                     let machine = self.machine;
                     let Some(space) = process.space.as_mut() else { return false };
@@ -93,6 +107,7 @@ impl<M: Machine> Kernel<M> {
                     process.signals.restore_mask(mask_during);
                 }
                 Delivery::Terminate { signal, core_dumped } => {
+                    process.signal_information.clear();
                     self.exit_process(pid, ExitStatus::Killed { signal, core_dumped });
                     return false;
                 }

@@ -26,7 +26,11 @@ pub fn dispatch<M: Machine>(kernel: &mut Kernel<M>, call: &Call, number: u64) ->
         return Some(Flow::Return(error(Errno::ESRCH)));
     };
     let result = {
-        let snapshot = Snapshot::of(&kernel.processes, &kernel.tree, totals, uptime, kernel.idle_ns);
+        let snapshot = Snapshot::of(&kernel.processes, &kernel.tree, totals, uptime, kernel.idle_ns).with_caller(
+            call.pid,
+            space.regions.mapped(),
+            space.resident_pages() as u64,
+        );
         let mut memory = UserAccess { machine, space: &mut space, frames: &mut kernel.frames };
         let mut caller = Caller {
             pid: call.pid,

@@ -18,7 +18,7 @@ use super::{error, Call, Flow};
 use crate::arch::machine::{Machine, USER_LIMIT};
 use crate::kernel::exec::ARGUMENTS_MAX;
 use crate::kernel::lifecycle::CloneRequest;
-use crate::kernel::process::{Sleep, State};
+use crate::kernel::process::Sleep;
 use crate::kernel::Kernel;
 
 pub fn getpid<M: Machine>(_kernel: &mut Kernel<M>, call: &Call) -> Flow {
@@ -287,9 +287,10 @@ pub fn prctl<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
     }
 }
 
-/// Whether `pid` may be signalled (exists, not init for uncatchable signals).
+/// Whether `pid` exists to be signalled (a zombie does, until reaped: the signal is then
+/// discarded, as on Linux).
 pub fn signal_target<M: Machine>(kernel: &Kernel<M>, pid: u32) -> bool {
-    kernel.processes.get(&pid).is_some_and(|process| !matches!(process.state, State::Zombie(_)))
+    kernel.processes.contains_key(&pid)
 }
 
 /// SIGKILL and SIGSTOP cannot be sent to init (as Linux protects it).

@@ -15,7 +15,8 @@ use super::processes::{protected, signal_target};
 use super::{error, Call, Flow};
 use crate::arch::machine::Machine;
 use crate::kernel::process::{Sleep, State};
-use crate::kernel::signal_frame;
+use crate::kernel::signal_frame::{self, Information};
+use crate::kernel::signals::SI_USER;
 use crate::kernel::Kernel;
 
 /// The size of the signal set Linux's x86-64 calls take.
@@ -151,8 +152,9 @@ pub fn sigaltstack<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
     Flow::Return(0)
 }
 
-/// Sends `signal` (or only checks, for 0) to each of `targets`; ESRCH if there are none.
-fn send_to<M: Machine>(kernel: &mut Kernel<M>, targets: &[Pid], signal: Option<Signal>) -> Flow {
+/// Sends `signal` (or only checks, for 0) from `sender` to each of `targets`; ESRCH if
+/// there are none.
+fn send_to<M: Machine>(kernel: &mut Kernel<M>, sender: Pid, targets: &[Pid], signal: Option<Signal>) -> Flow {
     if targets.is_empty() {
         return Flow::Return(error(Errno::ESRCH));
     }
@@ -160,7 +162,8 @@ fn send_to<M: Machine>(kernel: &mut Kernel<M>, targets: &[Pid], signal: Option<S
     for &pid in targets {
         match signal {
             Some(signal) if !protected(pid, signal) => {
-                kernel.send_signal(pid, signal);
+                let information = Information { code: SI_USER, pid: sender, ..Information::default() };
+                kernel.send_signal_with(pid, signal, information);
                 sent = true;
             }
             Some(_) => {}
@@ -195,7 +198,7 @@ pub fn kill<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
         pid if pid < 0 => kernel.tree.members(pid.unsigned_abs()).collect(),
         pid => [pid as Pid].into_iter().filter(|&pid| signal_target(kernel, pid)).collect(),
     };
-    send_to(kernel, &targets, signal)
+    send_to(kernel, call.pid, &targets, signal)
 }
 
 /// `tkill(tid, signal)`: one thread per process, so a process.
@@ -210,7 +213,7 @@ pub fn tkill<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
         return Flow::Return(error(Errno::EINVAL));
     }
     let targets: Vec<Pid> = [tid as Pid].into_iter().filter(|&pid| signal_target(kernel, pid)).collect();
-    send_to(kernel, &targets, signal)
+    send_to(kernel, call.pid, &targets, signal)
 }
 
 /// `tgkill(tgid, tid, signal)`.
