@@ -29,11 +29,6 @@ impl Range {
         self.end <= self.start
     }
 
-    /// True if `self` and `other` share an address.
-    pub const fn overlaps(self, other: Range) -> bool {
-        self.start < other.end && other.start < self.end
-    }
-
     /// True if every address of `other` lies in `self` (an empty `other` never does).
     pub const fn contains(self, other: Range) -> bool {
         !other.is_empty() && self.start <= other.start && other.end <= self.end
