@@ -14,6 +14,7 @@ pub mod gdb;
 pub mod images;
 pub mod junit;
 pub mod lint;
+pub mod native;
 pub mod packages;
 pub mod qemu;
 pub mod readme;
