@@ -95,7 +95,7 @@ mod tests {
     use super::*;
 
     fn bcd(value: u8) -> u8 {
-        (value / 10) << 4 | value % 10
+        ((value / 10) << 4) | (value % 10)
     }
 
     fn registers(year: u16, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> ClockRegisters {

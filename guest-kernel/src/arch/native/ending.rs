@@ -3,10 +3,10 @@
 //! [`Ending::device_value`] to QEMU's `isa-debug-exit` device at [`DEBUG_EXIT_PORT`],
 //! which ends QEMU with the process status `(value << 1) | 1`.
 //!
-//! A process status has room for 7 bits of that value only, and QEMU's own statuses (0,
-//! 1) must stay apart from the kernel's; so the status carries the kind of ending (bit 6
-//! of the value: power off, bit 5: crash) and the code's low bits, and the console line
-//! carries the whole code. xtask believes a line only when the status agrees with it,
+//! A process status has room for 7 bits of that value only, and QEMU's own statuses (0
+//! and 1) must stay apart from the kernel's; so the status carries the kind of ending
+//! (bit 6 of the value: power off, bit 5: crash) and the code's low bits, and the console
+//! line carries the whole code. xtask believes a line only when the status agrees with it,
 //! which also means a user program cannot fake an ending by printing the line.
 //!
 //! Shared word for word by the kernel and xtask (`xtask/src/native.rs` includes this
