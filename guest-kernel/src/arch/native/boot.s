@@ -82,7 +82,9 @@ long_mode_entry:
     mov fs, eax
     mov gs, eax
 
-    /* .bss is zero-filled by QEMU's loader, but PVH does not promise it. */
+    /* .bss is zero-filled by QEMU's loader, but PVH does not promise it. (The stacks lie
+     * past it: their contents do not matter, and touching each of their pages costs a
+     * host exit under shadow paging.) */
     movabs rdi, offset __bss_start
     movabs rcx, offset __bss_end
     sub rcx, rdi
@@ -92,6 +94,7 @@ long_mode_entry:
     movabs rsp, offset native_stack_top
     xor ebp, ebp
     mov edi, dword ptr [rip + native_boot_start_info]
+    mov rsi, qword ptr [rip + native_boot_entry_tsc]
     movabs rax, offset native_boot_main
     call rax
 4:  hlt
@@ -145,7 +148,7 @@ no_long_mode_message:
 
     /* The kernel stack, above a guard page the kernel's tables leave unmapped, so an
      * overflow is a page fault (then a double fault on its own stack), not corruption. */
-    .section .bss.native_stack, "aw", @nobits
+    .section .stack.native_kernel, "aw", @nobits
     .p2align 12
     .global native_stack_guard
 native_stack_guard:

@@ -238,6 +238,17 @@ impl<M: Machine> Check<'_, M> {
         self.machine.enter_user(process.space, &mut process.context)
     }
 
+    /// Enters user mode until something other than an interrupt stops it (the probe's
+    /// runs, which a timer left armed may interrupt).
+    fn enter_past_interrupts(&mut self, process: &mut Process) -> Trap {
+        loop {
+            match self.enter(process) {
+                Trap::Interrupt => {}
+                trap => return trap,
+            }
+        }
+    }
+
     /// The frame behind `address` in `process`.
     fn frame_at(process: &Process, address: u64) -> Option<Frame> {
         let page = address & !(PAGE_SIZE - 1);
@@ -383,7 +394,7 @@ impl<M: Machine> Check<'_, M> {
             process.context = initial.clone();
             process.context.registers.rdi = selector;
             process.context.registers.rsi = address;
-            let trap = self.enter(&mut process);
+            let trap = self.enter_past_interrupts(&mut process);
             self.expect(trap == expected, format_args!("user mode: {what} ends the run with {trap:?}"));
         }
         // Contexts the platform must refuse to load.

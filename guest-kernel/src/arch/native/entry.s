@@ -275,6 +275,7 @@ native_user_rsp_scratch:
 native_fault_address:
     .quad 0
 
+    .section .stack.native_interrupts, "aw", @nobits
     .p2align 4
     .space 16384
     .global native_double_fault_stack_top

@@ -146,6 +146,12 @@ pub struct Calibration {
     pub source: &'static str,
 }
 
+/// Reads that measure what one read of the count costs.
+const COST_READS: u32 = 15;
+/// The most PIT ticks one read may take: a window's two edges are each dated to about two
+/// reads, which must stay within its [`MAX_WINDOW_UNCERTAINTY_PPM`].
+const MAX_TICKS_PER_READ: u64 = WINDOW_TICKS as u64 * MAX_WINDOW_UNCERTAINTY_PPM / 1_000_000 / 2;
+
 /// Most windows one calibration keeps.
 const MAX_WINDOWS: usize = 15;
 
@@ -161,6 +167,20 @@ pub fn calibrate_tsc(wanted: u32) -> Result<Calibration, &'static str> {
     } else {
         (Channel { number: 0, data: CHANNEL0 }, "PIT channel 0")
     };
+    // Where a read costs more than a window's precision allows (a host that traps every
+    // port access at great cost), no window can succeed: say so at once rather than try.
+    channel.start();
+    let before = channel.count();
+    for _ in 0..COST_READS {
+        channel.count();
+    }
+    let cost = u64::from(before.wrapping_sub(channel.count()));
+    if cost > MAX_TICKS_PER_READ * u64::from(COST_READS + 1) {
+        if control != 0xff {
+            outb(SYSTEM_CONTROL, control);
+        }
+        return Err("the PIT cannot be read precisely enough here (each read takes many of its ticks)");
+    }
     let mut rates = [0u64; MAX_WINDOWS];
     let mut windows = 0;
     let mut attempts = 0;

@@ -32,7 +32,12 @@ struct TrapRecord {
 extern "C" {
     fn native_enter_user(registers: *mut UserRegisters, rsp0: *mut u64, sysret: u64) -> TrapRecord;
     static native_fault_address: u64;
+    fn native_syscall_entry();
 }
+
+const PAGE_FAULT: u64 = 14;
+/// The page-fault error code's bit for an instruction fetch.
+const INSTRUCTION_FETCH: u64 = 1 << 4;
 
 /// The flags user mode may set; IF is forced on, bit 1 is always 1, and IOPL, NT, RF, VM,
 /// VIF and VIP stay off.
@@ -117,6 +122,18 @@ pub fn enter(space: AddressSpace, context: &mut UserContext) -> Trap {
         // SAFETY: written by entry.s on a page fault from user mode, before returning here;
         // a plain u64 in .bss.
         let fault_address = unsafe { core::ptr::read_volatile(&raw const native_fault_address) };
+        if record.vector == PAGE_FAULT
+            && record.error_code & INSTRUCTION_FETCH != 0
+            && context.registers.rip == native_syscall_entry as *const () as u64
+        {
+            // A PVM-based KVM host (this project's KVM hosts) runs a ring-3 `syscall` to
+            // LSTAR without entering ring 0, so fetching the (supervisor) entry stub faults.
+            // RCX and R11 hold what `syscall` put there: it is the system call it was. (A
+            // program that jumps there itself gets a system call with registers it chose.)
+            context.registers.rip = context.registers.rcx;
+            context.registers.rflags = context.registers.r11;
+            return Trap::SystemCall;
+        }
         if let Some(trap) = user_trap(record.vector, record.error_code, fault_address) {
             return trap;
         }
