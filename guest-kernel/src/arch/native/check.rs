@@ -434,6 +434,15 @@ impl<M: Machine> Check<'_, M> {
             ),
             (PageUpdate::Map { address: LAZY, frame: Frame(0x1000), access: READ_ONLY }, "a frame outside the heap"),
             (PageUpdate::Map { address: LAZY, frame: Frame(page.0 + 8), access: READ_ONLY }, "an unaligned frame"),
+            (
+                // The space's own PML4 (a heap page: the native platform names spaces by it).
+                PageUpdate::Map {
+                    address: LAZY,
+                    frame: Frame(super::paging::virtual_address(space.0)),
+                    access: READ_ONLY,
+                },
+                "a page-table frame",
+            ),
             (PageUpdate::Protect { address: LAZY, access: READ_ONLY }, "protecting a hole"),
             (PageUpdate::Unmap { address: LAZY }, "unmapping a hole"),
         ];

@@ -88,6 +88,11 @@ unsafe impl FrameAllocator<Size4KiB> for BootFrames<'_> {
 /// Page-table frames after boot: zeroed pages of the kernel heap.
 struct HeapFrames;
 
+/// The heap pages that are page tables (physical addresses). They are heap pages like the
+/// frames the kernel maps into user space, and mapping one there would hand user mode
+/// the page tables: [`update`] refuses them.
+static TABLES: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+
 // SAFETY: each frame is a fresh page-aligned heap allocation, owned by the table it
 // becomes until `destroy` frees it; heap pages lie in the direct map at their physical
 // address plus DIRECT_MAP_BASE.
@@ -95,7 +100,12 @@ unsafe impl FrameAllocator<Size4KiB> for HeapFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         // SAFETY: the layout has a non-zero size.
         let page = unsafe { alloc_zeroed(page_layout()) } as u64;
-        (page != 0).then(|| PhysFrame::containing_address(PhysAddr::new(page - DIRECT_MAP_BASE)))
+        if page == 0 {
+            return None;
+        }
+        let physical = page - DIRECT_MAP_BASE;
+        TABLES.lock().insert(physical);
+        Some(PhysFrame::containing_address(PhysAddr::new(physical)))
     }
 }
 
@@ -327,6 +337,9 @@ fn map(
     if !heap::contains_page(frame) {
         return Err(error("map (frame is not a kernel heap page)", EINVAL));
     }
+    if TABLES.lock().contains(&(frame - DIRECT_MAP_BASE)) {
+        return Err(error("map (frame is a page table)", EINVAL));
+    }
     let frame = PhysFrame::containing_address(PhysAddr::new(frame - DIRECT_MAP_BASE));
     let tables = Flags::PRESENT | Flags::WRITABLE | Flags::USER_ACCESSIBLE;
     // SAFETY: a user page (lower half, user-accessible) mapped to a kernel heap page: the
@@ -410,6 +423,7 @@ unsafe fn free_tables(physical: u64, level: u8, slots: core::ops::Range<usize>) 
             }
         }
     }
+    TABLES.lock().remove(&physical);
     // SAFETY: a heap page allocated with this layout by HeapFrames, referenced by nothing
     // any more.
     unsafe { dealloc(table.cast(), page_layout()) };
