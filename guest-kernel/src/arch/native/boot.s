@@ -57,7 +57,8 @@ native_pvh_start:
     push eax
     retf
 
-    /* No long mode: say so on COM1 and end the run as a crash. */
+    /* No long mode: say so on COM1 and end the run as a crash (the last line and the
+     * device value of ending.rs, for code 1). */
 8:  mov esi, offset no_long_mode_message
 1:  mov al, byte ptr [esi]
     test al, al
@@ -144,7 +145,8 @@ native_boot_entry_tsc:
 native_boot_start_info:
     .long 0
 no_long_mode_message:
-    .asciz "native: cannot boot: this CPU has no long mode or no no-execute bit (x86_64 with NX is required)\r\n"
+    .ascii "native: cannot boot: this CPU has no long mode or no no-execute bit (x86_64 with NX is required)\r\n"
+    .asciz "native: crash, code 1\r\n"
 
     /* The kernel stack, above a guard page the kernel's tables leave unmapped, so an
      * overflow is a page fault (then a double fault on its own stack), not corruption. */

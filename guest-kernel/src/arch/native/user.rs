@@ -70,12 +70,9 @@ fn load_segments(fs_base: u64) {
     // SAFETY: the null selector is always loadable into DS, ES, FS and GS in 64-bit mode;
     // the kernel uses none of them (flat segments, no GS base).
     unsafe {
-        for segment in [DS::get_reg(), ES::get_reg()] {
-            if segment.0 != 0 {
-                DS::set_reg(null);
-                ES::set_reg(null);
-                break;
-            }
+        if DS::get_reg().0 | ES::get_reg().0 != 0 {
+            DS::set_reg(null);
+            ES::set_reg(null);
         }
         if FS::get_reg().0 != 0 {
             FS::set_reg(null);
