@@ -148,7 +148,7 @@ pub fn init(
     Ok(description)
 }
 
-/// The countdown's rate, measured against the TSC over ~10 ms with the timer masked:
+/// The countdown's rate, measured against the TSC over ~5 ms with the timer masked:
 /// each count read is dated by the TSC reads around it, the tightest of several kept.
 fn countdown_rate(apic: &LocalApic, timer_vector: u8, tsc_hz: u64) -> u64 {
     apic.write(LVT_TIMER, MASKED | u32::from(timer_vector));
@@ -166,7 +166,7 @@ fn countdown_rate(apic: &LocalApic, timer_vector: u8, tsc_hz: u64) -> u64 {
         (best.1, best.2)
     };
     let (start_tsc, start_count) = sample();
-    while rdtsc().wrapping_sub(start_tsc) < tsc_hz / 100 {
+    while rdtsc().wrapping_sub(start_tsc) < tsc_hz / 200 {
         core::hint::spin_loop();
     }
     let (end_tsc, end_count) = sample();

@@ -52,7 +52,7 @@ impl fmt::Display for Clock {
             Source::Pit { calibration, overruled } => {
                 write!(
                     f,
-                    "({}, median of {} windows of 10 ms ({} tried), spread {} ppm",
+                    "({}, median of {} windows of 5 ms ({} tried), spread {} ppm",
                     calibration.source, calibration.windows, calibration.attempts, calibration.spread_ppm
                 )?;
                 if let Some((leaf, hz)) = overruled {

@@ -18,8 +18,8 @@ use x86_64::instructions::port::Port;
 
 /// The PIT's counting rate.
 pub const PIT_HZ: u64 = 1_193_182;
-/// One window: 10 ms of PIT ticks.
-const WINDOW_TICKS: u16 = (PIT_HZ / 100) as u16;
+/// One window: 5 ms of PIT ticks.
+const WINDOW_TICKS: u16 = (PIT_HZ / 200) as u16;
 /// Count samples that must show a change before the PIT counts as absent.
 const START_SAMPLES: u32 = 200_000;
 /// Count samples a window may take at most (a PIT far slower than specified).
@@ -109,7 +109,7 @@ enum Failure {
     Disturbed,
 }
 
-/// One window: TSC ticks per PIT tick × 2^32, from two edges ~10 ms apart.
+/// One window: TSC ticks per PIT tick × 2^32, from two edges ~5 ms apart.
 fn window(channel: Channel) -> Result<u64, Failure> {
     channel.start();
     let mut samples = START_SAMPLES;
@@ -121,7 +121,7 @@ fn window(channel: Channel) -> Result<u64, Failure> {
     let end = edge(channel, &mut samples).ok_or(Failure::Disturbed)?;
     let pit_ticks = u64::from(start.count.wrapping_sub(end.count));
     let tsc_ticks = end.tsc.wrapping_sub(start.tsc);
-    // A count that wrapped (the emulator stalled for ~45 ms) looks like a huge window.
+    // A count that wrapped (the emulator stalled for ~50 ms) looks like a huge window.
     if pit_ticks > u64::from(WINDOW_TICKS) * 2 || tsc_ticks == 0 {
         return Err(Failure::Disturbed);
     }
