@@ -64,10 +64,18 @@ core::arch::global_asm!(
     "mov eax, {check_lazy}",
     "syscall",
     "movq xmm0, r13",
+    // Spin with DF and AC set (flags an interrupt gate leaves as they are).
+    "std",
+    "pushfq",
+    "or qword ptr [rsp], 0x40000",
+    "popfq",
     "1:",
     "pause",
     "cmp qword ptr fs:[8], 2",
     "jb 1b",
+    "pushfq",
+    "pop rsi",
+    "cld",
     "movq rdi, xmm0",
     "mov eax, {check_vector}",
     "syscall",
@@ -304,6 +312,14 @@ impl<M: Machine> Check<'_, M> {
                         process.number, process.preemptions
                     ),
                 );
+                const DIRECTION_AND_ALIGNMENT: u64 = (1 << 10) | (1 << 18);
+                self.expect(
+                    registers.rsi & DIRECTION_AND_ALIGNMENT == DIRECTION_AND_ALIGNMENT,
+                    format_args!(
+                        "process {}: its DF and AC flags survived the preemptions (rflags {:#x})",
+                        process.number, registers.rsi
+                    ),
+                );
                 0
             }
             SYS_EXIT => {
@@ -313,6 +329,17 @@ impl<M: Machine> Check<'_, M> {
             _ => (-38i64) as u64,
         };
         process.context.registers.rax = result;
+    }
+
+    /// A copy of a kilobyte (`rep movs` in the kernel's memcpy, which runs backwards with
+    /// DF set) arrives whole.
+    fn copy_works_after_preemption(&mut self, number: u64) {
+        let source: Vec<u8> = (0..1024u32).map(|index| (index % 251) as u8).collect();
+        let mut target = alloc::vec![0u8; core::hint::black_box(1024)];
+        target.copy_from_slice(core::hint::black_box(&source));
+        if target != source {
+            self.expect(false, format_args!("process {number}: a copy in the kernel after a preemption"));
+        }
     }
 
     /// Runs the workers round-robin, `SLICE_NS` each, until both exit.
@@ -345,6 +372,8 @@ impl<M: Machine> Check<'_, M> {
                         demand_faults += 1;
                     }
                     Trap::Interrupt if self.machine.now_ns() >= deadline => {
+                        // The worker spins with DF set: the kernel must not run with it.
+                        self.copy_works_after_preemption(worker.number);
                         worker.preemptions += 1;
                         let data = Self::frame_at(worker, DATA).expect("the data page");
                         write_frame(data, 8, &worker.preemptions.to_le_bytes());

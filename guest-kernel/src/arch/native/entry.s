@@ -66,11 +66,15 @@ native_enter_user:
     mov rdi, [rdi + {rdi}]
     iretq
 
-/* Back to native_enter_user's caller: RAX = vector, RDX = error code. After an interrupt
- * from ring 3, SS holds a null selector; it gets the kernel's again, so that a later
- * sysretq (which on AMD keeps the hidden SS attributes) leaves a usable one. */
+/* Back to native_enter_user's caller: RAX = vector, RDX = error code. An interrupt gate
+ * leaves the user's DF and AC set, which Rust code (DF clear by the ABI) and SMAP (off
+ * while AC is set) cannot have: the kernel's flags are reset to all clear. After an
+ * interrupt from ring 3, SS holds a null selector; it gets the kernel's again, so that a
+ * later sysretq (which on AMD keeps the hidden SS attributes) leaves a usable one. */
 native_leave_user:
     mov rsp, [rip + native_kernel_rsp]
+    push 0x2
+    popfq
     mov ecx, {kernel_data}
     mov ss, ecx
     pop r15
