@@ -16,7 +16,7 @@ use super::extended_state;
 use super::paging;
 use super::traps::user_trap;
 use crate::arch::machine::{AddressSpace, Trap, UserContext, UserRegisters, USER_LIMIT};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::instructions::segmentation::{Segment, DS, ES, FS, GS};
 use x86_64::registers::model_specific::FsBase;
 use x86_64::registers::rflags::RFlags;
@@ -57,6 +57,10 @@ const GENERAL_PROTECTION: Trap = Trap::Exception { vector: 13, error_code: 0 };
 
 /// The FS base last written to IA32_FS_BASE (so an unchanged one costs no WRMSR).
 static LOADED_FS_BASE: AtomicU64 = AtomicU64::new(0);
+/// An NMI from user mode returned here by `ret`, so NMIs stay blocked until the next
+/// IRET: the next entry to user mode is by `iretq`, whatever the registers.
+static NMI_BLOCKED: AtomicBool = AtomicBool::new(false);
+const NMI: u64 = 2;
 
 fn canonical(address: u64) -> bool {
     VirtAddr::try_new(address).is_ok()
@@ -105,7 +109,11 @@ pub fn enter(space: AddressSpace, context: &mut UserContext) -> Trap {
             return GENERAL_PROTECTION;
         }
         load_segments(registers.fs_base);
-        let sysret = registers.rip < USER_LIMIT && registers.rcx == registers.rip && registers.r11 == registers.rflags;
+        let nmi_blocked = NMI_BLOCKED.swap(false, Ordering::Relaxed);
+        let sysret = registers.rip < USER_LIMIT
+            && registers.rcx == registers.rip
+            && registers.r11 == registers.rflags
+            && !nmi_blocked;
         // SAFETY: `registers` is a valid, exclusive UserRegisters for the whole call (entry.s
         // reads it, and writes it when user mode stops); the RSP0 slot is the TSS's; the
         // address space is loaded and shares the kernel's half; RIP is canonical (and a
@@ -119,6 +127,9 @@ pub fn enter(space: AddressSpace, context: &mut UserContext) -> Trap {
         // SAFETY: written by entry.s on a page fault from user mode, before returning here;
         // a plain u64 in .bss.
         let fault_address = unsafe { core::ptr::read_volatile(&raw const native_fault_address) };
+        if record.vector == NMI {
+            NMI_BLOCKED.store(true, Ordering::Relaxed);
+        }
         if record.vector == PAGE_FAULT
             && record.error_code & INSTRUCTION_FETCH != 0
             && context.registers.rip == native_syscall_entry as *const () as u64
