@@ -47,9 +47,15 @@ pub fn start(start_info: u64, entry_tsc: u64, main: fn(&'static Native) -> u32) 
     };
     // SAFETY: boot.s's table of linker-script values, in the image's rodata.
     let layout = unsafe { native_layout };
-    let image = layout.physical_range();
+    let [boot_code, image] = layout.physical_ranges();
     let mut free = info.ram.clone();
-    let reserved = [Some(Range::new(0, LOW_MEMORY_END)), Some(image), info.initramfs];
+    let reserved = [
+        Some(Range::new(0, LOW_MEMORY_END)),
+        Some(boot_code),
+        Some(image),
+        info.initramfs,
+        Some(Range::new(paging::DIRECT_MAP_LIMIT, u64::MAX)),
+    ];
     for range in reserved.into_iter().flatten() {
         if free.remove(range).is_err() {
             cannot_boot("the memory map has too many pieces");

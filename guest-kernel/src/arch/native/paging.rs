@@ -22,8 +22,9 @@ use x86_64::{PhysAddr, VirtAddr};
 
 /// Where physical address 0 appears (PML4 slot 384, in every address space).
 pub const DIRECT_MAP_BASE: u64 = 0xffff_c000_0000_0000;
-/// The direct map's reach: RAM beyond it is not used.
-pub const DIRECT_MAP_LIMIT: u64 = 1 << 46;
+/// The direct map's reach (PML4 slots 384–447, clear of the image in slot 511): RAM
+/// beyond it is not used.
+pub const DIRECT_MAP_LIMIT: u64 = 1 << 45;
 /// What the boot tables map at [`DIRECT_MAP_BASE`] (and identity): the first GiB.
 pub const BOOT_WINDOW: u64 = 1 << 30;
 const LARGE_PAGE: u64 = 2 << 20;
@@ -134,10 +135,10 @@ pub struct ImageLayout {
 }
 
 impl ImageLayout {
-    /// The physical memory the image, boot code and tables included, occupies.
-    pub fn physical_range(&self) -> Range {
+    /// The physical memory the image occupies: the boot code and tables, and the kernel.
+    pub fn physical_ranges(&self) -> [Range; 2] {
         let size = symbol(&raw const __image_end) - symbol(&raw const __image_start);
-        Range::new(self.boot_start.min(self.physical_base), self.physical_base + size)
+        [Range::new(self.boot_start, self.boot_end), Range::new(self.physical_base, self.physical_base + size)]
     }
 }
 
