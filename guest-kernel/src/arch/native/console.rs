@@ -1,6 +1,6 @@
 //! The console: the 16550 UART at COM1. Output is polled (the kernel's bytes as they are,
 //! and the platform's own lines, `\n` as `\r\n`); input is interrupt-driven: each
-//! received byte raises ISA IRQ 4, routed by the I/O APIC to [`super::interrupts::CONSOLE_VECTOR`],
+//! received byte raises ISA IRQ 4, routed by the I/O APIC to [`super::traps::CONSOLE_VECTOR`],
 //! whose handler moves the UART's bytes into a ring that `console_read` drains.
 
 use core::fmt::{self, Write};
