@@ -163,12 +163,35 @@ pub fn guest_bins() -> Result<Vec<GuestBin>> {
             }
         }
         names.sort_unstable();
-        names.iter().for_each(|name| add(name));
+        names.iter().filter(|name| is_guest_image(package, name)).for_each(|name| add(name));
     }
     if bins.is_empty() {
         return Err(Error::failed(format!("no binaries found in the guest packages {GUEST_PACKAGES:?}")));
     }
     Ok(bins)
+}
+
+/// False for the one binary of the guest packages that is not a ringfence guest:
+/// guest-kernel's native build ([`crate::native`]), a kernel for bare hardware.
+fn is_guest_image(package: &str, bin: &str) -> bool {
+    (package, bin) != (crate::native::PACKAGE, crate::native::BIN)
+}
+
+/// Builds guest-kernel's native kernel ([`crate::native`]) and copies it to
+/// `target/ringfence/guest-kernel-native.elf`.
+pub fn build_native_kernel() -> Result<PathBuf> {
+    ensure_toolchain()?;
+    let mut command = workspace::cargo();
+    command.args(crate::native::cargo_args());
+    let built = run_cargo(command, "guest-kernel's native kernel")?;
+    let path = built
+        .iter()
+        .find(|(name, _)| name == crate::native::BIN)
+        .map(|(_, path)| path)
+        .ok_or_else(|| Error::failed(format!("cargo reported no executable for {}", crate::native::BIN)))?;
+    let image = crate::native::image();
+    copy(path, &image)?;
+    Ok(image)
 }
 
 /// Builds `images` in one cargo invocation and copies them to `target/ringfence/`
@@ -246,7 +269,8 @@ pub fn bins_from_metadata(metadata: &serde_json::Value, wanted: Option<&[&str]>)
         let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
         for target in package["targets"].as_array().into_iter().flatten() {
             let is_bin = target["kind"].as_array().into_iter().flatten().any(|kind| kind == "bin");
-            if let (true, Some(bin)) = (is_bin, target["name"].as_str()) {
+            let bin = target["name"].as_str().filter(|bin| is_bin && is_guest_image(name, bin));
+            if let Some(bin) = bin {
                 bins.push(GuestBin { package: name.to_string(), bin: bin.to_string(), manifest: manifest.clone() });
             }
         }

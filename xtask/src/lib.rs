@@ -19,6 +19,7 @@ pub mod initramfs;
 pub mod junit;
 pub mod kernel_args;
 pub mod lint;
+pub mod native;
 pub mod packages;
 pub mod qemu;
 pub mod readme;

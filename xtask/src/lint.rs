@@ -45,6 +45,12 @@ pub fn gates(rustdoc_flags: Option<&str>) -> Vec<Gate> {
         Some(flags) => format!("{flags} -D warnings"),
         None => "-D warnings".to_string(),
     };
+    // guest-kernel's native build is another feature set of a package above: a gate of its own.
+    let native = words(&format!(
+        "clippy --target {TARGET} -p {} --no-default-features --features native --bin {} -- -D warnings",
+        crate::native::PACKAGE,
+        crate::native::BIN
+    ));
     vec![
         Gate { name: "formatting (cargo fmt --check)", args: words("fmt --all --check"), env: Vec::new() },
         Gate { name: "clippy, host", args: words("clippy --workspace --all-targets -- -D warnings"), env: Vec::new() },
@@ -58,6 +64,7 @@ pub fn gates(rustdoc_flags: Option<&str>) -> Vec<Gate> {
             )),
             env: Vec::new(),
         },
+        Gate { name: "clippy, x86_64-unknown-none, guest-kernel native", args: native, env: Vec::new() },
         Gate { name: "rustdoc", args: words("doc --workspace --no-deps"), env: vec![("RUSTDOCFLAGS", rustdoc)] },
     ]
 }
@@ -74,6 +81,14 @@ mod tests {
         for package in GUEST_PACKAGES.iter().chain(&["hypervisor"]) {
             assert!(bare_metal.args.contains(&package.to_string()), "{package}");
         }
+    }
+
+    #[test]
+    fn the_native_kernel_has_a_clippy_gate() {
+        let gates = gates(None);
+        let native = gates.iter().find(|gate| gate.args.contains(&"native".to_string())).unwrap();
+        assert!(native.args.contains(&TARGET.to_string()), "{native:?}");
+        assert!(native.args.contains(&"--no-default-features".to_string()), "{native:?}");
     }
 
     #[test]

@@ -23,9 +23,10 @@ enum Command {
     /// Boot as `run` does, halted, with gdb attached: the hypervisor's symbols and a guest's
     /// (`--symbols`), built with full debug information (README: "Debugging with gdb").
     Gdb(commands::gdb::GdbArgs),
-    /// Host unit tests, then the build, the conformance suite under QEMU, README's gdb
-    /// session (`cargo xtask gdb --batch`) and README's first steps (its "What you will see"
-    /// listing, a new-guest crate built outside the checkout).
+    /// Host unit tests, then the build, guest-kernel's native build (`run --native`), the
+    /// conformance suite under QEMU, README's gdb session (`cargo xtask gdb --batch`) and
+    /// README's first steps (its "What you will see" listing, a new-guest crate built
+    /// outside the checkout).
     Test(commands::test::TestArgs),
     /// The static gates CI enforces: cargo fmt --check, clippy (host, x86_64-unknown-none,
     /// and x86_64-unknown-linux-musl for guest-kernel's userland) and rustdoc, each with

@@ -1,5 +1,5 @@
-//! `cargo xtask test`: host unit tests, the build, the conformance suite, then README's
-//! gdb session and its first steps (commands::first_steps).
+//! `cargo xtask test`: host unit tests, the build, guest-kernel's native build, the
+//! conformance suite, then README's gdb session and its first steps (commands::first_steps).
 
 use clap::Args;
 use std::path::PathBuf;
@@ -116,6 +116,11 @@ pub fn main(args: TestArgs) -> Result<u8> {
     };
     let case = junit::TestCase { name: "trace::guest_kernel".into(), time: start.elapsed(), outcome };
     report.push(junit::Suite { name: "xtask trace".into(), cases: vec![case] });
+    let native = native_check()?;
+    if native.cases.iter().any(|case| matches!(case.outcome, junit::Outcome::Failed { .. })) {
+        failed.push("guest-kernel native build");
+    }
+    report.push(native);
     let results = |accel: Accel| workspace::runs_dir().join(format!("conformance-{}.json", accel.name()));
     for accel in [Accel::Tcg, Accel::Kvm] {
         // Only this command's runs may be reported: not a file an earlier one left.
@@ -202,6 +207,27 @@ fn gdb_session() -> Result<junit::TestCase> {
         }
     };
     Ok(junit::TestCase { name: GDB_SESSION.into(), time: start.elapsed(), outcome })
+}
+
+/// guest-kernel's native build booted under TCG (`cargo xtask run --native`): until the
+/// kernel lands, its main function is the native platform's check, which exits 0 only
+/// when every check passed.
+fn native_check() -> Result<junit::Suite> {
+    let exe = std::env::current_exe()
+        .map_err(|error| Error::environment(format!("cannot find the running xtask binary: {error}")))?;
+    let mut command = std::process::Command::new(exe);
+    command.args(["run", "--native", "--accel", "tcg", "--", "0"]);
+    let start = std::time::Instant::now();
+    let (passed, output) = step_captured("guest-kernel native build under tcg (cargo xtask run --native)", command)?;
+    let outcome = if passed {
+        junit::Outcome::Passed
+    } else {
+        let message = "the native kernel's check failed (see its output above)".to_string();
+        eprintln!("error: {message}");
+        junit::Outcome::Failed { message, output }
+    };
+    let case = junit::TestCase { name: "native::check".into(), time: start.elapsed(), outcome };
+    Ok(junit::Suite { name: "xtask native".into(), cases: vec![case] })
 }
 
 fn write_report(path: &std::path::Path, report: &[junit::Suite]) -> Result<()> {
