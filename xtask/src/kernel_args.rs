@@ -4,6 +4,11 @@
 //! may hold the spaces and commas that separate tokens and `arg=` words.
 
 use crate::{Error, Result};
+
+/// Memory guest-kernel gets unless told otherwise, on ringfence (`mem=`) and natively
+/// (QEMU's `-m`), so the two builds run the same work in the same room: its initramfs,
+/// busybox's processes and their page tables need more than the hypervisor's default.
+pub const MEMORY: &str = "128M";
 use guest_kernel_core::command_line::{encode_word, SEPARATOR};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;

@@ -54,7 +54,12 @@ fn file_name(path: &[u8]) -> Vec<u8> {
 
 impl<M: Machine> Kernel<M> {
     /// Creates init (pid 1) with the console on descriptors 0–2 and runs `path` in it.
-    pub(super) fn start_init(&mut self, path: &[u8], arguments: &[Vec<u8>], environment: &[Vec<u8>]) -> Result<(), Errno> {
+    pub(super) fn start_init(
+        &mut self,
+        path: &[u8],
+        arguments: &[Vec<u8>],
+        environment: &[Vec<u8>],
+    ) -> Result<(), Errno> {
         let mut files = ProcessFiles::new(&mut self.files);
         self.files.install_console(&mut files)?;
         let process = Process {
@@ -102,7 +107,13 @@ impl<M: Machine> Kernel<M> {
 
     /// `execve`: replaces `pid`'s program with `path`. On failure nothing of the process
     /// has changed.
-    pub(super) fn execute(&mut self, pid: Pid, path: &[u8], arguments: &[Vec<u8>], environment: &[Vec<u8>]) -> Result<(), Errno> {
+    pub(super) fn execute(
+        &mut self,
+        pid: Pid,
+        path: &[u8],
+        arguments: &[Vec<u8>],
+        environment: &[Vec<u8>],
+    ) -> Result<(), Errno> {
         let mut path = path.to_vec();
         let mut arguments = arguments.to_vec();
         let mut inode = self.find_program(pid, &path)?;
@@ -234,7 +245,11 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Runs `work` with `pid`'s memory.
-    pub(super) fn with_memory<T>(&mut self, pid: Pid, work: impl FnOnce(&mut UserAccess<'_, M>) -> Result<T, Errno>) -> Result<T, Errno> {
+    pub(super) fn with_memory<T>(
+        &mut self,
+        pid: Pid,
+        work: impl FnOnce(&mut UserAccess<'_, M>) -> Result<T, Errno>,
+    ) -> Result<T, Errno> {
         let process = self.processes.get_mut(&pid).ok_or(Errno::ESRCH)?;
         let space = process.space.as_mut().ok_or(Errno::ESRCH)?;
         let mut memory = UserAccess { machine: self.machine, space, frames: &mut self.frames };
@@ -301,10 +316,13 @@ impl<M: Machine> Kernel<M> {
             .processes
             .iter()
             .filter(|(_, process)| process.space.is_some())
-            .max_by_key(|(&pid, process)| (pid != INIT, process.space.as_ref().map_or(0, |space| space.resident_pages())))
+            .max_by_key(|(&pid, process)| {
+                (pid != INIT, process.space.as_ref().map_or(0, |space| space.resident_pages()))
+            })
             .map(|(&pid, process)| (pid, process.space.as_ref().map_or(0, |space| space.resident_pages())));
         let Some((pid, pages)) = victim else { return false };
-        let name = self.processes.get(&pid).map(|process| alloc::string::String::from_utf8_lossy(&process.name).into_owned());
+        let name =
+            self.processes.get(&pid).map(|process| alloc::string::String::from_utf8_lossy(&process.name).into_owned());
         kprintln!(
             "guest-kernel: out of memory: killed process {pid} ({}), {} KiB",
             name.unwrap_or_default(),

@@ -97,7 +97,13 @@ pub fn main<M: Machine>(machine: &'static M) -> u32 {
 
 impl<M: Machine> Kernel<M> {
     /// The kernel over an unpacked file system, with no process yet.
-    fn new(machine: &'static M, fs: FileSystem, options: CommandLine, memory_bytes: u64, frame_limit: usize) -> Result<Self, guest_kernel_core::linux::Errno> {
+    fn new(
+        machine: &'static M,
+        fs: FileSystem,
+        options: CommandLine,
+        memory_bytes: u64,
+        frame_limit: usize,
+    ) -> Result<Self, guest_kernel_core::linux::Errno> {
         let files = Files::new(fs, Box::new(console_sink::ConsoleSink(machine)), PIPE_LIMIT)?;
         let boot_wallclock_ns = machine.wallclock_at_boot_ns().unwrap_or(0);
         Ok(Kernel {
@@ -198,7 +204,9 @@ impl<M: Machine> Kernel<M> {
             .processes
             .iter()
             .filter(|(_, process)| matches!(process.state, State::Blocked(_)))
-            .filter(|(_, process)| process.restart.and_then(|restart| restart.deadline_ns).is_some_and(|deadline| deadline <= now))
+            .filter(|(_, process)| {
+                process.restart.and_then(|restart| restart.deadline_ns).is_some_and(|deadline| deadline <= now)
+            })
             .map(|(&pid, _)| pid)
             .collect();
         for pid in expired {
@@ -249,7 +257,10 @@ impl<M: Machine> Kernel<M> {
                 kprintln!("guest-kernel: no unknown system calls");
             }
             for (number, count) in &self.unknown_calls {
-                kprintln!("guest-kernel: unknown system call {number} ({}): {count} time(s), answered ENOSYS", syscalls::name(*number));
+                kprintln!(
+                    "guest-kernel: unknown system call {number} ({}): {count} time(s), answered ENOSYS",
+                    syscalls::name(*number)
+                );
             }
         }
         code

@@ -57,7 +57,11 @@ impl<M: Machine> Kernel<M> {
                 Trap::SystemCall => self.system_call(pid),
                 Trap::PageFault { address, access, present } => self.page_fault(pid, address, access, present),
                 Trap::Exception { vector, .. } => {
-                    self.force_signal(pid, exception_signal(vector), Information { code: SI_KERNEL, ..Information::default() });
+                    self.force_signal(
+                        pid,
+                        exception_signal(vector),
+                        Information { code: SI_KERNEL, ..Information::default() },
+                    );
                 }
                 Trap::Interrupt => self.poll_interrupts(),
             }
@@ -100,17 +104,26 @@ impl<M: Machine> Kernel<M> {
                 }
                 Resolution::Refused => {
                     let code = if present { SEGV_ACCERR } else { SEGV_MAPERR };
-                    self.force_signal(pid, Signal::SEGMENTATION, Information { code, address, ..Information::default() });
+                    self.force_signal(
+                        pid,
+                        Signal::SEGMENTATION,
+                        Information { code, address, ..Information::default() },
+                    );
                     return;
                 }
                 Resolution::OutOfMemory => {
-                    if !self.kill_for_memory() || !self.processes.get(&pid).is_some_and(|process| process.space.is_some()) {
+                    if !self.kill_for_memory()
+                        || !self.processes.get(&pid).is_some_and(|process| process.space.is_some())
+                    {
                         return;
                     }
                 }
                 Resolution::Platform(error) => {
                     kprintln!("guest-kernel: process {pid}: page fault at {address:#x}: {error}; killed");
-                    self.exit_process(pid, guest_kernel_core::signal::ExitStatus::Killed { signal: Signal::KILL, core_dumped: false });
+                    self.exit_process(
+                        pid,
+                        guest_kernel_core::signal::ExitStatus::Killed { signal: Signal::KILL, core_dumped: false },
+                    );
                     return;
                 }
             }
@@ -143,7 +156,8 @@ impl<M: Machine> Kernel<M> {
                 process.context.registers.rax = syscalls::error(guest_kernel_core::linux::Errno::EINTR);
             }
             // The saved mask (if any) stays in `restart` for the signal frame.
-            process.restart = Some(Restart { saved_mask: restart.saved_mask, ..Restart::default() }).filter(|_| restart.saved_mask.is_some());
+            process.restart = Some(Restart { saved_mask: restart.saved_mask, ..Restart::default() })
+                .filter(|_| restart.saved_mask.is_some());
             return true;
         }
         let flow = syscalls::dispatch(self, pid, restart.number, Some(restart));

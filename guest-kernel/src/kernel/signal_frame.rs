@@ -55,9 +55,7 @@ fn registers_to_words(registers: &UserRegisters) -> [u64; 18] {
 
 fn words_to_registers(words: &[u64; 18], registers: &mut UserRegisters) {
     let r = registers;
-    [
-        r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp,
-    ] = [
+    [r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx, r.rsp] = [
         words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7], words[8], words[9], words[10],
         words[11], words[12], words[13], words[14], words[15],
     ];

@@ -75,7 +75,8 @@ impl<M: Machine> Kernel<M> {
             if process.state != State::Ready {
                 return false;
             }
-            let saved_mask = process.restart.and_then(|restart| restart.saved_mask).unwrap_or(process.signals.blocked());
+            let saved_mask =
+                process.restart.and_then(|restart| restart.saved_mask).unwrap_or(process.signals.blocked());
             let Some(delivery) = process.signals.next_delivery() else {
                 // A mask swapped for a sleeping call comes back once it is over.
                 if let Some(mask) = process.restart.take().and_then(|restart| restart.saved_mask) {

@@ -102,7 +102,13 @@ impl Space {
 
     /// Makes `access` to `address` possible the way a fault would: maps a zeroed page,
     /// copies a shared one, or re-enables writing. Pages already mapped as needed are left.
-    pub fn resolve<M: Machine>(&mut self, machine: &M, frames: &mut Frames, address: u64, access: Access) -> Resolution {
+    pub fn resolve<M: Machine>(
+        &mut self,
+        machine: &M,
+        frames: &mut Frames,
+        address: u64,
+        access: Access,
+    ) -> Resolution {
         let page_address = address & !(PAGE_SIZE - 1);
         let mapping = match self.pages.get(&page_address) {
             None => Mapping::Absent,
@@ -119,7 +125,8 @@ impl Space {
             }
         };
         let shares = Shares(frames);
-        let action = faults::decide(&self.regions, &shares.counts(page_address, self), address, region_access(access), mapping);
+        let action =
+            faults::decide(&self.regions, &shares.counts(page_address, self), address, region_access(access), mapping);
         match action {
             FaultAction::Segfault => Resolution::Refused,
             FaultAction::MapZeroed(protection) => {
@@ -133,7 +140,10 @@ impl Space {
             FaultAction::CopyOnWrite { frame, protection } => {
                 let Some(copy) = frames.duplicate(Frame(frame)) else { return Resolution::OutOfMemory };
                 let access = page_access(protection);
-                let swap = [PageUpdate::Unmap { address: page_address }, PageUpdate::Map { address: page_address, frame: copy, access }];
+                let swap = [
+                    PageUpdate::Unmap { address: page_address },
+                    PageUpdate::Map { address: page_address, frame: copy, access },
+                ];
                 if let Err((done, error)) = machine.update_space(self.handle, &swap) {
                     let _ = frames.release(copy);
                     if done == 1 {
@@ -161,7 +171,13 @@ impl Space {
     }
 
     /// Unmaps every page in `[start, end)` and releases its frame.
-    pub fn unmap_range<M: Machine>(&mut self, machine: &M, frames: &mut Frames, start: u64, end: u64) -> Result<(), MachineError> {
+    pub fn unmap_range<M: Machine>(
+        &mut self,
+        machine: &M,
+        frames: &mut Frames,
+        start: u64,
+        end: u64,
+    ) -> Result<(), MachineError> {
         let addresses: Vec<u64> = self.pages.range(start..end).map(|(&address, _)| address).collect();
         for chunk in addresses.chunks(64) {
             let updates: Vec<PageUpdate> = chunk.iter().map(|&address| PageUpdate::Unmap { address }).collect();
@@ -182,7 +198,13 @@ impl Space {
 
     /// After `mprotect` of `[start, end)`: every mapped page there takes its region's
     /// access (a shared page stays read-only until its copy-on-write fault).
-    pub fn reprotect<M: Machine>(&mut self, machine: &M, frames: &Frames, start: u64, end: u64) -> Result<(), MachineError> {
+    pub fn reprotect<M: Machine>(
+        &mut self,
+        machine: &M,
+        frames: &Frames,
+        start: u64,
+        end: u64,
+    ) -> Result<(), MachineError> {
         let mut updates = Vec::new();
         for (&address, page) in self.pages.range_mut(start..end) {
             let Some(region) = self.regions.find(address) else { continue };

@@ -153,9 +153,6 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
 
 /// The ported kernel's image name.
 const GUEST_KERNEL: &str = "guest-kernel";
-/// Memory a guest-kernel domain gets unless `--mem` says otherwise: its initramfs,
-/// busybox's processes and their page tables need more than the hypervisor's default.
-pub const GUEST_KERNEL_MEM: &str = "128M";
 
 /// A guest-kernel domain boots its initramfs with enough memory, and the words after
 /// `--` are the command its init runs (each word encoded, so it may hold spaces); its own
@@ -165,7 +162,7 @@ fn kernel_domain(request: &mut xtask::domain_options::DomainRequest, words: &[St
         request.module = Some(xtask::initramfs::initramfs()?.to_string_lossy().into_owned());
     }
     if request.mem.is_none() && request.maxmem.is_none() {
-        request.mem = Some(GUEST_KERNEL_MEM.to_string());
+        request.mem = Some(xtask::kernel_args::MEMORY.to_string());
     }
     if !words.is_empty() {
         let command: Vec<std::ffi::OsString> = words.iter().map(std::ffi::OsString::from).collect();

@@ -75,7 +75,10 @@ pub fn mmap<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
                 return Err(Errno::EINVAL);
             }
             if flags & u64::from(uapi::MAP_FIXED_NOREPLACE) != 0
-                && space.regions.iter().any(|region| region.start < address.saturating_add(length) && address < region.end)
+                && space
+                    .regions
+                    .iter()
+                    .any(|region| region.start < address.saturating_add(length) && address < region.end)
             {
                 return Err(Errno::EEXIST);
             }

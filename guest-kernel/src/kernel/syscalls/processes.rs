@@ -112,10 +112,8 @@ pub fn vfork<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
 fn vfork_finished<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Option<Flow> {
     call.restart?;
     let child = kernel.processes.get(&call.pid)?.context.registers.rax;
-    let still_borrowed = kernel
-        .processes
-        .get(&(child as u32))
-        .is_some_and(|process| process.vfork_parent == Some(call.pid));
+    let still_borrowed =
+        kernel.processes.get(&(child as u32)).is_some_and(|process| process.vfork_parent == Some(call.pid));
     if still_borrowed {
         return Some(Flow::Block { sleep: Sleep::Vfork(child as u32), timeout_ns: None, mask: None });
     }

@@ -140,9 +140,9 @@ pub fn sigaltstack<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
         // stack_t: ss_sp, ss_flags (SS_DISABLE = 2), ss_size.
         let mut disabled = [0u8; 24];
         disabled[8..12].copy_from_slice(&2u32.to_le_bytes());
-        if let Err(errno) = kernel.with_memory(call.pid, |memory| {
-            guest_kernel_core::user_memory::UserMemory::write(memory, old, &disabled)
-        }) {
+        if let Err(errno) = kernel
+            .with_memory(call.pid, |memory| guest_kernel_core::user_memory::UserMemory::write(memory, old, &disabled))
+        {
             return Flow::Return(error(errno));
         }
     }

@@ -73,7 +73,10 @@ fn limit(resource: u64) -> Result<[u64; 2], Errno> {
 /// `getrlimit(resource, rlim)`.
 pub fn getrlimit<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
     let [resource, address, ..] = call.arguments;
-    limit(resource).and_then(|value| kernel.with_memory(call.pid, |memory| write_value(memory, address, &value))).map(|()| 0).into()
+    limit(resource)
+        .and_then(|value| kernel.with_memory(call.pid, |memory| write_value(memory, address, &value)))
+        .map(|()| 0)
+        .into()
 }
 
 /// `setrlimit(resource, rlim)`: limits are fixed; setting one at or below them is accepted
@@ -206,7 +209,9 @@ pub fn futex<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
             let timeout_ns = if timeout == 0 {
                 None
             } else {
-                match kernel.with_memory(call.pid, |memory| read_value::<guest_kernel_core::linux::layouts::Timespec>(memory, timeout)) {
+                match kernel.with_memory(call.pid, |memory| {
+                    read_value::<guest_kernel_core::linux::layouts::Timespec>(memory, timeout)
+                }) {
                     Ok(timeout) => match timeout.to_nanoseconds() {
                         Some(ns) => Some(ns),
                         None => return Flow::Return(error(Errno::EINVAL)),
