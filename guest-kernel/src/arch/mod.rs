@@ -17,8 +17,8 @@
 //!   generic over the trait.
 
 mod interface;
-pub mod machine;
 mod interrupt_guard;
+pub mod machine;
 pub mod paravirt;
 pub mod user_program;
 
