@@ -32,13 +32,24 @@ use super::interface::{Arch, ArchError, BootInfo, ExceptionHandlers, SyscallDisp
 use error::failed;
 
 mod boot;
+mod entry;
 mod error;
+mod extended_state;
+mod frames;
+mod initramfs;
+mod interrupts;
+mod machine;
 mod pages;
 mod platform;
 mod process;
+mod spaces;
 mod traps;
+mod user_run;
 
 pub(crate) use boot::boot;
+pub use boot::{run_kernel, START_FAILED_CRASH_CODE};
+pub use entry::KERNEL_EXCEPTION_CRASH_CODE;
+pub use machine::ParavirtMachine;
 pub use platform::{instance, Paravirt};
 
 /// How long [`Arch::idle`] sleeps at most when no event comes.
