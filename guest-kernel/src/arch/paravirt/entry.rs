@@ -21,11 +21,14 @@
 //! The hypercall instruction is `syscall`, as everywhere in guest-rt (SPEC.md §5.1).
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use guest_rt::abi::memory::NO_SPACE;
 
 use guest_rt::abi::trap::ExceptionFrame;
 use guest_rt::trap::ShowFrame;
 
+use super::extended_state::Format;
 use super::interrupts;
 use crate::arch::machine::UserContext;
 
@@ -36,30 +39,51 @@ pub const KERNEL_EXCEPTION_CRASH_CODE: u32 = 5;
 /// Bytes of the stack events from guest-user mode land on. An event uses the top 104
 /// bytes; below them there is room for one upcall nested at the entry's first
 /// instructions and the Rust code that acknowledges it, or for the report of a kernel
-/// exception taken there.
-const EVENT_STACK_BYTES: usize = 16 * 1024;
+/// exception taken there. Not a whole number of pages, so that the [`RunState`] above the
+/// top shares a page with the frames written below it.
+const EVENT_STACK_BYTES: usize = 16 * 1024 - 256;
 
-/// The stack `stack_switch` names: only the hypervisor (writing frames) and the entry use it.
-#[repr(C, align(16))]
-pub struct EventStack(UnsafeCell<[u8; EVENT_STACK_BYTES]>);
+/// The stack `stack_switch` names, and right above its top the [`RunState`]. Under TCG
+/// every root load flushes the emulated TLB, so each page a round trip touches costs a
+/// page walk: the frame, the entry's state and what the run path checks share one.
+#[repr(C, align(4096))]
+pub struct EventStack {
+    stack: UnsafeCell<[u8; EVENT_STACK_BYTES]>,
+    /// What every run and every event from user mode read or write.
+    pub state: RunState,
+}
 
 // SAFETY: no Rust code reads or writes the array; the hypervisor writes frames into it and
-// the entry's asm uses it as a stack, one event at a time (one vCPU).
+// the entry's asm uses it as a stack, one event at a time (one vCPU). The state is atomics.
 unsafe impl Sync for EventStack {}
 
 /// The stack events from guest-user mode land on.
-pub static EVENT_STACK: EventStack = EventStack(UnsafeCell::new([0; EVENT_STACK_BYTES]));
+pub static EVENT_STACK: EventStack = EventStack {
+    stack: UnsafeCell::new([0; EVENT_STACK_BYTES]),
+    state: RunState {
+        kernel_rsp: AtomicU64::new(0),
+        context: AtomicU64::new(0),
+        upcall_mask: AtomicU64::new(0),
+        xsave_mask: AtomicU64::new(0),
+        mxcsr_mask: AtomicU32::new(0),
+        user_root: AtomicU64::new(NO_SPACE),
+        fs_base: AtomicU64::new(0),
+        unreported: AtomicBool::new(false),
+        armed_deadline: AtomicU64::new(0),
+    },
+};
 
 impl EventStack {
     /// The address `stack_switch` is given: the end of the array.
     pub fn top(&self) -> u64 {
-        self.0.get() as u64 + EVENT_STACK_BYTES as u64
+        self.stack.get() as u64 + EVENT_STACK_BYTES as u64
     }
 }
 
-/// What the asm reads and writes by symbol, one field each.
+/// The state of runs: what the asm reads and writes (through the symbol), and what the
+/// run path checks on every round trip.
 #[repr(C)]
-struct EntryState {
+pub struct RunState {
     /// The kernel stack pointer [`run`] left (its callee-saved registers are above it).
     kernel_rsp: AtomicU64,
     /// The `UserContext` of the run in progress.
@@ -68,20 +92,44 @@ struct EntryState {
     upcall_mask: AtomicU64,
     /// The XSAVE/XRSTOR component mask (EDX:EAX), or 0 to use FXSAVE/FXRSTOR.
     xsave_mask: AtomicU64,
+    /// The MXCSR bits the CPU accepts (with `xsave_mask`: the extended-state [`Format`]).
+    mxcsr_mask: AtomicU32,
+    /// The user root the hypervisor has ([`NO_SPACE`]: none); `spaces` keeps it.
+    pub user_root: AtomicU64,
+    /// The FS base the hypervisor has recorded (0 at domain start, SPEC.md §4.3);
+    /// `user_run` keeps it.
+    pub fs_base: AtomicU64,
+    /// An upcall was acknowledged in guest-kernel mode and the kernel has not been told;
+    /// `interrupts` keeps it.
+    pub unreported: AtomicBool,
+    /// The deadline `set_timer_op` was last given, until its expiry is acknowledged (0 =
+    /// none armed); `interrupts` keeps it.
+    pub armed_deadline: AtomicU64,
 }
 
-static STATE: EntryState = EntryState {
-    kernel_rsp: AtomicU64::new(0),
-    context: AtomicU64::new(0),
-    upcall_mask: AtomicU64::new(0),
-    xsave_mask: AtomicU64::new(0),
-};
+const _: () = assert!(size_of::<RunState>() <= 256 - 104, "the state and a frame share the top page");
+
+/// The run state.
+pub fn state() -> &'static RunState {
+    &EVENT_STACK.state
+}
 
 /// Gives the entry what it needs before the first run: where the upcall mask is and how
-/// to save extended state (`xsave_mask` 0 = FXSAVE).
-pub fn configure(upcall_mask_address: u64, xsave_mask: u64) {
-    STATE.upcall_mask.store(upcall_mask_address, Ordering::Release);
-    STATE.xsave_mask.store(xsave_mask, Ordering::Release);
+/// to save extended state.
+pub fn configure(upcall_mask_address: u64, format: Format) {
+    state().upcall_mask.store(upcall_mask_address, Ordering::Release);
+    // XCR0 always has x87, so a mask is never 0, which means FXSAVE here.
+    state().xsave_mask.store(format.xsave_mask.unwrap_or(0), Ordering::Release);
+    state().mxcsr_mask.store(format.mxcsr_mask, Ordering::Release);
+}
+
+/// The extended-state format [`configure`] set.
+pub fn format() -> Format {
+    let xsave_mask = state().xsave_mask.load(Ordering::Acquire);
+    Format {
+        xsave_mask: (xsave_mask != 0).then_some(xsave_mask),
+        mxcsr_mask: state().mxcsr_mask.load(Ordering::Acquire),
+    }
 }
 
 /// The address the trap table, the system-call callback and the event callback point at.
@@ -165,7 +213,7 @@ mod offsets {
 
     use guest_rt::abi::trap::{ExceptionFrame, IretFrame};
 
-    use super::EntryState;
+    use super::{EventStack, RunState};
     use crate::arch::machine::{UserContext, UserRegisters};
 
     const REGISTERS: usize = offset_of!(UserContext, registers);
@@ -204,10 +252,11 @@ mod offsets {
     pub const FRAME_FLAGS: usize = offset_of!(ExceptionFrame, flags);
     pub const FRAME_IRET: usize = offset_of!(ExceptionFrame, iret);
 
-    pub const KERNEL_RSP: usize = offset_of!(EntryState, kernel_rsp);
-    pub const CONTEXT: usize = offset_of!(EntryState, context);
-    pub const UPCALL_MASK: usize = offset_of!(EntryState, upcall_mask);
-    pub const XSAVE_MASK: usize = offset_of!(EntryState, xsave_mask);
+    const STATE: usize = offset_of!(EventStack, state);
+    pub const KERNEL_RSP: usize = STATE + offset_of!(RunState, kernel_rsp);
+    pub const CONTEXT: usize = STATE + offset_of!(RunState, context);
+    pub const UPCALL_MASK: usize = STATE + offset_of!(RunState, upcall_mask);
+    pub const XSAVE_MASK: usize = STATE + offset_of!(RunState, xsave_mask);
 
     // The entry tests the FROM_USER bit with a byte access.
     const _: () = assert!(guest_rt::abi::trap::exception_flags::FROM_USER == 1);
@@ -216,7 +265,7 @@ mod offsets {
 }
 
 // paravirt_enter_user(context: *mut UserContext) -> *const ExceptionFrame
-//   Saves RBP RBX R12–R15, RSP (STATE.kernel_rsp) and the context (STATE.context),
+//   Saves RBP RBX R12–R15, RSP (RunState::kernel_rsp) and the context (::context),
 //   restores the extended state, builds the IretFrame below RSP (CS/SS user, RFLAGS
 //   restricted to what a frame may carry, with IF and bit 1 set), loads the general
 //   registers and issues iret. Returns through paravirt_event_entry.
@@ -357,7 +406,7 @@ core::arch::global_asm!(
     "call {kernel_exception}",
     "ud2",
     ".popsection",
-    state = sym STATE,
+    state = sym EVENT_STACK,
     kernel_rsp = const offsets::KERNEL_RSP,
     context = const offsets::CONTEXT,
     upcall_mask = const offsets::UPCALL_MASK,

@@ -6,7 +6,7 @@
 //! clears it as one step with going to sleep. So an upcall reaches guest-kernel mode only
 //! on the return of a `BLOCK` in [`idle`], or at the first instructions of the event entry
 //! (an event from guest-user mode that is not an upcall leaves the mask clear until the
-//! entry sets it). There it is acknowledged and remembered in [`UNREPORTED`]; the kernel
+//! entry sets it). There it is acknowledged and remembered in the run state (`RunState::unreported`); the kernel
 //! hears of it as the next [`idle`] returning at once or the next run stopping at once
 //! with [`Trap::Interrupt`](crate::arch::machine::Trap::Interrupt). An upcall in
 //! guest-user mode ends the run with that trap directly.
@@ -14,7 +14,7 @@
 //! Acknowledging is guest-rt's scan of the shared-info page: every pending, unmasked port
 //! is cleared; the timer's port also marks the timer as no longer armed.
 
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicU32, Ordering};
 
 use guest_rt::abi::event::virq;
 use guest_rt::abi::hypercall::console_cmd::WRITE_MAX;
@@ -22,13 +22,10 @@ use guest_rt::abi::Errno;
 use guest_rt::events::{self, Port};
 use guest_rt::hypercall::HYPERVISOR;
 
+use super::entry;
+
 /// The VIRQ_TIMER port (0 until [`bind`]).
 static TIMER_PORT: AtomicU32 = AtomicU32::new(0);
-/// The deadline `set_timer_op` was last given, until its expiry is acknowledged (0 = none
-/// armed). Re-arming the same deadline then costs no hypercall.
-static ARMED_DEADLINE: AtomicU64 = AtomicU64::new(0);
-/// An upcall was acknowledged in guest-kernel mode and the kernel has not been told.
-static UNREPORTED: AtomicBool = AtomicBool::new(false);
 
 /// Binds VIRQ_TIMER (whose port marks the timer expired) and VIRQ_CONSOLE (so input
 /// wakes [`idle`] and stops user runs; [`console_read`] drains it).
@@ -44,7 +41,7 @@ fn acknowledge() {
     let timer = TIMER_PORT.load(Ordering::Acquire);
     events::scan(events::shared_info(), |port| {
         if port.number() == timer {
-            ARMED_DEADLINE.store(0, Ordering::Release);
+            entry::state().armed_deadline.store(0, Ordering::Release);
         }
     });
 }
@@ -52,13 +49,13 @@ fn acknowledge() {
 /// An upcall in guest-kernel mode (the entry returns to the interrupted code after it).
 pub fn acknowledge_in_kernel() {
     acknowledge();
-    UNREPORTED.store(true, Ordering::Release);
+    entry::state().unreported.store(true, Ordering::Release);
 }
 
 /// An upcall ended a user run; the kernel is told by the trap itself.
 pub fn acknowledge_from_user() {
     acknowledge();
-    UNREPORTED.store(false, Ordering::Release);
+    entry::state().unreported.store(false, Ordering::Release);
 }
 
 /// True, after acknowledging everything, if an interrupt has come that the kernel has not
@@ -69,20 +66,21 @@ pub fn take_unreported() -> bool {
     if pending {
         acknowledge();
     }
-    UNREPORTED.swap(false, Ordering::AcqRel) || pending
+    entry::state().unreported.swap(false, Ordering::AcqRel) || pending
 }
 
-/// `Machine::set_timer`: one `set_timer_op`, unless that deadline is armed already.
+/// `Machine::set_timer`: one `set_timer_op`, unless that deadline is armed already (a
+/// kernel that re-arms its slice's end before every run pays nothing for it).
 pub fn set_timer(deadline_ns: u64) {
     // 0 would cancel; a deadline in the past must fire at once, and system time is past
     // 1 ns long before any kernel runs.
     let deadline = deadline_ns.max(1);
-    if ARMED_DEADLINE.load(Ordering::Acquire) == deadline {
+    if entry::state().armed_deadline.load(Ordering::Acquire) == deadline {
         return;
     }
     // The hypervisor accepts every deadline (SPEC.md §19.4).
     if HYPERVISOR.set_timer_op(deadline).is_ok() {
-        ARMED_DEADLINE.store(deadline, Ordering::Release);
+        entry::state().armed_deadline.store(deadline, Ordering::Release);
     }
 }
 
@@ -91,8 +89,8 @@ pub fn set_timer(deadline_ns: u64) {
 pub fn idle() {
     while !take_unreported() {
         // BLOCK clears the mask and sleeps as one step, and returns at once if an event is
-        // pending; the upcall is delivered on its return and acknowledged there (setting
-        // UNREPORTED). BLOCK cannot fail (SPEC.md §20.2).
+        // pending; the upcall is delivered on its return and acknowledged there (noted as
+        // unreported). BLOCK cannot fail (SPEC.md §20.2).
         let _ = HYPERVISOR.block();
         // The upcall's `iret` cleared the mask again: the kernel runs masked.
         events::shared_info().set_upcall_mask(1);

@@ -3,7 +3,7 @@
 //! ([`super::entry`]); the list is in the crate documentation.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use guest_rt::abi::hypercall::{callback_cmd, features, version_cmd};
 use guest_rt::abi::shared_info::VcpuInfo;
@@ -37,21 +37,12 @@ pub struct ParavirtMachine {
     /// The hypervisor's `version(ABI_VERSION)` and `version(FEATURES)`.
     version: AtomicU64,
     features: AtomicU64,
-    /// The extended-state format, fixed at start: the XSAVE mask (0 = FXSAVE; XCR0
-    /// always holds x87) and the MXCSR mask.
-    xsave_mask: AtomicU64,
-    mxcsr_mask: AtomicU32,
     /// Pages added to the heap at start (quota above the initial memory).
     grown_pages: AtomicU64,
 }
 
-static MACHINE: ParavirtMachine = ParavirtMachine {
-    version: AtomicU64::new(0),
-    features: AtomicU64::new(0),
-    xsave_mask: AtomicU64::new(0),
-    mxcsr_mask: AtomicU32::new(0),
-    grown_pages: AtomicU64::new(0),
-};
+static MACHINE: ParavirtMachine =
+    ParavirtMachine { version: AtomicU64::new(0), features: AtomicU64::new(0), grown_pages: AtomicU64::new(0) };
 static STARTED: AtomicBool = AtomicBool::new(false);
 
 impl ParavirtMachine {
@@ -84,22 +75,12 @@ impl ParavirtMachine {
         }
         MACHINE.grown_pages.store(frames::heap_region().pages - guest_rt::start_info().free_pages, Ordering::Release);
         let format = Format::detect();
-        MACHINE.xsave_mask.store(format.xsave_mask.unwrap_or(0), Ordering::Release);
-        MACHINE.mxcsr_mask.store(format.mxcsr_mask, Ordering::Release);
         let start = guest_rt::start_info();
         let upcall_mask = start.shared_info_address.0 + core::mem::offset_of!(VcpuInfo, upcall_mask) as u64;
-        entry::configure(upcall_mask, format.xsave_mask.unwrap_or(0));
+        entry::configure(upcall_mask, format);
         interrupts::bind().map_err(|(operation, errno)| failed(operation, errno))?;
         install_entry()?;
         Ok(&MACHINE)
-    }
-
-    fn format(&self) -> Format {
-        let xsave_mask = self.xsave_mask.load(Ordering::Acquire);
-        Format {
-            xsave_mask: (xsave_mask != 0).then_some(xsave_mask),
-            mxcsr_mask: self.mxcsr_mask.load(Ordering::Acquire),
-        }
     }
 }
 
@@ -133,7 +114,7 @@ impl Machine for ParavirtMachine {
             version >> 16,
             version & 0xffff,
             self.features.load(Ordering::Acquire),
-            self.format()
+            entry::format()
         )?;
         match self.grown_pages.load(Ordering::Acquire) {
             0 => Ok(()),
@@ -200,6 +181,6 @@ impl Machine for ParavirtMachine {
     }
 
     fn enter_user(&self, space: AddressSpace, context: &mut UserContext) -> Trap {
-        user_run::enter_user(space, context, &self.format())
+        user_run::enter_user(space, context)
     }
 }

@@ -14,13 +14,11 @@ use guest_rt::abi::Errno;
 use guest_rt::memory::{self, map_entry, protect_entry, unmap_entry, Space};
 
 use super::error::machine_error as failed;
-use super::frames;
+use super::{entry, frames};
 use crate::arch::machine::{AddressSpace, MachineError, PageAccess, PageUpdate, PAGE_SIZE, USER_LIMIT};
 
 /// Bit h: handle h was created here and not destroyed.
 static LIVE: AtomicU64 = AtomicU64::new(0);
-/// The user root the hypervisor has now ([`NO_SPACE`]: none).
-static USER_ROOT: AtomicU64 = AtomicU64::new(NO_SPACE);
 
 /// Entries per `mmu_update` (one stack array).
 const BATCH: usize = 64;
@@ -53,9 +51,9 @@ pub fn create() -> Result<AddressSpace, MachineError> {
 /// uninstalled first (`DESTROY` refuses a root).
 pub fn destroy(space: AddressSpace) -> Result<(), MachineError> {
     let handle = live(space)?;
-    if USER_ROOT.load(Ordering::Acquire) == space.0 {
+    if entry::state().user_root.load(Ordering::Acquire) == space.0 {
         memory::switch_space(Space::INITIAL, None).map_err(|errno| failed("address_space_op(SWITCH)", errno))?;
-        USER_ROOT.store(NO_SPACE, Ordering::Release);
+        entry::state().user_root.store(NO_SPACE, Ordering::Release);
     }
     memory::destroy_space(handle).map_err(|errno| failed("address_space_op(DESTROY)", errno))?;
     LIVE.fetch_and(!(1 << space.0), Ordering::AcqRel);
@@ -64,12 +62,12 @@ pub fn destroy(space: AddressSpace) -> Result<(), MachineError> {
 
 /// Makes `space` the user root, with one `SWITCH` only if it is not already.
 pub fn make_user_root(space: AddressSpace) -> Result<(), MachineError> {
-    if USER_ROOT.load(Ordering::Acquire) == space.0 {
+    if entry::state().user_root.load(Ordering::Acquire) == space.0 {
         return Ok(());
     }
     let handle = live(space)?;
     memory::switch_space(Space::INITIAL, Some(handle)).map_err(|errno| failed("address_space_op(SWITCH)", errno))?;
-    USER_ROOT.store(space.0, Ordering::Release);
+    entry::state().user_root.store(space.0, Ordering::Release);
     Ok(())
 }
 

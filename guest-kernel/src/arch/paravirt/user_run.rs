@@ -8,7 +8,7 @@
 //! no way to change the record, so the base the context holds stays true without being
 //! read back.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use guest_rt::abi::event::EVENT_VECTOR;
 use guest_rt::abi::trap::{page_fault, segment, vector, ExceptionFrame, SYSCALL_VECTOR};
@@ -16,12 +16,8 @@ use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::trap::ShowFrame;
 
 use super::entry::{self, KERNEL_EXCEPTION_CRASH_CODE};
-use super::extended_state::Format;
 use super::{interrupts, spaces};
 use crate::arch::machine::{Access, AddressSpace, Trap, UserContext, USER_LIMIT};
-
-/// The FS base the hypervisor has recorded (0 at domain start, SPEC.md §4.3).
-static LOADED_FS_BASE: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `context` in `space` until user mode stops, and says why.
 ///
@@ -30,7 +26,7 @@ static LOADED_FS_BASE: AtomicU64 = AtomicU64::new(0);
 /// can be mapped there for the process), an RSP outside user space or a non-canonical FS
 /// base a #GP, a space `create_space` did not make a page fault at RIP; the extended state
 /// is made restorable (`Format::sanitize`) and RFLAGS restricted by the entry.
-pub fn enter_user(space: AddressSpace, context: &mut UserContext, format: &Format) -> Trap {
+pub fn enter_user(space: AddressSpace, context: &mut UserContext) -> Trap {
     if interrupts::take_unreported() {
         return Trap::Interrupt;
     }
@@ -47,13 +43,13 @@ pub fn enter_user(space: AddressSpace, context: &mut UserContext, format: &Forma
         return nothing_at_rip;
     }
     let fs_base = registers.fs_base;
-    if LOADED_FS_BASE.load(Ordering::Acquire) != fs_base {
+    if entry::state().fs_base.load(Ordering::Acquire) != fs_base {
         if HYPERVISOR.set_segment_base(segment::FS, fs_base).is_err() {
             return protection;
         }
-        LOADED_FS_BASE.store(fs_base, Ordering::Release);
+        entry::state().fs_base.store(fs_base, Ordering::Release);
     }
-    format.sanitize(&mut context.extended);
+    entry::format().sanitize(&mut context.extended);
     let frame = entry::run(context);
     let registers = &mut context.registers;
     registers.rax = frame.iret.rax;
