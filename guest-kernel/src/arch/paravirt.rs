@@ -1,5 +1,21 @@
-//! The ringfence paravirtual platform (ABI 0.3): each [`Arch`] operation is a hypercall
-//! (through guest-rt) or a plain access to the shared-info page.
+//! The ringfence paravirtual platform (ABI 0.3).
+//!
+//! [`ParavirtMachine`] is the kernel's [`Machine`](super::machine::Machine) here (the list of
+//! its operations is in the crate documentation):
+//!
+//! * [`machine`]: starting it and the trait's methods;
+//! * [`entry`]: the asm into guest-user mode and the one entry every event comes back
+//!   through, with the stack events from user mode land on;
+//! * [`user_run`]: what a run checks and installs first, and what ended it;
+//! * [`interrupts`]: upcalls, the timer, console input, `idle`;
+//! * [`spaces`]: user address spaces and their pages; [`frames`]: heap pages as gfns;
+//! * [`extended_state`]: XSAVE or FXSAVE, and making a saved area safe to restore;
+//! * [`initramfs`]: the archive the domain was started with;
+//! * [`boot`](mod@boot): the entry point around the kernel's main function ([`run_kernel`]).
+//!
+//! The older [`Arch`] implementation, [`Paravirt`], serves the kernel this crate runs today
+//! (the demo in [`crate::kernel`]); it goes when that kernel is replaced by one on
+//! [`Machine`](super::machine::Machine):
 //!
 //! * console: `console_io(WRITE)`; input with `console_io(READ)`, woken by VIRQ_CONSOLE;
 //! * interrupts: the virtual interrupt flag is the shared-info upcall mask — a plain
@@ -9,7 +25,7 @@
 //!   an event or the tick;
 //! * timer: system time in ns from the shared-info time info (no hypercall), and the
 //!   wallclock the hypervisor read from the RTC;
-//! * shutdown/crash: `sched_op(SHUTDOWN, POWEROFF|CRASH, code)`;
+//! * shutdown/crash: `sched_op(SHUTDOWN, POWEROFF|CRASH)`;
 //! * exceptions and system calls: guest-rt's trap entry, registered with
 //!   `set_trap_table` and `callback_op` ([`traps`]);
 //! * kernel pages: heap pages mapped by gfn with `mmu_update` ([`pages`]);
@@ -17,6 +33,8 @@
 //!   through guest-rt's `user::run` ([`process`]);
 //! * entry: guest-rt's start code (start info, heap, panic handler) around the kernel's
 //!   main function ([`boot!`]).
+//!
+//! The two never run in one domain: each registers its own trap entry.
 
 use core::fmt;
 use core::sync::atomic::Ordering;

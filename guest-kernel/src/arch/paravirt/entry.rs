@@ -24,7 +24,6 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use guest_rt::abi::memory::NO_SPACE;
-
 use guest_rt::abi::trap::ExceptionFrame;
 use guest_rt::trap::ShowFrame;
 
@@ -107,7 +106,10 @@ pub struct RunState {
     pub armed_deadline: AtomicU64,
 }
 
-const _: () = assert!(size_of::<RunState>() <= 256 - 104, "the state and a frame share the top page");
+const _: () = assert!(
+    EVENT_STACK_BYTES % 4096 >= 104 + 16 && size_of::<EventStack>() == 16 * 1024,
+    "a frame, the stack's top and the run state share the last page"
+);
 
 /// The run state.
 pub fn state() -> &'static RunState {

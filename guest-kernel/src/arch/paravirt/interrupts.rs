@@ -6,9 +6,9 @@
 //! clears it as one step with going to sleep. So an upcall reaches guest-kernel mode only
 //! on the return of a `BLOCK` in [`idle`], or at the first instructions of the event entry
 //! (an event from guest-user mode that is not an upcall leaves the mask clear until the
-//! entry sets it). There it is acknowledged and remembered in the run state (`RunState::unreported`); the kernel
-//! hears of it as the next [`idle`] returning at once or the next run stopping at once
-//! with [`Trap::Interrupt`](crate::arch::machine::Trap::Interrupt). An upcall in
+//! entry sets it). There it is acknowledged and noted as unreported (in the run state);
+//! the kernel hears of it as the next [`idle`] returning at once or the next run stopping
+//! at once with [`Trap::Interrupt`](crate::arch::machine::Trap::Interrupt). An upcall in
 //! guest-user mode ends the run with that trap directly.
 //!
 //! Acknowledging is guest-rt's scan of the shared-info page: every pending, unmasked port
