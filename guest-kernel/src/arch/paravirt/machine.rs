@@ -7,11 +7,10 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use guest_rt::abi::hypercall::{callback_cmd, features, version_cmd};
 use guest_rt::abi::shared_info::VcpuInfo;
-use guest_rt::abi::trap::{callback_type, trap_flags, vector, KERNEL_SS};
-use guest_rt::abi::{Errno, StartInfo};
+use guest_rt::abi::trap::{callback_type, trap_flags, vector, TrapTableEntry, KERNEL_SS};
+use guest_rt::abi::{Errno, GuestVirtualAddress, StartInfo};
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::time;
-use guest_rt::trap::entry_for;
 
 use super::entry::{self, EVENT_STACK};
 use super::error::machine_error as failed;
@@ -43,16 +42,19 @@ pub struct ParavirtMachine {
 
 static MACHINE: ParavirtMachine =
     ParavirtMachine { version: AtomicU64::new(0), features: AtomicU64::new(0), grown_pages: AtomicU64::new(0) };
-static STARTED: AtomicBool = AtomicBool::new(false);
+/// Set once [`ParavirtMachine::start`] has completed.
+static READY: AtomicBool = AtomicBool::new(false);
 
 impl ParavirtMachine {
     /// Sets the machine up, once: checks the hypervisor's features, grows the heap to the
     /// quota, binds the timer and console interrupts, and points every exception vector,
     /// the system-call callback and the event callback at the entry, with events from
     /// guest-user mode on the entry's own stack. Events stay masked (the kernel runs
-    /// masked). A second call returns the same machine.
+    /// masked). A call after one that succeeded returns the same machine; one after a
+    /// failure tries again (and fails again where the first one got: a port bound twice
+    /// is `-EEXIST`).
     pub fn start() -> Result<&'static Self, MachineError> {
-        if STARTED.swap(true, Ordering::AcqRel) {
+        if READY.load(Ordering::Acquire) {
             return Ok(&MACHINE);
         }
         let version =
@@ -80,6 +82,7 @@ impl ParavirtMachine {
         entry::configure(upcall_mask, format);
         interrupts::bind().map_err(|(operation, errno)| failed(operation, errno))?;
         install_entry()?;
+        READY.store(true, Ordering::Release);
         Ok(&MACHINE)
     }
 }
@@ -87,11 +90,12 @@ impl ParavirtMachine {
 /// Registers the entry: trap table (vectors 0–31; user mode may raise 3 with `int3`, as
 /// natively), `stack_switch`, the system-call callback and the event callback.
 fn install_entry() -> Result<(), MachineError> {
-    let mut table = [entry_for(0, 0); vector::FIRST_SOFTWARE as usize];
+    let mut table = [TrapTableEntry::default(); vector::FIRST_SOFTWARE as usize];
     for (index, slot) in table.iter_mut().enumerate() {
-        let flags = if index == usize::from(vector::BREAKPOINT) { trap_flags::USER_MAY_RAISE } else { 0 };
-        *slot = entry_for(index as u8, flags);
-        slot.handler.0 = entry::address();
+        let number = index as u8;
+        let flags = if number == vector::BREAKPOINT { trap_flags::USER_MAY_RAISE } else { 0 };
+        let handler = GuestVirtualAddress(entry::address());
+        *slot = TrapTableEntry { vector: number, flags, reserved: [0; 6], handler };
     }
     // SAFETY: every handler is the entry, which follows the exception-frame protocol.
     unsafe { HYPERVISOR.set_trap_table(&table) }.map_err(|errno| failed("set_trap_table", errno))?;
@@ -147,7 +151,8 @@ impl Machine for ParavirtMachine {
 
     fn wallclock_at_boot_ns(&self) -> Option<u64> {
         let clock = time::boot_wallclock();
-        let nanoseconds = clock.seconds * time::NANOSECONDS_PER_SECOND + u64::from(clock.nanoseconds);
+        let nanoseconds =
+            clock.seconds.saturating_mul(time::NANOSECONDS_PER_SECOND).saturating_add(u64::from(clock.nanoseconds));
         // Both fields are 0 when the hypervisor had no RTC (SPEC.md §19.3).
         (nanoseconds != 0).then_some(nanoseconds)
     }

@@ -19,7 +19,9 @@ use super::entry::{self, KERNEL_EXCEPTION_CRASH_CODE};
 use super::{interrupts, spaces};
 use crate::arch::machine::{Access, AddressSpace, Trap, UserContext, USER_LIMIT};
 
-/// Runs `context` in `space` until user mode stops, and says why.
+/// Runs `context` in `space` until user mode stops, and says why. An interrupt the kernel
+/// has not been told of yet (one pending, or acknowledged while the kernel ran) stops the
+/// run before it starts, as it would at the first user instruction.
 ///
 /// What the hypervisor would refuse by killing the domain, or the CPU by faulting in the
 /// kernel, never reaches them: a RIP outside user space is a page fault at it (nothing
