@@ -56,21 +56,10 @@ pub fn print(arguments: fmt::Arguments<'_>) {
     buffer.flush();
 }
 
-/// Prints to the kernel console.
-macro_rules! kprint {
-    ($($argument:tt)*) => {
-        $crate::console::print(::core::format_args!($($argument)*))
-    };
-}
-
 /// Prints a line to the kernel console.
 macro_rules! kprintln {
-    () => {
-        $crate::console::kprint!("\n")
-    };
     ($($argument:tt)*) => {
         $crate::console::print(::core::format_args!("{}\n", ::core::format_args!($($argument)*)))
     };
 }
-#[allow(unused_imports)]
-pub(crate) use {kprint, kprintln};
+pub(crate) use kprintln;
