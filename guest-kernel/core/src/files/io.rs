@@ -82,7 +82,7 @@ fn position(offset: u64) -> Result<u64, Errno> {
     }
 }
 
-/// `pread64(fd, buffer, count, offset)`: ESPIPE on pipes and the console.
+/// `pread64(fd, buffer, count, offset)`: ESPIPE on pipes, sockets and the console.
 pub fn pread64(
     files: &mut Files,
     caller: &mut Caller<'_>,
