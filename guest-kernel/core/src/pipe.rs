@@ -10,6 +10,9 @@
 //! an idle pipe costs nothing and a kernel short of memory answers ENOMEM instead of
 //! stopping. A reader may look at the bytes before taking them ([`Pipe::peek`],
 //! [`Pipe::consume`]), so bytes are only taken once they reached the reader's memory.
+//!
+//! Each direction of a socket pair is a pipe buffer too; a packet socket's records go in
+//! with [`Pipe::write_whole`], never split.
 
 use alloc::collections::VecDeque;
 
@@ -115,6 +118,19 @@ impl Pipe {
         Transfer::Moved(count)
     }
 
+    /// Copies the waiting bytes from `offset` on into `into` without taking them; how many
+    /// were copied (fewer than `into.len()` if fewer wait there).
+    pub fn peek_at(&self, offset: usize, into: &mut [u8]) -> usize {
+        let count = into.len().min(self.buffer.len().saturating_sub(offset));
+        if count == 0 {
+            return 0;
+        }
+        for (slot, byte) in into.iter_mut().zip(self.buffer.range(offset..offset + count)) {
+            *slot = *byte;
+        }
+        count
+    }
+
     /// Takes `count` bytes that [`Pipe::peek`] showed (fewer if fewer are waiting).
     pub fn consume(&mut self, count: usize) {
         let count = count.min(self.buffer.len());
@@ -152,6 +168,21 @@ impl Pipe {
         self.buffer.try_reserve(count).map_err(|_| Errno::ENOMEM)?;
         self.buffer.extend(&from[..count]);
         Ok(Transfer::Moved(count))
+    }
+
+    /// Appends all of `from` or nothing ([`Transfer::WouldBlock`] while it does not fit),
+    /// whatever its size: a packet socket's record is never split. EPIPE when no reader is
+    /// left; ENOMEM if the buffer cannot grow.
+    pub fn write_whole(&mut self, from: &[u8]) -> Result<Transfer, Errno> {
+        if self.readers == 0 {
+            return Err(Errno::EPIPE);
+        }
+        if from.len() > self.room() {
+            return Ok(Transfer::WouldBlock);
+        }
+        self.buffer.try_reserve(from.len()).map_err(|_| Errno::ENOMEM)?;
+        self.buffer.extend(from);
+        Ok(Transfer::Moved(from.len()))
     }
 }
 
@@ -202,6 +233,22 @@ mod tests {
         assert_eq!(&sink[..2], b"lo");
         pipe.consume(100);
         assert!(pipe.is_empty());
+    }
+
+    #[test]
+    fn whole_writes_go_in_whole_and_bytes_can_be_peeked_anywhere() {
+        let mut pipe = Pipe::new();
+        let large = alloc::vec![5u8; CAPACITY - 10];
+        assert_eq!(pipe.write_whole(&large), Ok(Transfer::Moved(CAPACITY - 10)), "larger than PIPE_BUF, still whole");
+        assert_eq!(pipe.write_whole(&[6u8; 11]), Ok(Transfer::WouldBlock), "11 bytes do not fit: none go in");
+        assert_eq!(pipe.len(), CAPACITY - 10);
+        assert_eq!(pipe.write_whole(&[6, 7, 8]), Ok(Transfer::Moved(3)));
+        let mut sink = [0u8; 8];
+        assert_eq!(pipe.peek_at(CAPACITY - 11, &mut sink), 4);
+        assert_eq!(&sink[..4], &[5, 6, 7, 8]);
+        assert_eq!(pipe.peek_at(CAPACITY, &mut sink), 0, "past the end");
+        assert!(pipe.close_reader());
+        assert_eq!(pipe.write_whole(b"x"), Err(Errno::EPIPE));
     }
 
     #[test]

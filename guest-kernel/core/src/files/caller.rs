@@ -69,7 +69,7 @@ impl Caller<'_> {
     }
 
     /// Where the file of descriptor `fd` is in the tree (for `fstat`, `fchdir`, `*at` with
-    /// an empty path); `None` for pipes.
+    /// an empty path); `None` for pipes and sockets.
     pub(crate) fn location_of(&self, fd: i32) -> Result<Option<Location>, Errno> {
         let fd = u64::try_from(fd).map_err(|_| Errno::EBADF)?;
         let file = self.process.descriptors().get(fd)?;
@@ -77,7 +77,7 @@ impl Caller<'_> {
         Ok(match &file.node {
             Node::Regular { inode, .. } | Node::Device { inode, .. } => Some(Location::Inode(*inode)),
             Node::Directory { location, .. } | Node::Path(location) => Some(*location),
-            Node::Generated { .. } | Node::PipeReader(_) | Node::PipeWriter(_) => None,
+            Node::Generated { .. } | Node::PipeReader(_) | Node::PipeWriter(_) | Node::Socket(_) => None,
         })
     }
 

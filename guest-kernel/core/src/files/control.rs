@@ -48,6 +48,7 @@ pub fn ioctl(files: &mut Files, caller: &mut Caller<'_>, fd: u64, request: u64, 
         Node::Regular { inode, offset } => files.fs.metadata(*inode)?.size.saturating_sub(*offset),
         Node::Generated { bytes, offset, .. } => (bytes.len() as u64).saturating_sub(*offset),
         Node::PipeReader(pipe) | Node::PipeWriter(pipe) => pipe.borrow().pipe.len() as u64,
+        Node::Socket(end) => end.waiting() as u64,
         _ => return Err(Errno::ENOTTY),
     };
     if request != ioctl::FIONREAD {

@@ -7,7 +7,7 @@ use linux_raw_sys::general as uapi;
 use super::caller::Caller;
 use super::outcome::CallResult;
 use super::world::Files;
-use super::{control, directories, io, metadata, open, readiness};
+use super::{control, directories, io, metadata, open, readiness, socket};
 
 /// Every system call number [`dispatch`] serves.
 pub const CALLS: &[u32] = &[
@@ -30,6 +30,11 @@ pub const CALLS: &[u32] = &[
     uapi::__NR_select,
     uapi::__NR_dup,
     uapi::__NR_dup2,
+    uapi::__NR_sendto,
+    uapi::__NR_recvfrom,
+    uapi::__NR_shutdown,
+    uapi::__NR_socketpair,
+    uapi::__NR_getsockopt,
     uapi::__NR_fcntl,
     uapi::__NR_fsync,
     uapi::__NR_fdatasync,
@@ -103,6 +108,11 @@ pub fn dispatch(files: &mut Files, caller: &mut Caller<'_>, number: u64, a: [u64
         uapi::__NR_fcntl => open::fcntl(f, c, a[0], a[1], a[2]),
         uapi::__NR_pipe => open::pipe(f, c, a[0]),
         uapi::__NR_pipe2 => open::pipe2(f, c, a[0], a[1]),
+        uapi::__NR_socketpair => socket::socketpair(f, c, a[0], a[1], a[2], a[3]),
+        uapi::__NR_shutdown => socket::shutdown(f, c, a[0], a[1]),
+        uapi::__NR_sendto => socket::sendto(f, c, a[0], a[1], a[2], a[3], [a[4], a[5]]),
+        uapi::__NR_recvfrom => socket::recvfrom(f, c, a[0], a[1], a[2], a[3], [a[4], a[5]]),
+        uapi::__NR_getsockopt => socket::getsockopt(f, c, a[0], a[1], a[2], a[3], a[4]),
         uapi::__NR_stat => metadata::stat(f, c, a[0], a[1]),
         uapi::__NR_fstat => metadata::fstat(f, c, a[0], a[1]),
         uapi::__NR_lstat => metadata::lstat(f, c, a[0], a[1]),
@@ -173,10 +183,10 @@ mod tests {
             processes: &world.processes,
             timed_out: false,
         };
-        for number in [uapi::__NR_getpid, uapi::__NR_execve, uapi::__NR_mmap] {
+        for number in [uapi::__NR_getpid, uapi::__NR_execve, uapi::__NR_mmap, uapi::__NR_socket, uapi::__NR_connect] {
             assert!(dispatch(&mut world.files, &mut caller, u64::from(number), [0; 6]).is_none());
         }
         assert!(dispatch(&mut world.files, &mut caller, 1 << 32, [0; 6]).is_none(), "not a 32-bit number");
-        assert_eq!(CALLS.len(), 66);
+        assert_eq!(CALLS.len(), 71);
     }
 }

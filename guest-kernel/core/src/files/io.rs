@@ -12,6 +12,13 @@
 //!   resume in the middle, so the count is returned and the writer's loop — every
 //!   libc's `fwrite`, busybox's `full_write`, Rust's `write_all` — writes the rest.)
 //!   With `O_NONBLOCK`, EAGAIN instead of sleeping. No reader: EPIPE and SIGPIPE.
+//! * Socket pairs: a stream end reads and writes its two buffers as a pipe's ends do;
+//!   a write after its own `shutdown(SHUT_WR)` is EPIPE and SIGPIPE too. A
+//!   `SOCK_SEQPACKET` end writes each call as one record, whole or not at all (sleeping
+//!   until it fits; EMSGSIZE if it cannot fit even an empty buffer, past 64 KiB less a
+//!   4-byte header, where Linux's limit is its socket buffer), and reads one record a call, dropping what does not fit the buffers, as Linux does; its EPIPE
+//!   comes without SIGPIPE, as Linux's. Where Linux reports ECONNRESET once to a reader
+//!   whose peer closed with bytes unread, the reader here sees end of file.
 //! * The console: a read returns one line (canonical mode) or what has arrived (raw
 //!   mode), sleeping on [`Event::ConsoleReadable`]; a write is shown at once, at most
 //!   [`CONSOLE_WRITE_LIMIT`] bytes a call (the kernel cannot be preempted while it
@@ -25,6 +32,7 @@ use linux_raw_sys::general as uapi;
 use super::caller::Caller;
 use super::open_file::{Device, FileRef, Node, SharedPipe};
 use super::outcome::{done, CallResult, Event, Outcome, Wait};
+use super::socket_end::{SocketEnd, SocketKind, MAX_RECORD, RECORD_HEADER};
 use super::transfer::{buffer, transferred, Segments, CHUNK};
 use super::world::Files;
 use crate::linux::Errno;
@@ -74,7 +82,7 @@ fn position(offset: u64) -> Result<u64, Errno> {
     }
 }
 
-/// `pread64(fd, buffer, count, offset)`: ESPIPE on pipes and the console.
+/// `pread64(fd, buffer, count, offset)`: ESPIPE on pipes, sockets and the console.
 pub fn pread64(
     files: &mut Files,
     caller: &mut Caller<'_>,
@@ -174,6 +182,7 @@ pub(crate) fn read_from(
         }
         Node::Device { device: Device::Console, .. } => read_console(files, caller, segments, nonblocking),
         Node::PipeReader(pipe) => read_pipe(files, caller, pipe, segments, nonblocking),
+        Node::Socket(end) => read_socket(files, caller, end, segments, nonblocking),
         Node::PipeWriter(_) | Node::Path(_) => Err(Errno::EBADF),
     }
 }
@@ -331,6 +340,7 @@ pub(crate) fn write_to(
             done(written as u64)
         }
         Node::PipeWriter(pipe) => write_pipe(files, caller, pipe, segments, nonblocking),
+        Node::Socket(end) => write_socket(files, caller, end, segments, nonblocking),
         Node::Directory { .. } => Err(Errno::EISDIR),
         Node::Generated { .. } | Node::PipeReader(_) | Node::Path(_) => Err(Errno::EBADF),
     }
@@ -381,9 +391,121 @@ fn write_pipe(
     done(result)
 }
 
+/// Reads from socket end `end` (`read`, `readv`, `recvfrom`).
+pub(crate) fn read_socket(
+    files: &mut Files,
+    caller: &mut Caller<'_>,
+    end: &SocketEnd,
+    segments: Segments,
+    nonblocking: bool,
+) -> CallResult {
+    match end.kind {
+        SocketKind::Stream => read_pipe(files, caller, &end.receive, segments, nonblocking),
+        SocketKind::Packet => read_record(files, caller, &end.receive, segments, nonblocking),
+    }
+}
+
+/// Writes to socket end `end` (`write`, `writev`, `sendto`).
+pub(crate) fn write_socket(
+    files: &mut Files,
+    caller: &mut Caller<'_>,
+    end: &SocketEnd,
+    segments: Segments,
+    nonblocking: bool,
+) -> CallResult {
+    match end.kind {
+        SocketKind::Stream => {
+            // The buffer still has its reader after this end's own SHUT_WR.
+            if segments.remaining() > 0 && end.writing_over() {
+                return Ok(Outcome::FailAndSignal { error: Errno::EPIPE, signal: Signal::PIPE });
+            }
+            write_pipe(files, caller, &end.send, segments, nonblocking)
+        }
+        SocketKind::Packet => write_record(files, caller, end, segments, nonblocking),
+    }
+}
+
+/// A zeroed kernel buffer of `length` bytes (a record: at most a pipe's capacity), ENOMEM
+/// if the heap cannot give it.
+fn record_buffer(length: usize) -> Result<alloc::vec::Vec<u8>, Errno> {
+    let mut bytes = alloc::vec::Vec::new();
+    bytes.try_reserve_exact(length).map_err(|_| Errno::ENOMEM)?;
+    bytes.resize(length, 0);
+    Ok(bytes)
+}
+
+/// Reads the next record: as much as the buffers take, the rest of it dropped. A copy
+/// that faults is EFAULT and leaves the record for the next read.
+fn read_record(
+    files: &mut Files,
+    caller: &mut Caller<'_>,
+    pipe: &SharedPipe,
+    mut segments: Segments,
+    nonblocking: bool,
+) -> CallResult {
+    if segments.remaining() == 0 {
+        return done(0u64);
+    }
+    let mut state = pipe.borrow_mut();
+    let id = state.id;
+    let mut header = [0u8; RECORD_HEADER];
+    match state.pipe.peek(&mut header) {
+        Transfer::Moved(_) => {}
+        Transfer::EndOfFile => return done(0u64),
+        Transfer::WouldBlock if nonblocking => return Err(Errno::EAGAIN),
+        Transfer::WouldBlock => return Ok(Outcome::Block(Wait::on(Event::PipeReadable(id)))),
+    }
+    let length = u32::from_le_bytes(header) as usize;
+    let mut bytes = record_buffer(length.min(segments.remaining() as usize))?;
+    let count = state.pipe.peek_at(RECORD_HEADER, &mut bytes);
+    let copied = segments.copy_out(caller.memory, &bytes[..count]);
+    if copied.faulted {
+        return Err(Errno::EFAULT);
+    }
+    state.pipe.consume(RECORD_HEADER + length);
+    files.raise(Event::PipeWritable(id));
+    done(copied.count as u64)
+}
+
+/// Writes `segments` as one record, whole or not at all. A copy that faults is EFAULT
+/// and sends nothing.
+fn write_record(
+    files: &mut Files,
+    caller: &mut Caller<'_>,
+    end: &SocketEnd,
+    mut segments: Segments,
+    nonblocking: bool,
+) -> CallResult {
+    let length = segments.remaining() as usize;
+    if length > MAX_RECORD {
+        return Err(Errno::EMSGSIZE);
+    }
+    if end.writing_over() {
+        return Err(Errno::EPIPE);
+    }
+    let mut state = end.send.borrow_mut();
+    let id = state.id;
+    let blocked =
+        || if nonblocking { Err(Errno::EAGAIN) } else { Ok(Outcome::Block(Wait::on(Event::PipeWritable(id)))) };
+    if state.pipe.room() < RECORD_HEADER + length {
+        return blocked();
+    }
+    let mut record = record_buffer(RECORD_HEADER + length)?;
+    record[..RECORD_HEADER].copy_from_slice(&(length as u32).to_le_bytes());
+    if segments.copy_in(&*caller.memory, &mut record[RECORD_HEADER..]).faulted {
+        return Err(Errno::EFAULT);
+    }
+    match state.pipe.write_whole(&record)? {
+        Transfer::Moved(_) => {}
+        _ => return blocked(),
+    }
+    files.raise(Event::PipeReadable(id));
+    done(length as u64)
+}
+
 /// `lseek(fd, offset, whence)`: `SEEK_SET`, `SEEK_CUR`, `SEEK_END`, and `SEEK_DATA` /
 /// `SEEK_HOLE` (a file here is all data); on a directory, 0 rewinds and `n` moves to the
-/// `n`th entry; `/dev/null` and `/dev/zero` stay at 0; ESPIPE on pipes and the console.
+/// `n`th entry; `/dev/null` and `/dev/zero` stay at 0; ESPIPE on pipes, sockets and the console.
 pub fn lseek(files: &mut Files, caller: &mut Caller<'_>, fd: u64, offset: u64, whence: u64) -> CallResult {
     let file = caller.file(fd)?;
     let mut open = file.borrow_mut();
@@ -397,7 +519,7 @@ pub fn lseek(files: &mut Files, caller: &mut Caller<'_>, fd: u64, offset: u64, w
             return super::directories::seek_directory(files, caller, &file, offset, whence);
         }
         Node::Device { device: Device::Null | Device::Zero, .. } => return done(0u64),
-        Node::Device { device: Device::Console, .. } | Node::PipeReader(_) | Node::PipeWriter(_) => {
+        Node::Device { device: Device::Console, .. } | Node::PipeReader(_) | Node::PipeWriter(_) | Node::Socket(_) => {
             return Err(Errno::ESPIPE)
         }
         Node::Path(_) => return Err(Errno::EBADF),

@@ -20,10 +20,12 @@ use crate::linux::layouts::{Stat, Statx, StatxTimestamp, Timespec};
 use crate::linux::Errno;
 use crate::user_memory::{read_value, write_value};
 
-/// The device numbers `stat` reports for the in-memory file system, `/proc` and pipes.
+/// The device numbers `stat` reports for the in-memory file system, `/proc`, pipes and
+/// sockets.
 const FILE_SYSTEM_DEVICE: (u32, u32) = (0, 1);
 const PROC_DEVICE: (u32, u32) = (0, 2);
 const PIPE_DEVICE: (u32, u32) = (0, 3);
+const SOCKET_DEVICE: (u32, u32) = (0, 4);
 
 /// Preferred I/O size.
 const BLOCK_SIZE: u32 = 4096;
@@ -51,21 +53,30 @@ fn describe_file(files: &Files, caller: &Caller<'_>, file: &FileRef) -> Result<D
         }
         Node::Directory { location, .. } | Node::Path(location) => describe_location(files, caller, *location),
         Node::Generated { metadata, .. } => Ok(Described { metadata: *metadata, device: PROC_DEVICE }),
-        Node::PipeReader(pipe) | Node::PipeWriter(pipe) => Ok(Described {
-            metadata: Metadata {
-                inode: pipe.borrow().id,
-                kind: FileType::Fifo,
-                permissions: 0o600,
-                links: 1,
-                uid: 0,
-                gid: 0,
-                size: 0,
-                rdev: (0, 0),
-                modified_ns: files.now_ns(),
-                changed_ns: files.now_ns(),
-            },
-            device: PIPE_DEVICE,
-        }),
+        Node::PipeReader(pipe) | Node::PipeWriter(pipe) => {
+            Ok(anonymous(files, pipe.borrow().id, FileType::Fifo, 0o600, PIPE_DEVICE))
+        }
+        // Each end is its own inode, numbered by the buffer it reads (Linux: 0777 sockets).
+        Node::Socket(end) => Ok(anonymous(files, end.receive.borrow().id, FileType::Socket, 0o777, SOCKET_DEVICE)),
+    }
+}
+
+/// A file with no name in the tree: a pipe or a socket, made now.
+fn anonymous(files: &Files, inode: u64, kind: FileType, permissions: u32, device: (u32, u32)) -> Described {
+    Described {
+        metadata: Metadata {
+            inode,
+            kind,
+            permissions,
+            links: 1,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            rdev: (0, 0),
+            modified_ns: files.now_ns(),
+            changed_ns: files.now_ns(),
+        },
+        device,
     }
 }
 
@@ -505,13 +516,13 @@ pub fn sync(_files: &mut Files, _caller: &mut Caller<'_>) -> CallResult {
     done(0u64)
 }
 
-/// `fsync(fd)`, `fdatasync(fd)`, `syncfs(fd)`: nothing to write back; EINVAL for pipes
-/// and the console, which cannot be synchronized, as on Linux.
+/// `fsync(fd)`, `fdatasync(fd)`, `syncfs(fd)`: nothing to write back; EINVAL for pipes,
+/// sockets and the console, which cannot be synchronized, as on Linux.
 pub fn fsync(_files: &mut Files, caller: &mut Caller<'_>, fd: u64) -> CallResult {
     let file = caller.file(descriptor(fd))?;
     let open = file.borrow();
     match open.node {
-        Node::PipeReader(_) | Node::PipeWriter(_) => Err(Errno::EINVAL),
+        Node::PipeReader(_) | Node::PipeWriter(_) | Node::Socket(_) => Err(Errno::EINVAL),
         Node::Path(_) => Err(Errno::EBADF),
         _ if open.is_console() => Err(Errno::EINVAL),
         _ => done(0u64),

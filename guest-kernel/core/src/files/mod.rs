@@ -1,6 +1,6 @@
-//! The file side of the Linux system-call layer: open files, pipes, the console terminal,
-//! `/dev` and `/proc` over the in-memory file system, and the system calls on them
-//! ([`CALLS`] lists them).
+//! The file side of the Linux system-call layer: open files, pipes, socket pairs, the
+//! console terminal, `/dev` and `/proc` over the in-memory file system, and the system
+//! calls on them ([`CALLS`] lists them).
 //!
 //! What the kernel does with it:
 //!
@@ -20,7 +20,7 @@
 //!     the timeout woke it. A signal arriving meanwhile ends the sleep: the call returns
 //!     EINTR (or is run again under `SA_RESTART`); both are correct, as it did nothing;
 //!   * `Ok(Outcome::FailAndSignal { error, signal })`: `-error` goes in RAX and `signal` is
-//!     sent to the caller (EPIPE and SIGPIPE).
+//!     sent to the caller (EPIPE and SIGPIPE, from a pipe or a stream socket).
 //!
 //!   A call borrows the caller's [`ProcessFiles`] mutably and the [`ProcessInfo`]
 //!   shared, so the kernel keeps the one apart from what the other reads (a map of
@@ -53,6 +53,8 @@ mod outcome;
 mod proc;
 mod process_files;
 pub mod readiness;
+pub mod socket;
+mod socket_end;
 #[cfg(test)]
 mod testing;
 mod transfer;

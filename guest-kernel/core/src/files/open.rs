@@ -12,7 +12,7 @@ use linux_raw_sys::general as uapi;
 
 use super::caller::{descriptor, flags, Caller, DirectoryArgument, WORKING_DIRECTORY};
 use super::namespace::{Location, View};
-use super::open_file::{share, Access, Cursor, Device, Node, OpenFile};
+use super::open_file::{share, Access, Cursor, Device, FileRef, Node, OpenFile};
 use super::outcome::{done, CallResult};
 use super::world::Files;
 use crate::descriptors::DescriptorCommand;
@@ -270,32 +270,45 @@ pub fn pipe2(files: &mut Files, caller: &mut Caller<'_>, address: u64, flags_arg
     let pipe = files.new_pipe()?;
     let reader = share(OpenFile::new(Node::PipeReader(pipe.clone()), Access::Read, pipe_flags));
     let writer = share(OpenFile::new(Node::PipeWriter(pipe), Access::Write, pipe_flags));
+    install_pair(files, caller, address, [reader, writer], close_on_exec)
+}
+
+/// Gives the caller two new open files (`pipe2`, `socketpair`): the lowest free
+/// descriptors, their numbers written as two `int`s at `address`. On any failure (EMFILE,
+/// EFAULT) neither stays installed and both are released.
+pub(crate) fn install_pair(
+    files: &mut Files,
+    caller: &mut Caller<'_>,
+    address: u64,
+    [first, second]: [FileRef; 2],
+    close_on_exec: bool,
+) -> CallResult {
     let descriptors = caller.process.descriptors_mut();
-    let installed = descriptors.insert(reader.clone(), close_on_exec).and_then(|read_end| {
-        match descriptors.insert(writer.clone(), close_on_exec) {
-            Ok(write_end) => Ok((read_end, write_end)),
+    let installed = descriptors.insert(first.clone(), close_on_exec).and_then(|first_end| {
+        match descriptors.insert(second.clone(), close_on_exec) {
+            Ok(second_end) => Ok((first_end, second_end)),
             Err(error) => {
-                let _ = descriptors.remove(read_end);
+                let _ = descriptors.remove(first_end);
                 Err(error)
             }
         }
     });
-    let written = installed.and_then(|(read_end, write_end)| {
-        let ends = [read_end as i32, write_end as i32];
+    let written = installed.and_then(|(first_end, second_end)| {
+        let ends = [first_end as i32, second_end as i32];
         let mut bytes = [0u8; 8];
         bytes[..4].copy_from_slice(&ends[0].to_le_bytes());
         bytes[4..].copy_from_slice(&ends[1].to_le_bytes());
-        caller.memory.write(address, &bytes).map(|()| (read_end, write_end)).inspect_err(|_| {
+        caller.memory.write(address, &bytes).inspect_err(|_| {
             let descriptors = caller.process.descriptors_mut();
-            let _ = descriptors.remove(read_end);
-            let _ = descriptors.remove(write_end);
+            let _ = descriptors.remove(first_end);
+            let _ = descriptors.remove(second_end);
         })
     });
     match written {
-        Ok(_) => done(0u64),
+        Ok(()) => done(0u64),
         Err(error) => {
-            files.release(reader);
-            files.release(writer);
+            files.release(first);
+            files.release(second);
             Err(error)
         }
     }

@@ -1,7 +1,7 @@
-//! An open file description: what `open`, `pipe2` and the console give a process, shared
-//! by every descriptor `dup` and `fork` make of it (so they share its offset and status
-//! flags, as on Linux). Close-on-exec is not here: it belongs to the descriptor
-//! ([`crate::descriptors`]).
+//! An open file description: what `open`, `pipe2`, `socketpair` and the console give a
+//! process, shared by every descriptor `dup` and `fork` make of it (so they share its
+//! offset and status flags, as on Linux). Close-on-exec is not here: it belongs to the
+//! descriptor ([`crate::descriptors`]).
 
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -10,6 +10,7 @@ use linux_raw_sys::general as uapi;
 
 use super::namespace::Location;
 use super::outcome::PipeId;
+use super::socket_end::SocketEnd;
 use crate::fs::tree::{InodeId, Metadata};
 use crate::linux::Errno;
 use crate::pipe::Pipe;
@@ -134,6 +135,8 @@ pub(crate) enum Node {
     PipeReader(SharedPipe),
     /// The write end of a pipe.
     PipeWriter(SharedPipe),
+    /// One end of a socket pair.
+    Socket(SocketEnd),
     /// A `/proc` file: its bytes as made at open, and the read offset.
     Generated {
         /// The bytes.

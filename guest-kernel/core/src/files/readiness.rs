@@ -1,8 +1,9 @@
 //! Waiting for several files at once: `poll`, `ppoll`, `select`, `pselect6`.
 //!
-//! Each open file says what it is ready for now: pipes by their contents and open ends,
-//! the console by completed input, everything else always (as Linux's default). When
-//! nothing asked for is ready and the timeout is not zero, the call blocks on the events
+//! Each open file says what it is ready for now: pipes and sockets by their contents and
+//! open ends (a socket whose reading is over is readable, with `POLLRDHUP`; with its
+//! writing over too, `POLLHUP`), the console by completed input, everything else always
+//! (as Linux's default). When nothing asked for is ready and the timeout is not zero, the call blocks on the events
 //! that could make one ready, with the timeout; when it runs again after the timeout
 //! ([`super::Caller::timed_out`]), it answers with what is ready, perhaps nothing. The
 //! timeout argument is written back as zero after a timeout and otherwise left as it
@@ -60,6 +61,25 @@ fn readiness(files: &Files, file: &FileRef) -> Readiness {
                 mask |= uapi::POLLERR;
             }
             Readiness { mask, readable_when: None, writable_when: Some(Event::PipeWritable(state.id)) }
+        }
+        Node::Socket(end) => {
+            let receive = end.receive.borrow();
+            let (reading_over, writing_over) = (end.reading_over(), end.writing_over());
+            let mut mask = if receive.pipe.is_empty() && !reading_over { 0 } else { READABLE };
+            if reading_over {
+                mask |= uapi::POLLRDHUP;
+            }
+            if reading_over && writing_over {
+                mask |= uapi::POLLHUP;
+            }
+            if end.writable() {
+                mask |= WRITABLE;
+            }
+            Readiness {
+                mask,
+                readable_when: Some(Event::PipeReadable(receive.id)),
+                writable_when: Some(Event::PipeWritable(end.send.borrow().id)),
+            }
         }
         _ => always,
     }

@@ -215,7 +215,20 @@ impl World {
     #[track_caller]
     pub fn pipe(&mut self, flags: u32) -> (u64, u64) {
         self.ok(linux_raw_sys::general::__NR_pipe2, &[STRINGS2, u64::from(flags)]);
-        let ends = self.bytes(STRINGS2, 8);
+        self.pair_at(STRINGS2)
+    }
+
+    /// Makes an `AF_UNIX` socket pair of type `kind` (with flags); its two descriptors.
+    #[track_caller]
+    pub fn socket_pair(&mut self, kind: u32) -> (u64, u64) {
+        let domain = u64::from(linux_raw_sys::net::AF_UNIX);
+        self.ok(linux_raw_sys::general::__NR_socketpair, &[domain, u64::from(kind), 0, STRINGS2]);
+        self.pair_at(STRINGS2)
+    }
+
+    /// The two `int` descriptors at `address`.
+    fn pair_at(&self, address: u64) -> (u64, u64) {
+        let ends = self.bytes(address, 8);
         (
             u64::from(u32::from_le_bytes(ends[..4].try_into().unwrap())),
             u64::from(u32::from_le_bytes(ends[4..].try_into().unwrap())),

@@ -14,6 +14,7 @@ use super::open_file::{Access, Device, FileRef, Node, OpenFile, PipeState, Share
 use super::outcome::{Event, PipeId};
 use super::proc::{Context, ProcessInfo};
 use super::process_files::ProcessFiles;
+use super::socket_end::{SocketEnd, SocketKind};
 use crate::fs::path::{resolve, Follow};
 use crate::fs::tree::{FileSystem, InodeId, NewNode, ROOT};
 use crate::fs::FileType;
@@ -186,7 +187,49 @@ impl Files {
         Ok(Rc::new(RefCell::new(PipeState { id, pipe: Pipe::new() })))
     }
 
-    /// Pipes open now.
+    /// A new socket pair: two pipe buffers, one each way (ENFILE if the bound has no room
+    /// for both).
+    pub(crate) fn new_socket_pair(&mut self, kind: SocketKind) -> Result<(SocketEnd, SocketEnd), Errno> {
+        let there = self.new_pipe()?;
+        let back = match self.new_pipe() {
+            Ok(back) => back,
+            Err(error) => {
+                self.drop_pipe(there);
+                return Err(error);
+            }
+        };
+        let first = SocketEnd { kind, receive: back.clone(), send: there.clone() };
+        Ok((first, SocketEnd { kind, receive: there, send: back }))
+    }
+
+    /// `shutdown`: `end` stops receiving (its peer's writes fail, its own reads end once
+    /// its buffer is empty) and/or sending (its peer reads to end of file). Whoever sleeps
+    /// on either buffer wakes to see it.
+    pub(crate) fn shut_down(&mut self, end: &SocketEnd, receiving: bool, sending: bool) {
+        for (stop, buffer, reader) in [(receiving, &end.receive, true), (sending, &end.send, false)] {
+            if !stop {
+                continue;
+            }
+            let mut state = buffer.borrow_mut();
+            let mut changed = false;
+            if reader && state.pipe.has_readers() {
+                state.pipe.close_reader();
+                changed = true;
+            }
+            if state.pipe.has_writers() {
+                state.pipe.close_writer();
+                changed = true;
+            }
+            if changed {
+                let id = state.id;
+                drop(state);
+                self.raise(Event::PipeReadable(id));
+                self.raise(Event::PipeWritable(id));
+            }
+        }
+    }
+
+    /// Pipes open now (each socket pair counts two: a buffer each way).
     pub const fn pipes(&self) -> usize {
         self.pipes
     }
@@ -234,6 +277,11 @@ impl Files {
                     self.raise(Event::PipeReadable(id));
                 }
                 self.drop_pipe(pipe);
+            }
+            Node::Socket(end) => {
+                self.shut_down(&end, true, true);
+                self.drop_pipe(end.receive);
+                self.drop_pipe(end.send);
             }
         }
     }

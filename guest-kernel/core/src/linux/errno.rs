@@ -64,6 +64,13 @@ errnos! {
     ENODEV: "No such device.",
     ETIMEDOUT: "Connection timed out.",
     EOPNOTSUPP: "Operation not supported.",
+    ENOTSOCK: "Socket operation on non-socket.",
+    EMSGSIZE: "Message too long.",
+    ENOPROTOOPT: "Protocol not available (an unknown socket option).",
+    EPROTONOSUPPORT: "Protocol not supported.",
+    ESOCKTNOSUPPORT: "Socket type not supported.",
+    EAFNOSUPPORT: "Address family not supported by protocol.",
+    EISCONN: "Transport endpoint is already connected.",
 }
 
 impl Errno {
