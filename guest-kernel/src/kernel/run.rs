@@ -112,8 +112,7 @@ impl<M: Machine> Kernel<M> {
                     return;
                 }
                 Resolution::OutOfMemory => {
-                    if !self.kill_for_memory()
-                        || !self.processes.get(&pid).is_some_and(|process| process.space.is_some())
+                    if !self.kill_for_memory() || self.processes.get(&pid).is_none_or(|process| process.space.is_none())
                     {
                         return;
                     }
