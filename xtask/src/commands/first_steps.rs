@@ -19,7 +19,7 @@ const CHECKS: [Check; 2] =
 
 /// Runs this xtask binary with `args` and `env`, returning its exit code and what it
 /// printed (stdout and stderr in order, as on a terminal).
-fn xtask(args: &[&str], env: &[(&str, &Path)]) -> Result<(Option<i32>, String), String> {
+pub(super) fn xtask(args: &[&str], env: &[(&str, &Path)]) -> Result<(Option<i32>, String), String> {
     let program = std::env::current_exe().map_err(|error| format!("cannot find the xtask binary: {error}"))?;
     let cannot = |error: std::io::Error| format!("cannot run xtask {}: {error}", args.join(" "));
     let (mut reader, writer) = std::io::pipe().map_err(cannot)?;

@@ -1,6 +1,8 @@
-//! `cargo xtask test`: host unit tests, the build, guest-kernel's native build, the
-//! conformance suite, then README's gdb session and its first steps (commands::first_steps).
+//! `cargo xtask test`: host unit tests, the build, guest-kernel's own test suite on its
+//! native and paravirtualized builds (commands::kernel_suite), the conformance suite, then
+//! README's gdb session and its first steps (commands::first_steps).
 
+use super::kernel_suite;
 use clap::Args;
 use std::path::PathBuf;
 use xtask::accel::Accel;
@@ -9,18 +11,21 @@ use xtask::{junit, workspace, Error, Result};
 /// Options of `cargo xtask test`.
 #[derive(Args, Debug)]
 pub struct TestArgs {
-    /// Accelerator for the conformance suite (default: the faster of KVM and TCG here, measured once
-    /// per host; when that is TCG and KVM works, a smoke subset runs under KVM too).
+    /// Accelerator for guest-kernel's suite and the conformance suite (default: the faster of KVM
+    /// and TCG here, measured once per host; when that is TCG and KVM works, smoke subsets of
+    /// both run under KVM too).
     #[arg(long, value_enum)]
     accel: Option<Accel>,
     /// Test this hypervisor image instead of the one built from this workspace.
     #[arg(long, value_name = "PATH")]
     hypervisor: Option<PathBuf>,
-    /// Also write the results as JUnit XML to FILE: one test case per host unit test and
-    /// per conformance case, a failed case with its console.
+    /// Also write the results as JUnit XML to FILE: one test case per host unit test, per
+    /// guest-kernel test case on each build and per conformance case, a failed case with its
+    /// console.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Only run conformance cases (and the step `gdb_session`) whose names contain one of these.
+    /// Only run conformance cases (and the steps `guest_kernel::suite`, `guest_kernel::done_when`,
+    /// `gdb_session` and the first steps) whose names contain one of these.
     filters: Vec<String>,
 }
 
@@ -98,6 +103,8 @@ pub fn main(args: TestArgs) -> Result<u8> {
     for line in &choice.lines {
         println!("{line}");
     }
+    // KVM runs here but TCG was faster: smoke subsets under KVM keep it proven.
+    let kvm_smoke = args.accel.is_none() && choice.kvm_boots && choice.accel == Accel::Tcg;
     // The hypercall trace end to end: guest-kernel's decoded trace against its own report.
     // Under TCG on every host: it proves the trace, not the accelerator, and the trace
     // port's byte-per-exit writes are slow where every exit is a host round trip.
@@ -116,11 +123,18 @@ pub fn main(args: TestArgs) -> Result<u8> {
     };
     let case = junit::TestCase { name: "trace::guest_kernel".into(), time: start.elapsed(), outcome };
     report.push(junit::Suite { name: "xtask trace".into(), cases: vec![case] });
-    let native = native_check()?;
-    if native.cases.iter().any(|case| matches!(case.outcome, junit::Outcome::Failed { .. })) {
-        failed.push("guest-kernel native build");
+    // guest-kernel's suite boots the workspace's hypervisor through `cargo xtask run`, as
+    // a user would; --hypervisor is the conformance suite's.
+    let (kernel_failed, kernel_suites) = kernel_suite::run(choice.accel, kernel_suite::Scope::Full, &args.filters)?;
+    failed.extend(kernel_failed);
+    report.extend(kernel_suites);
+    // KVM runs here but TCG was faster: a smoke subset keeps both builds proven under KVM
+    // (the whole suite takes minutes on a kvm-pvm host, the subset about two).
+    if kvm_smoke {
+        let (smoke_failed, smoke_suites) = kernel_suite::run(Accel::Kvm, kernel_suite::Scope::Smoke, &args.filters)?;
+        failed.extend(smoke_failed);
+        report.extend(smoke_suites);
     }
-    report.push(native);
     let results = |accel: Accel| workspace::runs_dir().join(format!("conformance-{}.json", accel.name()));
     for accel in [Accel::Tcg, Accel::Kvm] {
         // Only this command's runs may be reported: not a file an earlier one left.
@@ -142,12 +156,7 @@ pub fn main(args: TestArgs) -> Result<u8> {
     if !step(&format!("conformance suite under {}", choice.accel.name()), suite(choice.accel, false))? {
         failed.push("conformance suite");
     }
-    // KVM runs here but TCG was faster: the smoke subset keeps KVM proven.
-    if args.accel.is_none()
-        && choice.kvm_boots
-        && choice.accel == Accel::Tcg
-        && !step("conformance smoke subset under kvm (TCG ran the whole suite)", suite(Accel::Kvm, true))?
-    {
+    if kvm_smoke && !step("conformance smoke subset under kvm (TCG ran the whole suite)", suite(Accel::Kvm, true))? {
         failed.push("conformance smoke subset under kvm");
     }
     if args.filters.is_empty() || args.filters.iter().any(|filter| GDB_SESSION.contains(filter.as_str())) {
@@ -207,27 +216,6 @@ fn gdb_session() -> Result<junit::TestCase> {
         }
     };
     Ok(junit::TestCase { name: GDB_SESSION.into(), time: start.elapsed(), outcome })
-}
-
-/// guest-kernel's native build booted under TCG (`cargo xtask run --native`): until the
-/// kernel lands, its main function is the native platform's check, which exits 0 only
-/// when every check passed.
-fn native_check() -> Result<junit::Suite> {
-    let exe = std::env::current_exe()
-        .map_err(|error| Error::environment(format!("cannot find the running xtask binary: {error}")))?;
-    let mut command = std::process::Command::new(exe);
-    command.args(["run", "--native", "--accel", "tcg", "--", "0"]);
-    let start = std::time::Instant::now();
-    let (passed, output) = step_captured("guest-kernel native build under tcg (cargo xtask run --native)", command)?;
-    let outcome = if passed {
-        junit::Outcome::Passed
-    } else {
-        let message = "the native kernel's check failed (see its output above)".to_string();
-        eprintln!("error: {message}");
-        junit::Outcome::Failed { message, output }
-    };
-    let case = junit::TestCase { name: "native::check".into(), time: start.elapsed(), outcome };
-    Ok(junit::Suite { name: "xtask native".into(), cases: vec![case] })
 }
 
 fn write_report(path: &std::path::Path, report: &[junit::Suite]) -> Result<()> {
