@@ -22,7 +22,9 @@ fn main() {
     println!("cargo::rerun-if-changed={script}");
     println!("cargo::rerun-if-changed=build.rs");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
-        println!("cargo::rustc-link-arg-bin=guest-kernel-native=-T{script}");
-        println!("cargo::rustc-link-arg-bin=guest-kernel-native=--no-pie");
+        for bin in ["guest-kernel-native", "guest-kernel-native-check"] {
+            println!("cargo::rustc-link-arg-bin={bin}=-T{script}");
+            println!("cargo::rustc-link-arg-bin={bin}=--no-pie");
+        }
     }
 }

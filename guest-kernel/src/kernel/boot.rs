@@ -29,7 +29,7 @@ const KERNEL_RESERVE: u64 = 8 << 20;
 
 /// Collects [`Machine::describe`] into a fixed buffer.
 struct Description {
-    text: [u8; 160],
+    text: [u8; 256],
     length: usize,
 }
 
@@ -54,7 +54,7 @@ pub fn boot<M: Machine>(machine: &'static M) -> Result<Kernel<M>, u32> {
         }
     };
     if !options.quiet {
-        let mut description = Description { text: [0; 160], length: 0 };
+        let mut description = Description { text: [0; 256], length: 0 };
         let _ = machine.describe(&mut description);
         kprintln!(
             "guest-kernel {}: {}",

@@ -1,6 +1,7 @@
-//! The native platform's self-check: the native build's main function until the kernel
-//! (`crate::kernel::main`) lands. It uses the platform only through [`Machine`], as the
-//! kernel will, and proves each operation on the way: the boot information; address
+//! The native platform's self-check, binary `guest-kernel-native-check` (`cargo xtask
+//! test` boots it): it uses the platform only through [`Machine`], as the kernel does,
+//! and proves each operation on the way, including what the kernel never asks for (the
+//! refusals): the boot information; address
 //! spaces (maps, protections, refusals of what may not be mapped); user mode with system
 //! calls, demand paging, exceptions, the FS base and x87/SSE state; preemption by the
 //! timer with two address spaces alive; idling; console input (when the command line asks

@@ -25,6 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use guest_rt::abi::memory::NO_SPACE;
 use guest_rt::abi::trap::ExceptionFrame;
+use guest_rt::events::SharedInfoPage;
 use guest_rt::trap::ShowFrame;
 
 use super::extended_state::Format;
@@ -62,7 +63,7 @@ pub static EVENT_STACK: EventStack = EventStack {
     state: RunState {
         kernel_rsp: AtomicU64::new(0),
         context: AtomicU64::new(0),
-        upcall_mask: AtomicU64::new(0),
+        shared_info: AtomicU64::new(0),
         xsave_mask: AtomicU64::new(0),
         mxcsr_mask: AtomicU32::new(0),
         user_root: AtomicU64::new(NO_SPACE),
@@ -87,8 +88,9 @@ pub struct RunState {
     kernel_rsp: AtomicU64,
     /// The `UserContext` of the run in progress.
     context: AtomicU64,
-    /// The address of `vcpu_info[0].upcall_mask` in the shared-info page.
-    upcall_mask: AtomicU64,
+    /// The address of the shared-info page (the start-info page says it, but reading it
+    /// there would touch two more pages per run).
+    shared_info: AtomicU64,
     /// The XSAVE/XRSTOR component mask (EDX:EAX), or 0 to use FXSAVE/FXRSTOR.
     xsave_mask: AtomicU64,
     /// The MXCSR bits the CPU accepts (with `xsave_mask`: the extended-state [`Format`]).
@@ -116,13 +118,22 @@ pub fn state() -> &'static RunState {
     &EVENT_STACK.state
 }
 
-/// Gives the entry what it needs before the first run: where the upcall mask is and how
-/// to save extended state.
-pub fn configure(upcall_mask_address: u64, format: Format) {
-    state().upcall_mask.store(upcall_mask_address, Ordering::Release);
+/// Gives the entry what it needs before the first run: where the shared-info page is and
+/// how to save extended state.
+pub fn configure(shared_info_address: u64, format: Format) {
+    state().shared_info.store(shared_info_address, Ordering::Release);
     // XCR0 always has x87, so a mask is never 0, which means FXSAVE here.
     state().xsave_mask.store(format.xsave_mask.unwrap_or(0), Ordering::Release);
     state().mxcsr_mask.store(format.mxcsr_mask, Ordering::Release);
+}
+
+/// The shared-info page [`configure`] set.
+pub fn shared_info() -> SharedInfoPage {
+    // SAFETY: `configure` stored the address the start-info page gives, where the
+    // hypervisor maps the shared-info page read-write for the domain's whole life (SPEC.md
+    // §8); the view accesses it only atomically, as guest-rt's own view does. Nothing
+    // calls this before `configure` (only runs and interrupts do, after the machine started).
+    unsafe { SharedInfoPage::from_address(state().shared_info.load(Ordering::Acquire)) }
 }
 
 /// The extended-state format [`configure`] set.
@@ -257,7 +268,9 @@ mod offsets {
     const STATE: usize = offset_of!(EventStack, state);
     pub const KERNEL_RSP: usize = STATE + offset_of!(RunState, kernel_rsp);
     pub const CONTEXT: usize = STATE + offset_of!(RunState, context);
-    pub const UPCALL_MASK: usize = STATE + offset_of!(RunState, upcall_mask);
+    pub const SHARED_INFO: usize = STATE + offset_of!(RunState, shared_info);
+    // vcpu_info[0] is at the start of the page.
+    pub const UPCALL_MASK: usize = offset_of!(guest_rt::abi::shared_info::VcpuInfo, upcall_mask);
     pub const XSAVE_MASK: usize = STATE + offset_of!(RunState, xsave_mask);
 
     // The entry tests the FROM_USER bit with a byte access.
@@ -354,8 +367,8 @@ core::arch::global_asm!(
     "mov qword ptr [rax + {r13}], r13",
     "mov qword ptr [rax + {r14}], r14",
     "mov qword ptr [rax + {r15}], r15",
-    "mov rbx, qword ptr [rip + {state} + {upcall_mask}]",
-    "mov byte ptr [rbx], 1",
+    "mov rbx, qword ptr [rip + {state} + {shared_info}]",
+    "mov byte ptr [rbx + {upcall_mask}], 1",
     "lea rdi, [rax + {extended}]",
     "mov rcx, qword ptr [rip + {state} + {xsave_mask}]",
     "test rcx, rcx",
@@ -411,6 +424,7 @@ core::arch::global_asm!(
     state = sym EVENT_STACK,
     kernel_rsp = const offsets::KERNEL_RSP,
     context = const offsets::CONTEXT,
+    shared_info = const offsets::SHARED_INFO,
     upcall_mask = const offsets::UPCALL_MASK,
     xsave_mask = const offsets::XSAVE_MASK,
     extended = const offsets::EXTENDED,

@@ -39,7 +39,7 @@ pub fn bind() -> Result<(), (&'static str, Errno)> {
 /// Clears every pending, unmasked port (and the upcall flags), noting the timer's expiry.
 fn acknowledge() {
     let timer = TIMER_PORT.load(Ordering::Acquire);
-    events::scan(events::shared_info(), |port| {
+    events::scan(entry::shared_info(), |port| {
         if port.number() == timer {
             entry::state().armed_deadline.store(0, Ordering::Release);
         }
@@ -62,7 +62,7 @@ pub fn acknowledge_from_user() {
 /// been told of: one acknowledged in guest-kernel mode, or one pending now (raised while
 /// the kernel ran masked). Clears the record: the caller tells the kernel.
 pub fn take_unreported() -> bool {
-    let pending = events::shared_info().upcall_pending() != 0;
+    let pending = entry::shared_info().upcall_pending() != 0;
     if pending {
         acknowledge();
     }
@@ -93,7 +93,7 @@ pub fn idle() {
         // unreported). BLOCK cannot fail (SPEC.md §20.2).
         let _ = HYPERVISOR.block();
         // The upcall's `iret` cleared the mask again: the kernel runs masked.
-        events::shared_info().set_upcall_mask(1);
+        entry::shared_info().set_upcall_mask(1);
         compiler_fence(Ordering::SeqCst);
     }
 }

@@ -6,7 +6,6 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use guest_rt::abi::hypercall::{callback_cmd, features, version_cmd};
-use guest_rt::abi::shared_info::VcpuInfo;
 use guest_rt::abi::trap::{callback_type, trap_flags, vector, TrapTableEntry, KERNEL_SS};
 use guest_rt::abi::{Errno, GuestVirtualAddress, StartInfo};
 use guest_rt::hypercall::HYPERVISOR;
@@ -77,9 +76,7 @@ impl ParavirtMachine {
         }
         MACHINE.grown_pages.store(frames::heap_region().pages - guest_rt::start_info().free_pages, Ordering::Release);
         let format = Format::detect();
-        let start = guest_rt::start_info();
-        let upcall_mask = start.shared_info_address.0 + core::mem::offset_of!(VcpuInfo, upcall_mask) as u64;
-        entry::configure(upcall_mask, format);
+        entry::configure(guest_rt::start_info().shared_info_address.0, format);
         interrupts::bind().map_err(|(operation, errno)| failed(operation, errno))?;
         install_entry()?;
         READY.store(true, Ordering::Release);
