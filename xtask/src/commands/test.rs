@@ -1,5 +1,6 @@
-//! `cargo xtask test`: host unit tests, the build, guest-kernel's own test suite on its
-//! native and paravirtualized builds (commands::kernel_suite), the conformance suite, then
+//! `cargo xtask test`: host unit tests, the build, the hypercall trace, guest-kernel's native
+//! platform check and its own test suite on its native and paravirtualized builds
+//! (commands::kernel_suite), the conformance suite, then
 //! README's gdb session and its first steps (commands::first_steps).
 
 use super::kernel_suite;
@@ -24,8 +25,9 @@ pub struct TestArgs {
     /// console.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Only run conformance cases (and the steps `guest_kernel::suite`, `guest_kernel::done_when`,
-    /// `gdb_session` and the first steps) whose names contain one of these.
+    /// Only run conformance cases (and the steps `native::check`, `guest_kernel::suite`,
+    /// `guest_kernel::done_when`, `gdb_session` and the first steps) whose names contain one of
+    /// these.
     filters: Vec<String>,
 }
 
@@ -123,6 +125,13 @@ pub fn main(args: TestArgs) -> Result<u8> {
     };
     let case = junit::TestCase { name: "trace::guest_kernel".into(), time: start.elapsed(), outcome };
     report.push(junit::Suite { name: "xtask trace".into(), cases: vec![case] });
+    if args.filters.is_empty() || args.filters.iter().any(|filter| NATIVE_CHECK_CASE.contains(filter.as_str())) {
+        let native = native_check(&qemu)?;
+        if native.cases.iter().any(|case| matches!(case.outcome, junit::Outcome::Failed { .. })) {
+            failed.push("guest-kernel native platform check");
+        }
+        report.push(native);
+    }
     // guest-kernel's suite boots the workspace's hypervisor through `cargo xtask run`, as
     // a user would; --hypervisor is the conformance suite's.
     let (kernel_failed, kernel_suites) = kernel_suite::run(choice.accel, kernel_suite::Scope::Full, &args.filters)?;
@@ -216,6 +225,63 @@ fn gdb_session() -> Result<junit::TestCase> {
         }
     };
     Ok(junit::TestCase { name: GDB_SESSION.into(), time: start.elapsed(), outcome })
+}
+
+/// The binary of guest-kernel's native platform check.
+const NATIVE_CHECK: &str = "guest-kernel-native-check";
+/// Its step's name, matched by the filters like a conformance case's.
+const NATIVE_CHECK_CASE: &str = "native::check";
+/// Its bound: it takes about a second under TCG.
+const NATIVE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// guest-kernel's native platform check (binary `guest-kernel-native-check`: the platform
+/// driven through `Machine` alone, the refusals the kernel never asks for included),
+/// built like the native kernel and booted as `cargo xtask run --native` boots it, under
+/// TCG: it powers off with code 0 only when every check passed.
+fn native_check(qemu: &std::path::Path) -> Result<junit::Suite> {
+    println!("xtask test: guest-kernel native platform check under tcg ({NATIVE_CHECK})");
+    let start = std::time::Instant::now();
+    let mut arguments = xtask::native::cargo_args();
+    match arguments.last_mut() {
+        Some(bin) if bin == xtask::native::BIN => *bin = NATIVE_CHECK.to_string(),
+        _ => {
+            return Err(Error::failed(format!(
+                "xtask::native::cargo_args no longer ends with --bin {}",
+                xtask::native::BIN
+            )))
+        }
+    }
+    let mut cargo = workspace::cargo();
+    cargo.args(arguments);
+    let built = xtask::build::run_cargo(cargo, "guest-kernel's native platform check")?;
+    let image = built
+        .into_iter()
+        .find(|(name, _)| name == NATIVE_CHECK)
+        .map(|(_, path)| path)
+        .ok_or_else(|| Error::failed(format!("cargo reported no executable for {NATIVE_CHECK}")))?;
+    let launch = xtask::qemu::Launch {
+        qemu: qemu.to_path_buf(),
+        hypervisor: image,
+        initrd: xtask::initramfs::path(),
+        append: xtask::native::command_line(&[], &["0".to_string()])?,
+        accel: Accel::Tcg,
+        machine: xtask::qemu::Machine::Microvm,
+        extra: vec!["-m".to_string(), xtask::kernel_args::MEMORY.to_string()],
+        timeout: NATIVE_CHECK_TIMEOUT,
+    };
+    println!("qemu: {}", launch.display());
+    let outcome = xtask::qemu::run(&launch, xtask::qemu::ConsoleMode::Stream)?;
+    let verdict = xtask::native::verdict(&outcome);
+    let outcome = if verdict.code == 0 {
+        println!("xtask test: native platform check passed ({:.1} s)", start.elapsed().as_secs_f64());
+        junit::Outcome::Passed
+    } else {
+        let message = format!("the native platform check failed: {} (its console is above)", verdict.description);
+        eprintln!("error: {message}");
+        junit::Outcome::Failed { message, output: outcome.output }
+    };
+    let case = junit::TestCase { name: NATIVE_CHECK_CASE.into(), time: start.elapsed(), outcome };
+    Ok(junit::Suite { name: "xtask native".into(), cases: vec![case] })
 }
 
 fn write_report(path: &std::path::Path, report: &[junit::Suite]) -> Result<()> {
