@@ -86,6 +86,7 @@ impl<M: Machine> Kernel<M> {
             }
             return Err(error);
         }
+        self.counters.processes += 1;
         self.make_ready(INIT);
         Ok(())
     }
@@ -233,6 +234,7 @@ impl<M: Machine> Kernel<M> {
             }
         };
         self.processes.insert(child, process);
+        self.counters.processes += 1;
         let pid_bytes = child.to_le_bytes();
         if let Some(address) = request.child_tid {
             let _ = self.with_memory(child, |memory| memory.write(address, &pid_bytes));

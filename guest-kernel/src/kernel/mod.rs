@@ -80,6 +80,25 @@ pub struct Kernel<M: Machine + 'static> {
     finished: Option<u32>,
     /// The running process asked to give way (`sched_yield`).
     yield_requested: bool,
+    /// What happened, for the verbose shutdown report.
+    counters: Counters,
+}
+
+/// Events the kernel counts for its verbose shutdown report. Each system call and each
+/// user page fault is one trap out of user mode, so on ringfence the hypervisor's trace
+/// (`cargo xtask run --trace`) shows the same numbers of bounces.
+#[derive(Copy, Clone, Debug, Default)]
+struct Counters {
+    /// `syscall`s from user mode.
+    system_calls: u64,
+    /// Page faults from user mode, resolved or not.
+    page_faults: u64,
+    /// User runs an interrupt ended.
+    interrupts: u64,
+    /// Slices that ran out while another process was ready (which then went first).
+    preemptions: u64,
+    /// Processes created: init and every fork, vfork and clone.
+    processes: u64,
 }
 
 /// Boots the kernel on `machine` and runs it until init exits; returns the shutdown code.
@@ -122,6 +141,7 @@ impl<M: Machine> Kernel<M> {
             memory_bytes,
             finished: None,
             yield_requested: false,
+            counters: Counters::default(),
         })
     }
 
@@ -252,6 +272,11 @@ impl<M: Machine> Kernel<M> {
                 self.frames.live(),
                 self.frames.peak(),
                 self.frames.limit()
+            );
+            let Counters { system_calls, page_faults, interrupts, preemptions, processes } = self.counters;
+            kprintln!(
+                "guest-kernel: {system_calls} system calls, {page_faults} page faults from user mode, {interrupts} \
+                 interrupts, {preemptions} preemptions, {processes} processes created"
             );
             if self.unknown_calls.is_empty() {
                 kprintln!("guest-kernel: no unknown system calls");

@@ -54,8 +54,14 @@ impl<M: Machine> Kernel<M> {
                 self.armed = None;
             }
             match trap {
-                Trap::SystemCall => self.system_call(pid),
-                Trap::PageFault { address, access, present } => self.page_fault(pid, address, access, present),
+                Trap::SystemCall => {
+                    self.counters.system_calls += 1;
+                    self.system_call(pid);
+                }
+                Trap::PageFault { address, access, present } => {
+                    self.counters.page_faults += 1;
+                    self.page_fault(pid, address, access, present);
+                }
                 Trap::Exception { vector, .. } => {
                     self.force_signal(
                         pid,
@@ -63,7 +69,10 @@ impl<M: Machine> Kernel<M> {
                         Information { code: SI_KERNEL, ..Information::default() },
                     );
                 }
-                Trap::Interrupt => self.poll_interrupts(),
+                Trap::Interrupt => {
+                    self.counters.interrupts += 1;
+                    self.poll_interrupts();
+                }
             }
             let spent = self.machine.now_ns().saturating_sub(left);
             let Some(process) = self.processes.get_mut(&pid) else { return };
@@ -77,6 +86,7 @@ impl<M: Machine> Kernel<M> {
             let now = self.machine.now_ns();
             if now >= slice_end {
                 if !self.ready.is_empty() {
+                    self.counters.preemptions += 1;
                     self.ready.retain(|&ready| ready != pid);
                     self.ready.push_back(pid);
                     return;

@@ -206,6 +206,7 @@ fn gdb_session() -> Result<junit::TestCase> {
     for line in xtask::gdb::scripted_session() {
         command.arg("--ex").arg(line);
     }
+    command.arg("--").args(xtask::gdb::scripted_command());
     let start = std::time::Instant::now();
     let (exited_ok, output) =
         step_captured("gdb session under tcg (cargo xtask gdb --batch, README's session)", command)?;
