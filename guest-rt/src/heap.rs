@@ -41,6 +41,23 @@ impl GuestHeap {
     pub fn used(&self) -> usize {
         self.heap.lock().used()
     }
+
+    /// The end of the memory handed to the heap (0 before [`GuestHeap::init`]).
+    pub fn top(&self) -> usize {
+        self.heap.lock().top() as usize
+    }
+
+    /// Hands the `bytes` that follow [`GuestHeap::top`] to the heap too (a guest that
+    /// populated and mapped more memory there, e.g. with `INCREASE_RESERVATION`).
+    ///
+    /// # Safety
+    ///
+    /// The heap must be initialized, and `[top, top + bytes)` valid for reads and writes
+    /// and unused by anything else for the rest of the program.
+    pub unsafe fn extend(&self, bytes: usize) {
+        // SAFETY: the caller guarantees the memory after the top is the heap's now.
+        unsafe { self.heap.lock().extend(bytes) }
+    }
 }
 
 impl Default for GuestHeap {
@@ -123,5 +140,24 @@ mod tests {
         let too_big = Layout::from_size_align(size * 2, 8).unwrap();
         // SAFETY: a valid layout; the answer is null.
         assert!(unsafe { heap.alloc(too_big) }.is_null());
+    }
+
+    #[test]
+    fn extending_hands_the_memory_after_the_top_to_the_heap() {
+        let mut region = vec![0u64; 1024];
+        let start = region.as_mut_ptr() as *mut u8;
+        let heap = GuestHeap::empty();
+        // SAFETY: `region` is ours, unused and outlives `heap`; the heap gets its first half.
+        unsafe { heap.init(start, 4096) };
+        assert_eq!(heap.top(), start as usize + 4096);
+        let big = Layout::from_size_align(6000, 8).unwrap();
+        // SAFETY: a valid layout; it does not fit yet.
+        assert!(unsafe { heap.alloc(big) }.is_null());
+        // SAFETY: the second half of `region` follows the top and is unused.
+        unsafe { heap.extend(4096) };
+        assert_eq!((heap.size(), heap.top()), (8192, start as usize + 8192));
+        // SAFETY: a valid layout.
+        let block = unsafe { heap.alloc(big) };
+        assert!(!block.is_null() && block as usize + 6000 <= start as usize + 8192);
     }
 }

@@ -1,13 +1,14 @@
 //! The ringfence ABI conformance runner: every case boots guests under the hypervisor in
 //! QEMU and is judged by its console lines and exit status.
 //!
-//! Own options come first (`--accel`, `--hypervisor`, `--guests-dir`, `--timeout`, `--smoke`
-//! for the smoke subset only); the rest goes to libtest-mimic (filters, `--list`,
+//! Own options come first (`--accel`, `--hypervisor`, `--guests-dir`, `--initramfs`, `--timeout`,
+//! `--smoke` for the smoke subset only); the rest goes to libtest-mimic (filters, `--list`,
 //! `--test-threads`, ...).
 
 mod cases;
 mod cases_events;
 mod cases_guide;
+mod cases_kernel;
 mod cases_memory;
 mod cases_module;
 mod cases_traps;
@@ -36,6 +37,8 @@ struct Options {
     accel: Accel,
     hypervisor: PathBuf,
     guests_dir: PathBuf,
+    /// guest-kernel's initramfs, the module of its domains.
+    initramfs: PathBuf,
     timeout: Duration,
     qemu: PathBuf,
 }
@@ -54,7 +57,7 @@ struct Row {
 fn usage_error(message: String) -> ! {
     eprintln!("error: {message}");
     eprintln!(
-        "usage: conformance [--accel kvm|tcg] [--hypervisor PATH] [--guests-dir PATH] [--timeout SECS] [--smoke] [--junit FILE] [libtest options] [FILTER...]"
+        "usage: conformance [--accel kvm|tcg] [--hypervisor PATH] [--guests-dir PATH] [--initramfs PATH] [--timeout SECS] [--smoke] [--junit FILE] [libtest options] [FILTER...]"
     );
     std::process::exit(2)
 }
@@ -66,6 +69,7 @@ struct Parsed {
     accel: Option<Accel>,
     hypervisor: Option<PathBuf>,
     guests_dir: Option<PathBuf>,
+    initramfs: Option<PathBuf>,
     timeout: Option<u64>,
     /// Only the smoke subset ([`cases::SMOKE`]).
     smoke: bool,
@@ -110,7 +114,10 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             parsed.smoke = true;
             continue;
         }
-        if !matches!(key.as_str(), "--accel" | "--hypervisor" | "--guests-dir" | "--timeout" | "--junit") {
+        if !matches!(
+            key.as_str(),
+            "--accel" | "--hypervisor" | "--guests-dir" | "--initramfs" | "--timeout" | "--junit"
+        ) {
             parsed.rest.push(arg);
             continue;
         }
@@ -125,6 +132,7 @@ fn parse_options(raw: Vec<String>) -> Parsed {
             }
             "--hypervisor" => parsed.hypervisor = Some(PathBuf::from(value)),
             "--guests-dir" => parsed.guests_dir = Some(PathBuf::from(value)),
+            "--initramfs" => parsed.initramfs = Some(PathBuf::from(value)),
             "--junit" => parsed.junit = Some(PathBuf::from(value)),
             _ => {
                 parsed.timeout = Some(
@@ -164,6 +172,12 @@ fn member_bytes(source: &ImageSource, options: &Options) -> Result<Option<Vec<u8
         ImageSource::Bin(bin) => read_guest(options, bin)?,
         ImageSource::Mutated(bin, mutation) => mutate(&read_guest(options, bin)?, mutation)?,
         ImageSource::Garbage { seed, size } => images::garbage(*seed, *size),
+        ImageSource::Initramfs => std::fs::read(&options.initramfs).map_err(|error| {
+            format!(
+                "guest-kernel's initramfs {} cannot be read ({error}); run `cargo xtask build` (it writes the initramfs)",
+                options.initramfs.display()
+            )
+        })?,
         ImageSource::Missing => return Ok(None),
     }))
 }
@@ -299,7 +313,7 @@ fn print_summary(rows: &[Row]) {
 }
 
 fn main() -> ExitCode {
-    let Parsed { accel: requested_accel, hypervisor, guests_dir, timeout, smoke, junit, rest, filters } =
+    let Parsed { accel: requested_accel, hypervisor, guests_dir, initramfs, timeout, smoke, junit, rest, filters } =
         parse_options(std::env::args().collect());
     let arguments = Arguments::from_iter(rest);
     let mut cases: Vec<Case> = cases::all()
@@ -351,14 +365,16 @@ fn main() -> ExitCode {
         accel,
         hypervisor,
         guests_dir: guests_dir.unwrap_or_else(workspace::guests_dir),
+        initramfs: initramfs.unwrap_or_else(xtask::initramfs::path),
         timeout: Duration::from_secs(timeout.unwrap_or(default_timeout)),
         qemu: qemu_binary,
     });
     if !arguments.list {
         println!(
-            "conformance: hypervisor {}, guests {}, timeout {} s per case",
+            "conformance: hypervisor {}, guests {}, initramfs {}, timeout {} s per case",
             display(&options.hypervisor),
             display(&options.guests_dir),
+            display(&options.initramfs),
             options.timeout.as_secs()
         );
     }
@@ -432,6 +448,7 @@ mod tests {
             "5",
             "--guests-dir",
             "/g",
+            "--initramfs=/i.cpio",
             "--skip",
             "abi",
             "hello",
@@ -439,6 +456,7 @@ mod tests {
         assert_eq!(parsed.accel, Some(Accel::Tcg));
         assert_eq!(parsed.hypervisor, Some(PathBuf::from("/x/hv.elf")));
         assert_eq!(parsed.guests_dir, Some(PathBuf::from("/g")));
+        assert_eq!(parsed.initramfs, Some(PathBuf::from("/i.cpio")));
         assert_eq!(parsed.timeout, Some(5));
         assert!(parsed.smoke);
         assert_eq!(parsed.junit, Some(PathBuf::from("/tmp/j.json")));

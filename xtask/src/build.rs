@@ -99,7 +99,7 @@ pub fn executables(messages: &str) -> Vec<(String, PathBuf)> {
 
 /// Runs a cargo build with JSON messages on its standard output (cargo's progress and
 /// diagnostics go to the terminal as usual) and returns the executables it reported.
-fn run_cargo(mut command: Command, what: &str) -> Result<Vec<(String, PathBuf)>> {
+pub fn run_cargo(mut command: Command, what: &str) -> Result<Vec<(String, PathBuf)>> {
     eprintln!("xtask: building {what}");
     let mut child = command
         .stdout(Stdio::piped())
@@ -128,8 +128,9 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes sure the toolchain can build for [`TARGET`], once per process.
-fn ensure_toolchain() -> Result<()> {
+/// Makes sure the toolchain has every target and component `rust-toolchain.toml` lists
+/// (the bare-metal [`TARGET`] and the userland's musl target among them), once per process.
+pub fn ensure_toolchain() -> Result<()> {
     static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     if CHECKED.get().is_none() {
         crate::toolchain::ensure()?;
@@ -162,12 +163,35 @@ pub fn guest_bins() -> Result<Vec<GuestBin>> {
             }
         }
         names.sort_unstable();
-        names.iter().for_each(|name| add(name));
+        names.iter().filter(|name| is_guest_image(package, name)).for_each(|name| add(name));
     }
     if bins.is_empty() {
         return Err(Error::failed(format!("no binaries found in the guest packages {GUEST_PACKAGES:?}")));
     }
     Ok(bins)
+}
+
+/// False for the one binary of the guest packages that is not a ringfence guest:
+/// guest-kernel's native build ([`crate::native`]), a kernel for bare hardware.
+fn is_guest_image(package: &str, bin: &str) -> bool {
+    (package, bin) != (crate::native::PACKAGE, crate::native::BIN)
+}
+
+/// Builds guest-kernel's native kernel ([`crate::native`]) and copies it to
+/// `target/ringfence/guest-kernel-native.elf`.
+pub fn build_native_kernel() -> Result<PathBuf> {
+    ensure_toolchain()?;
+    let mut command = workspace::cargo();
+    command.args(crate::native::cargo_args());
+    let built = run_cargo(command, "guest-kernel's native kernel")?;
+    let path = built
+        .iter()
+        .find(|(name, _)| name == crate::native::BIN)
+        .map(|(_, path)| path)
+        .ok_or_else(|| Error::failed(format!("cargo reported no executable for {}", crate::native::BIN)))?;
+    let image = crate::native::image();
+    copy(path, &image)?;
+    Ok(image)
 }
 
 /// Builds `images` in one cargo invocation and copies them to `target/ringfence/`
@@ -209,10 +233,12 @@ pub fn build(images: &Images) -> Result<Vec<PathBuf>> {
 }
 
 /// Builds everything `cargo xtask build` builds: the Rust images in one cargo invocation,
-/// then the C guests (rebuilt only when a source changed).
+/// then the C guests (rebuilt only when a source changed), then guest-kernel's initramfs
+/// (rewritten only when its contents changed).
 pub fn build_all() -> Result<Vec<PathBuf>> {
     let mut images = build(&Images::All)?;
     images.extend(crate::c_guests::build_c_guests()?);
+    images.push(crate::initramfs::initramfs()?);
     Ok(images)
 }
 
@@ -243,7 +269,8 @@ pub fn bins_from_metadata(metadata: &serde_json::Value, wanted: Option<&[&str]>)
         let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
         for target in package["targets"].as_array().into_iter().flatten() {
             let is_bin = target["kind"].as_array().into_iter().flatten().any(|kind| kind == "bin");
-            if let (true, Some(bin)) = (is_bin, target["name"].as_str()) {
+            let bin = target["name"].as_str().filter(|bin| is_bin && is_guest_image(name, bin));
+            if let Some(bin) = bin {
                 bins.push(GuestBin { package: name.to_string(), bin: bin.to_string(), manifest: manifest.clone() });
             }
         }

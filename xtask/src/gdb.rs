@@ -102,15 +102,31 @@ impl Session<'_> {
     }
 }
 
-/// The guest function the scripted session stops in (guest-kernel's clock check; the
-/// generic function's instance for the paravirtual platform).
-pub const GUEST_FUNCTION: &str = "guest_kernel::kernel::timer_check<guest_kernel::arch::paravirt::platform::Paravirt>";
+/// The guest function the scripted session stops in: guest-kernel's system-call
+/// dispatcher (the generic function's instance for the paravirtual machine).
+pub const GUEST_FUNCTION: &str =
+    "guest_kernel::kernel::syscalls::dispatch<guest_kernel::arch::paravirt::machine::ParavirtMachine>";
 /// The hypercall handler the scripted session stops in.
 pub const HYPERCALL_HANDLER: &str = "hypervisor::hypercall::console::console_io";
+/// The line the scripted session's command prints.
+pub const SCRIPTED_OUTPUT: &str = "debugged";
+/// Linux's `write`: the system call the session waits for.
+const WRITE: u64 = 1;
+/// The lines from the dispatcher's entry to the first one after its `Call` (the caller
+/// and its six argument registers) is made, in the optimized build.
+const LINES_TO_CALL: u32 = 4;
 
-/// The session `cargo xtask test` runs against guest-kernel and README shows: stop in a
-/// hypercall handler, read its arguments and a register, then stop in a guest function,
-/// step in it and print its locals.
+/// The command guest-kernel's init runs in the scripted session (the words after `--`):
+/// its one `write` is the one the session stops in.
+pub fn scripted_command() -> Vec<String> {
+    vec!["sh".into(), "-c".into(), format!("echo {SCRIPTED_OUTPUT}")]
+}
+
+/// The session `cargo xtask test` runs against guest-kernel running [`scripted_command`]
+/// and README shows: stop in a hypercall handler, read its arguments and a register,
+/// then stop in the kernel's system-call dispatcher at the first `write`, show how the
+/// run loop got there and the kernel's counters, step until the call's registers are
+/// read and print the locals.
 pub fn scripted_session() -> Vec<String> {
     [
         format!("break {HYPERCALL_HANDLER}"),
@@ -118,21 +134,30 @@ pub fn scripted_session() -> Vec<String> {
         "print *arguments".into(),
         "print/x $rip".into(),
         "delete".into(),
-        format!("break {GUEST_FUNCTION}"),
+        format!("break {GUEST_FUNCTION} if number == {WRITE}"),
         "continue".into(),
-        "next".into(),
-        "next".into(),
-        "next".into(),
+        "backtrace 5".into(),
+        "print kernel.counters".into(),
+        format!("next {LINES_TO_CALL}"),
         "info locals".into(),
         "detach".into(),
     ]
     .into()
 }
 
+/// The first number in `text` after `prefix`.
+fn number_after(text: &str, prefix: &str) -> Option<u64> {
+    let start = text.find(prefix)? + prefix.len();
+    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// Checks gdb's output of [`scripted_session`]: the handler's breakpoint was hit, the
 /// register `rip` read there was the breakpoint's address, the handler's arguments were a
-/// console write, and the guest function's breakpoint was hit with its locals `first` and
-/// `second` printed as numbers.
+/// console write; the dispatcher's breakpoint was hit for a `write`, called by the run
+/// loop's `system_call`, the kernel's counters printed as numbers, and the local `call`
+/// holds the caller's pid and the write of [`SCRIPTED_OUTPUT`] and its newline to
+/// standard output.
 pub fn check_scripted_session(output: &str) -> std::result::Result<(), String> {
     let set = "Breakpoint 1 at ";
     let address: String = output
@@ -155,14 +180,38 @@ pub fn check_scripted_session(output: &str) -> std::result::Result<(), String> {
     if address.len() < 3 || rip != address {
         return Err(format!("rip is {rip} at the breakpoint, which gdb set at {address}"));
     }
-    if !output.contains(&format!("Breakpoint 2, {GUEST_FUNCTION}")) {
-        return Err(format!("the breakpoint in the guest function {GUEST_FUNCTION} was not hit"));
+
+    let hit = format!("Breakpoint 2, {GUEST_FUNCTION} (");
+    let stop = output
+        .lines()
+        .find(|line| line.starts_with(&hit))
+        .ok_or(format!("the breakpoint in the guest function {GUEST_FUNCTION} was not hit"))?;
+    let pid = number_after(stop, "pid=").ok_or(format!("the dispatcher's stop shows no pid: {stop}"))?;
+    if number_after(stop, "number=") != Some(WRITE) {
+        return Err(format!("the dispatcher stopped for another call than write ({WRITE}): {stop}"));
     }
-    for local in ["first", "second"] {
-        let shown = value(local).ok_or(format!("`info locals` did not show `{local}`"))?;
+    if !output.lines().any(|line| line.starts_with("#1 ") && line.contains("::system_call<")) {
+        return Err("the backtrace does not show the run loop's system_call calling the dispatcher".into());
+    }
+    let counters = value("$3").ok_or("`print kernel.counters` printed no $3")?;
+    let fields = counters
+        .split_once(" {")
+        .and_then(|(_, fields)| fields.strip_suffix('}'))
+        .ok_or(format!("the kernel's counters are not a struct: {counters}"))?;
+    for field in fields.split(", ") {
+        let (name, shown) = field.split_once(": ").unwrap_or((field, ""));
         if shown.parse::<u64>().is_err() {
-            return Err(format!("the local `{local}` is {shown}, not a number"));
+            return Err(format!("the kernel's counter `{name}` is '{shown}', not a number"));
         }
+    }
+    // write(1, buffer, 9): the line and its newline, to standard output.
+    let call = value("call").ok_or("`info locals` did not show `call`")?;
+    let count = SCRIPTED_OUTPUT.len() + 1;
+    let arguments = call.split_once("arguments: [").map(|(_, rest)| rest.split(", ").collect::<Vec<_>>());
+    let written =
+        arguments.as_deref().is_some_and(|words| words.len() > 2 && words[0] == "1" && words[2] == count.to_string());
+    if number_after(&call, "pid: ") != Some(pid) || !written {
+        return Err(format!("`call` is not pid {pid}'s write of {count} bytes to standard output: {call}"));
     }
     Ok(())
 }
@@ -218,19 +267,22 @@ mod tests {
     }
 
     const GOOD: &str = "\
-Breakpoint 1 at 0xffff8000001105d3: file hypervisor/src/hypercall/console.rs, line 9.
+Breakpoint 1 at 0xffff800000111623: file hypervisor/src/hypercall/console.rs, line 9.
 
-Breakpoint 1, hypervisor::hypercall::console::console_io (arguments=0xffff800000149958, guest=...) at hypervisor/src/hypercall/console.rs:9
+Breakpoint 1, hypervisor::hypercall::console::console_io (arguments=0xffff80000014e9f8, guest=...) at hypervisor/src/hypercall/console.rs:9
 9\t    let [command, count, buffer, ..] = *arguments;
-$1 = [0, 85, 18446744071562239256, 0, 0, 0]
-$2 = 0xffff8000001105d3
-Breakpoint 2 at 0xffffffff800062d2: file guest-kernel/src/arch/paravirt.rs, line 102.
+$1 = [0, 124, 18446744071562569520, 0, 0, 0]
+$2 = 0xffff800000111623
+Breakpoint 2 at 0xffffffff8001554f: file guest-kernel/src/kernel/syscalls/mod.rs, line 80.
 
-Breakpoint 2, guest_kernel::kernel::timer_check<guest_kernel::arch::paravirt::platform::Paravirt> (arch=<optimized out>) at guest-kernel/src/kernel.rs:173
-args = <optimized out>
-second = 34745621
-spins = <optimized out>
-first = 34614750
+Breakpoint 2, guest_kernel::kernel::syscalls::dispatch<guest_kernel::arch::paravirt::machine::ParavirtMachine> (kernel=0xffffffff8007a720, pid=2, number=1, restart=...) at guest-kernel/src/kernel/syscalls/mod.rs:80
+80\t            let Some(process) = kernel.processes.get(&pid) else { return Flow::Return(error(Errno::ESRCH)) };
+#0  guest_kernel::kernel::syscalls::dispatch<guest_kernel::arch::paravirt::machine::ParavirtMachine> (kernel=0xffffffff8007a720, pid=2, number=1, restart=...) at guest-kernel/src/kernel/syscalls/mod.rs:80
+#1  0xffffffff8000babf in guest_kernel::kernel::Kernel<guest_kernel::arch::paravirt::machine::ParavirtMachine>::system_call<guest_kernel::arch::paravirt::machine::ParavirtMachine> (self=0xffffffff8007a720, pid=2) at guest-kernel/src/kernel/run.rs:146
+$3 = guest_kernel::kernel::Counters {system_calls: 98, page_faults: 12, interrupts: 27, preemptions: 2, processes: 2}
+88\t                if number == u64::from(nr::$number) {
+call = guest_kernel::kernel::syscalls::Call {pid: 2, arguments: [1, 6218816, 9, 0, 0, 28258992462848613], restart: core::option::Option<guest_kernel::kernel::process::Restart>::None}
+registers = <optimized out>
 ";
 
     #[test]
@@ -243,12 +295,20 @@ first = 34614750
         let cases = [
             ("Breakpoint 1 at", "Breakpoint 1 near", "did not set the breakpoint"),
             ("Breakpoint 1, hypervisor", "", "was not hit"),
-            ("$1 = [0, 85", "$1 = [1, 85", "not a console write"),
-            ("$2 = 0xffff8000001105d3", "$2 = 0xffff8000001105d7", "rip is 0xffff8000001105d7"),
-            ("$2 = 0xffff8000001105d3", "", "printed no $2"),
+            ("$1 = [0, 124", "$1 = [1, 124", "not a console write"),
+            ("$2 = 0xffff800000111623", "$2 = 0xffff800000111627", "rip is 0xffff800000111627"),
+            ("$2 = 0xffff800000111623", "", "printed no $2"),
             ("Breakpoint 2, guest", "Breakpoint 3, guest", "guest function"),
-            ("first = 34614750", "first = <optimized out>", "`first` is <optimized out>"),
-            ("second = 34745621", "", "did not show `second`"),
+            ("pid=2, number=1", "number=1", "shows no pid"),
+            ("pid=2, number=1", "pid=2, number=12", "another call than write"),
+            ("::system_call<", "::step<", "backtrace does not show"),
+            ("$3 = ", "$4 = ", "printed no $3"),
+            ("preemptions: 2", "preemptions: <optimized out>", "`preemptions` is '<optimized out>'"),
+            ("{system_calls", "system_calls", "not a struct"),
+            ("call = ", "flow = ", "did not show `call`"),
+            ("{pid: 2,", "{pid: 3,", "not pid 2's write of 9 bytes"),
+            ("[1, 6218816, 9,", "[2, 6218816, 9,", "to standard output"),
+            ("[1, 6218816, 9,", "[1, 6218816, 8,", "write of 9 bytes"),
         ];
         for (from, to, expected) in cases {
             let error = check_scripted_session(&GOOD.replace(from, to)).unwrap_err();

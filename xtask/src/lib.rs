@@ -5,21 +5,28 @@
 pub mod accel;
 pub mod archive;
 pub mod build;
+pub mod busybox;
 pub mod c_guests;
 pub mod c_header;
 pub mod cmdline;
+pub mod cpio;
+pub mod deb;
 pub mod domain_options;
 pub mod error;
 pub mod gdb;
 pub mod images;
+pub mod initramfs;
 pub mod junit;
+pub mod kernel_args;
 pub mod lint;
+pub mod native;
 pub mod packages;
 pub mod qemu;
 pub mod readme;
 pub mod template;
 pub mod toolchain;
 pub mod trace;
+pub mod userland;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
 //! The static gates CI enforces besides the tests (`cargo xtask lint`, called by `.ci/run`):
-//! formatting, clippy for the host and for the bare-metal target, and rustdoc, each with
+//! formatting, clippy for the host, the bare-metal target and the userland's musl target
+//! (where libc's types differ from the host's), and rustdoc, each with
 //! warnings denied. Kept as data so the gates a developer runs are the ones CI runs.
 
 use crate::build::TARGET;
@@ -44,10 +45,26 @@ pub fn gates(rustdoc_flags: Option<&str>) -> Vec<Gate> {
         Some(flags) => format!("{flags} -D warnings"),
         None => "-D warnings".to_string(),
     };
+    // guest-kernel's native build is another feature set of a package above: a gate of its own.
+    let native = words(&format!(
+        "clippy --target {TARGET} -p {} --no-default-features --features native --bin {} -- -D warnings",
+        crate::native::PACKAGE,
+        crate::native::BIN
+    ));
     vec![
         Gate { name: "formatting (cargo fmt --check)", args: words("fmt --all --check"), env: Vec::new() },
         Gate { name: "clippy, host", args: words("clippy --workspace --all-targets -- -D warnings"), env: Vec::new() },
         Gate { name: "clippy, x86_64-unknown-none", args: bare_metal, env: Vec::new() },
+        Gate {
+            name: "clippy, x86_64-unknown-linux-musl (guest-kernel's userland)",
+            args: words(&format!(
+                "clippy --target {} -p {} --all-targets -- -D warnings",
+                crate::userland::TARGET,
+                crate::userland::PACKAGE
+            )),
+            env: Vec::new(),
+        },
+        Gate { name: "clippy, x86_64-unknown-none, guest-kernel native", args: native, env: Vec::new() },
         Gate { name: "rustdoc", args: words("doc --workspace --no-deps"), env: vec![("RUSTDOCFLAGS", rustdoc)] },
     ]
 }
@@ -64,6 +81,14 @@ mod tests {
         for package in GUEST_PACKAGES.iter().chain(&["hypervisor"]) {
             assert!(bare_metal.args.contains(&package.to_string()), "{package}");
         }
+    }
+
+    #[test]
+    fn the_native_kernel_has_a_clippy_gate() {
+        let gates = gates(None);
+        let native = gates.iter().find(|gate| gate.args.contains(&"native".to_string())).unwrap();
+        assert!(native.args.contains(&TARGET.to_string()), "{native:?}");
+        assert!(native.args.contains(&"--no-default-features".to_string()), "{native:?}");
     }
 
     #[test]

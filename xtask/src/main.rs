@@ -15,7 +15,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build the hypervisor and every guest into target/ringfence/.
+    /// Build the hypervisor, every guest and guest-kernel's initramfs into target/ringfence/.
     Build,
     /// Boot guests under the hypervisor in QEMU, streaming the console; exits with the
     /// hypervisor's exit status (124 on timeout, 125 if QEMU ended without it).
@@ -23,12 +23,14 @@ enum Command {
     /// Boot as `run` does, halted, with gdb attached: the hypervisor's symbols and a guest's
     /// (`--symbols`), built with full debug information (README: "Debugging with gdb").
     Gdb(commands::gdb::GdbArgs),
-    /// Host unit tests, then the build, the conformance suite under QEMU, README's gdb
-    /// session (`cargo xtask gdb --batch`) and README's first steps (its "What you will see"
-    /// listing, a new-guest crate built outside the checkout).
+    /// Host unit tests, then the build, guest-kernel's native build (`run --native`), the
+    /// conformance suite under QEMU, README's gdb session (`cargo xtask gdb --batch`) and
+    /// README's first steps (its "What you will see" listing, a new-guest crate built
+    /// outside the checkout).
     Test(commands::test::TestArgs),
-    /// The static gates CI enforces: cargo fmt --check, clippy (host and
-    /// x86_64-unknown-none) and rustdoc, each with warnings denied.
+    /// The static gates CI enforces: cargo fmt --check, clippy (host, x86_64-unknown-none,
+    /// and x86_64-unknown-linux-musl for guest-kernel's userland) and rustdoc, each with
+    /// warnings denied.
     Lint,
     /// Run the bench guests (one boot each) and compare each row with its native Linux reference measured in this run.
     Bench(commands::bench::BenchArgs),

@@ -36,12 +36,69 @@ pub fn code_blocks(text: &str) -> Vec<(String, String)> {
     blocks
 }
 
-/// The listing of the "What you will see" section: its first code block's lines.
-pub fn what_you_will_see(readme: &str) -> Result<Vec<String>, String> {
+/// The "What you will see" section: the `cargo xtask` command of its `sh` block (as
+/// arguments after `cargo xtask`) and the lines of the listing that follows it.
+pub fn what_you_will_see(readme: &str) -> Result<(Vec<String>, Vec<String>), String> {
     let section = section(readme, "What you will see").ok_or("README.md has no \"## What you will see\" section")?;
-    let (_, body) =
-        code_blocks(section).into_iter().next().ok_or("README.md's \"What you will see\" section has no listing")?;
-    Ok(body.lines().map(str::to_string).collect())
+    let blocks = code_blocks(section);
+    let command = blocks
+        .iter()
+        .find(|(info, _)| info == "sh")
+        .and_then(|(_, body)| body.lines().next())
+        .ok_or("README.md's \"What you will see\" section has no `sh` block with the command")?;
+    let words = shell_words(command)?;
+    let arguments = match words.split_first() {
+        Some((cargo, rest)) if cargo == "cargo" && rest.first().is_some_and(|word| word == "xtask") => {
+            rest[1..].to_vec()
+        }
+        _ => {
+            return Err(format!("README.md's \"What you will see\" command is not a `cargo xtask` command: {command}"))
+        }
+    };
+    let (_, body) = blocks
+        .iter()
+        .find(|(info, _)| info.is_empty())
+        .ok_or("README.md's \"What you will see\" section has no listing")?;
+    Ok((arguments, body.lines().map(str::to_string).collect()))
+}
+
+/// Splits a command line into words as a POSIX shell would for plain words, single- and
+/// double-quoted strings (no variables, escapes inside double quotes, or globbing: the
+/// README's commands need none).
+pub fn shell_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut characters = line.chars();
+    while let Some(character) = characters.next() {
+        match character {
+            ' ' | '\t' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' | '"' => {
+                in_word = true;
+                loop {
+                    match characters.next() {
+                        Some(close) if close == character => break,
+                        Some(other) => word.push(other),
+                        None => return Err(format!("unterminated quote in: {line}")),
+                    }
+                }
+            }
+            '#' if !in_word => break,
+            other => {
+                in_word = true;
+                word.push(other);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
 }
 
 /// A README line that stands for any number of lines of the run.
@@ -184,27 +241,28 @@ mod tests {
         fn remember(&mut self, _: Measured) {}
     }
 
-    /// The number after `before` and before `after` in `line`.
-    fn number_between(line: &str, before: &str, after: &str) -> u64 {
-        let start = line.find(before).unwrap_or_else(|| panic!("`{before}` in {line}")) + before.len();
-        let end = start + line[start..].find(after).unwrap_or_else(|| panic!("`{after}` in {line}"));
-        line[start..end].parse().unwrap_or_else(|_| panic!("a number in {line}"))
+    #[test]
+    fn the_listing_starts_with_the_line_xtask_prints_for_the_commands_accelerator() {
+        let (arguments, listing) = what_you_will_see(&readme()).unwrap();
+        assert_eq!(arguments[..3], ["run", "--accel", "tcg"], "the README's run is a TCG run");
+        assert_eq!(arguments[3], "--", "the command follows --: {arguments:?}");
+        let measured = Measured { kvm: Duration::from_millis(2), tcg: Duration::from_millis(1) };
+        let choice = accel::choose(Some(Accel::Tcg), &mut Cached(measured)).unwrap();
+        assert_eq!(
+            choice.lines,
+            std::slice::from_ref(&listing[0]),
+            "README.md's first listing line is not what xtask prints"
+        );
     }
 
     #[test]
-    fn the_listing_starts_with_the_line_xtask_prints_for_its_measurement() {
-        let listing = what_you_will_see(&readme()).unwrap();
-        let first = &listing[0];
-        let kvm = number_between(first, "took ", " ms under KVM");
-        let tcg = number_between(first, "KVM and ", " ms under TCG");
-        let measured = Measured { kvm: Duration::from_millis(kvm), tcg: Duration::from_millis(tcg) };
-        let choice = accel::choose(None, &mut Cached(measured)).unwrap();
+    fn shell_words_split_like_a_shell() {
         assert_eq!(
-            choice.lines,
-            std::slice::from_ref(first),
-            "README.md's first listing line is not what xtask prints"
+            shell_words("cargo xtask run -- sh -c 'a; b | c' \"d e\"f # note").unwrap(),
+            ["cargo", "xtask", "run", "--", "sh", "-c", "a; b | c", "d ef"]
         );
-        assert!(listing.iter().any(|line| line == ELIDED_LINES), "the listing leaves lines out with `...`");
+        assert_eq!(shell_words("x ''").unwrap(), ["x", ""]);
+        assert!(shell_words("x 'open").is_err());
     }
 
     #[test]

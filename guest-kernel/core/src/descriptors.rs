@@ -88,6 +88,12 @@ impl<F: Clone> Descriptors<F> {
         Ok(index as u64)
     }
 
+    /// Whether every number is taken (a new descriptor would be EMFILE), checked before a
+    /// call does anything it could not take back (`open` creating a file).
+    pub fn is_full(&self) -> bool {
+        self.slots.len() == LIMIT && self.slots.iter().all(Option::is_some)
+    }
+
     /// Installs `file` at the lowest free number (`open`, `pipe2`).
     pub fn insert(&mut self, file: F, close_on_exec: bool) -> Result<u64, Errno> {
         self.insert_from(0, file, close_on_exec)
@@ -129,6 +135,16 @@ impl<F: Clone> Descriptors<F> {
         }
         let replaced = self.slots[new_index].replace(Slot { file, close_on_exec });
         Ok(replaced.map(|slot| slot.file))
+    }
+
+    /// Puts `file` at `descriptor` (the kernel giving init its console), returning what
+    /// was there for the caller to release.
+    pub fn install(&mut self, descriptor: u64, file: F, close_on_exec: bool) -> Result<Option<F>, Errno> {
+        let index = index(descriptor)?;
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        Ok(self.slots[index].replace(Slot { file, close_on_exec }).map(|slot| slot.file))
     }
 
     /// The descriptor half of `fcntl`.
@@ -228,13 +244,26 @@ mod tests {
     }
 
     #[test]
+    fn files_are_installed_at_a_number() {
+        let mut table = Descriptors::default();
+        assert_eq!(table.install(2, "console", false), Ok(None));
+        assert_eq!(table.install(2, "other", true), Ok(Some("console")), "what was there comes back");
+        assert_eq!(table.command(2, DescriptorCommand::GetFlags), Ok(1));
+        assert_eq!(table.insert("next", false), Ok(0));
+        assert_eq!(table.install(LIMIT as u64, "x", false), Err(Errno::EBADF));
+    }
+
+    #[test]
     fn the_table_is_bounded() {
         let mut table = Descriptors::default();
         for expected in 0..LIMIT as u64 {
             assert_eq!(table.insert((), false), Ok(expected));
         }
+        assert!(table.is_full());
         assert_eq!(table.insert((), false), Err(Errno::EMFILE));
         assert_eq!(table.duplicate(0), Err(Errno::EMFILE));
+        table.remove(3).unwrap();
+        assert!(!table.is_full());
     }
 
     #[test]

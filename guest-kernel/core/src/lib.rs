@@ -8,11 +8,15 @@
 //! The core speaks the Linux x86-64 system-call ABI, the subset static programs (busybox,
 //! Rust programs built for musl) need:
 //!
+//! * [`command_line`]: the kernel command line (options, and init's command as
+//!   percent-encoded words);
 //! * [`linux`]: the ABI's numbers (from Linux's UAPI through `linux-raw-sys`) and the
 //!   kernel's error type;
 //! * [`descriptors`]: a process's file-descriptor table (`dup2`, `fcntl`, close-on-exec);
 //! * [`fs`]: the in-memory file system (inodes, directories, path resolution with
 //!   symbolic links) and the initramfs (`cpio` newc) unpacked into it at boot;
+//! * [`files`]: the file system calls (`read`, `openat`, `pipe2`, `getdents64`, `ioctl`,
+//!   `poll`...) over open files, pipes, the console terminal, `/dev` and `/proc`;
 //! * [`exec`]: what `execve` does before it touches an address space: validating a
 //!   static ELF64 program into a load plan, and laying out its initial stack (argv, envp,
 //!   auxv) as Linux does;
@@ -34,8 +38,10 @@
 
 extern crate alloc;
 
+pub mod command_line;
 pub mod descriptors;
 pub mod exec;
+pub mod files;
 pub mod fs;
 pub mod linux;
 pub mod memory;

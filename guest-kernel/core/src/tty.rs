@@ -70,6 +70,17 @@ pub enum ReadOutcome {
     WouldBlock,
 }
 
+/// What [`LineDiscipline::peek`] sees.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Peek<'a> {
+    /// Bytes a read may take (at least one).
+    Data(&'a [u8]),
+    /// End of file: Ctrl-D on an empty line.
+    EndOfFile,
+    /// Nothing is ready.
+    Nothing,
+}
+
 /// A terminal's input state.
 pub struct LineDiscipline {
     termios: Termios,
@@ -230,23 +241,56 @@ impl LineDiscipline {
         }
     }
 
+    /// What a `read` would get now, without taking it: the bytes of the first completed
+    /// line (canonical mode) or everything that arrived (raw mode).
+    pub fn peek(&self) -> Peek<'_> {
+        match self.ready.front() {
+            None => Peek::Nothing,
+            Some(record) if record.is_empty() => Peek::EndOfFile,
+            Some(record) => Peek::Data(record),
+        }
+    }
+
+    /// Takes `count` bytes [`LineDiscipline::peek`] showed, or the end of file it showed.
+    pub fn consume(&mut self, count: usize) {
+        let Some(record) = self.ready.front_mut() else { return };
+        let count = count.min(record.len());
+        record.drain(..count);
+        if record.is_empty() {
+            self.ready.pop_front();
+        }
+    }
+
+    /// Throws away typed input, completed or not (`TCSETSF`, `TCFLSH`).
+    pub fn discard_input(&mut self) {
+        self.editing.clear();
+        self.ready.clear();
+    }
+
+    /// Bytes a `read` could take now (`FIONREAD`).
+    pub fn ready_bytes(&self) -> usize {
+        self.ready.iter().map(Vec::len).sum()
+    }
+
     /// `read`: in canonical mode at most one line; in raw mode what has arrived.
     pub fn read(&mut self, into: &mut [u8]) -> ReadOutcome {
         if into.is_empty() {
             return ReadOutcome::Data(0);
         }
-        let Some(record) = self.ready.front_mut() else { return ReadOutcome::WouldBlock };
-        if record.is_empty() {
-            self.ready.pop_front();
-            return ReadOutcome::EndOfFile;
-        }
-        let count = record.len().min(into.len());
-        into[..count].copy_from_slice(&record[..count]);
-        record.drain(..count);
-        if record.is_empty() {
-            self.ready.pop_front();
-        }
-        ReadOutcome::Data(count)
+        let outcome = match self.peek() {
+            Peek::Nothing => return ReadOutcome::WouldBlock,
+            Peek::EndOfFile => ReadOutcome::EndOfFile,
+            Peek::Data(bytes) => {
+                let count = bytes.len().min(into.len());
+                into[..count].copy_from_slice(&bytes[..count]);
+                ReadOutcome::Data(count)
+            }
+        };
+        self.consume(match outcome {
+            ReadOutcome::Data(count) => count,
+            _ => 0,
+        });
+        outcome
     }
 
     /// Output processing: `\n` becomes `\r\n` with `OPOST` and `ONLCR`.
@@ -324,6 +368,25 @@ mod tests {
         let (_, signals) = typed(&mut tty, b"\x03\n");
         assert!(signals.is_empty(), "without ISIG Ctrl-C is a character");
         assert_eq!(read_all(&mut tty), b"\x03\n");
+    }
+
+    #[test]
+    fn peeked_input_stays_until_consumed_and_can_be_discarded() {
+        let mut tty = LineDiscipline::default();
+        typed(&mut tty, b"one\ntwo\n");
+        assert_eq!(tty.ready_bytes(), 8);
+        assert_eq!(tty.peek(), Peek::Data(b"one\n"), "one line at a time");
+        tty.consume(2);
+        assert_eq!(tty.peek(), Peek::Data(b"e\n"));
+        tty.consume(2);
+        assert_eq!(tty.peek(), Peek::Data(b"two\n"));
+        typed(&mut tty, b"thr");
+        tty.discard_input();
+        assert_eq!(tty.peek(), Peek::Nothing);
+        typed(&mut tty, b"\x04");
+        assert_eq!(tty.peek(), Peek::EndOfFile);
+        tty.consume(0);
+        assert_eq!(tty.peek(), Peek::Nothing, "consuming end of file takes it");
     }
 
     #[test]

@@ -19,7 +19,7 @@ const CHECKS: [Check; 2] =
 
 /// Runs this xtask binary with `args` and `env`, returning its exit code and what it
 /// printed (stdout and stderr in order, as on a terminal).
-fn xtask(args: &[&str], env: &[(&str, &Path)]) -> Result<(Option<i32>, String), String> {
+pub(super) fn xtask(args: &[&str], env: &[(&str, &Path)]) -> Result<(Option<i32>, String), String> {
     let program = std::env::current_exe().map_err(|error| format!("cannot find the xtask binary: {error}"))?;
     let cannot = |error: std::io::Error| format!("cannot run xtask {}: {error}", args.join(" "));
     let (mut reader, writer) = std::io::pipe().map_err(cannot)?;
@@ -38,18 +38,20 @@ fn xtask(args: &[&str], env: &[(&str, &Path)]) -> Result<(Option<i32>, String), 
     Ok((status.code(), String::from_utf8_lossy(&output).into_owned()))
 }
 
-/// `cargo xtask run --accel tcg` (the README's listing is a TCG run) against the listing.
+/// The README's "What you will see" command (a TCG run) against its listing.
 fn what_you_will_see() -> Result<String, String> {
     let text = readme::text().map_err(|error| format!("cannot read README.md: {error}"))?;
-    let listing = readme::what_you_will_see(&text)?;
-    let (code, output) = xtask(&["run", "--accel", "tcg"], &[])?;
+    let (arguments, listing) = readme::what_you_will_see(&text)?;
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let shown = format!("cargo xtask {}", arguments.join(" "));
+    let (code, output) = xtask(&arguments, &[])?;
     if code != Some(0) {
-        return Err(format!("`cargo xtask run --accel tcg` exited with {code:?}:\n{output}"));
+        return Err(format!("`{shown}` exited with {code:?}:\n{output}"));
     }
     readme::check_listing(&listing, &output).map_err(|error| {
         format!("README.md's \"What you will see\" has drifted: {error}\nthe run printed:\n{output}")
     })?;
-    Ok(format!("{} listing lines match `cargo xtask run --accel tcg`", listing.len()))
+    Ok(format!("{} listing lines match `{shown}`", listing.len()))
 }
 
 /// A scratch directory outside the checkout, the same for every run from this checkout (so

@@ -6,6 +6,7 @@ mod first_steps;
 pub mod gdb;
 pub mod gen_header;
 mod host_reference;
+mod kernel_suite;
 pub mod lint;
 pub mod new_guest;
 pub mod run;

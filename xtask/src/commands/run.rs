@@ -33,9 +33,47 @@ pub struct RunArgs {
     /// ids or image names), and print them decoded with a summary after the run.
     #[arg(long, value_name = "DOMAINS", num_args = 0..=1, require_equals = true, default_missing_value = "all")]
     pub trace: Option<String>,
-    /// Words after `--`: more argument words for every domain, after the `--arg` ones.
+    /// Boot guest-kernel's native build instead, directly under QEMU (no hypervisor): the
+    /// `--arg` words are its options, the words after `--` its command; exits with its
+    /// power-off code (2 if it crashed). Not with --guest, --mem, --maxmem, --name, --trace.
+    #[arg(long)]
+    pub native: bool,
+    /// With --native: the initramfs (a cpio newc archive) passed as QEMU's -initrd.
+    #[arg(long, value_name = "PATH", requires = "native")]
+    pub initrd: Option<PathBuf>,
+    /// Words after `--`: more argument words for every domain, after the `--arg` ones; for
+    /// guest-kernel, the command its init runs (e.g. `-- sh -c 'echo hi'`).
     #[arg(last = true, value_name = "WORDS")]
     pub words: Vec<String>,
+}
+
+/// `run --native`: the options that apply to a native run, the others refused.
+fn native_run(args: &RunArgs) -> Result<xtask::native::Run> {
+    let requests = args.domains.resolve(&[])?;
+    let plain = match requests.as_slice() {
+        [request] => {
+            request.guest == xtask::domain_options::DEFAULT_GUEST
+                && request.name.is_none()
+                && request.mem.is_none()
+                && request.maxmem.is_none()
+        }
+        _ => false,
+    };
+    if !plain || args.trace.is_some() {
+        return Err(Error::usage(
+            "--native boots guest-kernel alone, without the hypervisor: --guest, --mem, --maxmem, --name and --trace \
+             do not apply (give the machine more memory with --qemu-arg=-m --qemu-arg=1G)",
+        ));
+    }
+    Ok(xtask::native::Run {
+        accel: args.accel,
+        machine: args.machine,
+        timeout: args.timeout.map_or(RUN_TIMEOUT, Duration::from_secs),
+        qemu_args: args.qemu_args.clone(),
+        initrd: args.initrd.clone(),
+        options: requests.into_iter().next().map(|request| request.args).unwrap_or_default(),
+        words: args.words.clone(),
+    })
 }
 
 /// Where a `--guest` value points.
@@ -113,6 +151,26 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The ported kernel's image name.
+const GUEST_KERNEL: &str = "guest-kernel";
+
+/// A guest-kernel domain boots its initramfs with enough memory, and the words after
+/// `--` are the command its init runs (each word encoded, so it may hold spaces); its own
+/// `--arg` words are kernel options (`verbose`, `quiet`, `init=PATH`).
+fn kernel_domain(request: &mut xtask::domain_options::DomainRequest, words: &[String]) -> Result<()> {
+    if request.module.is_none() {
+        request.module = Some(xtask::initramfs::initramfs()?.to_string_lossy().into_owned());
+    }
+    if request.mem.is_none() && request.maxmem.is_none() {
+        request.mem = Some(xtask::kernel_args::MEMORY.to_string());
+    }
+    if !words.is_empty() {
+        let command: Vec<std::ffi::OsString> = words.iter().map(std::ffi::OsString::from).collect();
+        request.args = xtask::kernel_args::tokens(&request.args, &command)?;
+    }
+    Ok(())
+}
+
 /// One domain on its way to the command line: its `--name` (if any), the name its guest
 /// suggests, and its image file.
 struct Named<'a> {
@@ -162,7 +220,17 @@ pub struct Prepared {
 /// Validates `args`, builds what they boot, and writes the boot archive `<archive>.tar`
 /// in the runs directory. `default_timeout` applies when `--timeout` is not given.
 pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Result<Prepared> {
-    let requests = args.domains.resolve(&args.words)?;
+    if args.native {
+        return Err(Error::usage("--native is for cargo xtask run (the native kernel has no gdb session here)"));
+    }
+    let mut requests = args.domains.resolve(&[])?;
+    for request in &mut requests {
+        if request.guest == GUEST_KERNEL {
+            kernel_domain(request, &args.words)?;
+        } else {
+            request.args.extend(args.words.iter().cloned());
+        }
+    }
     let modules = requests
         .iter()
         .map(|request| request.module.as_deref().map(module_path).transpose())
@@ -284,6 +352,9 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds what is needed and boots it.
 pub fn main(args: RunArgs) -> Result<u8> {
+    if args.native {
+        return xtask::native::run(&native_run(&args)?);
+    }
     let Prepared { launch, accel_lines, traced, .. } = prepare(&args, "run", RUN_TIMEOUT)?;
     for line in &accel_lines {
         eprintln!("{line}");
@@ -313,6 +384,29 @@ mod tests {
             .iter()
             .map(|bin| GuestBin { package: "p".into(), bin: bin.to_string(), manifest: "/x/Cargo.toml".into() })
             .collect()
+    }
+
+    fn run_args(line: &str) -> RunArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("run").chain(line.split_whitespace())).unwrap().run
+    }
+
+    #[test]
+    fn native_runs_take_options_and_words_and_refuse_domain_options() {
+        let run = native_run(&run_args("--native --arg verbose --initrd /tmp/i.cpio --timeout 5 -- sh -c x")).unwrap();
+        assert_eq!((run.options, run.words), (vec!["verbose".to_string()], vec!["sh".into(), "-c".into(), "x".into()]));
+        assert_eq!((run.initrd, run.timeout), (Some(PathBuf::from("/tmp/i.cpio")), Duration::from_secs(5)));
+        for line in ["--native --guest hello", "--native --mem 4M", "--native --name k", "--native --trace"] {
+            let error = native_run(&run_args(line)).unwrap_err();
+            assert_eq!(error.exit_code, xtask::error::EXIT_USAGE, "{line}");
+            assert!(error.message.contains("do not apply"), "{line}: {}", error.message);
+        }
+        let error = prepare(&run_args("--native"), "gdb", Duration::ZERO).err().unwrap();
+        assert!(error.message.contains("--native is for cargo xtask run"), "{}", error.message);
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! `cargo xtask test`: host unit tests, the build, the conformance suite, then README's
-//! gdb session and its first steps (commands::first_steps).
+//! `cargo xtask test`: host unit tests, the build, the hypercall trace, guest-kernel's native
+//! platform check and its own test suite on its native and paravirtualized builds
+//! (commands::kernel_suite), the conformance suite, then
+//! README's gdb session and its first steps (commands::first_steps).
 
+use super::kernel_suite;
 use clap::Args;
 use std::path::PathBuf;
 use xtask::accel::Accel;
@@ -9,18 +12,22 @@ use xtask::{junit, workspace, Error, Result};
 /// Options of `cargo xtask test`.
 #[derive(Args, Debug)]
 pub struct TestArgs {
-    /// Accelerator for the conformance suite (default: the faster of KVM and TCG here, measured once
-    /// per host; when that is TCG and KVM works, a smoke subset runs under KVM too).
+    /// Accelerator for guest-kernel's suite and the conformance suite (default: the faster of KVM
+    /// and TCG here, measured once per host; when that is TCG and KVM works, smoke subsets of
+    /// both run under KVM too).
     #[arg(long, value_enum)]
     accel: Option<Accel>,
     /// Test this hypervisor image instead of the one built from this workspace.
     #[arg(long, value_name = "PATH")]
     hypervisor: Option<PathBuf>,
-    /// Also write the results as JUnit XML to FILE: one test case per host unit test and
-    /// per conformance case, a failed case with its console.
+    /// Also write the results as JUnit XML to FILE: one test case per host unit test, per
+    /// guest-kernel test case on each build and per conformance case, a failed case with its
+    /// console.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Only run conformance cases (and the step `gdb_session`) whose names contain one of these.
+    /// Only run conformance cases (and the steps `native::check`, `guest_kernel::suite`,
+    /// `guest_kernel::done_when`, `gdb_session` and the first steps) whose names contain one of
+    /// these.
     filters: Vec<String>,
 }
 
@@ -98,6 +105,8 @@ pub fn main(args: TestArgs) -> Result<u8> {
     for line in &choice.lines {
         println!("{line}");
     }
+    // KVM runs here but TCG was faster: smoke subsets under KVM keep it proven.
+    let kvm_smoke = args.accel.is_none() && choice.kvm_boots && choice.accel == Accel::Tcg;
     // The hypercall trace end to end: guest-kernel's decoded trace against its own report.
     // Under TCG on every host: it proves the trace, not the accelerator, and the trace
     // port's byte-per-exit writes are slow where every exit is a host round trip.
@@ -116,6 +125,25 @@ pub fn main(args: TestArgs) -> Result<u8> {
     };
     let case = junit::TestCase { name: "trace::guest_kernel".into(), time: start.elapsed(), outcome };
     report.push(junit::Suite { name: "xtask trace".into(), cases: vec![case] });
+    if args.filters.is_empty() || args.filters.iter().any(|filter| NATIVE_CHECK_CASE.contains(filter.as_str())) {
+        let native = native_check(&qemu)?;
+        if native.cases.iter().any(|case| matches!(case.outcome, junit::Outcome::Failed { .. })) {
+            failed.push("guest-kernel native platform check");
+        }
+        report.push(native);
+    }
+    // guest-kernel's suite boots the workspace's hypervisor through `cargo xtask run`, as
+    // a user would; --hypervisor is the conformance suite's.
+    let (kernel_failed, kernel_suites) = kernel_suite::run(choice.accel, kernel_suite::Scope::Full, &args.filters)?;
+    failed.extend(kernel_failed);
+    report.extend(kernel_suites);
+    // KVM runs here but TCG was faster: a smoke subset keeps both builds proven under KVM
+    // (the whole suite takes minutes on a kvm-pvm host, the subset about two).
+    if kvm_smoke {
+        let (smoke_failed, smoke_suites) = kernel_suite::run(Accel::Kvm, kernel_suite::Scope::Smoke, &args.filters)?;
+        failed.extend(smoke_failed);
+        report.extend(smoke_suites);
+    }
     let results = |accel: Accel| workspace::runs_dir().join(format!("conformance-{}.json", accel.name()));
     for accel in [Accel::Tcg, Accel::Kvm] {
         // Only this command's runs may be reported: not a file an earlier one left.
@@ -137,12 +165,7 @@ pub fn main(args: TestArgs) -> Result<u8> {
     if !step(&format!("conformance suite under {}", choice.accel.name()), suite(choice.accel, false))? {
         failed.push("conformance suite");
     }
-    // KVM runs here but TCG was faster: the smoke subset keeps KVM proven.
-    if args.accel.is_none()
-        && choice.kvm_boots
-        && choice.accel == Accel::Tcg
-        && !step("conformance smoke subset under kvm (TCG ran the whole suite)", suite(Accel::Kvm, true))?
-    {
+    if kvm_smoke && !step("conformance smoke subset under kvm (TCG ran the whole suite)", suite(Accel::Kvm, true))? {
         failed.push("conformance smoke subset under kvm");
     }
     if args.filters.is_empty() || args.filters.iter().any(|filter| GDB_SESSION.contains(filter.as_str())) {
@@ -183,6 +206,7 @@ fn gdb_session() -> Result<junit::TestCase> {
     for line in xtask::gdb::scripted_session() {
         command.arg("--ex").arg(line);
     }
+    command.arg("--").args(xtask::gdb::scripted_command());
     let start = std::time::Instant::now();
     let (exited_ok, output) =
         step_captured("gdb session under tcg (cargo xtask gdb --batch, README's session)", command)?;
@@ -202,6 +226,63 @@ fn gdb_session() -> Result<junit::TestCase> {
         }
     };
     Ok(junit::TestCase { name: GDB_SESSION.into(), time: start.elapsed(), outcome })
+}
+
+/// The binary of guest-kernel's native platform check.
+const NATIVE_CHECK: &str = "guest-kernel-native-check";
+/// Its step's name, matched by the filters like a conformance case's.
+const NATIVE_CHECK_CASE: &str = "native::check";
+/// Its bound: it takes about a second under TCG.
+const NATIVE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// guest-kernel's native platform check (binary `guest-kernel-native-check`: the platform
+/// driven through `Machine` alone, the refusals the kernel never asks for included),
+/// built like the native kernel and booted as `cargo xtask run --native` boots it, under
+/// TCG: it powers off with code 0 only when every check passed.
+fn native_check(qemu: &std::path::Path) -> Result<junit::Suite> {
+    println!("xtask test: guest-kernel native platform check under tcg ({NATIVE_CHECK})");
+    let start = std::time::Instant::now();
+    let mut arguments = xtask::native::cargo_args();
+    match arguments.last_mut() {
+        Some(bin) if bin == xtask::native::BIN => *bin = NATIVE_CHECK.to_string(),
+        _ => {
+            return Err(Error::failed(format!(
+                "xtask::native::cargo_args no longer ends with --bin {}",
+                xtask::native::BIN
+            )))
+        }
+    }
+    let mut cargo = workspace::cargo();
+    cargo.args(arguments);
+    let built = xtask::build::run_cargo(cargo, "guest-kernel's native platform check")?;
+    let image = built
+        .into_iter()
+        .find(|(name, _)| name == NATIVE_CHECK)
+        .map(|(_, path)| path)
+        .ok_or_else(|| Error::failed(format!("cargo reported no executable for {NATIVE_CHECK}")))?;
+    let launch = xtask::qemu::Launch {
+        qemu: qemu.to_path_buf(),
+        hypervisor: image,
+        initrd: xtask::initramfs::path(),
+        append: xtask::native::command_line(&[], &["0".to_string()])?,
+        accel: Accel::Tcg,
+        machine: xtask::qemu::Machine::Microvm,
+        extra: vec!["-m".to_string(), xtask::kernel_args::MEMORY.to_string()],
+        timeout: NATIVE_CHECK_TIMEOUT,
+    };
+    println!("qemu: {}", launch.display());
+    let outcome = xtask::qemu::run(&launch, xtask::qemu::ConsoleMode::Stream)?;
+    let verdict = xtask::native::verdict(&outcome);
+    let outcome = if verdict.code == 0 {
+        println!("xtask test: native platform check passed ({:.1} s)", start.elapsed().as_secs_f64());
+        junit::Outcome::Passed
+    } else {
+        let message = format!("the native platform check failed: {} (its console is above)", verdict.description);
+        eprintln!("error: {message}");
+        junit::Outcome::Failed { message, output: outcome.output }
+    };
+    let case = junit::TestCase { name: NATIVE_CHECK_CASE.into(), time: start.elapsed(), outcome };
+    Ok(junit::Suite { name: "xtask native".into(), cases: vec![case] })
 }
 
 fn write_report(path: &std::path::Path, report: &[junit::Suite]) -> Result<()> {

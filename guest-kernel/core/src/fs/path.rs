@@ -7,12 +7,55 @@
 //! does not), and a trailing slash demands a directory (and follows a final link). More
 //! than [`SYMLINK_LIMIT`] links on one walk is ELOOP; paths longer than [`PATH_MAX`]
 //! ENAMETOOLONG; an empty path ENOENT.
+//!
+//! The walk is written once, over a [`Namespace`]: the file system alone, or the file
+//! system with other trees mounted in it (`/proc`).
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
 use super::tree::{FileSystem, InodeId, ROOT};
 use super::FileType;
 use crate::linux::Errno;
+
+/// A tree of named nodes that paths walk.
+pub trait Namespace {
+    /// A node of the tree.
+    type Node: Copy + PartialEq;
+
+    /// Where absolute paths start.
+    fn root(&self) -> Self::Node;
+
+    /// The entry `name` of `directory` (`.` and `..` included); ENOTDIR if `directory`
+    /// is not one.
+    fn lookup(&self, directory: Self::Node, name: &[u8]) -> Result<Self::Node, Errno>;
+
+    /// The kind of `node`.
+    fn kind(&self, node: Self::Node) -> Result<FileType, Errno>;
+
+    /// A symbolic link's target (EINVAL for anything else).
+    fn link_target(&self, node: Self::Node) -> Result<Cow<'_, [u8]>, Errno>;
+}
+
+impl Namespace for FileSystem {
+    type Node = InodeId;
+
+    fn root(&self) -> InodeId {
+        ROOT
+    }
+
+    fn lookup(&self, directory: InodeId, name: &[u8]) -> Result<InodeId, Errno> {
+        FileSystem::lookup(self, directory, name)
+    }
+
+    fn kind(&self, node: InodeId) -> Result<FileType, Errno> {
+        FileSystem::kind(self, node)
+    }
+
+    fn link_target(&self, node: InodeId) -> Result<Cow<'_, [u8]>, Errno> {
+        FileSystem::link_target(self, node).map(Cow::Borrowed)
+    }
+}
 
 /// The longest path, NUL included (Linux's `PATH_MAX`).
 pub const PATH_MAX: usize = linux_raw_sys::general::PATH_MAX as usize;
@@ -30,10 +73,10 @@ pub enum Follow {
 }
 
 /// Resolves `path` from `cwd`.
-pub fn resolve(fs: &FileSystem, cwd: InodeId, path: &[u8], follow: Follow) -> Result<InodeId, Errno> {
+pub fn resolve<N: Namespace + ?Sized>(fs: &N, cwd: N::Node, path: &[u8], follow: Follow) -> Result<N::Node, Errno> {
     check_length(path)?;
     let mut pending: Vec<u8> = path.to_vec();
-    let mut current = if path.starts_with(b"/") { ROOT } else { cwd };
+    let mut current = if path.starts_with(b"/") { fs.root() } else { cwd };
     let mut links = 0;
     let mut position = 0;
     loop {
@@ -60,11 +103,11 @@ pub fn resolve(fs: &FileSystem, cwd: InodeId, path: &[u8], follow: Follow) -> Re
                 return Err(Errno::ENOENT);
             }
             let mut rewritten = Vec::with_capacity(target.len() + 1 + pending.len() - end);
-            rewritten.extend_from_slice(target);
+            rewritten.extend_from_slice(&target);
             rewritten.extend_from_slice(&pending[end..]);
             check_length(&rewritten)?;
             if target.starts_with(b"/") {
-                current = ROOT;
+                current = fs.root();
             }
             pending = rewritten;
             position = 0;
@@ -81,13 +124,17 @@ pub fn resolve(fs: &FileSystem, cwd: InodeId, path: &[u8], follow: Follow) -> Re
 /// Where `path`'s last component would go: its directory (resolved, following links),
 /// the last component's name, and whether the path ended in a slash. The root's own
 /// path (`/`) gives the root and `.`.
-pub fn resolve_parent<'p>(fs: &FileSystem, cwd: InodeId, path: &'p [u8]) -> Result<(InodeId, &'p [u8], bool), Errno> {
+pub fn resolve_parent<'p, N: Namespace + ?Sized>(
+    fs: &N,
+    cwd: N::Node,
+    path: &'p [u8],
+) -> Result<(N::Node, &'p [u8], bool), Errno> {
     check_length(path)?;
     let trimmed_length = path.iter().rposition(|&byte| byte != b'/').map_or(0, |at| at + 1);
     let trailing_slash = trimmed_length < path.len();
     let trimmed = &path[..trimmed_length];
     if trimmed.is_empty() {
-        return Ok((ROOT, b".", trailing_slash));
+        return Ok((fs.root(), b".", trailing_slash));
     }
     let (parent_path, name): (&[u8], &[u8]) = match trimmed.iter().rposition(|&byte| byte == b'/') {
         Some(at) => (if at == 0 { b"/" } else { &trimmed[..at] }, &trimmed[at + 1..]),

@@ -553,6 +553,45 @@ impl FileSystem {
         Ok(())
     }
 
+    /// The whole contents of regular file `id` (for reads that copy straight to user
+    /// memory, and for `execve`).
+    pub fn contents(&self, id: InodeId) -> Result<&[u8], Errno> {
+        match &self.inode(id)?.content {
+            Content::File(bytes) => Ok(bytes),
+            Content::Directory { .. } => Err(Errno::EISDIR),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Sets `id`'s modification time (`utimensat`, `touch`).
+    pub fn set_modified(&mut self, id: InodeId, modified_ns: u64) -> Result<(), Errno> {
+        let now = self.now_ns;
+        let inode = self.inode_mut(id)?;
+        inode.modified_ns = modified_ns;
+        inode.changed_ns = now;
+        Ok(())
+    }
+
+    /// A name under which `directory` holds `child` (`getcwd` walks up with it); `None`
+    /// if it holds none.
+    pub fn name_of(&self, directory: InodeId, child: InodeId) -> Option<&[u8]> {
+        let Content::Directory { entries, .. } = &self.inode(directory).ok()?.content else { return None };
+        entries.iter().find(|(_, id)| **id == child).map(|(name, _)| name.as_slice())
+    }
+
+    /// The first entry of `directory` after the name `after` in name order (the first of
+    /// all for `None`), `.` and `..` excluded. A directory listing resumes by name, so
+    /// entries removed meanwhile (`rm -r` deleting as it reads) do not make it skip others.
+    pub fn entry_after(&self, directory: InodeId, after: Option<&[u8]>) -> Result<Option<DirectoryEntry>, Errno> {
+        use core::ops::Bound;
+        let Content::Directory { entries, .. } = &self.inode(directory)?.content else {
+            return Err(Errno::ENOTDIR);
+        };
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let next = entries.range::<[u8], _>((start, Bound::Unbounded)).next();
+        next.map(|(name, &inode)| Ok(DirectoryEntry { name: name.clone(), inode, kind: self.kind(inode)? })).transpose()
+    }
+
     /// The directory entry at `position` of `directory` (0 is `.`, 1 is `..`, then the
     /// names in order); `None` past the last. A position stays meaningful while the
     /// directory is unchanged; entries added or removed meanwhile may be seen or not.
@@ -704,5 +743,24 @@ mod tests {
         );
         let null = fs.lookup(ROOT, b"null").unwrap();
         assert_eq!(fs.metadata(null).unwrap().rdev, (1, 3));
+        let after = |name: Option<&[u8]>| fs.entry_after(ROOT, name).unwrap().map(|entry| entry.name);
+        assert_eq!(after(None), Some(b"alpha".to_vec()));
+        assert_eq!(after(Some(b"alpha")), Some(b"null".to_vec()));
+        assert_eq!(after(Some(b"m")), Some(b"null".to_vec()), "resuming after a removed name");
+        assert_eq!(after(Some(b"zeta")), None);
+        assert_eq!(fs.name_of(ROOT, null), Some(&b"null"[..]));
+        assert_eq!(fs.name_of(ROOT, ROOT), None);
+    }
+
+    #[test]
+    fn contents_and_times_are_reachable() {
+        let mut fs = fs();
+        let file = fs.create(ROOT, b"f", NewNode::FileWith(b"abc"), 0o644).unwrap();
+        assert_eq!(fs.contents(file), Ok(&b"abc"[..]));
+        assert_eq!(fs.contents(ROOT), Err(Errno::EISDIR));
+        fs.set_now(9);
+        fs.set_modified(file, 3).unwrap();
+        let metadata = fs.metadata(file).unwrap();
+        assert_eq!((metadata.modified_ns, metadata.changed_ns), (3, 9));
     }
 }

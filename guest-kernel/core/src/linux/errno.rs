@@ -32,6 +32,7 @@ errnos! {
     ESRCH: "No such process.",
     EINTR: "Interrupted system call.",
     EIO: "I/O error.",
+    ENXIO: "No such device or address.",
     E2BIG: "Argument list too long.",
     ENOEXEC: "Exec format error.",
     EBADF: "Bad file descriptor.",
@@ -60,6 +61,16 @@ errnos! {
     ENOSYS: "Function not implemented.",
     ENOTEMPTY: "Directory not empty.",
     ELOOP: "Too many symbolic links encountered.",
+    ENODEV: "No such device.",
+    ETIMEDOUT: "Connection timed out.",
+    EOPNOTSUPP: "Operation not supported.",
+    ENOTSOCK: "Socket operation on non-socket.",
+    EMSGSIZE: "Message too long.",
+    ENOPROTOOPT: "Protocol not available (an unknown socket option).",
+    EPROTONOSUPPORT: "Protocol not supported.",
+    ESOCKTNOSUPPORT: "Socket type not supported.",
+    EAFNOSUPPORT: "Address family not supported by protocol.",
+    EISCONN: "Transport endpoint is already connected.",
 }
 
 impl Errno {

@@ -67,6 +67,107 @@ pub struct Stat {
     pub reserved: [i64; 3],
 }
 
+/// A time in `struct statx`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct StatxTimestamp {
+    /// Seconds since 1970.
+    pub seconds: i64,
+    /// Nanoseconds.
+    pub nanoseconds: u32,
+    /// Reserved.
+    pub reserved: i32,
+}
+
+/// `struct statx`, as `statx` fills it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct Statx {
+    /// `STATX_*` bits saying which fields are filled.
+    pub mask: u32,
+    /// Preferred I/O size.
+    pub block_size: u32,
+    /// `STATX_ATTR_*` flags.
+    pub attributes: u64,
+    /// Hard links.
+    pub links: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Type and permission bits.
+    pub mode: u16,
+    /// Padding.
+    pub spare0: u16,
+    /// Inode number.
+    pub inode: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// 512-byte blocks allocated.
+    pub blocks: u64,
+    /// Which `attributes` bits the file system supports.
+    pub attributes_mask: u64,
+    /// Last access.
+    pub accessed: StatxTimestamp,
+    /// Creation.
+    pub born: StatxTimestamp,
+    /// Last status change.
+    pub changed: StatxTimestamp,
+    /// Last modification.
+    pub modified: StatxTimestamp,
+    /// Device number of a device file: major.
+    pub rdev_major: u32,
+    /// Device number of a device file: minor.
+    pub rdev_minor: u32,
+    /// Device of the file system: major.
+    pub device_major: u32,
+    /// Device of the file system: minor.
+    pub device_minor: u32,
+    /// The rest (mount id, alignment hints), zero.
+    pub spare: [u64; 14],
+}
+
+/// `struct pollfd` (`poll`, `ppoll`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct PollDescriptor {
+    /// The descriptor (negative: ignored).
+    pub descriptor: i32,
+    /// `POLL*` events asked for.
+    pub events: i16,
+    /// Events that happened, written back.
+    pub returned: i16,
+}
+
+/// `struct iovec` (`readv`, `writev`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct IoVector {
+    /// Start of the buffer.
+    pub base: u64,
+    /// Its length.
+    pub length: u64,
+}
+
+/// Seconds and microseconds (`struct timeval`, `select`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct Timeval {
+    /// Seconds.
+    pub seconds: i64,
+    /// Microseconds, 0 to 999 999.
+    pub microseconds: i64,
+}
+
+impl Timeval {
+    /// The duration in nanoseconds, or `None` if a field is out of range (EINVAL).
+    pub fn to_nanoseconds(self) -> Option<u64> {
+        let seconds = u64::try_from(self.seconds).ok()?;
+        let microseconds = u64::try_from(self.microseconds).ok().filter(|&us| us < 1_000_000)?;
+        seconds.checked_mul(1_000_000_000)?.checked_add(microseconds * 1000)
+    }
+}
+
 /// `struct sigaction` as the `rt_sigaction` system call takes it (the kernel's layout,
 /// not libc's).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -207,6 +308,34 @@ same_layout!(
     (modified, st_mtime),
     (changed, st_ctime),
 );
+same_layout!(StatxTimestamp, uapi::statx_timestamp, (seconds, tv_sec), (nanoseconds, tv_nsec), (reserved, __reserved));
+same_layout!(
+    Statx,
+    uapi::statx,
+    (mask, stx_mask),
+    (block_size, stx_blksize),
+    (attributes, stx_attributes),
+    (links, stx_nlink),
+    (uid, stx_uid),
+    (gid, stx_gid),
+    (mode, stx_mode),
+    (inode, stx_ino),
+    (size, stx_size),
+    (blocks, stx_blocks),
+    (attributes_mask, stx_attributes_mask),
+    (accessed, stx_atime),
+    (born, stx_btime),
+    (changed, stx_ctime),
+    (modified, stx_mtime),
+    (rdev_major, stx_rdev_major),
+    (rdev_minor, stx_rdev_minor),
+    (device_major, stx_dev_major),
+    (device_minor, stx_dev_minor),
+    (spare, stx_mnt_id),
+);
+same_layout!(PollDescriptor, uapi::pollfd, (descriptor, fd), (events, events), (returned, revents));
+same_layout!(IoVector, uapi::iovec, (base, iov_base), (length, iov_len));
+same_layout!(Timeval, uapi::__kernel_old_timeval, (seconds, tv_sec), (microseconds, tv_usec));
 same_layout!(
     SignalAction,
     uapi::kernel_sigaction,
@@ -247,6 +376,13 @@ mod tests {
         assert_eq!(Timespec { seconds: -1, nanoseconds: 0 }.to_nanoseconds(), None);
         assert_eq!(Timespec { seconds: 0, nanoseconds: 1_000_000_000 }.to_nanoseconds(), None);
         assert_eq!(Timespec { seconds: i64::MAX, nanoseconds: 0 }.to_nanoseconds(), None);
+    }
+
+    #[test]
+    fn timevals_convert_and_reject_bad_fields() {
+        assert_eq!(Timeval { seconds: 1, microseconds: 5 }.to_nanoseconds(), Some(1_000_005_000));
+        assert_eq!(Timeval { seconds: 0, microseconds: 1_000_000 }.to_nanoseconds(), None);
+        assert_eq!(Timeval { seconds: -1, microseconds: 0 }.to_nanoseconds(), None);
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! A failed hypercall as the core sees it.
+//! A failed hypercall as the kernel sees it: the operation and `-errno`, the value the
+//! hypercall returned.
 
 use guest_rt::abi::Errno;
 
-use crate::arch::interface::ArchError;
+use crate::arch::machine::MachineError;
 
-/// An [`ArchError`] for a failed hypercall.
-pub(super) fn failed(operation: &'static str) -> impl Fn(Errno) -> ArchError {
-    move |errno| ArchError { operation, code: -errno.0 }
+/// A [`MachineError`] for a failed hypercall (or a request refused before one): `code` is
+/// `-errno`, e.g. -28 for `-ENOSPC`.
+pub(super) fn machine_error(operation: &'static str, errno: Errno) -> MachineError {
+    MachineError { operation, code: -errno.0 }
 }
