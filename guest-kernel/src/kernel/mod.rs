@@ -82,6 +82,8 @@ pub struct Kernel<M: Machine + 'static> {
     yield_requested: bool,
     /// What happened, for the verbose shutdown report.
     counters: Counters,
+    /// The process in [`Kernel::run`], if any.
+    running: Option<Pid>,
 }
 
 /// Events the kernel counts for its verbose shutdown report. Each system call and each
@@ -142,6 +144,7 @@ impl<M: Machine> Kernel<M> {
             finished: None,
             yield_requested: false,
             counters: Counters::default(),
+            running: None,
         })
     }
 
@@ -150,13 +153,12 @@ impl<M: Machine> Kernel<M> {
         self.boot_wallclock_ns.saturating_add(self.machine.now_ns())
     }
 
-    /// Makes `pid` ready (at the back of the queue) if it exists and is not already.
+    /// Makes `pid` ready (at the back of the queue) if it exists and is not already; the
+    /// running process only becomes ready again (it goes on running).
     fn make_ready(&mut self, pid: Pid) {
         if let Some(process) = self.processes.get_mut(&pid) {
-            if process.state != State::Ready {
-                process.state = State::Ready;
-            }
-            if !self.ready.contains(&pid) {
+            process.state = State::Ready;
+            if self.running != Some(pid) && !self.ready.contains(&pid) {
                 self.ready.push_back(pid);
             }
         }

@@ -33,15 +33,27 @@ impl<M: Machine> Kernel<M> {
         if self.processes.get(&pid).is_none_or(|process| process.state != State::Ready) {
             return;
         }
-        if self.processes.get(&pid).is_some_and(|process| process.restart.is_some()) && !self.resume_call(pid) {
-            return;
-        }
+        self.running = Some(pid);
+        self.run_slice(pid);
+        self.running = None;
+    }
+
+    /// [`Kernel::run`]'s body, with `pid` marked running (so waking it queues nothing).
+    fn run_slice(&mut self, pid: Pid) {
         let mut slice_end = self.machine.now_ns().saturating_add(SLICE_NS);
+        // Other processes' deadlines change only when one of them blocks (never while this
+        // one runs) or an interrupt wakes one; a sleeper this process wakes leaves at most
+        // a deadline that fires early and is looked at again.
+        let mut sleepers = self.earliest_deadline();
         loop {
+            // A call that slept, or one a signal ends at once, finishes before user mode.
+            if self.processes.get(&pid).is_some_and(|process| process.restart.is_some()) && !self.resume_call(pid) {
+                return;
+            }
             if !self.deliver_signals(pid) {
                 return;
             }
-            let deadline = self.earliest_deadline().map_or(slice_end, |deadline| deadline.min(slice_end));
+            let deadline = sleepers.map_or(slice_end, |deadline| deadline.min(slice_end));
             self.arm(deadline);
             let machine = self.machine;
             let Some(process) = self.processes.get_mut(&pid) else { return };
@@ -72,6 +84,7 @@ impl<M: Machine> Kernel<M> {
                 Trap::Interrupt => {
                     self.counters.interrupts += 1;
                     self.poll_interrupts();
+                    sleepers = self.earliest_deadline();
                 }
             }
             let spent = self.machine.now_ns().saturating_sub(left);
@@ -87,15 +100,10 @@ impl<M: Machine> Kernel<M> {
             if now >= slice_end {
                 if !self.ready.is_empty() {
                     self.counters.preemptions += 1;
-                    self.ready.retain(|&ready| ready != pid);
                     self.ready.push_back(pid);
                     return;
                 }
                 slice_end = now.saturating_add(SLICE_NS);
-            }
-            if self.ready.contains(&pid) {
-                // Made ready again while running (a signal to itself): it runs on now.
-                self.ready.retain(|&ready| ready != pid);
             }
         }
     }
@@ -216,10 +224,10 @@ impl<M: Machine> Kernel<M> {
                     timed_out: false,
                     saved_mask,
                 });
-                if process.signals.has_deliverable() {
-                    // A signal is already here: the call is interrupted at once.
-                    process.state = State::Blocked(sleep);
-                    self.make_ready(pid);
+                if process.signals.has_deliverable() && syscalls::interruptible(number) {
+                    // A signal is already here: the call is interrupted at once (the run
+                    // loop finishes it before the process returns to user mode).
+                    process.state = State::Ready;
                 } else {
                     process.state = State::Blocked(sleep);
                     self.ready.retain(|&ready| ready != pid);

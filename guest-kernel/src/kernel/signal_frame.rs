@@ -166,21 +166,3 @@ pub fn restore(memory: &dyn UserMemory, context: &mut UserContext) -> Result<Sig
     context.extended = extended;
     Ok(SignalSet(u64::from_le_bytes(mask)))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_keep_only_what_user_code_owns() {
-        let mut registers = UserRegisters::default();
-        let mut words = [0u64; 18];
-        words[17] = u64::MAX;
-        words_to_registers(&words, &mut registers);
-        assert_eq!(registers.rflags & 0x3000, 0, "IOPL");
-        assert_eq!(registers.rflags & (1 << 14), 0, "NT");
-        assert_eq!(registers.rflags & (1 << 16), 0, "RF");
-        assert_eq!(registers.rflags & (1 << 17), 0, "VM");
-        assert_eq!(registers.rflags & 0x202, 0x202);
-    }
-}

@@ -13,7 +13,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use guest_kernel_core::exec::program::Protection;
-use guest_kernel_core::memory::faults::{self, FaultAction, FrameShares, Mapping};
+use guest_kernel_core::memory::faults::{self, FaultAction, Mapping};
 use guest_kernel_core::memory::regions::{Access as RegionAccess, Regions};
 
 use super::frames::Frames;
@@ -121,12 +121,14 @@ impl Space {
                 if enough && self.regions.allows(address, region_access(access)) {
                     return Resolution::Mapped;
                 }
-                Mapping::Present { frame: page.frame.0, writable: page.access.writable }
+                Mapping::Present {
+                    frame: page.frame.0,
+                    writable: page.access.writable,
+                    holders: frames.holders(page.frame),
+                }
             }
         };
-        let shares = Shares(frames);
-        let action =
-            faults::decide(&self.regions, &shares.counts(page_address, self), address, region_access(access), mapping);
+        let action = faults::decide(&self.regions, address, region_access(access), mapping);
         match action {
             FaultAction::Segfault => Resolution::Refused,
             FaultAction::MapZeroed(protection) => {
@@ -275,20 +277,5 @@ impl Space {
                 let _ = frames.release(page.frame);
             }
         }
-    }
-}
-
-/// Adapts [`Frames`]' holder counts to core's fault decision (which asks about one frame).
-struct Shares<'a>(&'a Frames);
-
-impl Shares<'_> {
-    fn counts(&self, page_address: u64, space: &Space) -> FrameShares {
-        let mut shares = FrameShares::default();
-        if let Some(page) = space.pages.get(&page_address) {
-            for _ in 1..self.0.holders(page.frame) {
-                shares.share(page.frame.0);
-            }
-        }
-        shares
     }
 }

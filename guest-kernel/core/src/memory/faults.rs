@@ -3,11 +3,9 @@
 //! that tell a shared frame from a private one.
 //!
 //! After `fork`, parent and child map the same frames read-only and each frame's count
-//! says how many address spaces hold it. A write fault on such a page in a writable region
+//! (kept by the process layer, which owns the frames) says how many address spaces hold it. A write fault on such a page in a writable region
 //! copies it, unless the faulting space is the last holder, which simply gets write access
 //! back. The decision is pure; the process layer carries it out through the platform.
-
-use alloc::collections::BTreeMap;
 
 use super::regions::{Access, Regions};
 use crate::exec::program::Protection;
@@ -23,6 +21,8 @@ pub enum Mapping {
         frame: u64,
         /// Mapped writable.
         writable: bool,
+        /// How many address spaces (or caches) hold the frame: more than one means shared.
+        holders: u32,
     },
 }
 
@@ -45,55 +45,17 @@ pub enum FaultAction {
     Segfault,
 }
 
-/// How many address spaces map each shared frame (frames held once are not listed).
-#[derive(Clone, Debug, Default)]
-pub struct FrameShares {
-    holders: BTreeMap<u64, u32>,
-}
-
-impl FrameShares {
-    /// Holders of `frame` (1 if it is not shared).
-    pub fn holders(&self, frame: u64) -> u32 {
-        self.holders.get(&frame).copied().unwrap_or(1)
-    }
-
-    /// One more address space maps `frame` (`fork`).
-    pub fn share(&mut self, frame: u64) {
-        *self.holders.entry(frame).or_insert(1) += 1;
-    }
-
-    /// An address space stops mapping `frame`; returns whether nobody holds it now (the
-    /// caller frees it).
-    pub fn release(&mut self, frame: u64) -> bool {
-        match self.holders.get_mut(&frame) {
-            None => true,
-            Some(count) => {
-                *count -= 1;
-                if *count <= 1 {
-                    self.holders.remove(&frame);
-                }
-                false
-            }
-        }
-    }
-
-    /// Frames held by more than one space.
-    pub fn shared_count(&self) -> usize {
-        self.holders.len()
-    }
-}
-
 /// Decides a user-mode fault at `address` for `access`, given the regions and what is
 /// mapped at the faulting page.
-pub fn decide(regions: &Regions, shares: &FrameShares, address: u64, access: Access, mapping: Mapping) -> FaultAction {
+pub fn decide(regions: &Regions, address: u64, access: Access, mapping: Mapping) -> FaultAction {
     let Some(region) = regions.find(address) else { return FaultAction::Segfault };
     if !regions.allows(address, access) {
         return FaultAction::Segfault;
     }
     match mapping {
         Mapping::Absent => FaultAction::MapZeroed(region.protection),
-        Mapping::Present { frame, writable: false } if access == Access::Write => {
-            if shares.holders(frame) > 1 {
+        Mapping::Present { frame, writable: false, holders } if access == Access::Write => {
+            if holders > 1 {
                 FaultAction::CopyOnWrite { frame, protection: region.protection }
             } else {
                 FaultAction::MakeWritable(region.protection)
@@ -122,48 +84,27 @@ mod tests {
 
     #[test]
     fn demand_paging_and_segfaults() {
-        let (regions, shares) = (regions(), FrameShares::default());
-        assert_eq!(decide(&regions, &shares, 0x401010, Access::Write, Mapping::Absent), FaultAction::MapZeroed(RW));
-        assert_eq!(decide(&regions, &shares, 0x400010, Access::Write, Mapping::Absent), FaultAction::Segfault);
-        assert_eq!(decide(&regions, &shares, 0x401010, Access::Execute, Mapping::Absent), FaultAction::Segfault);
-        assert_eq!(decide(&regions, &shares, 0x10, Access::Read, Mapping::Absent), FaultAction::Segfault);
-        assert_eq!(decide(&regions, &shares, 0x403000, Access::Read, Mapping::Absent), FaultAction::Segfault);
+        let regions = regions();
+        assert_eq!(decide(&regions, 0x401010, Access::Write, Mapping::Absent), FaultAction::MapZeroed(RW));
+        assert_eq!(decide(&regions, 0x400010, Access::Write, Mapping::Absent), FaultAction::Segfault);
+        assert_eq!(decide(&regions, 0x401010, Access::Execute, Mapping::Absent), FaultAction::Segfault);
+        assert_eq!(decide(&regions, 0x10, Access::Read, Mapping::Absent), FaultAction::Segfault);
+        assert_eq!(decide(&regions, 0x403000, Access::Read, Mapping::Absent), FaultAction::Segfault);
     }
 
     #[test]
     fn writes_to_shared_frames_copy_and_the_last_holder_keeps_its_frame() {
         let regions = regions();
-        let mut shares = FrameShares::default();
-        shares.share(77); // fork: parent and child hold frame 77
-        let mapped = Mapping::Present { frame: 77, writable: false };
+        // fork: parent and child hold frame 77
+        let shared = Mapping::Present { frame: 77, writable: false, holders: 2 };
         assert_eq!(
-            decide(&regions, &shares, 0x401000, Access::Write, mapped),
+            decide(&regions, 0x401000, Access::Write, shared),
             FaultAction::CopyOnWrite { frame: 77, protection: RW }
         );
         // The child copied and let go; the parent is now the only holder.
-        assert!(!shares.release(77));
-        assert_eq!(shares.holders(77), 1);
-        assert_eq!(decide(&regions, &shares, 0x401000, Access::Write, mapped), FaultAction::MakeWritable(RW));
-        assert!(shares.release(77), "the last holder frees it");
-        assert_eq!(shares.shared_count(), 0);
-        let text = Mapping::Present { frame: 5, writable: false };
-        assert_eq!(
-            decide(&regions, &shares, 0x400000, Access::Write, text),
-            FaultAction::Segfault,
-            "text stays read-only"
-        );
-    }
-
-    #[test]
-    fn counts_follow_many_forks() {
-        let mut shares = FrameShares::default();
-        for _ in 0..3 {
-            shares.share(9);
-        }
-        assert_eq!(shares.holders(9), 4);
-        assert!(!shares.release(9));
-        assert!(!shares.release(9));
-        assert!(!shares.release(9));
-        assert!(shares.release(9));
+        let last = Mapping::Present { frame: 77, writable: false, holders: 1 };
+        assert_eq!(decide(&regions, 0x401000, Access::Write, last), FaultAction::MakeWritable(RW));
+        let text = Mapping::Present { frame: 5, writable: false, holders: 4 };
+        assert_eq!(decide(&regions, 0x400000, Access::Write, text), FaultAction::Segfault, "text stays read-only");
     }
 }

@@ -32,7 +32,6 @@ pub fn getppid<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
 pub fn sched_yield<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
     // Go to the back of the queue: whoever is ready runs first.
     if !kernel.ready.is_empty() {
-        kernel.ready.retain(|&pid| pid != call.pid);
         kernel.ready.push_back(call.pid);
         kernel.yield_requested = true;
     }

@@ -82,33 +82,32 @@ pub fn time<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
     Flow::Return(seconds)
 }
 
-/// Sleeps until `deadline` (ns since boot), writing what is left to `remaining` if a
-/// signal ends it early.
-fn sleep_until<M: Machine>(kernel: &mut Kernel<M>, call: &Call, deadline: u64, remaining: u64) -> Flow {
+/// Sleeps until `deadline` (ns since boot). A signal ends the sleep with EINTR (the time
+/// left is not written back: see the run loop's `resume_call`).
+fn sleep_until<M: Machine>(kernel: &mut Kernel<M>, call: &Call, deadline: u64) -> Flow {
     let now = kernel.machine.now_ns();
     if now >= deadline || call.timed_out() {
         return Flow::Return(0);
     }
     let since = call.restart.map_or(now, |restart| restart.since_ns);
-    let _ = remaining;
     Flow::Block { sleep: Sleep::Time, timeout_ns: Some(deadline.saturating_sub(since)), mask: None }
 }
 
 /// `nanosleep(req, rem)`.
 pub fn nanosleep<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
-    let [request, remaining, ..] = call.arguments;
+    let [request, ..] = call.arguments;
     let duration = match kernel.with_memory(call.pid, |memory| read_value::<Timespec>(memory, request)) {
         Ok(duration) => duration,
         Err(errno) => return Flow::Return(error(errno)),
     };
     let Some(duration) = duration.to_nanoseconds() else { return Flow::Return(error(Errno::EINVAL)) };
     let since = call.restart.map_or(kernel.machine.now_ns(), |restart| restart.since_ns);
-    sleep_until(kernel, call, since.saturating_add(duration), remaining)
+    sleep_until(kernel, call, since.saturating_add(duration))
 }
 
 /// `clock_nanosleep(clock, flags, req, rem)`.
 pub fn clock_nanosleep<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow {
-    let [clock, flags, request, remaining, ..] = call.arguments;
+    let [clock, flags, request, ..] = call.arguments;
     let Ok(clock_id) = u32::try_from(clock) else { return Flow::Return(error(Errno::EINVAL)) };
     if matches!(clock_id, uapi::CLOCK_THREAD_CPUTIME_ID) {
         return Flow::Return(error(Errno::EINVAL));
@@ -128,7 +127,7 @@ pub fn clock_nanosleep<M: Machine>(kernel: &mut Kernel<M>, call: &Call) -> Flow 
     } else {
         call.restart.map_or(now, |restart| restart.since_ns).saturating_add(value)
     };
-    sleep_until(kernel, call, deadline, remaining)
+    sleep_until(kernel, call, deadline)
 }
 
 /// `getitimer`: no interval timers are running.
