@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use guest_kernel_user::lmbench::arguments::{parse, usage, Request};
-use guest_kernel_user::lmbench::measure::{measure, Context, Samples};
+use guest_kernel_user::lmbench::measure::{measure, small_pages_only, Context, Samples};
 use guest_kernel_user::lmbench::statistics::summarize;
 use guest_kernel_user::lmbench::{done_line, error_line, pid_one, row_line};
 
@@ -31,6 +31,7 @@ fn run(arguments: &[String], context: &Context) -> u8 {
             return 1;
         }
     };
+    small_pages_only();
     let mut samples = Samples::new(run.most_iterations());
     let (mut printed, mut failed) = (0, false);
     for &row in &run.rows {
