@@ -37,8 +37,9 @@ impl Samples {
         Samples { taken }
     }
 
+    /// Stores a sample; [`measure`] has checked there is room (a row records at most its
+    /// iterations, and its warm-ups are fewer).
     fn record(&mut self, cycles: u64) {
-        debug_assert!(self.taken.len() < self.taken.capacity(), "rows take at most the samples made room for");
         self.taken.push(cycles);
     }
 
@@ -74,6 +75,9 @@ pub fn warm_ups(iterations: usize) -> usize {
 
 /// Measures `row` `iterations` times into `samples` (emptied first).
 pub fn measure(row: Row, iterations: usize, samples: &mut Samples, context: &Context) -> Result<(), String> {
+    if iterations > samples.taken.capacity() {
+        return Err(format!("{iterations} iterations, but room for {} samples", samples.taken.capacity()));
+    }
     samples.taken.clear();
     match row {
         Row::NullSyscall => null_syscall(iterations, samples),
@@ -466,6 +470,18 @@ mod tests {
         small_pages_only();
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         assert!(status.lines().any(|line| line == "THP_enabled:\t0"), "{status}");
+    }
+
+    #[test]
+    fn a_row_takes_its_iterations_in_the_room_made_for_them() {
+        let mut samples = Samples::new(40);
+        let context = Context::default();
+        for row in [Row::NullSyscall, Row::PageFault, Row::ClockGettime] {
+            measure(row, 40, &mut samples, &context).unwrap();
+            assert_eq!((samples.taken().len(), samples.taken.capacity()), (40, 40), "{row:?}");
+        }
+        let error = measure(Row::NullSyscall, 41, &mut samples, &context).unwrap_err();
+        assert_eq!(error, "41 iterations, but room for 40 samples");
     }
 
     #[test]
