@@ -306,10 +306,11 @@ fn pipe_roundtrip(iterations: usize, samples: &mut Samples) -> Result<(), String
 
 /// lmbench's `lat_ctx -s 0 2`: a token (an `int`, as lmbench passes) goes around a ring of
 /// two processes, each reading it from its pipe and writing it to the next; a round
-/// trip is two switches, and a sample is half a round trip. As `lat_ctx` reports before
-/// its overhead correction, nothing is subtracted: a switch here includes one pipe write
-/// and one pipe read (system calls, the wake-up of the reader), the scheduler's choice
-/// and the switch of address space, registers and FPU state, and half the rdtsc pairs.
+/// trip is two switches, and a sample is half a round trip. `lat_ctx` subtracts the cost
+/// of the pipe traffic, measured in one process; this row subtracts nothing, the same on
+/// every kernel: a switch here includes one pipe write and one pipe read (two system
+/// calls and the wake-up of the reader), the scheduler's choice, the switch of address
+/// space, registers and FPU state, and half an `lfence; rdtsc` pair.
 /// Both processes are kept on one processor where the kernel lets a process choose, so
 /// that every pass is a switch, as on the one-processor machines the columns run on.
 fn ctx_switch(iterations: usize, samples: &mut Samples) -> Result<(), String> {
