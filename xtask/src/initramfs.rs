@@ -1,6 +1,6 @@
 //! guest-kernel's initramfs (`target/ringfence/initramfs.cpio`), the root file system it
-//! unpacks at boot: Debian's busybox with a link for every applet, guest-kernel's `init`
-//! and test programs, and the files of `guest-kernel/user/rootfs/` (`/etc/rc`, the test
+//! unpacks at boot: Debian's busybox with a link for every applet, guest-kernel's `init`,
+//! test programs and benchmark, and the files of `guest-kernel/user/rootfs/` (`/etc/rc`, the test
 //! scripts and their expected output, the test runner `/tests/run`).
 //!
 //! ```text
@@ -9,6 +9,8 @@
 //! sbin/init                   guest-kernel/user's init (busybox's init applet is left out)
 //! bin/kernel-test             the test programs, one executable
 //! bin/test-fork, ...          links to /bin/kernel-test, one per program
+//! bin/lmbench                 the benchmark (cargo xtask bench --kernel)
+//! bin/lmbench-true            what its fork exec row runs
 //! etc/, tests/                guest-kernel/user/rootfs/ as it is (executable bits kept)
 //! dev/ proc/                  empty: the kernel provides their contents
 //! tmp/ (1777) root/ (0700)
@@ -53,6 +55,8 @@ const DIRECTORIES: &[(&str, u32)] = &[
 const BUSYBOX: &str = "bin/busybox";
 const INIT: &str = "sbin/init";
 const KERNEL_TEST: &str = "bin/kernel-test";
+const LMBENCH: &str = "bin/lmbench";
+const LMBENCH_TRUE: &str = "bin/lmbench-true";
 
 /// Everything the archive is made from.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +71,10 @@ pub struct Inputs {
     pub kernel_test: Vec<u8>,
     /// The test programs' names (`test-fork`).
     pub test_programs: Vec<String>,
+    /// The benchmark.
+    pub lmbench: Vec<u8>,
+    /// The program its `fork exec` row runs.
+    pub lmbench_true: Vec<u8>,
     /// The files of the root file system directory: path below it, contents, executable.
     pub rootfs: Vec<(String, Vec<u8>, bool)>,
 }
@@ -78,6 +86,8 @@ pub fn layout(inputs: Inputs) -> Result<Vec<Node>> {
     nodes.extend(inputs.applets.iter().map(|applet| Node::symlink(applet, &format!("/{BUSYBOX}"))));
     nodes.push(Node::file(INIT, inputs.init, 0o755));
     nodes.push(Node::file(KERNEL_TEST, inputs.kernel_test, 0o755));
+    nodes.push(Node::file(LMBENCH, inputs.lmbench, 0o755));
+    nodes.push(Node::file(LMBENCH_TRUE, inputs.lmbench_true, 0o755));
     nodes.extend(
         inputs.test_programs.iter().map(|name| Node::symlink(&format!("bin/{name}"), &format!("/{KERNEL_TEST}"))),
     );
@@ -144,7 +154,8 @@ pub fn check(archive: &[u8]) -> Result<()> {
     let mut fs = FileSystem::new(archive.len() as u64 * 2);
     guest_kernel_core::fs::initramfs::unpack(&mut fs, archive)
         .map_err(|error| Error::failed(format!("guest-kernel would not unpack the initramfs: {error}")))?;
-    for path in ["/sbin/init", "/bin/sh", "/bin/test-fork", "/etc/rc", TEST_RUNNER] {
+    for path in ["/sbin/init", "/bin/sh", "/bin/test-fork", "/bin/lmbench", "/bin/lmbench-true", "/etc/rc", TEST_RUNNER]
+    {
         resolve(&fs, ROOT, path.as_bytes(), Follow::Yes)
             .map_err(|error| Error::failed(format!("the initramfs has no {path} ({error})")))?;
     }
@@ -162,6 +173,8 @@ pub fn initramfs() -> Result<PathBuf> {
         init: read(&built.init)?,
         kernel_test: read(&built.kernel_test)?,
         test_programs: built.test_programs,
+        lmbench: read(&built.lmbench)?,
+        lmbench_true: read(&built.lmbench_true)?,
         rootfs: read_tree(&rootfs_dir())?,
     };
     let archive = cpio::write(&layout(inputs)?)?;
@@ -191,6 +204,8 @@ mod tests {
             init: b"\x7fELF init".to_vec(),
             kernel_test: b"\x7fELF kernel-test".to_vec(),
             test_programs: vec!["test-fork".into(), "test-pipe".into()],
+            lmbench: b"\x7fELF lmbench".to_vec(),
+            lmbench_true: b"\x7fELF lmbench-true".to_vec(),
             rootfs: vec![
                 ("etc/rc".into(), b"#!/bin/sh\n".to_vec(), true),
                 ("tests/run".into(), b"#!/bin/sh\n".to_vec(), true),
@@ -210,6 +225,8 @@ mod tests {
         assert_eq!(find(&nodes, "usr/bin/[").kind, Kind::Symlink("/bin/busybox".into()));
         assert_eq!(find(&nodes, "bin/test-pipe").kind, Kind::Symlink("/bin/kernel-test".into()));
         assert_eq!(find(&nodes, "sbin/init").kind, Kind::File(b"\x7fELF init".to_vec()));
+        assert_eq!(find(&nodes, "bin/lmbench").kind, Kind::File(b"\x7fELF lmbench".to_vec()));
+        assert_eq!(find(&nodes, "bin/lmbench-true").permissions, 0o755);
         assert_eq!(find(&nodes, "tests").kind, Kind::Directory, "a rootfs directory is made");
         assert_eq!((find(&nodes, "tests/a.sh").permissions, find(&nodes, "tests/run").permissions), (0o644, 0o755));
         assert_eq!((find(&nodes, "tmp").permissions, find(&nodes, "root").permissions), (0o1777, 0o700));

@@ -1,5 +1,5 @@
-//! guest-kernel's userland (`guest-kernel/user`): `init` and `kernel-test`, static Linux
-//! programs built for [`TARGET`] with the `userland` profile (release code, no debug
+//! guest-kernel's userland (`guest-kernel/user`): `init`, `kernel-test`, `lmbench` and
+//! `lmbench-true`, static Linux programs built for [`TARGET`] with the `userland` profile (release code, no debug
 //! information: the kernel holds the initramfs in memory).
 
 use crate::{workspace, Error, Result};
@@ -16,6 +16,10 @@ pub const PROFILE: &str = "userland";
 pub const INIT: &str = "init";
 /// The test programs' executable; `kernel-test --list` names the programs.
 pub const KERNEL_TEST: &str = "kernel-test";
+/// The benchmark of the Linux system interface (`cargo xtask bench --kernel`).
+pub const LMBENCH: &str = "lmbench";
+/// The program lmbench's `fork exec` row runs.
+pub const LMBENCH_TRUE: &str = "lmbench-true";
 
 /// The built programs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +28,10 @@ pub struct Userland {
     pub init: PathBuf,
     /// `kernel-test`'s executable.
     pub kernel_test: PathBuf,
+    /// `lmbench`'s executable.
+    pub lmbench: PathBuf,
+    /// `lmbench-true`'s executable.
+    pub lmbench_true: PathBuf,
     /// The test programs' names as `kernel-test --list` prints them (`test-fork`, ...),
     /// each a link to `kernel-test` in the initramfs.
     pub test_programs: Vec<String>,
@@ -33,7 +41,7 @@ pub struct Userland {
 pub fn cargo_args() -> Vec<String> {
     ["build", "--profile", PROFILE, "--target", TARGET, "--message-format=json-render-diagnostics", "-p", PACKAGE]
         .into_iter()
-        .chain(["--bin", INIT, "--bin", KERNEL_TEST])
+        .chain(["--bin", INIT, "--bin", KERNEL_TEST, "--bin", LMBENCH, "--bin", LMBENCH_TRUE])
         .map(str::to_string)
         .collect()
 }
@@ -87,7 +95,8 @@ pub fn build() -> Result<Userland> {
             .map(|(_, path)| path.clone())
             .ok_or_else(|| Error::failed(format!("cargo reported no executable for {name}")))
     };
-    let (init, kernel_test) = (find(INIT)?, find(KERNEL_TEST)?);
+    let (init, kernel_test, lmbench, lmbench_true) =
+        (find(INIT)?, find(KERNEL_TEST)?, find(LMBENCH)?, find(LMBENCH_TRUE)?);
     let output = Command::new(&kernel_test).arg("--list").output().map_err(|error| {
         Error::environment(format!(
             "cannot run {} --list on this host ({error}); the initramfs is built on x86-64 Linux",
@@ -98,7 +107,7 @@ pub fn build() -> Result<Userland> {
         return Err(Error::failed(format!("{} --list failed ({})", kernel_test.display(), output.status)));
     }
     let test_programs = parse_list(&String::from_utf8_lossy(&output.stdout))?;
-    Ok(Userland { init, kernel_test, test_programs })
+    Ok(Userland { init, kernel_test, lmbench, lmbench_true, test_programs })
 }
 
 #[cfg(test)]
@@ -113,11 +122,11 @@ mod tests {
     }
 
     #[test]
-    fn the_build_names_the_profile_target_and_both_programs() {
+    fn the_build_names_the_profile_target_and_every_program() {
         assert_eq!(
             cargo_args().join(" "),
             "build --profile userland --target x86_64-unknown-linux-musl --message-format=json-render-diagnostics \
-             -p guest-kernel-user --bin init --bin kernel-test"
+             -p guest-kernel-user --bin init --bin kernel-test --bin lmbench --bin lmbench-true"
         );
         let manifest = std::fs::read_to_string(workspace::root().join("Cargo.toml")).unwrap();
         assert!(manifest.contains("[profile.userland]"), "the profile is defined in the root manifest");

@@ -8,9 +8,14 @@
 //! initramfs, which the kernel holds in memory, small: Rust's standard library is most of
 //! each program's size.
 //!
+//! `lmbench` (and `lmbench-true`, the program its `fork exec` row runs) measures the
+//! latency of the same Linux system interface on guest-kernel and on Linux, for `cargo
+//! xtask bench --kernel`; its rows are in [`lmbench`].
+//!
 //! The programs are single-threaded, so `fork` in them is as safe as in C.
 
 pub mod check;
+pub mod lmbench;
 pub mod process;
 pub mod programs;
 pub mod signals;

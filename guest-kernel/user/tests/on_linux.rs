@@ -1,6 +1,7 @@
 //! The userland on the host's Linux: every test program passes there, so what it expects
-//! of guest-kernel is what Linux does; and init maps its command's end to its own exit
-//! status as the kernel's shutdown code needs.
+//! of guest-kernel is what Linux does; init maps its command's end to its own exit
+//! status as the kernel's shutdown code needs; and lmbench prints the lines `cargo xtask
+//! bench --kernel` reads, also as the first process of a Linux machine.
 //!
 //! The fork bomb and the memory hog run with their host caps (`--limit`, `--limit-mib`):
 //! as root on a shared machine neither may run unbounded.
@@ -176,4 +177,105 @@ fn init_outlives_its_commands_orphans() {
     let output = run(env!("CARGO_BIN_EXE_init"), &["sh", "-c", "sleep 5 >/dev/null 2>&1 & exit 4"]);
     assert_eq!(output.status.code(), Some(4));
     assert!(start.elapsed() < std::time::Duration::from_secs(4), "init waited for the orphan");
+}
+
+const LMBENCH: &str = env!("CARGO_BIN_EXE_lmbench");
+
+/// The wire names of lmbench's rows, in the order of a full run.
+const LMBENCH_ROWS: [&str; 9] = [
+    "null_syscall",
+    "write_devnull",
+    "fork_exit",
+    "fork_exec",
+    "pipe_roundtrip",
+    "ctx_switch",
+    "page_fault",
+    "mmap_512",
+    "clock_gettime",
+];
+
+/// Checks one of lmbench's row lines, as `cargo xtask bench --kernel` reads them:
+/// `lmbench <wire> median <c> p99 <c> min <c> max <c> iterations <n>`, with
+/// min <= median <= p99 <= max. Returns the wire name.
+fn lmbench_row(line: &str, iterations: u64) -> &str {
+    let words: Vec<&str> = line.split(' ').collect();
+    let labels: Vec<&str> = words.iter().skip(2).step_by(2).copied().collect();
+    assert_eq!(words.len(), 12, "{line}");
+    assert_eq!(
+        (words[0], labels.as_slice()),
+        ("lmbench", &["median", "p99", "min", "max", "iterations"][..]),
+        "{line}"
+    );
+    let numbers: Vec<u64> = words.iter().skip(3).step_by(2).map(|word| word.parse().expect(line)).collect();
+    let [median, p99, min, max, count] = numbers[..] else { panic!("{line}") };
+    assert!(min <= median && median <= p99 && p99 <= max && max > 0, "{line}");
+    assert_eq!(count, iterations, "{line}");
+    words[1]
+}
+
+#[test]
+fn lmbench_prints_every_row_in_order() {
+    // lmbench-true is not in /bin on the host: fork exec finds it next to lmbench.
+    let output = run(LMBENCH, &["--iterations", "50"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}\n{stdout}{}", output.status, String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    let (done, rows) = lines.split_last().unwrap();
+    assert_eq!(*done, "lmbench done rows 9", "{stdout}");
+    let wires: Vec<&str> = rows.iter().map(|line| lmbench_row(line, 50)).collect();
+    assert_eq!(wires, LMBENCH_ROWS, "{stdout}");
+}
+
+#[test]
+fn lmbench_runs_the_rows_asked_for() {
+    let output = run(LMBENCH, &["--row", "fork_exec", "--row=null_syscall", "--iterations=7"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!((lmbench_row(lines[0], 7), lmbench_row(lines[1], 7)), ("fork_exec", "null_syscall"));
+    assert_eq!(lines[2], "lmbench done rows 2");
+}
+
+#[test]
+fn lmbench_refuses_bad_arguments_with_status_1() {
+    for (arguments, message) in [
+        (&["--row", "bogus"][..], "lmbench error usage unknown row \"bogus\"; --row takes one of: null_syscall "),
+        (&["--iterations", "0"][..], "lmbench error usage --iterations takes a whole number from 1 to "),
+        (&["--row"][..], "lmbench error usage --row needs a value"),
+        (&["extra"][..], "lmbench error usage unknown argument \"extra\""),
+    ] {
+        let output = run(LMBENCH, arguments);
+        assert_eq!(output.status.code(), Some(1), "{arguments:?}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.starts_with(message) && stdout.lines().count() == 1, "{arguments:?}: {stdout}");
+        assert!(String::from_utf8_lossy(&output.stderr).starts_with("usage: lmbench "), "{arguments:?}");
+    }
+    let help = run(LMBENCH, &["--help"]);
+    assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).starts_with("usage: lmbench "));
+}
+
+#[test]
+fn lmbench_true_exits_0_at_once() {
+    let output = run(env!("CARGO_BIN_EXE_lmbench-true"), &["any", "words"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stdout.is_empty() && output.stderr.is_empty());
+}
+
+#[test]
+fn lmbench_as_pid_1_mounts_devtmpfs_and_powers_off() {
+    // As Linux's first process would be: PID 1 of a new PID namespace, with an empty /dev
+    // (a tmpfs over it, in a new mount namespace, so the host's /dev is untouched).
+    // lmbench must mount devtmpfs to write to /dev/null, and its power-off is what
+    // reboot(2) does in a PID namespace: the namespace's init is killed by SIGINT.
+    use std::os::unix::process::ExitStatusExt;
+    let script =
+        format!("mount -t tmpfs none /dev && test ! -e /dev/null && exec {LMBENCH} --iterations 5 --row write_devnull");
+    let output = run("unshare", &["--pid", "--fork", "--mount", "sh", "-c", &script]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.signal(), Some(libc::SIGINT), "{}\n{stdout}{stderr}", output.status);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}{stderr}");
+    assert_eq!((lmbench_row(lines[0], 5), lines[1]), ("write_devnull", "lmbench done rows 1"));
 }
