@@ -50,12 +50,15 @@ impl TimeInfo {
 
 const TIME_OFFSET: usize = core::mem::offset_of!(VcpuInfo, time);
 
+#[inline(always)]
 fn time_field<T>(page: SharedInfoPage, offset: usize) -> *const T {
     (page.address() as usize + TIME_OFFSET + offset) as *const T
 }
 
 /// Reads `vcpu_info[0].time` of `page` under its seqlock, then the TSC inside the same
-/// critical window, and returns both.
+/// critical window, and returns both. Inline: a call and return are two indirect branches,
+/// each a translation-cache lookup under QEMU's TCG — more than the read itself.
+#[inline]
 pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
     let version_pointer = time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, version));
     // SAFETY: the field is inside the page the view names, 4-byte aligned, and written by
@@ -92,6 +95,7 @@ pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 fn rdtsc_ordered() -> u64 {
     rdtsc_serialized()
 }
@@ -101,7 +105,9 @@ fn rdtsc_ordered() -> u64 {
     0
 }
 
-/// System time now: nanoseconds since the hypervisor booted (no hypercall).
+/// System time now: nanoseconds since the hypervisor booted (no hypercall). Inline into
+/// the caller, like [`read_time`].
+#[inline]
 pub fn now() -> u64 {
     let (info, tsc) = read_time(shared_info());
     info.system_time_at(tsc)
