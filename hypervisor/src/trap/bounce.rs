@@ -222,8 +222,9 @@ fn resolve(vcpu: &Vcpu, interrupted: &TrapFrame, event: Event) -> Target {
 /// `interrupted`, reaches the guest kernel. `events_masked` is the domain's
 /// `upcall_mask` at the event; the frame's `iret.rflags.IF` is its inverse (the
 /// interrupted hardware IF is always 1 and says nothing). Inline: the caller writes the
-/// frame where this builds it, with no copy of the whole result in between.
-#[inline]
+/// frame where this builds it, with no copy of the whole result in between (a plain
+/// `#[inline]` was not enough for the compiler to take it).
+#[inline(always)]
 pub fn deliver(
     vcpu: &Vcpu,
     interrupted: &TrapFrame,
