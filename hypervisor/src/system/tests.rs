@@ -427,6 +427,30 @@ fn a_granted_breakpoint_is_delivered_without_reading_the_instruction() {
 }
 
 #[test]
+fn a_traced_breakpoint_records_the_int3_address() {
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::kind;
+    let mut fixture = boot(2);
+    install_handler(&mut fixture, 3);
+    fixture.0.start_trace(&Selection::parse("1").unwrap());
+    // An `int3` in a writable page of the guest's (below its stack), RIP after it.
+    let int3 = fixture.1.rsp - 1024;
+    {
+        let (system, _) = &mut fixture;
+        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+        guest_memory::copy_to_guest(&mut system.memory, space, int3, &[0xcc]).unwrap();
+    }
+    let (system, frame) = &mut fixture;
+    frame.rip = int3 + 1;
+    frame.vector = 3;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0, 0]);
+    let records = trace_records(&fixture.0);
+    let bounce = records.iter().find(|record| record.kind == kind::BOUNCE).expect("the #BP bounce was traced");
+    assert_eq!((bounce.number, bounce.arguments[2], bounce.result), (3, int3, 0), "at the int3, delivered");
+}
+
+#[test]
 fn a_breakpoint_without_a_handler_is_refused() {
     let mut fixture = boot(2);
     let (system, frame) = &mut fixture;
