@@ -26,6 +26,7 @@ pub fn start_info() -> &'static StartInfo {
 }
 
 /// The start-info page, or `None` before the start code ran (and on the host).
+#[inline]
 pub fn try_start_info() -> Option<&'static StartInfo> {
     let pointer = START_INFO.load(Ordering::Acquire);
     // SAFETY: only `__start` stores here, and only a `&'static StartInfo`.

@@ -38,6 +38,7 @@ impl SharedInfoPage {
     }
 
     /// The page's address.
+    #[inline]
     pub fn address(&self) -> u64 {
         self.base as u64
     }
@@ -145,6 +146,7 @@ impl SharedInfoPage {
 }
 
 /// This domain's shared-info page, or `None` before the start code ran (and on the host).
+#[inline]
 pub fn try_shared_info() -> Option<SharedInfoPage> {
     let start = try_start_info()?;
     // SAFETY: the hypervisor maps the shared-info page read-write at this address for the
@@ -158,6 +160,7 @@ pub fn try_shared_info() -> Option<SharedInfoPage> {
 /// # Panics
 ///
 /// Outside a running domain.
+#[inline]
 pub fn shared_info() -> SharedInfoPage {
     try_shared_info().expect("guest_rt::events::shared_info() outside a running ringfence domain")
 }

@@ -1,7 +1,7 @@
 //! System time (SPEC.md §19.2): nanoseconds since the hypervisor booted, extrapolated from
 //! the shared-info page's time info and the TSC, with no hypercall.
 
-use core::sync::atomic::{compiler_fence, AtomicU32, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicU32, AtomicU64, Ordering};
 
 use hypercall_abi::shared_info::{VcpuInfo, VcpuTimeInfo};
 
@@ -30,10 +30,15 @@ pub struct TimeInfo {
 /// Scales a TSC delta to nanoseconds: `((delta << shift) * mul) >> 32` (right shift for a
 /// negative `shift`), in 128 bits so no intermediate overflows; the result is truncated
 /// to 64 bits (it exceeds them only for a delta of more than 2^64 ns, see
-/// [`TimeInfo::system_time_at`]).
+/// [`TimeInfo::system_time_at`]). `shift` is in −31..=31 (SPEC.md §19.2); only its low
+/// five bits of magnitude are used, which keeps the code free of branches (each one a
+/// block boundary under QEMU's TCG): a right shift loses nothing in 64 bits, a left shift
+/// needs the 128.
+#[inline]
 pub const fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
-    let shifted =
-        if shift >= 0 { (delta as u128) << (shift as u32) } else { (delta as u128) >> ((-(shift as i16)) as u32) };
+    let left = if shift > 0 { shift as u32 } else { 0 } & 31;
+    let right = if shift < 0 { (-(shift as i16)) as u32 } else { 0 } & 31;
+    let shifted = ((delta >> right) as u128) << left;
     ((shifted * mul as u128) >> 32) as u64
 }
 
@@ -42,6 +47,7 @@ impl TimeInfo {
     /// The sum wraps mod 2^64 where the hypervisor saturates at `u64::MAX` (SPEC.md
     /// §19.2); the two differ only once system time passes 2^64 ns, about 584 years after
     /// boot.
+    #[inline]
     pub const fn system_time_at(&self, tsc: u64) -> u64 {
         let delta = tsc.saturating_sub(self.tsc_timestamp);
         self.system_time.wrapping_add(scale_delta(delta, self.mul, self.shift))
@@ -50,12 +56,15 @@ impl TimeInfo {
 
 const TIME_OFFSET: usize = core::mem::offset_of!(VcpuInfo, time);
 
+#[inline(always)]
 fn time_field<T>(page: SharedInfoPage, offset: usize) -> *const T {
     (page.address() as usize + TIME_OFFSET + offset) as *const T
 }
 
 /// Reads `vcpu_info[0].time` of `page` under its seqlock, then the TSC inside the same
-/// critical window, and returns both.
+/// critical window, and returns both. Inline: a call and return are two indirect branches,
+/// each a translation-cache lookup under QEMU's TCG — more than the read itself.
+#[inline]
 pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
     let version_pointer = time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, version));
     // SAFETY: the field is inside the page the view names, 4-byte aligned, and written by
@@ -63,10 +72,6 @@ pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
     let version_cell = unsafe { AtomicU32::from_ptr(version_pointer as *mut u32) };
     loop {
         let version = version_cell.load(Ordering::Acquire);
-        if version & 1 != 0 {
-            core::hint::spin_loop();
-            continue;
-        }
         compiler_fence(Ordering::SeqCst);
         // SAFETY: all four fields lie inside the page and are naturally aligned; volatile
         // because the hypervisor changes them behind the compiler's back (the version
@@ -85,13 +90,17 @@ pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
         // older than tsc_timestamp would be a negative delta).
         let tsc = rdtsc_ordered();
         compiler_fence(Ordering::SeqCst);
-        if version_cell.load(Ordering::Acquire) == version {
+        // One test for both ways a copy can be torn (an update in progress at the first
+        // read, or one that happened since): one branch instead of two.
+        if (version & 1) | (version_cell.load(Ordering::Acquire) ^ version) == 0 {
             return (info, tsc);
         }
+        core::hint::spin_loop();
     }
 }
 
 #[cfg(target_arch = "x86_64")]
+#[inline(always)]
 fn rdtsc_ordered() -> u64 {
     rdtsc_serialized()
 }
@@ -101,10 +110,36 @@ fn rdtsc_ordered() -> u64 {
     0
 }
 
-/// System time now: nanoseconds since the hypervisor booted (no hypercall).
+/// System time now: nanoseconds since the hypervisor booted (no hypercall). Inline into
+/// the caller, like [`read_time`].
+#[inline]
 pub fn now() -> u64 {
-    let (info, tsc) = read_time(shared_info());
+    let (info, tsc) = read_time(time_page());
     info.system_time_at(tsc)
+}
+
+/// The shared-info page's address once the first [`now`] looked it up (0 before).
+static TIME_PAGE: AtomicU64 = AtomicU64::new(0);
+
+/// The shared-info page [`now`] reads: one load on the common path, where
+/// [`shared_info`] takes two loads and two tests through the start info.
+#[inline(always)]
+fn time_page() -> SharedInfoPage {
+    let address = TIME_PAGE.load(Ordering::Relaxed);
+    if address == 0 {
+        return first_time_page();
+    }
+    // SAFETY: only `first_time_page` stores here, the address of this domain's shared-info
+    // page, which stays mapped read-write for the domain's life (SPEC.md §8).
+    unsafe { SharedInfoPage::from_address(address) }
+}
+
+#[cold]
+#[inline(never)]
+fn first_time_page() -> SharedInfoPage {
+    let page = shared_info();
+    TIME_PAGE.store(page.address(), Ordering::Relaxed);
+    page
 }
 
 #[cfg(test)]
@@ -128,6 +163,23 @@ mod tests {
         let mul = ((1u128 << 32) / 3) as u32; // 0.333 ns per cycle
         let nanoseconds = scale_delta(day, mul, 0);
         assert!(nanoseconds.abs_diff(86_400 * 1_000_000_000) < 100_000, "{nanoseconds}");
+    }
+
+    #[test]
+    fn scaling_agrees_with_the_spec_formula_for_every_shift() {
+        for shift in -31i8..=31 {
+            for delta in [0, 1, 999, 0xffff_ffff, 1 << 40, u64::MAX >> 1, u64::MAX] {
+                for mul in [1u32, 1 << 31, u32::MAX] {
+                    let shifted = if shift >= 0 {
+                        u128::from(delta) << shift.unsigned_abs()
+                    } else {
+                        u128::from(delta) >> shift.unsigned_abs()
+                    };
+                    let expected = ((shifted * u128::from(mul)) >> 32) as u64;
+                    assert_eq!(scale_delta(delta, mul, shift), expected, "delta {delta} mul {mul} shift {shift}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -123,6 +123,13 @@ pub fn copy_from_guest(
     let Some(last) = check_range(address, buffer.len())? else {
         return Ok(());
     };
+    // A range inside one page (every frame a bounce writes or `iret` reads) is validated
+    // and copied with a single walk.
+    let (first, next) = chunk_at(memory, space, address, last, address, false)?;
+    if next.is_none() {
+        memory.read(first.frame, first.offset_in_page, buffer);
+        return Ok(());
+    }
     validate(memory, space, address, last, false)?;
     let mut current = Some(address);
     while let Some(page_address) = current {
@@ -150,6 +157,11 @@ pub fn copy_to_guest(
     let Some(last) = check_range(address, bytes.len())? else {
         return Ok(());
     };
+    let (first, next) = chunk_at(memory, space, address, last, address, true)?;
+    if next.is_none() {
+        memory.write(first.frame, first.offset_in_page, bytes);
+        return Ok(());
+    }
     validate(memory, space, address, last, true)?;
     let mut current = Some(address);
     while let Some(page_address) = current {

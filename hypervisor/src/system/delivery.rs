@@ -164,7 +164,7 @@ impl<P: Platform> System<P> {
         if delivery.masks_events {
             upcall::set_upcall_mask(&mut self.memory, shared, true);
         }
-        *frame = delivery.resume;
+        delivery.resume.apply(frame);
         self.change_mode(Mode::Kernel);
         if let Some((start, interrupted)) = traced {
             self.record_bounce(&interrupted, &event, start, true);

@@ -22,7 +22,7 @@ use alloc::format;
 use hypercall_abi::trace::{flags as trace_flags, kind as trace_kind, TraceRecord};
 use hypercall_abi::trap::IretFrame;
 use hypercall_abi::Errno;
-use zerocopy::FromBytes;
+use zerocopy::{FromZeros, IntoBytes};
 
 /// The calling domain, as hypercall handlers see it. Hypercalls come only from
 /// guest-kernel mode, so guest pointers are resolved in the kernel root. It holds the
@@ -266,20 +266,19 @@ impl<P: Platform> System<P> {
         let Some(memory) = domain.memory.as_ref() else {
             unreachable!("the running domain always has memory");
         };
-        let mut bytes = [0u8; core::mem::size_of::<IretFrame>()];
-        if let Err(fault) = guest_memory::copy_from_guest(&self.memory, memory.kernel_space(), frame.rsp, &mut bytes) {
+        // Read straight into the frame's bytes: no second copy out of a byte buffer.
+        let mut saved = IretFrame::new_zeroed();
+        let read = guest_memory::copy_from_guest(&self.memory, memory.kernel_space(), frame.rsp, saved.as_mut_bytes());
+        if let Err(fault) = read {
             let reason = format!("iret frame at rsp {:#x} is not readable: {fault}", frame.rsp);
             return self.kill_and_continue(frame, &reason);
         }
-        let Ok(saved) = IretFrame::read_from_bytes(&bytes) else {
-            unreachable!("the buffer is exactly one IretFrame");
-        };
         let shared = memory.shared_info_frame();
-        match bounce::iret(frame, &saved, memory.user_root().is_some()) {
+        match bounce::iret(&saved, memory.user_root().is_some()) {
             Ok((resume, mode, events_masked)) => {
                 // `iret` restores the virtual interrupt flag the frame saved (SPEC.md §18.3).
                 upcall::set_upcall_mask(&mut self.memory, shared, events_masked);
-                *frame = resume;
+                resume.apply(frame);
                 self.change_mode(mode);
                 self.finish_return(frame)
             }

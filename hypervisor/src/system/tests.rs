@@ -19,7 +19,7 @@ use hypercall_abi::event::{event_cmd, virq};
 use hypercall_abi::exit::ExitStatus;
 use hypercall_abi::hypercall::{sched_cmd, shutdown_reason, Hypercall};
 use spin::Mutex;
-use zerocopy::IntoBytes;
+use zerocopy::{FromZeros, IntoBytes};
 
 /// One TSC tick is one nanosecond.
 const TSC_HZ: u64 = 1_000_000_000;
@@ -369,9 +369,15 @@ fn no_archive_ends_the_run_with_nothing_to_run() {
 /// Registers the guest's entry point as its #DE handler (a one-entry trap table written
 /// below its stack); returns the handler's address.
 fn install_divide_error_handler(fixture: &mut Fixture) -> u64 {
+    install_handler(fixture, 0)
+}
+
+/// Registers the guest's entry point as the handler of `vector` (a one-entry trap table
+/// written below its stack); returns the handler's address.
+fn install_handler(fixture: &mut Fixture, vector: u8) -> u64 {
     let handler = fixture.1.rip;
     let table = [hypercall_abi::trap::TrapTableEntry {
-        vector: 0,
+        vector,
         flags: 0,
         reserved: [0; 6],
         handler: hypercall_abi::GuestVirtualAddress(handler),
@@ -400,6 +406,59 @@ fn an_exception_with_a_handler_is_bounced_to_the_guest_kernel() {
     assert_eq!(frame.rip, handler);
     assert!(frame.rsp < stack, "the exception frame went on the guest-kernel stack");
     assert!(!system.platform.said("killed"));
+}
+
+#[test]
+fn a_granted_breakpoint_is_delivered_without_reading_the_instruction() {
+    let mut fixture = boot(2);
+    let handler = install_handler(&mut fixture, 3);
+    let (system, frame) = &mut fixture;
+    // Nothing is mapped before this RIP: decoding the `int3` there would fail, so a
+    // delivery proves the granted #BP needs no instruction bytes.
+    let after = 0x0000_4000_0000_0001;
+    frame.rip = after;
+    frame.vector = 3;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert_eq!((system.current, frame.rip), (0, handler), "delivered, not killed");
+    let mut delivered = hypercall_abi::trap::ExceptionFrame::new_zeroed();
+    let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+    guest_memory::copy_from_guest(&system.memory, space, frame.rsp, delivered.as_mut_bytes()).unwrap();
+    assert_eq!((delivered.vector, delivered.iret.rip), (3, after), "#BP, resuming after the int3");
+}
+
+#[test]
+fn a_traced_breakpoint_records_the_int3_address() {
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::kind;
+    let mut fixture = boot(2);
+    install_handler(&mut fixture, 3);
+    fixture.0.start_trace(&Selection::parse("1").unwrap());
+    // An `int3` in a writable page of the guest's (below its stack), RIP after it.
+    let int3 = fixture.1.rsp - 1024;
+    {
+        let (system, _) = &mut fixture;
+        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+        guest_memory::copy_to_guest(&mut system.memory, space, int3, &[0xcc]).unwrap();
+    }
+    let (system, frame) = &mut fixture;
+    frame.rip = int3 + 1;
+    frame.vector = 3;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0, 0]);
+    let records = trace_records(&fixture.0);
+    let bounce = records.iter().find(|record| record.kind == kind::BOUNCE).expect("the #BP bounce was traced");
+    assert_eq!((bounce.number, bounce.arguments[2], bounce.result), (3, int3, 0), "at the int3, delivered");
+}
+
+#[test]
+fn a_breakpoint_without_a_handler_is_refused() {
+    let mut fixture = boot(2);
+    let (system, frame) = &mut fixture;
+    frame.rip = 0x0000_4000_0000_0001;
+    frame.vector = 3;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert!(system.platform.said("no handler for #BP"), "not delivered");
+    assert_eq!(system.current, 1);
 }
 
 #[test]

@@ -101,7 +101,21 @@ impl<P: Platform> System<P> {
 
     /// A #BP from the guest: if the instruction before RIP is `int3` (CC) or `int 3`
     /// (CD 03), it is that software interrupt, judged by the trap table at its address.
+    ///
+    /// Vector 3's gate admits ring 3, so every #BP is one of those two instructions (no
+    /// other instruction or event raises #BP) and RIP is already after it, where a granted
+    /// one resumes: when the trap table grants it, it is delivered without reading the
+    /// instruction bytes (a page-table walk). Only a refused one needs them, to report the
+    /// #GP at the instruction. While tracing, the bytes are read anyway: a BOUNCE record
+    /// names the interrupted RIP, the instruction's own (SPEC.md §22).
     fn breakpoint(&mut self, frame: &mut TrapFrame) -> Step {
+        let vcpu = &self.domains[self.current].vcpu;
+        let granted = vcpu
+            .trap_handler(vector::BREAKPOINT)
+            .is_some_and(|entry| vcpu.mode == Mode::Kernel || entry.user_may_raise);
+        if granted && self.trace.is_none() {
+            return self.bounce_event(frame, Event::SoftwareInterrupt { vector: vector::BREAKPOINT, length: 0 });
+        }
         for length in [1u64, 2] {
             let Some(address) = frame.rip.checked_sub(length) else { continue };
             let decoded = self.code_bytes::<2>(address).and_then(bounce::decode_software_interrupt);

@@ -75,11 +75,17 @@ pub fn init() -> &'static Selectors {
         // SAFETY: the stub table is a read-only array of 256 addresses emitted by entry.s.
         let stubs = unsafe { &trap_stub_table };
         for (vector, gate) in table.0.iter_mut().enumerate() {
-            // Present, DPL 0 (`int n` from ring 3 raises #GP), an interrupt gate (IF is
-            // cleared on entry), the kernel code selector loaded above.
+            // Present, DPL 0 but for vector 3 below (`int n` from ring 3 raises #GP), an
+            // interrupt gate (IF is cleared on entry), the kernel code selector loaded above.
             // SAFETY: the address is entry.s's stub for this vector, which builds a
             // TrapFrame and calls `trap_dispatch`, whatever the vector.
             let options = unsafe { gate.set_handler_addr(VirtAddr::new(stubs[vector])) };
+            // Vector 3 admits ring 3, as hardware debuggers expect: `int3` then raises #BP
+            // after the instruction instead of #GP at it, so the hypervisor delivers a
+            // granted one without decoding the instruction (SPEC.md §11.4.3).
+            if vector == 3 {
+                options.set_privilege_level(x86_64::PrivilegeLevel::Ring3);
+            }
             if matches!(vector, 2 | 8 | 18) {
                 // SAFETY: the TSS loaded above has this IST slot pointing at its own stack.
                 unsafe { options.set_stack_index(CRITICAL_STACK_INDEX) };

@@ -9,6 +9,7 @@
 mod bench_support;
 
 use guest_rt::abi::StartInfo;
+use guest_rt::println;
 use guest_rt::test::Reporter;
 use guest_rt::{time, tsc};
 
@@ -24,5 +25,17 @@ fn bench_time(start: &'static StartInfo) -> u32 {
     });
     reporter.check(time::now() > first, "system time advanced during the benchmark");
     bench_support::report(&mut reporter, "time_now", result);
+    let floor = tsc::bench(bench_support::warmup(iterations), iterations, || {});
+    let bare = tsc::bench(bench_support::warmup(iterations), iterations, || {
+        core::hint::black_box(tsc::rdtsc_serialized());
+    });
+    match (floor, bare) {
+        (Ok(Some(floor)), Ok(Some(bare))) => println!(
+            "bench: time_now harness floor median {} min {}; with one bare TSC read median {} min {}",
+            floor.median, floor.min, bare.median, bare.min
+        ),
+        (Ok(_), Ok(_)) => reporter.error("no harness-floor iterations measured"),
+        _ => reporter.error("no heap for the harness-floor samples: give the domain more memory"),
+    }
     reporter.finish()
 }
