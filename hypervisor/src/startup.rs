@@ -28,6 +28,9 @@ fn boot_and_run(start_info_address: u64) -> ! {
     heap::init();
     let selectors = descriptors::init();
     let features = cpu::detect();
+    // The PIT window (where CPUID gives no TSC frequency) spans the boot work up to
+    // `calibrate_clock`: it measures while boot works instead of while boot waits.
+    let tsc_source = start::begin_calibration(&features);
 
     // SAFETY: boot.s passes the address the loader gave in EBX, and the boot tables are
     // still loaded (install_hypervisor_tables runs later).
@@ -52,9 +55,19 @@ fn boot_and_run(start_info_address: u64) -> ! {
     );
 
     let extended_state = extended_state::enable(features.xsave && !cpu::under_kvm());
+    let apic = match apic::init(&mut FRAMES.lock(), hypervisor_root) {
+        Ok(started) => started,
+        Err(reason) => {
+            hvprintln!("cannot boot: local APIC: {reason}");
+            exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+        }
+    };
     start::print_banner(&FRAMES.lock(), &features, ram_bytes);
-    let (tsc_hz, clock) = start::calibrate_clock(&features, entry_tsc);
-    match apic::init(&mut FRAMES.lock(), hypervisor_root, tsc_hz) {
+    let rtc_reading = rtc::read_unix_seconds().map(|seconds| (seconds, cpu::rdtsc()));
+    let switch_cost = extended_state::measure_switch_cost(&extended_state);
+
+    let (tsc_hz, clock) = start::calibrate_clock(&features, tsc_source, entry_tsc);
+    match apic.finish(tsc_hz) {
         Ok(description) => hvprintln!("apic: {description}"),
         Err(reason) => {
             hvprintln!("cannot boot: local APIC: {reason}");
@@ -68,18 +81,17 @@ fn boot_and_run(start_info_address: u64) -> ! {
             false
         }
     };
-    let wallclock = match rtc::read_unix_seconds() {
-        Some(seconds) => time::wallclock_base(seconds, clock.now_ns(cpu::rdtsc())),
+    let wallclock = match rtc_reading {
+        Some((seconds, tsc)) => time::wallclock_base(seconds, clock.now_ns(tsc)),
         None => {
             hvprintln!("rtc: not readable; the wallclock reads 0");
             (0, 0)
         }
     };
     hvprintln!(
-        "extended state: {}, {} bytes per domain, switched eagerly ({} cycles per save+restore)",
+        "extended state: {}, {} bytes per domain, switched eagerly ({switch_cost} cycles per save+restore)",
         extended_state.describe(),
         extended_state.area_size(),
-        extended_state::measure_switch_cost(&extended_state)
     );
 
     let mut machine = Machine { extended_state };

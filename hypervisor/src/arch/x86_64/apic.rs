@@ -4,8 +4,8 @@
 //!
 //! The timer runs in TSC-deadline mode when CPUID.1:ECX[24] says so (the deadline is a
 //! TSC value: no conversion, no drift). Otherwise it is a one-shot countdown at divide-by-1
-//! whose rate is CPUID 0x40000010 EBX (KVM) or measured against the already-known TSC
-//! (which itself came from CPUID or the PIT): what `arm` needs is exactly the
+//! whose rate is CPUID 0x40000010 EBX (KVM) or measured against the TSC while boot does
+//! its other work (between [`init`] and [`Started::finish`]): what `arm` needs is exactly the
 //! APIC-ticks-per-TSC-tick ratio, so measuring that ratio directly is the most accurate
 //! choice. A one-shot can still end a little early if that ratio is off, so the
 //! interrupt handler must compare the clock with its deadlines and re-arm, never assume.
@@ -145,9 +145,10 @@ fn mode() -> TimerMode {
 
 /// Enables the local APIC (x2APIC if possible), sets the spurious vector, masks LINT0
 /// (the legacy PIC's ExtINT line; the PICs are masked anyway) and the error LVT, and
-/// prepares the timer (disarmed). `root` and `frames` are for mapping the xAPIC page;
-/// `tsc_hz` is the TSC frequency already determined.
-pub fn init(frames: &mut FrameAllocator, root: Frame, tsc_hz: u64) -> Result<Description, &'static str> {
+/// starts measuring the one-shot rate where it must be measured. `root` and `frames` are
+/// for mapping the xAPIC page. The timer is ready once [`Started::finish`] has the TSC
+/// frequency: boot does other work in between, which is the measurement's window.
+pub fn init(frames: &mut FrameAllocator, root: Frame) -> Result<Started, &'static str> {
     let (_, _, ecx1, edx1) = cpuid(1, 0);
     if edx1 & (1 << 9) == 0 {
         return Err("no local APIC (CPUID.1:EDX[9])");
@@ -171,62 +172,98 @@ pub fn init(frames: &mut FrameAllocator, root: Frame, tsc_hz: u64) -> Result<Des
         let page = mmio::map_device_page(frames, root, physical).ok_or("no frame for the xAPIC page tables")?;
         Access::Xapic(page)
     };
-    let mut apic = LocalApic { access, tsc_hz, deadline_supported, one_shot_hz: 0 };
+    let apic = LocalApic { access, tsc_hz: 0, deadline_supported, one_shot_hz: 0 };
     apic.write(TASK_PRIORITY, 0);
     apic.write(SPURIOUS, SOFTWARE_ENABLE | u32::from(SPURIOUS_VECTOR));
     apic.write(LVT_LINT0, LVT_MASKED);
     apic.write(LVT_ERROR, LVT_MASKED);
     apic.write(DIVIDE_CONFIGURATION, DIVIDE_BY_ONE);
-    let (one_shot_hz, one_shot_source) = one_shot_rate(&apic, tsc_hz);
-    apic.one_shot_hz = one_shot_hz;
-    let id = match access {
-        Access::X2apic => apic.read(ID),
-        Access::Xapic(_) => apic.read(ID) >> 24,
+    let rate = match super::cpu::hypervisor_timing() {
+        Some((_, bus_khz)) if bus_khz != 0 => Rate::Known(u64::from(bus_khz) * 1000),
+        _ => {
+            // Masked, counting down from the top: 4.3 s at 1 GHz, far longer than boot.
+            apic.write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+            apic.write(INITIAL_COUNT, u32::MAX);
+            let (tsc, count) = sample(&apic);
+            Rate::Measuring { tsc, count }
+        }
     };
-    let mode = if deadline_supported { TimerMode::TscDeadline } else { TimerMode::OneShot };
-    if one_shot_hz == 0 && mode == TimerMode::OneShot {
-        return Err("no TSC-deadline mode and the APIC timer does not count");
-    }
-    APIC.call_once(|| apic);
-    set_mode(mode);
-    Ok(Description { x2apic, id, mode, one_shot_hz, one_shot_source })
+    Ok(Started { apic, x2apic, rate })
 }
 
-/// The one-shot countdown rate: KVM's leaf, else measured against the TSC over ~5 ms
-/// (with the timer masked).
-fn one_shot_rate(apic: &LocalApic, tsc_hz: u64) -> (u64, &'static str) {
-    if let Some((_, bus_khz)) = super::cpu::hypervisor_timing() {
-        if bus_khz != 0 {
-            return (u64::from(bus_khz) * 1000, "cpuid 0x40000010");
+/// A local APIC enabled by [`init`], its timer not yet usable.
+pub struct Started {
+    apic: LocalApic,
+    x2apic: bool,
+    rate: Rate,
+}
+
+/// The one-shot countdown rate, or where its measurement started.
+enum Rate {
+    /// From CPUID 0x40000010 (KVM).
+    Known(u64),
+    /// The free-running count was `count` at TSC `tsc`.
+    Measuring { tsc: u64, count: u32 },
+}
+
+/// Reads of the current count before the tightest-bracketed one is kept.
+const SAMPLES: u32 = 8;
+
+/// (TSC, current count): each count read is bracketed by TSC reads and dated at their
+/// midpoint; of several reads the one with the tightest bracket is kept, since a read
+/// that stalls (a trapping access waiting for an emulator lock) samples at an unknown
+/// point inside.
+fn sample(apic: &LocalApic) -> (u64, u32) {
+    let mut best = (u64::MAX, 0, 0);
+    for _ in 0..SAMPLES {
+        let before = rdtsc();
+        let count = apic.read(CURRENT_COUNT);
+        let after = rdtsc();
+        if after.wrapping_sub(before) < best.0 {
+            best = (after.wrapping_sub(before), before / 2 + after / 2, count);
         }
     }
-    apic.write(LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
-    apic.write(INITIAL_COUNT, u32::MAX);
-    // Each count read is bracketed by TSC reads and dated at their midpoint; of several
-    // reads the one with the tightest bracket is kept, since a read that stalls (a
-    // trapping access waiting for an emulator lock) samples at an unknown point inside.
-    let sample = || {
-        let mut best = (u64::MAX, 0, 0);
-        for _ in 0..8 {
-            let before = rdtsc();
-            let count = apic.read(CURRENT_COUNT);
-            let after = rdtsc();
-            if after.wrapping_sub(before) < best.0 {
-                best = (after.wrapping_sub(before), before / 2 + after / 2, count);
+    (best.1, best.2)
+}
+
+impl Started {
+    /// Ends the one-shot rate's measurement window (everything boot did since [`init`],
+    /// at least ~1 ms) and makes the timer usable (disarmed). `tsc_hz` is the TSC
+    /// frequency.
+    pub fn finish(self, tsc_hz: u64) -> Result<Description, &'static str> {
+        let Started { mut apic, x2apic, rate } = self;
+        let (one_shot_hz, one_shot_source) = match rate {
+            Rate::Known(hz) => (hz, "cpuid 0x40000010"),
+            Rate::Measuring { tsc: start_tsc, count: start_count } => {
+                // A window far shorter than boot's work only on a machine with nothing
+                // else to do: stretch it so the two samples' brackets stay negligible.
+                let minimum = (tsc_hz / 1000).max(1);
+                while rdtsc().wrapping_sub(start_tsc) < minimum {
+                    core::hint::spin_loop();
+                }
+                let (end_tsc, end_count) = sample(&apic);
+                apic.write(INITIAL_COUNT, 0);
+                // A count that reached zero stopped there: the window was longer than
+                // the counter's range and the ticks are unknown.
+                let ticks = if end_count == 0 { 0 } else { u128::from(start_count.wrapping_sub(end_count)) };
+                let hz = ticks * u128::from(tsc_hz) / u128::from(end_tsc.wrapping_sub(start_tsc).max(1));
+                (u64::try_from(hz).unwrap_or(0), "measured against the TSC")
             }
+        };
+        apic.tsc_hz = tsc_hz;
+        apic.one_shot_hz = one_shot_hz;
+        let id = match apic.access {
+            Access::X2apic => apic.read(ID),
+            Access::Xapic(_) => apic.read(ID) >> 24,
+        };
+        let mode = if apic.deadline_supported { TimerMode::TscDeadline } else { TimerMode::OneShot };
+        if one_shot_hz == 0 && mode == TimerMode::OneShot {
+            return Err("no TSC-deadline mode and the APIC timer does not count");
         }
-        (best.1, best.2)
-    };
-    let (start_tsc, start_count) = sample();
-    let window = (tsc_hz / 200).max(1);
-    while rdtsc().wrapping_sub(start_tsc) < window {
-        core::hint::spin_loop();
+        APIC.call_once(|| apic);
+        set_mode(mode);
+        Ok(Description { x2apic, id, mode, one_shot_hz, one_shot_source })
     }
-    let (end_tsc, end_count) = sample();
-    apic.write(INITIAL_COUNT, 0);
-    let ticks = u128::from(start_count.wrapping_sub(end_count));
-    let hz = ticks * u128::from(tsc_hz) / u128::from(end_tsc.wrapping_sub(start_tsc).max(1));
-    (u64::try_from(hz).unwrap_or(0), "measured against the TSC")
 }
 
 /// Switches the timer between modes (disarming it); `arm` then uses that mode.

@@ -64,8 +64,32 @@ unsafe impl FrameMemory for DirectMap {
     }
 
     fn zero(&mut self, frame: Frame) {
-        // SAFETY: a whole RAM frame inside the direct map, owned by the caller.
-        unsafe { frame_pointer(frame).write_bytes(0, PAGE as usize) }
+        // Eight 8-byte stores per loop step rather than memset's `rep stosq`: an emulator
+        // (TCG) runs each rep step as a loop iteration of its own, which made zeroing the
+        // largest part of building a domain (~1.5k cycles a warm frame, ~0.85k this way); on
+        // hardware the two are alike for 4 KiB.
+        // SAFETY: a whole RAM frame inside the direct map, owned by the caller: the loop
+        // writes exactly its 4096 bytes (64 steps of 64) and touches nothing else.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "mov qword ptr [{pointer}], {zero}",
+                "mov qword ptr [{pointer} + 8], {zero}",
+                "mov qword ptr [{pointer} + 16], {zero}",
+                "mov qword ptr [{pointer} + 24], {zero}",
+                "mov qword ptr [{pointer} + 32], {zero}",
+                "mov qword ptr [{pointer} + 40], {zero}",
+                "mov qword ptr [{pointer} + 48], {zero}",
+                "mov qword ptr [{pointer} + 56], {zero}",
+                "add {pointer}, 64",
+                "dec {steps:e}",
+                "jnz 2b",
+                pointer = inout(reg) frame_pointer(frame) => _,
+                steps = inout(reg) (PAGE / 64) as u32 => _,
+                zero = in(reg) 0u64,
+                options(nostack),
+            );
+        }
     }
 
     fn read(&self, frame: Frame, offset: usize, buffer: &mut [u8]) {

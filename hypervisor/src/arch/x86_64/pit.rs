@@ -5,28 +5,46 @@
 //!
 //! Channel 2 is used when port 0x61 exists (its gate is bit 0 there, and nothing else
 //! listens to channel 2), channel 0 otherwise (microvm under TCG has no port 0x61). Both
-//! run in mode 0 (count down once from 0xffff) and are read by latching the count. The
-//! interrupt channel 0 raises at terminal count goes nowhere: the PICs are masked and
-//! every I/O APIC pin is masked.
+//! run in mode 0 (count down once from 0xffff, ~55 ms) and are read by latching the count;
+//! the read-back status's OUT bit, which mode 0 raises at terminal count and keeps high,
+//! says whether the count wrapped. The interrupt channel 0 raises at terminal count goes
+//! nowhere: the PICs are masked and every I/O APIC pin is masked.
+//!
+//! A calibration is a window between two dated count changes ([`begin`], [`Window::finish`]);
+//! boot does its other work inside it, so the window costs boot nothing unless that work
+//! ends before the window is long enough for the precision asked.
 
 use super::cpu::rdtsc;
 use x86_64::instructions::port::Port;
 
 /// Counting rate of the PIT (NTSC colour burst × 3 / 12).
 pub const PIT_HZ: u64 = 1_193_182;
-/// Calibration window: 10 ms of PIT ticks.
-const WINDOW_TICKS: u16 = (PIT_HZ / 100) as u16;
+/// The window must be at least this many times the two edges' dating intervals together:
+/// the frequency's error is then below 1/PRECISION (250 ppm; Linux's quick PIT
+/// calibration accepts 500 ppm). Tight edges (a few hundred TSC ticks under QEMU) need
+/// well under a millisecond.
+const PRECISION: u64 = 4_000;
 /// Windows tried before calibration gives up.
 const ATTEMPTS: u32 = 5;
 /// Samples to wait for the counter to move at all: a missing PIT reads a constant.
 const START_SAMPLES: u32 = 200_000;
-/// Samples before giving up on the window (a PIT far slower than specified).
+/// Samples before giving up on a window (a PIT far slower than specified, or edges that
+/// never get tight enough).
 const WINDOW_SAMPLES: u32 = 50_000_000;
+/// Where read-back is missing, wraps cannot be seen: only windows shorter than half the
+/// count's range are trusted.
+const UNCHECKED_TICKS: u16 = 0x8000;
 
 const COMMAND: u16 = 0x43;
 const CHANNEL0_DATA: u16 = 0x40;
 const CHANNEL2_DATA: u16 = 0x42;
 const SYSTEM_CONTROL: u16 = 0x61;
+/// Read-back command (bits 7:6), count not latched (bit 5); channel bits 3:1 are added.
+const READ_BACK_STATUS: u8 = 0b1110_0000;
+/// What the status's low six bits read in the mode `Channel::start` programs: lo/hi byte
+/// access (0b11), mode 0, binary.
+const STATUS_MODE_0: u8 = 0b11_0000;
+const STATUS_OUT: u8 = 1 << 7;
 
 /// A measured TSC frequency and how it was measured.
 #[derive(Copy, Clone, Debug)]
@@ -69,14 +87,39 @@ impl Channel {
         let high = inb(self.data);
         u16::from_le_bytes([low, high])
     }
+
+    /// Whether the count has reached zero since `start` (OUT high), from the read-back
+    /// status; `None` if the PIT does not answer read-back with a status of the mode
+    /// programmed.
+    fn passed_zero(self) -> Option<bool> {
+        outb(COMMAND, READ_BACK_STATUS | (2 << self.number));
+        let status = inb(self.data);
+        (status & 0x3f == STATUS_MODE_0).then_some(status & STATUS_OUT != 0)
+    }
 }
 
-/// Measures the TSC against ~10 ms of PIT time. `None` if the PIT does not count or the
-/// result is implausible (outside 1 MHz – 100 GHz).
-///
-/// Each end of the window is a count change dated to within a couple of port accesses
-/// (see `best_edge`), so the error is that over 10 ms: tens of ppm under QEMU.
-pub fn calibrate_tsc() -> Option<Calibration> {
+/// A calibration window: its start edge dated, the PIT counting.
+pub struct Window {
+    channel: Channel,
+    /// Port 0x61 as found (0xff: absent), restored when the window ends.
+    control: u8,
+    source: &'static str,
+    start: Edge,
+}
+
+/// Why a window gave no measurement.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The counter never moved: there is no PIT.
+    Silent,
+    /// It moved, but the window went wrong: the count wrapped (a stall longer than its
+    /// ~55 ms range), or no pair of edges was tight enough.
+    Disturbed,
+}
+
+/// Programs the PIT and dates a first count change: the start of a window that
+/// [`Window::finish`] ends.
+pub fn begin() -> Result<Window, Failure> {
     let control = inb(SYSTEM_CONTROL);
     let (channel, source) = if control != 0xff {
         // Gate channel 2 on (bit 0), speaker data off (bit 1).
@@ -85,27 +128,75 @@ pub fn calibrate_tsc() -> Option<Calibration> {
     } else {
         (Channel { number: 0, data: CHANNEL0_DATA }, "PIT channel 0")
     };
-    // A loaded host can stall the emulator past the counter's wrap in the middle of a
-    // window; that attempt is thrown away and the window measured again.
-    let mut measured = None;
-    for _ in 0..ATTEMPTS {
-        channel.start();
-        match measure(channel) {
-            Ok(ticks) => {
-                measured = Some(ticks);
-                break;
-            }
-            // A counter that never moves is no PIT: trying again would only wait again.
-            Err(Failure::Silent) => break,
-            Err(Failure::Disturbed) => {}
+    channel.start();
+    let mut samples = START_SAMPLES;
+    match best_edge(channel, &mut samples) {
+        Some(start) => Ok(Window { channel, control, source, start }),
+        None => {
+            restore(control);
+            Err(Failure::Silent)
         }
     }
+}
+
+fn restore(control: u8) {
     if control != 0xff {
         outb(SYSTEM_CONTROL, control);
     }
-    let (tsc_ticks, pit_ticks) = measured?;
-    let hz = u64::try_from(u128::from(tsc_ticks) * u128::from(PIT_HZ) / u128::from(pit_ticks)).ok()?;
-    (1_000_000..=100_000_000_000).contains(&hz).then_some(Calibration { hz, source })
+}
+
+impl Window {
+    /// Ends the window at a count change dated tightly enough for [`PRECISION`] (sampling
+    /// on until the window is that long) and returns the frequency. The result is also
+    /// refused outside 1 MHz – 100 GHz.
+    pub fn finish(self) -> Result<Calibration, Failure> {
+        let result = self.measure();
+        restore(self.control);
+        let (tsc_ticks, pit_ticks) = result?;
+        let hz = u128::from(tsc_ticks) * u128::from(PIT_HZ) / u128::from(pit_ticks.max(1));
+        match u64::try_from(hz) {
+            Ok(hz) if (1_000_000..=100_000_000_000).contains(&hz) => Ok(Calibration { hz, source: self.source }),
+            _ => Err(Failure::Disturbed),
+        }
+    }
+
+    /// (TSC ticks, PIT ticks) between the start edge and an end edge.
+    fn measure(&self) -> Result<(u64, u64), Failure> {
+        let start = self.start;
+        let mut samples = WINDOW_SAMPLES;
+        loop {
+            let end = best_edge(self.channel, &mut samples).ok_or(Failure::Disturbed)?;
+            let elapsed = start.count.wrapping_sub(end.count);
+            // Read after the end edge: low OUT means no wrap up to it, so `elapsed` is
+            // exact however long boot's work took.
+            match self.channel.passed_zero() {
+                Some(true) => return Err(Failure::Disturbed),
+                Some(false) => {}
+                None if elapsed >= UNCHECKED_TICKS => return Err(Failure::Disturbed),
+                None => {}
+            }
+            let tsc_ticks = end.tsc.wrapping_sub(start.tsc);
+            let uncertainty = start.width.saturating_add(end.width);
+            if elapsed > 0 && uncertainty.saturating_mul(PRECISION) <= tsc_ticks {
+                return Ok((tsc_ticks, u64::from(elapsed)));
+            }
+        }
+    }
+}
+
+/// Measures the TSC against the PIT in a window of its own (no other work inside).
+/// `None` if the PIT does not count or no attempt gave a plausible result.
+pub fn calibrate_tsc() -> Option<Calibration> {
+    for _ in 0..ATTEMPTS {
+        match begin().and_then(Window::finish) {
+            Ok(calibration) => return Some(calibration),
+            // A counter that never moves is no PIT: trying again would only wait again.
+            Err(Failure::Silent) => return None,
+            // A loaded host can stall the emulator past the counter's wrap: measure again.
+            Err(Failure::Disturbed) => {}
+        }
+    }
+    None
 }
 
 /// A count change: the TSC at the middle of the interval that must contain it, that
@@ -143,33 +234,4 @@ fn best_edge(channel: Channel, samples: &mut u32) -> Option<Edge> {
         previous_count = count;
     }
     best
-}
-
-/// Why a window gave no measurement.
-enum Failure {
-    /// The counter never moved: there is no PIT.
-    Silent,
-    /// It moved, but the window went wrong (a stall past the wrap, too few changes).
-    Disturbed,
-}
-
-/// (TSC ticks, PIT ticks) between two count changes about 10 ms apart.
-fn measure(channel: Channel) -> Result<(u64, u64), Failure> {
-    let mut samples = START_SAMPLES;
-    let start = best_edge(channel, &mut samples).ok_or(Failure::Silent)?;
-    let mut samples = WINDOW_SAMPLES;
-    loop {
-        samples = samples.checked_sub(1).ok_or(Failure::Disturbed)?;
-        if start.count.wrapping_sub(channel.count()) >= WINDOW_TICKS {
-            break;
-        }
-    }
-    let end = best_edge(channel, &mut samples).ok_or(Failure::Disturbed)?;
-    let elapsed = start.count.wrapping_sub(end.count);
-    // A count that went up (mode 0 wraps after terminal count, which ~10 ms of a 55 ms
-    // count never reaches unless the emulator stalled) shows as a huge elapsed value.
-    if elapsed > WINDOW_TICKS * 2 {
-        return Err(Failure::Disturbed);
-    }
-    Ok((end.tsc.wrapping_sub(start.tsc), u64::from(elapsed)))
 }

@@ -44,18 +44,40 @@ pub fn claim_memory(frames: &mut FrameAllocator, boot_info: &pvh::BootInfo) -> (
     (ram_end, ram_bytes)
 }
 
-/// The TSC frequency (from CPUID, else calibrated against the PIT) and the clock on it;
-/// without either the hypervisor cannot keep time and stops.
-pub fn calibrate_clock(features: &cpu::Features, entry_tsc: u64) -> (u64, Clock) {
-    let (tsc_hz, tsc_source) = match features.tsc_khz {
-        Some((khz, source)) => (khz * 1000, source),
-        None => match pit::calibrate_tsc() {
-            Some(calibration) => (calibration.hz, calibration.source),
-            None => {
-                hvprintln!("cannot boot: no TSC frequency (no cpuid leaf 0x40000010/0x15/0x16 and no PIT to calibrate against)");
-                exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+/// Where the TSC frequency comes from: CPUID, or a PIT window that boot's other work runs
+/// inside ([`begin_calibration`] to [`calibrate_clock`]).
+pub enum TscSource {
+    Cpuid,
+    Pit(Result<pit::Window, pit::Failure>),
+}
+
+/// Opens the calibration window if CPUID does not give the TSC frequency.
+pub fn begin_calibration(features: &cpu::Features) -> TscSource {
+    match features.tsc_khz {
+        Some(_) => TscSource::Cpuid,
+        None => TscSource::Pit(pit::begin()),
+    }
+}
+
+/// The TSC frequency (from CPUID, else calibrated against the PIT: the window `source`
+/// opened, or windows of its own if that one was disturbed) and the clock on it; without
+/// either the hypervisor cannot keep time and stops.
+pub fn calibrate_clock(features: &cpu::Features, source: TscSource, entry_tsc: u64) -> (u64, Clock) {
+    let (tsc_hz, tsc_source) = match (features.tsc_khz, source) {
+        (Some((khz, source)), _) => (khz * 1000, source),
+        (None, source) => {
+            let calibration = match source {
+                TscSource::Pit(Ok(window)) => window.finish().ok().or_else(pit::calibrate_tsc),
+                TscSource::Pit(Err(_)) | TscSource::Cpuid => pit::calibrate_tsc(),
+            };
+            match calibration {
+                Some(calibration) => (calibration.hz, calibration.source),
+                None => {
+                    hvprintln!("cannot boot: no TSC frequency (no cpuid leaf 0x40000010/0x15/0x16 and no PIT to calibrate against)");
+                    exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+                }
             }
-        },
+        }
     };
     let Some(clock) = Clock::new(entry_tsc, tsc_hz) else {
         hvprintln!("cannot boot: TSC frequency {tsc_hz} Hz is out of range");
