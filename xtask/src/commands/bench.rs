@@ -38,6 +38,13 @@ pub struct BenchArgs {
     /// as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
+    /// Instead: the lmbench table, one program on Debian's Linux natively and on Xen, on
+    /// guest-kernel natively and on ringfence (`--iterations` and `--row` go to lmbench).
+    #[arg(long)]
+    kernel: bool,
+    /// With --kernel: kill a column's QEMU after SECS (default 900 under TCG, 1800 under KVM).
+    #[arg(long, value_name = "SECS", requires = "kernel")]
+    timeout: Option<u64>,
 }
 
 /// One row of the table: a guest measurement and the native reference it is held against.
@@ -521,6 +528,15 @@ fn run_guest(
 
 /// Runs every selected bench guest, measures the references, prints the table.
 pub fn main(args: BenchArgs) -> Result<u8> {
+    if args.kernel {
+        return super::bench_kernel::main(super::bench_kernel::Options {
+            accel: args.accel,
+            iterations: args.iterations,
+            rows: args.rows,
+            json: args.json,
+            timeout: args.timeout,
+        });
+    }
     let qemu_binary = qemu::ensure_qemu()?;
     qemu::check_accel_request(args.accel)?;
     let (rows, guests) = select(&args.rows);
