@@ -121,7 +121,6 @@ pub struct ColumnRun {
 
 impl ColumnRun {
     fn skipped(column: Column, reason: String) -> ColumnRun {
-        println!("bench: {} skipped: {reason}", column.name());
         let report = Report::default();
         ColumnRun { column, status: Status::Skipped(reason), report, command: None, wall: None, console: String::new() }
     }
@@ -250,6 +249,9 @@ pub fn goal_summary(rows: &[Row], runs: &[ColumnRun]) -> String {
                 Some(false) => missed.push(row.title),
                 None => unjudged.push(row.title),
             }
+        }
+        if unjudged.len() == rows.len() {
+            return format!("{name} not judged (a column it needs was not measured)");
         }
         let mut text = format!("{name} met on {met} of {} rows", rows.len());
         if !missed.is_empty() {
@@ -602,6 +604,11 @@ pub fn main(options: Options) -> Result<u8> {
     );
 
     let (linux, xen) = fetch_debian();
+    match (&linux, &xen) {
+        (Err(reason), _) => println!("bench: linux-native and linux-xen skipped: {reason}"),
+        (Ok(_), Err(reason)) => println!("bench: linux-xen skipped: {reason}"),
+        (Ok(_), Ok(_)) => {}
+    }
     let mut runs = Vec::new();
     match &linux {
         Ok(linux) => runs.push(setup.linux_native(&linux.path, &linux_initramfs)?),
@@ -633,8 +640,10 @@ pub fn main(options: Options) -> Result<u8> {
         runs.iter().filter_map(|run| Some(format!("{} {} ms", run.column.name(), run.wall?.as_millis()))).collect();
     println!("wall time of the QEMU runs ({}): {}", accel.name(), walls.join(", "));
     for run in &runs {
-        if let Status::Skipped(reason) | Status::Failed(reason, _) = &run.status {
-            println!("{}: -: {reason}", run.column.name());
+        match &run.status {
+            Status::Measured => {}
+            Status::Skipped(_) => println!("{}: - (skipped: see above)", run.column.name()),
+            Status::Failed(reason, _) => println!("{}: -: {reason}", run.column.name()),
         }
     }
     if let Some(path) = &options.json {
@@ -649,4 +658,203 @@ pub fn main(options: Options) -> Result<u8> {
         Status::Failed(_, code) => Some(*code),
     });
     Ok(code.map_or(0, |code| u8::try_from(code).unwrap_or(u8::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xtask::lmbench::ROWS;
+
+    /// A column that printed `medians` for the first rows, p99 = median + 10, min =
+    /// median - 1, max = 2 x median.
+    fn measured(column: Column, medians: &[u64]) -> ColumnRun {
+        let mut console = String::new();
+        for (row, median) in ROWS.iter().zip(medians) {
+            console.push_str(&format!(
+                "lmbench {} median {median} p99 {} min {} max {} iterations 100\n",
+                row.wire,
+                median + 10,
+                median - 1,
+                median * 2
+            ));
+        }
+        console.push_str(&format!("lmbench done rows {}\n", medians.len()));
+        ColumnRun {
+            column,
+            status: Status::Measured,
+            report: Report::read(&console),
+            command: Some("qemu".into()),
+            wall: Some(Duration::from_millis(1500)),
+            console,
+        }
+    }
+
+    fn cells(line: &str) -> Vec<&str> {
+        line.split('|').map(str::trim).collect()
+    }
+
+    #[test]
+    fn ratios_print_like_the_issue() {
+        assert_eq!(ratio_text(267, 10), "26.7x");
+        assert_eq!(ratio_text(116, 100), "1.16x");
+        assert_eq!(ratio_text(9, 10), "0.90x");
+        assert_eq!(ratio_text(100, 10), "10.0x");
+        assert_eq!(ratio_text(5, 0), "-");
+    }
+
+    #[test]
+    fn the_goals_are_judged_without_rounding() {
+        let medians = |linux_native, linux_xen, native, ringfence| Medians {
+            linux_native: Some(linux_native),
+            linux_xen: Some(linux_xen),
+            native: Some(native),
+            ringfence: Some(ringfence),
+        };
+        // Xen's tax 3x, ours exactly 3x: (b) met; ringfence above Linux-on-Xen: (a) missed.
+        assert_eq!(
+            (medians(100, 300, 200, 600).goal_a(), medians(100, 300, 200, 600).goal_b()),
+            (Some(false), Some(true))
+        );
+        // One cycle more than 3x misses (b).
+        assert_eq!(medians(100, 300, 200, 601).goal_b(), Some(false));
+        assert_eq!(medians(100, 300, 200, 300).goal_a(), Some(true));
+        let missing = Medians { linux_xen: None, ..medians(1, 1, 1, 1) };
+        assert_eq!((missing.goal_a(), missing.goal_b()), (None, None));
+        assert_eq!(medians(0, 1, 1, 1).goal_b(), None, "no ratio against zero cycles");
+        // Large cycle counts do not overflow.
+        assert_eq!(medians(u64::MAX, u64::MAX, u64::MAX, u64::MAX).goal_b(), Some(true));
+    }
+
+    #[test]
+    fn the_table_has_the_four_columns_the_ratios_and_the_goals() {
+        let runs = [
+            measured(Column::LinuxNative, &[2500, 1000]),
+            measured(Column::LinuxXen, &[66750, 14800]),
+            measured(Column::Native, &[800, 900]),
+            measured(Column::Ringfence, &[30000, 20000]),
+        ];
+        let text = table(&ROWS[..3], &runs);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            cells(lines[0]),
+            [
+                "row",
+                "linux-native",
+                "linux-xen",
+                "native",
+                "ringfence",
+                "xen/native",
+                "ringfence/native",
+                "goal a",
+                "goal b"
+            ]
+        );
+        assert_eq!(
+            cells(lines[1]),
+            ["null syscall", "2500", "66750", "800", "30000", "26.7x", "37.5x", "met", "missed"]
+        );
+        assert_eq!(
+            cells(lines[2]),
+            ["write devnull", "1000", "14800", "900", "20000", "14.8x", "22.2x", "missed", "missed"]
+        );
+        assert_eq!(cells(lines[3]), ["fork exit", "-", "-", "-", "-", "-", "-", "-", "-"], "a row no column measured");
+        assert_eq!(lines.len(), 4);
+        assert_eq!(
+            goal_summary(&ROWS[..3], &runs),
+            "goals: (a) ringfence <= linux-xen met on 1 of 3 rows (missed: write devnull) (not measured: fork exit); \
+             (b) ringfence/native <= xen/native met on 0 of 3 rows (missed: null syscall, write devnull) (not measured: fork exit)"
+        );
+    }
+
+    #[test]
+    fn a_column_that_did_not_run_leaves_dashes_and_the_others_print() {
+        let runs = [
+            ColumnRun::skipped(Column::LinuxNative, "Debian's archive is unreachable".into()),
+            ColumnRun::skipped(Column::LinuxXen, "Debian's archive is unreachable".into()),
+            measured(Column::Native, &[800]),
+            measured(Column::Ringfence, &[1600]),
+        ];
+        let text = table(&ROWS[..1], &runs);
+        assert_eq!(
+            cells(text.lines().nth(1).unwrap()),
+            ["null syscall", "-", "-", "800", "1600", "-", "2.00x", "-", "-"]
+        );
+        assert_eq!(
+            goal_summary(&ROWS[..1], &runs),
+            "goals: (a) ringfence <= linux-xen not judged (a column it needs was not measured); \
+             (b) ringfence/native <= xen/native not judged (a column it needs was not measured)"
+        );
+    }
+
+    #[test]
+    fn the_json_report_has_what_the_table_leaves_out() {
+        let runs = [
+            measured(Column::LinuxNative, &[100]),
+            ColumnRun {
+                status: Status::Failed("QEMU timed out after 900 s and was killed".into(), EXIT_TIMEOUT),
+                ..measured(Column::LinuxXen, &[])
+            },
+            measured(Column::Native, &[50]),
+            measured(Column::Ringfence, &[75]),
+        ];
+        let versions = Versions { qemu: "QEMU emulator version 7.2.22".into(), ..Versions::default() };
+        let text = serde_json::to_string(&report_json(Accel::Tcg, &ROWS[..1], &runs, &versions)).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(report["accel"], "tcg");
+        assert_eq!(report["qemu"]["cpu"], "max,-smap");
+        assert_eq!(report["qemu"]["machine"], "pc");
+        assert_eq!(report["qemu"]["memory"], "1G");
+        assert_eq!(report["qemu"]["version"], "QEMU emulator version 7.2.22");
+        assert!(report["linux"].is_null() && report["xen"].is_null(), "not fetched");
+        let row = &report["rows"][0];
+        assert_eq!(row["row"], "null syscall");
+        let native = &row["columns"]["native"];
+        assert_eq!((native["median"].as_u64(), native["p99"].as_u64()), (Some(50), Some(60)));
+        assert_eq!((native["min"].as_u64(), native["max"].as_u64()), (Some(49), Some(100)));
+        assert_eq!(native["spread"], 1.2);
+        assert_eq!(native["iterations"], 100);
+        assert!(row["columns"]["linux-xen"].is_null());
+        assert_eq!(row["ringfence/native"], 1.5);
+        assert!(row["xen/native"].is_null() && row["goal_a_met"].is_null() && row["goal_b_met"].is_null());
+        let columns = report["columns"].as_array().unwrap();
+        assert_eq!(columns.len(), 4);
+        assert_eq!((columns[1]["column"].as_str(), columns[1]["status"].as_str()), (Some("linux-xen"), Some("failed")));
+        assert_eq!(columns[1]["reason"], "QEMU timed out after 900 s and was killed");
+        assert_eq!(columns[0]["wall_ms"], 1500);
+    }
+
+    #[test]
+    fn every_column_gets_the_same_machine() {
+        assert_eq!(machine_args(Accel::Tcg), ["-m", "1G", "-cpu", "max,-smap"]);
+        assert_eq!(machine_args(Accel::Kvm), ["-m", "1G", "-cpu", accel::KVM_CPU]);
+        let setup = Setup {
+            qemu: "qemu".into(),
+            accel: Accel::Tcg,
+            timeout: default_timeout(Accel::Tcg),
+            rows: ROWS.to_vec(),
+            arguments: vec!["--iterations".into(), "5".into()],
+            initramfs: "initramfs.cpio".into(),
+        };
+        let shown = setup.launch("kernel".into(), "initrd".into(), "x".into()).display();
+        // QEMU takes the last -m and -cpu: ours come after xtask's defaults.
+        assert!(shown.starts_with("qemu -M pc "), "{shown}");
+        assert!(shown.ends_with("-m 1G -cpu max,-smap"), "{shown}");
+        assert_eq!(setup.command(), ["/bin/lmbench", "--iterations", "5"]);
+    }
+
+    #[test]
+    fn run_failures_keep_xtasks_codes() {
+        assert_eq!(xtask_code(EXIT_TIMEOUT), EXIT_TIMEOUT);
+        assert_eq!(xtask_code(EXIT_NO_ENDING), EXIT_NO_ENDING);
+        assert_eq!(xtask_code(2), EXIT_FAILED, "a crashed kernel");
+        assert_eq!(xtask_code(1), EXIT_FAILED, "lmbench's own failure, passed on by init");
+        let outcome = |raw, timed_out, output: &str| {
+            RunOutcome::from_parts(raw, timed_out, output.into(), "qemu: bad option\n".into(), Duration::ZERO)
+        };
+        let timeout = Duration::from_secs(9);
+        assert_eq!(linux_verdict(&outcome(None, true, "booting"), timeout).unwrap().1, EXIT_TIMEOUT);
+        let refused = linux_verdict(&outcome(Some(1), false, ""), timeout).unwrap();
+        assert_eq!(refused, ("QEMU refused to start (status 1): qemu: bad option".to_string(), EXIT_QEMU_REFUSED));
+        assert_eq!(linux_verdict(&outcome(Some(0), false, "lmbench done rows 0"), timeout), None);
+    }
 }
