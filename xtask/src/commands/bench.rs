@@ -872,6 +872,33 @@ mod tests {
         assert_eq!(guest_timeout(Accel::Kvm, null, None), Duration::from_secs(300));
     }
 
+    fn parse(words: &[String]) -> std::result::Result<BenchArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("bench".to_string()).chain(words.iter().cloned()))
+            .map(|cli| cli.bench)
+    }
+
+    #[test]
+    fn the_readmes_bench_commands_parse() {
+        let readme = xtask::readme::text().unwrap();
+        let mut kernel = 0;
+        for (_, block) in xtask::readme::code_blocks(&readme) {
+            for line in block.lines().filter_map(|line| line.strip_prefix("cargo xtask bench")) {
+                let command = line.split(" #").next().unwrap();
+                let words = xtask::readme::shell_words(command).unwrap();
+                let args = parse(&words).unwrap_or_else(|error| panic!("cargo xtask bench{command}: {error}"));
+                kernel += usize::from(args.kernel);
+            }
+        }
+        assert!(kernel >= 2, "README shows bench --kernel");
+        let timeout_alone = parse(&["--timeout".to_string(), "5".to_string()]).err().unwrap();
+        assert_eq!(timeout_alone.kind(), clap::error::ErrorKind::MissingRequiredArgument, "--timeout needs --kernel");
+    }
+
     #[test]
     fn statistics() {
         assert_eq!(ratio(52, 100), "0.52x");
