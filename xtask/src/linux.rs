@@ -25,8 +25,13 @@ const LINUX_OPTIONS: &str = "quiet panic=-1 rdinit=/bin/lmbench";
 const NATIVE_CONSOLE: &str = "console=ttyS0";
 const DOM0_CONSOLE: &str = "console=hvc0";
 
+/// The memory Xen gives dom0.
+pub const DOM0_MEMORY: &str = "512M";
+
 /// Xen's command line: its console on the first serial port, and dom0's memory.
-pub const XEN_OPTIONS: &str = "console=com1 com1=115200,8n1 dom0_mem=512M";
+fn xen_options() -> String {
+    format!("console=com1 com1=115200,8n1 dom0_mem={DOM0_MEMORY}")
+}
 
 /// The initramfs holding the two programs of guest-kernel's `initramfs` (a cpio newc
 /// archive): `/bin/lmbench` and `/bin/lmbench-true`, and an empty `/dev` for devtmpfs.
@@ -99,7 +104,7 @@ pub fn on_xen(xen: &Path, vmlinuz: &Path, initramfs: &Path, arguments: &[String]
     Ok(Boot {
         kernel: xen.to_path_buf(),
         initrd: qemu::multiboot_modules(&[(vmlinuz, &dom0), (initramfs, "")])?,
-        append: XEN_OPTIONS.to_string(),
+        append: xen_options(),
     })
 }
 

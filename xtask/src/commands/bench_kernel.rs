@@ -369,7 +369,7 @@ pub fn report_json(accel: Accel, rows: &[Row], runs: &[ColumnRun], versions: &Ve
         "xen": fetched_json(&versions.xen),
         "xen_banner": versions.xen_banner,
         "ringfence_domain_memory": kernel_args::MEMORY,
-        "dom0_memory": "512M",
+        "dom0_memory": linux::DOM0_MEMORY,
         "columns": columns_json,
         "rows": rows_json,
     })
@@ -412,7 +412,8 @@ fn judge(
         (None, None) => Status::Measured,
     };
     if let Status::Failed(reason, _) = &status {
-        println!("bench: {}: {reason}; last console lines:", column.name());
+        let shown = if outcome.output.trim().is_empty() { "no console output" } else { "last console lines:" };
+        println!("bench: {}: {reason}; {shown}", column.name());
         let tail: Vec<&str> = outcome.output.lines().rev().take(20).collect();
         for line in tail.iter().rev() {
             println!("    {line}");
