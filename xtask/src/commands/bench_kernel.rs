@@ -282,6 +282,18 @@ pub struct Versions {
     pub xen_banner: Option<String>,
 }
 
+impl Versions {
+    /// One line naming what ran: Linux's and Xen's packages (where fetched) and QEMU.
+    pub fn line(&self) -> String {
+        let package = |fetched: &Option<Fetched>| match fetched {
+            Some(fetched) if fetched.pinned => format!("{} {}", fetched.package, fetched.version),
+            Some(fetched) => format!("{} {} (not the pinned version)", fetched.package, fetched.version),
+            None => "not fetched".to_string(),
+        };
+        format!("linux: {}; xen: {}; {}", package(&self.linux), package(&self.xen), self.qemu)
+    }
+}
+
 fn sample_json(sample: &Sample) -> serde_json::Value {
     serde_json::json!({
         "median": sample.median,
@@ -596,12 +608,15 @@ pub fn main(options: Options) -> Result<u8> {
         rows: rows.clone(),
         initramfs: guest_kernel_initramfs,
     };
+    let invocation = match setup.arguments.is_empty() {
+        true => "every row, its own iteration counts".to_string(),
+        false => setup.arguments.join(" "),
+    };
     println!(
-        "bench: every column on QEMU -M {} -m {MEMORY} -accel {} -cpu {}; lmbench {}",
+        "bench: every column on QEMU -M {} -m {MEMORY} -accel {} -cpu {}; lmbench: {invocation}",
         MACHINE.argument(),
         accel.name(),
         cpu_model(accel),
-        setup.arguments.join(" ")
     );
 
     let (linux, xen) = fetch_debian();
@@ -633,6 +648,7 @@ pub fn main(options: Options) -> Result<u8> {
     };
     println!();
     print!("{}", table(&rows, &runs));
+    println!("{}", versions.line());
     println!(
         "(TSC cycles per iteration, medians; goal a: ringfence <= linux-xen; goal b: ringfence/native <= xen/native)"
     );
@@ -822,6 +838,28 @@ mod tests {
         assert_eq!((columns[1]["column"].as_str(), columns[1]["status"].as_str()), (Some("linux-xen"), Some("failed")));
         assert_eq!(columns[1]["reason"], "QEMU timed out after 900 s and was killed");
         assert_eq!(columns[0]["wall_ms"], 1500);
+    }
+
+    #[test]
+    fn the_versions_line_names_the_packages() {
+        let fetched = |version: &str, pinned| Fetched {
+            path: "/t/xen".into(),
+            package: "xen-hypervisor-4.17-amd64".into(),
+            version: version.into(),
+            pinned,
+        };
+        let versions = Versions {
+            qemu: "QEMU emulator version 7.2.22".into(),
+            linux: None,
+            xen: Some(fetched("4.17.8", false)),
+            xen_banner: None,
+        };
+        assert_eq!(
+            versions.line(),
+            "linux: not fetched; xen: xen-hypervisor-4.17-amd64 4.17.8 (not the pinned version); QEMU emulator version 7.2.22"
+        );
+        let pinned = Versions { xen: Some(fetched("4.17.7", true)), ..versions };
+        assert!(pinned.line().contains("xen: xen-hypervisor-4.17-amd64 4.17.7; QEMU"), "{}", pinned.line());
     }
 
     #[test]
