@@ -55,7 +55,7 @@ pub fn ar_members<'a>(bytes: &'a [u8], what: &str) -> Result<Vec<Member<'a>>> {
 }
 
 /// The contents of `path` (as the package installs it, e.g. `bin/busybox`) from the
-/// package `deb`: its `data.tar.xz` is decompressed and searched.
+/// package `deb`: its `data.tar.xz` is decompressed and searched up to that file.
 pub fn extract_file(deb: &[u8], path: &str, what: &str) -> Result<Vec<u8>> {
     let members = ar_members(deb, what)?;
     if !members.iter().any(|member| member.name == "debian-binary" && member.data.starts_with(b"2.")) {
@@ -71,14 +71,29 @@ pub fn extract_file(deb: &[u8], path: &str, what: &str) -> Result<Vec<u8>> {
             data.name
         )));
     }
-    let mut tar = Vec::new();
-    lzma_rs::xz_decompress(&mut std::io::BufReader::new(data.data), &mut tar)
-        .map_err(|error| Error::failed(format!("{what}: data.tar.xz does not decompress: {error:?}")))?;
-    file_from_tar(&tar, path, what)
+    // The archive is read as it is decompressed, and decompression stops once the file
+    // is found: a kernel's 70 MB package holds 400 MB of modules after its vmlinuz.
+    let (reader, mut writer) =
+        std::io::pipe().map_err(|error| Error::failed(format!("{what}: cannot make a pipe: {error}")))?;
+    std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || {
+            let decoded = lzma_rs::xz_decompress(&mut std::io::BufReader::new(data.data), &mut writer);
+            decoded.map_err(|error| format!("{error:?}"))
+        });
+        // The reader is closed when this returns, which ends the decoder's writes.
+        let found = file_from_tar(reader, path, what);
+        match (found, decoder.join()) {
+            (Ok(contents), _) => Ok(contents),
+            (Err(_), Ok(Err(error))) => Err(Error::failed(format!("{what}: data.tar.xz does not decompress: {error}"))),
+            (Err(_), Err(_)) => Err(Error::failed(format!("{what}: the xz decoder failed"))),
+            (Err(error), Ok(Ok(()))) => Err(error),
+        }
+    })
 }
 
-/// `path` from the tar archive `tar` (members are named `./bin/busybox` in packages).
-fn file_from_tar(tar: &[u8], path: &str, what: &str) -> Result<Vec<u8>> {
+/// `path` from the tar archive read from `tar` (members are named `./bin/busybox` in
+/// packages).
+fn file_from_tar(tar: impl Read, path: &str, what: &str) -> Result<Vec<u8>> {
     let broken = |error: std::io::Error| Error::failed(format!("{what}: the data archive is damaged: {error}"));
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries().map_err(broken)? {

@@ -3,6 +3,7 @@
 //! made.
 
 pub mod accel;
+pub mod apt;
 pub mod archive;
 pub mod build;
 pub mod busybox;
@@ -11,6 +12,7 @@ pub mod c_header;
 pub mod cmdline;
 pub mod cpio;
 pub mod deb;
+pub mod debian;
 pub mod domain_options;
 pub mod error;
 pub mod gdb;
@@ -19,6 +21,8 @@ pub mod initramfs;
 pub mod junit;
 pub mod kernel_args;
 pub mod lint;
+pub mod linux;
+pub mod lmbench;
 pub mod native;
 pub mod packages;
 pub mod qemu;

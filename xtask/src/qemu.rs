@@ -28,6 +28,9 @@ pub enum Machine {
     Microvm,
     /// `-M q35`: a PC with firmware.
     Q35,
+    /// `-M pc`: the older PC (i440FX) with firmware, where Xen and Linux were measured
+    /// (`cargo xtask bench --kernel` runs all its columns on it).
+    Pc,
 }
 
 impl Machine {
@@ -36,6 +39,7 @@ impl Machine {
         match self {
             Machine::Microvm => "microvm,x-option-roms=off,rtc=on",
             Machine::Q35 => "q35",
+            Machine::Pc => "pc",
         }
     }
 }
@@ -402,7 +406,8 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// stops it when gdb ends): it is killed as at a timeout, but the outcome is not a timeout.
 pub fn run_until(launch: &Launch, mode: ConsoleMode, input: ConsoleInput, stop: &AtomicBool) -> Result<RunOutcome> {
     for (what, path) in [("hypervisor image", &launch.hypervisor), ("boot archive", &launch.initrd)] {
-        if !path.is_file() {
+        let present = path.is_file() || (what == "boot archive" && multiboot_modules_present(path));
+        if !present {
             let fix = if what == "hypervisor image" { "; run `cargo xtask build` first" } else { "" };
             return Err(Error::usage(format!("{what} {} does not exist{fix}", path.display())));
         }
@@ -487,6 +492,52 @@ pub fn run_until(launch: &Launch, mode: ConsoleMode, input: ConsoleInput, stop: 
     ))
 }
 
+/// QEMU's `-initrd` for a multiboot kernel (Xen): modules separated by commas, each its
+/// file and the command line it gets after a space; a comma inside a module is doubled.
+pub fn multiboot_modules(modules: &[(&Path, &str)]) -> Result<PathBuf> {
+    let mut list = String::new();
+    for (index, (path, command_line)) in modules.iter().enumerate() {
+        let file = path.to_str().filter(|file| !file.contains(' ')).ok_or_else(|| {
+            Error::environment(format!(
+                "{} cannot be a multiboot module: QEMU ends a module's file name at its first space",
+                path.display()
+            ))
+        })?;
+        if index > 0 {
+            list.push(',');
+        }
+        list.push_str(&file.replace(',', ",,"));
+        if !command_line.is_empty() {
+            list.push(' ');
+            list.push_str(&command_line.replace(',', ",,"));
+        }
+    }
+    Ok(PathBuf::from(list))
+}
+
+/// The files of a [`multiboot_modules`] list.
+pub fn multiboot_module_files(list: &str) -> Vec<String> {
+    let mut modules = vec![String::new()];
+    let mut characters = list.chars().peekable();
+    while let Some(character) = characters.next() {
+        match (character, characters.peek()) {
+            (',', Some(',')) => {
+                characters.next();
+                modules.last_mut().expect("never empty").push(',');
+            }
+            (',', _) => modules.push(String::new()),
+            (character, _) => modules.last_mut().expect("never empty").push(character),
+        }
+    }
+    modules.iter().map(|module| module.split(' ').next().unwrap_or_default().to_string()).collect()
+}
+
+/// True if `initrd` is a multiboot module list whose every file exists.
+fn multiboot_modules_present(initrd: &Path) -> bool {
+    let files = initrd.to_str().map(multiboot_module_files).unwrap_or_default();
+    !files.is_empty() && files.iter().all(|file| Path::new(file).is_file())
+}
+
 /// Writes `archive` to `path`, creating its directory.
 pub fn write_archive(path: &Path, archive: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
@@ -529,6 +580,27 @@ mod tests {
         assert_eq!(&args[accel..accel + 4], ["-accel", "tcg", "-cpu", "max"]);
         let append = args.iter().position(|&arg| arg == "-append").unwrap();
         assert_eq!(args[append + 1], "domain=hello arg=x", "the command line is one argument");
+        assert_eq!(Machine::Pc.argument(), "pc");
+    }
+
+    #[test]
+    fn multiboot_modules_double_their_commas_and_are_found_again() {
+        let dir = std::env::temp_dir().join(format!("xtask-multiboot-{}", std::process::id()));
+        let odd = dir.join("a,b");
+        std::fs::create_dir_all(&odd).unwrap();
+        let (kernel, initramfs) = (odd.join("vmlinuz"), dir.join("lm.cpio"));
+        let list = multiboot_modules(&[(&kernel, "console=hvc0 x=1,2 -- --row a"), (&initramfs, "")]).unwrap();
+        let text = list.to_str().unwrap();
+        let shown = dir.display();
+        assert_eq!(text, format!("{shown}/a,,b/vmlinuz console=hvc0 x=1,,2 -- --row a,{shown}/lm.cpio"));
+        let files = [kernel.display().to_string(), initramfs.display().to_string()];
+        assert_eq!(multiboot_module_files(text), files);
+        assert!(!multiboot_modules_present(&list), "the files do not exist yet");
+        std::fs::write(&kernel, b"k").unwrap();
+        std::fs::write(&initramfs, b"i").unwrap();
+        assert!(multiboot_modules_present(&list));
+        assert!(multiboot_modules(&[(Path::new("/a b/vmlinuz"), "")]).is_err(), "a space ends the file name");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

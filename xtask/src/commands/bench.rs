@@ -38,6 +38,13 @@ pub struct BenchArgs {
     /// as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
+    /// Instead: the lmbench table, one program on Debian's Linux natively and on Xen, on
+    /// guest-kernel natively and on ringfence (`--iterations` and `--row` go to lmbench).
+    #[arg(long)]
+    kernel: bool,
+    /// With --kernel: kill a column's QEMU after SECS (default 900 under TCG, 1800 under KVM).
+    #[arg(long, value_name = "SECS", requires = "kernel")]
+    timeout: Option<u64>,
 }
 
 /// One row of the table: a guest measurement and the native reference it is held against.
@@ -572,6 +579,15 @@ fn run_guest(
 
 /// Runs every selected bench guest, measures the references, prints the table.
 pub fn main(args: BenchArgs) -> Result<u8> {
+    if args.kernel {
+        return super::bench_kernel::main(super::bench_kernel::Options {
+            accel: args.accel,
+            iterations: args.iterations,
+            rows: args.rows,
+            json: args.json,
+            timeout: args.timeout,
+        });
+    }
     let qemu_binary = qemu::ensure_qemu()?;
     qemu::check_accel_request(args.accel)?;
     let (rows, guests) = select(&args.rows);
@@ -931,6 +947,33 @@ mod tests {
         assert!(total <= Duration::from_secs(25 * 60), "{total:?}");
         assert_eq!(guest_timeout(Accel::Kvm, user, Some(2_000)), Duration::from_millis(60_000 + 2_200 * 5 * 2));
         assert_eq!(guest_timeout(Accel::Kvm, null, None), Duration::from_secs(300));
+    }
+
+    fn parse(words: &[String]) -> std::result::Result<BenchArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(std::iter::once("bench".to_string()).chain(words.iter().cloned()))
+            .map(|cli| cli.bench)
+    }
+
+    #[test]
+    fn the_readmes_bench_commands_parse() {
+        let readme = xtask::readme::text().unwrap();
+        let mut kernel = 0;
+        for (_, block) in xtask::readme::code_blocks(&readme) {
+            for line in block.lines().filter_map(|line| line.strip_prefix("cargo xtask bench")) {
+                let command = line.split(" #").next().unwrap();
+                let words = xtask::readme::shell_words(command).unwrap();
+                let args = parse(&words).unwrap_or_else(|error| panic!("cargo xtask bench{command}: {error}"));
+                kernel += usize::from(args.kernel);
+            }
+        }
+        assert!(kernel >= 2, "README shows bench --kernel");
+        let timeout_alone = parse(&["--timeout".to_string(), "5".to_string()]).err().unwrap();
+        assert_eq!(timeout_alone.kind(), clap::error::ErrorKind::MissingRequiredArgument, "--timeout needs --kernel");
     }
 
     #[test]

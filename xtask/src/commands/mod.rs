@@ -1,6 +1,7 @@
 //! One module per `cargo xtask` subcommand; each `main` returns the process exit code.
 
 pub mod bench;
+mod bench_kernel;
 pub mod build;
 mod first_steps;
 pub mod gdb;
