@@ -96,19 +96,24 @@ fn chunk_at(
     Ok((chunk, next))
 }
 
-/// Checks every page of `address..=last` without copying anything.
+/// Checks every page of `address..=last` without copying anything. A range inside one
+/// page (every frame a bounce writes or `iret` reads) comes back as its chunk, so the
+/// caller copies it without a second walk; a longer one as `None`.
 fn validate(
     memory: &impl FrameMemory,
     space: &AddressSpace,
     address: u64,
     last: u64,
     write: bool,
-) -> Result<(), GuestFault> {
-    let mut current = Some(address);
+) -> Result<Option<Chunk>, GuestFault> {
+    let (first, mut current) = chunk_at(memory, space, address, last, address, write)?;
+    if current.is_none() {
+        return Ok(Some(first));
+    }
     while let Some(page_address) = current {
         current = chunk_at(memory, space, address, last, page_address, write)?.1;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Copies `buffer.len()` bytes of guest memory at `address` into `buffer`. The whole range
@@ -123,14 +128,10 @@ pub fn copy_from_guest(
     let Some(last) = check_range(address, buffer.len())? else {
         return Ok(());
     };
-    // A range inside one page (every frame a bounce writes or `iret` reads) is validated
-    // and copied with a single walk.
-    let (first, next) = chunk_at(memory, space, address, last, address, false)?;
-    if next.is_none() {
-        memory.read(first.frame, first.offset_in_page, buffer);
+    if let Some(only) = validate(memory, space, address, last, false)? {
+        memory.read(only.frame, only.offset_in_page, buffer);
         return Ok(());
     }
-    validate(memory, space, address, last, false)?;
     let mut current = Some(address);
     while let Some(page_address) = current {
         let (chunk, next) = chunk_at(memory, space, address, last, page_address, false)?;
@@ -157,12 +158,10 @@ pub fn copy_to_guest(
     let Some(last) = check_range(address, bytes.len())? else {
         return Ok(());
     };
-    let (first, next) = chunk_at(memory, space, address, last, address, true)?;
-    if next.is_none() {
-        memory.write(first.frame, first.offset_in_page, bytes);
+    if let Some(only) = validate(memory, space, address, last, true)? {
+        memory.write(only.frame, only.offset_in_page, bytes);
         return Ok(());
     }
-    validate(memory, space, address, last, true)?;
     let mut current = Some(address);
     while let Some(page_address) = current {
         let (chunk, next) = chunk_at(memory, space, address, last, page_address, true)?;

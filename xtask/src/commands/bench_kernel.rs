@@ -134,15 +134,7 @@ impl ColumnRun {
 /// The ratio of two medians, printed with two decimals below 10 and one above (`0.90x`,
 /// `1.16x`, `26.7x`).
 pub fn ratio_text(numerator: u64, denominator: u64) -> String {
-    if denominator == 0 {
-        return "-".to_string();
-    }
-    let ratio = numerator as f64 / denominator as f64;
-    if ratio >= 10.0 {
-        format!("{ratio:.1}x")
-    } else {
-        format!("{ratio:.2}x")
-    }
+    ratio_cell(Some(numerator), Some(denominator))
 }
 
 /// One row's four medians (`None`: not measured).
@@ -188,9 +180,10 @@ fn cell(value: Option<u64>) -> String {
 }
 
 fn ratio_cell(numerator: Option<u64>, denominator: Option<u64>) -> String {
-    match (numerator, denominator) {
-        (Some(numerator), Some(denominator)) => ratio_text(numerator, denominator),
-        _ => "-".to_string(),
+    match ratio_value(numerator, denominator) {
+        Some(ratio) if ratio >= 10.0 => format!("{ratio:.1}x"),
+        Some(ratio) => format!("{ratio:.2}x"),
+        None => "-".to_string(),
     }
 }
 
