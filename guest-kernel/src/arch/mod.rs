@@ -21,8 +21,8 @@ compile_error!(
 compile_error!("guest-kernel: choose a platform: feature `paravirt` (the default) or `native`");
 
 pub mod machine;
-pub mod vdso;
 #[cfg(feature = "native")]
 pub mod native;
 #[cfg(feature = "paravirt")]
 pub mod paravirt;
+pub mod vdso;

@@ -35,7 +35,8 @@ pub const CLOCK_PAGE_ADDRESS: u64 = STACK_TOP + (1 << 20);
 /// The image's first byte, its ELF header.
 pub const IMAGE_ADDRESS: u64 = CLOCK_PAGE_ADDRESS + PAGE_SIZE;
 
-const _: () = assert!(image::TEXT_TO_CLOCK_PAGE as u64 == image::TEXT_OFFSET as u64 + IMAGE_ADDRESS - CLOCK_PAGE_ADDRESS);
+const _: () =
+    assert!(image::TEXT_TO_CLOCK_PAGE as u64 == image::TEXT_OFFSET as u64 + IMAGE_ADDRESS - CLOCK_PAGE_ADDRESS);
 
 /// Why there is no vDSO (the kernel then runs without one: libc uses system calls).
 #[derive(Copy, Clone, Debug)]
@@ -124,7 +125,10 @@ impl Vdso {
         let data = PageAccess { writable: false, executable: false };
         let code = PageAccess { writable: false, executable: true };
         let pages = core::iter::once((CLOCK_PAGE_ADDRESS, self.clock, data)).chain(
-            self.image.iter().enumerate().map(|(index, &frame)| (IMAGE_ADDRESS + index as u64 * PAGE_SIZE, frame, code)),
+            self.image
+                .iter()
+                .enumerate()
+                .map(|(index, &frame)| (IMAGE_ADDRESS + index as u64 * PAGE_SIZE, frame, code)),
         );
         for (address, frame, access) in pages {
             frames.share(frame).map_err(|_| Errno::ENOMEM)?;

@@ -411,7 +411,9 @@ mod tests {
     fn the_clock_page_never_becomes_writable() {
         let mut regions = space();
         let clock = 0x7fff_ff10_0000;
-        regions.insert(clock, PAGE_SIZE, Protection { read: true, write: false, execute: false }, Purpose::VdsoData).unwrap();
+        regions
+            .insert(clock, PAGE_SIZE, Protection { read: true, write: false, execute: false }, Purpose::VdsoData)
+            .unwrap();
         regions.insert(clock + PAGE_SIZE, PAGE_SIZE, RX, Purpose::VdsoImage).unwrap();
         assert_eq!(regions.protect(clock, PAGE_SIZE, RW), Err(Errno::EACCES));
         assert_eq!(regions.protect(clock, 2 * PAGE_SIZE, RW), Err(Errno::EACCES), "nor as part of a range");

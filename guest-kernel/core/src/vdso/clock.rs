@@ -33,7 +33,12 @@ impl ClockParameters {
     pub const fn from_pvclock(tsc_timestamp: u64, system_time: u64, mul: u32, shift: i8) -> Self {
         let left = if shift > 0 { shift as u32 & 31 } else { 0 };
         let right = if shift < 0 { (-(shift as i16)) as u32 & 31 } else { 0 };
-        ClockParameters { tsc_base: tsc_timestamp, ns_base: system_time, multiplier: (mul as u64) << left, shift: right }
+        ClockParameters {
+            tsc_base: tsc_timestamp,
+            ns_base: system_time,
+            multiplier: (mul as u64) << left,
+            shift: right,
+        }
     }
 
     /// The clock at TSC value `tsc`.

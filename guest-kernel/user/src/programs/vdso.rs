@@ -14,7 +14,8 @@ const PAGE: usize = 4096;
 
 type ClockGettime = extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int;
 type Gettimeofday = extern "C" fn(*mut libc::timeval, *mut libc::c_void) -> libc::c_int;
-type Time = extern "C" fn(*mut libc::time_t) -> libc::time_t;
+/// `time_t` is 64 bits on x86-64 (libc deprecates its alias).
+type Time = extern "C" fn(*mut i64) -> i64;
 type Getcpu = extern "C" fn(*mut libc::c_uint, *mut libc::c_uint, *mut libc::c_void) -> libc::c_int;
 
 /// The clocks a vDSO serves without the kernel.
@@ -96,7 +97,8 @@ fn lookup(image: &[u8], name: &str) -> Result<usize, String> {
         at += 16;
         ensure(at < image.len(), || "the dynamic section has no end".into())?;
     }
-    let (strings, symbols, hash) = (strings.ok_or("no DT_STRTAB")?, symbols.ok_or("no DT_SYMTAB")?, hash.ok_or("no DT_HASH")?);
+    let (strings, symbols, hash) =
+        (strings.ok_or("no DT_STRTAB")?, symbols.ok_or("no DT_SYMTAB")?, hash.ok_or("no DT_HASH")?);
     let verdef = verdef.ok_or("no DT_VERDEF")?;
     let versym = versym.ok_or("no DT_VERSYM")?;
     for index in 0..quarter(image, hash + 4) as usize {
@@ -228,7 +230,7 @@ fn unknown_clocks_are_einval_and_cpu_clocks_reach_the_kernel() -> Outcome {
     }
     for clock in [libc::CLOCK_PROCESS_CPUTIME_ID, libc::CLOCK_THREAD_CPUTIME_ID] {
         let used = vdso_time(gettime, clock)?;
-        ensure(used >= 0 && used < 3_600 * 1_000_000_000, || format!("CPU clock {clock} read {used} ns"))?;
+        ensure((0..3_600 * 1_000_000_000).contains(&used), || format!("CPU clock {clock} read {used} ns"))?;
     }
     Ok(())
 }
@@ -267,7 +269,7 @@ fn gettimeofday_time_and_getcpu_agree() -> Outcome {
         expect_eq("the time zone", zone, [0, 0])?;
         // SAFETY: `time` takes a null pointer.
         let first = unsafe { libc::syscall(libc::SYS_time, 0) };
-        let mut stored: libc::time_t = 0;
+        let mut stored: i64 = 0;
         let seconds = time(&mut stored);
         // SAFETY: as above.
         let last = unsafe { libc::syscall(libc::SYS_time, 0) };
