@@ -10,6 +10,9 @@ use hypervisor::system::{Step, System};
 use hypervisor::trap::frame::{ReturnPath, TrapFrame};
 use spin::Mutex;
 
+/// RFLAGS.TF.
+const TRAP_FLAG: u64 = 1 << 8;
+
 /// Every free frame.
 pub static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
 /// The system, once boot has built it.
@@ -63,6 +66,13 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
                 return ReturnPath::Iret as u64;
             }
             vector if vector == u64::from(apic::SPURIOUS_VECTOR) => return ReturnPath::Iret as u64,
+            // A #DB in ring 0 can only be one a guest deferred into the hypervisor (TF or
+            // a breakpoint across `mov ss` + `syscall`, XSA-260); it arrived on its own
+            // IST stack. Single-stepping the hypervisor is never wanted: drop TF and go on.
+            vector if vector == u64::from(hypercall_abi::trap::vector::DEBUG) => {
+                frame.rflags &= !TRAP_FLAG;
+                return ReturnPath::Iret as u64;
+            }
             vector if vector == u64::from(apic::CONSOLE_VECTOR) => {
                 // The idle loop halts with the system unlocked, so this cannot deadlock;
                 // try_lock keeps it that way should an interrupt ever land elsewhere.
