@@ -7,11 +7,8 @@ use crate::arch::x86_64::platform::Machine;
 use crate::arch::x86_64::{apic, console, cpu, entry, exit_device};
 use hypervisor::mm::frames::FrameAllocator;
 use hypervisor::system::{Step, System};
-use hypervisor::trap::frame::{ReturnPath, TrapFrame};
+use hypervisor::trap::frame::{ReturnPath, TrapFrame, RFLAGS_TRAP};
 use spin::Mutex;
-
-/// RFLAGS.TF.
-const TRAP_FLAG: u64 = 1 << 8;
 
 /// Every free frame.
 pub static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
@@ -70,7 +67,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
             // a breakpoint across `mov ss` + `syscall`, XSA-260); it arrived on its own
             // IST stack. Single-stepping the hypervisor is never wanted: drop TF and go on.
             vector if vector == u64::from(hypercall_abi::trap::vector::DEBUG) => {
-                frame.rflags &= !TRAP_FLAG;
+                frame.rflags &= !RFLAGS_TRAP;
                 return ReturnPath::Iret as u64;
             }
             vector if vector == u64::from(apic::CONSOLE_VECTOR) => {

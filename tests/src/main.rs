@@ -8,6 +8,7 @@
 mod cases;
 mod cases_events;
 mod cases_guide;
+mod cases_hardening;
 mod cases_kernel;
 mod cases_memory;
 mod cases_module;

@@ -1,0 +1,510 @@
+//! Conformance: the hardening findings and blind spots of issue 15. The argument picks one
+//! sub-case; each is one case of `tests/src/cases_hardening.rs`.
+//!
+//! * `umip` — `sgdt`, `sidt`, `sldt`, `smsw` and `str` each raise #GP(0) at the
+//!   instruction, delivered to the guest's handler (CR4.UMIP, SPEC.md §4.1); `umip_<insn>`
+//!   runs one with no handler, which must kill the domain with #GP.
+//! * `controls` — console output with C0, DEL and C1 controls (raw and in UTF-8), valid
+//!   and invalid UTF-8, and a character split across two writes; the runner checks the
+//!   escaped line (SPEC.md §6.2).
+//! * `debug_step` — TF set, then `mov ss` immediately before a hypercall (both `syscall`
+//!   and the trapping form): the hypercall returns its result, and the #DB handler sees
+//!   exactly two single steps, at the `mov ss` and after the instruction that follows the
+//!   hypercall — none inside the hypervisor (the XSA-260 shape), and the `iret` that
+//!   resumes with TF set makes progress; `debug_unhandled` steps with no handler, which
+//!   must kill the domain with #DB.
+//! * `hypercall_stack` — hypercalls (both forms) with RSP non-canonical and inside the
+//!   hypervisor range return their result: the hypervisor never uses the guest's RSP.
+//! * `iret_rf`, `iret_vif`, `iret_vip`, `iret_rpl0`, `iret_hypervisor_rsp` — an `iret`
+//!   frame with RF, VIF or VIP set, a ring-0 RPL in `cs`, or RSP in the hypervisor range
+//!   kills the domain naming the field (SPEC.md §11.5).
+//! * `int_vectors` — `int n` for all 256 n from guest-kernel mode with only a #GP handler:
+//!   #GP(n·8+2) at the instruction for every n but 13, and vector 13 itself (a software
+//!   interrupt with error code 0, after the instruction) for n = 13 (SPEC.md §4.4).
+//! * `timer_max` — deadlines u64::MAX, u64::MAX − 1 and 2^63 are accepted and never fire
+//!   (no overflow into "already passed"); a near deadline set afterwards still fires.
+//! * `bases` — FS and GS_KERNEL bases set per domain survive 50 rounds of yields to a
+//!   domain that set its own (run two of them).
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use conformance_guests::words;
+use guest_rt::abi::layout::HYPERVISOR_START;
+use guest_rt::abi::trap::{vector, IretFrame, KERNEL_CS, KERNEL_SS};
+use guest_rt::abi::{Hypercall, StartInfo, ABI_VERSION};
+use guest_rt::hypercall::HYPERVISOR;
+use guest_rt::println;
+use guest_rt::test::Reporter;
+use guest_rt::trap::{self, TrapAction, TrapContext};
+
+guest_rt::entry!(hardening);
+
+fn hardening(start: &'static StartInfo) -> u32 {
+    let mut reporter = Reporter::new();
+    let wanted = words(start).next().unwrap_or("");
+    if let Some(insn) = wanted.strip_prefix("umip_") {
+        match UMIP.iter().find(|(name, _)| *name == insn) {
+            Some((name, run)) => {
+                println!("{name} with no #GP handler");
+                // SAFETY: see `umip_instruction`.
+                unsafe { run() };
+                reporter.fail(format_args!("{name} did not fault"));
+            }
+            None => reporter.error(format_args!("unknown instruction '{insn}'")),
+        }
+        reporter.finish();
+    }
+    if let Some(field) = wanted.strip_prefix("iret_") {
+        bad_iret(&mut reporter, field);
+        reporter.finish();
+    }
+    match wanted {
+        "umip" => umip(&mut reporter),
+        "controls" => controls(&mut reporter),
+        "debug_step" => debug_step(&mut reporter),
+        "debug_unhandled" => debug_unhandled(&mut reporter),
+        "hypercall_stack" => hypercall_stack(&mut reporter),
+        "int_vectors" => int_vectors(&mut reporter),
+        "timer_max" => timer_max(&mut reporter),
+        "bases" => bases(start, &mut reporter),
+        _ => reporter.error(format_args!("unknown sub-case '{wanted}'")),
+    }
+    reporter.finish()
+}
+
+// ---- UMIP ----------------------------------------------------------------------------
+
+/// Start and end of the instruction a `umip_instruction` function runs.
+static UMIP_AT: AtomicU64 = AtomicU64::new(0);
+static UMIP_AFTER: AtomicU64 = AtomicU64::new(0);
+
+/// Defines `unsafe fn $name()` that runs `$instruction` (storing to a stack buffer or a
+/// register) between labels recorded in `UMIP_AT` and `UMIP_AFTER`.
+macro_rules! umip_instruction {
+    ($name:ident, $instruction:literal) => {
+        /// # Safety
+        ///
+        /// Only stores to its own stack buffer or a scratch register, if the CPU lets it run.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn $name() {
+            let mut buffer = [0u8; 16];
+            // SAFETY: records two label addresses, then runs one instruction that writes at
+            // most 10 bytes to `buffer` (or RAX); the #GP handler, if any, resumes at label 3.
+            unsafe {
+                core::arch::asm!(
+                    "lea rax, [rip + 2f]",
+                    "mov qword ptr [rip + {at}], rax",
+                    "lea rax, [rip + 3f]",
+                    "mov qword ptr [rip + {after}], rax",
+                    "2:",
+                    $instruction,
+                    "3:",
+                    at = sym UMIP_AT,
+                    after = sym UMIP_AFTER,
+                    buffer = in(reg) buffer.as_mut_ptr(),
+                    out("rax") _,
+                    options(nostack),
+                )
+            }
+            core::hint::black_box(buffer);
+        }
+    };
+}
+
+umip_instruction!(store_gdt, "sgdt [{buffer}]");
+umip_instruction!(store_idt, "sidt [{buffer}]");
+umip_instruction!(store_ldt, "sldt word ptr [{buffer}]");
+umip_instruction!(store_msw, "smsw word ptr [{buffer}]");
+umip_instruction!(store_task, "str word ptr [{buffer}]");
+
+type Instruction = unsafe fn();
+const UMIP: &[(&str, Instruction)] =
+    &[("sgdt", store_gdt), ("sidt", store_idt), ("sldt", store_ldt), ("smsw", store_msw), ("str", store_task)];
+
+/// (vector, error code, rip) of the last #GP.
+static GP_SEEN: [AtomicU64; 3] = [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)];
+
+fn record_gp(context: &mut TrapContext) -> TrapAction {
+    GP_SEEN[0].store(context.vector(), Ordering::Relaxed);
+    GP_SEEN[1].store(context.error_code(), Ordering::Relaxed);
+    GP_SEEN[2].store(context.rip(), Ordering::Relaxed);
+    context.set_rip(RESUME.load(Ordering::Relaxed));
+    TrapAction::Resume
+}
+
+/// Where the #GP handler resumes.
+static RESUME: AtomicU64 = AtomicU64::new(0);
+
+fn take_gp() -> (u64, u64, u64) {
+    let seen =
+        (GP_SEEN[0].load(Ordering::Relaxed), GP_SEEN[1].load(Ordering::Relaxed), GP_SEEN[2].load(Ordering::Relaxed));
+    for slot in &GP_SEEN {
+        slot.store(u64::MAX, Ordering::Relaxed);
+    }
+    seen
+}
+
+fn umip(reporter: &mut Reporter) {
+    if reporter.expect_ok(trap::set_handler(vector::GENERAL_PROTECTION, record_gp_umip), "#GP handler").is_none() {
+        return;
+    }
+    for (name, run) in UMIP {
+        // The handler resumes after the instruction: the label the function records is
+        // not known before it runs, so the handler reads it at fault time.
+        RESUME.store(0, Ordering::Relaxed);
+        RESUME_FROM_AFTER.store(true, Ordering::Relaxed);
+        // SAFETY: see `umip_instruction`; the handler resumes at its label 3.
+        unsafe { run() };
+        let (vector, error, rip) = take_gp();
+        let at = UMIP_AT.load(Ordering::Relaxed);
+        if reporter.expect_eq((vector, error, rip), (u64::from(vector::GENERAL_PROTECTION), 0, at), name) {
+            println!("{name}: #GP(0) at {at:#x}");
+        }
+    }
+    RESUME_FROM_AFTER.store(false, Ordering::Relaxed);
+}
+
+/// While set, the #GP handler resumes at `UMIP_AFTER` (read when the fault happens).
+static RESUME_FROM_AFTER: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn record_gp_umip(context: &mut TrapContext) -> TrapAction {
+    if RESUME_FROM_AFTER.load(Ordering::Relaxed) {
+        RESUME.store(UMIP_AFTER.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    record_gp(context)
+}
+
+// ---- console controls ------------------------------------------------------------------
+
+/// The bytes `controls` writes in its first write, then [`CONTROLS_TAIL`] in a second.
+/// The runner expects exactly [`CONTROLS_EXPECTED`] (from `tests/src/cases_hardening.rs`).
+const CONTROLS_HEAD: &[u8] = b"controls: esc\x1b[31m bel\x07 del\x7f csi\x9b31m c1\x80\x9f utf8-csi\xc2\x9b1m \
+nel\xc2\x85 ok\xc2\xa0\xc3\xa9\xe2\x82\xac bad\xc0\xaf\xed\xa0\x80 split\xe2\x82";
+const CONTROLS_TAIL: &[u8] = b"\xac end\n";
+
+fn controls(reporter: &mut Reporter) {
+    for part in [CONTROLS_HEAD, CONTROLS_TAIL] {
+        let written = HYPERVISOR.console_write_once(part);
+        reporter.expect_eq(written, Ok(part.len()), "console_io(WRITE) of control bytes");
+    }
+}
+
+// ---- #DB ---------------------------------------------------------------------------------
+
+const TRAP_FLAG: u64 = 1 << 8;
+/// RIPs of the single steps the #DB handler saw.
+static STEPS: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
+static STEP_COUNT: AtomicU64 = AtomicU64::new(0);
+/// The RIP at which the handler clears TF.
+static STEP_END: AtomicU64 = AtomicU64::new(0);
+
+fn record_step(context: &mut TrapContext) -> TrapAction {
+    let count = STEP_COUNT.fetch_add(1, Ordering::Relaxed);
+    if let Some(slot) = STEPS.get(count as usize) {
+        slot.store(context.rip(), Ordering::Relaxed);
+    }
+    if context.rip() == STEP_END.load(Ordering::Relaxed) || count >= STEPS.len() as u64 {
+        context.frame.iret.rflags &= !TRAP_FLAG;
+    }
+    TrapAction::Resume
+}
+
+/// Label addresses of one stepped hypercall: (the `mov ss`, the instruction after the
+/// hypercall, the one after that, where the handler clears TF).
+static STEP_LABELS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// Defines `fn $name() -> u64` that sets TF, reloads SS with `mov ss` right before
+/// `$hypercall` (a `version(0)` call) and returns its result.
+macro_rules! stepped_hypercall {
+    ($name:ident, $($hypercall:literal),+) => {
+        #[cfg(target_arch = "x86_64")]
+        fn $name() -> u64 {
+            let result: u64;
+            // SAFETY: sets TF (the #DB handler clears it at label 5), reloads SS with the
+            // value it already holds, makes one `version` hypercall and clears TF again;
+            // every register written is declared. pushfq/popfq keep the stack balanced.
+            unsafe {
+                core::arch::asm!(
+                    "lea rax, [rip + 3f]",
+                    "mov qword ptr [rip + {labels}], rax",
+                    "lea rax, [rip + 4f]",
+                    "mov qword ptr [rip + {labels} + 8], rax",
+                    "lea rax, [rip + 5f]",
+                    "mov qword ptr [rip + {labels} + 16], rax",
+                    "mov qword ptr [rip + {end}], rax",
+                    "mov eax, ss",
+                    "mov r8d, eax",
+                    "mov eax, {version}",
+                    "xor edi, edi",
+                    "pushfq",
+                    "or qword ptr [rsp], {tf}",
+                    "popfq",
+                    "nop",
+                    "3:",
+                    "mov ss, r8d",
+                    $($hypercall,)+
+                    "4:",
+                    "nop",
+                    "5:",
+                    "pushfq",
+                    "and qword ptr [rsp], {not_tf}",
+                    "popfq",
+                    labels = sym STEP_LABELS,
+                    end = sym STEP_END,
+                    version = const Hypercall::VERSION.0,
+                    tf = const TRAP_FLAG,
+                    not_tf = const !TRAP_FLAG as i32,
+                    out("rax") result, out("rdi") _, out("r8") _, out("rcx") _, out("r11") _,
+                )
+            }
+            result
+        }
+    };
+}
+
+stepped_hypercall!(stepped_syscall, "syscall");
+stepped_hypercall!(stepped_trapping, "ud2", ".byte 0x72, 0x66");
+
+fn debug_step(reporter: &mut Reporter) {
+    if reporter.expect_ok(trap::set_handler(vector::DEBUG, record_step), "#DB handler").is_none() {
+        return;
+    }
+    for (form, run) in [("syscall", stepped_syscall as fn() -> u64), ("ud2 rf", stepped_trapping)] {
+        STEP_COUNT.store(0, Ordering::Relaxed);
+        let result = run();
+        let count = STEP_COUNT.load(Ordering::Relaxed);
+        let labels: [u64; 3] = core::array::from_fn(|index| STEP_LABELS[index].load(Ordering::Relaxed));
+        let seen: [u64; 16] = core::array::from_fn(|index| STEPS[index].load(Ordering::Relaxed));
+        let seen = &seen[..(count as usize).min(seen.len())];
+        println!("{form}: result {result:#x}, {count} single steps at {seen:x?} (labels {labels:x?})");
+        reporter.expect_eq(
+            result,
+            u64::from(ABI_VERSION.packed()),
+            format_args!("version through {form} with TF and mov ss"),
+        );
+        // The step after the first `nop` lands at the `mov ss`; the hypercall is one
+        // instruction that is not itself stepped (SPEC.md §5.1), so the next step lands
+        // after the instruction that follows it. Nothing lands in between and nothing in
+        // the hypervisor.
+        reporter.expect_eq(seen, &[labels[0], labels[2]][..], format_args!("{form}: single steps"));
+    }
+}
+
+fn debug_unhandled(reporter: &mut Reporter) {
+    println!("single step with no #DB handler");
+    // SAFETY: sets TF; the #DB after the `nop` must kill the domain. Were it to return,
+    // TF is cleared again and the stack balanced.
+    unsafe {
+        core::arch::asm!(
+            "pushfq",
+            "or qword ptr [rsp], {tf}",
+            "popfq",
+            "nop",
+            "nop",
+            "pushfq",
+            "and qword ptr [rsp], {not_tf}",
+            "popfq",
+            tf = const TRAP_FLAG,
+            not_tf = const !TRAP_FLAG as i32,
+        )
+    }
+    reporter.fail("a single step with no handler did not kill the domain");
+}
+
+// ---- hypercalls on a bad stack ------------------------------------------------------------
+
+/// Defines `fn $name(rsp) -> u64`: `version(0)` through `$hypercall` with RSP = `rsp`.
+macro_rules! hypercall_on_stack {
+    ($name:ident, $($hypercall:literal),+) => {
+        #[cfg(target_arch = "x86_64")]
+        fn $name(rsp: u64) -> u64 {
+            let result: u64;
+            // SAFETY: RSP holds `rsp` only across the hypercall instruction, which does not
+            // use the stack; R12 keeps the real RSP and restores it at once. Nothing can
+            // be delivered on the bad stack: no handler is installed and events are masked.
+            unsafe {
+                core::arch::asm!(
+                    "mov r12, rsp",
+                    "mov rsp, {rsp}",
+                    $($hypercall,)+
+                    "mov rsp, r12",
+                    rsp = in(reg) rsp,
+                    inout("rax") Hypercall::VERSION.0 => result,
+                    in("rdi") 0u64,
+                    out("r12") _, out("rcx") _, out("r11") _,
+                )
+            }
+            result
+        }
+    };
+}
+
+hypercall_on_stack!(syscall_on_stack, "syscall");
+hypercall_on_stack!(trapping_on_stack, "ud2", ".byte 0x72, 0x66");
+
+fn hypercall_stack(reporter: &mut Reporter) {
+    let stacks = [
+        ("non-canonical", 0x8000_0000_0000_0000),
+        ("non-canonical high", 0x0000_8000_0000_1000),
+        ("hypervisor range", HYPERVISOR_START + 0x10_0000),
+        ("hypervisor top", u64::MAX & !15),
+        ("zero", 0),
+    ];
+    for (what, rsp) in stacks {
+        for (form, call) in [("syscall", syscall_on_stack as fn(u64) -> u64), ("ud2 rf", trapping_on_stack)] {
+            let result = call(rsp);
+            reporter.expect_eq(
+                result,
+                u64::from(ABI_VERSION.packed()),
+                format_args!("{form} with RSP {rsp:#x} ({what})"),
+            );
+        }
+    }
+}
+
+// ---- iret frames ----------------------------------------------------------------------------
+
+fn bad_iret(reporter: &mut Reporter, field: &str) {
+    let mut frame = IretFrame {
+        rax: 0,
+        r11: 0,
+        rcx: 0,
+        flags: 0,
+        rip: hardening as *const () as u64,
+        cs: KERNEL_CS,
+        rflags: 0x202,
+        rsp: conformance_guests::stack_pointer() & !15,
+        ss: KERNEL_SS,
+    };
+    match field {
+        "rf" => frame.rflags |= 1 << 16,
+        "vif" => frame.rflags |= 1 << 19,
+        "vip" => frame.rflags |= 1 << 20,
+        "rpl0" => frame.cs = KERNEL_CS & !3,
+        "hypervisor_rsp" => frame.rsp = HYPERVISOR_START + 0x10_0000,
+        _ => {
+            reporter.error(format_args!("unknown iret sub-case '{field}'"));
+            return;
+        }
+    }
+    println!("iret with {field}: {frame:x?}");
+    // SAFETY: the hypervisor must refuse the frame and kill the domain; accepted, it would
+    // resume at this guest's entry with a valid stack, which the case reports.
+    unsafe { trap::iret(&frame) }
+}
+
+// ---- int n ----------------------------------------------------------------------------------
+
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .text.hardening_int, \"ax\"",
+    ".p2align 4",
+    ".global hardening_int_table",
+    "hardening_int_table:",
+    ".set hardening_vector, 0",
+    ".rept 256",
+    ".byte 0xcd, hardening_vector",
+    "ret",
+    "nop",
+    ".set hardening_vector, hardening_vector + 1",
+    ".endr",
+    ".popsection",
+);
+
+extern "C" {
+    static hardening_int_table: [u8; 1024];
+}
+
+fn int_vectors(reporter: &mut Reporter) {
+    if reporter.expect_ok(trap::set_handler(vector::GENERAL_PROTECTION, record_gp), "#GP handler").is_none() {
+        return;
+    }
+    let table = &raw const hardening_int_table as u64;
+    let mut right = 0;
+    for n in 0..=255u64 {
+        let stub = table + 4 * n;
+        RESUME.store(stub + 2, Ordering::Relaxed);
+        // SAFETY: the stub is `int n; ret`; the #GP handler (the only vector with a
+        // handler) resumes at the `ret`. The call needs the stack, which is ours.
+        unsafe { core::arch::asm!("call {stub}", stub = in(reg) stub, clobber_abi("C")) };
+        let seen = take_gp();
+        let expected = if n == u64::from(vector::GENERAL_PROTECTION) {
+            (n, 0, stub + 2)
+        } else {
+            (u64::from(vector::GENERAL_PROTECTION), n * 8 + 2, stub)
+        };
+        if reporter.expect_eq(seen, expected, format_args!("int {n:#x}: (vector, error code, rip)")) {
+            right += 1;
+        }
+    }
+    println!("int n: {right} of 256 vectors delivered as SPEC.md §4.4 says");
+}
+
+// ---- timer deadlines near u64::MAX --------------------------------------------------------------
+
+fn timer_max(reporter: &mut Reporter) {
+    use guest_rt::time::{self, now};
+    if reporter.expect_ok(guest_rt::events::init(), "events::init").is_none()
+        || reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none()
+    {
+        return;
+    }
+    guest_rt::events::irq_enable();
+    let (before, _) = time::timer_firings();
+    for deadline in [u64::MAX, u64::MAX - 1, 1 << 63, u64::MAX - now()] {
+        reporter.expect_eq(time::set_timer(deadline), Ok(()), format_args!("set_timer_op({deadline:#x})"));
+    }
+    // 30 ms of yields: a far deadline that overflowed would have fired by now.
+    let until = now() + 30_000_000;
+    while now() < until {
+        let _ = HYPERVISOR.yield_now();
+    }
+    let (after_far, _) = time::timer_firings();
+    reporter.expect_eq(after_far - before, 0, "firings of deadlines near u64::MAX");
+    // The timer still works afterwards.
+    let near = now() + 2_000_000;
+    reporter.expect_eq(time::sleep_until(near), Ok(()), "sleep_until 2 ms ahead");
+    let (after_near, at) = time::timer_firings();
+    reporter.check(after_near == after_far + 1 && at >= near, "the near deadline fired once, not before its time");
+    reporter.expect_eq(time::set_timer(u64::MAX), Ok(()), "set_timer_op(u64::MAX) again");
+    reporter.expect_eq(time::cancel_timer(), Ok(()), "cancel");
+}
+
+// ---- segment bases across domains ---------------------------------------------------------------
+
+#[repr(C, align(4096))]
+struct Page([u64; 512]);
+
+/// Word i holds `MARK + i`: a base of `&page + 8·id` reads `MARK + id` at offset 0.
+static mut FS_PAGE: Page = Page([0; 512]);
+static mut GS_PAGE: Page = Page([0; 512]);
+const FS_MARK: u64 = 0xf500_0000_0000_0000;
+const GS_MARK: u64 = 0x6500_0000_0000_0000;
+
+fn bases(start: &StartInfo, reporter: &mut Reporter) {
+    let id = u64::from(start.domain_id);
+    // SAFETY: one thread of execution; the pages are this domain's own (each domain has
+    // its own copy of the image) and no reference to them outlives these writes.
+    let (fs_page, gs_page) = unsafe {
+        let (fs, gs) = (&raw mut FS_PAGE, &raw mut GS_PAGE);
+        for index in 0..512 {
+            (*fs).0[index] = FS_MARK + index as u64;
+            (*gs).0[index] = GS_MARK + index as u64;
+        }
+        (fs as u64, gs as u64)
+    };
+    let index = id % 256;
+    reporter.expect_eq(guest_rt::segment::set_fs_base(fs_page + 8 * index), Ok(()), "FS base");
+    reporter.expect_eq(guest_rt::segment::set_gs_kernel_base(gs_page + 8 * index), Ok(()), "GS_KERNEL base");
+    let mut kept = 0;
+    for round in 0..50 {
+        let _ = HYPERVISOR.yield_now();
+        // SAFETY: both bases point into this domain's pages with room for offset 0.
+        let (fs, gs) = unsafe { (guest_rt::segment::read_fs(0), guest_rt::segment::read_gs(0)) };
+        if reporter.expect_eq((fs, gs), (FS_MARK + index, GS_MARK + index), format_args!("bases after yield {round}")) {
+            kept += 1;
+        }
+    }
+    println!("domain {id}: FS and GS bases kept across {kept} of 50 yields");
+}
