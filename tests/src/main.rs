@@ -16,6 +16,7 @@ mod cases_traps;
 mod judge;
 #[cfg(test)]
 mod spec;
+mod spec_constants;
 
 use cases::{Case, ImageSource, Mutation};
 use hypercall_abi::AbiVersion;
