@@ -21,6 +21,13 @@ pub const IRET_KILLED: &[(&str, &[&str])] = &[
     ("hypervisor_rsp", &["iret frame: rsp 0xffff800000100000 is in the hypervisor range"]),
 ];
 
+/// Forged returns from a jump to the `syscall` entry that must kill: (sub-case, kill line
+/// parts after `killed: `).
+pub const FORGED_KILLED: &[(&str, &[&str])] = &[
+    ("forged_rcx_noncanonical", &["return to non-canonical rip 0x800000000000 refused (XSA-7 guard)"]),
+    ("forged_rcx_hypervisor", &["#PF at rip 0xffff800000001000 ", "no handler for #PF"]),
+];
+
 /// Sub-cases where the guest must succeed alone.
 pub const PASSING: &[&str] = &["umip", "controls", "debug_step", "hypercall_stack", "int_vectors", "timer_max"];
 
@@ -43,6 +50,36 @@ pub fn controls_escaped(transcript: &Transcript) -> Result<(), String> {
         return Err(format!("the controls line is {:?}, expected {CONTROLS_EXPECTED:?}", line.text));
     }
     Ok(())
+}
+
+/// The placeholder an argument may hold for the address of the hypervisor's `syscall`
+/// entry (LSTAR), filled in from the symbol table of the hypervisor under test.
+pub const HYPERCALL_ENTRY: &str = "{hypercall_entry}";
+
+/// `arg` with [`HYPERCALL_ENTRY`] replaced by the address of `hypercall_entry` in the
+/// hypervisor ELF at `hypervisor` (in hex).
+pub fn resolve_symbols(arg: &str, hypervisor: &std::path::Path) -> Result<String, String> {
+    if !arg.contains(HYPERCALL_ENTRY) {
+        return Ok(arg.to_string());
+    }
+    let bytes = std::fs::read(hypervisor).map_err(|error| format!("{}: {error}", hypervisor.display()))?;
+    let address = symbol(&bytes, "hypercall_entry").map_err(|why| format!("{}: {why}", hypervisor.display()))?;
+    Ok(arg.replace(HYPERCALL_ENTRY, &format!("{address:#x}")))
+}
+
+/// The value of symbol `name` in the ELF `bytes`.
+fn symbol(bytes: &[u8], name: &str) -> Result<u64, String> {
+    use elf::endian::LittleEndian;
+    let file = elf::ElfBytes::<LittleEndian>::minimal_parse(bytes).map_err(|error| format!("not an ELF: {error}"))?;
+    let (symbols, strings) = file
+        .symbol_table()
+        .map_err(|error| format!("symbol table: {error}"))?
+        .ok_or("no symbol table (a stripped hypervisor cannot run the forged-entry cases)")?;
+    symbols
+        .iter()
+        .find(|symbol| strings.get(symbol.st_name as usize).is_ok_and(|found| found == name))
+        .map(|symbol| symbol.st_value)
+        .ok_or_else(|| format!("no symbol '{name}'"))
 }
 
 /// `hardening <sub>` is killed with `d1 hardening: killed: <parts>`; a companion succeeds.
@@ -89,6 +126,23 @@ pub fn all() -> Vec<Case> {
         let sub = format!("iret_{field}");
         cases.push(killed(format!("hardening::{sub}"), &sub, parts));
     }
+    // A jump to LSTAR with forged RCX/R11 is a `syscall` with those registers (SPEC.md
+    // §11.4.3): the result comes back, the privileged flags do not, and a forged return
+    // address is held to the rules of any return.
+    let entry = format!("entry={HYPERCALL_ENTRY}");
+    let mut forged = case(
+        "hardening::forged_entry",
+        vec![success("hardening", &["forged_entry", &entry])],
+        ExitStatus::SUCCESS,
+        &[],
+    );
+    forged.expectation.forbidden.push("d1 hardening: killed".into());
+    cases.push(forged);
+    for (sub, parts) in FORGED_KILLED {
+        let mut forged = killed(format!("hardening::{sub}"), sub, parts);
+        forged.domains[0].args.push(entry.clone());
+        cases.push(forged);
+    }
     // Two domains that each set their own FS and GS_KERNEL bases and yield to each other.
     let mut bases = case(
         "hardening::bases",
@@ -113,13 +167,30 @@ mod tests {
     #[test]
     fn every_sub_case_is_a_case_with_a_companion_when_killed() {
         let cases = all();
-        assert_eq!(cases.len(), PASSING.len() + UMIP_INSTRUCTIONS.len() + 1 + IRET_KILLED.len() + 1);
+        assert_eq!(
+            cases.len(),
+            PASSING.len() + UMIP_INSTRUCTIONS.len() + 1 + IRET_KILLED.len() + 1 + FORGED_KILLED.len() + 1
+        );
         let rf = cases.iter().find(|case| case.name == "hardening::iret_rf").unwrap();
         assert_eq!(rf.expectation.status, ExitStatus::KILLED);
         assert_eq!(rf.domains[1].image, "companion");
         assert_eq!(rf.domains[0].args, ["iret_rf"]);
         let sgdt = cases.iter().find(|case| case.name == "hardening::umip_sgdt").unwrap();
         assert_eq!(sgdt.expectation.hypervisor_lines[0][1], "#GP at rip ");
+        let forged = cases.iter().find(|case| case.name == "hardening::forged_rcx_hypervisor").unwrap();
+        assert_eq!(forged.domains[0].args, ["forged_rcx_hypervisor", "entry={hypercall_entry}"]);
+    }
+
+    #[test]
+    fn the_entry_placeholder_is_filled_from_the_symbol_table() {
+        let missing = std::path::Path::new("/nonexistent/hypervisor.elf");
+        assert_eq!(resolve_symbols("plain", missing), Ok("plain".into()), "no placeholder, no file read");
+        assert!(resolve_symbols("entry={hypercall_entry}", missing).unwrap_err().contains("/nonexistent"));
+        assert!(symbol(b"not an elf", "hypercall_entry").unwrap_err().contains("not an ELF"));
+        // This test binary has a symbol table of its own.
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(symbol(&me, "main").is_ok());
+        assert!(symbol(&me, "no_such_symbol_in_this_binary").unwrap_err().contains("no symbol"));
     }
 
     #[test]

@@ -23,13 +23,19 @@
 //!   interrupt with error code 0, after the instruction) for n = 13 (SPEC.md §4.4).
 //! * `timer_max` — deadlines u64::MAX, u64::MAX − 1 and 2^63 are accepted and never fire
 //!   (no overflow into "already passed"); a near deadline set afterwards still fires.
+//! * `forged_entry entry=<LSTAR>` — a jump straight to the hypervisor's `syscall` entry
+//!   with RAX = `version`, RCX = a return address and R11 = RFLAGS with IOPL 3, NT, RF,
+//!   VIF and VIP set: the hypervisor treats it as that `syscall` (SPEC.md §11.4.3), so the
+//!   result arrives and none of those flags does; `forged_rcx_noncanonical` and
+//!   `forged_rcx_hypervisor` forge RCX = 0x800000000000 (killed: XSA-7 guard) and
+//!   RCX in the hypervisor range (killed: #PF fetching there).
 //! * `bases` — FS and GS_KERNEL bases set per domain survive 50 rounds of yields to a
 //!   domain that set its own (run two of them).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use conformance_guests::words;
+use conformance_guests::{argument, words};
 use guest_rt::abi::layout::HYPERVISOR_START;
 use guest_rt::abi::trap::{vector, IretFrame, KERNEL_CS, KERNEL_SS};
 use guest_rt::abi::{Hypercall, StartInfo, ABI_VERSION};
@@ -68,6 +74,7 @@ fn hardening(start: &'static StartInfo) -> u32 {
         "int_vectors" => int_vectors(&mut reporter),
         "timer_max" => timer_max(&mut reporter),
         "bases" => bases(start, &mut reporter),
+        "forged_entry" | "forged_rcx_noncanonical" | "forged_rcx_hypervisor" => forged(start, wanted, &mut reporter),
         _ => reporter.error(format_args!("unknown sub-case '{wanted}'")),
     }
     reporter.finish()
@@ -507,4 +514,55 @@ fn bases(start: &StartInfo, reporter: &mut Reporter) {
         }
     }
     println!("domain {id}: FS and GS bases kept across {kept} of 50 yields");
+}
+
+// ---- a forged jump to the syscall entry ---------------------------------------------------------
+
+/// RFLAGS a forged R11 carries: IF and bit 1, plus IOPL 3, NT, RF, VIF and VIP, none of
+/// which a guest may have.
+const FORGED_FLAGS: u64 = 0x202 | 3 << 12 | 1 << 14 | 1 << 16 | 1 << 19 | 1 << 20;
+const FORBIDDEN_FLAGS: u64 = 3 << 12 | 1 << 14 | 1 << 16 | 1 << 17 | 1 << 19 | 1 << 20;
+
+fn forged(start: &StartInfo, wanted: &str, reporter: &mut Reporter) {
+    let Some(entry) = argument(start, "entry") else {
+        reporter.error("no entry=<address of the hypervisor's syscall entry> argument");
+        return;
+    };
+    let return_to = match wanted {
+        "forged_rcx_noncanonical" => Some(0x0000_8000_0000_0000),
+        "forged_rcx_hypervisor" => Some(HYPERVISOR_START + 0x1000),
+        _ => None,
+    };
+    println!("jump to the syscall entry {entry:#x} with rcx {return_to:x?} and r11 {FORGED_FLAGS:#x}");
+    let (result, flags): (u64, u64);
+    // SAFETY: jumps to the hypervisor's entry, which a guest cannot execute: the fetch
+    // faults and the hypervisor runs a `version` hypercall that returns to RCX with R11's
+    // flags, sanitized. RCX is label 2 (or, for the kill sub-cases, an address that must
+    // get the domain killed). RFLAGS is read and the stack balanced after label 2.
+    unsafe {
+        core::arch::asm!(
+            "lea rcx, [rip + 2f]",
+            "test {target}, {target}",
+            "cmovnz rcx, {target}",
+            "mov r11, {flags}",
+            "jmp {entry}",
+            "2:",
+            "pushfq",
+            "pop {out_flags}",
+            entry = in(reg) entry,
+            target = in(reg) return_to.unwrap_or(0),
+            flags = const FORGED_FLAGS,
+            out_flags = lateout(reg) flags,
+            inout("rax") Hypercall::VERSION.0 => result,
+            in("rdi") 0u64,
+            out("rcx") _, out("r11") _,
+        )
+    }
+    if return_to.is_some() {
+        reporter.fail(format_args!("the forged return to {return_to:x?} came back to the guest"));
+        return;
+    }
+    reporter.expect_eq(result, u64::from(ABI_VERSION.packed()), "version through a forged syscall entry");
+    reporter.expect_eq(flags & FORBIDDEN_FLAGS, 0, format_args!("forbidden RFLAGS bits after it (RFLAGS {flags:#x})"));
+    reporter.check(flags & 0x200 != 0, "IF set after it");
 }
