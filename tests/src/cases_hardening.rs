@@ -29,7 +29,16 @@ pub const FORGED_KILLED: &[(&str, &[&str])] = &[
 ];
 
 /// Sub-cases where the guest must succeed alone.
-pub const PASSING: &[&str] = &["umip", "controls", "debug_step", "hypercall_stack", "int_vectors", "timer_max"];
+pub const PASSING: &[&str] = &[
+    "umip",
+    "controls",
+    "debug_step",
+    "hypercall_stack",
+    "int_vectors",
+    "timer_max",
+    "multicall_rewrite",
+    "batch_self_unmap",
+];
 
 /// What the console must show for the `controls` sub-case's two writes (SPEC.md §6.2):
 /// C0, DEL, raw C1 bytes, C1 controls in UTF-8 and malformed UTF-8 escaped byte by byte;

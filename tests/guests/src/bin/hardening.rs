@@ -29,6 +29,15 @@
 //!   result arrives and none of those flags does; `forged_rcx_noncanonical` and
 //!   `forged_rcx_hypervisor` forge RCX = 0x800000000000 (killed: XSA-7 guard) and
 //!   RCX in the hypervisor range (killed: #PF fetching there).
+//! * `multicall_rewrite` — an `mmu_update` entry of a multicall whose `done` pointer
+//!   points into the next entry: the next entry runs as rewritten (each entry is read
+//!   just before it runs, SPEC.md §13), and a rewrite into `iret` (23) or `multicall` (13)
+//!   is refused like a written one (XSA-213: the check is on what runs, not on what was
+//!   there first).
+//! * `batch_self_unmap` — an `mmu_update` whose first entry unmaps the page holding its
+//!   own entry array (the next entry is unreadable: `-EFAULT`, done 1), and a multicall
+//!   whose first entry unmaps the page holding the multicall array (its result is
+//!   unwritable: `-EFAULT`, the unmapping stands).
 //! * `bases` — FS and GS_KERNEL bases set per domain survive 50 rounds of yields to a
 //!   domain that set its own (run two of them).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -74,6 +83,8 @@ fn hardening(start: &'static StartInfo) -> u32 {
         "int_vectors" => int_vectors(&mut reporter),
         "timer_max" => timer_max(&mut reporter),
         "bases" => bases(start, &mut reporter),
+        "multicall_rewrite" => multicall_rewrite(&mut reporter),
+        "batch_self_unmap" => batch_self_unmap(&mut reporter),
         "forged_entry" | "forged_rcx_noncanonical" | "forged_rcx_hypervisor" => forged(start, wanted, &mut reporter),
         _ => reporter.error(format_args!("unknown sub-case '{wanted}'")),
     }
@@ -565,4 +576,134 @@ fn forged(start: &StartInfo, wanted: &str, reporter: &mut Reporter) {
     reporter.expect_eq(result, u64::from(ABI_VERSION.packed()), "version through a forged syscall entry");
     reporter.expect_eq(flags & FORBIDDEN_FLAGS, 0, format_args!("forbidden RFLAGS bits after it (RFLAGS {flags:#x})"));
     reporter.check(flags & 0x200 != 0, "IF set after it");
+}
+
+// ---- batches that rewrite or unmap their own arguments ------------------------------------------
+
+use guest_rt::abi::memory::{map_flags, map_op, MapEntry};
+use guest_rt::abi::multicall::MulticallEntry;
+use guest_rt::abi::{Errno, Gfn, GuestVirtualAddress};
+use guest_rt::memory::{self, Space};
+
+/// A page the batches below PROTECT (with the flags it has) and the entries doing it.
+static mut TARGET: Page = Page([0; 512]);
+static mut PROTECTS: [MapEntry; 32] =
+    [MapEntry { virtual_address: GuestVirtualAddress(0), gfn: Gfn(0), op: map_op::PROTECT, flags: 0 }; 32];
+static mut CALLS: [MulticallEntry; 3] = [MulticallEntry { op: 0, args: [0; 6], result: 0 }; 3];
+/// What a result slot holds until the hypervisor writes it.
+const UNWRITTEN: i64 = 0x5a5a;
+
+/// `multicall(calls, count)`, raw.
+fn multicall(calls: u64, count: u64) -> Result<u64, Errno> {
+    // SAFETY: the caller passes its own array (or one the hypervisor must refuse).
+    unsafe { conformance_guests::raw_result(Hypercall::MULTICALL.0, [calls, count, 0, 0, 0, 0]) }
+}
+
+/// Fills CALLS with: [mmu_update(INITIAL, PROTECTS, `protects`, done = `done`), version(`cmd`), version(0)].
+fn prepare_calls(protects: u64, done: u64, cmd: u64) -> u64 {
+    let target = &raw mut TARGET as u64;
+    let flags = memory::query(Space::INITIAL, target).map(|(_, flags)| flags).unwrap_or(map_flags::WRITABLE);
+    let protects_address = &raw mut PROTECTS;
+    let calls = &raw mut CALLS;
+    // SAFETY: one thread of execution; no reference to the statics is held across the
+    // multicall, and they are read back through raw pointers with volatile reads.
+    unsafe {
+        for entry in (*protects_address).iter_mut() {
+            *entry = MapEntry { virtual_address: GuestVirtualAddress(target), gfn: Gfn(0), op: map_op::PROTECT, flags };
+        }
+        let version = Hypercall::VERSION.0;
+        (*calls)[0] = MulticallEntry {
+            op: Hypercall::MMU_UPDATE.0,
+            args: [Space::INITIAL.raw(), protects_address as u64, protects, done, 0, 0],
+            result: UNWRITTEN,
+        };
+        (*calls)[1] = MulticallEntry { op: version, args: [cmd, 0, 0, 0, 0, 0], result: UNWRITTEN };
+        (*calls)[2] = MulticallEntry { op: version, args: [0; 6], result: UNWRITTEN };
+    }
+    calls as u64
+}
+
+fn results() -> [i64; 3] {
+    let calls = &raw const CALLS;
+    // SAFETY: as in `prepare_calls`; volatile because the hypervisor wrote them.
+    core::array::from_fn(|index| unsafe { core::ptr::read_volatile(&raw const (*calls)[index].result) })
+}
+
+fn multicall_rewrite(reporter: &mut Reporter) {
+    let calls = &raw mut CALLS;
+    // SAFETY: only addresses are taken.
+    let (op_1, cmd_1) = unsafe { (&raw mut (*calls)[1].op as u64, &raw mut (*calls)[1].args[0] as u64) };
+    let version = u64::from(ABI_VERSION.packed()) as i64;
+    // done (1) lands in entry 1's `cmd`: version(FEATURES) runs instead of version(5).
+    let array = prepare_calls(1, cmd_1, 5);
+    let result = multicall(array, 3);
+    reporter.expect_eq(result, Ok(3), "multicall with done rewriting the next entry's cmd");
+    reporter.expect_eq(
+        results(),
+        [1, guest_rt::abi::hypercall::features::ALL as i64, version],
+        "results: the rewritten entry ran as rewritten",
+    );
+    // done (23, 13) lands in entry 1's `op`: iret and multicall are refused and end the batch.
+    for (count, what) in [(Hypercall::IRET.0, "iret"), (Hypercall::MULTICALL.0, "multicall")] {
+        let array = prepare_calls(count, op_1, 0);
+        let result = multicall(array, 3);
+        reporter.expect_eq(result, Ok(2), format_args!("multicall whose entry 1 became {what}"));
+        reporter.expect_eq(
+            results(),
+            [count as i64, Errno::EINVAL.to_return(), UNWRITTEN],
+            format_args!("results: {what} refused, nothing after it ran"),
+        );
+    }
+}
+
+/// A window of lower-half address space nothing else uses.
+const WINDOW: u64 = 0x0000_4200_0000_0000;
+static mut SCRATCH: Page = Page([0; 512]);
+
+fn batch_self_unmap(reporter: &mut Reporter) {
+    let scratch = &raw mut SCRATCH as u64;
+    let Some((gfn, _)) = reporter.expect_ok(memory::query(Space::INITIAL, scratch), "query the scratch page") else {
+        return;
+    };
+    let target = &raw mut TARGET as u64;
+    let target_flags = memory::query(Space::INITIAL, target).map(|(_, flags)| flags).unwrap_or(map_flags::WRITABLE);
+    let unmap_window =
+        MapEntry { virtual_address: GuestVirtualAddress(WINDOW), gfn: Gfn(0), op: map_op::UNMAP, flags: 0 };
+    // mmu_update whose entry 0 unmaps the page its entries are read from.
+    reporter.expect_eq(memory::map_page(Space::INITIAL, WINDOW, gfn.0, map_flags::WRITABLE), Ok(()), "map the window");
+    let entries = WINDOW as *mut MapEntry;
+    // SAFETY: the window maps the scratch page, writable, and holds two entries.
+    unsafe {
+        entries.write_volatile(unmap_window);
+        entries.add(1).write_volatile(MapEntry {
+            virtual_address: GuestVirtualAddress(target),
+            gfn: Gfn(0),
+            op: map_op::PROTECT,
+            flags: target_flags,
+        });
+    }
+    // SAFETY: the array is ours; the hypervisor must find entry 1 unreadable.
+    let (done, result) = unsafe { guest_rt::hypercall::HYPERVISOR.mmu_update_raw(Space::INITIAL, entries, 2) };
+    reporter.expect_eq((done, result), (1, Err(Errno::EFAULT)), "mmu_update unmapping its own array: (done, result)");
+    reporter.expect_errno(memory::query(Space::INITIAL, WINDOW), Errno::ENOENT, "the window is unmapped");
+    // multicall whose entry 0 unmaps the page the multicall array is in.
+    reporter.expect_eq(memory::map_page(Space::INITIAL, WINDOW, gfn.0, map_flags::WRITABLE), Ok(()), "map it again");
+    let unmap_entry = &raw mut PROTECTS as *mut MapEntry;
+    let calls = WINDOW as *mut MulticallEntry;
+    // SAFETY: PROTECTS is ours (no reference held); the window is mapped and writable.
+    unsafe {
+        unmap_entry.write_volatile(unmap_window);
+        calls.write_volatile(MulticallEntry {
+            op: Hypercall::MMU_UPDATE.0,
+            args: [Space::INITIAL.raw(), unmap_entry as u64, 1, 0, 0, 0],
+            result: UNWRITTEN,
+        });
+        calls.add(1).write_volatile(MulticallEntry { op: Hypercall::VERSION.0, args: [0; 6], result: UNWRITTEN });
+    }
+    reporter.expect_errno(multicall(WINDOW, 2), Errno::EFAULT, "multicall unmapping its own array");
+    reporter.expect_errno(memory::query(Space::INITIAL, WINDOW), Errno::ENOENT, "the unmapping stands");
+    // The frame itself was never freed: still readable where it always was.
+    // SAFETY: the scratch page is this image's own, mapped for its lifetime.
+    let first = unsafe { core::ptr::read_volatile(&raw const SCRATCH.0[0]) };
+    reporter.check(first != 0, "the scratch page kept what was written through the window");
 }
