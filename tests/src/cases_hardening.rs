@@ -28,6 +28,22 @@ pub const FORGED_KILLED: &[(&str, &[&str])] = &[
     ("forged_rcx_hypervisor", &["#PF at rip 0xffff800000001000 ", "no handler for #PF"]),
 ];
 
+/// Upcalls due with RSP on a stack that cannot take the frame: (stack, kill line parts
+/// after `killed: `). The stacks are the guest's `bad_upcall_stack`.
+pub const UPCALL_KILLED: &[(&str, &[&str])] = &[
+    ("readonly", &["event upcall at rip ", "fault delivering event: guest-kernel stack 0x", "is not writable"]),
+    ("hypervisor", &["event upcall at rip ", "fault delivering event: guest stack 0xffff800000100000 cannot hold"]),
+    (
+        "below_hypervisor",
+        &["event upcall at rip ", "fault delivering event: guest stack 0xffff800000000030 cannot hold"],
+    ),
+    (
+        "above_hypervisor",
+        &["event upcall at rip ", "fault delivering event: guest stack 0xffff880000000030 cannot hold"],
+    ),
+    ("lower_half_top", &["event upcall at rip ", "fault delivering event: guest stack 0x800000000040 cannot hold"]),
+];
+
 /// Sub-cases where the guest must succeed alone.
 pub const PASSING: &[&str] = &[
     "umip",
@@ -135,6 +151,10 @@ pub fn all() -> Vec<Case> {
         let sub = format!("iret_{field}");
         cases.push(killed(format!("hardening::{sub}"), &sub, parts));
     }
+    for (stack, parts) in UPCALL_KILLED {
+        let sub = format!("upcall_{stack}");
+        cases.push(killed(format!("hardening::{sub}"), &sub, parts));
+    }
     // A jump to LSTAR with forged RCX/R11 is a `syscall` with those registers (SPEC.md
     // §11.4.3): the result comes back, the privileged flags do not, and a forged return
     // address is held to the rules of any return.
@@ -178,7 +198,14 @@ mod tests {
         let cases = all();
         assert_eq!(
             cases.len(),
-            PASSING.len() + UMIP_INSTRUCTIONS.len() + 1 + IRET_KILLED.len() + 1 + FORGED_KILLED.len() + 1
+            PASSING.len()
+                + UMIP_INSTRUCTIONS.len()
+                + 1
+                + IRET_KILLED.len()
+                + 1
+                + FORGED_KILLED.len()
+                + 1
+                + UPCALL_KILLED.len()
         );
         let rf = cases.iter().find(|case| case.name == "hardening::iret_rf").unwrap();
         assert_eq!(rf.expectation.status, ExitStatus::KILLED);

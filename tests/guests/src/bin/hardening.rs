@@ -38,6 +38,13 @@
 //!   own entry array (the next entry is unreadable: `-EFAULT`, done 1), and a multicall
 //!   whose first entry unmaps the page holding the multicall array (its result is
 //!   unwritable: `-EFAULT`, the unmapping stands).
+//! * `upcall_<stack>` — an event is pending when a hypercall returns with upcalls
+//!   unmasked and RSP on a bad stack: `readonly` (the start-info page), `hypervisor`
+//!   (inside the hypervisor range), `below_hypervisor` (RSP just above
+//!   HYPERVISOR_START: the frame would start below it, non-canonical),
+//!   `above_hypervisor` (RSP just above HYPERVISOR_END: the frame would reach into the
+//!   range), `lower_half_top` (RSP just past the lower half: the frame would end in the
+//!   non-canonical hole). Each must kill the domain with a delivery failure (§11.4.8).
 //! * `bases` — FS and GS_KERNEL bases set per domain survive 50 rounds of yields to a
 //!   domain that set its own (run two of them).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -83,6 +90,7 @@ fn hardening(start: &'static StartInfo) -> u32 {
         "int_vectors" => int_vectors(&mut reporter),
         "timer_max" => timer_max(&mut reporter),
         "bases" => bases(start, &mut reporter),
+        upcall if upcall.starts_with("upcall_") => upcall_on_bad_stack(start, &upcall[7..], &mut reporter),
         "multicall_rewrite" => multicall_rewrite(&mut reporter),
         "batch_self_unmap" => batch_self_unmap(&mut reporter),
         "forged_entry" | "forged_rcx_noncanonical" | "forged_rcx_hypervisor" => forged(start, wanted, &mut reporter),
@@ -706,4 +714,57 @@ fn batch_self_unmap(reporter: &mut Reporter) {
     // SAFETY: the scratch page is this image's own, mapped for its lifetime.
     let first = unsafe { core::ptr::read_volatile(&raw const SCRATCH.0[0]) };
     reporter.check(first != 0, "the scratch page kept what was written through the window");
+}
+
+// ---- upcalls onto bad stacks ---------------------------------------------------------------------
+
+/// The RSP of each `upcall_<stack>` sub-case.
+pub fn bad_upcall_stack(start: &StartInfo, which: &str) -> Option<u64> {
+    use guest_rt::abi::layout::HYPERVISOR_END;
+    Some(match which {
+        // The top of the read-only start-info page.
+        "readonly" => start.start_info_address.0 + 4096,
+        "hypervisor" => HYPERVISOR_START + 0x10_0000,
+        "below_hypervisor" => HYPERVISOR_START + 0x30,
+        "above_hypervisor" => HYPERVISOR_END + 0x30,
+        "lower_half_top" => 0x0000_8000_0000_0040,
+        _ => return None,
+    })
+}
+
+fn upcall_on_bad_stack(start: &StartInfo, which: &str, reporter: &mut Reporter) {
+    let Some(rsp) = bad_upcall_stack(start, which) else {
+        reporter.error(format_args!("unknown upcall stack '{which}'"));
+        return;
+    };
+    if reporter.expect_ok(guest_rt::events::init(), "events::init").is_none() {
+        return;
+    }
+    let Some(port) = reporter.expect_ok(guest_rt::events::Port::bind_ipi(), "bind an IPI") else {
+        return;
+    };
+    // Pending while upcalls are still masked (they start masked).
+    reporter.expect_ok(port.send(), "send it to myself");
+    let mask = guest_rt::events::shared_info().address()
+        + core::mem::offset_of!(guest_rt::abi::shared_info::SharedInfo, vcpu_info) as u64
+        + core::mem::offset_of!(guest_rt::abi::shared_info::VcpuInfo, upcall_mask) as u64;
+    println!("version() with RSP {rsp:#x} and an upcall due on its return");
+    // SAFETY: unmasks upcalls by writing the shared-info byte (no hypercall, so nothing
+    // is delivered yet), then makes one hypercall with RSP on the bad stack: the upcall
+    // due on its return must kill the domain. Were it to return, RSP is restored at once.
+    unsafe {
+        core::arch::asm!(
+            "mov r12, rsp",
+            "mov byte ptr [{mask}], 0",
+            "mov rsp, {rsp}",
+            "syscall",
+            "mov rsp, r12",
+            mask = in(reg) mask,
+            rsp = in(reg) rsp,
+            inout("rax") Hypercall::VERSION.0 => _,
+            in("rdi") 0u64,
+            out("r12") _, out("rcx") _, out("r11") _,
+        )
+    }
+    reporter.fail(format_args!("the upcall onto RSP {rsp:#x} was not refused"));
 }
