@@ -172,6 +172,27 @@ pub fn all() -> Vec<Case> {
         forged.domains[0].args.push(entry.clone());
         cases.push(forged);
     }
+    // Two domains allocate, dirty and free 2 MiB extents and pages in turns.
+    let mut reuse = case(
+        "hardening::frame_reuse",
+        vec![success("hardening", &["frame_reuse"]), success("hardening", &["frame_reuse"])],
+        ExitStatus::SUCCESS,
+        &[],
+    );
+    for spec in &mut reuse.domains {
+        spec.mem = Some("4M,maxmem=8M");
+    }
+    reuse.expectation.checks.push(("frames returned", crate::cases_memory::frames_returned));
+    for id in 1..=2 {
+        reuse
+            .expectation
+            .console_lines
+            .push(vec![format!("(d{id}) domain {id}: 12 rounds, every new frame read as zero")]);
+    }
+    cases.push(reuse);
+    let mut quota = case("hardening::quota_odd", vec![success("hardening", &["quota_odd"])], ExitStatus::SUCCESS, &[]);
+    quota.domains[0].mem = Some("4M,maxmem=7M");
+    cases.push(quota);
     // Two domains that each set their own FS and GS_KERNEL bases and yield to each other.
     let mut bases = case(
         "hardening::bases",
@@ -206,6 +227,7 @@ mod tests {
                 + FORGED_KILLED.len()
                 + 1
                 + UPCALL_KILLED.len()
+                + 2
         );
         let rf = cases.iter().find(|case| case.name == "hardening::iret_rf").unwrap();
         assert_eq!(rf.expectation.status, ExitStatus::KILLED);

@@ -45,6 +45,13 @@
 //!   `above_hypervisor` (RSP just above HYPERVISOR_END: the frame would reach into the
 //!   range), `lower_half_top` (RSP just past the lower half: the frame would end in the
 //!   non-canonical hole). Each must kill the domain with a delivery failure (§11.4.8).
+//! * `frame_reuse` (two domains, `mem=4M,maxmem=8M`) — 12 rounds each of: a 2 MiB extent
+//!   and 64 pages from `INCREASE_RESERVATION` read as zero throughout, are filled with
+//!   the domain's pattern, given back, then a yield. Whole 2 MiB blocks are handed out
+//!   first-fit, so the two domains keep getting blocks the other just dirtied and freed.
+//! * `quota_odd` (`mem=4M,maxmem=7M`: a quota that is not a multiple of 2 MiB) — one
+//!   2 MiB extent fits, a second is `-ENOMEM`; the 256 pages left fit exactly (a batch of
+//!   300 does 256), the next is `-ENOMEM`; everything given back returns the count.
 //! * `bases` — FS and GS_KERNEL bases set per domain survive 50 rounds of yields to a
 //!   domain that set its own (run two of them).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -90,6 +97,8 @@ fn hardening(start: &'static StartInfo) -> u32 {
         "int_vectors" => int_vectors(&mut reporter),
         "timer_max" => timer_max(&mut reporter),
         "bases" => bases(start, &mut reporter),
+        "frame_reuse" => frame_reuse(start, &mut reporter),
+        "quota_odd" => quota_odd(&mut reporter),
         upcall if upcall.starts_with("upcall_") => upcall_on_bad_stack(start, &upcall[7..], &mut reporter),
         "multicall_rewrite" => multicall_rewrite(&mut reporter),
         "batch_self_unmap" => batch_self_unmap(&mut reporter),
@@ -767,4 +776,94 @@ fn upcall_on_bad_stack(start: &StartInfo, which: &str, reporter: &mut Reporter) 
         )
     }
     reporter.fail(format_args!("the upcall onto RSP {rsp:#x} was not refused"));
+}
+
+// ---- frame reuse and quotas ---------------------------------------------------------------------------
+
+use guest_rt::abi::memory::{LARGE_PAGE_ORDER, LARGE_PAGE_PAGES, LARGE_PAGE_SIZE};
+
+const REUSE_WINDOW: u64 = 0x0000_4400_0000_0000;
+
+/// Counts the words in `[address, address + bytes)` that are not 0, then fills the range
+/// with `pattern`.
+fn check_zero_then_fill(address: u64, bytes: u64, pattern: u64) -> u64 {
+    let mut dirty = 0;
+    for offset in (0..bytes).step_by(8) {
+        let word = (address + offset) as *mut u64;
+        // SAFETY: the caller mapped the range writable for this domain alone.
+        unsafe {
+            dirty += u64::from(word.read_volatile() != 0);
+            word.write_volatile(pattern ^ offset);
+        }
+    }
+    dirty
+}
+
+fn frame_reuse(start: &StartInfo, reporter: &mut Reporter) {
+    let pattern = 0xd1d1_0000_0000_0000 | u64::from(start.domain_id) << 40;
+    let large = map_flags::LARGE | map_flags::WRITABLE | map_flags::NO_EXECUTE;
+    let (mut dirty_large, mut dirty_small) = (0, 0);
+    for round in 0..12 {
+        let mut extent = [u64::MAX];
+        if !reporter.expect_eq(memory::increase_reservation(&mut extent, LARGE_PAGE_ORDER), Ok(1), "a 2 MiB extent") {
+            return;
+        }
+        reporter.expect_eq(memory::map_page(Space::INITIAL, REUSE_WINDOW, extent[0], large), Ok(()), "map it LARGE");
+        dirty_large += check_zero_then_fill(REUSE_WINDOW, LARGE_PAGE_SIZE, pattern);
+        let unmap = MapEntry {
+            virtual_address: GuestVirtualAddress(REUSE_WINDOW),
+            gfn: Gfn(0),
+            op: map_op::UNMAP,
+            flags: map_flags::LARGE,
+        };
+        reporter.expect_eq(memory::mmu_update(Space::INITIAL, &[unmap]).result, Ok(()), "unmap it");
+        reporter.expect_eq(memory::decrease_reservation(&extent, LARGE_PAGE_ORDER), Ok(1), "give it back");
+        let mut pages = [u64::MAX; 64];
+        if !reporter.expect_eq(memory::increase_reservation(&mut pages, 0), Ok(64), "64 pages") {
+            return;
+        }
+        for (index, &gfn) in pages.iter().enumerate() {
+            let address = REUSE_WINDOW + index as u64 * 4096;
+            reporter.expect_eq(
+                memory::map_page(Space::INITIAL, address, gfn, map_flags::WRITABLE),
+                Ok(()),
+                "map a page",
+            );
+            dirty_small += check_zero_then_fill(address, 4096, pattern);
+            reporter.expect_eq(memory::unmap_page(Space::INITIAL, address), Ok(()), "unmap a page");
+        }
+        reporter.expect_eq(memory::decrease_reservation(&pages, 0), Ok(64), "give the pages back");
+        let _ = HYPERVISOR.yield_now();
+        if round == 0 {
+            println!("domain {}: round 0 done", start.domain_id);
+        }
+    }
+    reporter.expect_eq((dirty_large, dirty_small), (0, 0), "non-zero words in new frames (2 MiB extents, pages)");
+    println!("domain {}: 12 rounds, every new frame read as zero", start.domain_id);
+}
+
+fn quota_odd(reporter: &mut Reporter) {
+    let (Some(before), Some(maximum)) = (
+        reporter.expect_ok(memory::current_reservation(), "CURRENT_RESERVATION"),
+        reporter.expect_ok(memory::maximum_reservation(), "MAXIMUM_RESERVATION"),
+    ) else {
+        return;
+    };
+    let room = maximum - before;
+    reporter.expect_eq(room, 768, "headroom of mem=4M,maxmem=7M in pages");
+    let mut first = [u64::MAX];
+    reporter.expect_eq(memory::increase_reservation(&mut first, LARGE_PAGE_ORDER), Ok(1), "the first 2 MiB extent");
+    let mut second = [u64::MAX];
+    reporter.expect_errno(memory::increase_reservation(&mut second, LARGE_PAGE_ORDER), Errno::ENOMEM, "a second one");
+    reporter.expect_eq(second, [u64::MAX], "a refused extent writes no gfn");
+    let mut pages = [u64::MAX; 300];
+    let left = (room - LARGE_PAGE_PAGES) as usize;
+    reporter.expect_eq(memory::increase_reservation(&mut pages, 0), Ok(left), "300 pages with 256 left");
+    reporter.check(pages[left..].iter().all(|&gfn| gfn == u64::MAX), "nothing written past the pages given");
+    let mut one = [u64::MAX];
+    reporter.expect_errno(memory::increase_reservation(&mut one, 0), Errno::ENOMEM, "one page more");
+    reporter.expect_eq(memory::current_reservation(), Ok(maximum), "at the quota exactly");
+    reporter.expect_eq(memory::decrease_reservation(&pages[..left], 0), Ok(left), "give the pages back");
+    reporter.expect_eq(memory::decrease_reservation(&first, LARGE_PAGE_ORDER), Ok(1), "give the extent back");
+    reporter.expect_eq(memory::current_reservation(), Ok(before), "back where it started");
 }
