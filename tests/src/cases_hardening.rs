@@ -44,6 +44,13 @@ pub const UPCALL_KILLED: &[(&str, &[&str])] = &[
     ("lower_half_top", &["event upcall at rip ", "fault delivering event: guest stack 0x800000000040 cannot hold"]),
 ];
 
+/// Hypercall instructions at the edges of the address space: (edge, kill line parts).
+pub const EDGE_KILLED: &[(&str, &[&str])] = &[
+    ("lower_trapping", &["return to non-canonical rip 0x800000000000 refused (XSA-7 guard)"]),
+    ("top_trapping", &["trapping hypercall at the top of the address space has no return address"]),
+    ("top_ud2", &["#UD at rip 0xfffffffffffffffe ", "no handler for #UD"]),
+];
+
 /// Sub-cases where the guest must succeed alone.
 pub const PASSING: &[&str] = &[
     "umip",
@@ -151,6 +158,10 @@ pub fn all() -> Vec<Case> {
         let sub = format!("iret_{field}");
         cases.push(killed(format!("hardening::{sub}"), &sub, parts));
     }
+    for (edge, parts) in EDGE_KILLED {
+        let sub = format!("edge_{edge}");
+        cases.push(killed(format!("hardening::{sub}"), &sub, parts));
+    }
     for (stack, parts) in UPCALL_KILLED {
         let sub = format!("upcall_{stack}");
         cases.push(killed(format!("hardening::{sub}"), &sub, parts));
@@ -227,6 +238,7 @@ mod tests {
                 + FORGED_KILLED.len()
                 + 1
                 + UPCALL_KILLED.len()
+                + EDGE_KILLED.len()
                 + 2
         );
         let rf = cases.iter().find(|case| case.name == "hardening::iret_rf").unwrap();

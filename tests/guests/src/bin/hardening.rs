@@ -52,6 +52,11 @@
 //! * `quota_odd` (`mem=4M,maxmem=7M`: a quota that is not a multiple of 2 MiB) — one
 //!   2 MiB extent fits, a second is `-ENOMEM`; the 256 pages left fit exactly (a batch of
 //!   300 does 256), the next is `-ENOMEM`; everything given back returns the count.
+//! * `edge_<where>` — the trapping hypercall `ud2 "rf"` (or a lone `ud2`) as the last
+//!   bytes of a page mapped at the top of the lower half (`edge_lower_trapping`: its
+//!   return address 0x800000000000 is non-canonical, XSA-7) or of the address space
+//!   (`edge_top_trapping`: there is no return address; `edge_top_ud2`: the four bytes
+//!   would wrap, so it is an ordinary #UD). Each must kill the domain with its reason.
 //! * `bases` — FS and GS_KERNEL bases set per domain survive 50 rounds of yields to a
 //!   domain that set its own (run two of them).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -97,6 +102,7 @@ fn hardening(start: &'static StartInfo) -> u32 {
         "int_vectors" => int_vectors(&mut reporter),
         "timer_max" => timer_max(&mut reporter),
         "bases" => bases(start, &mut reporter),
+        sub if sub.starts_with("edge_") => edge(start, &sub[5..], &mut reporter),
         "frame_reuse" => frame_reuse(start, &mut reporter),
         "quota_odd" => quota_odd(&mut reporter),
         upcall if upcall.starts_with("upcall_") => upcall_on_bad_stack(start, &upcall[7..], &mut reporter),
@@ -866,4 +872,40 @@ fn quota_odd(reporter: &mut Reporter) {
     reporter.expect_eq(memory::decrease_reservation(&pages[..left], 0), Ok(left), "give the pages back");
     reporter.expect_eq(memory::decrease_reservation(&first, LARGE_PAGE_ORDER), Ok(1), "give the extent back");
     reporter.expect_eq(memory::current_reservation(), Ok(before), "back where it started");
+}
+
+// ---- hypercall instructions at the edges of the address space ------------------------------------------
+
+fn edge(start: &StartInfo, which: &str, reporter: &mut Reporter) {
+    let (page, code): (u64, &[u8]) = match which {
+        "lower_trapping" => (0x0000_7fff_ffff_f000, &[0x0f, 0x0b, 0x72, 0x66]),
+        "top_trapping" => (0xffff_ffff_ffff_f000, &[0x0f, 0x0b, 0x72, 0x66]),
+        "top_ud2" => (0xffff_ffff_ffff_f000, &[0x0f, 0x0b]),
+        _ => return reporter.error(format_args!("unknown edge '{which}'")),
+    };
+    // The last free page, aliased: the domain dies before the heap could notice.
+    let Some(gfn) = (start.free_gfn.0 + start.free_pages).checked_sub(1).filter(|_| start.free_pages > 0) else {
+        return reporter.error("no free page to alias");
+    };
+    // Kernel-only, writable and executable: the page holds the one instruction.
+    if let Err(error) = memory::map_page(Space::INITIAL, page, gfn, map_flags::WRITABLE) {
+        return reporter.error(format_args!("map {page:#x}: {error:?}"));
+    }
+    let at = page + 4096 - code.len() as u64;
+    for (offset, &byte) in code.iter().enumerate() {
+        // SAFETY: the page was just mapped writable for this domain.
+        unsafe { core::ptr::write_volatile((at + offset as u64) as *mut u8, byte) };
+    }
+    println!("{code:02x?} at {at:#x}");
+    // SAFETY: transfers control to the instruction just written; the hypervisor must end
+    // the domain there, so nothing after this runs.
+    unsafe {
+        core::arch::asm!(
+            "xor edi, edi",
+            "jmp {at}",
+            at = in(reg) at,
+            in("rax") Hypercall::VERSION.0,
+            options(noreturn),
+        )
+    }
 }
