@@ -38,7 +38,7 @@ fn offset_plus_size_overflow_is_outside_the_file() {
 
 #[test]
 fn wrapping_segments_are_not_guest_memory() {
-    for (vaddr, memsz) in [(TEXT, u64::MAX), (TEXT + 0x2000, u64::MAX - TEXT), (u64::MAX & !0xfff, 0x1001)] {
+    for (vaddr, memsz) in [(TEXT, u64::MAX), (TEXT + 0x2000, u64::MAX - TEXT), (!0xfff, 0x1001)] {
         let mut image = TestImage::valid();
         image.segments[1].vaddr = vaddr;
         image.segments[1].memsz = memsz;

@@ -219,7 +219,7 @@ fn record_gp_umip(context: &mut TrapContext) -> TrapAction {
 // ---- console controls ------------------------------------------------------------------
 
 /// The bytes `controls` writes in its first write, then [`CONTROLS_TAIL`] in a second.
-/// The runner expects exactly [`CONTROLS_EXPECTED`] (from `tests/src/cases_hardening.rs`).
+/// The runner expects exactly `CONTROLS_EXPECTED` of `tests/src/cases_hardening.rs`.
 const CONTROLS_HEAD: &[u8] = b"controls: esc\x1b[31m bel\x07 del\x7f csi\x9b31m c1\x80\x9f utf8-csi\xc2\x9b1m \
 nel\xc2\x85 ok\xc2\xa0\xc3\xa9\xe2\x82\xac bad\xc0\xaf\xed\xa0\x80 split\xe2\x82";
 const CONTROLS_TAIL: &[u8] = b"\xac end\n";
@@ -389,7 +389,7 @@ fn hypercall_stack(reporter: &mut Reporter) {
         ("non-canonical", 0x8000_0000_0000_0000),
         ("non-canonical high", 0x0000_8000_0000_1000),
         ("hypervisor range", HYPERVISOR_START + 0x10_0000),
-        ("hypervisor top", u64::MAX & !15),
+        ("hypervisor top", !15),
         ("zero", 0),
     ];
     for (what, rsp) in stacks {
