@@ -451,7 +451,8 @@ pub(crate) mod tests {
             file
         }
 
-        fn check(&self) -> Result<LoadPlan, ImageError> {
+        /// [`validate`] of the built image against this ABI version.
+        pub fn check(&self) -> Result<LoadPlan, ImageError> {
             validate(&self.build(), ABI_VERSION)
         }
     }

@@ -5,4 +5,6 @@ pub mod builder;
 pub mod image;
 pub mod layout;
 pub mod outcome;
+#[cfg(test)]
+mod tests_image_shapes;
 pub mod vcpu;

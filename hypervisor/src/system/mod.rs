@@ -18,6 +18,8 @@ mod lifecycle;
 mod switch;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_seqlock;
 mod tracing;
 mod trap;
 pub mod wakeups;

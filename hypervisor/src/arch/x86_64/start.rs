@@ -145,6 +145,7 @@ pub fn print_banner(frames: &FrameAllocator, features: &cpu::Features, ram_bytes
         (features.no_execute, "NX"),
         (features.smep, "SMEP"),
         (features.smap, "SMAP"),
+        (features.umip, "UMIP"),
         (features.pcid, "PCID"),
         (features.tsc_deadline, "TSC-deadline"),
         (features.xsave, "XSAVE"),
