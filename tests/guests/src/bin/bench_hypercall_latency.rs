@@ -53,6 +53,11 @@ const RESERVATION_WINDOW: u64 = 0x0000_5300_0000_0000;
 /// Address spaces the released gfns are mapped in (the initial one included).
 const SPACES: usize = 32;
 const MILLISECOND: u64 = 1_000_000;
+/// `calls=<mask>`: which of the heavy calls the heavy domain makes (bit 0 the multicall,
+/// bit 1 the reservation round, bit 2 the console write; default all), to find which one
+/// a late preemption comes from; `calls=0` spins without hypercalls, the control that
+/// shows how late a preemption comes on this host anyway.
+const ALL_CALLS: u64 = 0b111;
 
 fn bench_hypercall_latency(start: &'static StartInfo) -> u32 {
     let mut reporter = Reporter::new();
@@ -61,7 +66,10 @@ fn bench_hypercall_latency(start: &'static StartInfo) -> u32 {
     let slice_ns = argument(start, "slice_ms").unwrap_or(10) * MILLISECOND;
     match bench_support::peer(start) {
         Some(2) => heartbeat(&mut reporter, warmup, iterations, slice_ns),
-        Some(_) => heavy(&mut reporter, start, (warmup + iterations + 10) as u64 * 2 * slice_ns),
+        Some(_) => {
+            let calls = argument(start, "calls").unwrap_or(ALL_CALLS);
+            heavy(&mut reporter, start, calls, (warmup + iterations + 10) as u64 * 2 * slice_ns)
+        }
         None => reporter.error("no peer=<id> argument: boot this guest as a pair"),
     }
     reporter.finish()
@@ -96,7 +104,7 @@ fn heartbeat(reporter: &mut Reporter, warmup: usize, iterations: usize, slice_ns
     bench_support::report(reporter, "hypercall_latency", Ok(tsc::summarize(&mut samples)));
 }
 
-fn heavy(reporter: &mut Reporter, start: &StartInfo, duration_ns: u64) {
+fn heavy(reporter: &mut Reporter, start: &StartInfo, calls: u64, duration_ns: u64) {
     let Some((_, gfn)) = bench_support::heap_pages(start, 1) else {
         return reporter.error("no heap for the multicall's page");
     };
@@ -119,47 +127,61 @@ fn heavy(reporter: &mut Reporter, start: &StartInfo, duration_ns: u64) {
     let began = time::now();
     let mut rounds = 0u64;
     while time::now() - began < duration_ns {
-        let mut calls = Multicall::new();
-        for index in 0..64 {
-            let entries = if index % 2 == 0 { &map } else { &unmap };
-            // SAFETY: both arrays live until after `call` and are not changed.
-            if unsafe { calls.mmu_update(Space::INITIAL, entries) }.is_none() {
-                return reporter.error("the multicall holds 64 calls");
-            }
-        }
-        if !reporter.expect_eq(calls.call(), Ok(64), "multicall of 64 mmu_updates") {
+        if calls & 1 != 0 && !multicall(reporter, &map, &unmap) {
             return;
         }
-        let results: Vec<_> = (0..64).map(|index| calls.result(index)).collect();
-        let all_done = results.iter().all(|&result| result == Some(Ok(BATCH as u64)));
-        if !reporter.check(all_done, "every mmu_update did 1024") {
+        if calls & 2 != 0 && !reservation(reporter, &spaces, &mut gfns, &unmap_reserved) {
             return;
         }
-        if !reporter.expect_eq(memory::increase_reservation(&mut gfns, 0), Ok(BATCH), "increase 1024") {
-            return;
-        }
-        let mapping: Vec<MapEntry> = gfns
-            .iter()
-            .enumerate()
-            .map(|(index, &gfn)| memory::map_entry(RESERVATION_WINDOW + index as u64 * PAGE_SIZE, gfn, flags))
-            .collect();
-        for &space in &spaces {
-            let done = memory::mmu_update(space, &mapping);
-            if !reporter.expect_eq(done.result, Ok(()), "map the new gfns") {
-                return;
-            }
-        }
-        if !reporter.expect_eq(memory::decrease_reservation(&gfns, 0), Ok(BATCH), "decrease 1024") {
-            return;
-        }
-        // Every mapping went with its gfn: unmapping finds nothing.
-        if !reporter.expect_eq(memory::mmu_update(spaces[1], &unmap_reserved[..1]).done, 0, "released") {
-            return;
-        }
-        if !reporter.expect_eq(guest_rt::hypercall::console_write(&text), Ok(text.len()), "console write") {
+        if calls & 4 != 0
+            && !reporter.expect_eq(guest_rt::hypercall::console_write(&text), Ok(text.len()), "console write")
+        {
             return;
         }
         rounds += 1;
     }
     println!("bench: hypercall_latency: heavy domain did {rounds} rounds");
+}
+
+/// One multicall of 64 `mmu_update`s of [`BATCH`] entries, mapping and unmapping.
+fn multicall(reporter: &mut Reporter, map: &[MapEntry], unmap: &[MapEntry]) -> bool {
+    let mut calls = Multicall::new();
+    for index in 0..64 {
+        let entries = if index % 2 == 0 { map } else { unmap };
+        // SAFETY: both arrays live until after `call` and are not changed.
+        if unsafe { calls.mmu_update(Space::INITIAL, entries) }.is_none() {
+            reporter.error("the multicall holds 64 calls");
+            return false;
+        }
+    }
+    if !reporter.expect_eq(calls.call(), Ok(64), "multicall of 64 mmu_updates") {
+        return false;
+    }
+    let results: Vec<_> = (0..64).map(|index| calls.result(index)).collect();
+    let all_done = results.iter().all(|&result| result == Some(Ok(BATCH as u64)));
+    reporter.check(all_done, "every mmu_update did 1024")
+}
+
+/// INCREASE of [`BATCH`] gfns, each mapped in every space, then DECREASE of all of them.
+fn reservation(reporter: &mut Reporter, spaces: &[Space], gfns: &mut [u64], unmap_reserved: &[MapEntry]) -> bool {
+    let flags = map_flags::WRITABLE | map_flags::NO_EXECUTE;
+    if !reporter.expect_eq(memory::increase_reservation(gfns, 0), Ok(BATCH), "increase 1024") {
+        return false;
+    }
+    let mapping: Vec<MapEntry> = gfns
+        .iter()
+        .enumerate()
+        .map(|(index, &gfn)| memory::map_entry(RESERVATION_WINDOW + index as u64 * PAGE_SIZE, gfn, flags))
+        .collect();
+    for &space in spaces {
+        let done = memory::mmu_update(space, &mapping);
+        if !reporter.expect_eq(done.result, Ok(()), "map the new gfns") {
+            return false;
+        }
+    }
+    if !reporter.expect_eq(memory::decrease_reservation(gfns, 0), Ok(BATCH), "decrease 1024") {
+        return false;
+    }
+    // Every mapping went with its gfn: unmapping finds nothing.
+    reporter.expect_eq(memory::mmu_update(spaces[1], &unmap_reserved[..1]).done, 0, "released")
 }
