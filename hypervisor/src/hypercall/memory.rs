@@ -21,10 +21,6 @@ pub use crate::mm::domain_memory::{Preemption, Tlb};
 const GFN_BYTES: u64 = 8;
 /// Bytes of one [`MapEntry`].
 const ENTRY_BYTES: u64 = core::mem::size_of::<MapEntry>() as u64;
-/// Extents `DECREASE_RESERVATION` validates and releases between two preemption points:
-/// each group costs one walk of the domain's spaces, so groups amortize it while keeping
-/// the removal work between two points bounded (SPEC.md §5.5).
-const RELEASE_GROUP: u64 = 32;
 
 /// The address of element `index` of a guest array, or `None` if it wraps.
 fn element(base: u64, index: u64, size: u64) -> Option<u64> {
@@ -127,47 +123,47 @@ fn decrease(
     from: u64,
     size: PageSize,
 ) -> Batch {
-    // Extents are validated and marked a group at a time, then the group is released with
-    // one walk of the domain's spaces: releasing them one by one would cost a walk of
-    // every table of every space per mapped gfn (XSA-45 class). Reads come from the
-    // guest's kernel root, which the releases change, but only after the group's last read.
+    // Every extent is read, validated and marked first, then all are released with one
+    // walk of the domain's spaces: releasing them one by one would cost a walk of every
+    // table of every space per mapped gfn (XSA-45 class). Reads come from the guest's
+    // kernel root, which the release changes, but only after the last read. Both phases
+    // stop at preemption points (SPEC.md §5.5): the marks and the walk's place are kept in
+    // the domain's memory.
+    if domain.release_in_progress() {
+        // Marking had ended: go on with the walk. If an extent had failed, it is read and
+        // refused again below with the same error: its read only sees fewer mappings, and
+        // a gfn refused then is no more releasable now.
+        if !domain.release_marked_preemptibly(memory, frames, machine) {
+            return Batch::Preempted(from);
+        }
+    }
     let total = count.min(BATCH_MAX);
     let mut done = from;
-    // A group's release preempted last time goes on first (nothing is marked otherwise).
-    if !domain.release_marked_preemptibly(memory, frames, machine) {
-        return Batch::Preempted(done);
-    }
+    let mut failure = None;
     while done < total {
         if done > from && machine.due() {
             return Batch::Preempted(done);
         }
-        let group_end = total.min(done + RELEASE_GROUP);
-        let mut failure = None;
-        while done < group_end {
-            let mut bytes = [0u8; GFN_BYTES as usize];
-            let read = element(gfns, done, GFN_BYTES)
-                .is_some_and(|address| copy_from_guest(memory, domain.kernel_space(), address, &mut bytes).is_ok());
-            if !read {
-                failure = Some(Errno::EFAULT);
-                break;
-            }
-            if let Err(error) = domain.mark_for_release(u64::from_le_bytes(bytes), size) {
-                failure = Some(error.errno());
-                break;
-            }
-            done += 1;
+        let mut bytes = [0u8; GFN_BYTES as usize];
+        let read = element(gfns, done, GFN_BYTES)
+            .is_some_and(|address| copy_from_guest(memory, domain.kernel_space(), address, &mut bytes).is_ok());
+        if !read {
+            failure = Some(Errno::EFAULT);
+            break;
         }
-        // A walk preempted here goes on when the call does. The extent that failed, if
-        // one did, is read and refused again then, with the same error: its read only
-        // sees fewer mappings, and a gfn refused now is no more populated then.
-        if !domain.release_marked_preemptibly(memory, frames, machine) {
-            return Batch::Preempted(done);
+        if let Err(error) = domain.mark_for_release(u64::from_le_bytes(bytes), size) {
+            failure = Some(error.errno());
+            break;
         }
-        if let Some(error) = failure {
-            return Batch::Finished(stopped(done, error));
-        }
+        done += 1;
     }
-    Batch::Finished(done as i64)
+    if !domain.release_marked_preemptibly(memory, frames, machine) {
+        return Batch::Preempted(done);
+    }
+    match failure {
+        Some(error) => Batch::Finished(stopped(done, error)),
+        None => Batch::Finished(done as i64),
+    }
 }
 
 /// `address_space_op(cmd, a, b)`: create, destroy, switch, flush and query spaces.
@@ -882,17 +878,13 @@ mod tests {
             memory_op(&arguments, done, &mut fixture.domain, &mut memory, &mut fixture.frames, &mut fixture.tlb)
         });
         assert_eq!(result, 200);
-        // Preempted between groups of RELEASE_GROUP and inside their walks, which go on
-        // where they stopped: still one walk per group, not per gfn or per preemption.
-        let groups = 200u64.div_ceil(RELEASE_GROUP);
-        assert!(u64::from(preemptions) > groups, "{preemptions} preemptions");
-        // One walk per group: every entry of every table; plus a four-level walk per gfn read.
+        // Preempted while marking and inside the walk, which goes on where it stopped: still
+        // one walk per batch, not per gfn or per preemption.
+        assert!(preemptions > 200, "{preemptions} preemptions");
+        // One walk: every entry of every table; plus a four-level walk per gfn read.
         let one_walk = tables * 512;
         let reads = memory.entry_reads.get();
-        assert!(
-            reads <= groups * one_walk + 200 * 4 * 2,
-            "{reads} entry reads for {groups} groups; one walk is {one_walk}"
-        );
+        assert!(reads <= one_walk + 200 * 4 * 2, "{reads} entry reads for one batch; one walk is {one_walk}");
         assert!(gfns
             .iter()
             .all(|&gfn| fixture.domain.mapping_count(gfn) == 0 && fixture.domain.gfn_frame(gfn).is_none()));
@@ -1109,6 +1101,58 @@ mod tests {
                 }
             }
             fixture.finish();
+        }
+    }
+
+    /// SPEC.md §5.5: preemption changes nothing but time. The same random batches (long
+    /// ones, with bad gfns and duplicates inside, and gfns whose release unmaps the batch's
+    /// own array) give the same results and leave the same state whether every run is
+    /// preempted at its first chance, every third, or never.
+    #[test]
+    fn preempted_batches_give_the_results_of_unpreempted_ones() {
+        let run = |preempt_every: u32, seed: u64| {
+            let mut fixture = fixture(1200);
+            fixture.tlb.preempt_every = preempt_every;
+            let mut state = seed;
+            let mut next = move |bound: u64| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 33) % bound
+            };
+            let mut results = Vec::new();
+            for _ in 0..40 {
+                let handle = next(3);
+                match next(4) {
+                    0 => results.push(fixture.increase(1 + next(200), 0).0),
+                    1 => {
+                        // Map a run of gfns, the buffer's own among them sometimes.
+                        let first = next(1200);
+                        let entries: Vec<MapEntry> = (0..next(300))
+                            .map(|index| map(AREA + (first + index) * 4096, (first + index) % 1200, RW))
+                            .collect();
+                        results.push(fixture.mmu(handle, &entries).0);
+                    }
+                    2 => {
+                        let gfns: Vec<u64> = (0..1 + next(300)).map(|_| next(1200)).collect();
+                        results.push(fixture.decrease(&gfns, 0));
+                    }
+                    _ => results.push(fixture.space_op(space_cmd::CREATE, 0, 0)),
+                }
+            }
+            let populated: Vec<bool> = (0..1200).map(|gfn| fixture.domain.gfn_frame(gfn).is_some()).collect();
+            let counts: Vec<u32> = (0..1200).map(|gfn| fixture.domain.mapping_count(gfn)).collect();
+            let preemptions = fixture.tlb.preemptions;
+            fixture.finish();
+            (results, populated, counts, preemptions)
+        };
+        for seed in 1..6 {
+            let (results, populated, counts, none) = run(0, seed);
+            assert_eq!(none, 0);
+            for every in [1, 3] {
+                let (preempted_results, preempted_populated, preempted_counts, preemptions) = run(every, seed);
+                assert!(preemptions > 0, "seed {seed}: nothing was preempted");
+                assert_eq!(preempted_results, results, "seed {seed}, every {every}");
+                assert!(preempted_populated == populated && preempted_counts == counts, "seed {seed}, every {every}");
+            }
         }
     }
 }

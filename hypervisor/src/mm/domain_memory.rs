@@ -115,7 +115,8 @@ pub struct DomainMemory {
     doomed_words: core::ops::Range<usize>,
     /// Some marked gfn is mapped somewhere: the batch needs one walk of every space.
     doomed_mapped: bool,
-    /// Where a preempted walk for the marked gfns goes on: (space index, root slot).
+    /// Where a preempted walk for the marked gfns goes on: (space index, root slot);
+    /// (0, 0) when no walk is under way (a stopped walk has always passed slot 0).
     release_cursor: (usize, usize),
     /// Populated gfns in each 512-gfn block, to find an empty block without a scan.
     block_population: Vec<u16>,
@@ -476,6 +477,11 @@ impl DomainMemory {
         }
         let finished = self.release_marked_preemptibly(memory, frames, &mut Never(tlb));
         debug_assert!(finished, "a release that is never preempted finishes");
+    }
+
+    /// Whether a [`Self::release_marked_preemptibly`] walk stopped and has not finished.
+    pub fn release_in_progress(&self) -> bool {
+        self.release_cursor != (0, 0)
     }
 
     /// [`Self::release_marked`], stopping after a root slot that held tables when
