@@ -65,7 +65,7 @@ struct Row {
 }
 
 /// Every row, in table order.
-const ROWS: [Row; 12] = [
+const ROWS: [Row; 13] = [
     Row { wire: "null_hypercall", title: "null hypercall", reference: Some(Reference::Getppid), goal: Some(0.7), note: None },
     Row { wire: "user_syscall", title: "user syscall", reference: Some(Reference::Getppid), goal: Some(2.0), note: None },
     Row { wire: "page_fault", title: "page fault", reference: Some(Reference::MinorFault), goal: Some(2.0), note: None },
@@ -114,6 +114,13 @@ const ROWS: [Row; 12] = [
         goal: None,
         note: Some("cycles a heartbeat domain waited for the CPU beyond the other domain's 10 ms slice while that domain made the heaviest hypercalls it can (a multicall of 64 x 1024 mmu_update entries, DECREASE of 1024 gfns mapped in 32 spaces, 4 KiB console writes); one sample per slice of the heavy domain; the worst is held against 1 ms under the table"),
     },
+    Row {
+        wire: "hypercall_latency_control",
+        title: "latency control",
+        reference: None,
+        goal: None,
+        note: Some("the same heartbeat while the other domain spins without hypercalls: how late preemption comes on this host anyway (TCG time is the host's: a host that deschedules QEMU shows here)"),
+    },
 ];
 
 /// One benchmark guest: which rows it prints and how it is booted.
@@ -131,6 +138,8 @@ struct GuestSpec {
     mem: Option<&'static str>,
     /// Reservation quota (`maxmem=`); `None` = equal to `mem`.
     maxmem: Option<&'static str>,
+    /// Argument words every domain of the boot gets besides `peer=` and `iterations=`.
+    args: &'static [&'static str],
     /// Default `iterations=<n>` under KVM and under TCG; `None` if the guest takes no
     /// count (the null hypercall's is fixed).
     iterations: Option<Iterations>,
@@ -196,12 +205,13 @@ const fn one(
         source: Source::GuestLines,
         mem,
         maxmem: None,
+        args: &[],
         iterations: Some(iterations),
     }
 }
 
 /// The guests, in the order they run.
-const GUESTS: [GuestSpec; 12] = [
+const GUESTS: [GuestSpec; 13] = [
     // 100 000 null hypercalls, the issue-1 floor; fixed in the guest (~75 s on a PVM host).
     GuestSpec {
         image: "bench",
@@ -210,6 +220,7 @@ const GUESTS: [GuestSpec; 12] = [
         source: Source::GuestLines,
         mem: None,
         maxmem: None,
+        args: &[],
         iterations: None,
     },
     one("bench_user_syscall", &["user_syscall"], None, TRAP_ROW),
@@ -228,6 +239,7 @@ const GUESTS: [GuestSpec; 12] = [
         source: Source::GuestLines,
         mem: None,
         maxmem: None,
+        args: &[],
         iterations: Some(Iterations { kvm: 2_000, tcg: 20_000, kvm_milliseconds: 10 }),
     },
     // Four hypercalls per iteration, no switch.
@@ -243,6 +255,7 @@ const GUESTS: [GuestSpec; 12] = [
         source: Source::GuestLines,
         mem: None,
         maxmem: None,
+        args: &[],
         iterations: Some(TRAP_ROW),
     },
     // Each iteration sleeps: 5 ms ahead plus the lateness (measured ~4.3 ms, p99 6 ms)
@@ -256,6 +269,7 @@ const GUESTS: [GuestSpec; 12] = [
         source: Source::AllDomainsBooted,
         mem: Some("128K"),
         maxmem: None,
+        args: &[],
         iterations: None,
     },
     // Room for 1024 more gfns (maxmem) and the 72 KiB of batch arrays; each sample is
@@ -267,7 +281,19 @@ const GUESTS: [GuestSpec; 12] = [
         source: Source::GuestLines,
         mem: Some("8M"),
         maxmem: Some("12M"),
+        args: &[],
         iterations: Some(Iterations { kvm: 20, tcg: 200, kvm_milliseconds: 100 }),
+    },
+    // The same pair, the heavy domain making no hypercall (`calls=0`).
+    GuestSpec {
+        image: "bench_hypercall_latency",
+        rows: &["hypercall_latency_control"],
+        domains: Domains::Pair,
+        source: Source::GuestLines,
+        mem: Some("8M"),
+        maxmem: Some("12M"),
+        args: &["calls=0"],
+        iterations: Some(Iterations { kvm: 20, tcg: 200, kvm_milliseconds: 20 }),
     },
 ];
 
@@ -539,14 +565,25 @@ const HYPERCALL_LATENCY_GOAL_US: u64 = 1_000;
 
 /// The worst-hypercall-latency bound, if its guest ran: the heartbeat's
 /// `bench: hypercall_latency: worst <n> us past ...` line against
-/// [`HYPERCALL_LATENCY_GOAL_US`].
-fn latency_bound(output: &str) -> Option<String> {
-    let worst: u64 = output.lines().find_map(|line| {
-        let (_, rest) = line.split_once("bench: hypercall_latency: worst ")?;
-        rest.split_once(" us past ")?.0.parse().ok()
-    })?;
-    let verdict = if worst <= HYPERCALL_LATENCY_GOAL_US { "met" } else { "missed" };
-    Some(format!("bound worst hypercall latency: worst {worst} us <= {HYPERCALL_LATENCY_GOAL_US} us: {verdict}\n"))
+/// [`HYPERCALL_LATENCY_GOAL_US`], with the control's worst (`hypercall_latency_control`)
+/// beside it when that ran too.
+fn latency_bound(outputs: &[&str]) -> Option<String> {
+    let worst = |wire: &str| {
+        let marker = format!("bench: {wire}: worst ");
+        outputs.iter().flat_map(|output| output.lines()).find_map(|line| {
+            let (_, rest) = line.split_once(marker.as_str())?;
+            rest.split_once(" us past ")?.0.parse::<u64>().ok()
+        })
+    };
+    let measured = worst("hypercall_latency")?;
+    let verdict = if measured <= HYPERCALL_LATENCY_GOAL_US { "met" } else { "missed" };
+    let control = match worst("hypercall_latency_control") {
+        Some(control) => format!(" (control without hypercalls: worst {control} us)"),
+        None => String::new(),
+    };
+    Some(format!(
+        "bound worst hypercall latency: worst {measured} us <= {HYPERCALL_LATENCY_GOAL_US} us: {verdict}{control}\n"
+    ))
 }
 
 /// The rows and guests `--row` selects (all without it).
@@ -596,6 +633,7 @@ fn domains_for(guest: &GuestSpec, iterations: Option<u64>) -> Vec<Domain> {
             if let Some(iterations) = iterations {
                 domain.args.push(format!("iterations={iterations}"));
             }
+            domain.args.extend(guest.args.iter().map(|arg| arg.to_string()));
             domain
         })
         .collect()
@@ -694,7 +732,8 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     print!("{}", notes(&rows));
     println!("{}", goal_summary(&rows, &benches, &references));
     print!("{}", event_bounds(&benches));
-    if let Some(bound) = runs.iter().find_map(|run| latency_bound(&run.outcome.output)) {
+    let outputs: Vec<&str> = runs.iter().map(|run| run.outcome.output.as_str()).collect();
+    if let Some(bound) = latency_bound(&outputs) {
         print!("{bound}");
     }
     let reference_counts: Vec<String> = references
@@ -871,7 +910,8 @@ mod tests {
         assert_eq!(cells(rows[11]), ["boot 64 domains", "-", "-", "-", "fork+exec+wait 64", "-", "-", "missing", "-"]);
         let latency = ["worst hypercall latency", "-", "-", "-", "-", "-", "-", "missing", "-"];
         assert_eq!(cells(rows[12]), latency, "a row without a reference");
-        assert_eq!(rows.len(), 13);
+        assert_eq!(cells(rows[13]), ["latency control", "-", "-", "-", "-", "-", "-", "missing", "-"]);
+        assert_eq!(rows.len(), 14);
     }
 
     #[test]
@@ -916,27 +956,37 @@ mod tests {
         assert_eq!(goal_summary(&ROWS[5..], &benches, &references), "goals: 1 of 2 met; missed: time now 1.20x > 1.0x");
         // Every row whose sample is not one operation's cycles says what it is.
         let notes = notes(&ROWS);
-        for title in
-            ["event channel", "event loopback", "domain switch", "timer", "boot 64 domains", "worst hypercall latency"]
-        {
+        for title in [
+            "event channel",
+            "event loopback",
+            "domain switch",
+            "timer",
+            "boot 64 domains",
+            "worst hypercall latency",
+            "latency control",
+        ] {
             assert!(notes.contains(&format!("  {title}: ")), "{title}: {notes}");
         }
-        assert_eq!(notes.lines().count(), 6);
+        assert_eq!(notes.lines().count(), 7);
     }
 
     #[test]
     fn the_latency_bound_is_judged_from_the_heartbeat_line() {
-        let line = |us: u64| format!("(d1) bench: hypercall_latency: worst {us} us past the 10 ms slice\r\n");
+        let line = |wire: &str, us: u64| format!("(d1) bench: {wire}: worst {us} us past the 10 ms slice\r\n");
+        let at_goal = line("hypercall_latency", 1000);
         assert_eq!(
-            latency_bound(&line(1000)).unwrap(),
+            latency_bound(&[at_goal.as_str()]).unwrap(),
             "bound worst hypercall latency: worst 1000 us <= 1000 us: met\n"
         );
+        let late = format!("(d2) noise\n{}", line("hypercall_latency", 1001));
+        let control = line("hypercall_latency_control", 7);
         assert_eq!(
-            latency_bound(&format!("(d2) noise\n{}", line(1001))).unwrap(),
-            "bound worst hypercall latency: worst 1001 us <= 1000 us: missed\n"
+            latency_bound(&[control.as_str(), late.as_str()]).unwrap(),
+            "bound worst hypercall latency: worst 1001 us <= 1000 us: missed (control without hypercalls: worst 7 us)\n"
         );
-        assert_eq!(latency_bound("(d1) bench: hypercall_latency: worst x us past\n"), None);
-        assert_eq!(latency_bound(""), None);
+        assert_eq!(latency_bound(&[control.as_str()]), None, "no bound from the control alone");
+        assert_eq!(latency_bound(&["(d1) bench: hypercall_latency: worst x us past\n"]), None);
+        assert_eq!(latency_bound(&[]), None);
     }
 
     #[test]
@@ -1020,10 +1070,10 @@ mod tests {
         assert_eq!(iterations_for(Accel::Kvm, map, None), Some(20));
         assert_eq!(iterations_for(Accel::Kvm, map, Some(3)), Some(3));
         // The bounds are twice the expected cost plus a minute of boot each (the expected
-        // KVM total is ~6 minutes); together they stay under 26 minutes.
+        // KVM total is ~6 minutes); together they stay under 27 minutes.
         let total: Duration =
             GUESTS.iter().map(|guest| guest_timeout(Accel::Kvm, guest, iterations_for(Accel::Kvm, guest, None))).sum();
-        assert!(total <= Duration::from_secs(26 * 60), "{total:?}");
+        assert!(total <= Duration::from_secs(27 * 60), "{total:?}");
         assert_eq!(guest_timeout(Accel::Kvm, user, Some(2_000)), Duration::from_millis(60_000 + 2_200 * 5 * 2));
         assert_eq!(guest_timeout(Accel::Kvm, null, None), Duration::from_secs(300));
     }

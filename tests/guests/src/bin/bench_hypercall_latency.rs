@@ -18,7 +18,9 @@
 //! in 32 address spaces, `DECREASE_RESERVATION` of all of them at once (32 768 mappings
 //! removed), and one 4096-byte `console_io` write. It checks every result, so the rows
 //! also prove that preempted hypercalls complete exactly as unpreempted ones do.
-//! Prints `bench hypercall_latency median <c> p99 <c> iterations <n>`.
+//! Prints `bench hypercall_latency median <c> p99 <c> iterations <n>`, or with `calls=0`
+//! (the heavy domain spins without hypercalls: the host's own lateness, the control row)
+//! `bench hypercall_latency_control ...`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[path = "bench_support/mod.rs"]
@@ -64,18 +66,19 @@ fn bench_hypercall_latency(start: &'static StartInfo) -> u32 {
     let iterations = bench_support::iterations(start);
     let warmup = bench_support::warmup(iterations);
     let slice_ns = argument(start, "slice_ms").unwrap_or(10) * MILLISECOND;
+    let calls = argument(start, "calls").unwrap_or(ALL_CALLS);
     match bench_support::peer(start) {
-        Some(2) => heartbeat(&mut reporter, warmup, iterations, slice_ns),
-        Some(_) => {
-            let calls = argument(start, "calls").unwrap_or(ALL_CALLS);
-            heavy(&mut reporter, start, calls, (warmup + iterations + 10) as u64 * 2 * slice_ns)
+        Some(2) => {
+            let name = if calls == 0 { "hypercall_latency_control" } else { "hypercall_latency" };
+            heartbeat(&mut reporter, name, warmup, iterations, slice_ns)
         }
+        Some(_) => heavy(&mut reporter, start, calls, (warmup + iterations + 10) as u64 * 2 * slice_ns),
         None => reporter.error("no peer=<id> argument: boot this guest as a pair"),
     }
     reporter.finish()
 }
 
-fn heartbeat(reporter: &mut Reporter, warmup: usize, iterations: usize, slice_ns: u64) {
+fn heartbeat(reporter: &mut Reporter, name: &str, warmup: usize, iterations: usize, slice_ns: u64) {
     let mut lateness = Vec::new();
     if lateness.try_reserve_exact(warmup + iterations).is_err() {
         return reporter.error("no heap for the samples: give the domain more memory");
@@ -100,8 +103,8 @@ fn heartbeat(reporter: &mut Reporter, warmup: usize, iterations: usize, slice_ns
     let mut samples: Vec<u64> =
         lateness[warmup..].iter().map(|&ns| bench_support::cycles_of_nanoseconds(ns, &info)).collect();
     let worst_ns = lateness[warmup..].iter().copied().max().unwrap_or(0);
-    println!("bench: hypercall_latency: worst {} us past the {} ms slice", worst_ns / 1_000, slice_ns / MILLISECOND);
-    bench_support::report(reporter, "hypercall_latency", Ok(tsc::summarize(&mut samples)));
+    println!("bench: {name}: worst {} us past the {} ms slice", worst_ns / 1_000, slice_ns / MILLISECOND);
+    bench_support::report(reporter, name, Ok(tsc::summarize(&mut samples)));
 }
 
 fn heavy(reporter: &mut Reporter, start: &StartInfo, calls: u64, duration_ns: u64) {
