@@ -578,7 +578,8 @@ mod tests {
     /// non-canonical or hypervisor address it is -EFAULT.
     #[test]
     fn every_array_call_applies_the_zero_length_rule() {
-        let calls: [(Hypercall, fn(u64) -> [u64; 3]); 4] = [
+        type Arguments = fn(u64) -> [u64; 3];
+        let calls: [(Hypercall, Arguments); 4] = [
             (Hypercall::MULTICALL, |pointer| [pointer, 0, 0]),
             (Hypercall::CONSOLE_IO, |pointer| [console_cmd::WRITE, 0, pointer]),
             (Hypercall::CONSOLE_IO, |pointer| [console_cmd::READ, 0, pointer]),
