@@ -1,10 +1,13 @@
 //! Conformance: hypercall continuations and the zero-length rule (SPEC.md §5.4, §5.5).
-//! Sub-cases, each one long hypercall between a `begins` and a `done` line, run beside a
-//! `role=ticker` domain that prints a tick every 2 ms of system time, with `slice=1`: a
-//! tick between the two lines shows the call was preempted and the other domain ran.
+//! Sub-cases, each one long hypercall run beside a `role=ticker` domain that prints a tick
+//! every 2 ms of system time, with `slice=1`. The long call is one multicall whose first
+//! and last entries write `continuation: <sub> inside begins` and `... inside done` (a
+//! long call of another kind sits between them as the middle entry): a tick between the
+//! two lines was printed while that one hypercall was in progress, so it was preempted
+//! and the other domain ran (for the console write, a tick inside its own bytes).
 //!
-//! * `multicall`: one multicall of 64 `mmu_update`s of 1024 entries (map, unmap, ...):
-//!   64 and every entry's 1024, the window unmapped at the end.
+//! * `multicall`: one multicall of 62 `mmu_update`s of 1024 entries (map, unmap, ...)
+//!   between the markers: 64 and every entry's 1024, the window unmapped at the end.
 //! * `decrease`: 1024 new gfns mapped in 32 address spaces, released with one
 //!   `DECREASE_RESERVATION`: 1024, no mapping left, the reservation as before.
 //! * `console`: one 4095-byte `console_io` write (a digit pattern) and its newline: 4095;
@@ -81,17 +84,20 @@ fn multicall(reporter: &mut Reporter, start: &'static StartInfo) {
     let flags = map_flags::WRITABLE | map_flags::NO_EXECUTE;
     let map: Vec<MapEntry> = (0..BATCH as u64).map(|index| map_entry(WINDOW + index * PAGE_SIZE, gfn, flags)).collect();
     let unmap: Vec<MapEntry> = (0..BATCH as u64).map(|index| unmap_entry(WINDOW + index * PAGE_SIZE, 0)).collect();
-    let mut calls = Multicall::new();
-    for index in 0..64 {
+    let begins = marker("multicall", "begins");
+    let done = marker("multicall", "done");
+    let mut marked = Multicall::new();
+    // SAFETY: the markers are live until after `call`.
+    unsafe { marked.push(Hypercall::CONSOLE_IO, console_write(&begins)) };
+    for index in 0..62 {
         let entries = if index % 2 == 0 { &map } else { &unmap };
         // SAFETY: both arrays live until after `call` and are not changed.
-        reporter.check(unsafe { calls.mmu_update(Space::INITIAL, entries) }.is_some(), "64 calls fit");
+        unsafe { marked.mmu_update(Space::INITIAL, entries) };
     }
-    println!("continuation: multicall begins");
-    let result = calls.call();
-    println!("continuation: multicall done");
-    reporter.expect_eq(result, Ok(64), "multicall of 64 x 1024 entries");
-    let all = (0..64).all(|index| calls.result(index) == Some(Ok(BATCH as u64)));
+    // SAFETY: as for the first marker.
+    unsafe { marked.push(Hypercall::CONSOLE_IO, console_write(&done)) };
+    reporter.expect_eq(marked.call(), Ok(64), "multicall of 62 x 1024 entries between two console writes");
+    let all = (1..63).all(|index| marked.result(index) == Some(Ok(BATCH as u64)));
     reporter.check(all, "every mmu_update entry completed its 1024 entries");
     for index in [0, 511, 1023] {
         let address = WINDOW + index * PAGE_SIZE;
@@ -122,10 +128,9 @@ fn decrease(reporter: &mut Reporter, _: &'static StartInfo) {
             return;
         }
     }
-    println!("continuation: decrease begins");
-    let result = memory::decrease_reservation(&gfns, 0);
-    println!("continuation: decrease done");
-    reporter.expect_eq(result, Ok(BATCH), "one DECREASE of 1024 gfns mapped in 32 spaces");
+    let arguments = [memory_cmd::DECREASE_RESERVATION, gfns.as_ptr() as u64, BATCH as u64, 0, 0, 0];
+    let result = marked(reporter, "decrease", Hypercall::MEMORY_OP, arguments);
+    reporter.expect_eq(result, Some(Ok(BATCH as u64)), "one DECREASE of 1024 gfns mapped in 32 spaces");
     reporter.expect_eq(memory::current_reservation(), Ok(before), "the reservation as before");
     for &space in &spaces {
         for index in [0, 1023] {
@@ -136,6 +141,32 @@ fn decrease(reporter: &mut Reporter, _: &'static StartInfo) {
     for space in spaces.into_iter().skip(1) {
         reporter.expect_ok(memory::destroy_space(space), "destroy a space");
     }
+}
+
+/// `continuation: <sub> inside <what>` and a newline.
+fn marker(sub: &str, what: &str) -> Vec<u8> {
+    alloc::format!("continuation: {sub} inside {what}\n").into_bytes()
+}
+
+/// `console_io(WRITE)` arguments for `bytes`.
+fn console_write(bytes: &[u8]) -> [u64; 6] {
+    [console_cmd::WRITE, bytes.len() as u64, bytes.as_ptr() as u64, 0, 0, 0]
+}
+
+/// Makes hypercall `op` as the middle entry of a multicall between the two marker
+/// writes; returns its result (`None` if the multicall did not run it).
+fn marked(reporter: &mut Reporter, sub: &str, op: Hypercall, arguments: [u64; 6]) -> Option<Result<u64, Errno>> {
+    let begins = marker(sub, "begins");
+    let done = marker(sub, "done");
+    let mut calls = Multicall::new();
+    // SAFETY: the markers live until after `call`; the caller vouches for `arguments`.
+    unsafe {
+        calls.push(Hypercall::CONSOLE_IO, console_write(&begins));
+        calls.push(op, arguments);
+        calls.push(Hypercall::CONSOLE_IO, console_write(&done));
+    }
+    reporter.expect_eq(calls.call(), Ok(3), "the three entries");
+    calls.result(1)
 }
 
 /// The console sub-case's bytes: digits 0-9 repeated, 4095 of them.
@@ -186,14 +217,18 @@ fn self_unmap(reporter: &mut Reporter, start: &'static StartInfo) {
             support::poke_byte(target, byte);
         }
     }
-    println!("continuation: self_unmap begins");
-    // SAFETY: the array window is readable until entry 2 unmaps its second page, which
-    // the hypervisor then refuses with -EFAULT.
-    let (done, result) =
-        unsafe { HYPERVISOR.mmu_update_raw(Space::INITIAL, ARRAY_WINDOW as *const MapEntry, BATCH as u64) };
-    println!("continuation: self_unmap done");
+    let mut done = u64::MAX;
+    let done_address = &mut done as *mut u64 as u64;
+    let arguments = [Space::INITIAL.raw(), ARRAY_WINDOW, BATCH as u64, done_address, 0, 0];
+    let result = marked(reporter, "self_unmap", Hypercall::MMU_UPDATE, arguments);
+    // SAFETY: the hypervisor wrote `done` during the call; volatile, so it is read again.
+    let done = unsafe { core::ptr::read_volatile(&done) };
     // Entry `per_page` is the first that reaches into the second page.
-    reporter.expect_eq((done, result), (per_page, Err(Errno::EFAULT)), "stopped where the array became unreadable");
+    reporter.expect_eq(
+        (done, result),
+        (per_page, Some(Err(Errno::EFAULT))),
+        "stopped where the array became unreadable",
+    );
     let unmap: Vec<MapEntry> = (0..per_page)
         .filter(|&index| index != 2)
         .map(|index| unmap_entry(WINDOW + index * PAGE_SIZE, 0))
