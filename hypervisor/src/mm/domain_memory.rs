@@ -461,6 +461,7 @@ impl DomainMemory {
     /// by the domain's page-table quota, however many gfns the batch holds — then their
     /// frames are freed.
     pub fn release_marked(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, tlb: &mut impl Tlb) {
+        /// `tlb`, with a preemption never due.
         struct Never<'a, T: Tlb>(&'a mut T);
         impl<T: Tlb> Tlb for Never<'_, T> {
             fn flush_page(&mut self, virtual_address: u64) {
