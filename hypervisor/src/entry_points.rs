@@ -30,7 +30,7 @@ pub fn drive(step: Step, frame: &mut TrapFrame) -> ReturnPath {
     }
 }
 
-/// [`drive`] for an exit or an idle CPU.
+/// [`drive`] for an exit, an idle CPU or a preempted hypercall going on.
 #[cold]
 fn drive_slowly(mut step: Step, frame: &mut TrapFrame) -> ReturnPath {
     loop {
@@ -41,6 +41,7 @@ fn drive_slowly(mut step: Step, frame: &mut TrapFrame) -> ReturnPath {
                 entry::idle_halt();
                 step = running(&mut SYSTEM.lock()).resume_after_idle(frame);
             }
+            Step::Continue => step = running(&mut SYSTEM.lock()).continue_hypercall(frame),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `--test-threads`, ...).
 
 mod cases;
+mod cases_continuation;
 mod cases_events;
 mod cases_guide;
 mod cases_hardening;

@@ -13,7 +13,7 @@
 pub mod boot;
 mod delivery;
 mod focus;
-mod hypercall;
+pub mod hypercall;
 mod lifecycle;
 mod switch;
 #[cfg(test)]
@@ -78,6 +78,9 @@ pub struct Domain<E> {
     pub entered: bool,
     /// Console input not yet read (SPEC.md §21).
     pub input: InputRing,
+    /// Its hypercall stopped at a preemption point, to go on before it runs again
+    /// (SPEC.md §5.5).
+    pub continuation: Option<hypercall::Continuation>,
 }
 
 impl<E> Domain<E> {
@@ -110,6 +113,10 @@ pub enum Step {
     Idle,
     /// Every domain has ended: the summary is printed, exit with this status.
     Exit(ExitStatus),
+    /// The current domain's hypercall was preempted and goes on now: call
+    /// [`System::continue_hypercall`] (from the machine's loop, so a chain of
+    /// continuations does not grow the stack).
+    Continue,
 }
 
 /// The domains and everything shared between them.
