@@ -207,3 +207,80 @@ impl core::fmt::Display for Micros {
         write!(f, "{}.{:03} us", self.0 / 1000, self.0 % 1000)
     }
 }
+
+/// A time reading that has been away from the CPU over this long, with the time info
+/// rewritten meanwhile, was another domain's turn (the shortest slice is 1 ms).
+const SWITCH_GAP_NS: u64 = 500_000;
+/// Whole runs [`Turns`] keeps for its median.
+pub const KEPT_RUNS: usize = 256;
+
+/// Turns this domain gets from the scheduler, seen from inside: the hypervisor rewrites
+/// the time info whenever it resumes a domain after another ran (SPEC.md §19.2), so a
+/// reading whose info `version` changed across a gap in system time began a new turn. A
+/// host that descheduled the emulator makes a gap but no new version; an update that is
+/// not a switch (an upcall) makes a version but no gap: neither counts. A *run* is one
+/// turn's span of system time, from the update that resumed this domain to its last
+/// reading before it was switched out: what the hypervisor's slice decides, whatever the
+/// host does to the emulator meanwhile.
+pub struct Turns {
+    version: u32,
+    previous: u64,
+    run_start: u64,
+    /// Turns begun since [`Turns::new`].
+    pub count: u64,
+    /// Whole runs, ended since [`Turns::new`] (the first, begun before it, excluded).
+    runs: [u64; KEPT_RUNS],
+    whole: usize,
+    longest: u64,
+}
+
+impl Turns {
+    /// Starts watching; the current turn is not counted.
+    pub fn new() -> Self {
+        let (info, tsc) = guest_rt::time::read_time(events::shared_info());
+        let now = info.system_time_at(tsc);
+        Self {
+            version: info.version,
+            previous: now,
+            run_start: 0,
+            count: 0,
+            runs: [0; KEPT_RUNS],
+            whole: 0,
+            longest: 0,
+        }
+    }
+
+    /// Reads the time: system time now, and whether this reading began a new turn.
+    pub fn read(&mut self) -> (u64, bool) {
+        let (info, tsc) = guest_rt::time::read_time(events::shared_info());
+        let now = info.system_time_at(tsc);
+        let switched = info.version != self.version && now - self.previous >= SWITCH_GAP_NS;
+        self.version = info.version;
+        if switched {
+            if self.count > 0 {
+                self.record(self.previous.saturating_sub(self.run_start));
+            }
+            self.count += 1;
+            // The update's own timestamp: the moment the hypervisor resumed this domain.
+            self.run_start = info.system_time;
+        }
+        self.previous = now;
+        (now, switched)
+    }
+
+    fn record(&mut self, run: u64) {
+        if self.whole < KEPT_RUNS {
+            self.runs[self.whole] = run;
+        }
+        self.whole += 1;
+        self.longest = self.longest.max(run);
+    }
+
+    /// Whole runs so far, their median (of the first [`KEPT_RUNS`]) and the longest.
+    pub fn runs(&self) -> (usize, u64, u64) {
+        let mut kept = self.runs;
+        let sorted = &mut kept[..self.whole.min(KEPT_RUNS)];
+        sorted.sort_unstable();
+        (self.whole, guest_rt::tsc::percentile(sorted, 50).unwrap_or(0), self.longest)
+    }
+}
