@@ -27,9 +27,11 @@ pub const FAIR_SPINNERS: usize = 8;
 /// time: round robin gives each one turn per round, and a window's two ends can each cut
 /// a round.
 pub const FAIR_TURN_SPREAD: u64 = 2;
-/// The fewest turns a spinner must get in its two-second window for the comparison to say
-/// anything (at 10 ms slices among 8 spinners it gets about 25).
-pub const FAIR_MIN_TURNS: u64 = 10;
+/// The fewest turns a spinner must get in its two-second window: one that is never
+/// preempted gets at most one. (At 10 ms slices among 8 spinners each gets about 25 on an
+/// idle host; a host loaded to ten runnable threads on two cores stretches every turn with
+/// late interrupts, down to 7.)
+pub const FAIR_MIN_TURNS: u64 = 3;
 /// The slice `sched::slice` configures (not the default 10 ms, so a hypervisor that
 /// ignored `slice=` fails).
 pub const SLICE_OPTION: &str = "slice=25";
@@ -273,13 +275,13 @@ pub fn all() -> Vec<Case> {
     let mut preempt = case("sched::preempt", pair("sched_preempt", &["spinner"], &["worker"]));
     preempt.expectation.console_lines.push(line(&["(d1) sched_preempt: the worker finished "]));
     cases.push(preempt);
-    let default_slice = words(&["slice_ms=10"]);
+    let default_slice = vec!["slice_ms=10".to_string(), format!("spinners={FAIR_SPINNERS}")];
     let mut fairness =
         case("sched::fairness", (0..FAIR_SPINNERS).map(|_| guest("spinner", Some("512K"), &default_slice)).collect());
     fairness.expectation.checks.push(("fair turns among spinners", fair_turns));
     cases.push(fairness);
     let slice_ms = SLICE_OPTION.trim_start_matches("slice=");
-    let configured = vec![format!("slice_ms={slice_ms}")];
+    let configured = vec![format!("slice_ms={slice_ms}"), "spinners=2".to_string()];
     let mut slice = case("sched::slice", (0..2).map(|_| guest("spinner", Some("512K"), &configured)).collect());
     slice.options = &[SLICE_OPTION];
     slice.expectation.hypervisor_lines.push(vec![format!("scheduler: slice {slice_ms} ms (slice=)")]);
@@ -353,7 +355,8 @@ mod tests {
         assert_eq!(fair_turns(&lines(&[24, 25, 24, 23, 25, 24, 24, 25])), Ok(()));
         let spread = fair_turns(&lines(&[24, 25, 24, 22, 25, 24, 24, 25])).unwrap_err();
         assert!(spread.contains("25 and 22 differ by more than 2"), "{spread}");
-        assert!(fair_turns(&lines(&[9, 9, 9, 9, 9, 9, 9, 9])).unwrap_err().contains("fewer than 10"));
+        assert_eq!(fair_turns(&lines(&[7, 7, 7, 7, 8, 7, 7, 7])), Ok(()));
+        assert!(fair_turns(&lines(&[2, 2, 2, 2, 2, 2, 2, 2])).unwrap_err().contains("fewer than 3"));
         assert!(fair_turns(&lines(&[24, 25])).unwrap_err().contains("d3 reported no"));
     }
 

@@ -180,6 +180,10 @@ fn load_average() -> String {
 /// case failed in any run.
 pub fn run(runs: u32, accel: Accel, hypervisor: &Path, filters: &[String]) -> Result<u8> {
     let directory = workspace::runs_dir().join("stress");
+    // Only this series' results and consoles: not an earlier series' failures.
+    if directory.exists() {
+        std::fs::remove_dir_all(&directory).map_err(|error| Error::io("cannot empty", &directory, error))?;
+    }
     std::fs::create_dir_all(&directory).map_err(|error| Error::io("cannot create", &directory, error))?;
     // The runner is built before the load starts: the first run's timing is then loaded
     // like every other run's, not a build of its own.

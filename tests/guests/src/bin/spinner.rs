@@ -6,15 +6,23 @@
 //! first-touch faults (8 domains have all started after about 9 s). A copy that starts
 //! after `from_ms` (a very slow boot) says so and fails rather than report a short count.
 //!
-//! In the window it counts the turns the scheduler gives it and measures each whole run
+//! In the window it counts the turns the scheduler gives it and measures rounds and runs
 //! in system time (events_support::Turns): what the hypervisor decides, not how much work
 //! the host let the emulator do (loop iterations are printed too, for information). The
 //! runner compares the turn counts across copies (round robin: equal within one or two).
-//! With `slice_ms=<ms>` the copy also judges its runs against that slice: the median run
-//! at least 90 % of it and at most the slice plus `median_us=<µs>` (default 5 ms under
-//! KVM, 10 ms under TCG), the longest at most the slice plus `tolerance_us=<µs>` (50 ms and
-//! 100 ms) — a run ends with the slice's timer interrupt, as late as timer::deadline
-//! allows a timer to be.
+//! With `slice_ms=<ms>` and `spinners=<n>` (the copies running) the copy also judges its
+//! turns against that slice (SPEC.md §20.1):
+//!
+//! * the median round is at least `n` slices (99 %: each turn lasts a full slice; no
+//!   preemption comes early) — a hypervisor that ignored `slice=` for a shorter slice fails
+//!   this on any host;
+//! * the longest run is at most the slice plus `tolerance_us=<µs>` (default 50 ms under
+//!   KVM, 100 ms under TCG, timer::deadline's bound for a single timer: a turn ends with
+//!   the slice's timer interrupt) — a hypervisor that let a spinner keep the CPU fails.
+//!
+//! How much longer than the slice a turn lasts is how late the host delivers the interrupt
+//! (a loaded host deschedules the emulator for tens of milliseconds): not judged beyond
+//! that bound.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod events_support;
@@ -54,33 +62,29 @@ fn spinner(start: &'static StartInfo) -> u32 {
     while turns.read().0 < until {
         iterations += 1;
     }
-    let (whole, median, longest) = turns.runs();
+    let (whole, median, longest) = turns.rounds();
     println!(
-        "spinner: {} turns, {iterations} iterations in the window; {whole} whole runs, median {}, longest {}",
+        "spinner: {} turns, {iterations} iterations in the window; {whole} whole rounds, median {}, longest run {}",
         turns.count,
         Micros(median),
         Micros(longest)
     );
-    if let Some(slice_ms) = argument(start, "slice_ms") {
+    if let (Some(slice_ms), Some(spinners)) = (argument(start, "slice_ms"), argument(start, "spinners")) {
         let slice = slice_ms * MILLISECOND;
-        let median_tolerance = argument(start, "median_us").unwrap_or(accel.pick(5_000, 10_000)) * MICROSECOND;
-        let single_tolerance = argument(start, "tolerance_us").unwrap_or(accel.pick(50_000, 100_000)) * MICROSECOND;
-        reporter.check(whole >= 2, format_args!("{whole} whole runs in the window (at least 2 to judge)"));
+        let tolerance = argument(start, "tolerance_us").unwrap_or(accel.pick(50_000, 100_000)) * MICROSECOND;
+        reporter.check(whole >= 2, format_args!("{whole} whole rounds in the window (at least 2 to judge)"));
+        let shortest_round = spinners * slice / 100 * 99;
         reporter.check(
-            median >= slice / 10 * 9 && median <= slice + median_tolerance,
+            median >= shortest_round,
             format_args!(
-                "median run {} is within 90 % of the {slice_ms} ms slice .. the slice + {}",
+                "median round {} is at least {spinners} slices of {slice_ms} ms (99 %: {})",
                 Micros(median),
-                Micros(median_tolerance)
+                Micros(shortest_round)
             ),
         );
         reporter.check(
-            longest <= slice + single_tolerance,
-            format_args!(
-                "longest run {} is within the {slice_ms} ms slice + {}",
-                Micros(longest),
-                Micros(single_tolerance)
-            ),
+            longest <= slice + tolerance,
+            format_args!("longest run {} is within the {slice_ms} ms slice + {}", Micros(longest), Micros(tolerance)),
         );
     }
     reporter.finish()

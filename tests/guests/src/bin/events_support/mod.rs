@@ -211,27 +211,33 @@ impl core::fmt::Display for Micros {
 /// A time reading that has been away from the CPU over this long, with the time info
 /// rewritten meanwhile, was another domain's turn (the shortest slice is 1 ms).
 const SWITCH_GAP_NS: u64 = 500_000;
-/// Whole runs [`Turns`] keeps for its median.
-pub const KEPT_RUNS: usize = 256;
+/// Whole rounds [`Turns`] keeps for its median.
+pub const KEPT_ROUNDS: usize = 256;
 
 /// Turns this domain gets from the scheduler, seen from inside: the hypervisor rewrites
 /// the time info whenever it resumes a domain after another ran (SPEC.md §19.2), so a
 /// reading whose info `version` changed across a gap in system time began a new turn. A
 /// host that descheduled the emulator makes a gap but no new version; an update that is
-/// not a switch (an upcall) makes a version but no gap: neither counts. A *run* is one
-/// turn's span of system time, from the update that resumed this domain to its last
-/// reading before it was switched out: what the hypervisor's slice decides, whatever the
-/// host does to the emulator meanwhile.
+/// not a switch (an upcall) makes a version but no gap: neither counts.
+///
+/// Two spans are measured in system time. A *round* runs from one resumption to the next
+/// (the update's own timestamp, the moment the hypervisor resumed this domain): every
+/// other runnable domain's turn and this one's, each at least a slice unless it gave up
+/// the CPU — what the hypervisor decides, whatever the host does to the emulator. A *run*
+/// runs from this domain's first reading in a turn to its last: how long it kept the CPU;
+/// a host that deschedules the emulator at either end of a turn makes the run shorter than
+/// the turn, never longer.
 pub struct Turns {
     version: u32,
     previous: u64,
+    resumed: u64,
     run_start: u64,
     /// Turns begun since [`Turns::new`].
     pub count: u64,
-    /// Whole runs, ended since [`Turns::new`] (the first, begun before it, excluded).
-    runs: [u64; KEPT_RUNS],
+    /// Whole rounds, ended since [`Turns::new`] (the first, begun before it, excluded).
+    rounds: [u64; KEPT_ROUNDS],
     whole: usize,
-    longest: u64,
+    longest_run: u64,
 }
 
 impl Turns {
@@ -242,11 +248,12 @@ impl Turns {
         Self {
             version: info.version,
             previous: now,
+            resumed: 0,
             run_start: 0,
             count: 0,
-            runs: [0; KEPT_RUNS],
+            rounds: [0; KEPT_ROUNDS],
             whole: 0,
-            longest: 0,
+            longest_run: 0,
         }
     }
 
@@ -258,29 +265,26 @@ impl Turns {
         self.version = info.version;
         if switched {
             if self.count > 0 {
-                self.record(self.previous.saturating_sub(self.run_start));
+                self.longest_run = self.longest_run.max(self.previous.saturating_sub(self.run_start));
+                if self.whole < KEPT_ROUNDS {
+                    self.rounds[self.whole] = info.system_time.saturating_sub(self.resumed);
+                }
+                self.whole += 1;
             }
             self.count += 1;
-            // The update's own timestamp: the moment the hypervisor resumed this domain.
-            self.run_start = info.system_time;
+            self.resumed = info.system_time;
+            self.run_start = now;
         }
         self.previous = now;
         (now, switched)
     }
 
-    fn record(&mut self, run: u64) {
-        if self.whole < KEPT_RUNS {
-            self.runs[self.whole] = run;
-        }
-        self.whole += 1;
-        self.longest = self.longest.max(run);
-    }
-
-    /// Whole runs so far, their median (of the first [`KEPT_RUNS`]) and the longest.
-    pub fn runs(&self) -> (usize, u64, u64) {
-        let mut kept = self.runs;
-        let sorted = &mut kept[..self.whole.min(KEPT_RUNS)];
+    /// Whole rounds so far, their median (of the first [`KEPT_ROUNDS`]), and the longest
+    /// run of a whole round.
+    pub fn rounds(&self) -> (usize, u64, u64) {
+        let mut kept = self.rounds;
+        let sorted = &mut kept[..self.whole.min(KEPT_ROUNDS)];
         sorted.sort_unstable();
-        (self.whole, guest_rt::tsc::percentile(sorted, 50).unwrap_or(0), self.longest)
+        (self.whole, guest_rt::tsc::percentile(sorted, 50).unwrap_or(0), self.longest_run)
     }
 }
