@@ -102,36 +102,48 @@ fn second_edge(after: Option<Edge>) -> Result<Edge, Failure> {
     Err(Failure::Silent)
 }
 
-/// Successive RTC seconds, each a measurement of the TSC: the fallback reference when the
-/// PIT is missing or never agrees with itself (SPEC.md §19.1). Slow (a second each) but
-/// independent of the PIT; consecutive measurements share their edges.
+/// Seconds one measurement may span at most, waiting for a tightly dated change.
+const SECONDS_PER_MEASUREMENT: u32 = 4;
+
+/// Successive RTC seconds as measurements of the TSC: the fallback reference when the PIT
+/// is missing or never agrees with itself (SPEC.md §19.1). Slow (a second or more each)
+/// but independent of the PIT. Under an emulator a change of the seconds register often
+/// comes with a stall (the emulator's RTC update holds up the read that sees it), so a
+/// measurement runs from the tightest-dated change seen to the next change dated tightly
+/// enough, over whole seconds; consecutive measurements share their edges.
 #[derive(Default)]
 pub struct Seconds {
     last_edge: Option<Edge>,
 }
 
 impl Seconds {
-    /// TSC ticks in the next RTC second, between two changes of its seconds register.
-    /// `Silent` without an RTC that counts, `Disturbed` when either change could not be
-    /// dated tightly (the emulator was descheduled just then) or the result is implausible.
+    /// TSC ticks per RTC second, between two changes of its seconds register up to
+    /// [`SECONDS_PER_MEASUREMENT`] seconds apart. `Silent` without an RTC that counts,
+    /// `Disturbed` when no pair of changes was dated tightly enough, a change was missed,
+    /// or the result is implausible.
     pub fn measure(&mut self) -> Result<u64, Failure> {
         if read(STATUS_A) == 0xff {
             return Err(Failure::Silent);
         }
-        let start = match self.last_edge.take() {
+        let mut anchor = match self.last_edge.take() {
             Some(edge) => edge,
             None => second_edge(None)?,
         };
-        let end = second_edge(Some(start))?;
-        self.last_edge = Some(end);
-        let ticks = end.tsc.wrapping_sub(start.tsc);
-        if start.width.saturating_add(end.width).saturating_mul(PRECISION) > ticks {
-            return Err(Failure::Disturbed);
+        let (mut previous, mut seconds) = (anchor, 0u64);
+        for _ in 0..SECONDS_PER_MEASUREMENT {
+            let edge = second_edge(Some(previous))?;
+            self.last_edge = Some(edge);
+            seconds += 1;
+            let ticks = edge.tsc.wrapping_sub(anchor.tsc);
+            if anchor.width.saturating_add(edge.width).saturating_mul(PRECISION) <= ticks {
+                let hz = ticks / seconds;
+                return if (1_000_000..=100_000_000_000).contains(&hz) { Ok(hz) } else { Err(Failure::Disturbed) };
+            }
+            if edge.width < anchor.width {
+                (anchor, seconds) = (edge, 0);
+            }
+            previous = edge;
         }
-        if (1_000_000..=100_000_000_000).contains(&ticks) {
-            Ok(ticks)
-        } else {
-            Err(Failure::Disturbed)
-        }
+        Err(Failure::Disturbed)
     }
 }

@@ -135,7 +135,7 @@ fn calibrate(source: TscSource) -> (u64, &'static str) {
                 Err(failure) => rtc_silent = failure == Failure::Silent,
             }
         }
-        if pit_silent && rtc_silent {
+        if (pit_silent && rtc_silent) || round == CALIBRATION_ROUNDS {
             break;
         }
         hvprintln!(

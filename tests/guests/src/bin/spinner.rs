@@ -11,18 +11,19 @@
 //! the host let the emulator do (loop iterations are printed too, for information). The
 //! runner compares the turn counts across copies (round robin: equal within one or two).
 //! With `slice_ms=<ms>` and `spinners=<n>` (the copies running) the copy also judges its
-//! turns against that slice (SPEC.md §20.1):
+//! rounds against that slice (SPEC.md §20.1):
 //!
 //! * the median round is at least `n` slices (99 %: each turn lasts a full slice; no
 //!   preemption comes early) — a hypervisor that ignored `slice=` for a shorter slice fails
-//!   this on any host;
-//! * the longest run is at most the slice plus `tolerance_us=<µs>` (default 50 ms under
-//!   KVM, 100 ms under TCG, timer::deadline's bound for a single timer: a turn ends with
-//!   the slice's timer interrupt) — a hypervisor that let a spinner keep the CPU fails.
+//!   this on any host that is not itself slower than the slice;
+//! * the shortest round is at most `n` slices plus `tolerance_us=<µs>` (default 50 ms
+//!   under KVM, 100 ms under TCG, timer::deadline's bound for a single timer) — a
+//!   hypervisor that let a spinner keep the CPU longer than its slice fails.
 //!
-//! How much longer than the slice a turn lasts is how late the host delivers the interrupt
-//! (a loaded host deschedules the emulator for tens of milliseconds): not judged beyond
-//! that bound.
+//! How much longer than its slice a turn lasts is how late the host delivers the timer
+//! interrupt: a host running fifteen threads on two cores let a spinner run 160 ms of a
+//! 25 ms slice before the emulator delivered it. So no single turn or run is held to the
+//! slice; the longest run (first to last reading of a turn) is printed, for information.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod events_support;
@@ -62,29 +63,34 @@ fn spinner(start: &'static StartInfo) -> u32 {
     while turns.read().0 < until {
         iterations += 1;
     }
-    let (whole, median, longest) = turns.rounds();
+    let rounds = turns.rounds();
     println!(
-        "spinner: {} turns, {iterations} iterations in the window; {whole} whole rounds, median {}, longest run {}",
+        "spinner: {} turns, {iterations} iterations in the window; {} whole rounds, shortest {}, median {}; longest run {}",
         turns.count,
-        Micros(median),
-        Micros(longest)
+        rounds.whole,
+        Micros(rounds.shortest),
+        Micros(rounds.median),
+        Micros(rounds.longest_run)
     );
     if let (Some(slice_ms), Some(spinners)) = (argument(start, "slice_ms"), argument(start, "spinners")) {
         let slice = slice_ms * MILLISECOND;
         let tolerance = argument(start, "tolerance_us").unwrap_or(accel.pick(50_000, 100_000)) * MICROSECOND;
-        reporter.check(whole >= 2, format_args!("{whole} whole rounds in the window (at least 2 to judge)"));
-        let shortest_round = spinners * slice / 100 * 99;
         reporter.check(
-            median >= shortest_round,
-            format_args!(
-                "median round {} is at least {spinners} slices of {slice_ms} ms (99 %: {})",
-                Micros(median),
-                Micros(shortest_round)
-            ),
+            rounds.whole >= 2,
+            format_args!("{} whole rounds in the window (at least 2 to judge)", rounds.whole),
+        );
+        let full = spinners * slice;
+        reporter.check(
+            rounds.median >= full / 100 * 99,
+            format_args!("median round {} is at least {spinners} slices of {slice_ms} ms", Micros(rounds.median)),
         );
         reporter.check(
-            longest <= slice + tolerance,
-            format_args!("longest run {} is within the {slice_ms} ms slice + {}", Micros(longest), Micros(tolerance)),
+            rounds.shortest <= full + tolerance,
+            format_args!(
+                "shortest round {} is at most {spinners} slices of {slice_ms} ms + {}",
+                Micros(rounds.shortest),
+                Micros(tolerance)
+            ),
         );
     }
     reporter.finish()

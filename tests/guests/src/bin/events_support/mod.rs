@@ -214,6 +214,14 @@ const SWITCH_GAP_NS: u64 = 500_000;
 /// Whole rounds [`Turns`] keeps for its median.
 pub const KEPT_ROUNDS: usize = 256;
 
+/// What [`Turns::rounds`] reports (system time in ns).
+pub struct Rounds {
+    pub whole: usize,
+    pub shortest: u64,
+    pub median: u64,
+    pub longest_run: u64,
+}
+
 /// Turns this domain gets from the scheduler, seen from inside: the hypervisor rewrites
 /// the time info whenever it resumes a domain after another ran (SPEC.md §19.2), so a
 /// reading whose info `version` changed across a gap in system time began a new turn. A
@@ -279,12 +287,17 @@ impl Turns {
         (now, switched)
     }
 
-    /// Whole rounds so far, their median (of the first [`KEPT_ROUNDS`]), and the longest
-    /// run of a whole round.
-    pub fn rounds(&self) -> (usize, u64, u64) {
+    /// Whole rounds so far, their shortest and median (of the first [`KEPT_ROUNDS`]), and
+    /// the longest run of a whole round.
+    pub fn rounds(&self) -> Rounds {
         let mut kept = self.rounds;
         let sorted = &mut kept[..self.whole.min(KEPT_ROUNDS)];
         sorted.sort_unstable();
-        (self.whole, guest_rt::tsc::percentile(sorted, 50).unwrap_or(0), self.longest_run)
+        Rounds {
+            whole: self.whole,
+            shortest: sorted.first().copied().unwrap_or(0),
+            median: guest_rt::tsc::percentile(sorted, 50).unwrap_or(0),
+            longest_run: self.longest_run,
+        }
     }
 }
