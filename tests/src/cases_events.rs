@@ -275,9 +275,8 @@ pub fn all() -> Vec<Case> {
     let mut preempt = case("sched::preempt", pair("sched_preempt", &["spinner"], &["worker"]));
     preempt.expectation.console_lines.push(line(&["(d1) sched_preempt: the worker finished "]));
     cases.push(preempt);
-    let default_slice = vec!["slice_ms=10".to_string(), format!("spinners={FAIR_SPINNERS}")];
     let mut fairness =
-        case("sched::fairness", (0..FAIR_SPINNERS).map(|_| guest("spinner", Some("512K"), &default_slice)).collect());
+        case("sched::fairness", (0..FAIR_SPINNERS).map(|_| guest("spinner", Some("512K"), &[])).collect());
     fairness.expectation.checks.push(("fair turns among spinners", fair_turns));
     cases.push(fairness);
     let slice_ms = SLICE_OPTION.trim_start_matches("slice=");
