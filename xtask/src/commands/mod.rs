@@ -11,4 +11,5 @@ mod kernel_suite;
 pub mod lint;
 pub mod new_guest;
 pub mod run;
+mod stress;
 pub mod test;

@@ -83,8 +83,8 @@ pub fn hypervisor_timing() -> Option<(u32, u32)> {
 /// SPEC.md §19.1: the hypervisor-timing leaf QEMU/KVM expose with
 /// `+invtsc` (only when leaf 0x40000000 has a non-zero vendor signature and reaches
 /// 0x40000010), then the architectural leaves 0x15/0x16. `None` here is not the end:
-/// boot then calibrates against the PIT (`pit::calibrate_tsc`), and only if that
-/// fails too does it stop with `cannot boot`.
+/// boot then calibrates against the PIT, or the RTC (`start::calibrate_clock`), and only
+/// if neither gives agreeing measurements does it stop with `cannot boot`.
 fn tsc_frequency(basic: u32) -> Option<(u64, &'static str)> {
     if let Some((khz, _)) = hypervisor_timing() {
         if khz != 0 {

@@ -8,7 +8,8 @@
 //!   trips of ~1 ms), TCG ≈3 ms; a host running four QEMUs on two cores pushed single
 //!   KVM timers to 14 ms. The median, p90 and worst are printed.
 //! * `past` — a deadline already passed fires on the `set_timer_op` return.
-//! * `cancel` — a cancelled timer never fires; 0 cancels.
+//! * `cancel` — a timer cancelled before its deadline never fires (attempts in which the
+//!   host stalled the cancel past the deadline are not judged); 0 cancels.
 //! * `replace` — a second `set_timer_op` replaces the first: one firing, at the second
 //!   deadline.
 //! * `sleep` — `time::sleep_until` returns at or after its deadline, with other events
@@ -147,20 +148,50 @@ fn past(reporter: &mut Reporter) {
     reporter.expect_eq(time::timer_firings().0, 3, "firings once events are on");
 }
 
+/// Attempts `cancel` makes at most, and how many of them must be judged.
+const CANCEL_ATTEMPTS: u32 = 10;
+const CANCEL_JUDGED: u32 = 3;
+
+/// A timer 20 ms ahead, cancelled at once, must never fire. That holds only if the cancel
+/// came before the deadline: a host that stalls the emulator for 20 ms between the two
+/// calls lets the timer expire first, and a cancel does not take back an expiry (SPEC.md
+/// §19.4; issue 15 saw exactly that under load). So each attempt reads the system time
+/// after the cancel returned: an attempt whose cancel finished before the deadline is
+/// judged (no firing at all); one whose cancel came late may have fired, once, not
+/// early. Attempts go on until [`CANCEL_JUDGED`] were judged.
 fn cancel(reporter: &mut Reporter) {
     if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
         return;
     }
     events::irq_enable();
-    let now = time::now();
-    reporter.expect_ok(time::set_timer(now + 5 * MILLISECOND), "set_timer(+5 ms)");
-    reporter.expect_ok(time::cancel_timer(), "cancel");
-    reporter.expect_ok(time::cancel_timer(), "cancel with no timer set");
-    let until = now + 40 * MILLISECOND;
-    while time::now() < until {
-        let _ = HYPERVISOR.yield_now();
+    let (mut judged, mut attempts) = (0, 0);
+    while judged < CANCEL_JUDGED && attempts < CANCEL_ATTEMPTS {
+        attempts += 1;
+        let (before, _) = time::timer_firings();
+        let deadline = time::now() + 20 * MILLISECOND;
+        reporter.expect_ok(time::set_timer(deadline), "set_timer(+20 ms)");
+        reporter.expect_ok(time::cancel_timer(), "cancel");
+        let cancelled_at = time::now();
+        reporter.expect_ok(time::cancel_timer(), "cancel with no timer set");
+        let until = deadline + 20 * MILLISECOND;
+        while time::now() < until {
+            let _ = HYPERVISOR.yield_now();
+        }
+        let (after, fired_at) = time::timer_firings();
+        if cancelled_at < deadline {
+            judged += 1;
+            reporter.expect_eq(after - before, 0, "firings of a timer cancelled before its deadline");
+        } else {
+            println!(
+                "timer: attempt {attempts}: the cancel returned {} after the deadline: not judged",
+                Micros(cancelled_at - deadline)
+            );
+            reporter.check(after - before <= 1, "a late-cancelled timer fires at most once");
+            reporter.check(after == before || fired_at >= deadline, "a late-cancelled timer does not fire early");
+        }
     }
-    reporter.expect_eq(time::timer_firings().0, 0, "firings of a cancelled timer");
+    println!("timer: {judged} cancels judged in {attempts} attempts");
+    reporter.check(judged == CANCEL_JUDGED, format_args!("{CANCEL_JUDGED} cancels made before their deadline"));
 }
 
 fn replace(reporter: &mut Reporter) {
