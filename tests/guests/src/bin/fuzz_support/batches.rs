@@ -83,9 +83,11 @@ pub fn mmu_batch(fuzzer: &mut Fuzzer) {
     unsafe { core::ptr::addr_of_mut!((*buffers()).done).write(u64::MAX) };
     let call = Call::new(Hypercall::MMU_UPDATE, &[space, entries_address(), count, done]);
     let result = fuzzer.issue(call);
+    // SAFETY: a raw pointer into the fuzzer's static; no reference is formed.
+    let done_word = unsafe { core::ptr::addr_of!((*buffers()).done) };
     // SAFETY: a raw read of the fuzzer's static.
-    let written = unsafe { core::ptr::addr_of!((*buffers()).done).read() };
-    let own_done = done == unsafe { core::ptr::addr_of!((*buffers()).done) as u64 };
+    let written = unsafe { done_word.read() };
+    let own_done = done == done_word as u64;
     if !live {
         if result != Err(Errno::ESRCH) {
             fuzzer.fail(&call, result, "a space that is not live must be -ESRCH");
@@ -133,14 +135,13 @@ pub fn multicall(fuzzer: &mut Fuzzer) {
         let special = fuzzer.random.below(16) == 0;
         *slot = if special {
             let any = generate::value(fuzzer);
-            let choice = fuzzer.random.pick(&[
+            fuzzer.random.pick(&[
                 Call::new(Hypercall::IRET, &[]),
                 Call::new(Hypercall::MULTICALL, &[calls_address(), 1]),
                 Call::new(Hypercall::SCHED_OP, &[sched_cmd::YIELD]),
                 Call::new(Hypercall::SCHED_OP, &[sched_cmd::BLOCK]),
                 Call::new(Hypercall::SCHED_OP, &[sched_cmd::POLL, any, 129, 1]),
-            ]);
-            choice
+            ])
         } else {
             generate::call(fuzzer, Some(index)).unwrap_or(Call::new(Hypercall::VERSION, &[0]))
         };

@@ -267,7 +267,7 @@ impl Fuzzer {
     pub fn count_call(&mut self, call: &Call) {
         self.index += 1;
         self.counts.calls += 1;
-        if self.index % PROGRESS_EVERY == 0 {
+        if self.index.is_multiple_of(PROGRESS_EVERY) {
             println!("fuzz: call #{} (seed {})", self.index, self.seed);
         }
         if self.echo_from.is_some_and(|from| self.index >= from) {
@@ -339,7 +339,7 @@ impl Fuzzer {
 
     /// True if `pointer` is the start of one of the gfn slots.
     fn is_gfn_slot(&self, pointer: *const u64) -> bool {
-        (0..=MULTICALL_MAX as usize).any(|index| gfn_slot(Some(index)) as *const u64 == pointer)
+        (0..=MULTICALL_MAX as usize).any(|index| core::ptr::eq(gfn_slot(Some(index)), pointer))
     }
 
     /// Forgets extent `gfn` of `order`, released; releasing one gfn of a 2 MiB extent

@@ -283,6 +283,7 @@ fn poll_raised_port(fuzzer: &mut Fuzzer) {
     let Some(port) = allocate(fuzzer, event(event_cmd::BIND_IPI, 0, 0)) else { return };
     // SAFETY: raw writes into the fuzzer's static.
     unsafe { core::ptr::addr_of_mut!((*super::buffers()).ports[0]).write(port as u32) };
+    // SAFETY: a raw pointer into the fuzzer's static; no reference is formed.
     let ports = unsafe { core::ptr::addr_of_mut!((*super::buffers()).ports) as u64 };
     let timeout = guest_rt::time::now() + 1 + fuzzer.random.below(100_000);
     expect(fuzzer, Call::new(Hypercall::SCHED_OP, &[sched_cmd::POLL, ports, 1, timeout]), Ok(0));
