@@ -334,6 +334,11 @@ impl DomainMemory {
             .ok_or(MemoryError::NoSuchSpace)
     }
 
+    /// How many address spaces are live (for the end-of-run audit, SPEC.md §15).
+    pub fn live_spaces(&self) -> usize {
+        self.spaces.iter().flatten().count()
+    }
+
     /// True if `handle` names a live space.
     pub fn has_space(&self, handle: u64) -> bool {
         self.space_index(handle).is_ok()

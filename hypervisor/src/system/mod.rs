@@ -10,6 +10,7 @@
 //! `hypercall` and `trap` (the entries), `boot` (building the domains and the first
 //! entry).
 
+pub mod audit;
 pub mod boot;
 mod delivery;
 mod focus;
@@ -162,6 +163,8 @@ pub struct System<P: Platform> {
     pub escape: EscapeDecoder,
     /// The hypercall trace's rings, when `trace=` selected a domain (SPEC.md §22).
     pub trace: Option<Trace>,
+    /// The counts the end-of-run audit compares against, when `audit` was given.
+    pub audit_start: Option<audit::Counts>,
     /// The root loaded last, so unchanged roots are not reloaded (a CR3 write is a trap
     /// on some hosts). Every change to a space that is not loaded is followed by a load
     /// before that space is used, so skipping same-root loads never leaves stale TLB
@@ -228,6 +231,7 @@ impl<P: Platform> System<P> {
             focus: None,
             escape: EscapeDecoder::new(),
             trace: None,
+            audit_start: None,
             loaded_root: None,
         }
     }

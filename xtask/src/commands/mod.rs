@@ -4,6 +4,7 @@ pub mod bench;
 mod bench_kernel;
 pub mod build;
 mod first_steps;
+pub mod fuzz;
 pub mod gdb;
 pub mod gen_header;
 mod host_reference;
