@@ -4,6 +4,8 @@
 pub mod calendar;
 pub mod clock;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 pub mod timers;
 
