@@ -86,7 +86,7 @@ fn reference_ns(scale: TscScale, delta: u64) -> u64 {
     let mul = u128::from(scale.mul);
     if scale.shift < 0 {
         let shifted = delta.checked_shr(u32::from(scale.shift.unsigned_abs())).unwrap_or(0);
-        return saturate(u128::from(shifted) * mul >> 32);
+        return saturate((u128::from(shifted) * mul) >> 32);
     }
     let product = u128::from(delta) * mul; // < 2^96
     let shift = scale.shift as u32;
