@@ -5,4 +5,6 @@ pub mod builder;
 pub mod image;
 pub mod layout;
 pub mod outcome;
+#[cfg(test)]
+mod parser_tests;
 pub mod vcpu;
