@@ -345,7 +345,7 @@ pub(crate) mod tests {
     pub const TEXT: u64 = 0xffff_ffff_8000_0000;
 
     /// One program header to emit; `bytes` go into the file and p_offset/p_filesz point at them.
-    #[derive(Clone)]
+    #[derive(Clone, Debug)]
     pub struct TestSegment {
         pub p_type: u32,
         pub flags: u32,

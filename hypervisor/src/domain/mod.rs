@@ -6,5 +6,7 @@ pub mod image;
 pub mod layout;
 pub mod outcome;
 #[cfg(test)]
+mod parser_tests;
+#[cfg(test)]
 mod tests_image_shapes;
 pub mod vcpu;

@@ -5,6 +5,8 @@ pub mod calendar;
 pub mod calibration;
 pub mod clock;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 pub mod timers;
 
