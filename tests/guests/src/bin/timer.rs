@@ -3,7 +3,8 @@
 //! * `deadline` — 24 timers 0.1 ms .. 50 ms ahead: the VIRQ_TIMER handler never runs
 //!   before the deadline; the median lateness is within `median_us=<µs>` (default 5 ms
 //!   under KVM, 10 ms under TCG) and each one within `tolerance_us=<µs>` (default 50 ms
-//!   and 100 ms: a single timer is as late as the host keeps the vCPU from running).
+//!   and 100 ms: a single timer is as late as the host keeps the vCPU from running), of
+//!   which at most 2 of the 24 may be exceeded (host stalls; none may take 2 s).
 //!   Measured on an idle host: KVM (PVM) median ≈2 ms (each delivery is a few host round
 //!   trips of ~1 ms), TCG ≈3 ms; a host running four QEMUs on two cores pushed single
 //!   KVM timers to 14 ms. The median, p90 and worst are printed.
@@ -54,6 +55,11 @@ const MEDIAN_KVM_US: u64 = 5_000;
 const MEDIAN_TCG_US: u64 = 10_000;
 const SINGLE_KVM_US: u64 = 50_000;
 const SINGLE_TCG_US: u64 = 100_000;
+/// How many of the 24 timers may exceed the single tolerance. A host that deschedules the
+/// emulator makes one timer late by the length of the stall (154 ms measured under load,
+/// issue 15); a hypervisor that arms late or loses a wake-up makes many late, or one never
+/// fire (2 s: a failure whatever this allows).
+const OUTLIERS: usize = 2;
 
 fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
     if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
@@ -63,6 +69,7 @@ fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
     let deltas = [100_000u64, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000];
     let mut lateness = [0u64; 24];
     let mut samples = 0usize;
+    let mut outliers = 0usize;
     for round in 0..3 {
         for &delta in &deltas {
             let (before, _) = time::timer_firings();
@@ -93,15 +100,15 @@ fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
                     Micros(woke - deadline)
                 );
             }
-            reporter.check(
-                late <= tolerance.single,
-                format_args!(
-                    "timer {} ahead fired {} late (a single timer's tolerance {})",
+            if late > tolerance.single {
+                outliers += 1;
+                println!(
+                    "timer: {} ahead fired {} late, beyond a single timer's tolerance {} ({outliers} of at most {OUTLIERS} allowed)",
                     Micros(delta),
                     Micros(late),
                     Micros(tolerance.single)
-                ),
-            );
+                );
+            }
         }
     }
     // No firing without a timer.
@@ -115,6 +122,10 @@ fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
     sorted.sort_unstable();
     let at = |percent: u32| guest_rt::tsc::percentile(sorted, percent).unwrap_or(0);
     let (median, p90, worst) = (at(50), at(90), at(100));
+    reporter.check(
+        outliers <= OUTLIERS,
+        format_args!("{outliers} timers beyond a single timer's tolerance, at most {OUTLIERS} allowed"),
+    );
     reporter.check(
         median <= tolerance.median,
         format_args!("median lateness {} is within {}", Micros(median), Micros(tolerance.median)),
