@@ -21,6 +21,7 @@
 //! The first argument word selects the sub-case; `role=ticker` makes the ticker.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+mod events_support;
 #[path = "memory_support/mod.rs"]
 mod support;
 
@@ -29,6 +30,7 @@ extern crate alloc;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use guest_rt::abi::event::status;
 use guest_rt::abi::hypercall::{console_cmd, sched_cmd};
 use guest_rt::abi::layout::{HYPERVISOR_START, PAGE_SIZE};
 use guest_rt::abi::memory::{map_flags, memory_cmd, MapEntry, BATCH_MAX};
@@ -55,28 +57,50 @@ const CASES: &[(&str, Case)] = &[
 const WINDOW: u64 = 0x0000_5400_0000_0000;
 const ARRAY_WINDOW: u64 = 0x0000_5500_0000_0000;
 const BATCH: usize = BATCH_MAX as usize;
-/// Ticks the ticker prints, one per 2 ms of system time.
-const TICKS: u64 = 500;
+/// The most ticks the ticker prints, one per 2 ms of system time (10 s): it stops as soon
+/// as the worker is gone, so this only bounds a case whose lifeline could not be made.
+const TICKS: u64 = 5_000;
+/// The worker (d1) and the ticker (d2) share one channel, the lifeline: the ticker ticks
+/// until the worker's death unbinds it, however long the worker's setup took (a fixed
+/// count of ticks ran out before a loaded host's worker reached its call).
+const WORKER: u64 = 1;
+const TICKER: u64 = 2;
+const LIFELINE: u32 = 1;
 /// Addresses no array may have, and one that is a guest address but unmapped.
 const NON_CANONICAL: u64 = 0x0000_8000_0000_0000;
 const UNMAPPED: u64 = 0x0000_5600_0000_0000;
 
 fn continuation(start: &'static StartInfo) -> u32 {
     if start.cmd_line().split_ascii_whitespace().any(|word| word == "role=ticker") {
-        ticker();
+        ticker(start);
+    }
+    // The worker's end of the lifeline stays open until it powers off.
+    if let Err(reason) = events_support::connect(start, TICKER, LIFELINE) {
+        println!("continuation: no lifeline to the ticker: {reason}");
     }
     support::run("continuation", start, CASES)
 }
 
-/// Prints a tick every 2 ms of system time, [`TICKS`] of them, then powers off.
-fn ticker() -> ! {
+/// Prints a tick every 2 ms of system time until the worker is gone (its end of the
+/// lifeline no longer bound) or [`TICKS`] have been printed, then powers off.
+fn ticker(start: &'static StartInfo) -> ! {
+    let mut reporter = Reporter::new();
+    let lifeline = events_support::connect(start, WORKER, LIFELINE);
+    if let Err(reason) = lifeline {
+        reporter.fail(format_args!("no lifeline to the worker: {reason}"));
+    }
+    let worker_alive =
+        || lifeline.is_ok_and(|port| port.status().is_ok_and(|found| found.state == status::INTERDOMAIN));
     let mut next = time::now();
     for tick in 0..TICKS {
         while time::now() < next {}
+        if !worker_alive() {
+            break;
+        }
         println!("continuation: tick {tick}");
         next += 2_000_000;
     }
-    Reporter::new().finish()
+    reporter.finish()
 }
 
 fn multicall(reporter: &mut Reporter, start: &'static StartInfo) {
