@@ -84,6 +84,9 @@ pub struct Kernel<M: Machine + 'static> {
     counters: Counters,
     /// The process in [`Kernel::run`], if any.
     running: Option<Pid>,
+    /// The process that entered user mode last: the machine may hold its vector registers
+    /// unsaved ([`Machine::save_extended`]).
+    extended_owner: Option<Pid>,
 }
 
 /// Events the kernel counts for its verbose shutdown report. Each system call and each
@@ -145,6 +148,7 @@ impl<M: Machine> Kernel<M> {
             yield_requested: false,
             counters: Counters::default(),
             running: None,
+            extended_owner: None,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod pipe;
 pub mod proc;
 pub mod signal;
 pub mod time;
+pub mod vector;
 
 /// A program's entry point: it gets its arguments after its name.
 pub type Main = fn(&[String]) -> ExitCode;
@@ -32,6 +33,7 @@ pub const PROGRAMS: &[(&str, Main)] = &[
     ("command", command::main),
     ("fs", fs::main),
     ("time", time::main),
+    ("vector", vector::main),
     ("fork-bomb", fork_bomb::main),
     ("memory-hog", memory_hog::main),
 ];
