@@ -9,7 +9,8 @@
 //!   state, the tty) it never names a platform and never imports guest-rt;
 //! * [`arch`]: the one platform door, the [`arch::machine::Machine`] trait, and its two
 //!   implementations; nothing outside `arch` executes a privileged instruction or a
-//!   hypercall;
+//!   hypercall. Its one piece of machine code for user mode, the vDSO's clock functions
+//!   (`rdtsc` and a read-only clock page the kernel keeps current), is shared by both;
 //! * [`console`]: the kernel's own messages.
 //!
 //! The platform is chosen at build time: feature `paravirt` (the default, binary

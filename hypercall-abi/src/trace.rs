@@ -45,8 +45,8 @@ pub mod flags {
     /// bounce or upcall: 0 delivered, -1 not deliverable, the domain was killed). Clear
     /// for `iret` and a successful `sched_op(SHUTDOWN)`, which do not return.
     pub const RESULT: u8 = 1 << 0;
-    /// The hypercall yields or may sleep (`sched_op(YIELD)`, `BLOCK`, `POLL`): other
-    /// domains may run before it returns `result`.
+    /// The hypercall yields or may sleep (`sched_op(YIELD)`, `BLOCK`, `POLL`), or was
+    /// preempted (SPEC.md §5.5): other domains may run before it returns `result`.
     pub const SWITCHED: u8 = 1 << 1;
 }
 

@@ -7,7 +7,7 @@ use crate::arch::x86_64::platform::Machine;
 use crate::arch::x86_64::{apic, console, cpu, entry, exit_device};
 use hypervisor::mm::frames::FrameAllocator;
 use hypervisor::system::{Step, System};
-use hypervisor::trap::frame::{ReturnPath, TrapFrame};
+use hypervisor::trap::frame::{ReturnPath, TrapFrame, RFLAGS_TRAP};
 use spin::Mutex;
 
 /// Every free frame.
@@ -30,7 +30,7 @@ pub fn drive(step: Step, frame: &mut TrapFrame) -> ReturnPath {
     }
 }
 
-/// [`drive`] for an exit or an idle CPU.
+/// [`drive`] for an exit, an idle CPU or a preempted hypercall going on.
 #[cold]
 fn drive_slowly(mut step: Step, frame: &mut TrapFrame) -> ReturnPath {
     loop {
@@ -41,6 +41,7 @@ fn drive_slowly(mut step: Step, frame: &mut TrapFrame) -> ReturnPath {
                 entry::idle_halt();
                 step = running(&mut SYSTEM.lock()).resume_after_idle(frame);
             }
+            Step::Continue => step = running(&mut SYSTEM.lock()).continue_hypercall(frame),
         }
     }
 }
@@ -63,6 +64,13 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) -> u64 {
                 return ReturnPath::Iret as u64;
             }
             vector if vector == u64::from(apic::SPURIOUS_VECTOR) => return ReturnPath::Iret as u64,
+            // A #DB in ring 0 can only be one a guest deferred into the hypervisor (TF or
+            // a breakpoint across `mov ss` + `syscall`, XSA-260); it arrived on its own
+            // IST stack. Single-stepping the hypervisor is never wanted: drop TF and go on.
+            vector if vector == u64::from(hypercall_abi::trap::vector::DEBUG) => {
+                frame.rflags &= !RFLAGS_TRAP;
+                return ReturnPath::Iret as u64;
+            }
             vector if vector == u64::from(apic::CONSOLE_VECTOR) => {
                 // The idle loop halts with the system unlocked, so this cannot deadlock;
                 // try_lock keeps it that way should an interrupt ever land elsewhere.

@@ -107,6 +107,9 @@ fn boot_and_run(start_info_address: u64) -> ! {
         wallclock,
         slice_cycles: tsc_hz / 1000 * slice_ms,
     });
+    if command_line.audit {
+        system.start_audit();
+    }
     let module = match boot_info.modules.first() {
         Some(module) if module.start.checked_add(module.size).is_some_and(|end| end <= ram_end) => {
             // SAFETY: the module lies in RAM below ram_end (checked), which the direct map

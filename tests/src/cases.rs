@@ -498,6 +498,8 @@ pub fn all() -> Vec<Case> {
     cases.extend(crate::cases_guide::all());
     cases.extend(crate::cases_module::all());
     cases.extend(crate::cases_kernel::all());
+    cases.extend(crate::cases_hardening::all());
+    cases.extend(crate::cases_continuation::all());
     cases
 }
 
@@ -546,7 +548,9 @@ mod tests {
             + crate::cases_events::all().len()
             + crate::cases_guide::all().len()
             + crate::cases_module::all().len()
-            + crate::cases_kernel::all().len();
+            + crate::cases_kernel::all().len()
+            + crate::cases_hardening::all().len()
+            + crate::cases_continuation::all().len();
         assert_eq!(cases.len(), expected);
         for case in &cases {
             assert!(!case.domains.is_empty(), "{}", case.name);

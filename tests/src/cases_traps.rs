@@ -72,10 +72,15 @@ pub const NESTED_KILLED: &[(&str, &[&str])] = &[
 /// exception that had a handler: (sub-case, `entries` when the guest uses a fixed one,
 /// the kill line's parts after `d1 traps: killed: `).
 pub const EMPTY_TABLE_KILLED: &[(&str, Option<u64>, &[&str])] = &[
-    ("empty_noncanonical", Some(0x8000_0000_0000_0000), &["#UD at rip ", "no handler for #UD at rip "]),
-    ("empty_hypervisor", Some(HYPERVISOR_START), &["#PF at rip ", " cr2 0x1000", "no handler for #PF at rip "]),
     ("empty_valid", None, &["#DE at rip ", "no handler for #DE at rip "]),
+    ("empty_unmapped", Some(0x1000), &["#UD at rip ", "no handler for #UD at rip "]),
 ];
+
+/// Sub-cases of the `traps` guest whose `set_trap_table(entries, 0)` is `-EFAULT` by the
+/// zero-length rule (SPEC.md §5.4, 0.4) and leaves the table as it was: (sub-case,
+/// `entries`).
+pub const EMPTY_TABLE_KEPT: &[(&str, u64)] =
+    &[("empty_noncanonical", 0x8000_0000_0000_0000), ("empty_hypervisor", HYPERVISOR_START)];
 
 fn case(name: String, domains: Vec<DomainSpec>, status: ExitStatus, hypervisor_lines: Vec<Vec<String>>) -> Case {
     let expectation = Expectation {
@@ -125,6 +130,12 @@ pub fn all() -> Vec<Case> {
         empty.expectation.console_lines.push(vec!["(d1) ".into(), returned, ", 0) = 0".into()]);
         cases.push(empty);
     }
+    for (sub, entries) in EMPTY_TABLE_KEPT {
+        let mut kept = passes("traps", sub);
+        let refused = format!("traps: set_trap_table({entries:#x}, 0) = -EFAULT; the table is unchanged");
+        kept.expectation.console_lines.push(vec!["(d1) ".into(), refused]);
+        cases.push(kept);
+    }
     cases.push(passes("iret", "ok"));
     for (sub, parts) in IRET_KILLED {
         cases.push(killed("iret", sub, parts));
@@ -165,12 +176,15 @@ mod tests {
             ["d1 iret: killed: ", "iret frame: rip 0x800000000000 is not canonical"]
         );
         assert_eq!(sysret.domains[1].image, "companion");
-        let empty = cases.iter().find(|case| case.name == "traps::empty_hypervisor").unwrap();
+        let empty = cases.iter().find(|case| case.name == "traps::empty_unmapped").unwrap();
         assert_eq!(empty.domains[0].outcome, DomainOutcome::NoResult);
         assert_eq!(empty.expectation.hypervisor_lines[0][0], "d1 traps: killed: ");
+        assert_eq!(empty.expectation.console_lines[0], ["(d1) ", "traps: set_trap_table(0x1000", ", 0) = 0"]);
+        let kept = cases.iter().find(|case| case.name == "traps::empty_hypervisor").unwrap();
+        assert_eq!(kept.domains[0].outcome, DomainOutcome::Verdict(crate::judge::Verdict::Success));
         assert_eq!(
-            empty.expectation.console_lines[0],
-            ["(d1) ", "traps: set_trap_table(0xffff800000000000", ", 0) = 0"]
+            kept.expectation.console_lines[0],
+            ["(d1) ", "traps: set_trap_table(0xffff800000000000, 0) = -EFAULT; the table is unchanged"]
         );
         let names: Vec<&str> = cases.iter().map(|case| case.name.as_str()).collect();
         assert!(

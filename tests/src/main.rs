@@ -6,8 +6,10 @@
 //! `--test-threads`, ...).
 
 mod cases;
+mod cases_continuation;
 mod cases_events;
 mod cases_guide;
+mod cases_hardening;
 mod cases_kernel;
 mod cases_memory;
 mod cases_module;
@@ -15,6 +17,8 @@ mod cases_traps;
 mod judge;
 #[cfg(test)]
 mod spec;
+#[cfg(test)]
+mod spec_constants;
 
 use cases::{Case, ImageSource, Mutation};
 use hypercall_abi::AbiVersion;
@@ -214,7 +218,11 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
                 mem: spec.mem.map(str::to_string),
                 maxmem: None,
                 module: spec.module.as_ref().map(|module| module.member.clone()),
-                args: spec.args.clone(),
+                args: spec
+                    .args
+                    .iter()
+                    .map(|arg| cases_hardening::resolve_symbols(arg, &options.hypervisor))
+                    .collect::<Result<_, _>>()?,
             };
             let mut token = domain.token().map_err(|error| error.to_string())?;
             for option in spec.token_options {

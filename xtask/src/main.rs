@@ -32,6 +32,9 @@ enum Command {
     /// and x86_64-unknown-linux-musl for guest-kernel's userland) and rustdoc, each with
     /// warnings denied.
     Lint,
+    /// Fuzz the hypercall interface: fuzzer domains beside a heartbeat witness, with the
+    /// hypervisor's end-of-run audit (README: "Fuzzing").
+    Fuzz(commands::fuzz::FuzzArgs),
     /// Run the bench guests (one boot each) and compare each row with its native Linux reference measured in this run.
     Bench(commands::bench::BenchArgs),
     /// Write a new guest crate into PATH (a new or empty directory, in or out of the
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Gdb(args) => commands::gdb::main(args),
         Command::Test(args) => commands::test::main(args),
         Command::Bench(args) => commands::bench::main(args),
+        Command::Fuzz(args) => commands::fuzz::main(args),
         Command::Lint => commands::lint::main(),
         Command::GenHeader => commands::gen_header::main(),
         Command::NewGuest(args) => commands::new_guest::main(args),

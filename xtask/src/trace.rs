@@ -236,7 +236,7 @@ pub fn describe(record: &TraceRecord) -> String {
                     }
                 }
                 if record.flags & flags::SWITCHED != 0 {
-                    text.push_str(" (may yield or sleep)");
+                    text.push_str(" (other domains may have run: a yield, a sleep or a preemption)");
                 }
             } else {
                 text.push_str(" (no return)");

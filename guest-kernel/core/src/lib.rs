@@ -50,3 +50,4 @@ pub mod process_tree;
 pub mod signal;
 pub mod tty;
 pub mod user_memory;
+pub mod vdso;

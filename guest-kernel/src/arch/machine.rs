@@ -18,6 +18,8 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+pub use guest_kernel_core::vdso::clock::ClockParameters;
+
 /// Size of a page, in bytes, on every platform this kernel runs on.
 pub const PAGE_SIZE: u64 = 4096;
 
@@ -324,6 +326,11 @@ pub trait Machine: Sync {
 
     /// Nanoseconds of a monotonic clock since boot.
     fn now_ns(&self) -> u64;
+
+    /// [`Machine::now_ns`] as a function of the TSC, which user mode can read too: the vDSO
+    /// computes the same clock from these. They may change (on ringfence, whenever the
+    /// hypervisor updates its time record); an older set never reads ahead of a newer one.
+    fn clock_parameters(&self) -> ClockParameters;
 
     /// Nanoseconds since 1970-01-01 UTC at [`Machine::now_ns`] = 0, if the platform has
     /// a wallclock.

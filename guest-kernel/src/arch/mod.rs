@@ -3,6 +3,9 @@
 //! mode stops, a [`machine::PageUpdate`] for an address space). Nothing outside this
 //! module executes a privileged instruction or a hypercall.
 //!
+//! [`vdso`] is the one piece of machine code shared by both builds: the vDSO's functions,
+//! which run in user mode.
+//!
 //! Implementations, one per build:
 //! * `paravirt` (feature `paravirt`, the default): ringfence PV (ABI 0.4), every
 //!   operation a hypercall, a shared-info access or an unprivileged instruction;
@@ -22,3 +25,4 @@ pub mod machine;
 pub mod native;
 #[cfg(feature = "paravirt")]
 pub mod paravirt;
+pub mod vdso;

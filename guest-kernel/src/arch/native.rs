@@ -21,7 +21,9 @@
 //!
 //! Every privileged instruction of this build is in this module.
 
-use crate::arch::machine::{AddressSpace, BootInfo, Machine, MachineError, PageUpdate, Trap, UserContext};
+use crate::arch::machine::{
+    AddressSpace, BootInfo, ClockParameters, Machine, MachineError, PageUpdate, Trap, UserContext,
+};
 use core::fmt;
 use spin::Once;
 use x86_64::instructions::port::Port;
@@ -187,6 +189,10 @@ impl Machine for Native {
 
     fn now_ns(&self) -> u64 {
         clock::now_ns()
+    }
+
+    fn clock_parameters(&self) -> ClockParameters {
+        clock::parameters()
     }
 
     fn wallclock_at_boot_ns(&self) -> Option<u64> {

@@ -16,6 +16,7 @@ use guest_kernel_core::user_memory::UserMemory;
 use super::frames::{Frames, FRAME_BYTES};
 use super::space::Space;
 use super::user_access::UserAccess;
+use super::vdso::{Vdso, IMAGE_ADDRESS};
 use crate::arch::machine::{Machine, PageAccess, PAGE_SIZE, USER_LIMIT};
 
 /// One past the main stack's highest byte.
@@ -50,11 +51,13 @@ fn machine_errno(error: crate::arch::machine::MachineError) -> Errno {
 }
 
 /// Loads `file` (already found and checked executable) into a new space with `arguments`
-/// and `environment` on its stack. `quota` bounds the bytes its regions may cover.
+/// and `environment` on its stack, and `vdso` (if the kernel has one) mapped. `quota`
+/// bounds the bytes its regions may cover.
 #[allow(clippy::too_many_arguments)]
 pub fn load<M: Machine>(
     machine: &M,
     frames: &mut Frames,
+    vdso: Option<&Vdso>,
     file: &[u8],
     path: &[u8],
     arguments: &[Vec<u8>],
@@ -69,9 +72,13 @@ pub fn load<M: Machine>(
     }
     let stack = Protection { read: true, write: true, execute: program.executable_stack };
     regions.insert(STACK_TOP - STACK_BYTES, STACK_BYTES, stack, Purpose::Stack)?;
+    if let Some(vdso) = vdso {
+        vdso.plan(&mut regions)?;
+    }
 
     let mut space = Space::create(machine, regions).map_err(machine_errno)?;
-    match fill(machine, frames, &mut space, &program, file, path, arguments, environment, random) {
+    let filled = fill(machine, frames, &mut space, &program, file, path, arguments, environment, random, vdso);
+    match filled {
         Ok(stack_pointer) => Ok(Loaded { space, entry: program.entry, stack_pointer }),
         Err(error) => {
             space.destroy(machine, frames);
@@ -116,7 +123,11 @@ fn fill<M: Machine>(
     arguments: &[Vec<u8>],
     environment: &[Vec<u8>],
     random: [u8; 16],
+    vdso: Option<&Vdso>,
 ) -> Result<u64, Errno> {
+    if let Some(vdso) = vdso {
+        vdso.map(machine, frames, space)?;
+    }
     let mut contents = alloc::boxed::Box::new([0u8; FRAME_BYTES]);
     for page in page_addresses(program) {
         let Some(protection) = fill_page(program, file, page, &mut contents) else { continue };
@@ -141,6 +152,7 @@ fn fill<M: Machine>(
         hardware_capabilities: 0,
         clock_ticks: guest_kernel_core::files::CLOCK_TICKS_PER_SECOND,
         random,
+        vdso: vdso.map_or(0, |_| IMAGE_ADDRESS),
     };
     let arguments: Vec<&[u8]> = arguments.iter().map(Vec::as_slice).collect();
     let environment: Vec<&[u8]> = environment.iter().map(Vec::as_slice).collect();

@@ -148,7 +148,8 @@ impl<M: Machine> Kernel<M> {
         let quota = self.memory_bytes.saturating_mul(4);
         let loaded = {
             let file = self.files.fs().contents(inode)?;
-            exec::load(self.machine, &mut self.frames, file, &path, &arguments, environment, random, quota)?
+            let vdso = self.vdso.as_ref();
+            exec::load(self.machine, &mut self.frames, vdso, file, &path, &arguments, environment, random, quota)?
         };
         // The point of no return.
         let machine = self.machine;

@@ -40,6 +40,7 @@ mod signals;
 mod space;
 mod syscalls;
 mod user_access;
+mod vdso;
 
 /// The kernel's version (its crate version).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -87,6 +88,8 @@ pub struct Kernel<M: Machine + 'static> {
     /// The process that entered user mode last: the machine may hold its vector registers
     /// unsaved ([`Machine::save_extended`]).
     extended_owner: Option<Pid>,
+    /// The vDSO every program gets (none if it could not be built at boot).
+    vdso: Option<vdso::Vdso>,
 }
 
 /// Events the kernel counts for its verbose shutdown report. Each system call and each
@@ -130,9 +133,17 @@ impl<M: Machine> Kernel<M> {
     ) -> Result<Self, guest_kernel_core::linux::Errno> {
         let files = Files::new(fs, Box::new(console_sink::ConsoleSink(machine)), PIPE_LIMIT)?;
         let boot_wallclock_ns = machine.wallclock_at_boot_ns().unwrap_or(0);
+        let mut frames = Frames::new(frame_limit);
+        let vdso = match vdso::Vdso::new(&mut frames, machine.clock_parameters(), boot_wallclock_ns) {
+            Ok(vdso) => Some(vdso),
+            Err(error) => {
+                kprintln!("guest-kernel: no vDSO: {error}; programs read the clocks with system calls");
+                None
+            }
+        };
         Ok(Kernel {
             machine,
-            frames: Frames::new(frame_limit),
+            frames,
             files,
             tree: ProcessTree::new(PROCESS_LIMIT),
             processes: BTreeMap::new(),
@@ -149,6 +160,7 @@ impl<M: Machine> Kernel<M> {
             counters: Counters::default(),
             running: None,
             extended_owner: None,
+            vdso,
         })
     }
 
@@ -208,8 +220,13 @@ impl<M: Machine> Kernel<M> {
         self.idle_ns += self.machine.now_ns().saturating_sub(before);
     }
 
-    /// Console input, and deadlines that passed: wake who they concern.
+    /// Console input, and deadlines that passed: wake who they concern. And the vDSO's
+    /// clock page follows the machine's clock (on ringfence it changes when the hypervisor
+    /// updates its time record, which it does before it delivers an interrupt).
     fn poll_interrupts(&mut self) {
+        if let Some(vdso) = self.vdso.as_mut() {
+            vdso.refresh(self.machine, &mut self.frames, self.boot_wallclock_ns);
+        }
         let mut input = [0u8; 128];
         loop {
             let count = self.machine.console_read(&mut input);

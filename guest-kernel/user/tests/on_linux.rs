@@ -54,6 +54,11 @@ fn exec() {
 }
 
 #[test]
+fn vdso() {
+    passes("vdso", &[]);
+}
+
+#[test]
 fn efault() {
     passes("efault", &[]);
 }

@@ -190,6 +190,95 @@ mod tests {
         assert_eq!(info.system_time_at(900), 5_000, "a TSC before the timestamp adds nothing");
     }
 
+    /// A writer thread updates the time info under its seqlock as fast as it can, with
+    /// fields derived from the version it publishes; every copy the reader accepts must be
+    /// one whole update (a reader that took an odd version, or kept a copy across a version
+    /// change, returns fields of two different updates sooner or later).
+    #[test]
+    fn a_concurrent_writer_never_yields_a_torn_copy() {
+        use core::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        const UPDATES: u32 = 20_000;
+        let info = Box::new(SharedInfo::new_zeroed());
+        let address = &*info as *const SharedInfo as usize;
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let time = |offset: usize| address + TIME_OFFSET + offset;
+                // SAFETY: the fields lie in the boxed page, which outlives both threads,
+                // are naturally aligned, and are only accessed atomically or volatilely.
+                let (version, stamp, system, mul) = unsafe {
+                    (
+                        AtomicU32::from_ptr(time(core::mem::offset_of!(VcpuTimeInfo, version)) as *mut u32),
+                        AtomicU64::from_ptr(time(core::mem::offset_of!(VcpuTimeInfo, tsc_timestamp)) as *mut u64),
+                        AtomicU64::from_ptr(time(core::mem::offset_of!(VcpuTimeInfo, system_time)) as *mut u64),
+                        AtomicU32::from_ptr(time(core::mem::offset_of!(VcpuTimeInfo, tsc_to_system_mul)) as *mut u32),
+                    )
+                };
+                for update in 1..=UPDATES {
+                    version.store(2 * update - 1, Ordering::Release);
+                    stamp.store(u64::from(update), Ordering::Release);
+                    system.store(u64::from(update) * 1_000, Ordering::Release);
+                    mul.store(update, Ordering::Release);
+                    version.store(2 * update, Ordering::Release);
+                    // Leave the reader windows with no update in them, or it only spins.
+                    for _ in 0..200 {
+                        core::hint::spin_loop();
+                    }
+                }
+                done.store(true, Ordering::Release);
+            })
+        };
+        // SAFETY: the box outlives the view and the writer (joined below).
+        let page = unsafe { SharedInfoPage::from_address(address as u64) };
+        let (mut reads, mut versions_seen) = (0u64, std::collections::BTreeSet::new());
+        while !done.load(Ordering::Acquire) || reads == 0 {
+            let (copy, _) = read_time(page);
+            let update = copy.version / 2;
+            assert_eq!(copy.version % 2, 0, "an odd version was accepted: {copy:?}");
+            assert_eq!(
+                (copy.tsc_timestamp, copy.system_time, copy.mul),
+                (u64::from(update), u64::from(update) * 1_000, update),
+                "a torn copy was accepted"
+            );
+            versions_seen.insert(copy.version);
+            reads += 1;
+        }
+        writer.join().unwrap();
+        assert!(versions_seen.len() > 10, "the reader saw {} versions in {reads} reads", versions_seen.len());
+        drop(info);
+    }
+
+    /// A version left odd (an update in progress) holds the reader until it is even again.
+    #[test]
+    fn an_odd_version_holds_the_reader() {
+        let mut info = Box::new(SharedInfo::new_zeroed());
+        info.vcpu_info[0].time.version = 7;
+        info.vcpu_info[0].time.system_time = 1;
+        let address = &mut *info as *mut SharedInfo as usize;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            // SAFETY: the box outlives the reader (joined below).
+            let page = unsafe { SharedInfoPage::from_address(address as u64) };
+            sender.send(read_time(page).0).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(receiver.try_recv().is_err(), "read_time returned during an update");
+        let time = |offset: usize| address + TIME_OFFSET + offset;
+        // SAFETY: as in the writer above; the reader only reads.
+        unsafe {
+            AtomicU64::from_ptr(time(core::mem::offset_of!(VcpuTimeInfo, system_time)) as *mut u64)
+                .store(2, Ordering::Release);
+            AtomicU32::from_ptr(time(core::mem::offset_of!(VcpuTimeInfo, version)) as *mut u32)
+                .store(8, Ordering::Release);
+        }
+        let copy = receiver.recv_timeout(std::time::Duration::from_secs(10)).expect("the reader finishes");
+        reader.join().unwrap();
+        assert_eq!((copy.version, copy.system_time), (8, 2));
+        drop(info);
+    }
+
     #[test]
     fn seqlocked_read_of_a_page() {
         let mut info = Box::new(SharedInfo::new_zeroed());

@@ -5,7 +5,7 @@
 //! once per domain in start order (`maxmem=` is the reservation quota, default = `mem=`,
 //! never below it; `module=` names the archive member given to the domain as its boot
 //! module),
-//! `bench` as a flag, `slice=<ms>` for the scheduler, `trace[=<all|id|image>[,...]]` for
+//! `bench` and `audit` as flags, `slice=<ms>` for the scheduler, `trace[=<all|id|image>[,...]]` for
 //! the hypercall trace; anything else is reported as unknown and ignored.
 
 use crate::trace::selection::Selection;
@@ -122,6 +122,8 @@ pub struct CommandLine {
     pub slice_ms: Option<u64>,
     /// `trace` or `trace=<list>`: the domains whose hypercalls are traced (SPEC.md §22).
     pub trace: Option<Selection>,
+    /// `audit`: print the end-of-run audit line (SPEC.md §15).
+    pub audit: bool,
     /// Known options with a value they cannot take, each with the reason.
     pub invalid: Vec<String>,
 }
@@ -138,6 +140,8 @@ pub fn parse(text: &str) -> CommandLine {
             command_line.domains.push(parsed);
         } else if token == "bench" {
             command_line.bench = true;
+        } else if token == "audit" {
+            command_line.audit = true;
         } else if let Some(value) = token.strip_prefix("slice=") {
             match value.parse::<u64>() {
                 Ok(ms) if SLICE_RANGE_MS.contains(&ms) => command_line.slice_ms = Some(ms),
@@ -346,6 +350,17 @@ mod tests {
         assert!(empty.domains.is_empty() && empty.unknown.is_empty() && !empty.bench);
         assert_eq!(parse("domain").unknown, ["domain"]);
         assert_eq!(parse("benchmark").unknown, ["benchmark"]);
+    }
+
+    #[test]
+    fn audit_is_a_flag_and_nothing_else_turns_it_on() {
+        assert!(parse("domain=a audit").audit);
+        assert!(!parse("domain=a bench").audit);
+        for near_miss in ["audit=1", "audits", "AUDIT"] {
+            let parsed = parse(near_miss);
+            assert!(!parsed.audit, "{near_miss}");
+            assert_eq!(parsed.unknown, [near_miss]);
+        }
     }
 
     #[test]

@@ -2,3 +2,5 @@
 
 pub mod archive;
 pub mod command_line;
+#[cfg(test)]
+mod parser_tests;

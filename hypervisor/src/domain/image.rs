@@ -345,7 +345,7 @@ pub(crate) mod tests {
     pub const TEXT: u64 = 0xffff_ffff_8000_0000;
 
     /// One program header to emit; `bytes` go into the file and p_offset/p_filesz point at them.
-    #[derive(Clone)]
+    #[derive(Clone, Debug)]
     pub struct TestSegment {
         pub p_type: u32,
         pub flags: u32,
@@ -451,7 +451,8 @@ pub(crate) mod tests {
             file
         }
 
-        fn check(&self) -> Result<LoadPlan, ImageError> {
+        /// [`validate`] of the built image against this ABI version.
+        pub fn check(&self) -> Result<LoadPlan, ImageError> {
             validate(&self.build(), ABI_VERSION)
         }
     }

@@ -5,4 +5,8 @@ pub mod builder;
 pub mod image;
 pub mod layout;
 pub mod outcome;
+#[cfg(test)]
+mod parser_tests;
+#[cfg(test)]
+mod tests_image_shapes;
 pub mod vcpu;

@@ -2,4 +2,6 @@
 //! upcall flags in its shared-info page.
 
 pub mod channels;
+#[cfg(test)]
+mod model_tests;
 pub mod upcall;

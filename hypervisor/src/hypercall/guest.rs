@@ -6,7 +6,7 @@
 
 use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::Vcpu;
-use crate::mm::guest_memory::GuestFault;
+use crate::mm::guest_memory::{check_range, GuestFault};
 use hypercall_abi::Errno;
 
 /// The calling domain as a handler may see it.
@@ -19,13 +19,17 @@ pub trait Guest {
     fn console_write(&mut self, bytes: &[u8]);
     /// The calling domain's vCPU.
     fn vcpu(&mut self) -> &mut Vcpu;
-    /// `memory_op` with the hypercall's arguments (the system forwards to
-    /// [`crate::hypercall::memory`]).
-    fn memory_op(&mut self, arguments: &[u64; 6]) -> i64;
+    /// `memory_op` with the hypercall's arguments, from element `done` of its batch (the
+    /// system forwards to [`crate::hypercall::memory`]).
+    fn memory_op(&mut self, arguments: &[u64; 6], done: u64) -> Batch;
     /// `address_space_op` with the hypercall's arguments.
     fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64;
-    /// `mmu_update` with the hypercall's arguments.
-    fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64;
+    /// `mmu_update` with the hypercall's arguments, from entry `done`.
+    fn mmu_update(&mut self, arguments: &[u64; 6], done: u64) -> Batch;
+    /// Whether the running hypercall has reached a moment the hypervisor has something
+    /// else to do (SPEC.md §5.5): a preemptible hypercall that has made progress then
+    /// stops at its next preemption point and returns [`Disposition::Preempted`].
+    fn preemption_due(&mut self) -> bool;
     /// `event_channel_op` with the hypercall's arguments (the system forwards to
     /// `EventChannels::op` with the caller's id).
     fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64;
@@ -84,6 +88,72 @@ pub enum Disposition {
     Block,
     /// `sched_op(POLL)`: see [`PollRequest`].
     Poll(PollRequest),
+    /// A preemption point was reached with work left (SPEC.md §5.5): the system keeps
+    /// the progress, may run other domains, and resumes the same hypercall from it before
+    /// the caller runs again. The guest sees only the time it took.
+    Preempted(Progress),
+}
+
+/// How far a preempted hypercall got; held by the hypervisor, never read from the guest
+/// (SPEC.md §5.5).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Elements completed: entries (`mmu_update`, `multicall`), extents (`memory_op`),
+    /// bytes (`console_io`).
+    pub done: u64,
+    /// `multicall` only: the entry that was itself preempted, with its own progress. It
+    /// resumes from here, never read again from the guest's array.
+    pub entry: Option<PendingEntry>,
+}
+
+impl Progress {
+    /// A hypercall that has not started.
+    pub const START: Progress = Progress { done: 0, entry: None };
+
+    /// `done` elements completed, no entry pending.
+    pub const fn at(done: u64) -> Progress {
+        Progress { done, entry: None }
+    }
+}
+
+/// A multicall entry preempted in the middle of its own work.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// Its hypercall number.
+    pub op: u64,
+    /// Its arguments, as read from the array before it first ran.
+    pub arguments: [u64; 6],
+    /// Its own elements completed.
+    pub done: u64,
+}
+
+/// What a preemptible batch did: finished with RAX's value, or stopped at a preemption
+/// point after `done` elements.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// The hypercall's result.
+    Finished(i64),
+    /// Elements completed so far; the rest waits for the continuation.
+    Preempted(u64),
+}
+
+impl Batch {
+    /// The disposition of a batch hypercall that is not a multicall.
+    pub fn disposition(self) -> Disposition {
+        match self {
+            Batch::Finished(value) => Disposition::Return(value),
+            Batch::Preempted(done) => Disposition::Preempted(Progress::at(done)),
+        }
+    }
+}
+
+/// SPEC.md §5.4's zero-length rule, written once for every hypercall that takes a guest
+/// array or buffer with a count: a count of 0 reads and writes nothing, needs no page
+/// mapped, and is valid at any guest address — but an address that is non-canonical or
+/// in the hypervisor range is `-EFAULT` all the same, so no call accepts a pointer with
+/// count 0 that it would refuse with count 1 for its address alone.
+pub fn empty_array(address: u64) -> Result<(), Errno> {
+    check_range(address, 0).map(drop).map_err(|_| Errno::EFAULT)
 }
 
 pub(super) fn error(errno: Errno) -> Disposition {

@@ -2,8 +2,10 @@
 //! `mmu_update`. Arguments are the guest's registers `[RDI, RSI, RDX, R10, R8, R9]`; every
 //! one is hostile. Guest arrays are read and written through the checked accessor in the
 //! kernel root (hypercalls come only from guest-kernel mode). Batches do at most
-//! [`BATCH_MAX`] entries, whatever count the guest passes.
+//! [`BATCH_MAX`] entries, whatever count the guest passes, and stop at a preemption point
+//! when the machine says one is due (SPEC.md §5.5), to be resumed from where they stopped.
 
+use crate::hypercall::guest::{empty_array, Batch};
 use crate::mm::domain_memory::{DomainMemory, MemoryError};
 use crate::mm::frames::FrameSource;
 use crate::mm::guest_memory::{copy_from_guest, copy_to_guest};
@@ -13,7 +15,7 @@ use hypercall_abi::memory::{map_flags, map_op, memory_cmd, space_cmd, MapEntry, 
 use hypercall_abi::Gfn;
 use zerocopy::FromBytes;
 
-pub use crate::mm::domain_memory::Tlb;
+pub use crate::mm::domain_memory::{Preemption, Tlb};
 
 /// Bytes of one gfn in a guest array.
 const GFN_BYTES: u64 = 8;
@@ -46,73 +48,102 @@ fn result(outcome: Result<(), MemoryError>) -> i64 {
     outcome.map_or_else(|error| error.errno().to_return(), |()| 0)
 }
 
-/// `memory_op(cmd, a, b, c)`: reservation queries and changes.
+/// `memory_op(cmd, a, b, c)`: reservation queries and changes; the reservation batches
+/// start at extent `done` (0, or where a preemption stopped them).
 pub fn memory_op(
     arguments: &[u64; 6],
+    done: u64,
     domain: &mut DomainMemory,
     memory: &mut impl FrameMemory,
     frames: &mut impl FrameSource,
-    tlb: &mut impl Tlb,
-) -> i64 {
+    machine: &mut (impl Tlb + Preemption),
+) -> Batch {
     let [command, gfns, count, order, ..] = *arguments;
-    match command {
+    let increasing = match command {
         // Quotas are at most 2^24 pages: these always fit an i64.
-        memory_cmd::CURRENT_RESERVATION => domain.populated_pages() as i64,
-        memory_cmd::MAXIMUM_RESERVATION => domain.max_pages() as i64,
-        memory_cmd::MAXIMUM_GFN => domain.maximum_gfn() as i64,
-        memory_cmd::INCREASE_RESERVATION => match extent_size(order) {
-            Some(size) => increase(domain, memory, frames, tlb, gfns, count, size),
-            None => Errno::EINVAL.to_return(),
-        },
-        memory_cmd::DECREASE_RESERVATION => match extent_size(order) {
-            Some(size) => decrease(domain, memory, frames, tlb, gfns, count, size),
-            None => Errno::EINVAL.to_return(),
-        },
-        _ => Errno::EINVAL.to_return(),
+        memory_cmd::CURRENT_RESERVATION => return Batch::Finished(domain.populated_pages() as i64),
+        memory_cmd::MAXIMUM_RESERVATION => return Batch::Finished(domain.max_pages() as i64),
+        memory_cmd::MAXIMUM_GFN => return Batch::Finished(domain.maximum_gfn() as i64),
+        memory_cmd::INCREASE_RESERVATION => true,
+        memory_cmd::DECREASE_RESERVATION => false,
+        _ => return Batch::Finished(Errno::EINVAL.to_return()),
+    };
+    let Some(size) = extent_size(order) else {
+        return Batch::Finished(Errno::EINVAL.to_return());
+    };
+    if count == 0 {
+        return Batch::Finished(empty_array(gfns).map_or_else(Errno::to_return, |()| 0));
+    }
+    if increasing {
+        increase(domain, memory, frames, machine, gfns, count, done, size)
+    } else {
+        decrease(domain, memory, frames, machine, gfns, count, done, size)
     }
 }
 
+#[allow(clippy::too_many_arguments)] // One batch's arguments, its progress and the machine.
 fn increase(
     domain: &mut DomainMemory,
     memory: &mut impl FrameMemory,
     frames: &mut impl FrameSource,
-    tlb: &mut impl Tlb,
+    machine: &mut (impl Tlb + Preemption),
     gfns: u64,
     count: u64,
+    from: u64,
     size: PageSize,
-) -> i64 {
-    for done in 0..count.min(BATCH_MAX) {
+) -> Batch {
+    let total = count.min(BATCH_MAX);
+    for done in from..total {
+        if done > from && machine.due() {
+            return Batch::Preempted(done);
+        }
         let gfn = match domain.populate(memory, frames, size) {
             Ok(gfn) => gfn,
-            Err(error) => return stopped(done, error.errno()),
+            Err(error) => return Batch::Finished(stopped(done, error.errno())),
         };
         let written = element(gfns, done, GFN_BYTES)
             .is_some_and(|address| copy_to_guest(memory, domain.kernel_space(), address, &gfn.to_le_bytes()).is_ok());
         if !written {
             // The guest cannot learn the gfn, so it could never give it back: undo.
-            domain.release(memory, frames, tlb, gfn, size).expect("a gfn just populated is releasable");
-            return stopped(done, Errno::EFAULT);
+            domain.release(memory, frames, machine, gfn, size).expect("a gfn just populated is releasable");
+            return Batch::Finished(stopped(done, Errno::EFAULT));
         }
     }
-    count.min(BATCH_MAX) as i64
+    Batch::Finished(total as i64)
 }
 
+#[allow(clippy::too_many_arguments)] // One batch's arguments, its progress and the machine.
 fn decrease(
     domain: &mut DomainMemory,
     memory: &mut impl FrameMemory,
     frames: &mut impl FrameSource,
-    tlb: &mut impl Tlb,
+    machine: &mut (impl Tlb + Preemption),
     gfns: u64,
     count: u64,
+    from: u64,
     size: PageSize,
-) -> i64 {
-    // Every extent is validated and marked first, then all are released with one walk
-    // of the domain's spaces: releasing them one by one would cost a walk of every table
-    // of every space per mapped gfn (XSA-45 class). Reads come from the guest's kernel
-    // root, which the releases change, but only after the last read.
-    let mut done = 0;
+) -> Batch {
+    // Every extent is read, validated and marked first, then all are released with one
+    // walk of the domain's spaces: releasing them one by one would cost a walk of every
+    // table of every space per mapped gfn (XSA-45 class). Reads come from the guest's
+    // kernel root, which the release changes, but only after the last read. Both phases
+    // stop at preemption points (SPEC.md §5.5): the marks and the walk's place are kept in
+    // the domain's memory.
+    if domain.release_in_progress() {
+        // Marking had ended: go on with the walk. If an extent had failed, it is read and
+        // refused again below with the same error: its read only sees fewer mappings, and
+        // a gfn refused then is no more releasable now.
+        if !domain.release_marked_preemptibly(memory, frames, machine) {
+            return Batch::Preempted(from);
+        }
+    }
+    let total = count.min(BATCH_MAX);
+    let mut done = from;
     let mut failure = None;
-    while done < count.min(BATCH_MAX) {
+    while done < total {
+        if done > from && machine.due() {
+            return Batch::Preempted(done);
+        }
         let mut bytes = [0u8; GFN_BYTES as usize];
         let read = element(gfns, done, GFN_BYTES)
             .is_some_and(|address| copy_from_guest(memory, domain.kernel_space(), address, &mut bytes).is_ok());
@@ -126,10 +157,12 @@ fn decrease(
         }
         done += 1;
     }
-    domain.release_marked(memory, frames, tlb);
+    if !domain.release_marked_preemptibly(memory, frames, machine) {
+        return Batch::Preempted(done);
+    }
     match failure {
-        Some(error) => stopped(done, error),
-        None => done as i64,
+        Some(error) => Batch::Finished(stopped(done, error)),
+        None => Batch::Finished(done as i64),
     }
 }
 
@@ -159,23 +192,35 @@ pub fn address_space_op(
 }
 
 /// `mmu_update(handle, entries, count, done)`: applies up to [`BATCH_MAX`] entries in
-/// order, stopping at the first that fails; writes the number completed to `done` if it
-/// is not 0. Returns that number, or the failing entry's error.
+/// order from entry `from` (0, or where a preemption stopped it), stopping at the first
+/// that fails; writes the number completed to `done` if it is not 0. Returns that number,
+/// or the failing entry's error.
 pub fn mmu_update(
     arguments: &[u64; 6],
+    from: u64,
     domain: &mut DomainMemory,
     memory: &mut impl FrameMemory,
     frames: &mut impl FrameSource,
-    tlb: &mut impl Tlb,
-) -> i64 {
+    machine: &mut (impl Tlb + Preemption),
+) -> Batch {
     let [handle, entries, count, done_address, ..] = *arguments;
     if !domain.has_space(handle) {
-        return Errno::ESRCH.to_return();
+        return Batch::Finished(Errno::ESRCH.to_return());
     }
-    let mut done = 0;
+    if count == 0 {
+        if let Err(error) = empty_array(entries) {
+            return Batch::Finished(error.to_return());
+        }
+    }
+    let mut done = from;
     let mut failure = None;
-    let mut batched = BatchedTlb::new(tlb);
+    let mut preempted = false;
+    let mut batched = BatchedTlb::new(machine);
     while done < count.min(BATCH_MAX) {
+        if done > from && batched.inner.due() {
+            preempted = true;
+            break;
+        }
         let outcome = read_entry(domain, memory, entries, done)
             .and_then(|entry| apply(domain, memory, frames, &mut batched, handle, &entry));
         if let Err(error) = outcome {
@@ -184,11 +229,16 @@ pub fn mmu_update(
         }
         done += 1;
     }
+    // Flushed before a preemption too: whoever runs next, this domain's next group
+    // included, must not use a stale translation of what this group changed.
     batched.finish();
-    if done_address != 0 && copy_to_guest(memory, domain.kernel_space(), done_address, &done.to_le_bytes()).is_err() {
-        return Errno::EFAULT.to_return();
+    if preempted {
+        return Batch::Preempted(done);
     }
-    failure.map_or(done as i64, Errno::to_return)
+    if done_address != 0 && copy_to_guest(memory, domain.kernel_space(), done_address, &done.to_le_bytes()).is_err() {
+        return Batch::Finished(Errno::EFAULT.to_return());
+    }
+    Batch::Finished(failure.map_or(done as i64, Errno::to_return))
 }
 
 /// Collects one batch's flushes and carries them out before the batch returns: up to
@@ -285,10 +335,22 @@ mod tests {
     const AREA: u64 = 0x4000_0000;
     const RW: u32 = map_flags::WRITABLE | map_flags::USER;
 
-    #[derive(Default)]
+    /// Records flushes; says a preemption is due on every other question, so every batch
+    /// of more than a few elements in these tests runs as a chain of continuations.
     struct RecordingTlb {
         pages: Vec<u64>,
         all: u32,
+        /// `due` answers true once every this many questions; 0 never.
+        preempt_every: u32,
+        asked: u32,
+        /// How many times a batch stopped and was resumed.
+        preemptions: u32,
+    }
+
+    impl Default for RecordingTlb {
+        fn default() -> Self {
+            Self { pages: Vec::new(), all: 0, preempt_every: 2, asked: 0, preemptions: 0 }
+        }
     }
 
     impl Tlb for RecordingTlb {
@@ -297,6 +359,33 @@ mod tests {
         }
         fn flush_all(&mut self) {
             self.all += 1;
+        }
+    }
+
+    impl Preemption for RecordingTlb {
+        fn due(&mut self) -> bool {
+            self.asked += 1;
+            self.preempt_every != 0 && self.asked.is_multiple_of(self.preempt_every)
+        }
+    }
+
+    /// Runs a batch to its end as the system does: each preemption is resumed from where
+    /// it stopped, never before where that run began. (A release's walk keeps its own place,
+    /// so a run may stop at the extent it began at; a bound on the runs catches a
+    /// continuation that never finishes.)
+    fn complete(mut run: impl FnMut(u64) -> Batch) -> (i64, u32) {
+        let mut from = 0;
+        let mut preemptions = 0;
+        loop {
+            match run(from) {
+                Batch::Finished(result) => return (result, preemptions),
+                Batch::Preempted(done) => {
+                    assert!(done >= from, "a continuation went back: stopped at {done}, began at {from}");
+                    from = done;
+                    preemptions += 1;
+                    assert!(preemptions < 1_000_000, "a continuation that never finishes");
+                }
+            }
         }
     }
 
@@ -324,7 +413,18 @@ mod tests {
     impl Fixture {
         fn memory_op(&mut self, arguments: [u64; 4]) -> i64 {
             let [a, b, c, d] = arguments;
-            memory_op(&[a, b, c, d, 0, 0], &mut self.domain, &mut self.memory, &mut self.frames, &mut self.tlb)
+            let (result, preemptions) = complete(|done| {
+                memory_op(
+                    &[a, b, c, d, 0, 0],
+                    done,
+                    &mut self.domain,
+                    &mut self.memory,
+                    &mut self.frames,
+                    &mut self.tlb,
+                )
+            });
+            self.tlb.preemptions += preemptions;
+            result
         }
 
         fn space_op(&mut self, command: u64, first: u64, second: u64) -> i64 {
@@ -353,7 +453,10 @@ mod tests {
             let done_address = BUFFER + (entries.len() as u64) * ENTRY_BYTES;
             self.write(done_address, &u64::MAX.to_le_bytes());
             let arguments = [handle, BUFFER, entries.len() as u64, done_address, 0, 0];
-            let result = mmu_update(&arguments, &mut self.domain, &mut self.memory, &mut self.frames, &mut self.tlb);
+            let (result, preemptions) = complete(|done| {
+                mmu_update(&arguments, done, &mut self.domain, &mut self.memory, &mut self.frames, &mut self.tlb)
+            });
+            self.tlb.preemptions += preemptions;
             (result, self.read_u64(done_address))
         }
 
@@ -474,8 +577,17 @@ mod tests {
         let done_address = BUFFER + 4096 * 7;
         for count in [1 << 32, u64::MAX] {
             let arguments = [INITIAL_SPACE, BUFFER, count, done_address, 0, 0];
-            let result =
-                mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb);
+            let result = complete(|done| {
+                mmu_update(
+                    &arguments,
+                    done,
+                    &mut fixture.domain,
+                    &mut fixture.memory,
+                    &mut fixture.frames,
+                    &mut fixture.tlb,
+                )
+            })
+            .0;
             assert_eq!(result, BATCH_MAX as i64);
             assert_eq!(fixture.read_u64(done_address), BATCH_MAX);
         }
@@ -485,6 +597,8 @@ mod tests {
     #[test]
     fn long_batches_flush_everything_once() {
         let mut fixture = fixture(128);
+        // Each run of a preempted batch flushes what it changed before it stops (below).
+        fixture.tlb.preempt_every = 0;
         let (_, gfns) = fixture.increase(96, 0);
         let maps: Vec<MapEntry> =
             gfns.iter().enumerate().map(|(index, &gfn)| map(AREA + index as u64 * 4096, gfn, RW)).collect();
@@ -497,6 +611,70 @@ mod tests {
         fixture.tlb.pages.clear();
         assert_eq!(fixture.mmu(INITIAL_SPACE, &rest), (rest.len() as i64, rest.len() as u64));
         assert!(fixture.tlb.pages.is_empty() && fixture.tlb.all == 1, "past the limit, one full flush instead");
+        fixture.finish();
+    }
+
+    /// SPEC.md §5.4's zero-length rule in the memory batches: count 0 touches no element
+    /// at any guest address (`mmu_update` still writes `done` = 0), and is -EFAULT at an
+    /// address no array may have.
+    #[test]
+    fn count_zero_follows_the_zero_length_rule() {
+        let mut fixture = fixture(64);
+        let before = fixture.domain.populated_pages();
+        for pointer in [0x0000_8000_0000_0000, HYPERVISOR_START, hypercall_abi::layout::HYPERVISOR_END - 1] {
+            for command in [memory_cmd::INCREASE_RESERVATION, memory_cmd::DECREASE_RESERVATION] {
+                assert_eq!(fixture.memory_op([command, pointer, 0, 0]), EFAULT, "{command} at {pointer:#x}");
+                assert_eq!(fixture.memory_op([command, pointer, 0, 7]), EINVAL, "the order is checked first");
+            }
+            let arguments = [INITIAL_SPACE, pointer, 0, 0, 0, 0];
+            assert_eq!(
+                complete(|done| mmu_update(
+                    &arguments,
+                    done,
+                    &mut fixture.domain,
+                    &mut fixture.memory,
+                    &mut fixture.frames,
+                    &mut fixture.tlb
+                ))
+                .0,
+                EFAULT
+            );
+            let arguments = [99, pointer, 0, 0, 0, 0];
+            assert_eq!(
+                complete(|done| mmu_update(
+                    &arguments,
+                    done,
+                    &mut fixture.domain,
+                    &mut fixture.memory,
+                    &mut fixture.frames,
+                    &mut fixture.tlb
+                ))
+                .0,
+                ESRCH,
+                "the handle is checked first"
+            );
+        }
+        for pointer in [0, 0x1234, AREA, u64::MAX] {
+            for command in [memory_cmd::INCREASE_RESERVATION, memory_cmd::DECREASE_RESERVATION] {
+                assert_eq!(fixture.memory_op([command, pointer, 0, 0]), 0, "{command} at {pointer:#x}");
+            }
+            fixture.write(BUFFER, &u64::MAX.to_le_bytes());
+            let arguments = [INITIAL_SPACE, pointer, 0, BUFFER, 0, 0];
+            assert_eq!(
+                complete(|done| mmu_update(
+                    &arguments,
+                    done,
+                    &mut fixture.domain,
+                    &mut fixture.memory,
+                    &mut fixture.frames,
+                    &mut fixture.tlb
+                ))
+                .0,
+                0
+            );
+            assert_eq!(fixture.read_u64(BUFFER), 0, "done says 0");
+        }
+        assert_eq!(fixture.domain.populated_pages(), before);
         fixture.finish();
     }
 
@@ -557,19 +735,49 @@ mod tests {
         // Unreadable entries, unwritable done.
         let arguments = [INITIAL_SPACE, 0x7000_0000, 1, 0, 0, 0];
         assert_eq!(
-            mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb),
+            complete(|done| {
+                mmu_update(
+                    &arguments,
+                    done,
+                    &mut fixture.domain,
+                    &mut fixture.memory,
+                    &mut fixture.frames,
+                    &mut fixture.tlb,
+                )
+            })
+            .0,
             EFAULT
         );
         fixture.write(BUFFER, map(AREA, gfn, RW).as_bytes());
         let arguments = [INITIAL_SPACE, BUFFER, 1, HYPERVISOR_START, 0, 0];
         assert_eq!(
-            mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb),
+            complete(|done| {
+                mmu_update(
+                    &arguments,
+                    done,
+                    &mut fixture.domain,
+                    &mut fixture.memory,
+                    &mut fixture.frames,
+                    &mut fixture.tlb,
+                )
+            })
+            .0,
             EFAULT
         );
         assert!(fixture.query(INITIAL_SPACE, AREA) >= 0, "the completed entry stays done");
         let arguments = [INITIAL_SPACE, BUFFER, 0, 0, 0, 0];
         assert_eq!(
-            mmu_update(&arguments, &mut fixture.domain, &mut fixture.memory, &mut fixture.frames, &mut fixture.tlb),
+            complete(|done| {
+                mmu_update(
+                    &arguments,
+                    done,
+                    &mut fixture.domain,
+                    &mut fixture.memory,
+                    &mut fixture.frames,
+                    &mut fixture.tlb,
+                )
+            })
+            .0,
             0
         );
         fixture.finish();
@@ -601,7 +809,7 @@ mod tests {
             assert_eq!(fixture.mmu(handle, &[map(AREA + 0x2000, other, RW)]), (1, 1));
         }
         assert_eq!(fixture.domain.mapping_count(gfn), 12);
-        fixture.tlb = RecordingTlb::default();
+        fixture.tlb = RecordingTlb { preempt_every: fixture.tlb.preempt_every, ..RecordingTlb::default() };
         assert_eq!(fixture.decrease(&[gfn], 0), 1);
         assert_eq!(fixture.domain.mapping_count(gfn), 0);
         for handle in [INITIAL_SPACE, second, third] {
@@ -663,10 +871,16 @@ mod tests {
         }
         let tables = fixture.domain.table_frames();
         fixture.write(BUFFER, gfns.as_bytes());
+        fixture.tlb.preempt_every = 1;
         let mut memory = CountingMemory { inner: &mut fixture.memory, entry_reads: core::cell::Cell::new(0) };
         let arguments = [memory_cmd::DECREASE_RESERVATION, BUFFER, gfns.len() as u64, 0, 0, 0];
-        let result = memory_op(&arguments, &mut fixture.domain, &mut memory, &mut fixture.frames, &mut fixture.tlb);
+        let (result, preemptions) = complete(|done| {
+            memory_op(&arguments, done, &mut fixture.domain, &mut memory, &mut fixture.frames, &mut fixture.tlb)
+        });
         assert_eq!(result, 200);
+        // Preempted while marking and inside the walk, which goes on where it stopped: still
+        // one walk per batch, not per gfn or per preemption.
+        assert!(preemptions > 200, "{preemptions} preemptions");
         // One walk: every entry of every table; plus a four-level walk per gfn read.
         let one_walk = tables * 512;
         let reads = memory.entry_reads.get();
@@ -788,7 +1002,7 @@ mod tests {
         assert_eq!(fixture.mmu(2, &[protect(AREA, 0)]), (EPERM, 0));
         assert_eq!(fixture.mmu(2, &[map(AREA + 0x1000, gfn, map_flags::USER)]), (1, 1));
         // Flushes reach the TLB only for the loaded (kernel) root.
-        fixture.tlb = RecordingTlb::default();
+        fixture.tlb = RecordingTlb { preempt_every: fixture.tlb.preempt_every, ..RecordingTlb::default() };
         assert_eq!(fixture.space_op(space_cmd::FLUSH_VA, 2, AREA), 0);
         assert_eq!(fixture.space_op(space_cmd::FLUSH_ALL, 2, 0), 0);
         assert_eq!(fixture.space_op(space_cmd::FLUSH_VA, INITIAL_SPACE, AREA), 0);
@@ -887,6 +1101,58 @@ mod tests {
                 }
             }
             fixture.finish();
+        }
+    }
+
+    /// SPEC.md §5.5: preemption changes nothing but time. The same random batches (long
+    /// ones, with bad gfns and duplicates inside, and gfns whose release unmaps the batch's
+    /// own array) give the same results and leave the same state whether every run is
+    /// preempted at its first chance, every third, or never.
+    #[test]
+    fn preempted_batches_give_the_results_of_unpreempted_ones() {
+        let run = |preempt_every: u32, seed: u64| {
+            let mut fixture = fixture(1200);
+            fixture.tlb.preempt_every = preempt_every;
+            let mut state = seed;
+            let mut next = move |bound: u64| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 33) % bound
+            };
+            let mut results = Vec::new();
+            for _ in 0..40 {
+                let handle = next(3);
+                match next(4) {
+                    0 => results.push(fixture.increase(1 + next(200), 0).0),
+                    1 => {
+                        // Map a run of gfns, the buffer's own among them sometimes.
+                        let first = next(1200);
+                        let entries: Vec<MapEntry> = (0..next(300))
+                            .map(|index| map(AREA + (first + index) * 4096, (first + index) % 1200, RW))
+                            .collect();
+                        results.push(fixture.mmu(handle, &entries).0);
+                    }
+                    2 => {
+                        let gfns: Vec<u64> = (0..1 + next(300)).map(|_| next(1200)).collect();
+                        results.push(fixture.decrease(&gfns, 0));
+                    }
+                    _ => results.push(fixture.space_op(space_cmd::CREATE, 0, 0)),
+                }
+            }
+            let populated: Vec<bool> = (0..1200).map(|gfn| fixture.domain.gfn_frame(gfn).is_some()).collect();
+            let counts: Vec<u32> = (0..1200).map(|gfn| fixture.domain.mapping_count(gfn)).collect();
+            let preemptions = fixture.tlb.preemptions;
+            fixture.finish();
+            (results, populated, counts, preemptions)
+        };
+        for seed in 1..6 {
+            let (results, populated, counts, none) = run(0, seed);
+            assert_eq!(none, 0);
+            for every in [1, 3] {
+                let (preempted_results, preempted_populated, preempted_counts, preemptions) = run(every, seed);
+                assert!(preemptions > 0, "seed {seed}: nothing was preempted");
+                assert_eq!(preempted_results, results, "seed {seed}, every {every}");
+                assert!(preempted_populated == populated && preempted_counts == counts, "seed {seed}, every {every}");
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `sched_op`: yield, BLOCK, POLL and shutdown.
 
 use crate::domain::outcome::Outcome;
-use crate::hypercall::guest::{error, Disposition, Guest, PollRequest, POLL_PORTS_MAX};
+use crate::hypercall::guest::{empty_array, error, Disposition, Guest, PollRequest, POLL_PORTS_MAX};
 use hypercall_abi::event::PORTS_MAX;
 use hypercall_abi::hypercall::{sched_cmd, shutdown_reason, SHUTDOWN_CODE_MAX};
 use hypercall_abi::Errno;
@@ -35,6 +35,11 @@ pub(super) fn sched_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Dispositi
 pub(super) fn poll(pointer: u64, count: u64, deadline_ns: u64, guest: &mut dyn Guest) -> Disposition {
     if count > POLL_PORTS_MAX as u64 {
         return error(Errno::EINVAL);
+    }
+    if count == 0 {
+        if let Err(errno) = empty_array(pointer) {
+            return error(errno);
+        }
     }
     let count = count as usize;
     let mut ports = [0u32; POLL_PORTS_MAX];

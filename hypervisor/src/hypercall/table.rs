@@ -4,36 +4,43 @@
 //! the saved registers and a [`Guest`] view of the calling domain; the handlers decide,
 //! the system carries it out.
 
-use crate::hypercall::guest::{error, Disposition, Guest};
+use crate::hypercall::guest::{empty_array, error, Disposition, Guest, PendingEntry, Progress};
 use crate::hypercall::{console, sched, vcpu, version};
 use hypercall_abi::hypercall::sched_cmd;
 use hypercall_abi::multicall::{MulticallEntry, MULTICALL_MAX};
 use hypercall_abi::{Errno, Hypercall};
 use zerocopy::{FromZeros, IntoBytes};
 
-type Handler = fn(&[u64; 6], &mut dyn Guest) -> Disposition;
+/// A handler: the arguments, where a preempted run of the same call stopped
+/// ([`Progress::START`] for a new call; only the preemptible calls look at it, SPEC.md
+/// §5.5), and the calling domain.
+type Handler = fn(&[u64; 6], Progress, &mut dyn Guest) -> Disposition;
 
 const fn table() -> [Option<Handler>; Hypercall::TABLE_SIZE as usize] {
     let mut table: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = [None; Hypercall::TABLE_SIZE as usize];
-    table[Hypercall::SET_TRAP_TABLE.0 as usize] = Some(vcpu::set_trap_table);
-    table[Hypercall::MMU_UPDATE.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.mmu_update(arguments)));
-    table[Hypercall::STACK_SWITCH.0 as usize] = Some(vcpu::stack_switch);
-    table[Hypercall::MEMORY_OP.0 as usize] = Some(|arguments, guest| Disposition::Return(guest.memory_op(arguments)));
+    table[Hypercall::SET_TRAP_TABLE.0 as usize] = Some(|arguments, _, guest| vcpu::set_trap_table(arguments, guest));
+    table[Hypercall::MMU_UPDATE.0 as usize] =
+        Some(|arguments, progress, guest| guest.mmu_update(arguments, progress.done).disposition());
+    table[Hypercall::STACK_SWITCH.0 as usize] = Some(|arguments, _, guest| vcpu::stack_switch(arguments, guest));
+    table[Hypercall::MEMORY_OP.0 as usize] =
+        Some(|arguments, progress, guest| guest.memory_op(arguments, progress.done).disposition());
     table[Hypercall::MULTICALL.0 as usize] = Some(multicall);
-    table[Hypercall::VERSION.0 as usize] = Some(version::version);
-    table[Hypercall::CONSOLE_IO.0 as usize] = Some(console::console_io);
-    table[Hypercall::IRET.0 as usize] = Some(vcpu::iret);
-    table[Hypercall::SET_SEGMENT_BASE.0 as usize] = Some(vcpu::set_segment_base);
+    table[Hypercall::VERSION.0 as usize] = Some(|arguments, _, guest| version::version(arguments, guest));
+    table[Hypercall::CONSOLE_IO.0 as usize] =
+        Some(|arguments, progress, guest| console::console_io(arguments, progress.done, guest));
+    table[Hypercall::IRET.0 as usize] = Some(|arguments, _, guest| vcpu::iret(arguments, guest));
+    table[Hypercall::SET_SEGMENT_BASE.0 as usize] =
+        Some(|arguments, _, guest| vcpu::set_segment_base(arguments, guest));
     table[Hypercall::ADDRESS_SPACE_OP.0 as usize] =
-        Some(|arguments, guest| Disposition::Return(guest.address_space_op(arguments)));
-    table[Hypercall::SCHED_OP.0 as usize] = Some(sched::sched_op);
-    table[Hypercall::CALLBACK_OP.0 as usize] = Some(vcpu::callback_op);
-    table[Hypercall::SET_CALLBACKS.0 as usize] = Some(vcpu::set_callbacks);
+        Some(|arguments, _, guest| Disposition::Return(guest.address_space_op(arguments)));
+    table[Hypercall::SCHED_OP.0 as usize] = Some(|arguments, _, guest| sched::sched_op(arguments, guest));
+    table[Hypercall::CALLBACK_OP.0 as usize] = Some(|arguments, _, guest| vcpu::callback_op(arguments, guest));
+    table[Hypercall::SET_CALLBACKS.0 as usize] = Some(|arguments, _, guest| vcpu::set_callbacks(arguments, guest));
     // Any deadline is valid (0 cancels, the past fires at once); the system owns the timer.
     table[Hypercall::SET_TIMER_OP.0 as usize] =
-        Some(|arguments, guest| Disposition::Return(guest.set_timer(arguments[0])));
+        Some(|arguments, _, guest| Disposition::Return(guest.set_timer(arguments[0])));
     table[Hypercall::EVENT_CHANNEL_OP.0 as usize] =
-        Some(|arguments, guest| Disposition::Return(guest.event_channel_op(arguments)));
+        Some(|arguments, _, guest| Disposition::Return(guest.event_channel_op(arguments)));
     table
 }
 
@@ -63,9 +70,15 @@ static HANDLERS: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = TABLE;
 
 /// Runs hypercall `number` with `arguments` (RDI, RSI, RDX, R10, R8, R9) for `guest`.
 pub fn dispatch(number: u64, arguments: [u64; 6], guest: &mut dyn Guest) -> Disposition {
+    resume(number, arguments, Progress::START, guest)
+}
+
+/// Runs hypercall `number` on from `progress`, where a [`Disposition::Preempted`] run of
+/// it with the same `arguments` stopped (SPEC.md §5.5).
+pub fn resume(number: u64, arguments: [u64; 6], progress: Progress, guest: &mut dyn Guest) -> Disposition {
     let handler = usize::try_from(number).ok().and_then(|index| HANDLERS.get(index).copied().flatten());
     match handler {
-        Some(handler) => handler(&arguments, guest),
+        Some(handler) => handler(&arguments, progress, guest),
         None => Disposition::Return(Errno::ENOSYS.to_return()),
     }
 }
@@ -81,33 +94,48 @@ enum After {
     Yield,
 }
 
-/// `multicall(entries, count)`: runs the entries in order, writing each result back.
-/// Returns the number of entries whose result was written; a fault on the first entry is
-/// -EFAULT. `iret` and `multicall` are not run inside a batch (XSA-213: an `iret` would
-/// change the registers the batch itself returns with, a nested batch would recurse);
-/// neither are `sched_op(BLOCK)` and `sched_op(POLL)` (-EINVAL, or the invalid POLL's own
-/// error; the batch ends there either way).
-fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
+/// `multicall(entries, count)`: runs the entries in order from `progress`, writing each
+/// result back. Returns the number of entries whose result was written; a fault on the
+/// first entry is -EFAULT. `iret` and `multicall` are not run inside a batch (XSA-213: an
+/// `iret` would change the registers the batch itself returns with, a nested batch would
+/// recurse); neither are `sched_op(BLOCK)` and `sched_op(POLL)` (-EINVAL, or the invalid
+/// POLL's own error; the batch ends there either way). Between entries, and inside a
+/// preemptible entry, the batch stops when a preemption is due (SPEC.md §5.5); the entry
+/// that was running is resumed from its own progress, never read from the array again.
+fn multicall(arguments: &[u64; 6], progress: Progress, guest: &mut dyn Guest) -> Disposition {
     let [pointer, count, ..] = *arguments;
     if count > MULTICALL_MAX {
         return error(Errno::EINVAL);
     }
+    if count == 0 {
+        return Disposition::Return(empty_array(pointer).map_or_else(Errno::to_return, |()| 0));
+    }
     let stopped = |done: u64| if done == 0 { Errno::EFAULT.to_return() } else { done as i64 };
-    for index in 0..count {
+    let mut pending = progress.entry;
+    for index in progress.done..count {
+        if index > progress.done && guest.preemption_due() {
+            return Disposition::Preempted(Progress::at(index));
+        }
         let Some(address) = pointer.checked_add(index * ENTRY_BYTES) else {
             return Disposition::Return(stopped(index));
         };
-        let mut entry = MulticallEntry::new_zeroed();
-        if guest.read(address, entry.as_mut_bytes()).is_err() {
-            return Disposition::Return(stopped(index));
-        }
+        let (op, entry_arguments, from) = match pending.take() {
+            Some(entry) => (entry.op, entry.arguments, Progress::at(entry.done)),
+            None => {
+                let mut entry = MulticallEntry::new_zeroed();
+                if guest.read(address, entry.as_mut_bytes()).is_err() {
+                    return Disposition::Return(stopped(index));
+                }
+                (entry.op, entry.args, Progress::START)
+            }
+        };
         // BLOCK and POLL end the batch whether or not their arguments were valid (SPEC.md
         // §13), so a batch never goes on past an entry that could have slept.
         let sleeper =
-            Hypercall(entry.op) == Hypercall::SCHED_OP && matches!(entry.args[0], sched_cmd::BLOCK | sched_cmd::POLL);
-        let (result, after) = match Hypercall(entry.op) {
+            Hypercall(op) == Hypercall::SCHED_OP && matches!(entry_arguments[0], sched_cmd::BLOCK | sched_cmd::POLL);
+        let (result, after) = match Hypercall(op) {
             Hypercall::IRET | Hypercall::MULTICALL => (Errno::EINVAL.to_return(), After::End),
-            _ => match dispatch(entry.op, entry.args, guest) {
+            _ => match resume(op, entry_arguments, from, guest) {
                 Disposition::Return(value) => (value, After::Next),
                 Disposition::Yield(value) => (value, After::Yield),
                 Disposition::Shutdown(outcome) => return Disposition::Shutdown(outcome),
@@ -117,10 +145,16 @@ fn multicall(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
                 // the wake-up; BLOCK and POLL are refused there, like `iret`. Their
                 // arguments were validated already, and validation has no effect.
                 Disposition::Block | Disposition::Poll(_) => (Errno::EINVAL.to_return(), After::End),
+                // The entry itself stopped at a preemption point: so does the batch, with
+                // the entry's own progress (a multicall entry is never a multicall).
+                Disposition::Preempted(inner) => {
+                    let entry = PendingEntry { op, arguments: entry_arguments, done: inner.done };
+                    return Disposition::Preempted(Progress { done: index, entry: Some(entry) });
+                }
             },
         };
         let after = if sleeper { After::End } else { after };
-        // `address + RESULT_OFFSET` cannot wrap: the whole entry was just read there.
+        // `address + RESULT_OFFSET` cannot wrap: the whole entry was read there.
         let written = guest.write(address + RESULT_OFFSET, &result.to_le_bytes()).is_ok();
         let done = if written { index + 1 } else { index };
         match after {
@@ -143,11 +177,13 @@ mod tests {
     use crate::mm::guest_memory::GuestFault;
 
     use crate::domain::vcpu::{Mode, TrapHandler};
+    use crate::hypercall::console::group_end;
+    use crate::hypercall::guest::Batch;
     use crate::mm::guest_memory::check_range;
     use alloc::vec::Vec;
     use core::ops::Range;
-    use hypercall_abi::hypercall::{features, shutdown_reason};
-    use hypercall_abi::layout::HYPERVISOR_START;
+    use hypercall_abi::hypercall::{console_cmd, features, shutdown_reason};
+    use hypercall_abi::layout::{HYPERVISOR_END, HYPERVISOR_START};
     use hypercall_abi::trap::TrapTableEntry;
     use hypercall_abi::trap::{segment, KERNEL_SS};
     use hypercall_abi::ABI_VERSION;
@@ -164,6 +200,9 @@ mod tests {
         /// Pending console input, oldest first.
         input: Vec<u8>,
         timers: Vec<u64>,
+        /// `preemption_due` answers true once every this many questions; 0 never.
+        preempt_every: u32,
+        asked: u32,
     }
 
     impl FakeGuest {
@@ -216,17 +255,25 @@ mod tests {
         fn vcpu(&mut self) -> &mut Vcpu {
             &mut self.vcpu
         }
-        fn memory_op(&mut self, arguments: &[u64; 6]) -> i64 {
+        fn memory_op(&mut self, arguments: &[u64; 6], _: u64) -> Batch {
             self.forwarded.push(("memory_op", *arguments));
-            7
+            Batch::Finished(7)
         }
         fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64 {
             self.forwarded.push(("address_space_op", *arguments));
             -3
         }
-        fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64 {
+        /// A batch of `arguments[2]` elements that does one per run when asked to stop.
+        fn mmu_update(&mut self, arguments: &[u64; 6], done: u64) -> Batch {
             self.forwarded.push(("mmu_update", *arguments));
-            9
+            if done + 1 < arguments[2] && self.preemption_due() {
+                return Batch::Preempted(done + 1);
+            }
+            Batch::Finished(9)
+        }
+        fn preemption_due(&mut self) -> bool {
+            self.asked += 1;
+            self.preempt_every != 0 && self.asked.is_multiple_of(self.preempt_every)
         }
         fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
             self.forwarded.push(("event_channel_op", *arguments));
@@ -255,6 +302,8 @@ mod tests {
             forwarded: Vec::new(),
             input: Vec::new(),
             timers: Vec::new(),
+            preempt_every: 0,
+            asked: 0,
         }
     }
 
@@ -503,19 +552,161 @@ mod tests {
         assert!((0..=255).all(|vector| guest.vcpu.trap_handler(vector).is_none()));
     }
 
-    /// SPEC.md §11.1: count 0 does not look at `entries`, so even an address the
-    /// accessor refuses for an empty range (non-canonical, the hypervisor's) is no fault.
+    /// SPEC.md §5.4, §11.1: count 0 reads nothing, so an unmapped address is fine, but an
+    /// address no array may have (non-canonical, the hypervisor's) is -EFAULT and the
+    /// table stays as it was.
     #[test]
-    fn set_trap_table_with_count_zero_reads_nothing() {
+    fn set_trap_table_with_count_zero_follows_the_zero_length_rule() {
         let mut guest = guest();
         let handler = 0xffff_ffff_8000_1000;
-        for pointer in [0x0000_8000_0000_0000, HYPERVISOR_START] {
+        for pointer in [0x0000_8000_0000_0000, HYPERVISOR_START, HYPERVISOR_END - 1] {
             put_trap_entries(&mut guest, BASE, &[trap_entry(14, 0, handler)]);
             assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE, 1, 0]), Disposition::Return(0));
-            assert!(guest.read(pointer, &mut []).is_err(), "the fake refuses {pointer:#x}");
+            assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [pointer, 0, 0]), Disposition::Return(-14));
+            assert!(guest.vcpu.trap_handler(14).is_some(), "unchanged after -EFAULT");
+        }
+        for pointer in [0, 0x1234, BASE + 8192, HYPERVISOR_END, u64::MAX] {
             assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [pointer, 0, 0]), Disposition::Return(0));
             assert_eq!(guest.vcpu.trap_handler(14), None, "cleared");
+            put_trap_entries(&mut guest, BASE, &[trap_entry(14, 0, handler)]);
+            assert_eq!(call(&mut guest, Hypercall::SET_TRAP_TABLE, [BASE, 1, 0]), Disposition::Return(0));
         }
+    }
+
+    /// SPEC.md §5.4's one zero-length rule, as every array-taking call of this table
+    /// applies it: count 0 at an unmapped guest address succeeds and does nothing; at a
+    /// non-canonical or hypervisor address it is -EFAULT.
+    #[test]
+    fn every_array_call_applies_the_zero_length_rule() {
+        type Arguments = fn(u64) -> [u64; 3];
+        let calls: [(Hypercall, Arguments); 4] = [
+            (Hypercall::MULTICALL, |pointer| [pointer, 0, 0]),
+            (Hypercall::CONSOLE_IO, |pointer| [console_cmd::WRITE, 0, pointer]),
+            (Hypercall::CONSOLE_IO, |pointer| [console_cmd::READ, 0, pointer]),
+            (Hypercall::SET_TRAP_TABLE, |pointer| [pointer, 0, 0]),
+        ];
+        for (number, arguments) in calls {
+            let mut guest = guest();
+            guest.input = b"waiting".to_vec();
+            for pointer in [0x0000_8000_0000_0000, 0xffff_7fff_ffff_ffff, HYPERVISOR_START, HYPERVISOR_END - 1] {
+                assert_eq!(
+                    call(&mut guest, number, arguments(pointer)),
+                    Disposition::Return(-14),
+                    "{number:?} {pointer:#x}"
+                );
+            }
+            for pointer in [0, 0x1234, BASE + 8192, HYPERVISOR_END, u64::MAX] {
+                assert_eq!(
+                    call(&mut guest, number, arguments(pointer)),
+                    Disposition::Return(0),
+                    "{number:?} {pointer:#x}"
+                );
+            }
+            assert!(guest.console.is_empty() && guest.input == b"waiting", "{number:?} did something");
+        }
+        // POLL's array (its count 0 is valid; nothing pending, so it sleeps).
+        let mut guest = guest();
+        let poll = |pointer| [sched_cmd::POLL, pointer, 0];
+        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, poll(HYPERVISOR_START)), Disposition::Return(-14));
+        assert_eq!(call(&mut guest, Hypercall::SCHED_OP, poll(0x0000_8000_0000_0000)), Disposition::Return(-14));
+        assert!(matches!(call(&mut guest, Hypercall::SCHED_OP, poll(0x1234)), Disposition::Poll(_)));
+    }
+
+    /// Runs a call to its end as the system does, resuming each preemption from its
+    /// progress; returns the final disposition and how many times it stopped.
+    fn complete(guest: &mut FakeGuest, number: Hypercall, arguments: [u64; 3]) -> (Disposition, u32) {
+        let arguments = [arguments[0], arguments[1], arguments[2], 0, 0, 0];
+        let mut progress = Progress::START;
+        let mut stops = 0;
+        loop {
+            match resume(number.0, arguments, progress, guest) {
+                Disposition::Preempted(next) => {
+                    assert_ne!(next, progress, "a continuation made no progress");
+                    progress = next;
+                    stops += 1;
+                }
+                other => return (other, stops),
+            }
+        }
+    }
+
+    #[test]
+    fn a_preempted_console_write_writes_every_byte_once() {
+        let mut guest = guest();
+        guest.preempt_every = 1;
+        let (result, stops) = complete(&mut guest, Hypercall::CONSOLE_IO, [console_cmd::WRITE, 4096, BASE]);
+        assert_eq!(result, Disposition::Return(4096));
+        assert_eq!(stops, 4096 / 64 - 1, "one stop between groups of 64");
+        assert_eq!(guest.console, guest.memory[..4096]);
+        // A fault is found before the first byte, preempted or not.
+        let (result, _) = complete(&mut guest, Hypercall::CONSOLE_IO, [console_cmd::WRITE, 200, BASE + 8100]);
+        assert_eq!(result, Disposition::Return(-14));
+        assert_eq!(guest.console.len(), 4096);
+    }
+
+    #[test]
+    fn groups_never_split_a_utf8_character() {
+        let text = "ab\u{e9}\u{20ac}\u{1f600}".as_bytes();
+        // "ab", é (2 bytes), € (3), 😀 (4): a group wanted to end inside one ends after it.
+        assert_eq!(group_end(text, 3), 4);
+        assert_eq!(group_end(text, 5), 7);
+        assert_eq!(group_end(text, 6), 7);
+        assert_eq!(group_end(text, 8), 11);
+        assert_eq!(group_end(text, 2), 2);
+        assert_eq!(group_end(text, 99), text.len());
+        // Stray continuation bytes (raw C1 bytes) extend a group by at most 3.
+        assert_eq!(group_end(&[0x9b; 16], 4), 7);
+    }
+
+    #[test]
+    fn a_preempted_multicall_resumes_its_entries_and_their_own_progress() {
+        let mut guest = guest();
+        let calls = [
+            (Hypercall::VERSION, [0, 0, 0]),
+            (Hypercall::CONSOLE_IO, [console_cmd::WRITE, 200, BASE]),
+            (Hypercall::MMU_UPDATE, [0, BASE, 3]),
+            (Hypercall(50), [0, 0, 0]),
+            (Hypercall::VERSION, [0, 0, 0]),
+        ];
+        let array = BASE + 4096;
+        put_calls(&mut guest, array, &calls);
+        assert_eq!(multicall(&mut guest, array, 5), Disposition::Return(5));
+        let unpreempted: Vec<_> = (0..5).map(|index| guest.result(array + index * ENTRY_BYTES)).collect();
+        let console = core::mem::take(&mut guest.console);
+        guest.forwarded.clear();
+        put_calls(&mut guest, array, &calls);
+        guest.preempt_every = 1;
+        let (result, stops) = complete(&mut guest, Hypercall::MULTICALL, [array, 5, 0]);
+        assert_eq!(result, Disposition::Return(5));
+        // Between the 5 entries (4), inside the console write (groups of 64, 64, 64 and 8:
+        // 3), inside the mmu_update (3 runs: 2).
+        assert_eq!(stops, 4 + 3 + 2);
+        let preempted: Vec<_> = (0..5).map(|index| guest.result(array + index * ENTRY_BYTES)).collect();
+        assert_eq!(preempted, unpreempted, "the same results, preempted or not");
+        assert_eq!(guest.console, console, "every byte once");
+        assert_eq!(guest.forwarded, [("mmu_update", [0, BASE, 3, 0, 0, 0]); 3]);
+    }
+
+    #[test]
+    fn a_preempted_entry_is_not_read_again() {
+        let mut guest = guest();
+        let array = BASE + 4096;
+        put_calls(&mut guest, array, &[(Hypercall::MMU_UPDATE, [0, BASE, 2]), (Hypercall::VERSION, [0, 0, 0])]);
+        guest.preempt_every = 1;
+        let arguments = [array, 2, 0, 0, 0, 0];
+        let Disposition::Preempted(progress) = resume(Hypercall::MULTICALL.0, arguments, Progress::START, &mut guest)
+        else {
+            panic!("the mmu_update entry stops after its first element");
+        };
+        assert_eq!(progress.done, 0);
+        assert_eq!(progress.entry.map(|entry| (entry.op, entry.done)), Some((Hypercall::MMU_UPDATE.0, 1)));
+        // Whatever the array says now (the guest cannot run, but a batch can rewrite it),
+        // the entry goes on as it was read.
+        put_calls(&mut guest, array, &[(Hypercall::MEMORY_OP, [9, 9, 9])]);
+        guest.preempt_every = 0;
+        assert_eq!(resume(Hypercall::MULTICALL.0, arguments, progress, &mut guest), Disposition::Return(2));
+        assert_eq!(guest.result(array), 9);
+        assert!(guest.forwarded.iter().all(|(name, _)| *name == "mmu_update"));
     }
 
     /// The fake accessor refuses what `guest_memory::copy_from_guest` refuses, empty

@@ -1,7 +1,7 @@
 //! The vCPU's registrations: the trap table, the kernel stack, callbacks, segment
 //! bases, and `iret`.
 
-use crate::hypercall::guest::{error, status, Disposition, Guest};
+use crate::hypercall::guest::{empty_array, error, status, Disposition, Guest};
 use hypercall_abi::hypercall::callback_cmd;
 use hypercall_abi::trap::{TrapTableEntry, TRAP_TABLE_MAX, VECTORS};
 use hypercall_abi::Errno;
@@ -19,8 +19,12 @@ pub(super) fn set_trap_table(arguments: &[u64; 6], guest: &mut dyn Guest) -> Dis
     if count > TRAP_TABLE_MAX {
         return error(Errno::EINVAL);
     }
-    // Count 0 removes every handler without looking at `entries` (SPEC.md §11.1).
+    // Count 0 removes every handler; `entries` is not read, but is checked as every
+    // empty array is (SPEC.md §5.4, §11.1).
     if count == 0 {
+        if let Err(errno) = empty_array(pointer) {
+            return error(errno);
+        }
         return status(guest.vcpu().set_trap_table(&[]));
     }
     // The whole table is read before anything changes, so a fault midway changes nothing.

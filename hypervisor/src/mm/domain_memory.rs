@@ -21,6 +21,16 @@ pub trait Tlb {
     fn flush_all(&mut self);
 }
 
+/// Entries of a root table: the slots a preemptible walk goes through one by one.
+const ROOT_SLOTS: usize = 512;
+
+/// Whether a long memory operation should stop for now (SPEC.md §5.5): asked between two
+/// bounded steps, once at least one is done, so that every operation finishes.
+pub trait Preemption {
+    /// Whether the hypervisor has something else to do now.
+    fn due(&mut self) -> bool;
+}
+
 /// Why a memory operation was refused; nothing changed. Each is one errno of the ABI.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum MemoryError {
@@ -105,6 +115,9 @@ pub struct DomainMemory {
     doomed_words: core::ops::Range<usize>,
     /// Some marked gfn is mapped somewhere: the batch needs one walk of every space.
     doomed_mapped: bool,
+    /// Where a preempted walk for the marked gfns goes on: (space index, root slot);
+    /// (0, 0) when no walk is under way (a stopped walk has always passed slot 0).
+    release_cursor: (usize, usize),
     /// Populated gfns in each 512-gfn block, to find an empty block without a scan.
     block_population: Vec<u16>,
     /// Blocks that are one order-9 extent: machine-contiguous and 2 MiB aligned.
@@ -230,6 +243,7 @@ impl DomainMemory {
             doomed_in_block,
             doomed_words: 0..0,
             doomed_mapped: false,
+            release_cursor: (0, 0),
             block_population,
             large_extents,
             owner: BTreeMap::new(),
@@ -318,6 +332,11 @@ impl DomainMemory {
             .ok()
             .filter(|&index| self.spaces.get(index).is_some_and(Option::is_some))
             .ok_or(MemoryError::NoSuchSpace)
+    }
+
+    /// How many address spaces are live (for the end-of-run audit, SPEC.md §15).
+    pub fn live_spaces(&self) -> usize {
+        self.spaces.iter().flatten().count()
     }
 
     /// True if `handle` names a live space.
@@ -447,6 +466,42 @@ impl DomainMemory {
     /// by the domain's page-table quota, however many gfns the batch holds — then their
     /// frames are freed.
     pub fn release_marked(&mut self, memory: &mut impl FrameMemory, frames: &mut impl FrameSource, tlb: &mut impl Tlb) {
+        /// `tlb`, with a preemption never due.
+        struct Never<'a, T: Tlb>(&'a mut T);
+        impl<T: Tlb> Tlb for Never<'_, T> {
+            fn flush_page(&mut self, virtual_address: u64) {
+                self.0.flush_page(virtual_address);
+            }
+            fn flush_all(&mut self) {
+                self.0.flush_all();
+            }
+        }
+        impl<T: Tlb> Preemption for Never<'_, T> {
+            fn due(&mut self) -> bool {
+                false
+            }
+        }
+        let finished = self.release_marked_preemptibly(memory, frames, &mut Never(tlb));
+        debug_assert!(finished, "a release that is never preempted finishes");
+    }
+
+    /// Whether a [`Self::release_marked_preemptibly`] walk stopped and has not finished.
+    pub fn release_in_progress(&self) -> bool {
+        self.release_cursor != (0, 0)
+    }
+
+    /// [`Self::release_marked`], stopping after a root slot that held tables when
+    /// `machine` says a preemption is due (SPEC.md §5.5). Returns whether it finished;
+    /// if not, the marks and the walk's place are kept and the next call goes on from
+    /// there. Until it finishes, the marked gfns stay populated and unmapped only in the
+    /// slots walked so far; the domain must not run in between (its hypercall is the one
+    /// releasing them), and nothing else maps or unmaps its gfns.
+    pub fn release_marked_preemptibly(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        frames: &mut impl FrameSource,
+        machine: &mut (impl Tlb + Preemption),
+    ) -> bool {
         if self.doomed_mapped {
             let Self { spaces, mappings, large_mappings, owner, kernel_root, doomed, doomed_in_block, .. } = self;
             let mut doomed_leaf = |leaf: &Leaf| match (leaf_gfn(owner, leaf), leaf.size) {
@@ -454,16 +509,26 @@ impl DomainMemory {
                 (Some(gfn), PageSize::Large) => doomed_in_block[(gfn / LARGE_PAGE_PAGES) as usize] != 0,
                 (None, _) => false,
             };
-            for (index, space) in spaces.iter_mut().enumerate() {
+            let (first_space, first_slot) = self.release_cursor;
+            for (index, space) in spaces.iter_mut().enumerate().skip(first_space) {
                 let Some(space) = space else { continue };
-                space.remove_leaves(memory, &mut doomed_leaf, &mut |address, leaf| {
-                    forget_leaf(mappings, large_mappings, owner, &leaf);
-                    if index == *kernel_root {
-                        tlb.flush_page(address);
+                let from = if index == first_space { first_slot } else { 0 };
+                for slot in from..ROOT_SLOTS {
+                    let walked = space.remove_leaves_in_slot(memory, slot, &mut doomed_leaf, &mut |address, leaf| {
+                        forget_leaf(mappings, large_mappings, owner, &leaf);
+                        if index == *kernel_root {
+                            machine.flush_page(address);
+                        }
+                    });
+                    // Asked only after a slot that held tables: the walk always advances.
+                    if walked && machine.due() {
+                        self.release_cursor = (index, slot + 1);
+                        return false;
                     }
-                });
+                }
             }
             self.doomed_mapped = false;
+            self.release_cursor = (0, 0);
         }
         for word in self.doomed_words.clone() {
             let mut bits = core::mem::take(&mut self.doomed[word]);
@@ -475,6 +540,7 @@ impl DomainMemory {
             }
         }
         self.doomed_words = 0..0;
+        true
     }
 
     fn give_back(&mut self, frames: &mut impl FrameSource, gfn: u64) {

@@ -6,4 +6,6 @@ pub mod domain_memory;
 pub(crate) mod fakes;
 pub mod frames;
 pub mod guest_memory;
+#[cfg(test)]
+mod model_tests;
 pub mod paging;

@@ -550,19 +550,37 @@ impl AddressSpace {
         doomed: &mut impl FnMut(&Leaf) -> bool,
         removed: &mut impl FnMut(u64, Leaf),
     ) {
-        let mut kernel_only: u64 = 0;
-        for slot in (0..ENTRIES).filter(|&slot| is_guest_slot(slot)) {
-            let entry = memory.read_entry(self.root, slot);
-            if entry & PageFlags::PRESENT.bits() != 0 {
-                let base = sign_extend((slot as u64) << 39);
-                let table = Frame::containing(entry & ADDRESS_MASK);
-                remove_below(memory, table, 3, base, doomed, &mut |address, leaf| {
-                    kernel_only += u64::from(leaf.is_kernel_only());
-                    removed(address, leaf);
-                });
-            }
+        for slot in 0..ENTRIES {
+            self.remove_leaves_in_slot(memory, slot, doomed, removed);
         }
+    }
+
+    /// [`AddressSpace::remove_leaves`] for the tables under root slot `slot` alone, so a
+    /// long walk can stop between slots and go on later. Returns whether there were any
+    /// (the hypervisor's slots have none here).
+    pub fn remove_leaves_in_slot(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        slot: usize,
+        doomed: &mut impl FnMut(&Leaf) -> bool,
+        removed: &mut impl FnMut(u64, Leaf),
+    ) -> bool {
+        if !is_guest_slot(slot) {
+            return false;
+        }
+        let entry = memory.read_entry(self.root, slot);
+        if entry & PageFlags::PRESENT.bits() == 0 {
+            return false;
+        }
+        let mut kernel_only: u64 = 0;
+        let base = sign_extend((slot as u64) << 39);
+        let table = Frame::containing(entry & ADDRESS_MASK);
+        remove_below(memory, table, 3, base, doomed, &mut |address, leaf| {
+            kernel_only += u64::from(leaf.is_kernel_only());
+            removed(address, leaf);
+        });
         self.kernel_only_leaves -= kernel_only;
+        true
     }
 
     /// Frees every page-table frame of the guest slots (0..256, 272..512) and the root.

@@ -238,6 +238,7 @@ impl<P: Platform> System<P> {
             wait: Wait::Nothing,
             entered: false,
             input: InputRing::new(),
+            continuation: None,
         })
     }
 

@@ -27,6 +27,11 @@ impl<P: Platform> System<P> {
     pub(crate) fn finish_return(&mut self, frame: &mut TrapFrame) -> Step {
         loop {
             let domain = &self.domains[self.current];
+            // A domain picked with its hypercall preempted returns only when the call is
+            // done (SPEC.md §5.5): no upcall, no guest instruction, in between.
+            if domain.continuation.is_some() {
+                return Step::Continue;
+            }
             // SPEC.md §18.4: every return to a guest delivers a pending, unmasked event first.
             if let Some(memory) = domain.memory.as_ref() {
                 if upcall::upcall_due(&self.memory, memory.shared_info_frame(), &domain.vcpu) {

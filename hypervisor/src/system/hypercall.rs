@@ -5,8 +5,8 @@ use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::{Mode, Vcpu};
 use crate::event::channels::PortState;
 use crate::event::upcall;
-use crate::hypercall::guest::{Disposition, Guest, PollRequest};
-use crate::hypercall::memory as memory_family;
+use crate::hypercall::guest::{Batch, Disposition, Guest, PollRequest, Progress};
+use crate::hypercall::memory::{self as memory_family, Preemption, Tlb};
 use crate::hypercall::table;
 use crate::mm::domain_memory::DomainMemory;
 use crate::mm::guest_memory::{self, GuestFault};
@@ -62,10 +62,12 @@ impl<P: Platform> Guest for CallingDomain<'_, P> {
         &mut self.system.domains[self.index].vcpu
     }
 
-    fn memory_op(&mut self, arguments: &[u64; 6]) -> i64 {
+    fn memory_op(&mut self, arguments: &[u64; 6], done: u64) -> Batch {
+        let deadline = self.system.next_deadline();
         let System { domains, memory, frames, platform, .. } = &mut *self.system;
         let domain = domains[self.index].memory.as_mut().expect("the running domain always has memory");
-        memory_family::memory_op(arguments, domain, memory, &mut *frames.lock(), platform)
+        let mut machine = Machine { platform, deadline };
+        memory_family::memory_op(arguments, done, domain, memory, &mut *frames.lock(), &mut machine)
     }
 
     fn address_space_op(&mut self, arguments: &[u64; 6]) -> i64 {
@@ -79,10 +81,17 @@ impl<P: Platform> Guest for CallingDomain<'_, P> {
         result
     }
 
-    fn mmu_update(&mut self, arguments: &[u64; 6]) -> i64 {
+    fn mmu_update(&mut self, arguments: &[u64; 6], done: u64) -> Batch {
+        let deadline = self.system.next_deadline();
         let System { domains, memory, frames, platform, .. } = &mut *self.system;
         let domain = domains[self.index].memory.as_mut().expect("the running domain always has memory");
-        memory_family::mmu_update(arguments, domain, memory, &mut *frames.lock(), platform)
+        let mut machine = Machine { platform, deadline };
+        memory_family::mmu_update(arguments, done, domain, memory, &mut *frames.lock(), &mut machine)
+    }
+
+    fn preemption_due(&mut self) -> bool {
+        let deadline = self.system.next_deadline();
+        Machine { platform: &mut self.system.platform, deadline }.due()
     }
 
     fn event_channel_op(&mut self, arguments: &[u64; 6]) -> i64 {
@@ -115,6 +124,45 @@ impl<P: Platform> Guest for CallingDomain<'_, P> {
     }
 }
 
+/// The machine as a memory batch sees it: TLB maintenance, and whether the TSC has
+/// reached the deadline of the next thing the hypervisor must do (SPEC.md §5.5). Nothing
+/// else can change that deadline while one `mmu_update` or `memory_op` runs, so it is
+/// computed once per run.
+struct Machine<'a, P: Platform> {
+    platform: &'a mut P,
+    deadline: Option<u64>,
+}
+
+impl<P: Platform> Tlb for Machine<'_, P> {
+    fn flush_page(&mut self, virtual_address: u64) {
+        self.platform.flush_page(virtual_address);
+    }
+
+    fn flush_all(&mut self) {
+        self.platform.flush_all();
+    }
+}
+
+impl<P: Platform> Preemption for Machine<'_, P> {
+    fn due(&mut self) -> bool {
+        self.deadline.is_some_and(|deadline| self.platform.read_tsc() >= deadline)
+    }
+}
+
+/// A hypercall in progress (SPEC.md §5.5): what the guest asked, how far it got, and for
+/// the trace when it began and whether it has been preempted. Held by the hypervisor
+/// while other domains run; the caller resumes only when it is done.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Continuation {
+    number: u64,
+    arguments: [u64; 6],
+    progress: Progress,
+    /// TSC when the first run began (only read while tracing).
+    began: u64,
+    /// Whether some run stopped at a preemption point.
+    preempted: bool,
+}
+
 impl<P: Platform> System<P> {
     /// A `syscall` instruction: a hypercall from guest-kernel mode, a system call to
     /// bounce to the guest kernel from guest-user mode.
@@ -145,16 +193,46 @@ impl<P: Platform> System<P> {
     /// (for a traced caller). One body for both, so the untraced one is exactly the call.
     #[inline(always)]
     fn hypercall<const TRACED: bool>(&mut self, frame: &mut TrapFrame) -> Step {
+        let began = if TRACED { self.platform.read_tsc() } else { 0 };
+        let call = Continuation {
+            number: frame.rax,
+            arguments: frame.hypercall_arguments(),
+            progress: Progress::START,
+            began,
+            preempted: false,
+        };
+        self.run_hypercall::<TRACED>(frame, call)
+    }
+
+    /// Goes on with the running domain's preempted hypercall (SPEC.md §5.5): the machine
+    /// calls this for [`Step::Continue`], so a chain of continuations never deepens the
+    /// stack.
+    pub fn continue_hypercall(&mut self, frame: &mut TrapFrame) -> Step {
+        let Some(call) = self.domains[self.current].continuation.take() else {
+            return self.finish_return(frame);
+        };
+        if self.trace.is_some() {
+            self.run_hypercall::<true>(frame, call)
+        } else {
+            self.run_hypercall::<false>(frame, call)
+        }
+    }
+
+    /// Runs `call` from its progress and carries out what the handler decided.
+    #[inline(always)]
+    fn run_hypercall<const TRACED: bool>(&mut self, frame: &mut TrapFrame, call: Continuation) -> Step {
         let current = self.current;
-        let (number, arguments) = (frame.rax, frame.hypercall_arguments());
-        let start = if TRACED { self.platform.read_tsc() } else { 0 };
         let mut caller = CallingDomain { system: self, index: current };
-        let disposition = table::dispatch(number, arguments, &mut caller);
+        let disposition = table::resume(call.number, call.arguments, call.progress, &mut caller);
         self.apply_vcpu_changes();
-        if TRACED {
-            self.record_hypercall(number, arguments, &disposition, start);
+        if TRACED && !matches!(disposition, Disposition::Preempted(_)) {
+            self.record_hypercall(call.number, call.arguments, &disposition, call.began, call.preempted);
         }
         match disposition {
+            Disposition::Preempted(progress) => {
+                self.domains[current].continuation = Some(Continuation { progress, preempted: true, ..call });
+                self.preempted(frame)
+            }
             Disposition::Return(value) => {
                 frame.rax = value as u64;
                 self.finish_return(frame)
@@ -207,6 +285,19 @@ impl<P: Platform> System<P> {
         }
     }
 
+    /// The running domain's hypercall stopped at a preemption point: what was due is done
+    /// (timers expired, sleepers woken); if its slice is over and another domain can run,
+    /// that one runs now and the call goes on when the caller is picked again, else it
+    /// goes on at once.
+    fn preempted(&mut self, frame: &mut TrapFrame) -> Step {
+        let now = self.platform.read_tsc();
+        self.expire(now);
+        if self.scheduler.slice_expired(now) && self.scheduler.runnable_count() > 1 {
+            return self.switch_away(frame, Reason::Preempted);
+        }
+        Step::Continue
+    }
+
     /// A closed port could never end a POLL's sleep, so such a POLL is refused (SPEC.md
     /// §20.3).
     fn polls_a_closed_port(&self, request: &PollRequest) -> bool {
@@ -214,18 +305,29 @@ impl<P: Platform> System<P> {
         request.ports().iter().any(|&port| self.events.port_state(id, port) == PortState::Closed)
     }
 
-    /// Records the hypercall the handler just ran, started at TSC `start`, for the running
-    /// domain if it is traced; drains its ring when that left it half full.
-    fn record_hypercall(&mut self, number: u64, arguments: [u64; 6], disposition: &Disposition, start: u64) {
+    /// Records the hypercall the handler just finished, started at TSC `start` and
+    /// `preempted` on the way, for the running domain if it is traced; drains its ring
+    /// when that left it half full.
+    fn record_hypercall(
+        &mut self,
+        number: u64,
+        arguments: [u64; 6],
+        disposition: &Disposition,
+        start: u64,
+        preempted: bool,
+    ) {
         let end = self.platform.read_tsc();
         let (flags, result) = match disposition {
+            // Other domains ran while it was preempted (SPEC.md §22).
+            Disposition::Return(value) if preempted => (trace_flags::RESULT | trace_flags::SWITCHED, *value),
             Disposition::Return(value) => (trace_flags::RESULT, *value),
             Disposition::Yield(value) => (trace_flags::RESULT | trace_flags::SWITCHED, *value),
             Disposition::Poll(request) if self.polls_a_closed_port(request) => {
                 (trace_flags::RESULT, Errno::EINVAL.to_return())
             }
             Disposition::Block | Disposition::Poll(_) => (trace_flags::RESULT | trace_flags::SWITCHED, 0),
-            Disposition::Shutdown(_) | Disposition::Iret => (0, 0),
+            // Not recorded: a preempted call is recorded once, when it finishes.
+            Disposition::Shutdown(_) | Disposition::Iret | Disposition::Preempted(_) => (0, 0),
         };
         let index = self.current;
         let record = TraceRecord {

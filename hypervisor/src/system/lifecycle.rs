@@ -3,6 +3,7 @@
 
 use crate::domain::outcome::{self, Outcome};
 use crate::platform::{say, Platform};
+use crate::system::audit::{Audit, Counts};
 use crate::system::wakeups::Wakeups;
 use crate::system::System;
 use crate::system::Wait;
@@ -38,6 +39,25 @@ impl<P: Platform> System<P> {
         self.outcomes.push(outcome);
     }
 
+    /// Records what the end-of-run audit compares against (`audit` on the command line);
+    /// called before the first domain is built.
+    pub fn start_audit(&mut self) {
+        self.audit_start = Some(self.audit_counts());
+    }
+
+    /// What the hypervisor holds on the domains' behalf now.
+    fn audit_counts(&self) -> Counts {
+        let live = || self.domains.iter().filter_map(|domain| domain.memory.as_ref());
+        Counts {
+            frames_free: self.frames.lock().free_count(),
+            ports_open: self.events.open_ports(),
+            address_spaces: live().map(|memory| memory.live_spaces()).sum(),
+            timers_armed: self.timers.pending(),
+            poll_deadlines: self.poll_deadlines.pending(),
+            domains_live: live().count(),
+        }
+    }
+
     /// Prints the summary and says the run's exit status.
     pub fn finish(&mut self) -> ExitStatus {
         self.end_trace();
@@ -60,6 +80,10 @@ impl<P: Platform> System<P> {
         say!(self.platform, "scheduler: {}", fairness.display(self.tsc_hz));
         if free_now != self.frames_free_at_start {
             say!(self.platform, "frame leak: {} frames not returned", self.frames_free_at_start.abs_diff(free_now));
+        }
+        if let Some(start) = self.audit_start {
+            let audit = Audit { start, end: self.audit_counts() };
+            say!(self.platform, "{audit}");
         }
         let status = outcome::exit_status(self.outcomes.iter().copied());
         say!(self.platform, "exit status {}: {}", status.0, status.describe());

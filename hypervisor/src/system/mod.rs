@@ -10,14 +10,17 @@
 //! `hypercall` and `trap` (the entries), `boot` (building the domains and the first
 //! entry).
 
+pub mod audit;
 pub mod boot;
 mod delivery;
 mod focus;
-mod hypercall;
+pub mod hypercall;
 mod lifecycle;
 mod switch;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_seqlock;
 mod tracing;
 mod trap;
 pub mod wakeups;
@@ -76,6 +79,9 @@ pub struct Domain<E> {
     pub entered: bool,
     /// Console input not yet read (SPEC.md §21).
     pub input: InputRing,
+    /// Its hypercall stopped at a preemption point, to go on before it runs again
+    /// (SPEC.md §5.5).
+    pub continuation: Option<hypercall::Continuation>,
 }
 
 impl<E> Domain<E> {
@@ -108,6 +114,10 @@ pub enum Step {
     Idle,
     /// Every domain has ended: the summary is printed, exit with this status.
     Exit(ExitStatus),
+    /// The current domain's hypercall was preempted and goes on now: call
+    /// [`System::continue_hypercall`] (from the machine's loop, so a chain of
+    /// continuations does not grow the stack).
+    Continue,
 }
 
 /// The domains and everything shared between them.
@@ -153,6 +163,8 @@ pub struct System<P: Platform> {
     pub escape: EscapeDecoder,
     /// The hypercall trace's rings, when `trace=` selected a domain (SPEC.md §22).
     pub trace: Option<Trace>,
+    /// The counts the end-of-run audit compares against, when `audit` was given.
+    pub audit_start: Option<audit::Counts>,
     /// The root loaded last, so unchanged roots are not reloaded (a CR3 write is a trap
     /// on some hosts). Every change to a space that is not loaded is followed by a load
     /// before that space is used, so skipping same-root loads never leaves stale TLB
@@ -219,6 +231,7 @@ impl<P: Platform> System<P> {
             focus: None,
             escape: EscapeDecoder::new(),
             trace: None,
+            audit_start: None,
             loaded_root: None,
         }
     }

@@ -104,12 +104,22 @@ impl<P: Platform> System<P> {
         }
     }
 
-    /// Arms the timer for the earliest of: a domain timer, a poll deadline, the end of
-    /// the running domain's slice when another domain is waiting for the CPU. An armed
-    /// deadline earlier than needed is left alone (its interrupt finds nothing due and
-    /// re-arms), so most returns to a guest write no MSR. Whether one is armed is the
-    /// platform's to say: its interrupt handler, in ring 0 or from a guest, disarms.
+    /// Arms the timer for [`Self::next_deadline`]. An armed deadline earlier than needed is
+    /// left alone (its interrupt finds nothing due and re-arms), so most returns to a guest
+    /// write no MSR. Whether one is armed is the platform's to say: its interrupt handler,
+    /// in ring 0 or from a guest, disarms.
     pub(crate) fn rearm(&mut self) {
+        let Some(wanted) = self.next_deadline() else { return };
+        if self.platform.timer_armed().is_none_or(|armed| wanted < armed) {
+            self.platform.arm_timer(wanted);
+        }
+    }
+
+    /// The TSC of the earliest thing the hypervisor must do next: a domain timer, a poll
+    /// deadline, the end of the running domain's slice when another domain is waiting for
+    /// the CPU. The timer is armed for it, and a preemptible hypercall stops for it (SPEC.md
+    /// §5.5).
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
         let earliest_ns = match (self.timers.earliest(), self.poll_deadlines.earliest()) {
             (Some(timer), Some(poll)) => Some(timer.min(poll)),
             (timer, poll) => timer.or(poll),
@@ -120,9 +130,6 @@ impl<P: Platform> System<P> {
                 earliest = Some(earliest.map_or(slice_end, |tsc| tsc.min(slice_end)));
             }
         }
-        let Some(wanted) = earliest else { return };
-        if self.platform.timer_armed().is_none_or(|armed| wanted < armed) {
-            self.platform.arm_timer(wanted);
-        }
+        earliest
     }
 }

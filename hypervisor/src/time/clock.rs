@@ -85,8 +85,10 @@ impl TscScale {
         } else {
             u128::from(delta.checked_shr(self.shift.unsigned_abs() as u32).unwrap_or(0))
         };
-        let ns = (scaled * u128::from(self.mul)) >> 32;
-        u64::try_from(ns).unwrap_or(u64::MAX)
+        // A shift far beyond any `scale_for` result can overflow even 128 bits: saturate.
+        scaled
+            .checked_mul(u128::from(self.mul))
+            .map_or(u64::MAX, |product| u64::try_from(product >> 32).unwrap_or(u64::MAX))
     }
 
     /// The smallest TSC delta whose [`to_ns`](Self::to_ns) is at least `ns` (rounded up,
@@ -103,7 +105,10 @@ impl TscScale {
         if self.shift >= 0 {
             // ⌊d·2^s·mul / 2^32⌋ ≥ ns  ⟺  d·2^s·mul ≥ ns·2^32.
             let shift = self.shift as u32;
-            let per_tick = u128::from(self.mul).checked_shl(shift).filter(|value| value.leading_zeros() >= shift);
+            // Overflow is judged on the unshifted multiplier (the shifted value's own leading
+            // zeros say nothing about whether bits were lost).
+            let mul = u128::from(self.mul);
+            let per_tick = (mul.leading_zeros() >= shift).then(|| mul << shift);
             match per_tick {
                 Some(per_tick) => u64::try_from(target.div_ceil(per_tick)).unwrap_or(u64::MAX),
                 // The multiplier overflows 128 bits: one tick is already enough.

@@ -1,8 +1,11 @@
-//! Time: the clock (TSC to nanoseconds, as guests compute it), per-domain timers, and
-//! the calendar behind the wallclock.
+//! Time: the clock (TSC to nanoseconds, as guests compute it), which calibration to
+//! believe, per-domain timers, and the calendar behind the wallclock.
 
 pub mod calendar;
+pub mod calibration;
 pub mod clock;
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;
 pub mod timers;

@@ -17,6 +17,8 @@ pub const GUEST_STACK_SELECTOR: u64 = 0x1b;
 pub const RFLAGS_GUEST_MASK: u64 = 0x0000_0000_0024_0dd5;
 /// RFLAGS.IF.
 pub const RFLAGS_INTERRUPT: u64 = 1 << 9;
+/// RFLAGS.TF, the guest's single-step flag.
+pub const RFLAGS_TRAP: u64 = 1 << 8;
 /// RFLAGS bit 1 always reads as one.
 pub const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
 
@@ -117,7 +119,11 @@ impl TrapFrame {
         self.cs = GUEST_CODE_SELECTOR;
         self.ss = GUEST_STACK_SELECTOR;
         self.rflags = (self.rflags & RFLAGS_GUEST_MASK) | RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE;
-        if self.rcx == self.rip && self.r11 == self.rflags {
+        // `sysretq` with TF set raises the single-step #DB at once, before the instruction at
+        // RIP runs (the CPU treats it as the end of the guest's `syscall`); `iretq` runs that
+        // instruction first. A guest stepping with `iret` must make progress, and both
+        // hypercall forms must step alike (SPEC.md §5.1), so TF always takes `iretq`.
+        if self.rcx == self.rip && self.r11 == self.rflags && self.rflags & RFLAGS_TRAP == 0 {
             Some(ReturnPath::Sysret)
         } else {
             Some(ReturnPath::Iret)
@@ -178,6 +184,16 @@ mod tests {
         assert_eq!(frame.prepare_return(), Some(ReturnPath::Sysret));
         frame.r11 = 0;
         assert_eq!(frame.prepare_return(), Some(ReturnPath::Iret));
+    }
+
+    #[test]
+    fn a_single_stepped_guest_returns_by_iret() {
+        let mut frame = TrapFrame::new_guest(0x1000, 0, 0x2000);
+        frame.rflags |= RFLAGS_TRAP;
+        frame.rcx = 0x1000;
+        frame.r11 = frame.rflags;
+        assert_eq!(frame.prepare_return(), Some(ReturnPath::Iret));
+        assert_ne!(frame.rflags & RFLAGS_TRAP, 0, "TF is the guest's");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: host unit tests, the build, the hypercall trace, guest-kernel's native
 //! platform check and its own test suite on its native and paravirtualized builds
 //! (commands::kernel_suite), the conformance suite, then
-//! README's gdb session and its first steps (commands::first_steps).
+//! README's gdb session and its first steps (commands::first_steps). `--stress` runs the
+//! conformance suite again and again on a busy machine instead (commands::stress).
 
 use super::kernel_suite;
 use clap::Args;
@@ -23,8 +24,16 @@ pub struct TestArgs {
     /// Also write the results as JUnit XML to FILE: one test case per host unit test, per
     /// guest-kernel test case on each build and per conformance case, a failed case with its
     /// console.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "stress")]
     junit: Option<PathBuf>,
+    /// Instead of the stages: build, then run the conformance suite `--runs` times in a row
+    /// while the machine is kept busy (two CPU-bound threads and a looping parallel cargo
+    /// build), and report every failure with its case and run.
+    #[arg(long)]
+    stress: bool,
+    /// Runs of `--stress` (default 10).
+    #[arg(long, value_name = "N", requires = "stress", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: Option<u32>,
     /// Only run conformance cases (and the steps `native::check`, `guest_kernel::suite`,
     /// `guest_kernel::done_when`, `gdb_session` and the first steps) whose names contain one of
     /// these.
@@ -74,6 +83,9 @@ pub fn main(args: TestArgs) -> Result<u8> {
     }
     xtask::qemu::ensure_qemu()?;
     xtask::qemu::check_accel_request(args.accel)?;
+    if args.stress {
+        return stress(&args);
+    }
     let mut failed = Vec::new();
 
     let mut host = workspace::cargo();
@@ -189,6 +201,23 @@ pub fn main(args: TestArgs) -> Result<u8> {
         write_report(path, &report)?;
     }
     finish(&failed)
+}
+
+/// `--stress`: the build, then the loaded series (commands::stress).
+fn stress(args: &TestArgs) -> Result<u8> {
+    println!("xtask test: build");
+    xtask::build::build_all()?;
+    let hypervisor = match &args.hypervisor {
+        Some(path) => path.canonicalize().map_err(|error| Error::io("cannot resolve", path, error))?,
+        None => workspace::hypervisor_elf(),
+    };
+    let qemu = xtask::qemu::ensure_qemu()?;
+    let choice = xtask::qemu::choose_accel(args.accel, &qemu, &hypervisor)?;
+    for line in &choice.lines {
+        println!("{line}");
+    }
+    let runs = args.runs.unwrap_or(super::stress::DEFAULT_RUNS);
+    super::stress::run(runs, choice.accel, &hypervisor, &args.filters)
 }
 
 /// The name of the gdb step, matched by the filters like a conformance case's.

@@ -34,6 +34,8 @@ pub struct AuxValues {
     pub clock_ticks: u64,
     /// `AT_RANDOM`'s 16 bytes (libc seeds its stack protector and pointer guard from them).
     pub random: [u8; 16],
+    /// `AT_SYSINFO_EHDR`: the vDSO's ELF header, or 0 for none (the pair is left out).
+    pub vdso: u64,
 }
 
 /// The built stack: copy `bytes` to `stack_pointer` (they end at the top given).
@@ -75,7 +77,7 @@ pub fn build(
         }
         strings_size += string.len() + 1;
     }
-    let aux_pairs = 18;
+    let aux_pairs = if aux.vdso != 0 { 19 } else { 18 };
     let pointers_size = 8 * (1 + arguments.len() + 1 + environment.len() + 1 + 2 * aux_pairs);
     let blobs_size = 16 + PLATFORM.len();
     // Linux counts the strings and their pointers against the limit.
@@ -114,7 +116,7 @@ pub fn build(
     words.push(0);
     words.extend(environment_addresses);
     words.push(0);
-    let pairs: [(u32, u64); 18] = [
+    let mut pairs: Vec<(u32, u64)> = alloc::vec![
         (tag::AT_PHDR, aux.program_headers),
         (tag::AT_PHENT, aux.program_header_size),
         (tag::AT_PHNUM, aux.program_header_count),
@@ -132,8 +134,11 @@ pub fn build(
         (tag::AT_RANDOM, random_address),
         (tag::AT_PLATFORM, platform_address),
         (tag::AT_EXECFN, path_address[0]),
-        (tag::AT_NULL, 0),
     ];
+    if aux.vdso != 0 {
+        pairs.push((tag::AT_SYSINFO_EHDR, aux.vdso));
+    }
+    pairs.push((tag::AT_NULL, 0));
     debug_assert_eq!(pairs.len(), aux_pairs);
     for (key, value) in pairs {
         words.extend([u64::from(key), value]);
@@ -172,6 +177,7 @@ mod tests {
             hardware_capabilities: 0x178b_fbff,
             clock_ticks: 100,
             random: *b"0123456789abcdef",
+            vdso: 0x7fff_ff10_1000,
         }
     }
 
@@ -223,6 +229,7 @@ mod tests {
         assert_eq!(value(tag::AT_PHNUM), 9);
         assert_eq!(value(tag::AT_ENTRY), 0x401000);
         assert_eq!(value(tag::AT_PAGESZ), 4096);
+        assert_eq!(value(tag::AT_SYSINFO_EHDR), 0x7fff_ff10_1000);
         assert_eq!(string(&stack, value(tag::AT_EXECFN)), b"/bin/busybox");
         assert_eq!(string(&stack, value(tag::AT_PLATFORM)), b"x86_64");
         let random = value(tag::AT_RANDOM);
@@ -236,6 +243,14 @@ mod tests {
         let stack = build(TOP, b"/init", &[], &[], &aux(), 4096).unwrap();
         let (arguments, environment, _) = read_back(&stack);
         assert!(arguments.is_empty() && environment.is_empty());
+    }
+
+    #[test]
+    fn without_a_vdso_there_is_no_sysinfo_pair() {
+        let stack = build(TOP, b"/init", &[], &[], &AuxValues { vdso: 0, ..aux() }, 4096).unwrap();
+        let (_, _, pairs) = read_back(&stack);
+        assert!(pairs.iter().all(|&(key, _)| key != u64::from(tag::AT_SYSINFO_EHDR)));
+        assert_eq!(pairs.len(), 18);
     }
 
     #[test]

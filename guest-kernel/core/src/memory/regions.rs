@@ -27,6 +27,10 @@ pub enum Purpose {
     Anonymous,
     /// The main thread's stack.
     Stack,
+    /// The vDSO's code and tables (shared with every process; a write copies the page).
+    VdsoImage,
+    /// The vDSO's clock page: read-only for good (`mprotect` cannot add write access).
+    VdsoData,
 }
 
 /// One region: `[start, end)`, page-aligned.
@@ -246,7 +250,8 @@ impl Regions {
     }
 
     /// `mprotect`: changes the access of `[start, start + length)`, which must be mapped
-    /// throughout (ENOMEM otherwise, changing nothing).
+    /// throughout (ENOMEM otherwise, changing nothing). Write access to the vDSO's clock
+    /// page is EACCES (Linux's answer for a mapping that may never be writable).
     pub fn protect(&mut self, start: u64, length: u64, protection: Protection) -> Result<(), Errno> {
         let (start, end) = self.checked_range(start, length)?;
         let mut at = start;
@@ -255,6 +260,9 @@ impl Regions {
         }
         let touched: Vec<Region> =
             self.by_start.values().filter(|region| region.start < end && start < region.end).copied().collect();
+        if protection.write && touched.iter().any(|region| region.purpose == Purpose::VdsoData) {
+            return Err(Errno::EACCES);
+        }
         self.cut(start, end);
         for region in touched {
             let (from, to) = (region.start.max(start), region.end.min(end));
@@ -397,6 +405,21 @@ mod tests {
         assert_eq!(regions.set_break(0x412000).0, 0x410000);
         assert_eq!(regions.set_break(0x411000).0, 0x411000, "the last page fits");
         assert_eq!(regions.insert(0x500000, 0x1000, RW, Purpose::Anonymous), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    fn the_clock_page_never_becomes_writable() {
+        let mut regions = space();
+        let clock = 0x7fff_ff10_0000;
+        regions
+            .insert(clock, PAGE_SIZE, Protection { read: true, write: false, execute: false }, Purpose::VdsoData)
+            .unwrap();
+        regions.insert(clock + PAGE_SIZE, PAGE_SIZE, RX, Purpose::VdsoImage).unwrap();
+        assert_eq!(regions.protect(clock, PAGE_SIZE, RW), Err(Errno::EACCES));
+        assert_eq!(regions.protect(clock, 2 * PAGE_SIZE, RW), Err(Errno::EACCES), "nor as part of a range");
+        assert!(!regions.allows(clock, Access::Write) && !regions.allows(clock + PAGE_SIZE, Access::Write));
+        assert_eq!(regions.protect(clock, PAGE_SIZE, NONE), Ok(()), "taking access away is allowed");
+        assert_eq!(regions.protect(clock + PAGE_SIZE, PAGE_SIZE, RW), Ok(()), "the image may be made writable");
     }
 
     #[test]

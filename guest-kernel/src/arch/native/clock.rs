@@ -9,6 +9,7 @@ use super::console::report;
 use super::cpu::{cpuid, rdtsc, Features};
 use super::pit;
 use core::fmt;
+use guest_kernel_core::vdso::clock::ClockParameters;
 use spin::Once;
 
 /// How far a CPUID rate may be from the PIT's before the PIT wins.
@@ -139,6 +140,12 @@ pub fn tsc_at(ns: u64) -> u64 {
     let clock = clock();
     let ticks = (u128::from(ns) * u128::from(clock.hz)).div_ceil(1_000_000_000);
     clock.zero.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+}
+
+/// [`now_ns`]'s formula, for the vDSO: the same product, so the same nanosecond.
+pub fn parameters() -> ClockParameters {
+    let clock = clock();
+    ClockParameters { tsc_base: clock.zero, ns_base: 0, multiplier: clock.ns_per_tick, shift: 0 }
 }
 
 /// The TSC rate.

@@ -15,7 +15,9 @@ use super::entry::{self, EVENT_STACK};
 use super::error::machine_error as failed;
 use super::extended_state::Format;
 use super::{frames, initramfs, interrupts, spaces, user_run};
-use crate::arch::machine::{AddressSpace, BootInfo, Machine, MachineError, PageUpdate, Trap, UserContext, PAGE_SIZE};
+use crate::arch::machine::{
+    AddressSpace, BootInfo, ClockParameters, Machine, MachineError, PageUpdate, Trap, UserContext, PAGE_SIZE,
+};
 
 /// The features this machine needs (SPEC.md §6.1).
 const REQUIRED_FEATURES: u64 = features::CONSOLE_WRITE
@@ -151,6 +153,12 @@ impl Machine for ParavirtMachine {
 
     fn now_ns(&self) -> u64 {
         time::now()
+    }
+
+    fn clock_parameters(&self) -> ClockParameters {
+        // `now` is this record's formula (SPEC.md §19.2); the TSC read with it is not needed.
+        let (info, _) = time::read_time(guest_rt::events::shared_info());
+        ClockParameters::from_pvclock(info.tsc_timestamp, info.system_time, info.mul, info.shift)
     }
 
     fn wallclock_at_boot_ns(&self) -> Option<u64> {

@@ -16,6 +16,7 @@ pub mod proc;
 pub mod signal;
 pub mod time;
 pub mod vector;
+pub mod vdso;
 
 /// A program's entry point: it gets its arguments after its name.
 pub type Main = fn(&[String]) -> ExitCode;
@@ -34,6 +35,7 @@ pub const PROGRAMS: &[(&str, Main)] = &[
     ("fs", fs::main),
     ("time", time::main),
     ("vector", vector::main),
+    ("vdso", vdso::main),
     ("fork-bomb", fork_bomb::main),
     ("memory-hog", memory_hog::main),
 ];

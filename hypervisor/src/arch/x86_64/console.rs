@@ -2,6 +2,7 @@
 //! `(d<id>) ` for a domain, so interleaved output stays attributable.
 
 use core::fmt::{self, Write};
+use hypervisor::console::output::Escaper;
 use spin::Mutex;
 use uart_16550::SerialPort;
 use x86_64::instructions::port::Port;
@@ -12,9 +13,11 @@ struct Console {
     port: Option<SerialPort>,
     /// The source whose line is currently open on the wire, if any (0 = hypervisor).
     open_line: Option<u32>,
+    /// The open line's escaping state (a UTF-8 sequence it has begun).
+    escaper: Escaper,
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { port: None, open_line: None });
+static CONSOLE: Mutex<Console> = Mutex::new(Console { port: None, open_line: None, escaper: Escaper::new() });
 
 /// Programs the UART. Before this, console output is dropped.
 pub fn init() {
@@ -51,11 +54,20 @@ pub fn receive() -> Option<u8> {
     CONSOLE.lock().port.as_mut()?.try_receive().ok()
 }
 
+fn send(port: &mut Option<SerialPort>, byte: u8) {
+    if let Some(port) = port.as_mut() {
+        port.send_raw(byte);
+    }
+}
+
 impl Console {
     fn put(&mut self, byte: u8) {
-        if let Some(port) = self.port.as_mut() {
-            port.send_raw(byte);
-        }
+        send(&mut self.port, byte);
+    }
+
+    fn flush_escaper(&mut self) {
+        let Console { port, escaper, .. } = self;
+        escaper.flush(&mut |byte| send(port, byte));
     }
 
     fn write_from(&mut self, source: u32, bytes: &[u8]) {
@@ -64,27 +76,23 @@ impl Console {
                 // Another source left its line open: end it so prefixes never mix. Its
                 // continuation gets a fresh prefix when it writes again.
                 if self.open_line.is_some() {
+                    self.flush_escaper();
                     self.put(b'\r');
                     self.put(b'\n');
                 }
                 self.prefix(source);
                 self.open_line = Some(source);
             }
-            match byte {
-                b'\n' => {
-                    self.put(b'\r');
-                    self.put(b'\n');
-                    self.open_line = None;
-                }
-                // Control characters other than tab would let a guest forge other
-                // sources' lines or drive the terminal: show them escaped.
-                0x00..=0x08 | 0x0b..=0x1f | 0x7f => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    for escaped in [b'\\', b'x', HEX[(byte >> 4) as usize], HEX[(byte & 0xf) as usize]] {
-                        self.put(escaped);
-                    }
-                }
-                _ => self.put(byte),
+            if byte == b'\n' {
+                self.flush_escaper();
+                self.put(b'\r');
+                self.put(b'\n');
+                self.open_line = None;
+            } else {
+                // Controls (C0, DEL, C1 raw or in UTF-8) would let a guest forge other
+                // sources' lines or drive the terminal: the escaper shows them as `\xNN`.
+                let Console { port, escaper, .. } = self;
+                escaper.push(byte, &mut |byte| send(port, byte));
             }
         }
     }

@@ -18,6 +18,9 @@ pub struct Features {
     pub xsave: bool,
     pub invariant_tsc: bool,
     pub global_pages: bool,
+    /// User-mode instruction prevention: `sgdt`, `sidt`, `sldt`, `smsw` and `str` fault
+    /// outside ring 0 once CR4.UMIP is set.
+    pub umip: bool,
     /// TSC frequency in kHz and where it came from, if any source knows it.
     pub tsc_khz: Option<(u64, &'static str)>,
 }
@@ -41,7 +44,7 @@ pub fn detect() -> Features {
     let basic = max_leaf(0);
     let extended = max_leaf(0x8000_0000);
     let (_, _, ecx1, edx1) = cpuid(1, 0);
-    let (_, ebx7, _, _) = if basic >= 7 { cpuid(7, 0) } else { (0, 0, 0, 0) };
+    let (_, ebx7, ecx7, _) = if basic >= 7 { cpuid(7, 0) } else { (0, 0, 0, 0) };
     let (_, _, _, edx_ext1) = if extended >= 0x8000_0001 { cpuid(0x8000_0001, 0) } else { (0, 0, 0, 0) };
     let (_, _, _, edx_ext7) = if extended >= 0x8000_0007 { cpuid(0x8000_0007, 0) } else { (0, 0, 0, 0) };
     Features {
@@ -52,6 +55,7 @@ pub fn detect() -> Features {
         tsc_deadline: ecx1 & (1 << 24) != 0,
         xsave: ecx1 & (1 << 26) != 0,
         global_pages: edx1 & (1 << 13) != 0,
+        umip: ecx7 & (1 << 2) != 0,
         invariant_tsc: edx_ext7 & (1 << 8) != 0,
         tsc_khz: tsc_frequency(basic),
     }
@@ -79,8 +83,8 @@ pub fn hypervisor_timing() -> Option<(u32, u32)> {
 /// SPEC.md §19.1: the hypervisor-timing leaf QEMU/KVM expose with
 /// `+invtsc` (only when leaf 0x40000000 has a non-zero vendor signature and reaches
 /// 0x40000010), then the architectural leaves 0x15/0x16. `None` here is not the end:
-/// boot then calibrates against the PIT (`pit::calibrate_tsc`), and only if that
-/// fails too does it stop with `cannot boot`.
+/// boot then calibrates against the PIT, or the RTC (`start::calibrate_clock`), and only
+/// if neither gives agreeing measurements does it stop with `cannot boot`.
 fn tsc_frequency(basic: u32) -> Option<(u64, &'static str)> {
     if let Some((khz, _)) = hypervisor_timing() {
         if khz != 0 {
@@ -103,8 +107,8 @@ fn tsc_frequency(basic: u32) -> Option<(u64, &'static str)> {
     None
 }
 
-/// Turns on what protects the hypervisor from guests: NX, SMEP, SMAP, write protection,
-/// global pages, and the `syscall` instruction.
+/// Turns on what protects the hypervisor from guests: NX, SMEP, SMAP, UMIP, write
+/// protection, global pages, and the `syscall` instruction.
 pub fn enable_protections(features: &Features) {
     // SAFETY: every flag set here is supported (checked via CPUID) and only tightens
     // what ring 3 can do or what ring 0 may touch; the page tables in use already
@@ -126,6 +130,11 @@ pub fn enable_protections(features: &Features) {
             }
             if features.global_pages {
                 *flags |= Cr4Flags::PAGE_GLOBAL;
+            }
+            // Without it `sgdt`/`sidt`/`str` hand a guest the addresses of the hypervisor's
+            // GDT, IDT and TSS (SPEC.md §4.1).
+            if features.umip {
+                *flags |= Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION;
             }
         });
     }

@@ -13,6 +13,11 @@ use x86_64::VirtAddr;
 
 /// IST slot used for NMI, #DF and #MC: they must work even if the regular stack is bad.
 const CRITICAL_STACK_INDEX: u16 = 0;
+/// IST slot of #DB alone. A #DB raised in ring 0 before the entry code has switched away
+/// from the guest's RSP (the XSA-260 shape: `mov ss` or a breakpoint deferring it past
+/// `syscall`) must not be pushed onto a stack the guest chose; its own slot, apart from
+/// NMI's, means neither can overwrite the other's frame when one interrupts the other.
+const DEBUG_STACK_INDEX: u16 = 1;
 
 pub struct Selectors {
     pub kernel_code: SegmentSelector,
@@ -35,6 +40,7 @@ static IDT: Once<InterruptTable> = Once::new();
 extern "C" {
     static hypervisor_stack_top: u8;
     static critical_stack_top: u8;
+    static debug_stack_top: u8;
     static trap_stub_table: [u64; 256];
 }
 
@@ -46,6 +52,7 @@ pub fn init() -> &'static Selectors {
         let (stack_top, critical_top) = (&raw const hypervisor_stack_top as u64, &raw const critical_stack_top as u64);
         tss.privilege_stack_table[0] = VirtAddr::new(stack_top);
         tss.interrupt_stack_table[CRITICAL_STACK_INDEX as usize] = VirtAddr::new(critical_top);
+        tss.interrupt_stack_table[DEBUG_STACK_INDEX as usize] = VirtAddr::new(&raw const debug_stack_top as u64);
         // No I/O permission bitmap: with IOPL 0, every port access from ring 3 faults.
         tss.iomap_base = core::mem::size_of::<TaskStateSegment>() as u16;
         tss
@@ -89,6 +96,10 @@ pub fn init() -> &'static Selectors {
             if matches!(vector, 2 | 8 | 18) {
                 // SAFETY: the TSS loaded above has this IST slot pointing at its own stack.
                 unsafe { options.set_stack_index(CRITICAL_STACK_INDEX) };
+            }
+            if vector == 1 {
+                // SAFETY: as above, the debug slot's own stack.
+                unsafe { options.set_stack_index(DEBUG_STACK_INDEX) };
             }
         }
         table

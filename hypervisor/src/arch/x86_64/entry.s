@@ -2,7 +2,9 @@
  * All entries build a TrapFrame (src/trap_frame.rs) on the hypervisor stack and call
  * Rust with a pointer to it; Rust may rewrite the whole frame (to switch domains) and
  * answers 0 (return by sysretq) or 1 (return by iretq). The hypervisor runs with
- * interrupts off, so the single stack is never re-entered. */
+ * interrupts off, so the single stack is never re-entered. #DB (and NMI, #DF, #MC)
+ * arrive on their own IST stacks instead (descriptors.rs), which the hypervisor leaves
+ * before any guest runs again, so a guest event cannot find one of them in use. */
 
     .macro SAVE_GENERAL_REGISTERS
     push rax
@@ -188,6 +190,12 @@ critical_stack_bottom:
     .space 16384
     .global critical_stack_top
 critical_stack_top:
+    .p2align 12
+    .global debug_stack_bottom
+debug_stack_bottom:
+    .space 16384
+    .global debug_stack_top
+debug_stack_top:
     .p2align 3
 guest_stack_scratch:
     .quad 0

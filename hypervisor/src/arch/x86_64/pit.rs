@@ -15,6 +15,7 @@
 //! ends before the window is long enough for the precision asked.
 
 use super::cpu::rdtsc;
+pub use hypervisor::time::calibration::Failure;
 use x86_64::instructions::port::Port;
 
 /// Counting rate of the PIT (NTSC colour burst × 3 / 12).
@@ -24,8 +25,6 @@ pub const PIT_HZ: u64 = 1_193_182;
 /// calibration accepts 500 ppm). Tight edges (a few hundred TSC ticks under QEMU) need
 /// well under a millisecond.
 const PRECISION: u64 = 4_000;
-/// Windows tried before calibration gives up.
-const ATTEMPTS: u32 = 5;
 /// Samples to wait for the counter to move at all: a missing PIT reads a constant.
 const START_SAMPLES: u32 = 200_000;
 /// Samples before giving up on a window (a PIT far slower than specified, or edges that
@@ -107,16 +106,6 @@ pub struct Window {
     start: Edge,
 }
 
-/// Why a window gave no measurement.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// The counter never moved: there is no PIT.
-    Silent,
-    /// It moved, but the window went wrong: the count wrapped (a stall longer than its
-    /// ~55 ms range), or no pair of edges was tight enough.
-    Disturbed,
-}
-
 /// Programs the PIT and dates a first count change: the start of a window that
 /// [`Window::finish`] ends.
 pub fn begin() -> Result<Window, Failure> {
@@ -184,19 +173,10 @@ impl Window {
     }
 }
 
-/// Measures the TSC against the PIT in a window of its own (no other work inside).
-/// `None` if the PIT does not count or no attempt gave a plausible result.
-pub fn calibrate_tsc() -> Option<Calibration> {
-    for _ in 0..ATTEMPTS {
-        match begin().and_then(Window::finish) {
-            Ok(calibration) => return Some(calibration),
-            // A counter that never moves is no PIT: trying again would only wait again.
-            Err(Failure::Silent) => return None,
-            // A loaded host can stall the emulator past the counter's wrap: measure again.
-            Err(Failure::Disturbed) => {}
-        }
-    }
-    None
+/// Measures the TSC against the PIT in a window of its own (no other work inside): one
+/// measurement, which `hypervisor::time::calibration` weighs against others.
+pub fn measure() -> Result<Calibration, Failure> {
+    begin().and_then(Window::finish)
 }
 
 /// A count change: the TSC at the middle of the interval that must contain it, that

@@ -3,12 +3,13 @@
 
 use super::apic::CONSOLE_VECTOR;
 use super::memory;
-use super::{apic, console, cpu, exit_device, heap, ioapic, pit, pvh};
+use super::{apic, console, cpu, exit_device, heap, ioapic, pit, pvh, rtc};
 use alloc::string::String;
 use alloc::vec::Vec;
 use hypercall_abi::exit::ExitStatus;
 use hypercall_abi::ABI_VERSION;
 use hypervisor::mm::frames::{Frame, FrameAllocator};
+use hypervisor::time::calibration::{self, Consensus, Failure};
 use hypervisor::time::Clock;
 
 /// Frames above this are not managed (the frame allocator's bitmap covers 4 GiB).
@@ -59,34 +60,110 @@ pub fn begin_calibration(features: &cpu::Features) -> TscSource {
     }
 }
 
-/// The TSC frequency (from CPUID, else calibrated against the PIT: the window `source`
-/// opened, or windows of its own if that one was disturbed) and the clock on it; without
-/// either the hypervisor cannot keep time and stops.
+/// Calibration rounds before boot gives up: each asks the PIT for up to
+/// [`PIT_WINDOWS_PER_ROUND`] windows, then the RTC for up to [`RTC_SECONDS_PER_ROUND`]
+/// seconds, stopping at the first agreement (SPEC.md §19.1).
+const CALIBRATION_ROUNDS: u32 = 3;
+/// PIT windows per round (each about a millisecond).
+const PIT_WINDOWS_PER_ROUND: u32 = 12;
+/// RTC seconds per round.
+const RTC_SECONDS_PER_ROUND: u32 = 5;
+
+/// The TSC frequency (from CPUID, else calibrated: the PIT window `source` opened and
+/// windows of its own until enough agree, else RTC seconds until enough agree) and the
+/// clock on it; without any the hypervisor cannot keep time and stops. Every round that
+/// ends without agreement is said on the console before the next.
 pub fn calibrate_clock(features: &cpu::Features, source: TscSource, entry_tsc: u64) -> (u64, Clock) {
-    let (tsc_hz, tsc_source) = match (features.tsc_khz, source) {
-        (Some((khz, source)), _) => (khz * 1000, source),
+    let (tsc_hz, calibrated) = match (features.tsc_khz, source) {
+        (Some((khz, _)), _) => (khz * 1000, None),
         (None, source) => {
-            let calibration = match source {
-                TscSource::Pit(Ok(window)) => window.finish().ok().or_else(pit::calibrate_tsc),
-                TscSource::Pit(Err(_)) | TscSource::Cpuid => pit::calibrate_tsc(),
-            };
-            match calibration {
-                Some(calibration) => (calibration.hz, calibration.source),
-                None => {
-                    hvprintln!("cannot boot: no TSC frequency (no cpuid leaf 0x40000010/0x15/0x16 and no PIT to calibrate against)");
-                    exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
-                }
-            }
+            let (hz, reference) = calibrate(source);
+            (hz, Some(reference))
         }
     };
     let Some(clock) = Clock::new(entry_tsc, tsc_hz) else {
         hvprintln!("cannot boot: TSC frequency {tsc_hz} Hz is out of range");
         exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
     };
-    if features.tsc_khz.is_none() {
-        hvprintln!("tsc: {} kHz ({tsc_source}; no cpuid leaf 0x40000010/0x15/0x16)", tsc_hz / 1000);
+    // A CPUID frequency is in the banner already.
+    if let Some(reference) = calibrated {
+        hvprintln!(
+            "tsc: {} kHz ({reference}: the median of {} agreeing measurements; no cpuid leaf 0x40000010/0x15/0x16)",
+            tsc_hz / 1000,
+            calibration::AGREEING
+        );
     }
     (tsc_hz, clock)
+}
+
+/// [`calibrate_clock`] without CPUID: the frequency and the reference it was measured
+/// against (`PIT channel 2`, `PIT channel 0`, `RTC seconds`).
+fn calibrate(source: TscSource) -> (u64, &'static str) {
+    let mut pit_name = "PIT";
+    let mut pit_measurements = Consensus::new();
+    let mut pit_silent = false;
+    match source {
+        TscSource::Pit(Ok(window)) => {
+            let measured = window.finish();
+            if let Ok(calibration) = measured {
+                pit_name = calibration.source;
+            }
+            pit_measurements.record(measured.map(|calibration| calibration.hz));
+        }
+        TscSource::Pit(Err(failure)) => pit_silent = failure == Failure::Silent,
+        TscSource::Cpuid => {}
+    }
+    let mut rtc_measurements = Consensus::new();
+    let mut rtc_silent = false;
+    let mut seconds = rtc::Seconds::default();
+    for round in 1..=CALIBRATION_ROUNDS {
+        if !pit_silent {
+            let agreed = calibration::gather(&mut pit_measurements, PIT_WINDOWS_PER_ROUND, || {
+                pit::measure().map(|calibration| {
+                    pit_name = calibration.source;
+                    calibration.hz
+                })
+            });
+            match agreed {
+                Ok(hz) => return (hz, pit_name),
+                Err(failure) => pit_silent = failure == Failure::Silent,
+            }
+        }
+        if !rtc_silent {
+            match calibration::gather(&mut rtc_measurements, RTC_SECONDS_PER_ROUND, || seconds.measure()) {
+                Ok(hz) => return (hz, "RTC seconds"),
+                Err(failure) => rtc_silent = failure == Failure::Silent,
+            }
+        }
+        if (pit_silent && rtc_silent) || round == CALIBRATION_ROUNDS {
+            break;
+        }
+        hvprintln!(
+            "tsc: calibration round {round} of {CALIBRATION_ROUNDS} found no {} agreeing measurements (PIT {}; RTC {}); measuring again",
+            calibration::AGREEING,
+            Reference(pit_silent, &pit_measurements),
+            Reference(rtc_silent, &rtc_measurements)
+        );
+    }
+    hvprintln!(
+        "cannot boot: no TSC frequency: no cpuid leaf 0x40000010/0x15/0x16, and no {} agreeing measurements (PIT {}; RTC {})",
+        calibration::AGREEING,
+        Reference(pit_silent, &pit_measurements),
+        Reference(rtc_silent, &rtc_measurements)
+    );
+    exit_device::exit(ExitStatus::HYPERVISOR_PANIC);
+}
+
+/// One reference's measurements for a console message: `absent` when it never counted.
+struct Reference<'a>(bool, &'a Consensus);
+
+impl core::fmt::Display for Reference<'_> {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Reference(true, _) => write!(formatter, "absent (it does not count)"),
+            Reference(false, measurements) => write!(formatter, "{}", measurements.describe()),
+        }
+    }
 }
 
 /// Routes COM1's receive interrupt through the I/O APIC to [`CONSOLE_VECTOR`] on this
@@ -145,6 +222,7 @@ pub fn print_banner(frames: &FrameAllocator, features: &cpu::Features, ram_bytes
         (features.no_execute, "NX"),
         (features.smep, "SMEP"),
         (features.smap, "SMAP"),
+        (features.umip, "UMIP"),
         (features.pcid, "PCID"),
         (features.tsc_deadline, "TSC-deadline"),
         (features.xsave, "XSAVE"),

@@ -1,168 +1,128 @@
-//! Conformance: 100 000 hypercalls with pseudo-random numbers and edge-value arguments
-//! (seeded xorshift; argument `seed=<n>`, default 1). The hypervisor must answer every one
-//! with a value or an errno of the ABI and keep working. Event-channel and timer calls
-//! (integers only) are fuzzed too; the exit summary must show every port freed. Never issues a valid shutdown;
-//! console writes only name buffers this guest owns (a few bytes) or garbage addresses.
+//! Conformance and `cargo xtask fuzz`: random hypercalls (SPEC.md §5–§21). Arguments:
+//! `calls=<n>` (default 100 000), `seed=<n>` (default 1), `peers=<id>[:<id>]...` (the other
+//! fuzzers, whose ports this one binds and raises), `witness=<id>` and `link=<port>` (the
+//! witness's port offered to this domain: bound first, raised last, never touched between),
+//! `echo_from=<n>` (print every call from call number n on).
+//!
+//! Each step is one of: a random hypercall (numbers biased to the defined ones, arguments to
+//! boundaries, pointers into the fuzzer's own buffers or unreadable memory), a sequence of
+//! related calls with exact expected results, a random `mmu_update` array, or a random
+//! multicall array. Every result must be one SPEC.md documents for the call; a failure
+//! prints the seed, the call's number and the call. The call stream is a function of the
+//! seed alone, so a run replays from it (results of calls on other domains' ports depend
+//! on how the domains interleave). Never issues a valid shutdown; console writes print
+//! only a few lines.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use conformance_guests::{parse_number, raw_result, words, Landmarks, XorShift};
-use guest_rt::abi::event::DOMAIN_SELF;
-use guest_rt::abi::hypercall::{console_cmd, sched_cmd, shutdown_reason, version_cmd, SHUTDOWN_CODE_MAX};
-use guest_rt::abi::layout::HYPERVISOR_START;
-use guest_rt::abi::{Errno, Hypercall, StartInfo, ABI_VERSION};
+#[path = "fuzz_support/mod.rs"]
+mod fuzz_support;
+#[path = "memory_support/mod.rs"]
+mod support;
+
+extern crate alloc;
+
+use conformance_guests::{parse_number, words, Landmarks};
+use fuzz_support::{batches, generate, sequences, Call, Fuzzer};
+use guest_rt::abi::event::event_cmd;
+use guest_rt::abi::hypercall::Hypercall;
+use guest_rt::abi::{Errno, StartInfo, ABI_VERSION};
 use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::println;
-use guest_rt::test::Reporter;
 
 guest_rt::entry!(fuzz);
 
-const CALLS: u32 = 100_000;
-/// Console writes from a real buffer that may print something; the rest use count 0.
-const PRINTING_WRITES: u32 = 16;
+/// Calls when `calls=` is not given.
+const DEFAULT_CALLS: u64 = 100_000;
+/// Yields while waiting for the witness to offer its port.
+const LINK_ATTEMPTS: u32 = 10_000;
 
-const FUZZ_TEXT: &[u8] = b"fuzz:console\n";
-
-#[derive(Default)]
-struct Counts {
-    ok: u32,
-    einval: u32,
-    efault: u32,
-    enosys: u32,
-    event_errors: u32,
-    other: u32,
-    skipped: u32,
+fn argument<'a>(start: &'a StartInfo, key: &str) -> Option<&'a str> {
+    words(start).find_map(|word| word.strip_prefix(key))
 }
 
 fn fuzz(start: &'static StartInfo) -> u32 {
-    let mut reporter = Reporter::new();
-    let seed = words(start).find_map(|word| word.strip_prefix("seed=")).and_then(parse_number).unwrap_or(1);
-    println!("fuzz: {CALLS} hypercalls, seed {seed}");
-    let mut random = XorShift::new(seed);
-    let landmarks = Landmarks::of(start);
-    let mut counts = Counts::default();
-    let mut printing_writes = 0;
-    let stack_buffer = [0x2eu8; 64];
+    let seed = argument(start, "seed=").and_then(parse_number).unwrap_or(1);
+    let calls = argument(start, "calls=").and_then(parse_number).unwrap_or(DEFAULT_CALLS);
+    let gfn_limit = guest_rt::memory::maximum_gfn().unwrap_or(start.nr_pages);
+    let mut fuzzer = Fuzzer::new(seed, u64::from(start.domain_id), Landmarks::of(start), gfn_limit, start.nr_pages);
+    fuzzer.echo_from = argument(start, "echo_from=").and_then(parse_number);
+    fuzzer.peers = argument(start, "peers=")
+        .map_or(alloc::vec::Vec::new(), |list| list.split(':').filter_map(parse_number).collect());
+    fuzzer.witness = argument(start, "witness=").and_then(parse_number);
+    println!("fuzz: d{} {calls} calls, seed {seed}", start.domain_id);
+    if let Err(errno) = support::install_fault_probe() {
+        fuzzer.reporter.error(format_args!("installing the #PF handler: -{errno}"));
+        fuzzer.reporter.finish();
+    }
+    // Events stay masked for good: set_callbacks may then name anything.
+    guest_rt::events::shared_info().set_upcall_mask(1);
+    batches::fill(&mut fuzzer, 1024, false);
+    if let (Some(witness), Some(port)) = (fuzzer.witness, argument(start, "link=").and_then(parse_number)) {
+        link(&mut fuzzer, witness, port);
+    }
 
-    for _ in 0..CALLS {
-        let number = if random.below(16) == 0 {
-            let huge = [64, 65, 255, 1 << 16, 1 << 32, 1 << 63, u64::MAX, random.next_u64()];
-            random.pick(&huge)
-        } else {
-            random.below(80)
-        };
-        let mut arguments = [0u64; 6];
-        for argument in arguments.iter_mut() {
-            *argument = edge_value(&mut random, &landmarks, &stack_buffer);
-        }
-        let call = Hypercall(number);
-        if call == Hypercall::SCHED_OP {
-            if random.below(2) == 0 {
-                arguments[0] = random.pick(&[sched_cmd::YIELD, sched_cmd::SHUTDOWN, 4, 99]);
+    while fuzzer.counts.calls < calls {
+        match fuzzer.random.below(32) {
+            0..=2 => {
+                let kind = fuzzer.random.below(sequences::KINDS);
+                sequences::run(&mut fuzzer, kind);
             }
-            // BLOCK and POLL may sleep for good (nothing here sends events); the events
-            // cases cover them.
-            if arguments[0] == sched_cmd::BLOCK || arguments[0] == sched_cmd::POLL {
-                counts.skipped += 1;
-                continue;
-            }
-            let valid_reason = arguments[1] == shutdown_reason::POWEROFF || arguments[1] == shutdown_reason::CRASH;
-            if arguments[0] == sched_cmd::SHUTDOWN && valid_reason && arguments[2] <= SHUTDOWN_CODE_MAX {
-                counts.skipped += 1;
-                continue;
-            }
-        } else if call == Hypercall::CONSOLE_IO {
-            if random.below(2) == 0 {
-                arguments[0] = console_cmd::WRITE;
-            }
-            // Pointer: our text or garbage that is surely unmapped, whatever the
-            // sub-command (a later ABI's console read must not scribble on our stack).
-            let offset = random.below(1 << 30);
-            let pointers = [
-                FUZZ_TEXT.as_ptr() as u64,
-                0x1000,
-                HYPERVISOR_START + offset,
-                0x0000_8000_0000_0000 + offset,
-                landmarks.guard_above_stack + offset % 0x1000,
-                u64::MAX - offset % 64,
-            ];
-            arguments[2] = random.pick(&pointers);
-            if arguments[0] == console_cmd::WRITE
-                && arguments[2] == FUZZ_TEXT.as_ptr() as u64
-                && arguments[1] <= console_cmd::WRITE_MAX
-            {
-                // Our text, so the count must stay inside it; only a few writes print.
-                arguments[1] = if printing_writes < PRINTING_WRITES { FUZZ_TEXT.len() as u64 } else { 0 };
-                printing_writes += 1;
-            }
-        } else if call == Hypercall::EVENT_CHANNEL_OP {
-            // Integers only (sub-command, domain, port, virq): all of it is fair game.
-            // Domain 1 is this one, so mostly pick small sub-commands and ports.
-            if random.below(2) == 0 {
-                arguments[0] = random.below(10);
-                let (domain, port) = (random.below(1100), random.below(1100));
-                arguments[1] = random.pick(&[0, 1, 2, DOMAIN_SELF, domain, u64::MAX]);
-                arguments[2] = random.pick(&[0, 1, 2, 3, port, u64::MAX]);
-            }
-        } else if call == Hypercall::SET_TIMER_OP {
-            // An integer deadline; when it fires with VIRQ_TIMER unbound nothing is raised.
-        } else if call.name().is_some() {
-            // A hypercall this guest does not know the semantics of (a newer ABI): its
-            // pointers might be written through, so leave it alone.
-            if call != Hypercall::VERSION {
-                counts.skipped += 1;
-                continue;
-            }
-        }
-
-        // SAFETY: version and unknown numbers touch no memory; sched_op takes no pointers
-        // (and shutdowns that could succeed were skipped above); console_io only reads, and
-        // a write names our own text or an unmapped address.
-        let result = unsafe { raw_result(number, arguments) };
-        match result {
-            Ok(_) => counts.ok += 1,
-            Err(Errno::EINVAL) => counts.einval += 1,
-            Err(Errno::EFAULT) => counts.efault += 1,
-            Err(Errno::ENOSYS) => counts.enosys += 1,
-            // Event channels also answer with these (SPEC.md §17); nothing else does.
-            Err(Errno::ESRCH | Errno::EPERM | Errno::ENOSPC | Errno::EEXIST) if call == Hypercall::EVENT_CHANNEL_OP => {
-                counts.event_errors += 1
-            }
-            Err(errno) => {
-                counts.other += 1;
-                if counts.other <= 8 {
-                    reporter.fail(format_args!("hypercall {number:#x} {arguments:x?} returned unexpected -{errno}"));
-                }
-            }
-        }
-        if call.name().is_none() && result != Err(Errno::ENOSYS) {
-            reporter.fail(format_args!("undefined hypercall {number:#x} returned {result:?}, expected -ENOSYS"));
-        }
-        if call == Hypercall::VERSION && arguments[0] == version_cmd::ABI_VERSION {
-            reporter.expect_eq(result, Ok(u64::from(ABI_VERSION.packed())), "fuzzed version(ABI_VERSION)");
+            3 => batches::mmu_batch(&mut fuzzer),
+            4 | 5 => batches::multicall(&mut fuzzer),
+            _ => match generate::call(&mut fuzzer, None) {
+                // The result is judged inside `issue`.
+                Some(call) => drop(fuzzer.issue(call)),
+                None => fuzzer.counts.skipped += 1,
+            },
         }
     }
 
-    println!(
-        "fuzz: counts ok {} EINVAL {} EFAULT {} ENOSYS {} event-channel errors {} other {} skipped {}",
-        counts.ok, counts.einval, counts.efault, counts.enosys, counts.event_errors, counts.other, counts.skipped
-    );
-    reporter.expect_eq(HYPERVISOR.version(), Ok(ABI_VERSION), "version() after fuzzing");
-    reporter.expect_eq(counts.other, 0, "no errno outside EINVAL/EFAULT/ENOSYS");
-    reporter.finish()
+    report(&fuzzer);
+    let version = HYPERVISOR.version();
+    fuzzer.reporter.expect_eq(version, Ok(ABI_VERSION), "version() after fuzzing");
+    if let Some(port) = fuzzer.link {
+        // Tells the witness this fuzzer is done.
+        let send = Call::new(Hypercall::EVENT_CHANNEL_OP, &[event_cmd::SEND, port]);
+        let result = fuzzer.issue(send);
+        fuzzer.reporter.expect_eq(result, Ok(0), "SEND on the link to the witness");
+    }
+    fuzzer.reporter.finish()
 }
 
-/// One argument: a mix of edge values, addresses in every interesting range, and
-/// pointers into this guest's own stack.
-fn edge_value(random: &mut XorShift, landmarks: &Landmarks, stack_buffer: &[u8; 64]) -> u64 {
-    match random.below(10) {
-        0 => 0,
-        1 => random.below(16),
-        2 => u64::MAX,
-        3 => HYPERVISOR_START + random.below(1 << 39),
-        4 => 0x0000_8000_0000_0000 + random.below(1 << 46),
-        5 => stack_buffer.as_ptr() as u64 + random.below(stack_buffer.len() as u64),
-        6 => landmarks.guard_above_stack + random.below(0x1000),
-        7 => random.pick(&[1 << 12, 4096, 4097, u64::from(u32::MAX), u64::from(u32::MAX) + 1, i64::MAX as u64]),
-        _ => random.next_u64(),
+/// Binds the witness's port `port` (offered to this domain), waiting for the witness to
+/// offer it.
+fn link(fuzzer: &mut Fuzzer, witness: u64, port: u64) {
+    let bind = Call::new(Hypercall::EVENT_CHANNEL_OP, &[event_cmd::BIND_INTERDOMAIN, witness, port]);
+    for _ in 0..LINK_ATTEMPTS {
+        match fuzzer.issue(bind) {
+            Ok(local) => {
+                fuzzer.link = Some(local);
+                return;
+            }
+            // Not offered yet.
+            Err(Errno::EINVAL) => {
+                let _ = HYPERVISOR.yield_now();
+            }
+            result => {
+                fuzzer.fail(&bind, result, "binding the witness's port");
+                return;
+            }
+        }
     }
+    fuzzer.reporter.error(format_args!("the witness (d{witness}) never offered port {port}"));
+}
+
+fn report(fuzzer: &Fuzzer) {
+    let counts = &fuzzer.counts;
+    println!(
+        "fuzz: {} calls: ok {}, sequences {}, multicalls {}, mmu_update arrays {}, skipped {}",
+        counts.calls, counts.ok, counts.sequences, counts.multicalls, counts.batches, counts.skipped
+    );
+    let mut line = alloc::string::String::from("fuzz: errors");
+    for (number, &count) in counts.errors.iter().enumerate().filter(|(_, &count)| count > 0) {
+        let name = Errno(number as i64).name().unwrap_or("other");
+        line.push_str(&alloc::format!(" {name} {count}"));
+    }
+    println!("{line}");
+    println!("fuzz: seed {} failures {}", fuzzer.seed, fuzzer.failures());
 }

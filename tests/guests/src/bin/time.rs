@@ -5,6 +5,11 @@
 //!   reads differ); the time info is published (even version, nonzero multiplier).
 //! * `wallclock` — the boot wallclock is a plausible date (2020..2100), nanoseconds below
 //!   10⁹, its version even; the wallclock moves with system time.
+//! * `second` — one second of system time, measured with `time::now()`'s own reads:
+//!   prints the system time and the TSC ticks between its first and last read, and the
+//!   wallclock at the end; the runner holds both against the host (its TSC rate over its
+//!   monotonic clock, and its UTC clock). A mis-calibrated TSC frequency shows here as a
+//!   second of system time that is not a second.
 //! * `agree` (two domains, `peer=<id>`) — the lower id sends an event at its time t1, the
 //!   peer records its own time t2 in its handler and acknowledges, the leader reads t3 on
 //!   the acknowledgement; the peer then sends t2 back bit by bit over event channels. Both
@@ -98,6 +103,29 @@ fn wallclock(reporter: &mut Reporter) {
         boot.date(),
         boot.nanoseconds,
         boot.seconds
+    );
+}
+
+fn second(reporter: &mut Reporter) {
+    let page = events::shared_info();
+    let (info, first_tsc) = read_time(page);
+    let first = info.system_time_at(first_tsc);
+    let (last, last_tsc) = loop {
+        let (info, tsc) = read_time(page);
+        let now = info.system_time_at(tsc);
+        if now - first >= SECOND {
+            break (now, tsc);
+        }
+        let _ = HYPERVISOR.yield_now();
+    };
+    reporter.check(last_tsc > first_tsc, "the TSC advanced");
+    let wallclock = time::wallclock();
+    println!(
+        "time: second: {} ns of system time over {} TSC ticks; wallclock {}.{:09}",
+        last - first,
+        last_tsc - first_tsc,
+        wallclock.seconds,
+        wallclock.nanoseconds
     );
 }
 
@@ -203,6 +231,7 @@ fn time_guest(start: &'static StartInfo) -> u32 {
     match words(start).next() {
         Some("monotonic") => monotonic(&mut reporter, argument(start, "reads").unwrap_or(1_000_000)),
         Some("wallclock") => wallclock(&mut reporter),
+        Some("second") => second(&mut reporter),
         Some("agree") => match argument(start, "peer") {
             Some(peer) => {
                 let bound = argument(start, "bound_us").unwrap_or(accel.pick(20_000, 50_000)) * 1000;

@@ -3,12 +3,14 @@
 //! * `deadline` — 24 timers 0.1 ms .. 50 ms ahead: the VIRQ_TIMER handler never runs
 //!   before the deadline; the median lateness is within `median_us=<µs>` (default 5 ms
 //!   under KVM, 10 ms under TCG) and each one within `tolerance_us=<µs>` (default 50 ms
-//!   and 100 ms: a single timer is as late as the host keeps the vCPU from running).
+//!   and 100 ms: a single timer is as late as the host keeps the vCPU from running), of
+//!   which at most 2 of the 24 may be exceeded (host stalls; none may take 2 s).
 //!   Measured on an idle host: KVM (PVM) median ≈2 ms (each delivery is a few host round
 //!   trips of ~1 ms), TCG ≈3 ms; a host running four QEMUs on two cores pushed single
 //!   KVM timers to 14 ms. The median, p90 and worst are printed.
 //! * `past` — a deadline already passed fires on the `set_timer_op` return.
-//! * `cancel` — a cancelled timer never fires; 0 cancels.
+//! * `cancel` — a timer cancelled before its deadline never fires (attempts in which the
+//!   host stalled the cancel past the deadline are not judged); 0 cancels.
 //! * `replace` — a second `set_timer_op` replaces the first: one firing, at the second
 //!   deadline.
 //! * `sleep` — `time::sleep_until` returns at or after its deadline, with other events
@@ -53,6 +55,11 @@ const MEDIAN_KVM_US: u64 = 5_000;
 const MEDIAN_TCG_US: u64 = 10_000;
 const SINGLE_KVM_US: u64 = 50_000;
 const SINGLE_TCG_US: u64 = 100_000;
+/// How many of the 24 timers may exceed the single tolerance. A host that deschedules the
+/// emulator makes one timer late by the length of the stall (154 ms measured under load,
+/// issue 15); a hypervisor that arms late or loses a wake-up makes many late, or one never
+/// fire (2 s: a failure whatever this allows).
+const OUTLIERS: usize = 2;
 
 fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
     if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
@@ -62,6 +69,7 @@ fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
     let deltas = [100_000u64, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 50_000_000];
     let mut lateness = [0u64; 24];
     let mut samples = 0usize;
+    let mut outliers = 0usize;
     for round in 0..3 {
         for &delta in &deltas {
             let (before, _) = time::timer_firings();
@@ -92,15 +100,15 @@ fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
                     Micros(woke - deadline)
                 );
             }
-            reporter.check(
-                late <= tolerance.single,
-                format_args!(
-                    "timer {} ahead fired {} late (a single timer's tolerance {})",
+            if late > tolerance.single {
+                outliers += 1;
+                println!(
+                    "timer: {} ahead fired {} late, beyond a single timer's tolerance {} ({outliers} of at most {OUTLIERS} allowed)",
                     Micros(delta),
                     Micros(late),
                     Micros(tolerance.single)
-                ),
-            );
+                );
+            }
         }
     }
     // No firing without a timer.
@@ -114,6 +122,10 @@ fn deadline(reporter: &mut Reporter, tolerance: Tolerance) {
     sorted.sort_unstable();
     let at = |percent: u32| guest_rt::tsc::percentile(sorted, percent).unwrap_or(0);
     let (median, p90, worst) = (at(50), at(90), at(100));
+    reporter.check(
+        outliers <= OUTLIERS,
+        format_args!("{outliers} timers beyond a single timer's tolerance, at most {OUTLIERS} allowed"),
+    );
     reporter.check(
         median <= tolerance.median,
         format_args!("median lateness {} is within {}", Micros(median), Micros(tolerance.median)),
@@ -147,20 +159,50 @@ fn past(reporter: &mut Reporter) {
     reporter.expect_eq(time::timer_firings().0, 3, "firings once events are on");
 }
 
+/// Attempts `cancel` makes at most, and how many of them must be judged.
+const CANCEL_ATTEMPTS: u32 = 10;
+const CANCEL_JUDGED: u32 = 3;
+
+/// A timer 20 ms ahead, cancelled at once, must never fire. That holds only if the cancel
+/// came before the deadline: a host that stalls the emulator for 20 ms between the two
+/// calls lets the timer expire first, and a cancel does not take back an expiry (SPEC.md
+/// §19.4; issue 15 saw exactly that under load). So each attempt reads the system time
+/// after the cancel returned: an attempt whose cancel finished before the deadline is
+/// judged (no firing at all); one whose cancel came late may have fired, once, not
+/// early. Attempts go on until [`CANCEL_JUDGED`] were judged.
 fn cancel(reporter: &mut Reporter) {
     if reporter.expect_ok(time::timer_port(), "bind VIRQ_TIMER").is_none() {
         return;
     }
     events::irq_enable();
-    let now = time::now();
-    reporter.expect_ok(time::set_timer(now + 5 * MILLISECOND), "set_timer(+5 ms)");
-    reporter.expect_ok(time::cancel_timer(), "cancel");
-    reporter.expect_ok(time::cancel_timer(), "cancel with no timer set");
-    let until = now + 40 * MILLISECOND;
-    while time::now() < until {
-        let _ = HYPERVISOR.yield_now();
+    let (mut judged, mut attempts) = (0, 0);
+    while judged < CANCEL_JUDGED && attempts < CANCEL_ATTEMPTS {
+        attempts += 1;
+        let (before, _) = time::timer_firings();
+        let deadline = time::now() + 20 * MILLISECOND;
+        reporter.expect_ok(time::set_timer(deadline), "set_timer(+20 ms)");
+        reporter.expect_ok(time::cancel_timer(), "cancel");
+        let cancelled_at = time::now();
+        reporter.expect_ok(time::cancel_timer(), "cancel with no timer set");
+        let until = deadline + 20 * MILLISECOND;
+        while time::now() < until {
+            let _ = HYPERVISOR.yield_now();
+        }
+        let (after, fired_at) = time::timer_firings();
+        if cancelled_at < deadline {
+            judged += 1;
+            reporter.expect_eq(after - before, 0, "firings of a timer cancelled before its deadline");
+        } else {
+            println!(
+                "timer: attempt {attempts}: the cancel returned {} after the deadline: not judged",
+                Micros(cancelled_at - deadline)
+            );
+            reporter.check(after - before <= 1, "a late-cancelled timer fires at most once");
+            reporter.check(after == before || fired_at >= deadline, "a late-cancelled timer does not fire early");
+        }
     }
-    reporter.expect_eq(time::timer_firings().0, 0, "firings of a cancelled timer");
+    println!("timer: {judged} cancels judged in {attempts} attempts");
+    reporter.check(judged == CANCEL_JUDGED, format_args!("{CANCEL_JUDGED} cancels made before their deadline"));
 }
 
 fn replace(reporter: &mut Reporter) {

@@ -9,12 +9,15 @@
 //! was. `repeat` does that 200 times; `validation` checks the refusals of
 //! `set_trap_table`, `stack_switch` and `callback_op`.
 //!
-//! `empty_noncanonical`, `empty_hypervisor` and `empty_valid`: `set_trap_table(entries, 0)`
-//! returns 0 and removes every handler without reading `entries` (SPEC.md §11.1), whether
-//! `entries` is non-canonical, in the hypervisor range or an ordinary readable address.
-//! Each shows one installed handler working, empties the table, and provokes that
-//! exception again: the hypervisor must kill the domain with "no handler" (the runner
-//! checks the line), so these sub-cases never print a result unless something is wrong.
+//! `empty_valid` and `empty_unmapped`: `set_trap_table(entries, 0)` returns 0 and removes
+//! every handler without reading `entries` (SPEC.md §11.1), whether `entries` is an
+//! ordinary readable address or an unmapped one. Each shows one installed handler working,
+//! empties the table, and provokes that exception again: the hypervisor must kill the
+//! domain with "no handler" (the runner checks the line), so these sub-cases never print a
+//! result unless something is wrong. `empty_noncanonical` and `empty_hypervisor`: with
+//! `entries` non-canonical or in the hypervisor range, count 0 is `-EFAULT` by the
+//! zero-length rule (SPEC.md §5.4, ABI 0.4) and the table is unchanged: the handler still
+//! runs.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -276,13 +279,15 @@ const PROVOKE: &[Provoke] = &[
     },
 ];
 
-/// The `empty_*` sub-cases: where `entries` points, and the exception that then has no
-/// handler (a different one each, so three of the installed handlers are seen to go):
-/// (sub-case, `entries`, the [`PROVOKE`] case).
-const EMPTY_TABLE: &[(&str, Target, &str)] = &[
-    ("empty_noncanonical", noncanonical, "ud"),
-    ("empty_hypervisor", hypervisor_range, "pf_read"),
-    ("empty_valid", start_info_page, "de"),
+/// The `empty_*` sub-cases: where `entries` points, the exception provoked before and
+/// after (a different one each, so several installed handlers are seen to go or stay), and
+/// whether the table is kept (`-EFAULT`) rather than emptied: (sub-case, `entries`, the
+/// [`PROVOKE`] case, kept).
+const EMPTY_TABLE: &[(&str, Target, &str, bool)] = &[
+    ("empty_noncanonical", noncanonical, "ud", true),
+    ("empty_hypervisor", hypervisor_range, "pf_read", true),
+    ("empty_valid", start_info_page, "de", false),
+    ("empty_unmapped", unmapped, "ud", false),
 ];
 
 fn hypervisor_range(_: &StartInfo) -> u64 {
@@ -494,13 +499,21 @@ fn validation(reporter: &mut Reporter) {
     reporter.expect_eq(unsafe { HYPERVISOR.callback_op(0, 0, 0) }, Ok(0), "callback_op unregister");
 }
 
-fn empty_table(reporter: &mut Reporter, start: &StartInfo, entries: u64, probe: &Provoke) {
+fn empty_table(reporter: &mut Reporter, start: &StartInfo, entries: u64, probe: &Provoke, kept: bool) {
     check(reporter, start, probe, 0);
     if reporter.failures() > 0 {
         return;
     }
     // SAFETY: with count 0 the hypervisor reads and writes no guest memory (SPEC.md §11.1).
     let result = unsafe { guest_rt::raw::hypercall(Hypercall::SET_TRAP_TABLE.0, [entries, 0, 0, 0, 0, 0]) };
+    if kept {
+        let what = format_args!("set_trap_table({entries:#x}, 0)");
+        if reporter.expect_eq(Errno::from_return(result), Err(Errno::EFAULT), what) {
+            println!("traps: set_trap_table({entries:#x}, 0) = -EFAULT; the table is unchanged");
+            check(reporter, start, probe, 1);
+        }
+        return;
+    }
     if !reporter.expect_eq(Errno::from_return(result), Ok(0), format_args!("set_trap_table({entries:#x}, 0)")) {
         return;
     }
@@ -537,11 +550,11 @@ fn traps(start: &'static StartInfo) -> u32 {
             println!("repeat: 600 exceptions delivered and returned from");
         }
         _ if wanted.starts_with("empty_") => {
-            let found = EMPTY_TABLE.iter().find(|(name, _, _)| *name == wanted);
-            match found.and_then(|(_, entries, probe)| {
-                Some((entries(start), PROVOKE.iter().find(|case| case.name == *probe)?))
+            let found = EMPTY_TABLE.iter().find(|(name, _, _, _)| *name == wanted);
+            match found.and_then(|(_, entries, probe, kept)| {
+                Some((entries(start), PROVOKE.iter().find(|case| case.name == *probe)?, *kept))
             }) {
-                Some((entries, probe)) => empty_table(&mut reporter, start, entries, probe),
+                Some((entries, probe, kept)) => empty_table(&mut reporter, start, entries, probe, kept),
                 None => reporter.error(format_args!("unknown sub-case '{wanted}'")),
             }
         }

@@ -207,3 +207,97 @@ impl core::fmt::Display for Micros {
         write!(f, "{}.{:03} us", self.0 / 1000, self.0 % 1000)
     }
 }
+
+/// A time reading that has been away from the CPU over this long, with the time info
+/// rewritten meanwhile, was another domain's turn (the shortest slice is 1 ms).
+const SWITCH_GAP_NS: u64 = 500_000;
+/// Whole rounds [`Turns`] keeps for its median.
+pub const KEPT_ROUNDS: usize = 256;
+
+/// What [`Turns::rounds`] reports (system time in ns).
+pub struct Rounds {
+    pub whole: usize,
+    pub shortest: u64,
+    pub median: u64,
+    pub longest_run: u64,
+}
+
+/// Turns this domain gets from the scheduler, seen from inside: the hypervisor rewrites
+/// the time info whenever it resumes a domain after another ran (SPEC.md §19.2), so a
+/// reading whose info `version` changed across a gap in system time began a new turn. A
+/// host that descheduled the emulator makes a gap but no new version; an update that is
+/// not a switch (an upcall) makes a version but no gap: neither counts.
+///
+/// Two spans are measured in system time. A *round* runs from one resumption to the next
+/// (the update's own timestamp, the moment the hypervisor resumed this domain): every
+/// other runnable domain's turn and this one's, each at least a slice unless it gave up
+/// the CPU — what the hypervisor decides, whatever the host does to the emulator. A *run*
+/// runs from this domain's first reading in a turn to its last: how long it kept the CPU;
+/// a host that deschedules the emulator at either end of a turn makes the run shorter than
+/// the turn, never longer.
+pub struct Turns {
+    version: u32,
+    previous: u64,
+    resumed: u64,
+    run_start: u64,
+    /// Turns begun since [`Turns::new`].
+    pub count: u64,
+    /// Whole rounds, ended since [`Turns::new`] (the first, begun before it, excluded).
+    rounds: [u64; KEPT_ROUNDS],
+    whole: usize,
+    longest_run: u64,
+}
+
+impl Turns {
+    /// Starts watching; the current turn is not counted.
+    pub fn new() -> Self {
+        let (info, tsc) = guest_rt::time::read_time(events::shared_info());
+        let now = info.system_time_at(tsc);
+        Self {
+            version: info.version,
+            previous: now,
+            resumed: 0,
+            run_start: 0,
+            count: 0,
+            rounds: [0; KEPT_ROUNDS],
+            whole: 0,
+            longest_run: 0,
+        }
+    }
+
+    /// Reads the time: system time now, and whether this reading began a new turn.
+    pub fn read(&mut self) -> (u64, bool) {
+        let (info, tsc) = guest_rt::time::read_time(events::shared_info());
+        let now = info.system_time_at(tsc);
+        let switched = info.version != self.version && now - self.previous >= SWITCH_GAP_NS;
+        self.version = info.version;
+        if switched {
+            if self.count > 0 {
+                self.longest_run = self.longest_run.max(self.previous.saturating_sub(self.run_start));
+                if self.whole < KEPT_ROUNDS {
+                    self.rounds[self.whole] = info.system_time.saturating_sub(self.resumed);
+                }
+                self.whole += 1;
+            }
+            self.count += 1;
+            self.resumed = info.system_time;
+            self.run_start = now;
+        }
+        self.previous = now;
+        (now, switched)
+    }
+
+    /// Whole rounds so far, their shortest and median (of the first [`KEPT_ROUNDS`]), and
+    /// the longest run of a whole round.
+    pub fn rounds(&self) -> Rounds {
+        let mut kept = self.rounds;
+        let sorted = &mut kept[..self.whole.min(KEPT_ROUNDS)];
+        sorted.sort_unstable();
+        Rounds {
+            whole: self.whole,
+            shortest: sorted.first().copied().unwrap_or(0),
+            median: guest_rt::tsc::percentile(sorted, 50).unwrap_or(0),
+            longest_run: self.longest_run,
+        }
+    }
+}

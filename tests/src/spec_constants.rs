@@ -1,0 +1,283 @@
+//! Every ABI constant SPEC.md states against the value a guest gets from hypercall-abi:
+//! a number written next to a constant's name in the specification (`0 = \`YIELD\``,
+//! `\`CLOSED\` (0)`, `| 4 \`CLOSE\` |`, the errno, exit-status and feature tables) must be
+//! that constant's value, and every such name must be one this test knows — so a wrong
+//! value on either side, or a new constant nobody checked, fails here.
+
+use hypercall_abi::event::{self, event_cmd, status as port_status, virq};
+use hypercall_abi::exit::ExitStatus;
+use hypercall_abi::hypercall::version_cmd as version;
+use hypercall_abi::hypercall::{callback_cmd, console_cmd as console, features, sched_cmd, shutdown_reason};
+use hypercall_abi::memory::{map_flags, map_op, memory_cmd, space_cmd};
+use hypercall_abi::trap::{self, segment};
+use hypercall_abi::Errno;
+
+/// One number the specification gives a backticked name, with the line it is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The name between backticks.
+    pub name: String,
+    /// The number written with it.
+    pub value: u64,
+    /// 1-based line in the text.
+    pub line: usize,
+}
+
+fn number(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// The leading number of `text` (decimal or `0x` hex) and what follows it.
+fn leading_number(text: &str) -> Option<(u64, &str)> {
+    let end = text.find(|c: char| !(c.is_ascii_hexdigit() || c == 'x')).unwrap_or(text.len());
+    Some((number(&text[..end])?, &text[end..]))
+}
+
+/// The trailing number of `text` (decimal or `0x` hex).
+fn trailing_number(text: &str) -> Option<u64> {
+    let start = text.rfind(|c: char| !(c.is_ascii_hexdigit() || c == 'x')).map_or(0, |at| at + 1);
+    number(&text[start..])
+}
+
+fn constant_name(name: &str) -> bool {
+    name.len() > 1 && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The claims in `spec`: `<n> = \`NAME\``, `\`NAME\` (<n>)` / `\`NAME\` (<n>:` and a table
+/// row starting `| <n> \`NAME\``.
+pub fn claims(spec: &str) -> Vec<Claim> {
+    let mut found = Vec::new();
+    for (index, line) in spec.lines().enumerate() {
+        let pieces: Vec<&str> = line.split('`').collect();
+        // Odd pieces are inside backticks.
+        for at in (1..pieces.len().saturating_sub(1)).step_by(2) {
+            let name = pieces[at];
+            if !constant_name(name) {
+                continue;
+            }
+            let (before, after) = (pieces[at - 1], pieces[at + 1]);
+            let mut value = None;
+            if let Some(rest) = after.strip_prefix(" (") {
+                if let Some((n, tail)) = leading_number(rest) {
+                    if tail.starts_with(')') || tail.starts_with(':') {
+                        value = Some(n);
+                    }
+                }
+            }
+            if let Some(head) = before.strip_suffix(" = ") {
+                value = value.or(trailing_number(head));
+            }
+            if at == 1 {
+                if let Some(cell) = before.strip_prefix("| ").and_then(|rest| rest.strip_suffix(' ')) {
+                    value = value.or(number(cell));
+                }
+            }
+            if let Some(value) = value {
+                found.push(Claim { name: name.to_string(), value, line: index + 1 });
+            }
+        }
+    }
+    found
+}
+
+/// The ABI's value(s) for a name SPEC.md uses, from hypercall-abi.
+fn abi_values(name: &str) -> Option<&'static [u64]> {
+    Some(match name {
+        "ABI_VERSION" => &[version::ABI_VERSION],
+        "FEATURES" => &[version::FEATURES],
+        "WRITE" => &[console::WRITE],
+        "READ" => &[console::READ],
+        "YIELD" => &[sched_cmd::YIELD],
+        "BLOCK" => &[sched_cmd::BLOCK],
+        "SHUTDOWN" => &[sched_cmd::SHUTDOWN],
+        "POLL" => &[sched_cmd::POLL],
+        "POWEROFF" => &[shutdown_reason::POWEROFF],
+        "CRASH" => &[shutdown_reason::CRASH],
+        "REGISTER" => &[callback_cmd::REGISTER],
+        "FS" => &[segment::FS],
+        "GS_KERNEL" => &[segment::GS_KERNEL],
+        "GS_USER" => &[segment::GS_USER],
+        "SYSCALL_VECTOR" => &[trap::SYSCALL_VECTOR],
+        "EVENT_VECTOR" => &[event::EVENT_VECTOR],
+        "RFLAGS_GUEST_SETTABLE" => &[trap::RFLAGS_GUEST_SETTABLE],
+        "DOMAIN_SELF" => &[event::DOMAIN_SELF],
+        "CLOSED" => &[port_status::CLOSED],
+        "UNBOUND" => &[port_status::UNBOUND],
+        "INTERDOMAIN" => &[port_status::INTERDOMAIN],
+        "VIRQ" => &[port_status::VIRQ],
+        "IPI" => &[port_status::IPI],
+        "ALLOC_UNBOUND" => &[event_cmd::ALLOC_UNBOUND],
+        "BIND_INTERDOMAIN" => &[event_cmd::BIND_INTERDOMAIN],
+        "BIND_VIRQ" => &[event_cmd::BIND_VIRQ],
+        "BIND_IPI" => &[event_cmd::BIND_IPI],
+        "CLOSE" => &[event_cmd::CLOSE],
+        "SEND" => &[event_cmd::SEND],
+        "STATUS" => &[event_cmd::STATUS],
+        "UNMASK" => &[event_cmd::UNMASK],
+        "VIRQ_TIMER" => &[virq::TIMER],
+        "VIRQ_DEBUG" => &[virq::DEBUG],
+        "VIRQ_CONSOLE" => &[virq::CONSOLE],
+        "BATCH_MAX" => &[hypercall_abi::memory::BATCH_MAX],
+        "WRITE_MAX" => &[console::WRITE_MAX],
+        "PORTS_MAX" => &[event::PORTS_MAX],
+        "E2BIG" => &[Errno::E2BIG.0 as u64],
+        "CURRENT_RESERVATION" => &[memory_cmd::CURRENT_RESERVATION],
+        "MAXIMUM_RESERVATION" => &[memory_cmd::MAXIMUM_RESERVATION],
+        "INCREASE_RESERVATION" => &[memory_cmd::INCREASE_RESERVATION],
+        "DECREASE_RESERVATION" => &[memory_cmd::DECREASE_RESERVATION],
+        "MAXIMUM_GFN" => &[memory_cmd::MAXIMUM_GFN],
+        "CREATE" => &[space_cmd::CREATE],
+        "DESTROY" => &[space_cmd::DESTROY],
+        "SWITCH" => &[space_cmd::SWITCH],
+        "FLUSH_VA" => &[space_cmd::FLUSH_VA],
+        "FLUSH_ALL" => &[space_cmd::FLUSH_ALL],
+        "QUERY" => &[space_cmd::QUERY],
+        _ => return None,
+    })
+}
+
+/// Every claim whose name the ABI does not know or whose value it does not have.
+pub fn disagreements(spec: &str) -> Vec<String> {
+    claims(spec)
+        .into_iter()
+        .filter_map(|claim| match abi_values(&claim.name) {
+            Some(values) if values.contains(&claim.value) => None,
+            Some(values) => Some(format!(
+                "SPEC.md line {}: `{}` is {:#x} there but {values:#x?} in hypercall-abi",
+                claim.line, claim.name, claim.value
+            )),
+            None => Some(format!(
+                "SPEC.md line {}: `{}` ({:#x}) is not a constant tests/src/spec_constants.rs knows; add it to abi_values",
+                claim.line, claim.name, claim.value
+            )),
+        })
+        .collect()
+}
+
+/// The rows of the table whose header row is `header`, split into trimmed cells.
+fn table(spec: &str, header: &str) -> Result<Vec<Vec<String>>, String> {
+    let section = spec.split_once(&format!("\n{header}\n")).ok_or_else(|| format!("no table '{header}' in SPEC.md"))?.1;
+    Ok(section
+        .lines()
+        .take_while(|line| line.starts_with('|'))
+        // The separator row.
+        .skip(1)
+        .map(|row| row.trim_matches('|').split('|').map(|cell| cell.trim().to_string()).collect())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = include_str!("../../SPEC.md");
+
+    #[test]
+    fn every_numbered_constant_in_the_spec_is_the_abi_value() {
+        let found = claims(SPEC);
+        assert!(found.len() >= 30, "the scanner found only {} claims: {found:#?}", found.len());
+        let wrong = disagreements(SPEC);
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn the_errno_table_is_the_crate_s() {
+        let rows = table(SPEC, "| errno | value | meaning in 0.2 and 0.3 |").unwrap();
+        assert!(rows.len() >= 10);
+        for row in &rows {
+            let value: i64 = row[1].parse().unwrap();
+            assert_eq!(Errno(value).name(), Some(row[0].as_str()), "SPEC.md §5.3 row {row:?}");
+        }
+        // Every errno the crate names is in the table or named as unused in the text.
+        for value in 0..256 {
+            if let Some(name) = Errno(value).name() {
+                let listed = rows.iter().any(|row| row[0] == name);
+                assert!(listed || SPEC.contains(&format!("`{name}` ({value})")), "{name} ({value})");
+            }
+        }
+    }
+
+    #[test]
+    fn the_exit_status_table_is_the_crate_s() {
+        let rows = table(SPEC, "| `v` | QEMU status | meaning |").unwrap();
+        let statuses = [
+            ExitStatus::SUCCESS,
+            ExitStatus::NONZERO_CODE,
+            ExitStatus::CRASHED,
+            ExitStatus::KILLED,
+            ExitStatus::REFUSED,
+            ExitStatus::NOTHING_TO_RUN,
+            ExitStatus::HYPERVISOR_PANIC,
+        ];
+        assert_eq!(rows.len(), statuses.len(), "SPEC.md §10 rows");
+        for (row, status) in rows.iter().zip(statuses) {
+            assert_eq!(row[0].parse::<u8>().unwrap(), status.0, "{row:?}");
+            assert_eq!(row[1].parse::<i32>().unwrap(), status.qemu_status(), "{row:?}");
+        }
+    }
+
+    #[test]
+    fn the_feature_table_is_the_crate_s() {
+        let rows = table(SPEC, "| bit | name | meaning | since |").unwrap();
+        let named = [
+            ("CONSOLE_WRITE", features::CONSOLE_WRITE),
+            ("SCHED_YIELD", features::SCHED_YIELD),
+            ("TRAPS", features::TRAPS),
+            ("MEMORY", features::MEMORY),
+            ("MULTICALL", features::MULTICALL),
+            ("SEGMENT_BASES", features::SEGMENT_BASES),
+            ("EXTENDED_STATE", features::EXTENDED_STATE),
+            ("EVENTS", features::EVENTS),
+            ("TIME", features::TIME),
+            ("TIMERS", features::TIMERS),
+            ("CONSOLE_READ", features::CONSOLE_READ),
+            ("MODULE", features::MODULE),
+        ];
+        let spec: Vec<(String, u64)> = rows
+            .iter()
+            .map(|row| (row[1].trim_matches('`').to_string(), 1 << row[0].parse::<u32>().unwrap()))
+            .collect();
+        let abi: Vec<(String, u64)> = named.iter().map(|(name, bit)| (name.to_string(), *bit)).collect();
+        assert_eq!(spec, abi, "SPEC.md §6.1 feature bits");
+        assert_eq!(named.iter().fold(0, |all, (_, bit)| all | bit), features::ALL);
+    }
+
+    #[test]
+    fn map_entry_ops_and_flags_are_the_crate_s() {
+        let flat = SPEC.replace('\n', " ");
+        let ops = format!("({} `MAP`, {} `UNMAP`, {} `PROTECT`)", map_op::MAP, map_op::UNMAP, map_op::PROTECT);
+        assert!(flat.contains(&ops), "SPEC.md §12.4 MapEntry ops: {ops}");
+        let bits =
+            [map_flags::WRITABLE, map_flags::USER, map_flags::NO_EXECUTE, map_flags::LARGE, map_flags::WRITE_THROUGH]
+                .map(u32::trailing_zeros);
+        let flags = format!(
+            "bit {} `WRITABLE`, {} `USER`, {} `NO_EXECUTE`, {} `LARGE`, {} `WRITE_THROUGH`",
+            bits[0], bits[1], bits[2], bits[3], bits[4]
+        );
+        assert!(flat.contains(&flags), "SPEC.md §12.4 MapEntry flags: {flags}");
+    }
+
+    #[test]
+    fn the_scanner_sees_each_form_and_a_drifted_value() {
+        let text = "| RDI `cmd` | 0 = `YIELD`, 2 = `SHUTDOWN` |\n| `CLOSED` (0) | x |\n| 4 `CLOSE` | y |\n\
+                    `RFLAGS_GUEST_SETTABLE` (0x240fd7: CF)\n";
+        let found: Vec<(String, u64)> = claims(text).into_iter().map(|claim| (claim.name, claim.value)).collect();
+        assert_eq!(
+            found,
+            [
+                ("YIELD".into(), 0),
+                ("SHUTDOWN".into(), 2),
+                ("CLOSED".into(), 0),
+                ("CLOSE".into(), 4),
+                ("RFLAGS_GUEST_SETTABLE".into(), 0x24_0fd7)
+            ]
+        );
+        assert!(disagreements(text).is_empty());
+        let drifted = text.replace("| 4 `CLOSE`", "| 3 `CLOSE`");
+        assert!(disagreements(&drifted)[0].contains("`CLOSE` is 0x3 there"));
+        assert!(disagreements("1 = `NEW_THING`")[0].contains("add it to abi_values"));
+    }
+}
