@@ -15,8 +15,8 @@ pub mod pipe;
 pub mod proc;
 pub mod signal;
 pub mod time;
-pub mod vector;
 pub mod vdso;
+pub mod vector;
 
 /// A program's entry point: it gets its arguments after its name.
 pub type Main = fn(&[String]) -> ExitCode;
