@@ -440,9 +440,10 @@ mod tests {
     fn a_new_context_never_inherits_the_registers() {
         let residence = ExtendedResidence::new();
         let mut registers = None;
-        let mut gone = UserContext::default();
-        residence.load(&mut gone, load_into(&mut registers));
-        drop(gone);
+        {
+            let mut gone = UserContext::default();
+            residence.load(&mut gone, load_into(&mut registers));
+        }
         let fresh = UserContext::default();
         assert!(!residence.holds(&fresh), "a context made after the held one was freed loads its own state");
     }

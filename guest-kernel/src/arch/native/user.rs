@@ -102,14 +102,14 @@ pub fn enter(space: AddressSpace, context: &mut UserContext) -> Trap {
         return GENERAL_PROTECTION;
     }
     loop {
-        let registers = &mut context.registers;
-        if !canonical(registers.rip) || !canonical(registers.fs_base) {
+        if !canonical(context.registers.rip) || !canonical(context.registers.fs_base) {
             return GENERAL_PROTECTION;
         }
-        registers.rflags = (registers.rflags & USER_FLAGS.bits()) | RFlags::INTERRUPT_FLAG.bits() | ALWAYS_ONE;
         if !extended_state::RESIDENCE.load(context, |state| extended_state::restore(state).is_ok()) {
             return GENERAL_PROTECTION;
         }
+        let registers = &mut context.registers;
+        registers.rflags = (registers.rflags & USER_FLAGS.bits()) | RFlags::INTERRUPT_FLAG.bits() | ALWAYS_ONE;
         load_segments(registers.fs_base);
         let nmi_blocked = NMI_BLOCKED.swap(false, Ordering::Relaxed);
         let sysret = registers.rip < USER_LIMIT
