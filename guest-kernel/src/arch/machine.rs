@@ -16,6 +16,7 @@
 //! truth about what is mapped itself.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 pub use guest_kernel_core::vdso::clock::ClockParameters;
 
@@ -133,8 +134,8 @@ pub struct UserRegisters {
 /// rounded up. FXSAVE platforms use the first 512.
 pub const EXTENDED_STATE_BYTES: usize = 1024;
 
-/// A process's x87/SSE/AVX registers in the XSAVE (or FXSAVE) layout, saved by the
-/// platform when user mode stops and restored when it resumes.
+/// A process's x87/SSE/AVX registers in the XSAVE (or FXSAVE) layout, as the platform
+/// saves and restores them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct ExtendedState(pub [u8; EXTENDED_STATE_BYTES]);
@@ -160,12 +161,107 @@ impl Default for ExtendedState {
 }
 
 /// Everything of a process's user-mode CPU state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// The extended state is lazy: the kernel never touches the vector registers (it is
+/// soft-float), so once a context's state is loaded it stays in the processor across
+/// system calls, exceptions and interrupts, and the copy here is written back only when
+/// the kernel asks ([`Machine::save_extended`]). While the processor holds the state the
+/// copy may be stale; [`ExtendedResidence`] says when that is.
+#[derive(Debug, Default)]
 pub struct UserContext {
     /// The general registers, RIP, RFLAGS and the FS base.
     pub registers: UserRegisters,
-    /// The vector registers.
-    pub extended: ExtendedState,
+    /// The vector registers as last saved (or set by the kernel).
+    extended: ExtendedState,
+    /// The residence's token for the load of `extended` the processor holds, if it still
+    /// does (0: never loaded, or replaced since).
+    loaded: u64,
+}
+
+impl UserContext {
+    /// A context with `registers` and `extended`, loaded nowhere yet.
+    pub fn new(registers: UserRegisters, extended: ExtendedState) -> Self {
+        Self { registers, extended, loaded: 0 }
+    }
+
+    /// The saved extended state: current only after [`Machine::save_extended`] since the
+    /// last run (before that, user mode may have changed the live registers).
+    pub fn extended(&self) -> &ExtendedState {
+        &self.extended
+    }
+
+    /// Replaces the extended state: the next run loads this, not what the processor
+    /// holds.
+    pub fn set_extended(&mut self, extended: ExtendedState) {
+        self.extended = extended;
+        self.loaded = 0;
+    }
+}
+
+/// A copy is a new context: the processor holds the original's state, never the copy's,
+/// so the copy's first run loads what was saved (the kernel saves first when it copies a
+/// running process, [`Machine::save_extended`]).
+impl Clone for UserContext {
+    fn clone(&self) -> Self {
+        Self::new(self.registers, self.extended.clone())
+    }
+}
+
+/// Which context's extended state the processor's registers hold: the platform's record
+/// behind lazy switching, one per processor.
+///
+/// Each load gets a fresh token, kept both here and in the context loaded. The processor
+/// holds a context's state exactly while the two agree: loading another context, or
+/// replacing the context's copy, or copying the context (a copy has no token) ends it.
+/// Tokens are never reused, so a context that was freed and a new one at the same
+/// address (or a process id used again) cannot be taken for each other, and no process
+/// ever resumes with registers another one left.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct ExtendedResidence {
+    /// The token of the load the registers hold (0: none known).
+    live: AtomicU64,
+    /// The last token given out.
+    issued: AtomicU64,
+}
+
+impl ExtendedResidence {
+    /// Holding nothing yet.
+    pub const fn new() -> Self {
+        Self { live: AtomicU64::new(0), issued: AtomicU64::new(0) }
+    }
+
+    /// Whether the registers hold `context`'s extended state.
+    pub fn holds(&self, context: &UserContext) -> bool {
+        context.loaded != 0 && context.loaded == self.live.load(Ordering::Relaxed)
+    }
+
+    /// Makes the registers hold `context`'s state before it runs: nothing to do if they
+    /// do; otherwise `load` gets the saved copy to make loadable and load, and says
+    /// whether it could (a context it refuses does not run; the registers then hold no
+    /// context's state that is known).
+    pub fn load(&self, context: &mut UserContext, load: impl FnOnce(&mut ExtendedState) -> bool) -> bool {
+        if self.holds(context) {
+            return true;
+        }
+        self.live.store(0, Ordering::Relaxed);
+        context.loaded = 0;
+        if !load(&mut context.extended) {
+            return false;
+        }
+        let token = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        context.loaded = token;
+        self.live.store(token, Ordering::Relaxed);
+        true
+    }
+
+    /// Writes `context`'s state back into its copy with `save` if the registers hold it
+    /// (they go on holding it: the copy and the registers agree until user mode runs).
+    pub fn save(&self, context: &mut UserContext, save: impl FnOnce(&mut ExtendedState)) {
+        if self.holds(context) {
+            save(&mut context.extended);
+        }
+    }
 }
 
 /// The kind of access that faulted.
@@ -268,7 +364,111 @@ pub trait Machine: Sync {
     /// flushed before this returns.
     fn update_space(&self, space: AddressSpace, updates: &[PageUpdate]) -> Result<(), (usize, MachineError)>;
 
-    /// Runs `context` in user mode in `space` until it stops, saves its state back into
-    /// `context` and says why. Interrupts are on in user mode and off again on return.
+    /// Runs `context` in user mode in `space` until it stops, saves its general registers
+    /// back into `context` and says why. Interrupts are on in user mode and off again on
+    /// return. Its extended state stays in the processor (see [`UserContext`]): running a
+    /// context whose state the processor does not hold loads that context's saved copy
+    /// in place of whatever the processor held, so the kernel saves the state of a
+    /// process it will run again ([`Machine::save_extended`]) before it runs another.
     fn enter_user(&self, space: AddressSpace, context: &mut UserContext) -> Trap;
+
+    /// Makes `context`'s saved extended state current: writes the processor's registers
+    /// back into it if they hold its state; otherwise the copy is current already.
+    fn save_extended(&self, context: &mut UserContext);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for the registers: what the last load put there.
+    fn load_into(registers: &mut Option<ExtendedState>) -> impl FnOnce(&mut ExtendedState) -> bool + '_ {
+        |copy| {
+            *registers = Some(copy.clone());
+            true
+        }
+    }
+
+    fn state(byte: u8) -> ExtendedState {
+        let mut state = ExtendedState::initial();
+        state.0[160] = byte;
+        state
+    }
+
+    #[test]
+    fn a_context_is_loaded_once_and_then_held() {
+        let residence = ExtendedResidence::new();
+        let mut context = UserContext::new(UserRegisters::default(), state(1));
+        let mut registers = None;
+        assert!(!residence.holds(&context));
+        assert!(residence.load(&mut context, load_into(&mut registers)));
+        assert_eq!(registers, Some(state(1)));
+        assert!(residence.holds(&context));
+        assert!(residence.load(&mut context, |_| panic!("loaded again although held")));
+    }
+
+    #[test]
+    fn loading_another_context_ends_the_hold() {
+        let residence = ExtendedResidence::new();
+        let mut first = UserContext::new(UserRegisters::default(), state(1));
+        let mut second = UserContext::new(UserRegisters::default(), state(2));
+        let mut registers = None;
+        residence.load(&mut first, load_into(&mut registers));
+        residence.load(&mut second, load_into(&mut registers));
+        assert!(!residence.holds(&first) && residence.holds(&second));
+        residence.load(&mut first, load_into(&mut registers));
+        assert_eq!(registers, Some(state(1)), "the first context's own copy is loaded again");
+    }
+
+    #[test]
+    fn a_copy_or_a_replaced_state_is_never_held() {
+        let residence = ExtendedResidence::new();
+        let mut context = UserContext::new(UserRegisters::default(), state(1));
+        let mut registers = None;
+        residence.load(&mut context, load_into(&mut registers));
+        let mut copy = context.clone();
+        assert!(!residence.holds(&copy), "a fork's copy loads its own state");
+        assert!(residence.holds(&context));
+        copy.set_extended(state(3));
+        context.set_extended(state(4));
+        assert!(!residence.holds(&context), "a state the kernel set is loaded, not the registers kept");
+        residence.load(&mut context, load_into(&mut registers));
+        assert_eq!(registers, Some(state(4)));
+    }
+
+    #[test]
+    fn a_new_context_never_inherits_the_registers() {
+        let residence = ExtendedResidence::new();
+        let mut registers = None;
+        {
+            let mut gone = UserContext::default();
+            residence.load(&mut gone, load_into(&mut registers));
+        }
+        let fresh = UserContext::default();
+        assert!(!residence.holds(&fresh), "a context made after the held one was freed loads its own state");
+    }
+
+    #[test]
+    fn a_refused_load_leaves_nothing_held() {
+        let residence = ExtendedResidence::new();
+        let mut registers = None;
+        let mut held = UserContext::default();
+        residence.load(&mut held, load_into(&mut registers));
+        let mut refused = UserContext::default();
+        assert!(!residence.load(&mut refused, |_| false));
+        assert!(!residence.holds(&refused) && !residence.holds(&held));
+    }
+
+    #[test]
+    fn only_the_held_context_is_saved() {
+        let residence = ExtendedResidence::new();
+        let mut registers = None;
+        let mut held = UserContext::new(UserRegisters::default(), state(1));
+        let mut other = UserContext::new(UserRegisters::default(), state(2));
+        residence.load(&mut held, load_into(&mut registers));
+        residence.save(&mut other, |_| panic!("saved a context the registers do not hold"));
+        residence.save(&mut held, |copy| *copy = state(5));
+        assert_eq!(held.extended(), &state(5));
+        assert!(residence.holds(&held), "saving keeps the registers the context's");
+    }
 }

@@ -239,6 +239,10 @@ impl Machine for Native {
     fn enter_user(&self, space: AddressSpace, context: &mut UserContext) -> Trap {
         user::enter(space, context)
     }
+
+    fn save_extended(&self, context: &mut UserContext) {
+        user::save_extended(context);
+    }
 }
 
 /// Declares the kernel's main function (`fn(&'static Native) -> u32`, its result the

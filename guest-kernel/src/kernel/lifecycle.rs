@@ -163,15 +163,17 @@ impl<M: Machine> Kernel<M> {
         process.signals.exec();
         process.name = file_name(&path);
         process.command_line = arguments.iter().flat_map(|argument| argument.iter().copied().chain([0])).collect();
-        *process.context = UserContext {
-            registers: UserRegisters {
+        // A new context: the registers' extended state is the old program's, and the new
+        // one starts from the initial state instead.
+        *process.context = UserContext::new(
+            UserRegisters {
                 rip: loaded.entry,
                 rsp: loaded.stack_pointer,
                 rflags: INITIAL_FLAGS,
                 ..UserRegisters::default()
             },
-            extended: ExtendedState::initial(),
-        };
+            ExtendedState::initial(),
+        );
         process.clear_child_tid = 0;
         if let Some(parent) = process.vfork_parent.take() {
             self.end_vfork(parent, pid);
@@ -201,6 +203,9 @@ impl<M: Machine> Kernel<M> {
                 }
             })?;
             let files = source.files.as_ref().map(|files| files.fork(&mut self.files));
+            // The child starts from the parent's vector registers as they are now, which may
+            // be newer than its saved copy.
+            machine.save_extended(&mut source.context);
             let mut context = source.context.clone();
             context.registers.rax = 0;
             if request.stack != 0 {

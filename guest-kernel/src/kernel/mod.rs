@@ -85,6 +85,9 @@ pub struct Kernel<M: Machine + 'static> {
     counters: Counters,
     /// The process in [`Kernel::run`], if any.
     running: Option<Pid>,
+    /// The process that entered user mode last: the machine may hold its vector registers
+    /// unsaved ([`Machine::save_extended`]).
+    extended_owner: Option<Pid>,
     /// The vDSO every program gets (none if it could not be built at boot).
     vdso: Option<vdso::Vdso>,
 }
@@ -156,6 +159,7 @@ impl<M: Machine> Kernel<M> {
             yield_requested: false,
             counters: Counters::default(),
             running: None,
+            extended_owner: None,
             vdso,
         })
     }

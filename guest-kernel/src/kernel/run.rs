@@ -55,6 +55,7 @@ impl<M: Machine> Kernel<M> {
             }
             let deadline = sleepers.map_or(slice_end, |deadline| deadline.min(slice_end));
             self.arm(deadline);
+            self.hand_over_extended(pid);
             let machine = self.machine;
             let Some(process) = self.processes.get_mut(&pid) else { return };
             let Some(space) = process.space.as_ref().map(|space| space.handle()) else { return };
@@ -105,6 +106,16 @@ impl<M: Machine> Kernel<M> {
                 }
                 slice_end = now.saturating_add(SLICE_NS);
             }
+        }
+    }
+
+    /// Before `pid` enters user mode: the machine keeps the last process's vector registers
+    /// live across its system calls and traps, and running another one replaces them, so
+    /// that process (if it still exists) gets them saved into its context first.
+    fn hand_over_extended(&mut self, pid: Pid) {
+        let Some(previous) = self.extended_owner.replace(pid).filter(|&previous| previous != pid) else { return };
+        if let Some(process) = self.processes.get_mut(&previous) {
+            self.machine.save_extended(&mut process.context);
         }
     }
 

@@ -24,8 +24,10 @@ const MCONTEXT_OFFSET: u64 = 40;
 const SIGMASK_OFFSET: u64 = MCONTEXT_OFFSET + 256;
 /// `struct siginfo`.
 const SIGINFO_BYTES: u64 = 128;
-/// Where in `sigcontext` the vector-state pointer is.
-const FPSTATE_POINTER: usize = 24 * 8;
+/// Where in `sigcontext` the vector-state pointer is: the word after cr2 (the 18
+/// registers, the segment word, err, trapno, oldmask, cr2), where Linux puts it and where
+/// glibc's `uc_mcontext.fpregs` reads it.
+const FPSTATE_POINTER: usize = 23 * 8;
 /// The RFLAGS bits user code owns: CF, PF, AF, ZF, SF, TF, DF, OF, AC, ID (and bit 1).
 const USER_FLAGS: u64 = 0x0024_0dd5;
 /// `uc_flags`: the frame holds the vector state (UC_FP_XSTATE is not claimed: the state
@@ -78,6 +80,7 @@ pub fn sanitize(state: &mut ExtendedState) {
 
 /// Writes the frame for `signal` below the interrupted stack and points `context` at the
 /// handler: RDI = signal, RSI = &siginfo, RDX = &ucontext, RSP at the return address.
+/// The context's extended state must be current (`Machine::save_extended`).
 pub fn deliver(
     memory: &mut dyn UserMemory,
     context: &mut UserContext,
@@ -95,7 +98,7 @@ pub fn deliver(
     let ucontext = frame + 8;
     let siginfo = ucontext + UCONTEXT_BYTES;
 
-    memory.write(fpstate, &context.extended.0)?;
+    memory.write(fpstate, &context.extended().0)?;
 
     let mut mcontext = [0u8; 256];
     for (index, word) in registers_to_words(&context.registers).iter().enumerate() {
@@ -163,6 +166,6 @@ pub fn restore(memory: &dyn UserMemory, context: &mut UserContext) -> Result<Sig
         sanitize(&mut extended);
     }
     words_to_registers(&words, &mut context.registers);
-    context.extended = extended;
+    context.set_extended(extended);
     Ok(SignalSet(u64::from_le_bytes(mask)))
 }

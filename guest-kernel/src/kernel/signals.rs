@@ -91,6 +91,8 @@ impl<M: Machine> Kernel<M> {
                     let machine = self.machine;
                     let Some(space) = process.space.as_mut() else { return false };
                     let mut memory = UserAccess { machine, space, frames: &mut self.frames };
+                    // The frame holds the vector registers as user mode left them.
+                    machine.save_extended(&mut process.context);
                     let written = signal_frame::deliver(
                         &mut memory,
                         &mut process.context,

@@ -4,7 +4,7 @@
 //! <program>.<case>` or `FAIL <program>.<case>: <why>`, then exits 0 only if every case
 //! passed. They are built into one executable, `kernel-test` (as busybox builds its
 //! applets into one): the initramfs links `/bin/test-<program>` to it, and it runs the
-//! program its name or first argument names. One executable instead of thirteen keeps the
+//! program its name or first argument names. One executable instead of fifteen keeps the
 //! initramfs, which the kernel holds in memory, small: Rust's standard library is most of
 //! each program's size.
 //!

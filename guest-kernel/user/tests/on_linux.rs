@@ -89,6 +89,11 @@ fn time() {
 }
 
 #[test]
+fn vector() {
+    passes("vector", &[]);
+}
+
+#[test]
 fn fork_bomb_with_a_host_cap() {
     passes("fork-bomb", &["--limit", "64"]);
 }

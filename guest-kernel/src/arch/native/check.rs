@@ -378,6 +378,8 @@ impl<M: Machine> Check<'_, M> {
                         worker.preemptions += 1;
                         let data = Self::frame_at(worker, DATA).expect("the data page");
                         write_frame(data, 8, &worker.preemptions.to_le_bytes());
+                        // The other worker runs next and replaces the vector registers.
+                        self.machine.save_extended(&mut worker.context);
                         break;
                     }
                     Trap::Interrupt => {}
@@ -436,7 +438,9 @@ impl<M: Machine> Check<'_, M> {
             format_args!("a non-canonical RIP is refused with {trap:?}"),
         );
         process.context = initial.clone();
-        process.context.extended.0[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut extended = process.context.extended().clone();
+        extended.0[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        process.context.set_extended(extended);
         let trap = self.enter(&mut process);
         self.expect(
             trap == Trap::Exception { vector: 13, error_code: 0 },

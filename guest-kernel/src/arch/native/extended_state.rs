@@ -1,7 +1,8 @@
-//! User x87/SSE/AVX state: saved into the context whenever user mode stops and restored
-//! when it resumes ([`ExtendedState`], XSAVE layout, or the FXSAVE layout in its first 512
-//! bytes). The kernel is built soft-float and never touches these registers, so between
-//! the two the user's values simply stay in the processor.
+//! User x87/SSE/AVX state ([`ExtendedState`], XSAVE layout, or the FXSAVE layout in its
+//! first 512 bytes): restored when a context runs whose state the processor does not hold
+//! ([`RESIDENCE`]), saved when the kernel asks. The kernel is built soft-float and never
+//! touches these registers, so in between the user's values simply stay in the processor,
+//! across system calls, exceptions and interrupts.
 //!
 //! XSAVE where CPUID offers it, with XCR0 = x87 | SSE (| AVX): AVX's upper halves are
 //! user state too. FXSAVE otherwise — and under KVM: the project's KVM hosts are
@@ -14,7 +15,7 @@
 //! XSAVE header, so [`restore`] checks those first and refuses instead.
 
 use super::cpu::{cpuid, Features};
-use crate::arch::machine::{ExtendedState, EXTENDED_STATE_BYTES};
+use crate::arch::machine::{ExtendedResidence, ExtendedState, EXTENDED_STATE_BYTES};
 use spin::Once;
 use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::xcontrol::XCr0;
@@ -48,6 +49,9 @@ pub struct Method {
 }
 
 static METHOD: Once<Method> = Once::new();
+
+/// Whose extended state the processor holds (one processor).
+pub static RESIDENCE: ExtendedResidence = ExtendedResidence::new();
 
 impl Method {
     /// Bytes one save writes.

@@ -1,6 +1,8 @@
 //! Running user mode: [`enter`] loads a context into the processor (general registers,
-//! RIP and RFLAGS by `sysretq` or `iretq`, the FS base, the extended state) in an address
-//! space, and saves it back when user mode stops.
+//! RIP and RFLAGS by `sysretq` or `iretq`, the FS base, the extended state unless the
+//! processor holds it already) in an address space, and saves the general registers back
+//! when user mode stops (the extended state stays in the processor until
+//! [`save_extended`]).
 //!
 //! `sysretq` is faster, but loads RIP from RCX and RFLAGS from R11, and with a
 //! non-canonical RCX it faults in ring 0 on the user's stack on Intel processors (the
@@ -100,14 +102,14 @@ pub fn enter(space: AddressSpace, context: &mut UserContext) -> Trap {
         return GENERAL_PROTECTION;
     }
     loop {
+        if !canonical(context.registers.rip) || !canonical(context.registers.fs_base) {
+            return GENERAL_PROTECTION;
+        }
+        if !extended_state::RESIDENCE.load(context, |state| extended_state::restore(state).is_ok()) {
+            return GENERAL_PROTECTION;
+        }
         let registers = &mut context.registers;
-        if !canonical(registers.rip) || !canonical(registers.fs_base) {
-            return GENERAL_PROTECTION;
-        }
         registers.rflags = (registers.rflags & USER_FLAGS.bits()) | RFlags::INTERRUPT_FLAG.bits() | ALWAYS_ONE;
-        if extended_state::restore(&context.extended).is_err() {
-            return GENERAL_PROTECTION;
-        }
         load_segments(registers.fs_base);
         let nmi_blocked = NMI_BLOCKED.swap(false, Ordering::Relaxed);
         let sysret = registers.rip < USER_LIMIT
@@ -123,7 +125,6 @@ pub fn enter(space: AddressSpace, context: &mut UserContext) -> Trap {
         let fs_base = FsBase::read().as_u64();
         LOADED_FS_BASE.store(fs_base, Ordering::Relaxed);
         context.registers.fs_base = fs_base;
-        extended_state::save(&mut context.extended);
         // SAFETY: written by entry.s on a page fault from user mode, before returning here;
         // a plain u64 in .bss.
         let fault_address = unsafe { core::ptr::read_volatile(&raw const native_fault_address) };
@@ -146,4 +147,10 @@ pub fn enter(space: AddressSpace, context: &mut UserContext) -> Trap {
             return trap;
         }
     }
+}
+
+/// `Machine::save_extended`: writes the processor's extended state back into `context` if
+/// it holds that context's.
+pub fn save_extended(context: &mut UserContext) {
+    extended_state::RESIDENCE.save(context, extended_state::save);
 }

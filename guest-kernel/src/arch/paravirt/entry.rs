@@ -1,17 +1,19 @@
-//! The only asm of the paravirtual [`Machine`](crate::arch::machine::Machine): the way into
-//! guest-user mode and the one entry every event comes back through (SPEC.md §11.4, §18.4).
+//! The asm of the paravirtual [`Machine`](crate::arch::machine::Machine)'s user runs (the
+//! extended state's four instructions are `extended_state`'s): the way into guest-user
+//! mode and the one entry every event comes back through (SPEC.md §11.4, §18.4).
 //!
-//! * [`run`] saves the kernel's callee-saved registers and stack pointer, restores the
-//!   process's extended state, loads its general registers and `iret`s (hypercall 23) to
-//!   guest-user mode with IF = 1, so events are unmasked there.
+//! * [`run`] saves the kernel's callee-saved registers and stack pointer, loads the
+//!   process's general registers and `iret`s (hypercall 23) to guest-user mode with IF = 1,
+//!   so events are unmasked there.
 //! * Every exception vector, the system-call callback and the event callback point at one
 //!   entry. For an event from guest-user mode the hypervisor has put the frame on the
 //!   [`EVENT_STACK`] (registered once with `stack_switch`): the entry stores the general
 //!   registers the frame does not hold into the context, masks events (a `syscall` or an
-//!   exception leaves them as user mode had them: on), saves the extended state, and
-//!   returns from [`run`] on the kernel stack [`run`] left, with the frame's address.
-//!   Nothing else runs on the way, so a round trip costs two hypervisor entries: the
-//!   event and the `iret`.
+//!   exception leaves them as user mode had them: on), and returns from [`run`] on the
+//!   kernel stack [`run`] left, with the frame's address. Nothing else runs on the way, so
+//!   a round trip costs two hypervisor entries: the event and the `iret`. The extended
+//!   state is not touched: it stays in the registers (`user_run` loads it when another
+//!   process's is there).
 //! * An event from guest-kernel mode is either an upcall (the kernel runs masked, so it
 //!   comes only where the kernel waits in `sched_op(BLOCK)`, or at the first instructions
 //!   of this entry, before the mask store): it is acknowledged and the entry returns to
@@ -30,7 +32,7 @@ use guest_rt::trap::ShowFrame;
 
 use super::extended_state::Format;
 use super::interrupts;
-use crate::arch::machine::UserContext;
+use crate::arch::machine::{ExtendedResidence, UserContext};
 
 /// The crash code of an exception in guest-kernel mode (guest-rt uses 1 for a panic, 2 for
 /// a bad start info, 3 and 4 for its own unhandled traps).
@@ -70,6 +72,7 @@ pub static EVENT_STACK: EventStack = EventStack {
         fs_base: AtomicU64::new(0),
         unreported: AtomicBool::new(false),
         armed_deadline: AtomicU64::new(0),
+        extended: ExtendedResidence::new(),
     },
 };
 
@@ -91,7 +94,7 @@ pub struct RunState {
     /// The address of the shared-info page (the start-info page says it, but reading it
     /// there would touch two more pages per run).
     shared_info: AtomicU64,
-    /// The XSAVE/XRSTOR component mask (EDX:EAX), or 0 to use FXSAVE/FXRSTOR.
+    /// The XSAVE/XRSTOR component mask, or 0 to use FXSAVE/FXRSTOR.
     xsave_mask: AtomicU64,
     /// The MXCSR bits the CPU accepts (with `xsave_mask`: the extended-state [`Format`]).
     mxcsr_mask: AtomicU32,
@@ -106,6 +109,8 @@ pub struct RunState {
     /// The deadline `set_timer_op` was last given, until its expiry is acknowledged (0 =
     /// none armed); `interrupts` keeps it.
     pub armed_deadline: AtomicU64,
+    /// Whose extended state the registers hold; `user_run` and `save_extended` keep it.
+    pub extended: ExtendedResidence,
 }
 
 const _: () = assert!(
@@ -165,7 +170,7 @@ pub fn address() -> u64 {
 /// (which are in the frame's `iret`).
 ///
 /// The caller has made the process's space the user root, its FS base the live one, and
-/// its RIP, RSP and extended state acceptable to the hypervisor and the CPU; events are
+/// its RIP and RSP acceptable to the hypervisor and its extended state loaded; events are
 /// masked; the entry is registered with `stack_switch` on [`EVENT_STACK`] and [`configure`]d.
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub fn run(context: &mut UserContext) -> ExceptionFrame {
@@ -178,8 +183,7 @@ pub fn run(context: &mut UserContext) -> ExceptionFrame {
     // between, only the stub and the hypervisor touch the context (through the pointer,
     // exclusively borrowed for the call), the event stack, and the kernel stack below
     // this frame, which Rust does not use until the call returns. Extended state is the
-    // process's in user mode and is saved before kernel code runs (the kernel is
-    // soft-float and never touches it anyway).
+    // process's before and after (the stub and the kernel, soft-float, never touch it).
     let frame = unsafe { paravirt_enter_user((context as *mut UserContext).cast()) };
     // SAFETY: the entry returns the frame the hypervisor wrote on the event stack; it
     // stays there until the next event from guest-user mode, which needs another run.
@@ -230,7 +234,6 @@ mod offsets {
     use crate::arch::machine::{UserContext, UserRegisters};
 
     const REGISTERS: usize = offset_of!(UserContext, registers);
-    pub const EXTENDED: usize = offset_of!(UserContext, extended);
     pub const RAX: usize = REGISTERS + offset_of!(UserRegisters, rax);
     pub const RBX: usize = REGISTERS + offset_of!(UserRegisters, rbx);
     pub const RCX: usize = REGISTERS + offset_of!(UserRegisters, rcx);
@@ -271,22 +274,19 @@ mod offsets {
     pub const SHARED_INFO: usize = STATE + offset_of!(RunState, shared_info);
     // vcpu_info[0] is at the start of the page.
     pub const UPCALL_MASK: usize = offset_of!(guest_rt::abi::shared_info::VcpuInfo, upcall_mask);
-    pub const XSAVE_MASK: usize = STATE + offset_of!(RunState, xsave_mask);
 
     // The entry tests the FROM_USER bit with a byte access.
     const _: () = assert!(guest_rt::abi::trap::exception_flags::FROM_USER == 1);
-    // XSAVE needs a 64-byte aligned area.
-    const _: () = assert!(EXTENDED.is_multiple_of(64) && align_of::<UserContext>() >= 64);
 }
 
 // paravirt_enter_user(context: *mut UserContext) -> *const ExceptionFrame
 //   Saves RBP RBX R12–R15, RSP (RunState::kernel_rsp) and the context (::context),
-//   restores the extended state, builds the IretFrame below RSP (CS/SS user, RFLAGS
+//   builds the IretFrame below RSP (CS/SS user, RFLAGS
 //   restricted to what a frame may carry, with IF and bit 1 set), loads the general
 //   registers and issues iret. Returns through paravirt_event_entry.
 // paravirt_event_entry (RSP = the ExceptionFrame, RSP = 8 mod 16)
 //   From guest-user mode: stores RBX RDX RSI RDI RBP R8–R10 R12–R15 into the context,
-//   masks events, saves the extended state, and returns the frame's address from
+//   masks events, and returns the frame's address from
 //   paravirt_enter_user. From guest-kernel mode: EVENT_VECTOR → kernel_upcall, then
 //   iret to the interrupted code (RAX, RCX, R11 come back from the frame); anything else
 //   → kernel_exception.
@@ -304,17 +304,6 @@ core::arch::global_asm!(
     "push r15",
     "mov qword ptr [rip + {state} + {kernel_rsp}], rsp",
     "mov qword ptr [rip + {state} + {context}], rdi",
-    "mov rcx, qword ptr [rip + {state} + {xsave_mask}]",
-    "test rcx, rcx",
-    "jz 2f",
-    "mov eax, ecx",
-    "shr rcx, 32",
-    "mov edx, ecx",
-    "xrstor64 [rdi + {extended}]",
-    "jmp 3f",
-    "2:",
-    "fxrstor64 [rdi + {extended}]",
-    "3:",
     "sub rsp, {iret_bytes}",
     "mov rax, qword ptr [rdi + {rax}]",
     "mov qword ptr [rsp + {iret_rax}], rax",
@@ -369,18 +358,6 @@ core::arch::global_asm!(
     "mov qword ptr [rax + {r15}], r15",
     "mov rbx, qword ptr [rip + {state} + {shared_info}]",
     "mov byte ptr [rbx + {upcall_mask}], 1",
-    "lea rdi, [rax + {extended}]",
-    "mov rcx, qword ptr [rip + {state} + {xsave_mask}]",
-    "test rcx, rcx",
-    "jz 4f",
-    "mov eax, ecx",
-    "shr rcx, 32",
-    "mov edx, ecx",
-    "xsave64 [rdi]",
-    "jmp 6f",
-    "4:",
-    "fxsave64 [rdi]",
-    "6:",
     "mov rax, rsp",
     "mov rsp, qword ptr [rip + {state} + {kernel_rsp}]",
     "pop r15",
@@ -426,8 +403,6 @@ core::arch::global_asm!(
     context = const offsets::CONTEXT,
     shared_info = const offsets::SHARED_INFO,
     upcall_mask = const offsets::UPCALL_MASK,
-    xsave_mask = const offsets::XSAVE_MASK,
-    extended = const offsets::EXTENDED,
     rax = const offsets::RAX,
     rbx = const offsets::RBX,
     rcx = const offsets::RCX,

@@ -4,6 +4,11 @@
 //! restore: the kernel may hand back an area it changed (a signal frame the process wrote),
 //! and a bad MXCSR or XSAVE header would be a #GP in the kernel instead of the process's
 //! problem.
+//!
+//! Both happen only when the processor's registers change hands
+//! ([`ExtendedResidence`](crate::arch::machine::ExtendedResidence)): the hypervisor keeps a
+//! domain's registers across hypercalls, events and `iret` (SPEC.md §14) and the kernel is
+//! soft-float, so a process's values simply stay in them while the kernel serves it.
 
 use core::fmt;
 
@@ -64,6 +69,80 @@ impl fmt::Display for Format {
         }
     }
 }
+
+/// Loads `state` into the registers, after making it restorable.
+pub fn restore(format: Format, state: &mut ExtendedState) {
+    format.sanitize(state);
+    #[cfg(all(target_arch = "x86_64", target_os = "none"))]
+    {
+        let area = state.0.as_ptr();
+        match format.xsave_mask {
+            // SAFETY: the area is 64-byte aligned (ExtendedState's alignment) and 1024
+            // bytes, more than XSAVE's x87+SSE+AVX layout; the mask names only components
+            // XCR0 has (`detect` read them there), and `sanitize` left a header and an
+            // MXCSR XRSTOR accepts. The vector registers it writes are caller-saved in the
+            // C ABI the stub has (and the kernel, soft-float, holds nothing in them).
+            Some(mask) => unsafe { paravirt_xrstor(area, mask) },
+            // SAFETY: 16-byte aligned and at least 512 bytes; `sanitize` left an MXCSR
+            // FXRSTOR accepts (the only field it faults on).
+            None => unsafe { paravirt_fxrstor(area) },
+        }
+    }
+}
+
+/// Saves the registers into `state`.
+pub fn save(format: Format, state: &mut ExtendedState) {
+    #[cfg(all(target_arch = "x86_64", target_os = "none"))]
+    {
+        let area = state.0.as_mut_ptr();
+        match format.xsave_mask {
+            // SAFETY: 64-byte aligned, large enough (see `restore`) and exclusively
+            // borrowed; the mask names only enabled components.
+            Some(mask) => unsafe { paravirt_xsave(area, mask) },
+            // SAFETY: 16-byte aligned, at least 512 bytes, exclusively borrowed.
+            None => unsafe { paravirt_fxsave(area) },
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "none")))]
+    let _ = (format, state);
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+extern "C" {
+    fn paravirt_xsave(area: *mut u8, mask: u64);
+    fn paravirt_xrstor(area: *const u8, mask: u64);
+    fn paravirt_fxsave(area: *mut u8);
+    fn paravirt_fxrstor(area: *const u8);
+}
+
+// RDI = the area, RSI = the XSAVE component mask (EDX:EAX for the instruction).
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+core::arch::global_asm!(
+    ".pushsection .text.paravirt_extended_state, \"ax\", @progbits",
+    ".global paravirt_xsave",
+    "paravirt_xsave:",
+    "mov eax, esi",
+    "mov rdx, rsi",
+    "shr rdx, 32",
+    "xsave64 [rdi]",
+    "ret",
+    ".global paravirt_xrstor",
+    "paravirt_xrstor:",
+    "mov eax, esi",
+    "mov rdx, rsi",
+    "shr rdx, 32",
+    "xrstor64 [rdi]",
+    "ret",
+    ".global paravirt_fxsave",
+    "paravirt_fxsave:",
+    "fxsave64 [rdi]",
+    "ret",
+    ".global paravirt_fxrstor",
+    "paravirt_fxrstor:",
+    "fxrstor64 [rdi]",
+    "ret",
+    ".popsection",
+);
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     let mut word = [0; 4];

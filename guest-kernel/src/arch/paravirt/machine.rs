@@ -200,4 +200,8 @@ impl Machine for ParavirtMachine {
     fn enter_user(&self, space: AddressSpace, context: &mut UserContext) -> Trap {
         user_run::enter_user(space, context)
     }
+
+    fn save_extended(&self, context: &mut UserContext) {
+        user_run::save_extended(context);
+    }
 }

@@ -6,7 +6,9 @@
 //! `set_segment_base(FS)` only when its FS base is not the live one. The hypervisor
 //! reloads the recorded FS base on every mode change (SPEC.md §11.6), and user mode has
 //! no way to change the record, so the base the context holds stays true without being
-//! read back.
+//! read back. Likewise the extended state is loaded only when the registers hold another
+//! context's (a process switch, or a state the kernel replaced): the hypervisor preserves
+//! them across the run's hypercalls and events (SPEC.md §14).
 
 use core::sync::atomic::Ordering;
 
@@ -16,7 +18,7 @@ use guest_rt::hypercall::HYPERVISOR;
 use guest_rt::trap::ShowFrame;
 
 use super::entry::{self, KERNEL_EXCEPTION_CRASH_CODE};
-use super::{interrupts, spaces};
+use super::{extended_state, interrupts, spaces};
 use crate::arch::machine::{Access, AddressSpace, Trap, UserContext, USER_LIMIT};
 
 /// Runs `context` in `space` until user mode stops, and says why. An interrupt the kernel
@@ -26,8 +28,8 @@ use crate::arch::machine::{Access, AddressSpace, Trap, UserContext, USER_LIMIT};
 /// What the hypervisor would refuse by killing the domain, or the CPU by faulting in the
 /// kernel, never reaches them: a RIP outside user space is a page fault at it (nothing
 /// can be mapped there for the process), an RSP outside user space or a non-canonical FS
-/// base a #GP, a space `create_space` did not make a page fault at RIP; the extended state
-/// is made restorable (`Format::sanitize`) and RFLAGS restricted by the entry.
+/// base a #GP, a space `create_space` did not make a page fault at RIP; an extended state
+/// to load is made restorable (`Format::sanitize`) and RFLAGS restricted by the entry.
 pub fn enter_user(space: AddressSpace, context: &mut UserContext) -> Trap {
     if interrupts::take_unreported() {
         return Trap::Interrupt;
@@ -51,7 +53,10 @@ pub fn enter_user(space: AddressSpace, context: &mut UserContext) -> Trap {
         }
         entry::state().fs_base.store(fs_base, Ordering::Release);
     }
-    entry::format().sanitize(&mut context.extended);
+    entry::state().extended.load(context, |state| {
+        extended_state::restore(entry::format(), state);
+        true
+    });
     let frame = entry::run(context);
     let registers = &mut context.registers;
     registers.rax = frame.iret.rax;
@@ -91,4 +96,11 @@ fn trap_of(frame: &ExceptionFrame) -> Trap {
             guest_rt::hypercall::crash(KERNEL_EXCEPTION_CRASH_CODE)
         }
     }
+}
+
+/// `Machine::save_extended`: writes the registers back into `context` if they hold its
+/// state.
+pub fn save_extended(context: &mut UserContext) {
+    let format = entry::format();
+    entry::state().extended.save(context, |state| extended_state::save(format, state));
 }

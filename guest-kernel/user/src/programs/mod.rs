@@ -16,6 +16,7 @@ pub mod proc;
 pub mod signal;
 pub mod time;
 pub mod vdso;
+pub mod vector;
 
 /// A program's entry point: it gets its arguments after its name.
 pub type Main = fn(&[String]) -> ExitCode;
@@ -33,6 +34,7 @@ pub const PROGRAMS: &[(&str, Main)] = &[
     ("command", command::main),
     ("fs", fs::main),
     ("time", time::main),
+    ("vector", vector::main),
     ("vdso", vdso::main),
     ("fork-bomb", fork_bomb::main),
     ("memory-hog", memory_hog::main),
