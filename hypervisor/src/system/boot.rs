@@ -236,6 +236,7 @@ impl<P: Platform> System<P> {
             memory: Some(built.memory),
             extended_state: self.platform.new_extended_state(),
             wait: Wait::Nothing,
+            timer_expired: false,
             entered: false,
             input: InputRing::new(),
             continuation: None,

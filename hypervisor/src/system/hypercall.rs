@@ -258,7 +258,8 @@ impl<P: Platform> System<P> {
                 let shared = self.domains[current].memory.as_ref().expect("running").shared_info_frame();
                 // BLOCK re-enables events atomically with going to sleep (SPEC.md §20.2).
                 upcall::set_upcall_mask(&mut self.memory, shared, false);
-                if upcall::upcall_pending(&self.memory, shared) {
+                let timer_expired = core::mem::take(&mut self.domains[current].timer_expired);
+                if timer_expired || upcall::upcall_pending(&self.memory, shared) {
                     return self.finish_return(frame);
                 }
                 self.sleep(frame, Wait::Event)

@@ -75,6 +75,11 @@ pub struct Domain<E> {
     pub extended_state: E,
     /// What it sleeps for, if blocked.
     pub wait: Wait,
+    /// Its timer expired while it was neither blocked nor polling, and no `BLOCK` has
+    /// returned for it since: the next `BLOCK` returns at once (SPEC.md §20.2). Without it
+    /// a timer reached before `BLOCK` — as a deadline a moment ahead easily is — would be
+    /// lost to a domain with `VIRQ_TIMER` unbound, which would sleep for good.
+    pub timer_expired: bool,
     /// Whether it has run at all (for the boot line that all domains have).
     pub entered: bool,
     /// Console input not yet read (SPEC.md §21).

@@ -676,3 +676,33 @@ fn a_cancelled_timer_never_fires_but_an_expired_one_stays_raised() {
     assert!(upcall::is_pending(&fixture.0.memory, shared_info(&fixture.0, 0), port), "expiry first: raised");
     assert_eq!(fixture.0.timers.earliest(), None);
 }
+
+#[test]
+fn a_timer_that_expires_before_block_ends_that_block() {
+    // VIRQ_TIMER unbound, as the fuzz witness has it: the expiry leaves no pending bit,
+    // so only the hypervisor can remember it for the BLOCK that follows.
+    let mut fixture = boot(1);
+    fixture.0.platform.tsc = 5_000_000;
+    // A deadline already reached expires inside the call.
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [4_000_000, 0, 0, 0]);
+    assert_eq!(fixture.0.timers.earliest(), None, "expired in the call");
+    let step = hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0, 0]);
+    assert!(matches!(step, Step::Resume(_)), "the BLOCK returns at once, not {step:?}");
+    assert_eq!(fixture.1.rax, 0);
+    // A deadline reached while the domain runs: its interrupt finds it awake.
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [6_000_000, 0, 0, 0]);
+    let (system, frame) = &mut fixture;
+    system.platform.armed = None;
+    system.platform.tsc = 6_000_000;
+    system.timer_interrupt(frame);
+    assert!(matches!(system.domains[0].wait, Wait::Nothing));
+    let step = hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0, 0]);
+    assert!(matches!(step, Step::Resume(_)), "the BLOCK returns at once, not {step:?}");
+    // Each expiry ends one BLOCK: the next sleeps until its own timer.
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [7_000_000, 0, 0, 0]);
+    assert_eq!(hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::BLOCK, 0, 0, 0]), Step::Idle);
+    let (system, frame) = &mut fixture;
+    system.platform.tsc = 7_000_000;
+    assert!(matches!(system.resume_after_idle(frame), Step::Resume(_)));
+    assert!(!system.domains[0].timer_expired, "a BLOCK woken by its timer leaves nothing behind");
+}

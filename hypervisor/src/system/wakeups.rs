@@ -93,6 +93,12 @@ impl<P: Platform> System<P> {
         for index in timers.expired(now_ns) {
             let id = wakeups.domains[index].id;
             events.raise_virq(id, virq::TIMER, &mut wakeups);
+            // The raise may have woken it already; a domain still awake keeps the expiry
+            // for its next BLOCK.
+            let domain = &mut wakeups.domains[index];
+            if matches!(domain.wait, Wait::Nothing) {
+                domain.timer_expired = true;
+            }
             wakeups.wake_index(index);
         }
         // A poller woken by a port keeps its deadline until it expires here, harmlessly:

@@ -1,7 +1,7 @@
 //! Sequences of related calls whose results are known exactly (SPEC.md §12, §17, §19,
 //! §20): a port allocated then closed twice, a loopback channel, channels to the other
 //! fuzzers, memory populated, mapped, written, released and touched again, a space created
-//! and destroyed twice, a poll on a raised port.
+//! and destroyed twice, a poll on a raised port, a timer a moment ahead then `BLOCK`.
 
 use super::{gfn_slot, Call, Fuzzer, Shown, WINDOW, WINDOW_PAGES};
 use crate::support;
@@ -13,7 +13,7 @@ use guest_rt::abi::Errno;
 use guest_rt::events::shared_info;
 
 /// How many kinds of sequence there are.
-pub const KINDS: u64 = 6;
+pub const KINDS: u64 = 7;
 
 /// Runs sequence `kind` (0..KINDS).
 pub fn run(fuzzer: &mut Fuzzer, kind: u64) {
@@ -24,7 +24,8 @@ pub fn run(fuzzer: &mut Fuzzer, kind: u64) {
         2 => peer_channels(fuzzer),
         3 => map_release_touch(fuzzer),
         4 => space_destroyed_twice(fuzzer),
-        _ => poll_raised_port(fuzzer),
+        5 => poll_raised_port(fuzzer),
+        _ => timer_then_block(fuzzer),
     }
 }
 
@@ -296,4 +297,19 @@ fn poll_raised_port(fuzzer: &mut Fuzzer) {
     if shared_info().is_pending(port as u32) {
         fuzzer.fail(&event(event_cmd::CLOSE, port, 0), Ok(0), "CLOSE must clear the pending bit");
     }
+}
+
+/// `set_timer_op` 20-500 us ahead, then `BLOCK`: it returns 0 whether the deadline came
+/// before the `BLOCK` (often, under emulation) or after (SPEC.md §19.4, §20.2) — a timer
+/// reached first once left the domain asleep for good. The event callback is unregistered
+/// first and events masked again after: `BLOCK` unmasks them, and the callback may be a
+/// fuzzed address.
+fn timer_then_block(fuzzer: &mut Fuzzer) {
+    expect(fuzzer, Call::new(Hypercall::SET_CALLBACKS, &[0, 0]), Ok(0));
+    // Events stay masked and nothing reads them: clear the summary flag so BLOCK sleeps.
+    shared_info().set_upcall_pending(0);
+    let deadline = guest_rt::time::now() + 20_000 + fuzzer.random.below(480_001);
+    expect(fuzzer, Call::new(Hypercall::SET_TIMER_OP, &[deadline]), Ok(0));
+    expect(fuzzer, Call::new(Hypercall::SCHED_OP, &[sched_cmd::BLOCK]), Ok(0));
+    shared_info().set_upcall_mask(1);
 }
