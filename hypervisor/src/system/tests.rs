@@ -18,6 +18,7 @@ use crate::trap::frame::TrapFrame;
 use hypercall_abi::event::{event_cmd, virq};
 use hypercall_abi::exit::ExitStatus;
 use hypercall_abi::hypercall::{sched_cmd, shutdown_reason, Hypercall};
+use hypercall_abi::trap::vector;
 use spin::Mutex;
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -705,4 +706,71 @@ fn a_timer_that_expires_before_block_ends_that_block() {
     system.platform.tsc = 7_000_000;
     assert!(matches!(system.resume_after_idle(frame), Step::Resume(_)));
     assert!(!system.domains[0].timer_expired, "a BLOCK woken by its timer leaves nothing behind");
+}
+
+/// Writes `bytes` into a writable page of the guest's (below its stack) and returns where.
+fn plant_code(fixture: &mut Fixture, bytes: &[u8]) -> u64 {
+    let address = fixture.1.rsp - 1024;
+    let (system, _) = fixture;
+    let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+    guest_memory::copy_to_guest(&mut system.memory, space, address, bytes).unwrap();
+    address
+}
+
+/// The exception frame the guest kernel was given at `frame.rsp`.
+fn delivered_frame(system: &System<FakePlatform>, rsp: u64) -> hypercall_abi::trap::ExceptionFrame {
+    let mut delivered = hypercall_abi::trap::ExceptionFrame::new_zeroed();
+    let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+    guest_memory::copy_from_guest(&system.memory, space, rsp, delivered.as_mut_bytes()).unwrap();
+    delivered
+}
+
+#[test]
+fn a_misdelivered_int_n_is_refused_at_the_instruction_like_a_refused_gate() {
+    // A PVM host reports `int 4` and `int 0x80` through its own ring-3 gates: vector n,
+    // RIP after the instruction. The guest must see what any host gives: #GP(n*8+2) at it.
+    for number in [4u8, 0x80] {
+        let mut fixture = boot(2);
+        let handler = install_handler(&mut fixture, vector::GENERAL_PROTECTION);
+        let at = plant_code(&mut fixture, &[0xcd, number]);
+        let (system, frame) = &mut fixture;
+        frame.rip = at + 2;
+        frame.vector = u64::from(number);
+        assert!(matches!(system.exception(frame), Step::Resume(_)));
+        assert_eq!((system.current, frame.rip), (0, handler), "vector {number}: delivered to the #GP handler");
+        let delivered = delivered_frame(system, frame.rsp);
+        assert_eq!(
+            (delivered.vector, delivered.error_code, delivered.iret.rip),
+            (u64::from(vector::GENERAL_PROTECTION), u64::from(number) * 8 + 2, at),
+            "vector {number}: #GP naming the gate, at the instruction"
+        );
+    }
+}
+
+#[test]
+fn a_misdelivered_int_n_the_trap_table_grants_reaches_its_handler_after_the_instruction() {
+    let mut fixture = boot(2);
+    let handler = install_handler(&mut fixture, 4);
+    let at = plant_code(&mut fixture, &[0xcd, 4]);
+    let (system, frame) = &mut fixture;
+    frame.rip = at + 2;
+    frame.vector = 4;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert_eq!((system.current, frame.rip), (0, handler));
+    let delivered = delivered_frame(system, frame.rsp);
+    assert_eq!((delivered.vector, delivered.iret.rip), (4, at + 2), "vector 4, resuming after the int");
+}
+
+#[test]
+fn an_unhandled_interrupt_vector_without_an_int_n_before_it_is_not_the_guests() {
+    let mut fixture = boot(2);
+    let handler = install_handler(&mut fixture, vector::GENERAL_PROTECTION);
+    // `int 0x41` before RIP names another vector: a stray interrupt, not this instruction.
+    let at = plant_code(&mut fixture, &[0xcd, 0x41]);
+    let (system, frame) = &mut fixture;
+    frame.rip = at + 2;
+    frame.vector = 0x40;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert_eq!((system.current, frame.rip), (0, at + 2), "resumed where it was, nothing delivered");
+    assert_ne!(frame.rip, handler);
 }

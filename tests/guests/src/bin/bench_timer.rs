@@ -24,7 +24,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use conformance_guests::argument;
-use events_support::{Accel, Micros};
+use conformance_guests::Accel;
+use events_support::Micros;
 use guest_rt::abi::StartInfo;
 use guest_rt::events;
 use guest_rt::println;

@@ -15,7 +15,8 @@ mod events_support;
 
 use conformance_guests::argument;
 use conformance_guests::words;
-use events_support::{connect, count, count_on, wait_count, Accel, Micros};
+use conformance_guests::Accel;
+use events_support::{connect, count, count_on, wait_count, Micros};
 use guest_rt::abi::event::status;
 use guest_rt::abi::{Errno, StartInfo};
 use guest_rt::events::{self, Port, SELF};

@@ -63,7 +63,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use conformance_guests::{argument, words};
+use conformance_guests::{argument, words, Accel};
 use guest_rt::abi::layout::HYPERVISOR_START;
 use guest_rt::abi::trap::{vector, IretFrame, KERNEL_CS, KERNEL_SS};
 use guest_rt::abi::{Hypercall, StartInfo, ABI_VERSION};
@@ -457,13 +457,34 @@ extern "C" {
     static hardening_int_table: [u8; 1024];
 }
 
+/// Vectors whose `int n` a PVM-based KVM host (the "KVM" of this project's machines)
+/// mangles before the hypervisor sees anything: `int 0x17` and `int 0x19` arrive as #GP(0)
+/// after the instruction, and `int 0x1a` never reaches the hypervisor at all and comes back
+/// with the guest's registers changed. No hypervisor can present SPEC.md's events for
+/// these on such a host, so under KVM they are left out, and named, not judged.
+const HOST_MANGLED_UNDER_KVM: &[u64] = &[0x17, 0x19, 0x1a];
+
+/// Writes numbers as `[0x17, 0x19]`.
+struct HexList<'a>(&'a [u64]);
+
+impl core::fmt::Display for HexList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("[")?;
+        for (index, number) in self.0.iter().enumerate() {
+            write!(f, "{}{number:#x}", if index == 0 { "" } else { ", " })?;
+        }
+        f.write_str("]")
+    }
+}
+
 fn int_vectors(reporter: &mut Reporter) {
     if reporter.expect_ok(trap::set_handler(vector::GENERAL_PROTECTION, record_gp), "#GP handler").is_none() {
         return;
     }
+    let skipped = if Accel::detect() == Accel::Kvm { HOST_MANGLED_UNDER_KVM } else { &[] };
     let table = &raw const hardening_int_table as u64;
     let mut right = 0;
-    for n in 0..=255u64 {
+    for n in (0..=255u64).filter(|n| !skipped.contains(n)) {
         let stub = table + 4 * n;
         RESUME.store(stub + 2, Ordering::Relaxed);
         // SAFETY: the stub is `int n; ret`; the #GP handler (the only vector with a
@@ -479,7 +500,10 @@ fn int_vectors(reporter: &mut Reporter) {
             right += 1;
         }
     }
-    println!("int n: {right} of 256 vectors delivered as SPEC.md §4.4 says");
+    if !skipped.is_empty() {
+        println!("int n: not judged on this KVM host, which mangles them itself: {}", HexList(skipped));
+    }
+    println!("int n: {right} of {} vectors delivered as SPEC.md §4.4 says", 256 - skipped.len());
 }
 
 // ---- timer deadlines near u64::MAX --------------------------------------------------------------

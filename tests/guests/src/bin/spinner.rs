@@ -29,7 +29,8 @@
 mod events_support;
 
 use conformance_guests::argument;
-use events_support::{Accel, Micros, Turns};
+use conformance_guests::Accel;
+use events_support::{Micros, Turns};
 use guest_rt::abi::StartInfo;
 use guest_rt::println;
 use guest_rt::test::Reporter;

@@ -25,7 +25,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use conformance_guests::argument;
 use conformance_guests::words;
-use events_support::{count, wait_count, Accel, Link, Micros};
+use conformance_guests::Accel;
+use events_support::{count, wait_count, Link, Micros};
 use guest_rt::abi::StartInfo;
 use guest_rt::events::{self, Port};
 use guest_rt::hypercall::HYPERVISOR;

@@ -21,7 +21,8 @@ mod events_support;
 
 use conformance_guests::argument;
 use conformance_guests::words;
-use events_support::{count, count_on, Accel, Micros};
+use conformance_guests::Accel;
+use events_support::{count, count_on, Micros};
 use guest_rt::abi::event::virq;
 use guest_rt::abi::StartInfo;
 use guest_rt::events::{self, Port};

@@ -153,52 +153,6 @@ impl Link {
     }
 }
 
-/// The accelerator QEMU runs the machine with, from the hypervisor CPUID leaf the guest
-/// can read (QEMU's KVM mode says "KVMKVMKVM"); timing bounds depend on it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Accel {
-    /// Hardware (or PVM) virtualization: tight bounds.
-    Kvm,
-    /// Anything else (TCG emulation): loose bounds.
-    Other,
-}
-
-impl Accel {
-    /// Reads CPUID 0x40000000's signature.
-    pub fn detect() -> Self {
-        // SAFETY: CPUID exists on every x86_64 CPU and only reads identification data.
-        // `__cpuid` is a safe function on newer toolchains and unsafe before: the block
-        // keeps the crate building at the workspace's rust-version.
-        #[allow(unused_unsafe)]
-        let leaf = unsafe { core::arch::x86_64::__cpuid(0x4000_0000) };
-        let mut signature = [0u8; 12];
-        signature[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
-        signature[4..8].copy_from_slice(&leaf.ecx.to_le_bytes());
-        signature[8..].copy_from_slice(&leaf.edx.to_le_bytes());
-        if signature.starts_with(b"KVMKVMKVM") {
-            Accel::Kvm
-        } else {
-            Accel::Other
-        }
-    }
-
-    /// `kvm` when tight, `tcg` otherwise (for the log).
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Kvm => "kvm",
-            Accel::Other => "tcg",
-        }
-    }
-
-    /// `tight` under KVM, `loose` otherwise.
-    pub fn pick(self, tight: u64, loose: u64) -> u64 {
-        match self {
-            Accel::Kvm => tight,
-            Accel::Other => loose,
-        }
-    }
-}
-
 /// Microseconds with three decimals, for the log.
 pub struct Micros(pub u64);
 
