@@ -262,6 +262,14 @@ mod tests {
     }
 
     #[test]
+    fn the_hypervisor_range_is_the_spec_s() {
+        use crate::layout::{HYPERVISOR_END, HYPERVISOR_START};
+        let flat = SPEC.replace('\n', " ");
+        let range = format!("`{:#x}` – `{:#x}`", HYPERVISOR_START, HYPERVISOR_END - 1);
+        assert!(flat.replace('_', "").contains(&range), "SPEC.md §3.1: {range}");
+    }
+
+    #[test]
     fn the_scanner_sees_each_form_and_a_drifted_value() {
         let text = "| RDI `cmd` | 0 = `YIELD`, 2 = `SHUTDOWN` |\n| `CLOSED` (0) | x |\n| 4 `CLOSE` | y |\n\
                     `RFLAGS_GUEST_SETTABLE` (0x240fd7: CF)\n";
