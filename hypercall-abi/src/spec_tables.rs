@@ -199,6 +199,12 @@ mod tests {
                 assert!(listed || SPEC.contains(&format!("`{name}` ({value})")), "{name} ({value})");
             }
         }
+        // And the other way: an errno the text names outside the table is one the crate names.
+        let unlisted: Vec<Claim> = claims(SPEC).into_iter().filter(|claim| claim.name == "E2BIG").collect();
+        assert!(!unlisted.is_empty(), "SPEC.md no longer names `E2BIG` (7)");
+        for claim in unlisted {
+            assert_eq!(Errno(claim.value as i64).name(), Some("E2BIG"), "SPEC.md line {}", claim.line);
+        }
     }
 
     #[test]
