@@ -95,6 +95,8 @@ mod tests {
         assert_eq!(format!("{:?}", Errno::ENOMEM), "ENOMEM (12)");
         assert_eq!(format!("{:?}", Err::<(), _>(Errno::EFAULT)), "Err(EFAULT (14))");
         assert_eq!(format!("{:?}", Errno(99)), "Errno(99)");
+        assert_eq!(format!("{}", Errno::ENOMEM), "ENOMEM");
+        assert_eq!(format!("{}", Errno(99)), "errno 99");
     }
 
     #[test]

@@ -68,3 +68,18 @@ pub mod virq {
 pub const fn split_status(value: u64) -> (u64, u64, u64) {
     (value & 0xff, (value >> 8) & 0xff_ffff, value >> 32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_splits_at_the_spec_s_bit_boundaries() {
+        // SPEC.md §17: state bits 0-7, remote_domain bits 8-31, remote bits 32-63.
+        let packed = status::INTERDOMAIN | 0xab_cdef << 8 | 0x1234_5678 << 32;
+        assert_eq!(split_status(packed), (status::INTERDOMAIN, 0xab_cdef, 0x1234_5678));
+        assert_eq!(split_status(u64::MAX), (0xff, 0xff_ffff, 0xffff_ffff));
+        assert_eq!(split_status(0x1ff), (0xff, 1, 0));
+        assert_eq!(split_status(1 << 32), (0, 0, 1));
+    }
+}

@@ -94,4 +94,25 @@ mod tests {
         assert_eq!(ExitStatus::SUCCESS.worst(ExitStatus::CRASHED), ExitStatus::CRASHED);
         assert_eq!(ExitStatus::REFUSED.worst(ExitStatus::KILLED), ExitStatus::REFUSED);
     }
+
+    #[test]
+    fn each_status_has_its_own_summary() {
+        // SPEC.md §10 words these as table meanings, not fixed text; the summaries are
+        // what `cargo xtask run` prints, pinned so a change to one is deliberate.
+        let texts = [
+            (ExitStatus::SUCCESS, "all domains powered off with code 0"),
+            (ExitStatus::NONZERO_CODE, "a domain powered off with a nonzero code"),
+            (ExitStatus::CRASHED, "a domain crashed"),
+            (ExitStatus::KILLED, "a domain was killed by the hypervisor"),
+            (ExitStatus::REFUSED, "an image or domain was refused"),
+            (ExitStatus::NOTHING_TO_RUN, "nothing to run"),
+            (ExitStatus::HYPERVISOR_PANIC, "hypervisor panic"),
+            (ExitStatus(6), "unknown status"),
+        ];
+        for (status, text) in texts {
+            assert_eq!(status.describe(), text, "{status:?}");
+        }
+        assert_eq!(ExitStatus::DEBUG_EXIT_PORT, 0xf4);
+        assert_eq!(ExitStatus::SUCCESS.device_value(), 16);
+    }
 }

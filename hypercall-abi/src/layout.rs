@@ -64,5 +64,15 @@ mod tests {
         assert!(!is_guest_range(u64::MAX, 2));
         assert!(is_guest_range(u64::MAX, 1));
         assert!(!is_guest_range(0x0000_8000_0000_0000, 0));
+        // An empty range is a guest range exactly where its start address could be one.
+        assert!(is_guest_range(0x1000, 0));
+        assert!(is_guest_range(HYPERVISOR_END, 0));
+        assert!(!is_guest_range(HYPERVISOR_START, 0));
+        assert!(!is_guest_range(HYPERVISOR_END - 1, 0));
+        assert!(!is_guest_range(HYPERVISOR_START - 1, 0));
+        // The last page of the lower half is the guest's.
+        assert!(is_guest_range(0x0000_7fff_ffff_f000, 0x1000));
+        assert!(!is_guest_range(0xffff_ffff_ffff_f000, 0x2000));
+        assert_eq!((PAGE_SIZE, INITIAL_STACK_PAGES), (4096, 16));
     }
 }

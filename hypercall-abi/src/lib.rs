@@ -23,6 +23,9 @@ pub mod trace;
 pub mod trap;
 pub mod version;
 
+#[cfg(test)]
+mod spec_tables;
+
 pub use address::{Gfn, GuestVirtualAddress};
 pub use errno::Errno;
 pub use hypercall::Hypercall;

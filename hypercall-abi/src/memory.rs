@@ -117,3 +117,17 @@ const _: () = {
 pub const fn split_query(result: u64) -> (Gfn, u32) {
     (Gfn(result >> 12), (result & 0xfff) as u32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_splits_gfn_from_the_low_twelve_flag_bits() {
+        // SPEC.md §12: `gfn << 12 | map_flags`.
+        let flags = map_flags::WRITABLE | map_flags::LARGE;
+        assert_eq!(split_query(0x1234 << 12 | u64::from(flags)), (Gfn(0x1234), flags));
+        assert_eq!(split_query(u64::MAX), (Gfn(u64::MAX >> 12), 0xfff));
+        assert_eq!(split_query(0x1000), (Gfn(1), 0));
+    }
+}

@@ -106,3 +106,16 @@ const _: () = {
 pub const fn cr2_offset(vcpu: usize) -> usize {
     vcpu * core::mem::size_of::<VcpuInfo>() + core::mem::offset_of!(VcpuInfo, cr2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cr2_sits_sixteen_bytes_into_each_sixty_four_byte_vcpu_info() {
+        // SPEC.md §8: `VcpuInfo` (64 bytes) at `64 · vcpu`, `cr2` at offset 16.
+        assert_eq!(cr2_offset(0), 16);
+        assert_eq!(cr2_offset(1), 80);
+        assert_eq!(cr2_offset(31), 31 * 64 + 16);
+    }
+}

@@ -17,8 +17,6 @@ mod cases_traps;
 mod judge;
 #[cfg(test)]
 mod spec;
-#[cfg(test)]
-mod spec_constants;
 
 use cases::{Case, ImageSource, Mutation};
 use hypercall_abi::AbiVersion;

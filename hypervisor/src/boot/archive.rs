@@ -163,6 +163,7 @@ mod tests {
     const NAME_FIELD: core::ops::Range<usize> = 0..100;
     const SIZE_FIELD: core::ops::Range<usize> = 124..136;
     const CHECKSUM_FIELD: core::ops::Range<usize> = 148..156;
+    const VERSION_FIELD: core::ops::Range<usize> = 263..265;
     const PREFIX_FIELD: core::ops::Range<usize> = 345..500;
 
     fn header(path: &str, size: u64, kind: tar::EntryType) -> tar::Header {
@@ -289,6 +290,12 @@ mod tests {
         prefixed[PREFIX_FIELD.start] = b'p';
         fix_checksum(&mut prefixed[..512]);
         assert_eq!(members(&prefixed), Err(ArchiveError::PrefixedName { offset: 0 }));
+        // Only a POSIX header (magic "ustar" and version "00") has a prefix field; in any
+        // other those bytes are something else and the name stands alone.
+        let mut other_version = prefixed.clone();
+        other_version[VERSION_FIELD].copy_from_slice(b" \0");
+        fix_checksum(&mut other_version[..512]);
+        assert_eq!(members(&other_version).map(|found| found[0].name), Ok("a"));
 
         let mut not_utf8 = good.clone();
         not_utf8[0] = 0xff;

@@ -498,6 +498,9 @@ pub(crate) mod tests {
         assert_eq!(validate(&good[..40], ABI_VERSION), Err(ImageError::Truncated { length: 40 }));
         assert_eq!(validate(b"MZ\x90\x00 not elf at all........", ABI_VERSION), Err(ImageError::BadMagic));
         assert_eq!(validate(&[], ABI_VERSION), Err(ImageError::Truncated { length: 0 }));
+        // Four bytes are enough to tell an ELF file from something else.
+        assert_eq!(validate(b"MZ\x90\x00", ABI_VERSION), Err(ImageError::BadMagic));
+        assert_eq!(validate(&good[..4], ABI_VERSION), Err(ImageError::Truncated { length: 4 }));
         type Mutation = fn(&mut TestImage);
         let cases: [(Mutation, ImageError); 5] = [
             (|image| image.class = 1, ImageError::Not64Bit),

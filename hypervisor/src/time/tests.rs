@@ -95,6 +95,10 @@ fn published_formula() {
     // Saturation instead of wrapping.
     assert_eq!(TscScale { mul: u32::MAX, shift: 30 }.to_ns(u64::MAX), u64::MAX);
     assert_eq!(TscScale { mul: 1, shift: -100 }.to_ns(u64::MAX), 0);
+    // A shift that exactly fills the 128-bit product is not an overflow: with a zero
+    // fraction the answer is 0, not the saturated value.
+    assert_eq!(TscScale { mul: 0, shift: 127 }.to_ns(1), 0);
+    assert_eq!(TscScale { mul: 0, shift: 64 }.to_ns(u64::MAX), 0);
 }
 
 #[test]

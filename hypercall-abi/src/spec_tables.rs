@@ -1,26 +1,27 @@
-//! Every ABI constant SPEC.md states against the value a guest gets from hypercall-abi:
+//! Every ABI constant SPEC.md states against this crate's value (test code only; here, not in
+//! the conformance crate, so that `cargo test -p hypercall-abi` and cargo-mutants check it):
 //! a number written next to a constant's name in the specification (`0 = \`YIELD\``,
 //! `\`CLOSED\` (0)`, `| 4 \`CLOSE\` |`, the errno, exit-status and feature tables) must be
 //! that constant's value, and every such name must be one this test knows — so a wrong
 //! value on either side, or a new constant nobody checked, fails here.
 
-use hypercall_abi::event::{self, event_cmd, status as port_status, virq};
-use hypercall_abi::exit::ExitStatus;
-use hypercall_abi::hypercall::version_cmd as version;
-use hypercall_abi::hypercall::{callback_cmd, console_cmd as console, features, sched_cmd, shutdown_reason};
-use hypercall_abi::memory::{map_flags, map_op, memory_cmd, space_cmd};
-use hypercall_abi::trap::{self, segment};
-use hypercall_abi::Errno;
+use crate::event::{self, event_cmd, status as port_status, virq};
+use crate::exit::ExitStatus;
+use crate::hypercall::version_cmd as version;
+use crate::hypercall::{callback_cmd, console_cmd as console, features, sched_cmd, shutdown_reason};
+use crate::memory::{map_flags, map_op, memory_cmd, space_cmd};
+use crate::trap::{self, segment};
+use crate::Errno;
 
 /// One number the specification gives a backticked name, with the line it is on.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
+struct Claim {
     /// The name between backticks.
-    pub name: String,
+    name: String,
     /// The number written with it.
-    pub value: u64,
+    value: u64,
     /// 1-based line in the text.
-    pub line: usize,
+    line: usize,
 }
 
 fn number(text: &str) -> Option<u64> {
@@ -48,7 +49,7 @@ fn constant_name(name: &str) -> bool {
 
 /// The claims in `spec`: `<n> = \`NAME\``, `\`NAME\` (<n>)` / `\`NAME\` (<n>:` and a table
 /// row starting `| <n> \`NAME\``.
-pub fn claims(spec: &str) -> Vec<Claim> {
+fn claims(spec: &str) -> Vec<Claim> {
     let mut found = Vec::new();
     for (index, line) in spec.lines().enumerate() {
         let pieces: Vec<&str> = line.split('`').collect();
@@ -120,7 +121,7 @@ fn abi_values(name: &str) -> Option<&'static [u64]> {
         "VIRQ_TIMER" => &[virq::TIMER],
         "VIRQ_DEBUG" => &[virq::DEBUG],
         "VIRQ_CONSOLE" => &[virq::CONSOLE],
-        "BATCH_MAX" => &[hypercall_abi::memory::BATCH_MAX],
+        "BATCH_MAX" => &[crate::memory::BATCH_MAX],
         "WRITE_MAX" => &[console::WRITE_MAX],
         "PORTS_MAX" => &[event::PORTS_MAX],
         "E2BIG" => &[Errno::E2BIG.0 as u64],
@@ -140,7 +141,7 @@ fn abi_values(name: &str) -> Option<&'static [u64]> {
 }
 
 /// Every claim whose name the ABI does not know or whose value it does not have.
-pub fn disagreements(spec: &str) -> Vec<String> {
+fn disagreements(spec: &str) -> Vec<String> {
     claims(spec)
         .into_iter()
         .filter_map(|claim| match abi_values(&claim.name) {
@@ -150,7 +151,7 @@ pub fn disagreements(spec: &str) -> Vec<String> {
                 claim.line, claim.name, claim.value
             )),
             None => Some(format!(
-                "SPEC.md line {}: `{}` ({:#x}) is not a constant tests/src/spec_constants.rs knows; add it to abi_values",
+                "SPEC.md line {}: `{}` ({:#x}) is not a constant hypercall-abi/src/spec_tables.rs knows; add it to abi_values",
                 claim.line, claim.name, claim.value
             )),
         })
@@ -197,6 +198,12 @@ mod tests {
                 let listed = rows.iter().any(|row| row[0] == name);
                 assert!(listed || SPEC.contains(&format!("`{name}` ({value})")), "{name} ({value})");
             }
+        }
+        // And the other way: an errno the text names outside the table is one the crate names.
+        let unlisted: Vec<Claim> = claims(SPEC).into_iter().filter(|claim| claim.name == "E2BIG").collect();
+        assert!(!unlisted.is_empty(), "SPEC.md no longer names `E2BIG` (7)");
+        for claim in unlisted {
+            assert_eq!(Errno(claim.value as i64).name(), Some("E2BIG"), "SPEC.md line {}", claim.line);
         }
     }
 
@@ -258,6 +265,14 @@ mod tests {
             bits[0], bits[1], bits[2], bits[3], bits[4]
         );
         assert!(flat.contains(&flags), "SPEC.md §12.4 MapEntry flags: {flags}");
+    }
+
+    #[test]
+    fn the_hypervisor_range_is_the_spec_s() {
+        use crate::layout::{HYPERVISOR_END, HYPERVISOR_START};
+        let flat = SPEC.replace('\n', " ");
+        let range = format!("`{:#x}` – `{:#x}`", HYPERVISOR_START, HYPERVISOR_END - 1);
+        assert!(flat.replace('_', "").contains(&range), "SPEC.md §3.1: {range}");
     }
 
     #[test]
