@@ -57,11 +57,8 @@ fn bench(mut work: impl FnMut()) -> Summary {
 }
 
 fn report(name: &str, summary: &Summary) {
-    let _ = writeln!(
-        xen::Console,
-        "bench {name} median {} p99 {} iterations {ITERATIONS}",
-        summary.median, summary.p99
-    );
+    let _ =
+        writeln!(xen::Console, "bench {name} median {} p99 {} iterations {ITERATIONS}", summary.median, summary.p99);
     let _ = writeln!(xen::Console, "bench: {name} min {} max {}", summary.min, summary.max);
 }
 
@@ -93,7 +90,10 @@ extern "C" fn xen_main(start: *const xen::StartInfo) -> ! {
     let _ = writeln!(
         xen::Console,
         "bench: time_now harness floor median {} min {}; with one bare TSC read median {} min {}",
-        floor.median, floor.min, bare.median, bare.min
+        floor.median,
+        floor.min,
+        bare.median,
+        bare.min
     );
     let _ = writeln!(xen::Console, "xen-guest: done");
     xen::power_off()
