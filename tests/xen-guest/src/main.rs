@@ -73,7 +73,7 @@ extern "C" fn xen_main(start: *const xen::StartInfo) -> ! {
     let null = bench(|| {
         core::hint::black_box(xen::version());
     });
-    report("hypercall_latency", &null);
+    report("null_hypercall", &null);
 
     let first = time.now();
     let now = bench(|| {
