@@ -1,0 +1,26 @@
+#!/bin/sh
+# Boots the Xen bench guest as dom0 of Debian's Xen (target/debian/xen, fetched by
+# `cargo xtask bench --kernel`) under TCG, prints its rows, and stops QEMU at the guest's
+# last line: Xen answers dom0's SCHEDOP_shutdown poweroff by halting, not powering off.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+xen="$root/target/debian/xen"
+[ -f "$xen" ] || { echo "xen-guest: $xen missing: run 'cargo xtask bench --kernel' once to fetch it" >&2; exit 122; }
+(cd "$root/tests/xen-guest" && CARGO_TARGET_DIR="$root/target/xen-guest" cargo build -q --release --target x86_64-unknown-none)
+image="$root/target/xen-guest/x86_64-unknown-none/release/xen-guest"
+log=$(mktemp)
+qemu-system-x86_64 -accel tcg -display none -serial "file:$log" -no-reboot -m 1G -cpu max,-smap \
+    -kernel "$xen" -append "console=com1 com1=115200,8n1 dom0_mem=64M" -initrd "$image" &
+qemu=$!
+seconds=0
+until grep -q -e "xen-guest: done" -e "Reboot in" "$log" || [ "$seconds" -ge 600 ]; do
+    sleep 1
+    seconds=$((seconds + 1))
+done
+kill "$qemu" 2>/dev/null || true
+wait "$qemu" 2>/dev/null || true
+grep -e bench -e "xen-guest:" -e ERROR -e Panic "$log" || true
+finished=0
+grep -q "xen-guest: done" "$log" && finished=1
+rm -f "$log"
+[ "$finished" = 1 ] || { echo "xen-guest: no 'xen-guest: done' line (Xen refused the image or 600 s passed)" >&2; exit 120; }
