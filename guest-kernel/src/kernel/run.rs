@@ -40,7 +40,13 @@ impl<M: Machine> Kernel<M> {
 
     /// [`Kernel::run`]'s body, with `pid` marked running (so waking it queues nothing).
     fn run_slice(&mut self, pid: Pid) {
-        let mut slice_end = self.machine.now_ns().saturating_add(SLICE_NS);
+        // Two clock reads per trap: one as user mode stops, one as the kernel is done with
+        // the trap. The second is also the next run's start, so the few checks before the
+        // next entry (a signal to deliver, the timer already armed; on a slice's first run,
+        // finishing a woken call) count as user time: a third read per system call would
+        // cost more than they take.
+        let mut since = self.machine.now_ns();
+        let mut slice_end = since.saturating_add(SLICE_NS);
         // Other processes' deadlines change only when one of them blocks (never while this
         // one runs) or an interrupt wakes one; a sleeper this process wakes leaves at most
         // a deadline that fires early and is looked at again.
@@ -59,10 +65,9 @@ impl<M: Machine> Kernel<M> {
             let machine = self.machine;
             let Some(process) = self.processes.get_mut(&pid) else { return };
             let Some(space) = process.space.as_ref().map(|space| space.handle()) else { return };
-            let entered = machine.now_ns();
             let trap = machine.enter_user(space, &mut process.context);
             let left = machine.now_ns();
-            process.usage.user_ns += left.saturating_sub(entered);
+            process.usage.user_ns += left.saturating_sub(since);
             if self.armed.is_some_and(|armed| armed <= left) {
                 self.armed = None;
             }
@@ -88,16 +93,16 @@ impl<M: Machine> Kernel<M> {
                     sleepers = self.earliest_deadline();
                 }
             }
-            let spent = self.machine.now_ns().saturating_sub(left);
+            let now = self.machine.now_ns();
+            since = now;
             let Some(process) = self.processes.get_mut(&pid) else { return };
-            process.usage.system_ns += spent;
+            process.usage.system_ns += now.saturating_sub(left);
             if process.state != State::Ready {
                 return;
             }
             if core::mem::take(&mut self.yield_requested) {
                 return;
             }
-            let now = self.machine.now_ns();
             if now >= slice_end {
                 if !self.ready.is_empty() {
                     self.counters.preemptions += 1;
