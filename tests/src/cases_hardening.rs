@@ -1,8 +1,8 @@
 //! Conformance cases of issue 15's findings and blind spots, all run by the `hardening`
 //! guest (one sub-case each): UMIP, console control escaping, #DB across `mov ss` +
 //! hypercall, hypercalls on a bad RSP, `iret` frames with RF/VIF/VIP/RPL 0/a hypervisor
-//! RSP, `int n` for all 256 vectors, timer deadlines near u64::MAX and segment bases
-//! across domains. Kill cases run a `companion` beside the guest, which must keep running.
+//! RSP, `int n` for all 256 vectors from guest-kernel and guest-user mode, timer deadlines
+//! near u64::MAX and segment bases across domains. Kill cases run a `companion` beside the guest, which must keep running.
 
 use crate::cases::{case, domain, success, Case};
 use crate::judge::{DomainOutcome, Source, Transcript};
@@ -153,6 +153,17 @@ pub fn all() -> Vec<Case> {
         let sub = format!("umip_{insn}");
         cases.push(killed(format!("hardening::{sub}"), &sub, &["#GP at rip ", " error 0x0 ", "no handler for #GP"]));
     }
+    let mut user_vectors = case(
+        "hardening::int_vectors_user",
+        vec![success("hardening", &["int_vectors_user"]), success("companion", &[])],
+        ExitStatus::SUCCESS,
+        &[&["d2 companion: exited: poweroff code 0"]],
+    );
+    user_vectors
+        .expectation
+        .console_lines
+        .push(vec!["(d1) user int n: 256 of 256 vectors right, 114 granted (SPEC.md §4.4)".into()]);
+    cases.push(user_vectors);
     cases.push(killed("hardening::debug_unhandled".into(), "debug_unhandled", &["#DB at rip ", "no handler for #DB"]));
     for (field, parts) in IRET_KILLED {
         let sub = format!("iret_{field}");
