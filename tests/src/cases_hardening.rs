@@ -215,6 +215,15 @@ pub fn all() -> Vec<Case> {
     let mut quota = case("hardening::quota_odd", vec![success("hardening", &["quota_odd"])], ExitStatus::SUCCESS, &[]);
     quota.domains[0].mem = Some("4M,maxmem=7M");
     cases.push(quota);
+    let mut decrease = case(
+        "hardening::decrease_self_array",
+        vec![success("hardening", &["decrease_self_array"])],
+        ExitStatus::SUCCESS,
+        &[],
+    );
+    decrease.domains[0].mem = Some("4M,maxmem=5M");
+    decrease.expectation.console_lines.push(vec!["(d1) decrease_self_array: both extents released".into()]);
+    cases.push(decrease);
     // Two domains that each set their own FS and GS_KERNEL bases and yield to each other.
     let mut bases = case(
         "hardening::bases",

@@ -26,6 +26,9 @@
 //!   and the odd ones from 33 are granted. A granted n arrives as vector n (error code 0,
 //!   FROM_USER, after the instruction); every other n, 13 included, as #GP(n·8+2) at the
 //!   instruction — never as a hypervisor vector or a ring-0 event (SPEC.md §4.4, §11.4.1).
+//! * `decrease_self_array` — a `DECREASE_RESERVATION` whose gfn array lies on the first
+//!   page it releases: every extent is read before any frame is freed (SPEC.md §12.2), so
+//!   both pages are released (result 2, each then unpopulated: -EINVAL again).
 //! * `timer_max` — deadlines u64::MAX, u64::MAX − 1 and 2^63 are accepted and never fire
 //!   (no overflow into "already passed"); a near deadline set afterwards still fires.
 //! * `forged_entry entry=<LSTAR>` — a jump straight to the hypervisor's `syscall` entry
@@ -110,6 +113,7 @@ fn hardening(start: &'static StartInfo) -> u32 {
         "bases" => bases(start, &mut reporter),
         sub if sub.starts_with("edge_") => edge(start, &sub[5..], &mut reporter),
         "frame_reuse" => frame_reuse(start, &mut reporter),
+        "decrease_self_array" => decrease_self_array(&mut reporter),
         "quota_odd" => quota_odd(&mut reporter),
         upcall if upcall.starts_with("upcall_") => upcall_on_bad_stack(start, &upcall[7..], &mut reporter),
         "multicall_rewrite" => multicall_rewrite(&mut reporter),
@@ -960,6 +964,28 @@ fn frame_reuse(start: &StartInfo, reporter: &mut Reporter) {
     }
     reporter.expect_eq((dirty_large, dirty_small), (0, 0), "non-zero words in new frames (2 MiB extents, pages)");
     println!("domain {}: 12 rounds, every new frame read as zero", start.domain_id);
+}
+
+fn decrease_self_array(reporter: &mut Reporter) {
+    let mut pages = [u64::MAX; 2];
+    if !reporter.expect_eq(memory::increase_reservation(&mut pages, 0), Ok(2), "2 pages") {
+        return;
+    }
+    let mapped = memory::map_page(Space::INITIAL, REUSE_WINDOW, pages[0], map_flags::WRITABLE);
+    if !reporter.expect_eq(mapped, Ok(()), "map the first page") {
+        return;
+    }
+    let array = REUSE_WINDOW as *mut [u64; 2];
+    // SAFETY: the page at REUSE_WINDOW was just mapped writable for this domain alone.
+    unsafe { array.write_volatile(pages) };
+    // SAFETY: as above; the slice is not used after the call, which unmaps its page.
+    let released = memory::decrease_reservation(unsafe { &*array }, 0);
+    reporter.expect_eq(released, Ok(2), "DECREASE of [page holding the array, another page]");
+    for gfn in pages {
+        let again = memory::decrease_reservation(&[gfn], 0);
+        reporter.expect_eq(again, Err(Errno::EINVAL), format_args!("gfn {gfn:#x} released already"));
+    }
+    println!("decrease_self_array: both extents released");
 }
 
 fn quota_odd(reporter: &mut Reporter) {
