@@ -259,8 +259,10 @@ mod tests {
                 + 1
                 + UPCALL_KILLED.len()
                 + EDGE_KILLED.len()
-                + 2
+                + 4
         );
+        let user_vectors = cases.iter().find(|case| case.name == "hardening::int_vectors_user").unwrap();
+        assert_eq!(user_vectors.domains[1].image, "companion");
         let rf = cases.iter().find(|case| case.name == "hardening::iret_rf").unwrap();
         assert_eq!(rf.expectation.status, ExitStatus::KILLED);
         assert_eq!(rf.domains[1].image, "companion");
