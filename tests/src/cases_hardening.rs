@@ -1,8 +1,8 @@
 //! Conformance cases of issue 15's findings and blind spots, all run by the `hardening`
 //! guest (one sub-case each): UMIP, console control escaping, #DB across `mov ss` +
 //! hypercall, hypercalls on a bad RSP, `iret` frames with RF/VIF/VIP/RPL 0/a hypervisor
-//! RSP, `int n` for all 256 vectors, timer deadlines near u64::MAX and segment bases
-//! across domains. Kill cases run a `companion` beside the guest, which must keep running.
+//! RSP, `int n` for all 256 vectors from guest-kernel and guest-user mode, timer deadlines
+//! near u64::MAX and segment bases across domains. Kill cases run a `companion` beside the guest, which must keep running.
 
 use crate::cases::{case, domain, success, Case};
 use crate::judge::{DomainOutcome, Source, Transcript};
@@ -181,6 +181,14 @@ pub fn all() -> Vec<Case> {
         let sub = format!("umip_{insn}");
         cases.push(killed(format!("hardening::{sub}"), &sub, &["#GP at rip ", " error 0x0 ", "no handler for #GP"]));
     }
+    let mut user_vectors = case(
+        "hardening::int_vectors_user",
+        vec![success("hardening", &["int_vectors_user"]), success("companion", &[])],
+        ExitStatus::SUCCESS,
+        &[&["d2 companion: exited: poweroff code 0"]],
+    );
+    user_vectors.expectation.console_lines.push(vec!["(d1) user int n: 256/256 right, 114 granted".into()]);
+    cases.push(user_vectors);
     cases.push(killed("hardening::debug_unhandled".into(), "debug_unhandled", &["#DB at rip ", "no handler for #DB"]));
     for (field, parts) in IRET_KILLED {
         let sub = format!("iret_{field}");
@@ -232,6 +240,15 @@ pub fn all() -> Vec<Case> {
     let mut quota = case("hardening::quota_odd", vec![success("hardening", &["quota_odd"])], ExitStatus::SUCCESS, &[]);
     quota.domains[0].mem = Some("4M,maxmem=7M");
     cases.push(quota);
+    let mut decrease = case(
+        "hardening::decrease_self_array",
+        vec![success("hardening", &["decrease_self_array"])],
+        ExitStatus::SUCCESS,
+        &[],
+    );
+    decrease.domains[0].mem = Some("4M,maxmem=5M");
+    decrease.expectation.console_lines.push(vec!["(d1) decrease_self_array: both extents released".into()]);
+    cases.push(decrease);
     // Two domains that each set their own FS and GS_KERNEL bases and yield to each other.
     let mut bases = case(
         "hardening::bases",
@@ -280,8 +297,10 @@ mod tests {
                 + 1
                 + UPCALL_KILLED.len()
                 + EDGE_KILLED.len()
-                + 2
+                + 4
         );
+        let user_vectors = cases.iter().find(|case| case.name == "hardening::int_vectors_user").unwrap();
+        assert_eq!(user_vectors.domains[1].image, "companion");
         let rf = cases.iter().find(|case| case.name == "hardening::iret_rf").unwrap();
         assert_eq!(rf.expectation.status, ExitStatus::KILLED);
         assert_eq!(rf.domains[1].image, "companion");

@@ -21,6 +21,14 @@
 //! * `int_vectors` — `int n` for all 256 n from guest-kernel mode with only a #GP handler:
 //!   #GP(n·8+2) at the instruction for every n but 13, and vector 13 itself (a software
 //!   interrupt with error code 0, after the instruction) for n = 13 (SPEC.md §4.4).
+//! * `int_vectors_user` — `int n` for all 256 n from guest-user mode, every vector with a
+//!   handler: `grant_user` is refused (-EINVAL) for 0–2 and 5–31; of the rest, vectors 3, 4
+//!   and the odd ones from 33 are granted. A granted n arrives as vector n (error code 0,
+//!   FROM_USER, after the instruction); every other n, 13 included, as #GP(n·8+2) at the
+//!   instruction — never as a hypervisor vector or a ring-0 event (SPEC.md §4.4, §11.4.1).
+//! * `decrease_self_array` — a `DECREASE_RESERVATION` whose gfn array lies on the first
+//!   page it releases: every extent is read before any frame is freed (SPEC.md §12.2), so
+//!   both pages are released (result 2, each then unpopulated: -EINVAL again).
 //! * `timer_max` — deadlines u64::MAX, u64::MAX − 1 and 2^63 are accepted and never fire
 //!   (no overflow into "already passed"); a near deadline set afterwards still fires.
 //! * `forged_entry entry=<LSTAR>` — a jump straight to the hypervisor's `syscall` entry
@@ -100,10 +108,12 @@ fn hardening(start: &'static StartInfo) -> u32 {
         "debug_unhandled" => debug_unhandled(&mut reporter),
         "hypercall_stack" => hypercall_stack(&mut reporter),
         "int_vectors" => int_vectors(&mut reporter),
+        "int_vectors_user" => int_vectors_user(&mut reporter),
         "timer_max" => timer_max(&mut reporter),
         "bases" => bases(start, &mut reporter),
         sub if sub.starts_with("edge_") => edge(start, &sub[5..], &mut reporter),
         "frame_reuse" => frame_reuse(start, &mut reporter),
+        "decrease_self_array" => decrease_self_array(&mut reporter),
         "quota_odd" => quota_odd(&mut reporter),
         upcall if upcall.starts_with("upcall_") => upcall_on_bad_stack(start, &upcall[7..], &mut reporter),
         "multicall_rewrite" => multicall_rewrite(&mut reporter),
@@ -506,6 +516,115 @@ fn int_vectors(reporter: &mut Reporter) {
     println!("int n: {right} of {} vectors delivered as SPEC.md §4.4 says", 256 - skipped.len());
 }
 
+// ---- int n from guest-user mode -----------------------------------------------------------
+
+// One 16-byte stub per vector on a page of its own (the only code user mode can reach):
+// `int n`, then an exit with 0x600d, which only a swallowed `int n` would reach.
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .text.hardening_user_int, \"ax\", @progbits",
+    ".balign 4096",
+    ".global hardening_user_int_table",
+    "hardening_user_int_table:",
+    ".set hardening_user_vector, 0",
+    ".rept 256",
+    ".byte 0xcd, hardening_user_vector",
+    "mov edi, 0x600d",
+    "mov eax, {exit}",
+    "syscall",
+    "ud2",
+    ".set hardening_user_vector, hardening_user_vector + 1",
+    ".endr",
+    ".balign 4096",
+    ".global hardening_user_int_end",
+    "hardening_user_int_end:",
+    ".popsection",
+    exit = const guest_rt::user::SYSCALL_EXIT,
+);
+
+extern "C" {
+    static hardening_user_int_table: [u8; 4096];
+    static hardening_user_int_end: u8;
+}
+
+/// Ends the user run on any event; the frame comes back in `UserExit::Ended`.
+fn end_user_run(context: &mut TrapContext) -> TrapAction {
+    TrapAction::EndUserRun(context.vector())
+}
+
+/// The stubs make no system call but the exit.
+fn no_syscalls(_context: &mut TrapContext) -> guest_rt::user::SyscallAction {
+    guest_rt::user::SyscallAction::Exit(0xbad)
+}
+
+/// Whether SPEC.md §9 lets `USER_MAY_RAISE` be set on `n`.
+fn grantable(n: u8) -> bool {
+    n == 3 || n == 4 || n >= vector::FIRST_SOFTWARE
+}
+
+fn int_vectors_user(reporter: &mut Reporter) {
+    use guest_rt::abi::trap::{exception_flags, USER_CS, USER_SS};
+    use guest_rt::user::{self, UserExit, UserSpace};
+    let table = &raw const hardening_user_int_table as u64;
+    let end = &raw const hardening_user_int_end as u64;
+    let setup = (|| -> Result<(UserSpace, u64), guest_rt::abi::Errno> {
+        trap::install()?;
+        for n in 0..=255u8 {
+            trap::set_handler(n, end_user_run)?;
+        }
+        user::init(no_syscalls)?;
+        let space = UserSpace::create()?;
+        space.map_kernel_range(table, end, 0)?;
+        let stack = space.allocate(1)?;
+        space.activate()?;
+        Ok((space, stack + guest_rt::abi::layout::PAGE_SIZE))
+    })();
+    let Some((_space, stack_top)) = reporter.expect_ok(setup, "user setup") else { return };
+    let mut right = 0;
+    let mut granted = 0;
+    for n in 0..=255u8 {
+        let grant = grantable(n) && (n % 2 == 1 || n < vector::FIRST_SOFTWARE);
+        let answer = trap::grant_user(n);
+        if grantable(n) {
+            // Refresh the entry so only the wanted vectors carry the grant.
+            let answer = if grant { answer } else { trap::set_handler(n, end_user_run) };
+            reporter.expect_ok(answer, format_args!("trap table entry of vector {n:#x}"));
+        } else {
+            reporter.expect_eq(answer, Err(guest_rt::abi::Errno::EINVAL), format_args!("grant_user({n:#x})"));
+        }
+        granted += u64::from(grant);
+        let stub = table + 16 * u64::from(n);
+        let n = u64::from(n);
+        let expected = if grant {
+            (n, n, 0, stub + 2)
+        } else {
+            let gp = u64::from(vector::GENERAL_PROTECTION);
+            (gp, gp, n * 8 + 2, stub)
+        };
+        let seen = match user::run(stub, stack_top, 0) {
+            Ok(UserExit::Ended { code, frame }) => {
+                let user_frame = frame.flags == exception_flags::FROM_USER
+                    && frame.iret.cs == USER_CS
+                    && frame.iret.ss == USER_SS
+                    && frame.fault_address.0 == 0;
+                if !user_frame {
+                    reporter.fail(format_args!("int {n:#x}: not a guest-user frame: {}", trap::ShowFrame(&frame)));
+                }
+                (code, frame.vector, frame.error_code, frame.iret.rip)
+            }
+            other => {
+                reporter.fail(format_args!("int {n:#x}: the user run ended with {other:?}, not an event"));
+                continue;
+            }
+        };
+        if reporter.expect_eq(seen, expected, format_args!("int {n:#x}: (handler, vector, error code, rip)")) {
+            right += 1;
+        }
+    }
+    // Under 64 bytes: one console_io group, which a companion's line cannot split (SPEC.md §5).
+    println!("user int n: {right}/256 right, {granted} granted");
+}
+
 // ---- timer deadlines near u64::MAX --------------------------------------------------------------
 
 fn timer_max(reporter: &mut Reporter) {
@@ -870,6 +989,28 @@ fn frame_reuse(start: &StartInfo, reporter: &mut Reporter) {
     }
     reporter.expect_eq((dirty_large, dirty_small), (0, 0), "non-zero words in new frames (2 MiB extents, pages)");
     println!("domain {}: 12 rounds, every new frame read as zero", start.domain_id);
+}
+
+fn decrease_self_array(reporter: &mut Reporter) {
+    let mut pages = [u64::MAX; 2];
+    if !reporter.expect_eq(memory::increase_reservation(&mut pages, 0), Ok(2), "2 pages") {
+        return;
+    }
+    let mapped = memory::map_page(Space::INITIAL, REUSE_WINDOW, pages[0], map_flags::WRITABLE);
+    if !reporter.expect_eq(mapped, Ok(()), "map the first page") {
+        return;
+    }
+    let array = REUSE_WINDOW as *mut [u64; 2];
+    // SAFETY: the page at REUSE_WINDOW was just mapped writable for this domain alone.
+    unsafe { array.write_volatile(pages) };
+    // SAFETY: as above; the slice is not used after the call, which unmaps its page.
+    let released = memory::decrease_reservation(unsafe { &*array }, 0);
+    reporter.expect_eq(released, Ok(2), "DECREASE of [page holding the array, another page]");
+    for gfn in pages {
+        let again = memory::decrease_reservation(&[gfn], 0);
+        reporter.expect_eq(again, Err(Errno::EINVAL), format_args!("gfn {gfn:#x} released already"));
+    }
+    println!("decrease_self_array: both extents released");
 }
 
 fn quota_odd(reporter: &mut Reporter) {
