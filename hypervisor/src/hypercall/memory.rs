@@ -1155,4 +1155,38 @@ mod tests {
             }
         }
     }
+
+    /// With a preemption always due, each kind of batch stops after exactly one element
+    /// (never before the first), and a release preempted in its walk goes on with the
+    /// walk, one root slot that holds tables per run, before it finishes.
+    #[test]
+    fn every_batch_stops_at_a_due_preemption_after_one_element() {
+        let mut fixture = fixture(16);
+        fixture.tlb.preempt_every = 1;
+        let increase = [memory_cmd::INCREASE_RESERVATION, BUFFER, 3, 0, 0, 0];
+        let Fixture { memory, frames, domain, tlb } = &mut fixture;
+        assert_eq!(memory_op(&increase, 0, domain, memory, frames, tlb), Batch::Preempted(1));
+        assert_eq!(memory_op(&increase, 1, domain, memory, frames, tlb), Batch::Preempted(2));
+        assert_eq!(memory_op(&increase, 2, domain, memory, frames, tlb), Batch::Finished(3));
+        let gfn = fixture.read_u64(BUFFER);
+        // Two maps of the gfn, in root slots 1 and 2 (the buffer is in slot 0).
+        let entries = [map(1 << 39, gfn, RW), map(2 << 39, gfn, RW)];
+        fixture.write(BUFFER + 4096, entries.as_bytes());
+        let update = [INITIAL_SPACE, BUFFER + 4096, 2, 0, 0, 0];
+        let Fixture { memory, frames, domain, tlb } = &mut fixture;
+        assert_eq!(mmu_update(&update, 0, domain, memory, frames, tlb), Batch::Preempted(1));
+        assert_eq!(mmu_update(&update, 1, domain, memory, frames, tlb), Batch::Finished(2));
+        assert_eq!(domain.mapping_count(gfn), 2);
+        fixture.write(BUFFER, &gfn.to_le_bytes());
+        let decrease = [memory_cmd::DECREASE_RESERVATION, BUFFER, 1, 0, 0, 0];
+        let Fixture { memory, frames, domain, tlb } = &mut fixture;
+        // The walk stops after root slots 0, 1 and 2, then finds nothing more.
+        for from in [0, 1, 1] {
+            assert_eq!(memory_op(&decrease, from, domain, memory, frames, tlb), Batch::Preempted(1));
+            assert!(domain.release_in_progress());
+        }
+        assert_eq!(memory_op(&decrease, 1, domain, memory, frames, tlb), Batch::Finished(1));
+        assert_eq!(domain.gfn_frame(gfn), None);
+        fixture.finish();
+    }
 }

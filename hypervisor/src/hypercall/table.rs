@@ -418,6 +418,8 @@ mod tests {
         // No ports at all: a plain sleep until the deadline; the pointer is not read.
         let Disposition::Poll(request) = poll(&mut guest, 0, 0, 0) else { panic!("not a poll") };
         assert_eq!((request.ports(), request.deadline_ns), (&[][..], 0));
+        // ...but even then an address no array may have is -EFAULT (SPEC.md §5.4).
+        assert_eq!(poll(&mut guest, 0x8000_0000_0000_0000, 0, 0), Disposition::Return(-14));
         // The full 128.
         let all: Vec<u32> = (1..=128).collect();
         put_ports(&mut guest, BASE, &all);

@@ -415,6 +415,30 @@ mod tests {
     }
 
     #[test]
+    fn exactly_one_free_block_is_found() {
+        let mut frames = allocator();
+        frames.add_region(512 * 4096, 1024 * 4096);
+        assert_eq!(frames.free_count(), 512);
+        assert_eq!(frames.allocate_large(), Some(Frame(512)));
+        assert_eq!(frames.free_count(), 0);
+    }
+
+    #[test]
+    fn free_large_gives_back_the_block_and_nothing_else() {
+        let mut frames = allocator();
+        frames.add_region(512 * 4096, 1100 * 4096);
+        let block = frames.allocate_large().unwrap();
+        assert_eq!(block, Frame(512));
+        let small = frames.allocate().unwrap();
+        assert_eq!(small, Frame(1024));
+        let free = frames.free_count();
+        frames.free_large(block);
+        assert_eq!(frames.free_count(), free + 512);
+        assert!(frames.is_free(Frame(512)) && frames.is_free(Frame(1023)));
+        assert!(!frames.is_free(small), "a frame outside the block stays taken");
+    }
+
+    #[test]
     #[should_panic(expected = "contract violated")]
     fn frame_source_free_of_a_bad_frame_stops() {
         let mut frames = allocator();

@@ -3,6 +3,8 @@
 
 pub mod domain_memory;
 #[cfg(test)]
+mod domain_memory_tests;
+#[cfg(test)]
 pub(crate) mod fakes;
 pub mod frames;
 pub mod guest_memory;

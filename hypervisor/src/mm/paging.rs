@@ -1011,4 +1011,72 @@ mod tests {
             assert!(frames.outstanding.contains(&frame));
         }
     }
+
+    #[test]
+    fn next_table_follows_present_tables_only() {
+        let mut memory = TestMemory::default();
+        let table = Frame::from_number(0x10);
+        memory.zero(table);
+        let flags = PageFlags::PRESENT | PageFlags::WRITABLE | PageFlags::USER | PageFlags::NO_EXECUTE;
+        memory.write_entry(table, 1, 0x5_6000 | flags.bits());
+        memory.write_entry(table, 2, 0x5_7000 | PageFlags::WRITABLE.bits());
+        memory.write_entry(table, 3, 0x20_0000 | (flags | PageFlags::HUGE).bits());
+        assert_eq!(next_table(&memory, table, 1), Some(Frame::from_number(0x56)), "flag bits are not address");
+        assert_eq!(next_table(&memory, table, 2), None, "not present");
+        assert_eq!(next_table(&memory, table, 3), None, "a large page is no table");
+        assert_eq!(next_table(&memory, table, 4), None, "empty");
+    }
+
+    #[test]
+    fn overlaps_is_half_open() {
+        let leaf = Leaf { frame: Frame::from_number(0x200), flags: PageFlags::PRESENT, size: PageSize::Large };
+        assert!(leaf.overlaps(0x3ff, 1));
+        assert!(!leaf.overlaps(0x400, 1), "the frame after the block");
+        assert!(leaf.overlaps(0x100, 0x101));
+        assert!(!leaf.overlaps(0x100, 0x100), "the range ends where the block starts");
+    }
+
+    #[test]
+    fn highest_frame_maps_and_one_above_is_refused() {
+        let (mut memory, mut frames, hypervisor_root) = setup();
+        let mut space = AddressSpace::new(&mut memory, &mut frames, hypervisor_root).unwrap();
+        let highest = Frame::from_number(ADDRESS_MASK >> 12);
+        space.map(&mut memory, &mut frames, 0x1000, highest, RW_USER).unwrap();
+        assert_eq!(space.leaf(&memory, 0x1000).unwrap().frame, highest);
+        assert_eq!(
+            space.map(&mut memory, &mut frames, 0x2000, Frame::from_number((ADDRESS_MASK >> 12) + 1), RW_USER),
+            Err(MapError::FrameOutOfRange)
+        );
+        space.destroy(&mut memory, &mut frames);
+    }
+
+    /// A space with a 4 KiB page at 0x1000 and a hand-written 1 GiB leaf at 1 GiB whose
+    /// "frame" holds what would look like a 2 MiB leaf if it were walked as a table.
+    fn space_with_gigabyte_leaf() -> (TestMemory, TestFrames, AddressSpace) {
+        let (mut memory, mut frames, hypervisor_root) = setup();
+        let mut space = AddressSpace::new(&mut memory, &mut frames, hypervisor_root).unwrap();
+        space.map(&mut memory, &mut frames, 0x1000, Frame::from_number(0x77), RW_USER).unwrap();
+        let pdpt = next_table(&memory, space.root, 0).unwrap();
+        let leaf = (PageFlags::PRESENT | PageFlags::HUGE | PageFlags::USER).bits();
+        memory.write_entry(pdpt, 1, 0x4000_0000 | leaf);
+        memory.write_entry(Frame::from_number(0x4_0000), 0, 0x20_0000 | leaf);
+        (memory, frames, space)
+    }
+
+    #[test]
+    fn gigabyte_leaves_are_neither_reported_nor_walked() {
+        let (memory, _frames, space) = space_with_gigabyte_leaf();
+        assert_eq!(space.leaf(&memory, 0x4000_0000), None);
+        assert_eq!(space.leaf(&memory, 0x1000).unwrap().frame, Frame::from_number(0x77));
+        assert_eq!(space.leaf(&memory, 0x0001_0000_0000_1000), None, "non-canonical alias of 0x1000");
+    }
+
+    #[test]
+    fn removing_leaves_skips_gigabyte_leaves() {
+        let (mut memory, _frames, mut space) = space_with_gigabyte_leaf();
+        let mut seen = Vec::new();
+        assert!(space.remove_leaves_in_slot(&mut memory, 0, &mut |_| true, &mut |address, _| seen.push(address)));
+        assert_eq!(seen, [0x1000]);
+        assert_ne!(memory.read_entry(Frame::from_number(0x4_0000), 0), 0, "the 1 GiB page's contents untouched");
+    }
 }

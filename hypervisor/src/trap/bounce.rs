@@ -708,6 +708,7 @@ mod tests {
         let resume = resume.applied_to(&current);
         assert_eq!(mode, Mode::User);
         assert_eq!((resume.cs, resume.ss), (GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR));
+        assert_eq!(resume.rflags, 0x202 | 0x8d5, "bit 1 set in the frame stays set");
         // Bit 1 may be clear in the frame; hardware has it set.
         let (resume, _, masked) = iret(&IretFrame { rflags: 0, ..good_frame() }, false).unwrap();
         assert_eq!(resume.rflags, RFLAGS_INTERRUPT | RFLAGS_RESERVED_ONE, "hardware IF stays on");

@@ -161,6 +161,17 @@ mod tests {
         assert_eq!(frame.rdi, 0x5000);
         assert!(frame.from_guest());
         assert_eq!(frame.rax | frame.rbx | frame.rcx | frame.r15, 0);
+        assert_eq!((frame.cs, frame.ss), (GUEST_CODE_SELECTOR, GUEST_STACK_SELECTOR));
+        assert_eq!(frame.rflags, 0x202, "IF and the always-one bit 1");
+    }
+
+    #[test]
+    fn only_ring_3_frames_are_from_the_guest() {
+        let mut frame = TrapFrame::new_guest(0x1000, 0, 0x2000);
+        for (cs, guest) in [(0x08, false), (0x10, false), (0x2b, true), (0x33, true), (0x1a, false)] {
+            frame.cs = cs;
+            assert_eq!(frame.from_guest(), guest, "cs {cs:#x}");
+        }
     }
 
     #[test]
