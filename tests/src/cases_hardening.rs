@@ -101,6 +101,27 @@ pub fn int_vectors_judged(transcript: &Transcript) -> Result<(), String> {
     Ok(())
 }
 
+/// `int_vectors_user` judged all 256 vectors (114 granted), or all but the named
+/// host-mangled ones, and every judged one was right.
+pub fn user_vectors_judged(transcript: &Transcript) -> Result<(), String> {
+    let d1 = |prefix: &str| {
+        transcript.lines.iter().find(|line| line.source == Source::Domain(1) && line.text.starts_with(prefix))
+    };
+    let expected = match d1("user int n: KVM host mangles") {
+        None => "user int n: 256/256 right, 114 granted",
+        Some(line) if line.text.ends_with(HOST_MANGLED) => "user int n: 253/253 right, 114 granted",
+        Some(line) => return Err(format!("left out other vectors than {HOST_MANGLED}: '{}'", line.text)),
+    };
+    let count = transcript.lines.iter().find(|line| {
+        line.source == Source::Domain(1) && line.text.starts_with("user int n: ") && line.text.contains(" right, ")
+    });
+    match count {
+        Some(line) if line.text == expected => Ok(()),
+        Some(line) => Err(format!("'{}': expected '{expected}'", line.text)),
+        None => Err("no 'user int n: N/M right' line from d1".into()),
+    }
+}
+
 pub fn controls_escaped(transcript: &Transcript) -> Result<(), String> {
     let line = transcript
         .lines
@@ -187,7 +208,7 @@ pub fn all() -> Vec<Case> {
         ExitStatus::SUCCESS,
         &[&["d2 companion: exited: poweroff code 0"]],
     );
-    user_vectors.expectation.console_lines.push(vec!["(d1) user int n: 256/256 right, 114 granted".into()]);
+    user_vectors.expectation.checks.push(("every judged user vector as SPEC.md says", user_vectors_judged));
     cases.push(user_vectors);
     cases.push(killed("hardening::debug_unhandled".into(), "debug_unhandled", &["#DB at rip ", "no handler for #DB"]));
     for (field, parts) in IRET_KILLED {
@@ -281,6 +302,12 @@ mod tests {
         assert!(judged(&format!("(d1) int n: 253 of 253{said}")).is_err(), "left out without saying so");
         assert!(judged(&format!("{skip}[0x17, 0x80]\n(d1) int n: 254 of 254{said}")).is_err(), "other vectors");
         assert!(judged("(d1) Test result: SUCCESS\n").is_err(), "no count");
+        let user = |text: &str| user_vectors_judged(&Transcript::parse(text));
+        assert_eq!(user("(d1) user int n: 256/256 right, 114 granted\n"), Ok(()));
+        let mangled = "(d1) user int n: KVM host mangles [0x17, 0x19, 0x1a]\n";
+        assert_eq!(user(&format!("{mangled}(d1) user int n: 253/253 right, 114 granted\n")), Ok(()));
+        assert!(user(&format!("{mangled}(d1) user int n: 252/253 right, 114 granted\n")).is_err());
+        assert!(user("(d1) user int n: 253/253 right, 114 granted\n").is_err(), "left out without saying so");
     }
 
     #[test]
