@@ -56,6 +56,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn displays_as_major_dot_minor() {
+        // The form the boot banner ("ABI 0.4") and SPEC.md's change list use.
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(AbiVersion { major: 0, minor: 4 }.to_string(), "0.4");
+        assert_eq!(AbiVersion { major: 12, minor: 345 }.to_string(), "12.345");
+    }
+
+    #[test]
     fn packing_round_trips() {
         let v = AbiVersion { major: 3, minor: 0xfffe };
         assert_eq!(v.packed(), 0x0003_fffe);
