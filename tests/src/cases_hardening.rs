@@ -2,7 +2,8 @@
 //! guest (one sub-case each): UMIP, console control escaping, #DB across `mov ss` +
 //! hypercall, hypercalls on a bad RSP, `iret` frames with RF/VIF/VIP/RPL 0/a hypervisor
 //! RSP, `int n` for all 256 vectors from guest-kernel and guest-user mode, timer deadlines
-//! near u64::MAX and segment bases across domains. Kill cases run a `companion` beside the guest, which must keep running.
+//! near u64::MAX and segment bases across domains. Kill cases run a `companion` beside the
+//! guest, which must keep running.
 
 use crate::cases::{case, domain, success, Case};
 use crate::judge::{DomainOutcome, Source, Transcript};
@@ -70,58 +71,57 @@ pub const PASSING: &[&str] = &[
 pub const CONTROLS_EXPECTED: &str = "controls: esc\\x1b[31m bel\\x07 del\\x7f csi\\x9b31m c1\\x80\\x9f \
 utf8-csi\\xc2\\x9b1m nel\\xc2\\x85 ok\u{a0}é€ bad\\xc0\\xaf\\xed\\xa0\\x80 split€ end";
 
-/// The `controls` line of domain 1 is exactly [`CONTROLS_EXPECTED`]: nothing raw (a raw
-/// byte of 0x80 or above that is not UTF-8 would show here as U+FFFD) and nothing lost.
 /// The vectors a KVM host mangles itself (the guest's `HOST_MANGLED_UNDER_KVM`): the only
-/// ones `int_vectors` may leave out, and only where it says so.
+/// ones the `int n` sub-cases may leave out, and only where they say so.
 const HOST_MANGLED: &str = "[0x17, 0x19, 0x1a]";
+
+/// The first line of domain 1 that `wanted` accepts.
+fn d1_line(transcript: &Transcript, wanted: impl Fn(&str) -> bool) -> Option<&str> {
+    transcript
+        .lines
+        .iter()
+        .find(|line| line.source == Source::Domain(1) && wanted(&line.text))
+        .map(|line| line.text.as_str())
+}
+
+/// How many of the 256 vectors an `int n` sub-case had to judge: all of them, or all but
+/// [`HOST_MANGLED`] when its line starting with `skipped` names exactly those.
+fn vectors_to_judge(transcript: &Transcript, skipped: &str) -> Result<usize, String> {
+    match d1_line(transcript, |text| text.starts_with(skipped)) {
+        None => Ok(256),
+        Some(line) if line.ends_with(HOST_MANGLED) => Ok(256 - HOST_MANGLED.split(", ").count()),
+        Some(line) => Err(format!("left out other vectors than {HOST_MANGLED}: '{line}'")),
+    }
+}
+
+/// Domain 1 printed `expected` as the `int n` sub-case's count line (the first accepted by
+/// `is_count`).
+fn count_line(transcript: &Transcript, is_count: impl Fn(&str) -> bool, expected: &str) -> Result<(), String> {
+    match d1_line(transcript, is_count) {
+        Some(line) if line == expected => Ok(()),
+        Some(line) => Err(format!("'{line}': expected '{expected}'")),
+        None => Err(format!("no line like '{expected}' from d1")),
+    }
+}
 
 /// `int_vectors` judged all 256 vectors, or all but the named host-mangled ones, and
 /// every judged one was right.
 pub fn int_vectors_judged(transcript: &Transcript) -> Result<(), String> {
-    let d1 = |prefix: &str| {
-        transcript.lines.iter().find(|line| line.source == Source::Domain(1) && line.text.starts_with(prefix))
-    };
-    let line = transcript
-        .lines
-        .iter()
-        .find(|line| line.source == Source::Domain(1) && line.text.ends_with(" vectors delivered as SPEC.md §4.4 says"))
-        .ok_or("no 'int n: N of M vectors delivered' line from d1")?;
-    let skipped = d1("int n: not judged on this KVM host");
-    let counts = line.text.trim_start_matches("int n: ").split(" vectors").next().unwrap_or("");
-    let (right, judged) = counts.split_once(" of ").ok_or(format!("unreadable count line '{}'", line.text))?;
-    let expected_judged = match skipped {
-        None => "256",
-        Some(skipped) if skipped.text.ends_with(HOST_MANGLED) => "253",
-        Some(skipped) => return Err(format!("left out other vectors than {HOST_MANGLED}: '{}'", skipped.text)),
-    };
-    if judged != expected_judged || right != judged {
-        return Err(format!("'{}': expected {expected_judged} of {expected_judged}", line.text));
-    }
-    Ok(())
+    let n = vectors_to_judge(transcript, "int n: not judged on this KVM host")?;
+    let said = " vectors delivered as SPEC.md §4.4 says";
+    count_line(transcript, |text| text.ends_with(said), &format!("int n: {n} of {n}{said}"))
 }
 
 /// `int_vectors_user` judged all 256 vectors (114 granted), or all but the named
 /// host-mangled ones, and every judged one was right.
 pub fn user_vectors_judged(transcript: &Transcript) -> Result<(), String> {
-    let d1 = |prefix: &str| {
-        transcript.lines.iter().find(|line| line.source == Source::Domain(1) && line.text.starts_with(prefix))
-    };
-    let expected = match d1("user int n: KVM host mangles") {
-        None => "user int n: 256/256 right, 114 granted",
-        Some(line) if line.text.ends_with(HOST_MANGLED) => "user int n: 253/253 right, 114 granted",
-        Some(line) => return Err(format!("left out other vectors than {HOST_MANGLED}: '{}'", line.text)),
-    };
-    let count = transcript.lines.iter().find(|line| {
-        line.source == Source::Domain(1) && line.text.starts_with("user int n: ") && line.text.contains(" right, ")
-    });
-    match count {
-        Some(line) if line.text == expected => Ok(()),
-        Some(line) => Err(format!("'{}': expected '{expected}'", line.text)),
-        None => Err("no 'user int n: N/M right' line from d1".into()),
-    }
+    let n = vectors_to_judge(transcript, "user int n: KVM host mangles")?;
+    let is_count = |text: &str| text.starts_with("user int n: ") && text.contains(" right, ");
+    count_line(transcript, is_count, &format!("user int n: {n}/{n} right, 114 granted"))
 }
 
+/// The `controls` line of domain 1 is exactly [`CONTROLS_EXPECTED`]: nothing raw (a raw
+/// byte of 0x80 or above that is not UTF-8 would show here as U+FFFD) and nothing lost.
 pub fn controls_escaped(transcript: &Transcript) -> Result<(), String> {
     let line = transcript
         .lines

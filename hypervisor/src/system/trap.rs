@@ -24,9 +24,9 @@ impl<P: Platform> System<P> {
         // RIP naming this vector is that instruction, judged by the trap table like any
         // other (SPEC.md §4.4).
         if let Ok(number @ (4 | 32..=255)) = u8::try_from(frame.vector) {
-            if let Some(at) = self.software_interrupt_before(frame.rip, number) {
+            if let Some((at, length)) = self.software_interrupt_before(frame.rip, number) {
                 frame.rip = at;
-                return self.bounce_event(frame, Event::SoftwareInterrupt { vector: number, length: 2 });
+                return self.bounce_event(frame, Event::SoftwareInterrupt { vector: number, length });
             }
         }
         match frame.vector {
@@ -128,25 +128,23 @@ impl<P: Platform> System<P> {
         if granted && self.trace.is_none() {
             return self.bounce_event(frame, Event::SoftwareInterrupt { vector: vector::BREAKPOINT, length: 0 });
         }
-        for length in [1u64, 2] {
-            let Some(address) = frame.rip.checked_sub(length) else { continue };
-            let decoded = self.code_bytes::<2>(address).and_then(bounce::decode_software_interrupt);
-            if decoded == Some((vector::BREAKPOINT, length)) {
-                frame.rip = address;
-                return self.bounce_event(frame, Event::SoftwareInterrupt { vector: vector::BREAKPOINT, length });
-            }
+        if let Some((address, length)) = self.software_interrupt_before(frame.rip, vector::BREAKPOINT) {
+            frame.rip = address;
+            return self.bounce_event(frame, Event::SoftwareInterrupt { vector: vector::BREAKPOINT, length });
         }
         let event = Event::Exception { vector: vector::BREAKPOINT, error_code: 0, fault_address: 0 };
         self.bounce_event(frame, event)
     }
 
-    /// The address of the `int number` instruction ending at `rip`, if there is one: a
-    /// software interrupt the host delivered through its own ring-3 gate instead of
-    /// refusing it (see `exception`).
-    fn software_interrupt_before(&self, rip: u64, number: u8) -> Option<u64> {
-        let address = rip.checked_sub(2)?;
-        let decoded = self.code_bytes::<2>(address).and_then(bounce::decode_software_interrupt)?;
-        (decoded == (number, 2)).then_some(address)
+    /// The address and length of the software interrupt raising `number` that ends at
+    /// `rip` (`int3` or `int n`), if there is one: how a host that reports it after the
+    /// instruction (#BP; a vector delivered through its own ring-3 gate) is undone.
+    fn software_interrupt_before(&self, rip: u64, number: u8) -> Option<(u64, u64)> {
+        [1u64, 2].into_iter().find_map(|length| {
+            let address = rip.checked_sub(length)?;
+            let decoded = self.code_bytes::<2>(address).and_then(bounce::decode_software_interrupt)?;
+            (decoded == (number, length)).then_some((address, length))
+        })
     }
 
     /// #GP naming an IDT gate: the guest executed `int n` (or `int3`), which the hardware
