@@ -83,6 +83,11 @@ pub struct Case {
     pub input: Option<(&'static str, &'static [u8])>,
     /// Hypervisor options on the command line besides the domains (e.g. `slice=`).
     pub options: &'static [&'static str],
+    /// Run on QEMU's instruction-counted time where the accelerator has it
+    /// ([`xtask::accel::Accel::virtual_time_args`]): for a case that judges how long
+    /// something took in the guest's time, which a busy host's descheduling of QEMU would
+    /// otherwise stretch.
+    pub virtual_time: bool,
 }
 
 impl Case {
@@ -99,7 +104,7 @@ impl Case {
             forbidden: Vec::new(),
             checks: vec![check],
         };
-        Case { name, domains, expectation, minimum_timeout: None, input: None, options: &[] }
+        Case { name, domains, expectation, minimum_timeout: None, input: None, options: &[], virtual_time: false }
     }
 }
 
@@ -151,7 +156,15 @@ pub(crate) fn case(
         forbidden: Vec::new(),
         checks: Vec::new(),
     };
-    Case { name: name.into(), domains, expectation, minimum_timeout: None, input: None, options: &[] }
+    Case {
+        name: name.into(),
+        domains,
+        expectation,
+        minimum_timeout: None,
+        input: None,
+        options: &[],
+        virtual_time: false,
+    }
 }
 
 /// The checks of the C guest `tests/guests-c/c_hypercalls.c`, each of which must print

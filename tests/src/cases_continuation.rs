@@ -2,13 +2,23 @@
 //! §5.5): the `continuation` guest, each sub-case beside a ticker domain with `slice=1`.
 //! A long call's case also requires a tick printed while that one call was in progress
 //! (between two lines the call itself wrote): the other domain ran, so the call was
-//! preempted (and resumed: the guest checks its results).
+//! preempted (and resumed: the guest checks its results). Those judged by the call's
+//! length ([`COUNTED_TIME`]) run on QEMU's instruction-counted time under TCG: a host
+//! that deschedules QEMU for 10 ms inside a call otherwise ends the call's last slice
+//! before the ticker's next turn, and no tick lands inside a call the hypervisor did
+//! preempt. On counted time the guest's clock stands still while QEMU does, so slices
+//! and ticks measure only the work done.
 
 use crate::cases::{Case, DomainSpec, ImageSource};
 use crate::judge::{DomainOutcome, Source, Transcript, Verdict};
 
 /// Sub-cases whose one long hypercall must be preempted.
 pub const PREEMPTED: &[&str] = &["multicall", "decrease", "console", "self_unmap"];
+/// Sub-cases judged by a tick inside the call or, failing that, the call's own length in
+/// the guest's time: they run on instruction-counted time under TCG. The console write is
+/// not among them: its cost is the serial port's, in host time (6-23 ms under TCG), and
+/// counted time makes it one slice's work with nothing to preempt.
+pub const COUNTED_TIME: &[&str] = &["multicall", "decrease", "self_unmap"];
 /// Sub-cases with no long call.
 pub const OTHER: &[&str] = &["zero_length"];
 
@@ -57,8 +67,8 @@ fn preempted(transcript: &Transcript, sub: &str) -> Result<(), String> {
         return Ok(());
     }
     // A fast host (KVM) may finish the call within the 1 ms slice it started in: nothing
-    // to preempt. One that ran past three slices without letting the ticker run held the
-    // CPU through a hypercall.
+    // to preempt. One that ran past three slices of the guest's time (instruction-counted
+    // under TCG) without letting the ticker run held the CPU through a hypercall.
     let took = format!("continuation: {sub} took ");
     let micros = transcript
         .lines
@@ -122,6 +132,7 @@ pub fn all() -> Vec<Case> {
             if PREEMPTED.contains(&sub) {
                 case.expectation.checks.push(("every frame returned", crate::cases_memory::frames_returned));
             }
+            case.virtual_time = COUNTED_TIME.contains(&sub);
             case.options = &["slice=1"];
             case
         })
@@ -169,5 +180,14 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), PREEMPTED.len() + OTHER.len());
+    }
+
+    #[test]
+    fn every_case_judged_by_time_runs_on_counted_time() {
+        for case in all() {
+            let sub = case.name.trim_start_matches("continuation::");
+            assert_eq!(case.virtual_time, COUNTED_TIME.contains(&sub), "{}", case.name);
+            assert!(!case.virtual_time || PREEMPTED.contains(&sub), "{}", case.name);
+        }
     }
 }

@@ -140,7 +140,7 @@ struct GuestSpec {
     maxmem: Option<&'static str>,
     /// Argument words every domain of the boot gets besides `peer=` and `iterations=`.
     args: &'static [&'static str],
-    /// Under TCG, run on QEMU's instruction-counted virtual time ([`VIRTUAL_TIME`]): for a
+    /// Under TCG, run on QEMU's instruction-counted virtual time ([`Accel::virtual_time_args`]): for a
     /// row about how late the hypervisor preempts, which the host's own scheduling of
     /// QEMU would otherwise swamp on a busy machine.
     virtual_time: bool,
@@ -570,11 +570,6 @@ fn event_bounds(benches: &[GuestBench]) -> String {
     text
 }
 
-/// QEMU's instruction-counted time (TCG only): the guest's clocks advance with the
-/// instructions it executes (the rate adjusted to the host's speed, `shift=auto`), not
-/// while the host has QEMU descheduled, and never by sleeping (`sleep=off`).
-const VIRTUAL_TIME: [&str; 2] = ["-icount", "shift=auto,sleep=off"];
-
 /// The most a heartbeat domain may wait past another domain's slice while that domain
 /// makes hypercalls (issue 15: hypercall continuations, SPEC.md §5.5), in microseconds.
 const HYPERCALL_LATENCY_GOAL_US: u64 = 1_000;
@@ -655,11 +650,11 @@ fn domains_for(guest: &GuestSpec, iterations: Option<u64>) -> Vec<Domain> {
         .collect()
 }
 
-/// The QEMU arguments a guest's boot adds: [`VIRTUAL_TIME`] for a row that asks for it,
-/// under TCG (KVM has no instruction counting).
+/// The QEMU arguments a guest's boot adds: instruction-counted time
+/// ([`Accel::virtual_time_args`]) for a row that asks for it.
 fn qemu_extra(guest: &GuestSpec, accel: Accel) -> Vec<String> {
-    if guest.virtual_time && accel == Accel::Tcg {
-        VIRTUAL_TIME.iter().map(|word| word.to_string()).collect()
+    if guest.virtual_time {
+        accel.virtual_time_args()
     } else {
         Vec::new()
     }
@@ -1000,8 +995,8 @@ mod tests {
     fn only_the_latency_rows_run_on_counted_time_and_only_under_tcg() {
         for guest in &GUESTS {
             let latency = guest.image == "bench_hypercall_latency";
-            let expected: Vec<String> =
-                if latency { vec!["-icount".into(), "shift=auto,sleep=off".into()] } else { vec![] };
+            let expected: Vec<String> = if latency { Accel::Tcg.virtual_time_args() } else { vec![] };
+            assert_eq!(latency, expected.iter().any(|word| word == "-icount"), "{}", guest.image);
             assert_eq!(qemu_extra(guest, Accel::Tcg), expected, "{}", guest.image);
             assert!(qemu_extra(guest, Accel::Kvm).is_empty(), "{}", guest.image);
         }
