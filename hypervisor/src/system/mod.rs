@@ -20,6 +20,8 @@ mod switch;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_entry;
+#[cfg(test)]
 mod tests_seqlock;
 mod tracing;
 mod trap;

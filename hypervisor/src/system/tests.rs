@@ -26,9 +26,9 @@ use zerocopy::{FromZeros, IntoBytes};
 const TSC_HZ: u64 = 1_000_000_000;
 const SLICE: u64 = 10_000_000;
 
-type Fixture = (System<FakePlatform>, TrapFrame);
+pub(super) type Fixture = (System<FakePlatform>, TrapFrame);
 
-fn archive(count: usize) -> Vec<u8> {
+pub(super) fn archive(count: usize) -> Vec<u8> {
     let image = TestImage::valid().build();
     let mut builder = tar::Builder::new(Vec::new());
     for index in 1..=count {
@@ -42,7 +42,7 @@ fn archive(count: usize) -> Vec<u8> {
 }
 
 /// A system running `count` domains, the first one current; the frame is the CPU's.
-fn boot(count: usize) -> Fixture {
+pub(super) fn boot(count: usize) -> Fixture {
     let mut system = system();
     system.load_domains(BootModule::Present(&archive(count)), Vec::new()).unwrap();
     let mut frame = system.start(true);
@@ -70,7 +70,7 @@ fn system() -> System<FakePlatform> {
     })
 }
 
-fn hypercall(fixture: &mut Fixture, number: Hypercall, arguments: [u64; 4]) -> Step {
+pub(super) fn hypercall(fixture: &mut Fixture, number: Hypercall, arguments: [u64; 4]) -> Step {
     let (system, frame) = fixture;
     frame.rax = number.0;
     [frame.rdi, frame.rsi, frame.rdx, frame.r10] = arguments;
@@ -84,7 +84,7 @@ fn event_op(fixture: &mut Fixture, arguments: [u64; 3]) -> i64 {
 }
 
 /// Runs domain `index` next, as a yield of every other domain would.
-fn yield_until(fixture: &mut Fixture, index: usize) {
+pub(super) fn yield_until(fixture: &mut Fixture, index: usize) {
     for _ in 0..fixture.0.domains.len() {
         if fixture.0.current == index {
             return;
@@ -94,7 +94,7 @@ fn yield_until(fixture: &mut Fixture, index: usize) {
     assert_eq!(fixture.0.current, index);
 }
 
-fn shared_info(system: &System<FakePlatform>, index: usize) -> crate::mm::frames::Frame {
+pub(super) fn shared_info(system: &System<FakePlatform>, index: usize) -> crate::mm::frames::Frame {
     system.domains[index].memory.as_ref().unwrap().shared_info_frame()
 }
 

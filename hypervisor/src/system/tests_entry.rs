@@ -1,0 +1,122 @@
+//! What a domain finds when it is built and each time it is entered: the wallclock and
+//! its time info in shared info (SPEC.md §19.2, §19.3), its own segment bases in the CPU,
+//! and the boot line that says every domain has run.
+
+use super::tests::{archive, boot, hypercall, shared_info, yield_until, Fixture};
+use crate::mm::fakes::TestMemory;
+use crate::mm::frames::{Frame, FrameAllocator};
+use crate::mm::paging::FrameMemory;
+use crate::platform::fake::FakePlatform;
+use crate::system::boot::BootModule;
+use crate::system::{Start, System, TIME_INFO_OFFSET};
+use crate::time::Clock;
+use hypercall_abi::hypercall::Hypercall;
+use hypercall_abi::shared_info::{SharedInfo, VcpuTimeInfo};
+use hypercall_abi::trap::segment;
+use spin::Mutex;
+use zerocopy::FromBytes;
+
+/// 2.5 GHz, so time info's scale is not the identity.
+const TSC_HZ: u64 = 2_500_000_000;
+const WALLCLOCK: (u32, u32) = (1_765_000_000, 123_456_789);
+
+fn read_shared(memory: &TestMemory, frame: Frame) -> SharedInfo {
+    let mut bytes = [0u8; 4096];
+    memory.read(frame, 0, &mut bytes);
+    SharedInfo::read_from_bytes(&bytes).unwrap()
+}
+
+fn time_info(memory: &TestMemory, frame: Frame) -> VcpuTimeInfo {
+    let mut bytes = [0u8; core::mem::size_of::<VcpuTimeInfo>()];
+    memory.read(frame, TIME_INFO_OFFSET, &mut bytes);
+    VcpuTimeInfo::read_from_bytes(&bytes).unwrap()
+}
+
+/// A system at TSC `tsc` with [`WALLCLOCK`], its one domain built.
+fn built_at(tsc: u64) -> System<FakePlatform> {
+    let frames: &'static Mutex<FrameAllocator> = Box::leak(Box::new(Mutex::new(FrameAllocator::new())));
+    frames.lock().add_region(1 << 20, 256 << 20);
+    let mut memory = TestMemory::default();
+    let root = frames.lock().allocate().unwrap();
+    memory.zero(root);
+    let mut platform = FakePlatform::default();
+    platform.tsc = tsc;
+    let mut system = System::new(Start {
+        platform,
+        memory,
+        frames,
+        hypervisor_root: root,
+        clock: Clock::new(1_000, TSC_HZ).unwrap(),
+        tsc_hz: TSC_HZ,
+        entry_tsc: 0,
+        wallclock: WALLCLOCK,
+        slice_cycles: TSC_HZ / 100,
+    });
+    system.load_domains(BootModule::Present(&archive(1)), Vec::new()).unwrap();
+    system
+}
+
+#[test]
+fn a_built_domain_finds_the_wallclock_and_its_time_info_in_shared_info() {
+    let tsc = 7_777_777;
+    let system = built_at(tsc);
+    let shared = read_shared(&system.memory, shared_info(&system, 0));
+    assert_eq!((shared.wc_sec, shared.wc_nsec), WALLCLOCK);
+    assert_eq!(shared.wc_version % 2, 0, "even: no update in progress");
+    assert_ne!(shared.wc_version, 0, "written under its version");
+    let info = shared.vcpu_info[0].time;
+    let expected = system.clock.vcpu_time_info(tsc, info.version);
+    assert_eq!((info.version % 2, info.version != 0), (0, true));
+    assert_eq!(
+        (info.tsc_timestamp, info.system_time, info.tsc_to_system_mul, info.tsc_shift),
+        (expected.tsc_timestamp, expected.system_time, expected.tsc_to_system_mul, expected.tsc_shift)
+    );
+    assert_eq!(info.system_time, system.clock.now_ns(tsc), "the system time at the TSC it was written");
+}
+
+#[test]
+fn entering_a_domain_refreshes_its_time_info() {
+    let mut fixture: Fixture = boot(2);
+    let frame = shared_info(&fixture.0, 1);
+    let before = time_info(&fixture.0.memory, frame);
+    fixture.0.platform.tsc = 3_000_000_000;
+    yield_until(&mut fixture, 1);
+    let after = time_info(&fixture.0.memory, frame);
+    assert_eq!(after.tsc_timestamp, 3_000_000_000, "the TSC read as it was entered");
+    assert_eq!(after.system_time, fixture.0.clock.now_ns(3_000_000_000));
+    assert_eq!(after.version, before.version + 2, "one seqlocked update");
+}
+
+#[test]
+fn entering_a_domain_loads_its_own_segment_bases() {
+    let mut fixture = boot(2);
+    fixture.0.domains[1].vcpu.fs_base = 0x7000_1000;
+    let (fs, gs) = (fixture.0.domains[1].vcpu.fs_base, fixture.0.domains[1].vcpu.gs_base());
+    assert_ne!(fixture.0.platform.segment_bases, Some((fs, gs)), "domain 0's are loaded");
+    yield_until(&mut fixture, 1);
+    assert_eq!(fixture.0.platform.segment_bases, Some((fs, gs)));
+    // Domain 0's base, set through the hypercall while it runs, comes back with it.
+    yield_until(&mut fixture, 0);
+    let step = hypercall(&mut fixture, Hypercall::SET_SEGMENT_BASE, [segment::FS, 0x6000_2000, 0, 0]);
+    assert!(matches!(step, crate::system::Step::Resume(_)));
+    yield_until(&mut fixture, 1);
+    yield_until(&mut fixture, 0);
+    assert_eq!(fixture.0.platform.segment_bases.map(|(fs, _)| fs), Some(0x6000_2000));
+}
+
+#[test]
+fn the_all_domains_line_comes_once_every_domain_has_run_and_only_for_several() {
+    const LINE: &str = "boot: all ";
+    let single = boot(1);
+    assert!(!single.0.platform.said(LINE), "one domain: its first-instruction line says it all");
+    let mut fixture = boot(3);
+    assert!(!fixture.0.platform.said(LINE), "two domains have not run yet");
+    yield_until(&mut fixture, 1);
+    assert!(!fixture.0.platform.said(LINE), "one domain has not run yet");
+    yield_until(&mut fixture, 2);
+    yield_until(&mut fixture, 0);
+    yield_until(&mut fixture, 1);
+    let lines: Vec<&String> = fixture.0.platform.lines.iter().filter(|line| line.contains(LINE)).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("all 3 domains reached their first instruction"), "{}", lines[0]);
+}
