@@ -1,7 +1,8 @@
 #!/bin/sh
 # Boots the Xen bench guest as dom0 of Debian's Xen (target/debian/xen, fetched by
-# `cargo xtask bench --kernel`) under TCG, prints its rows, and stops QEMU at the guest's
-# last line: Xen answers dom0's SCHEDOP_shutdown poweroff by halting, not powering off.
+# `cargo xtask bench --kernel`) under TCG and prints its rows; `cargo xtask bench` runs the
+# same boot as its `xen` column. The guest ends with a reboot request, which Xen answers by
+# resetting the machine (QEMU exits under -no-reboot); QEMU is also stopped at the last line.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 xen="$root/target/debian/xen"

@@ -63,11 +63,11 @@ extern "C" fn xen_main(start: *const xen::StartInfo) -> ! {
     // Last: it turns event upcalls on.
     timer::run(shared);
     let _ = writeln!(xen::Console, "xen-guest: done");
-    xen::power_off()
+    xen::finish()
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     let _ = writeln!(xen::Console, "xen-guest: panic: {info}");
-    xen::power_off()
+    xen::finish()
 }

@@ -23,7 +23,7 @@ const XENVER_VERSION: u64 = 0;
 pub const SCHEDOP_BLOCK: u64 = 1;
 const SCHEDOP_SHUTDOWN: u64 = 2;
 pub const SCHEDOP_POLL: u64 = 3;
-const SHUTDOWN_POWEROFF: u32 = 0;
+const SHUTDOWN_REBOOT: u32 = 1;
 /// update_va_mapping flag: invalidate this one address in the local TLB.
 const UVMF_INVLPG: u64 = 2;
 /// Present, writable, user (Xen runs a 64-bit PV kernel in ring 3), accessed, dirty.
@@ -122,9 +122,10 @@ pub fn version() -> i64 {
     hypercall(HYPERVISOR_XEN_VERSION, XENVER_VERSION, 0, 0)
 }
 
-/// Powers the machine off (dom0's shutdown is the host's).
-pub fn power_off() -> ! {
-    let reason = SHUTDOWN_POWEROFF;
+/// Ends the run: dom0's shutdown is the machine's, and Xen answers a power-off by halting
+/// for ever but a reboot by resetting the machine, which ends QEMU under `-no-reboot`.
+pub fn finish() -> ! {
+    let reason = SHUTDOWN_REBOOT;
     loop {
         hypercall(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN, core::ptr::addr_of!(reason) as u64, 0);
     }
