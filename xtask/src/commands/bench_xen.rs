@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use xtask::accel::Accel;
 use xtask::debian::{self, Component};
-use xtask::error::{EXIT_ENVIRONMENT, EXIT_FAILED};
+use xtask::error::EXIT_FAILED;
 use xtask::qemu::{self, ConsoleMode, Launch, Machine};
 use xtask::{workspace, Error, Result};
 
@@ -46,7 +46,8 @@ pub enum XenColumn {
     /// No selected row has a Xen counterpart: not run.
     NotRun,
     /// Xen is not here and could not be fetched, or the guest could not be built:
-    /// why (naming the fix) and the bench's exit code.
+    /// why (naming the fix) and the bench's exit code (122 for apt-get or Debian's archive
+    /// out of reach).
     Missing { reason: String, code: i32 },
     /// It ran: its rows, Xen's package and version, QEMU's command line, and a problem
     /// if it did not end with [`DONE`] or a row it should print is missing.
@@ -154,13 +155,10 @@ pub fn run(qemu_binary: &std::path::Path, accel: Accel, wanted: &[&str]) -> Resu
     }
     let xen = match debian::ensure(Component::Xen) {
         Ok(xen) => xen,
+        // apt's messages name the fix; an unreachable archive or a missing apt-get is 122.
         Err(error) => {
-            let reason = format!(
-                "Debian's Xen is not in target/debian and could not be fetched ({}); fix: make apt-get and \
-                 Debian's archive reachable, then run this again",
-                error.message
-            );
-            return Ok(XenColumn::Missing { reason, code: EXIT_ENVIRONMENT });
+            let reason = format!("Debian's Xen is not in target/debian and could not be fetched: {}", error.message);
+            return Ok(XenColumn::Missing { reason, code: error.exit_code });
         }
     };
     let image = match build_guest() {
@@ -201,6 +199,7 @@ pub fn run(qemu_binary: &std::path::Path, accel: Accel, wanted: &[&str]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xtask::error::EXIT_ENVIRONMENT;
 
     const CONSOLE: &str = "(XEN) Xen version 4.17.7\n\
         xen-guest: the ringfence bench rows on Xen\r\n\
