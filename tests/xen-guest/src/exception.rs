@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::harness::{self, ITERATIONS, WARMUP};
+use crate::harness;
 
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 
@@ -14,12 +14,13 @@ pub extern "C" fn on_breakpoint(_: u64) {
 }
 
 pub fn run() {
+    let (warmup, iterations) = (harness::warmup(), harness::iterations());
     let summary = harness::bench(|| {
         // SAFETY: #BP's entry returns after the int3 with every register restored.
         unsafe { core::arch::asm!("int3") };
     });
     let count = BREAKPOINTS.load(Ordering::Relaxed);
-    if count != (WARMUP + ITERATIONS) as u64 {
+    if count != (warmup + iterations) as u64 {
         harness::error("exception_bounce", format_args!("{count} breakpoints reached the handler"));
         return;
     }

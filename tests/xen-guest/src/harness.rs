@@ -2,22 +2,51 @@
 //! `lfence; rdtsc`, nearest-rank median and p99, the same report lines.
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::xen;
 
-/// Measured iterations per row (bench_support's default).
-pub const ITERATIONS: usize = 2_000;
+/// Measured iterations per row without an `iterations=<n>` argument (bench_support's default).
+const DEFAULT_ITERATIONS: usize = 2_000;
+
+/// The most iterations a row may be given (the sample buffer's size).
+pub const MAX_ITERATIONS: usize = 100_000;
+
+static ITERATIONS: AtomicUsize = AtomicUsize::new(DEFAULT_ITERATIONS);
+
+static mut SAMPLES: [u64; MAX_ITERATIONS] = [0; MAX_ITERATIONS];
+
+/// Takes `iterations=<n>` (1 <= n <= [`MAX_ITERATIONS`]) from Xen's command line for this
+/// domain, as the ringfence guests take it from theirs; false if it is there but invalid.
+pub fn configure(command_line: &[u8]) -> bool {
+    let text = core::str::from_utf8(command_line.split(|&byte| byte == 0).next().unwrap_or(&[])).unwrap_or("");
+    for word in text.split_ascii_whitespace() {
+        if let Some(value) = word.strip_prefix("iterations=") {
+            match value.parse::<usize>() {
+                Ok(count) if (1..=MAX_ITERATIONS).contains(&count) => ITERATIONS.store(count, Ordering::Relaxed),
+                _ => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Measured iterations per row.
+pub fn iterations() -> usize {
+    ITERATIONS.load(Ordering::Relaxed)
+}
 
 /// bench_support's warm-up: a tenth, at least 1, at most 100.
-pub const WARMUP: usize = 100;
+pub fn warmup() -> usize {
+    (iterations() / 10).clamp(1, 100)
+}
 
-static mut SAMPLES: [u64; ITERATIONS] = [0; ITERATIONS];
-
-/// The sample buffer.
-pub fn samples() -> &'static mut [u64; ITERATIONS] {
+/// The sample buffer, [`iterations`] long.
+pub fn samples() -> &'static mut [u64] {
     // SAFETY: one vCPU and no handler touches SAMPLES: one user at a time, each row's
     // use ending before the next row starts.
-    unsafe { &mut *core::ptr::addr_of_mut!(SAMPLES) }
+    let all = unsafe { &mut *core::ptr::addr_of_mut!(SAMPLES) };
+    &mut all[..iterations()]
 }
 
 /// Reads the TSC after all earlier instructions completed, like guest-rt's `rdtsc_serialized`.
@@ -56,9 +85,9 @@ pub fn summarize(samples: &mut [u64]) -> Summary {
     }
 }
 
-/// [`WARMUP`] unmeasured runs of `work`, then [`ITERATIONS`] timed ones.
+/// [`warmup`] unmeasured runs of `work`, then [`iterations`] timed ones.
 pub fn bench(mut work: impl FnMut()) -> Summary {
-    for _ in 0..WARMUP {
+    for _ in 0..warmup() {
         work();
     }
     let samples = samples();

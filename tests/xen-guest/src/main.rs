@@ -25,6 +25,9 @@ extern "C" fn xen_main(start: *const xen::StartInfo) -> ! {
     let _ = writeln!(xen::Console, "xen-guest: the ringfence bench rows on Xen");
     // SAFETY: Xen hands a PV guest a mapped start_info page in RSI.
     let start = unsafe { &*start };
+    if !harness::configure(&start.command_line) {
+        let _ = writeln!(xen::Console, "xen-guest: error: iterations=<n> must be 1..={}", harness::MAX_ITERATIONS);
+    }
     let shared = xen::SharedInfo::map(start.shared_info);
     let time = shared.time();
     let paging = paging::Paging::new(start);

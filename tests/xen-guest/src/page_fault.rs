@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::harness::{self, ITERATIONS, WARMUP};
+use crate::harness;
 use crate::paging::{self, Paging, Window};
 use crate::xen;
 
@@ -63,19 +63,20 @@ fn round(count: usize, timed: bool, filled: usize) -> Result<(), &'static str> {
 }
 
 pub fn run(paging: Paging) {
+    let (warmup, iterations) = (harness::warmup(), harness::iterations());
     let base = core::ptr::addr_of_mut!(WINDOW_PAGES) as u64;
     // SAFETY: no fault can happen yet (the window is still mapped), so nothing reads it.
     if let Err(problem) = unsafe { (*core::ptr::addr_of_mut!(WINDOW)).take(paging, base) } {
         harness::error("page_fault", format_args!("{problem}"));
         return;
     }
-    if let Err(problem) = round(WARMUP, false, 0) {
+    if let Err(problem) = round(warmup, false, 0) {
         harness::error("page_fault", format_args!("{problem}"));
         return;
     }
     let mut filled = 0;
-    while filled < ITERATIONS {
-        let count = PAGES.min(ITERATIONS - filled);
+    while filled < iterations {
+        let count = PAGES.min(iterations - filled);
         if let Err(problem) = round(count, true, filled) {
             harness::error("page_fault", format_args!("{problem}"));
             return;
@@ -83,8 +84,8 @@ pub fn run(paging: Paging) {
         filled += count;
     }
     let faults = FAULTS.load(Ordering::Relaxed);
-    if faults != (WARMUP + ITERATIONS) as u64 {
-        harness::error("page_fault", format_args!("{faults} faults for {} touches", WARMUP + ITERATIONS));
+    if faults != (warmup + iterations) as u64 {
+        harness::error("page_fault", format_args!("{faults} faults for {} touches", warmup + iterations));
         return;
     }
     harness::report("page_fault", &harness::summarize(harness::samples()));

@@ -10,7 +10,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::events::{self, VIRQ_TIMER};
-use crate::harness::{self, ITERATIONS, WARMUP};
+use crate::harness;
 use crate::traps;
 use crate::xen::{self, SharedInfo};
 
@@ -44,6 +44,7 @@ fn wait_until(shared: SharedInfo, done: impl Fn() -> bool) -> Result<(), i64> {
 }
 
 pub fn run(shared: SharedInfo) {
+    let (warmup, iterations) = (harness::warmup(), harness::iterations());
     let time = shared.time();
     let port = match events::stop_periodic_timer().and_then(|()| events::bind_virq(VIRQ_TIMER)) {
         Ok(port) => port,
@@ -59,7 +60,7 @@ pub fn run(shared: SharedInfo) {
     let samples = harness::samples();
     let mut filled = 0;
     let (mut early, mut armed_late, mut worst_ns) = (0u64, 0usize, 0u64);
-    for round in 0..WARMUP + ITERATIONS {
+    for round in 0..warmup + iterations {
         let fired = FIRINGS.load(Ordering::Relaxed);
         let deadline = time.now() + AHEAD_NS;
         if let Err(error) = events::set_timer(deadline) {
@@ -80,7 +81,7 @@ pub fn run(shared: SharedInfo) {
             armed_late += 1;
             continue;
         }
-        if round >= WARMUP && filled < ITERATIONS {
+        if round >= warmup && filled < iterations {
             worst_ns = worst_ns.max(woke - deadline);
             samples[filled] = scale.cycles_of(woke - deadline);
             filled += 1;
@@ -92,7 +93,7 @@ pub fn run(shared: SharedInfo) {
         AHEAD_NS / 1_000,
         worst_ns / 1_000
     );
-    if early != 0 || armed_late > (WARMUP + ITERATIONS) / 10 || filled == 0 {
+    if early != 0 || armed_late > (warmup + iterations) / 10 || filled == 0 {
         harness::error("timer", format_args!("{early} woke early, {armed_late} armed too late, {filled} samples"));
         return;
     }

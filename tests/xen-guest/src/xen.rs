@@ -166,6 +166,10 @@ pub struct StartInfo {
     pub page_table_frames: u64,
     /// Virtual address of the pfn -> mfn list of the initial pages.
     pub mfn_list: u64,
+    pub module_start: u64,
+    pub module_length: u64,
+    /// This domain's command line, NUL-terminated.
+    pub command_line: [u8; 1024],
 }
 
 /// A page of this image that is remapped to the shared-info page.

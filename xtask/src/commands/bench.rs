@@ -781,7 +781,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     }
 
     let wires: Vec<&str> = rows.iter().map(|row| row.wire).collect();
-    let xen = bench_xen::run(&qemu_binary, accel, &wires)?;
+    let xen = bench_xen::run(&qemu_binary, accel, &wires, args.iterations)?;
 
     let mut references = Vec::new();
     for reference in

@@ -28,9 +28,12 @@ pub const NO_FLUSH: &str = "map_batch_noflush";
 /// The guest's last line once every row is printed.
 const DONE: &str = "xen-guest: done";
 
-/// Xen's command line: its console on the serial port, and a dom0 big enough for the
-/// guest's windows (3 MiB of bss) and Xen's bootstrap tables.
-const XEN_APPEND: &str = "console=com1 com1=115200,8n1 dom0_mem=64M";
+/// Xen's command line: its console on the serial port, a dom0 big enough for the guest's
+/// windows (3 MiB of bss) and Xen's bootstrap tables, and no background scrubbing of free
+/// memory after boot: Xen scrubs in its idle loop, so the timer row's blocked waits
+/// would otherwise wake late behind scrub chunks (medians of 1.6-6 M cycles instead of
+/// ~0.3 M under TCG while the first seconds' scrub lasts).
+const XEN_APPEND: &str = "console=com1 com1=115200,8n1 dom0_mem=64M bootscrub=0";
 
 /// The machine: Xen needs a PC's firmware (QEMU's multiboot loader), 1 GiB as for
 /// `bench --kernel`.
@@ -147,8 +150,14 @@ fn build_guest() -> Result<PathBuf> {
     Ok(target.join("x86_64-unknown-none").join("release").join("xen-guest"))
 }
 
+/// The guest's command line (Xen hands dom0 its module's): `iterations=<n>` when the bench
+/// was given `--iterations` (every row then makes that many; without it, 2 000 each).
+pub fn guest_command_line(iterations: Option<u64>) -> String {
+    iterations.map_or(String::new(), |count| format!("iterations={count}"))
+}
+
 /// Runs the column if any of `wanted` (selected wire names) is one Xen measures.
-pub fn run(qemu_binary: &std::path::Path, accel: Accel, wanted: &[&str]) -> Result<XenColumn> {
+pub fn run(qemu_binary: &std::path::Path, accel: Accel, wanted: &[&str], iterations: Option<u64>) -> Result<XenColumn> {
     let wanted: Vec<&str> = wanted.iter().copied().filter(|wire| MEASURED.contains(wire)).collect();
     if wanted.is_empty() {
         return Ok(XenColumn::NotRun);
@@ -168,7 +177,7 @@ pub fn run(qemu_binary: &std::path::Path, accel: Accel, wanted: &[&str]) -> Resu
     let launch = Launch {
         qemu: qemu_binary.to_path_buf(),
         hypervisor: xen.path.clone(),
-        initrd: image,
+        initrd: qemu::multiboot_modules(&[(&image, &guest_command_line(iterations))])?,
         append: XEN_APPEND.to_string(),
         accel,
         machine: MACHINE,
@@ -252,6 +261,12 @@ mod tests {
     }
 
     #[test]
+    fn iterations_reach_the_guest_only_when_asked_for() {
+        assert_eq!(guest_command_line(Some(500)), "iterations=500");
+        assert_eq!(guest_command_line(None), "");
+    }
+
+    #[test]
     fn a_missing_xen_names_the_fix_and_the_exit_code() {
         let column = XenColumn::Missing { reason: "Debian's Xen ...; fix: make apt-get ...".into(), code: 122 };
         assert_eq!(column.summary(), "xen: -: Debian's Xen ...; fix: make apt-get ...");
@@ -263,7 +278,8 @@ mod tests {
 
     #[test]
     fn only_the_rows_xen_measures_start_it() {
-        let none = run(std::path::Path::new("/nonexistent/qemu"), Accel::Tcg, &["user_syscall", "domain_switch"]);
+        let none =
+            run(std::path::Path::new("/nonexistent/qemu"), Accel::Tcg, &["user_syscall", "domain_switch"], Some(5));
         assert_eq!(none.unwrap(), XenColumn::NotRun);
         for wire in MEASURED {
             assert!(super::super::bench::row_wires().contains(&wire), "{wire} is a bench row");
