@@ -2,6 +2,7 @@
 
 pub mod bench;
 mod bench_kernel;
+mod bench_xen;
 pub mod build;
 mod first_steps;
 pub mod fuzz;
