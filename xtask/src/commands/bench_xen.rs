@@ -28,12 +28,12 @@ pub const NO_FLUSH: &str = "map_batch_noflush";
 /// The guest's last line once every row is printed.
 const DONE: &str = "xen-guest: done";
 
-/// Xen's command line: its console on the serial port, a dom0 big enough for the guest's
-/// windows (3 MiB of bss) and Xen's bootstrap tables, and no background scrubbing of free
-/// memory after boot: Xen scrubs in its idle loop, so the timer row's blocked waits
-/// would otherwise wake late behind scrub chunks (medians of 1.6-6 M cycles instead of
-/// ~0.3 M under TCG while the first seconds' scrub lasts).
-const XEN_APPEND: &str = "console=com1 com1=115200,8n1 dom0_mem=64M bootscrub=0";
+/// dom0's memory: big enough for the guest's windows (3 MiB of bss) and Xen's bootstrap
+/// tables. Xen's other options are `bench --kernel`'s ([`xtask::linux::xen_options`]):
+/// without `bootscrub=0` the timer row's blocked waits woke late behind Xen's idle-loop
+/// scrub (medians of 1.6-6 M cycles instead of ~0.3 M under TCG while the first seconds'
+/// scrub lasts).
+const DOM0_MEMORY: &str = "64M";
 
 /// The machine: Xen needs a PC's firmware (QEMU's multiboot loader), 1 GiB as for
 /// `bench --kernel`.
@@ -178,7 +178,7 @@ pub fn run(qemu_binary: &std::path::Path, accel: Accel, wanted: &[&str], iterati
         qemu: qemu_binary.to_path_buf(),
         hypervisor: xen.path.clone(),
         initrd: qemu::multiboot_modules(&[(&image, &guest_command_line(iterations))])?,
-        append: XEN_APPEND.to_string(),
+        append: xtask::linux::xen_options(DOM0_MEMORY),
         accel,
         machine: MACHINE,
         extra: ["-m", MEMORY, "-cpu", cpu_model(accel)].map(str::to_string).into(),
