@@ -1,16 +1,17 @@
 //! Every ABI constant SPEC.md states against this crate's value (test code only; here, not in
 //! the conformance crate, so that `cargo test -p hypercall-abi` and cargo-mutants check it):
 //! a number written next to a constant's name in the specification (`0 = \`YIELD\``,
-//! `\`CLOSED\` (0)`, `| 4 \`CLOSE\` |`, the errno, exit-status and feature tables) must be
-//! that constant's value, and every such name must be one this test knows — so a wrong
-//! value on either side, or a new constant nobody checked, fails here.
+//! `\`CLOSED\` (0)`, `| 4 \`CLOSE\` |`, `bit 1 \`SWITCHED\``, the errno, exit-status and
+//! feature tables) must be that constant's value, and every such name must be one this test
+//! knows — so a wrong value on either side, or a new constant nobody checked, fails here.
 
 use crate::event::{self, event_cmd, status as port_status, virq};
 use crate::exit::ExitStatus;
 use crate::hypercall::version_cmd as version;
 use crate::hypercall::{callback_cmd, console_cmd as console, features, sched_cmd, shutdown_reason};
 use crate::memory::{map_flags, map_op, memory_cmd, space_cmd};
-use crate::trap::{self, segment};
+use crate::trace::flags as trace_flags;
+use crate::trap::{self, exception_flags, page_fault, segment, trap_flags};
 use crate::Errno;
 
 /// One number the specification gives a backticked name, with the line it is on.
@@ -47,8 +48,18 @@ fn constant_name(name: &str) -> bool {
     name.len() > 1 && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The claims in `spec`: `<n> = \`NAME\``, `\`NAME\` (<n>)` / `\`NAME\` (<n>:` and a table
-/// row starting `| <n> \`NAME\``.
+/// The bit number of a flag written `bit <n> ` before its name.
+fn bit_number(text: &str) -> Option<u32> {
+    let head = text.trim_end_matches(|c: char| c.is_ascii_digit());
+    if head.ends_with("bit ") {
+        text[head.len()..].parse().ok()
+    } else {
+        None
+    }
+}
+
+/// The claims in `spec`: `<n> = \`NAME\``, `\`NAME\` (<n>)` / `\`NAME\` (<n>:`, a table
+/// row starting `| <n> \`NAME\`` and a flag `bit <n> \`NAME\`` (whose value is `1 << n`).
 fn claims(spec: &str) -> Vec<Claim> {
     let mut found = Vec::new();
     for (index, line) in spec.lines().enumerate() {
@@ -70,6 +81,9 @@ fn claims(spec: &str) -> Vec<Claim> {
             }
             if let Some(head) = before.strip_suffix(" = ") {
                 value = value.or(trailing_number(head));
+            }
+            if let Some(head) = before.strip_suffix(' ') {
+                value = value.or(bit_number(head).and_then(|bit| 1u64.checked_shl(bit)));
             }
             if at == 1 {
                 if let Some(cell) = before.strip_prefix("| ").and_then(|rest| rest.strip_suffix(' ')) {
@@ -121,6 +135,12 @@ fn abi_values(name: &str) -> Option<&'static [u64]> {
         "VIRQ_TIMER" => &[virq::TIMER],
         "VIRQ_DEBUG" => &[virq::DEBUG],
         "VIRQ_CONSOLE" => &[virq::CONSOLE],
+        "MODULE" => &[features::MODULE],
+        "USER_MAY_RAISE" => &[trap_flags::USER_MAY_RAISE as u64],
+        "FROM_USER" => &[exception_flags::FROM_USER],
+        "RESULT" => &[trace_flags::RESULT as u64],
+        "SWITCHED" => &[trace_flags::SWITCHED as u64],
+        "WRITABLE" => &[map_flags::WRITABLE as u64],
         "BATCH_MAX" => &[crate::memory::BATCH_MAX],
         "WRITE_MAX" => &[console::WRITE_MAX],
         "PORTS_MAX" => &[event::PORTS_MAX],
@@ -260,11 +280,33 @@ mod tests {
         let bits =
             [map_flags::WRITABLE, map_flags::USER, map_flags::NO_EXECUTE, map_flags::LARGE, map_flags::WRITE_THROUGH]
                 .map(u32::trailing_zeros);
+        // The closing parenthesis: these five are every flag the specification defines.
         let flags = format!(
-            "bit {} `WRITABLE`, {} `USER`, {} `NO_EXECUTE`, {} `LARGE`, {} `WRITE_THROUGH`",
+            "bit {} `WRITABLE`, {} `USER`, {} `NO_EXECUTE`, {} `LARGE`, {} `WRITE_THROUGH`)",
             bits[0], bits[1], bits[2], bits[3], bits[4]
         );
         assert!(flat.contains(&flags), "SPEC.md §12.4 MapEntry flags: {flags}");
+        assert_eq!(map_flags::ALL, bits.iter().fold(0, |all, bit| all | 1 << bit), "map_flags::ALL");
+    }
+
+    #[test]
+    fn the_large_page_is_the_spec_s() {
+        use crate::memory::{LARGE_PAGE_ORDER, LARGE_PAGE_PAGES, LARGE_PAGE_SIZE};
+        let flat = SPEC.replace('\n', " ");
+        let extent = format!("or {LARGE_PAGE_ORDER} ({} MiB, `LARGE_PAGE_ORDER`)", LARGE_PAGE_SIZE >> 20);
+        assert!(flat.contains(&extent), "SPEC.md §12 extent: {extent}");
+        let gfns = format!(
+            "| order-{LARGE_PAGE_ORDER} extent | {LARGE_PAGE_PAGES} gfns starting at a multiple of {LARGE_PAGE_PAGES},"
+        );
+        assert!(flat.contains(&gfns), "SPEC.md §12 order-9 extent: {gfns}");
+        assert_eq!(LARGE_PAGE_SIZE % (1 << 20), 0, "a whole number of MiB");
+    }
+
+    #[test]
+    fn the_page_fault_user_bit_is_the_spec_s() {
+        let text = format!("with bit {} (`page_fault::USER`) rewritten", page_fault::USER.trailing_zeros());
+        assert!(SPEC.replace('\n', " ").contains(&text), "SPEC.md §11.4.6: {text}");
+        assert_eq!(page_fault::USER.count_ones(), 1);
     }
 
     #[test]
@@ -278,7 +320,7 @@ mod tests {
     #[test]
     fn the_scanner_sees_each_form_and_a_drifted_value() {
         let text = "| RDI `cmd` | 0 = `YIELD`, 2 = `SHUTDOWN` |\n| `CLOSED` (0) | x |\n| 4 `CLOSE` | y |\n\
-                    `RFLAGS_GUEST_SETTABLE` (0x240fd7: CF)\n";
+                    `RFLAGS_GUEST_SETTABLE` (0x240fd7: CF)\n| `flags` | bit 0 `RESULT`; bit 1 `SWITCHED` |\n";
         let found: Vec<(String, u64)> = claims(text).into_iter().map(|claim| (claim.name, claim.value)).collect();
         assert_eq!(
             found,
@@ -287,12 +329,16 @@ mod tests {
                 ("SHUTDOWN".into(), 2),
                 ("CLOSED".into(), 0),
                 ("CLOSE".into(), 4),
-                ("RFLAGS_GUEST_SETTABLE".into(), 0x24_0fd7)
+                ("RFLAGS_GUEST_SETTABLE".into(), 0x24_0fd7),
+                ("RESULT".into(), 1),
+                ("SWITCHED".into(), 2)
             ]
         );
         assert!(disagreements(text).is_empty());
         let drifted = text.replace("| 4 `CLOSE`", "| 3 `CLOSE`");
         assert!(disagreements(&drifted)[0].contains("`CLOSE` is 0x3 there"));
+        let drifted = text.replace("bit 1 `SWITCHED`", "bit 2 `SWITCHED`");
+        assert!(disagreements(&drifted)[0].contains("`SWITCHED` is 0x4 there"));
         assert!(disagreements("1 = `NEW_THING`")[0].contains("add it to abi_values"));
     }
 }

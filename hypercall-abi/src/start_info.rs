@@ -142,6 +142,18 @@ mod tests {
         assert_eq!(info.cmd_line(), "a b c", "a length past capacity is clamped; the NULs after the text are not text");
     }
 
+    #[test]
+    fn a_full_cmd_line_is_cut_to_leave_its_nul() {
+        // SPEC.md §7: `cmd_line` is NUL-terminated, so at most capacity - 1 bytes are text
+        // even when every byte is set and the length claims more.
+        let mut info = StartInfo::new_zeroed();
+        info.cmd_line = [b'x'; CMD_LINE_CAPACITY];
+        for length in [CMD_LINE_CAPACITY as u32, u32::MAX] {
+            info.cmd_line_length = length;
+            assert_eq!(info.cmd_line().len(), 1023, "length {length}");
+        }
+    }
+
     /// A page laid out as SPEC.md §3.2 says, with a module of `length` bytes after the
     /// stack's guard page and its own guard page before the free region.
     fn with_module(length: u64) -> StartInfo {

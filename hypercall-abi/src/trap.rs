@@ -179,6 +179,16 @@ mod tests {
     }
 
     #[test]
+    fn page_fault_bits_are_the_cpu_s() {
+        // SPEC.md §11.4.6 hands the guest the CPU's #PF error code, so each bit is where the
+        // Intel SDM (Vol. 3A §4.7, "Page-Fault Exceptions") and the AMD APM (Vol. 2 §8.4.2)
+        // put it: P bit 0, W/R bit 1, U/S bit 2, RSVD bit 3, I/D bit 4.
+        let bits = [page_fault::PRESENT, page_fault::WRITE, page_fault::USER, page_fault::RESERVED, page_fault::FETCH];
+        assert_eq!(bits.map(u64::trailing_zeros), [0, 1, 2, 3, 4]);
+        assert!(bits.iter().all(|bit| bit.count_ones() == 1));
+    }
+
+    #[test]
     fn modes_differ() {
         assert_ne!(KERNEL_CS, USER_CS);
         assert_ne!(KERNEL_SS, USER_SS);
