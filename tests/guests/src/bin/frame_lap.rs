@@ -12,13 +12,13 @@
 //! * `check frames=<F>` (domain 2, started beside it) — waits until domain 1 has ended
 //!   (an event-channel call naming it is `-ESRCH` from then on, SPEC.md §17.3), then runs rounds
 //!   of: `INCREASE_RESERVATION` of [`ROUND`] pages, map them, read every word (all must be
-//!   zero), fill them with its own pattern, `DECREASE_RESERVATION` — until it has been given
+//!   zero), mark each with its own pattern in one word, `DECREASE_RESERVATION` — until it has been given
 //!   more than 2·F frames, F being at least the frames the hypervisor manages (the runner
 //!   passes the machine's memory in frames). Next-fit hands out increasing frame numbers
 //!   until it wraps, so one pass of the cursor gives out at most F frames: more than 2·F
 //!   allocations after domain 1 ended mean the cursor wrapped at least twice, so it swept
 //!   all of machine memory once with every frame of domain 1 free, and each of them was
-//!   handed out again after it ended. The runner checks the count against the `frames
+//!   handed out again after it ended (to this domain, or as a page table on its behalf). The runner checks the count against the `frames
 //!   managed` of the hypervisor's boot line; a non-zero word is classified by its tag
 //!   (domain 1's pattern, this domain's own from an earlier round, or other).
 #![cfg_attr(target_os = "none", no_std, no_main)]
