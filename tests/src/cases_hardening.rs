@@ -294,8 +294,9 @@ pub fn all() -> Vec<Case> {
     cases.push(reuse);
     // Frames of a domain that ended come back zeroed after the allocator has lapped all of
     // machine memory twice (the `frame_lap` guest says why its count proves the laps).
-    // About 3 s of QEMU time under TCG; on a kvm-pvm host each of the checker's 263 168
-    // pages costs a shadow page fault (~10 ms), so it is no smoke case.
+    // About 3 s of QEMU CPU time under TCG. On a kvm-pvm host every page the checker maps
+    // costs shadow page faults: a loaded one took 20-30 min for the first 65 536 of its
+    // 263 168 pages (the dirtier's 16 384 took ~15 min), so it is no smoke case.
     let frames = format!("frames={}", machine_frames());
     let mut lap = case(
         "hardening::frame_lap",
