@@ -530,8 +530,9 @@ mod tests {
         for area in ["guest_kernel", "traps::", "user::", "evtchn::", "timer::", "iret::", "map::", "syscall_entry::"] {
             assert!(SMOKE.iter().any(|name| name.starts_with(area)), "no smoke case for {area}");
         }
-        // Long under a kvm-pvm host (thousands of guest traps) and so left to the full run.
-        for long in ["fault_loop::100k", "fuzz", "evtchn::pingpong", "user::syscalls"] {
+        // Long under a kvm-pvm host (thousands of guest traps, or of page faults) and so left
+        // to the full run.
+        for long in ["fault_loop::100k", "fuzz", "evtchn::pingpong", "user::syscalls", "hardening::frame_lap"] {
             assert!(!SMOKE.contains(&long), "{long}");
         }
     }

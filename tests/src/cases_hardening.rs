@@ -52,6 +52,40 @@ pub const EDGE_KILLED: &[(&str, &[&str])] = &[
     ("top_ud2", &["#UD at rip 0xfffffffffffffffe ", "no handler for #UD"]),
 ];
 
+/// The `frame_lap` dirtier's memory, and the frames it fills: its `maxmem` less its `mem`.
+const LAP_DIRTIER_MEM: &str = "4M,maxmem=68M";
+const LAP_DIRTIED: u64 = 16384;
+
+/// Frames of the machine the runner boots, at least the frames the hypervisor manages.
+fn machine_frames() -> u64 {
+    let (_, bytes) = xtask::cmdline::parse_mem(xtask::qemu::MACHINE_MEMORY).expect("MACHINE_MEMORY is a memory size");
+    bytes / hypercall_abi::layout::PAGE_SIZE
+}
+
+/// The number before `key` in the first line of `lines` that contains it.
+fn number_before<'a>(mut lines: impl Iterator<Item = &'a str>, key: &str) -> Option<u64> {
+    let line = lines.find(|text| text.contains(key))?;
+    let (before, _) = line.split_once(key)?;
+    before.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// The `frame_lap` checker was given more than twice the frames the hypervisor manages
+/// (its boot line) after the dirtier ended. The allocator is next-fit: between two wraps
+/// of its cursor it hands out increasing frame numbers, so at most `managed` frames; more
+/// than 2·`managed` allocations span at least three passes, and the middle one swept all
+/// of memory after the dirtier's frames were freed.
+pub fn lapped_twice(transcript: &Transcript) -> Result<(), String> {
+    let managed =
+        number_before(transcript.hypervisor(), " frames managed").ok_or("no (hv) boot line says 'N frames managed'")?;
+    let allocated = number_before(transcript.domain(2), " frames in ")
+        .ok_or("no (d2) line says 'frame_lap: N frames in R rounds'")?;
+    if allocated > 2 * managed {
+        Ok(())
+    } else {
+        Err(format!("d2 was given {allocated} frames, not more than twice the {managed} managed: no proof of two laps"))
+    }
+}
+
 /// Sub-cases where the guest must succeed alone.
 pub const PASSING: &[&str] = &[
     "umip",
@@ -258,6 +292,24 @@ pub fn all() -> Vec<Case> {
             .push(vec![format!("(d{id}) domain {id}: 12 rounds, every new frame read as zero")]);
     }
     cases.push(reuse);
+    // Frames of a domain that ended come back zeroed after the allocator has lapped all of
+    // machine memory twice (the `frame_lap` guest says why its count proves the laps).
+    // About 3 s of QEMU CPU time under TCG. On a kvm-pvm host every page the checker maps
+    // costs shadow page faults: a loaded one took 20-30 min for the first 65 536 of its
+    // 263 168 pages (the dirtier's 16 384 took ~15 min), so it is no smoke case.
+    let frames = format!("frames={}", machine_frames());
+    let mut lap = case(
+        "hardening::frame_lap",
+        vec![success("frame_lap", &["dirty"]), success("frame_lap", &["check", &frames])],
+        ExitStatus::SUCCESS,
+        &[],
+    );
+    lap.domains[0].mem = Some(LAP_DIRTIER_MEM);
+    lap.domains[1].mem = Some("4M,maxmem=8M");
+    lap.expectation.console_lines.push(vec![format!("(d1) frame_lap: dirtied {LAP_DIRTIED} frames")]);
+    lap.expectation.checks.push(("frames returned", crate::cases_memory::frames_returned));
+    lap.expectation.checks.push(("the allocator lapped machine memory twice after d1 ended", lapped_twice));
+    cases.push(lap);
     let mut quota = case("hardening::quota_odd", vec![success("hardening", &["quota_odd"])], ExitStatus::SUCCESS, &[]);
     quota.domains[0].mem = Some("4M,maxmem=7M");
     cases.push(quota);
@@ -324,7 +376,7 @@ mod tests {
                 + 1
                 + UPCALL_KILLED.len()
                 + EDGE_KILLED.len()
-                + 4
+                + 5 // frame_reuse, frame_lap, quota_odd, decrease_self_array, bases
         );
         let user_vectors = cases.iter().find(|case| case.name == "hardening::int_vectors_user").unwrap();
         assert_eq!(user_vectors.domains[1].image, "companion");
@@ -360,5 +412,31 @@ mod tests {
         let raw_utf8 = good.replace("utf8-csi\\xc2\\x9b1m", "utf8-csi\u{9b}1m");
         assert!(controls_escaped(&Transcript::parse(&raw_utf8)).is_err());
         assert!(controls_escaped(&Transcript::parse("(d2) controls: x\n")).unwrap_err().contains("no 'controls: '"));
+    }
+
+    #[test]
+    fn lapped_twice_needs_more_than_twice_the_managed_frames_from_d2() {
+        let run = |managed: u64, allocated: u64| {
+            format!(
+                "(hv) ringfence 0.1.0 ABI 0.4: 511 MiB RAM, {managed} frames managed, 126221 free\n\
+                 (d2) frame_lap: {allocated} frames in 257 rounds after domain 1 ended: 0 not zero\n"
+            )
+        };
+        let lapped = |text: &str| lapped_twice(&Transcript::parse(text));
+        assert_eq!(lapped(&run(130816, 263168)), Ok(()));
+        assert_eq!(lapped(&run(130816, 261633)), Ok(()));
+        assert!(lapped(&run(130816, 261632)).unwrap_err().contains("no proof of two laps"));
+        assert!(lapped(&run(131584, 263168)).is_err(), "more managed than the guest was told of");
+        let from_d1 = run(130816, 263168).replace("(d2)", "(d1)");
+        assert!(lapped(&from_d1).unwrap_err().contains("no (d2) line"));
+        assert!(lapped("(d2) frame_lap: 263168 frames in 257 rounds\n").unwrap_err().contains("boot line"));
+    }
+
+    #[test]
+    fn the_frame_lap_dirtier_fills_its_headroom_and_the_checker_covers_the_machine() {
+        let (mem, maxmem) = LAP_DIRTIER_MEM.split_once(",maxmem=").unwrap();
+        let pages = |size: &str| xtask::cmdline::parse_mem(size).unwrap().1 / hypercall_abi::layout::PAGE_SIZE;
+        assert_eq!(pages(maxmem) - pages(mem), LAP_DIRTIED);
+        assert_eq!(machine_frames(), 131072, "512M of machine memory");
     }
 }
