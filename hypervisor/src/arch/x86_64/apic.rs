@@ -206,6 +206,29 @@ enum Rate {
     Measuring { tsc: u64, count: u32 },
 }
 
+/// Windows of its own the one-shot rate gets when boot's window outlasted the counter.
+const REMEASUREMENTS: u32 = 3;
+/// Each of those windows lasts at least this many milliseconds of TSC time.
+const REMEASURE_MILLISECONDS: u64 = 5;
+
+/// The counter's rate over the window from (`start_tsc`, `start_count`) to a sample taken
+/// once at least `minimum` TSC ticks have passed; the counter is stopped afterwards.
+/// `None` when it ran out (reached zero) inside the window or did not move.
+fn count_rate(apic: &LocalApic, start_tsc: u64, start_count: u32, tsc_hz: u64, minimum: u64) -> Option<u64> {
+    while rdtsc().wrapping_sub(start_tsc) < minimum {
+        core::hint::spin_loop();
+    }
+    let (end_tsc, end_count) = sample(apic);
+    apic.write(INITIAL_COUNT, 0);
+    // A count that reached zero stopped there: the ticks are unknown.
+    if end_count == 0 {
+        return None;
+    }
+    let ticks = u128::from(start_count.wrapping_sub(end_count));
+    let hz = ticks * u128::from(tsc_hz) / u128::from(end_tsc.wrapping_sub(start_tsc).max(1));
+    u64::try_from(hz).ok().filter(|&hz| hz != 0)
+}
+
 /// Reads of the current count before the tightest-bracketed one is kept.
 const SAMPLES: u32 = 8;
 
@@ -234,20 +257,25 @@ impl Started {
         let Started { mut apic, x2apic, rate } = self;
         let (one_shot_hz, one_shot_source) = match rate {
             Rate::Known(hz) => (hz, "cpuid 0x40000010"),
-            Rate::Measuring { tsc: start_tsc, count: start_count } => {
+            Rate::Measuring { tsc, count } => {
                 // A window far shorter than boot's work only on a machine with nothing
                 // else to do: stretch it so the two samples' brackets stay negligible.
                 let minimum = (tsc_hz / 1000).max(1);
-                while rdtsc().wrapping_sub(start_tsc) < minimum {
-                    core::hint::spin_loop();
+                match count_rate(&apic, tsc, count, tsc_hz, minimum) {
+                    Some(hz) => (hz, "measured against the TSC"),
+                    // Boot outlasted the counter's range (4.3 s at 1 GHz: a loaded host
+                    // can stretch calibration to seconds of RTC rounds): the ticks are
+                    // unknown, so measure again over windows of the timer's own.
+                    None => (0..REMEASUREMENTS)
+                        .find_map(|_| {
+                            apic.write(INITIAL_COUNT, u32::MAX);
+                            let (tsc, count) = sample(&apic);
+                            count_rate(&apic, tsc, count, tsc_hz, minimum * REMEASURE_MILLISECONDS)
+                        })
+                        .map_or((0, "not counting"), |hz| {
+                            (hz, "measured against the TSC, again: boot outlasted the count")
+                        }),
                 }
-                let (end_tsc, end_count) = sample(&apic);
-                apic.write(INITIAL_COUNT, 0);
-                // A count that reached zero stopped there: the window was longer than
-                // the counter's range and the ticks are unknown.
-                let ticks = if end_count == 0 { 0 } else { u128::from(start_count.wrapping_sub(end_count)) };
-                let hz = ticks * u128::from(tsc_hz) / u128::from(end_tsc.wrapping_sub(start_tsc).max(1));
-                (u64::try_from(hz).unwrap_or(0), "measured against the TSC")
             }
         };
         apic.tsc_hz = tsc_hz;
