@@ -1,6 +1,7 @@
 //! What a domain finds when it is built and each time it is entered: the wallclock and
-//! its time info in shared info (SPEC.md §19.2, §19.3), its own segment bases in the CPU,
-//! and the boot line that says every domain has run.
+//! its time info in shared info (SPEC.md §19.2, §19.3), its own segment bases in the CPU;
+//! and what the console says of it: the boot line that says every domain has run, the
+//! command line's ignored options and slice, the input a domain's full ring dropped.
 
 use super::tests::{archive, boot, hypercall, shared_info, yield_until, Fixture};
 use crate::mm::fakes::TestMemory;
@@ -119,4 +120,33 @@ fn the_all_domains_line_comes_once_every_domain_has_run_and_only_for_several() {
     let lines: Vec<&String> = fixture.0.platform.lines.iter().filter(|line| line.contains(LINE)).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("all 3 domains reached their first instruction"), "{}", lines[0]);
+}
+
+#[test]
+fn the_command_line_says_what_it_ignores_and_a_slice_other_than_the_default() {
+    use crate::system::boot::{read_command_line, DEFAULT_SLICE_MS};
+    let mut platform = FakePlatform::default();
+    let (command_line, slice) = read_command_line(&mut platform, "slice=3 audit frobnicate");
+    assert_eq!((slice, command_line.slice_ms, command_line.audit), (3, Some(3), true));
+    assert!(platform.said("scheduler: slice 3 ms (slice=)"), "{:?}", platform.lines);
+    assert!(platform.said("ignoring unknown command-line option 'frobnicate'"), "{:?}", platform.lines);
+    let mut quiet = FakePlatform::default();
+    let (_, slice) = read_command_line(&mut quiet, "");
+    assert_eq!(slice, DEFAULT_SLICE_MS);
+    assert!(quiet.lines.is_empty(), "the default slice and an empty line say nothing: {:?}", quiet.lines);
+}
+
+#[test]
+fn a_domain_that_ends_with_a_full_ring_says_how_many_bytes_it_dropped() {
+    use hypercall_abi::hypercall::{sched_cmd, shutdown_reason};
+    let mut fixture = boot(2);
+    for byte in 0..crate::console::input::RING_BYTES + 5 {
+        fixture.0.domains[0].input.push(byte as u8);
+    }
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    assert!(fixture.0.platform.said("console input: d1 g1: 5 bytes dropped (its ring was full)"));
+    // The other domain's ring dropped nothing: no such line when it ends.
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::SHUTDOWN, shutdown_reason::POWEROFF, 0, 0]);
+    let dropped = fixture.0.platform.lines.iter().filter(|line| line.contains("bytes dropped")).count();
+    assert_eq!(dropped, 1, "{:?}", fixture.0.platform.lines);
 }
