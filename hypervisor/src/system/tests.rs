@@ -463,6 +463,25 @@ fn a_breakpoint_without_a_handler_is_refused() {
 }
 
 #[test]
+fn a_traced_bounce_that_cannot_be_delivered_is_recorded_as_refused() {
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::{flags, kind};
+    let mut fixture = boot(2);
+    fixture.0.start_trace(&Selection::parse("1").unwrap());
+    fixture.0.platform.tsc = 500;
+    let (system, frame) = &mut fixture;
+    frame.rip = 0x0000_4000_0000_0001;
+    frame.vector = 3;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    let records = trace_records(&fixture.0);
+    let bounce = records.iter().find(|record| record.kind == kind::BOUNCE).expect("a bounce record");
+    assert_eq!((bounce.number, bounce.result, bounce.flags), (3, -1, flags::RESULT));
+    assert_eq!((bounce.tsc, bounce.tsc_end, bounce.domain), (500, 500, 1));
+    // The kill report names what happened and where.
+    assert!(fixture.0.platform.said("at rip 0x400000000001"), "{:?}", fixture.0.platform.lines);
+}
+
+#[test]
 fn a_pending_event_is_delivered_to_the_callback_on_return() {
     let mut fixture = boot(1);
     let callback = fixture.1.rip;
@@ -550,6 +569,7 @@ fn tracing_records_the_selected_domains_hypercalls_bounces_and_upcalls() {
     assert_eq!(version.result, hypercall_abi::ABI_VERSION.packed() as i64);
     assert_eq!((version.flags, version.tsc), (flags::RESULT, 100));
     assert_eq!(records[6].result, 0, "the upcall was delivered");
+    assert_eq!((records[6].flags, records[6].tsc, records[6].tsc_end), (flags::RESULT, 100, 100));
     assert_eq!(records[7].flags, flags::RESULT | flags::SWITCHED, "yield");
     assert_eq!(records[8].flags, 0, "shutdown does not return");
 }
