@@ -2,6 +2,7 @@
 
 use crate::mm::frames::{Frame, FrameSource};
 use bitflags::bitflags;
+use core::cell::Cell;
 use core::fmt;
 use hypercall_abi::layout::{is_canonical, HYPERVISOR_END, HYPERVISOR_START, PAGE_SIZE};
 use hypercall_abi::memory::{map_flags as guest, LARGE_PAGE_SIZE};
@@ -255,6 +256,12 @@ pub struct AddressSpace {
     table_frames: u64,
     /// Leaves without [`PageFlags::GUEST_USER`]: a space with any cannot be a user root.
     kernel_only_leaves: u64,
+    /// The last [`AddressSpace::translate`] that found a page: its page address and result.
+    /// A bounce writes its frame and `iret` reads it back on the same guest-kernel stack
+    /// page, bounce after bounce, and each software walk is ~100 instructions. Exact while
+    /// the tables are unchanged, and they change only through `&mut self` (the table
+    /// frames are private and never guest-mapped), each of which forgets it first.
+    last_translation: Cell<Option<(u64, Frame, PageFlags)>>,
 }
 
 /// Where a leaf entry lives: the table, the index in it and the size it maps.
@@ -293,7 +300,7 @@ impl AddressSpace {
             let entry = memory.read_entry(hypervisor_root, slot);
             memory.write_entry(root, slot, entry);
         }
-        Ok(Self { root, table_frames: 1, kernel_only_leaves: 0 })
+        Ok(Self { root, table_frames: 1, kernel_only_leaves: 0, last_translation: Cell::new(None) })
     }
 
     /// The PML4 frame (what CR3 gets).
@@ -339,6 +346,7 @@ impl AddressSpace {
         flags: PageFlags,
         size: PageSize,
     ) -> Result<(), MapError> {
+        self.forget_translation();
         check_address(virtual_address, size)?;
         if !frame.number().is_multiple_of(size.frames()) {
             return Err(MapError::Unaligned);
@@ -420,6 +428,27 @@ impl AddressSpace {
     /// page the 4 KiB frame that contains the address is returned (HUGE stays set in the
     /// flags). `None` for non-canonical, hypervisor-range and unmapped addresses.
     pub fn translate(&self, memory: &impl FrameMemory, virtual_address: u64) -> Option<(Frame, PageFlags)> {
+        let page = virtual_address & !(PAGE_SIZE - 1);
+        if let Some((cached, frame, flags)) = self.last_translation.get() {
+            if cached == page {
+                return Some((frame, flags));
+            }
+        }
+        let found = self.walk(memory, virtual_address);
+        if let Some((frame, flags)) = found {
+            self.last_translation.set(Some((page, frame, flags)));
+        }
+        found
+    }
+
+    /// Forgets [`Self::translate`]'s last result: every method that writes a table calls
+    /// this before touching one.
+    fn forget_translation(&self) {
+        self.last_translation.set(None);
+    }
+
+    /// [`Self::translate`]'s table walk.
+    fn walk(&self, memory: &impl FrameMemory, virtual_address: u64) -> Option<(Frame, PageFlags)> {
         if !is_canonical(virtual_address) || is_hypervisor_address(virtual_address) {
             return None;
         }
@@ -496,6 +525,7 @@ impl AddressSpace {
     /// caller flushes the TLB and decides what happens to the frames). `None` if no leaf of
     /// that size starts there. Tables emptied by this stay allocated until `destroy`.
     pub fn unmap_sized(&mut self, memory: &mut impl FrameMemory, virtual_address: u64, size: PageSize) -> Option<Leaf> {
+        self.forget_translation();
         let slot = self.exact_slot(memory, virtual_address, size)?;
         let leaf = Leaf::decode(memory.read_entry(slot.table, slot.index), size);
         memory.write_entry(slot.table, slot.index, 0);
@@ -519,6 +549,7 @@ impl AddressSpace {
         size: PageSize,
         flags: PageFlags,
     ) -> Option<Leaf> {
+        self.forget_translation();
         let slot = self.exact_slot(memory, virtual_address, size)?;
         let old = Leaf::decode(memory.read_entry(slot.table, slot.index), size);
         memory.write_entry(slot.table, slot.index, leaf_entry(old.frame, flags, size));
@@ -565,6 +596,7 @@ impl AddressSpace {
         doomed: &mut impl FnMut(&Leaf) -> bool,
         removed: &mut impl FnMut(u64, Leaf),
     ) -> bool {
+        self.forget_translation();
         if !is_guest_slot(slot) {
             return false;
         }
@@ -709,6 +741,33 @@ mod tests {
         assert_eq!(kernel_read_only, PageFlags::PRESENT | PageFlags::USER, "hardware USER even for kernel-only pages");
         assert_eq!(kernel_read_only.to_guest(), 0);
         assert_eq!((kernel_read_only | PageFlags::HUGE).to_guest(), guest::LARGE);
+    }
+
+    #[test]
+    fn translate_follows_every_table_change_after_a_lookup() {
+        let (mut memory, mut frames, hypervisor_root) = setup();
+        let mut space = AddressSpace::new(&mut memory, &mut frames, hypervisor_root).unwrap();
+        let rw = PageFlags::from_guest(GUEST_RW);
+        let read_only = PageFlags::from_guest(guest::USER);
+        let (first, second) = (Frame::from_number(0x71), Frame::from_number(0x72));
+        space.map(&mut memory, &mut frames, 0x5000, first, rw).unwrap();
+        assert_eq!(space.translate(&memory, 0x5008).map(|(frame, _)| frame), Some(first));
+        let writable = |space: &AddressSpace, memory: &TestMemory| {
+            space.translate(memory, 0x5010).map(|(_, flags)| flags.contains(PageFlags::WRITABLE))
+        };
+        assert_eq!(writable(&space, &memory), Some(true), "the same page again, from the last lookup");
+        space.protect(&mut memory, 0x5000, PageSize::Small, read_only).unwrap();
+        assert_eq!(writable(&space, &memory), Some(false), "protect");
+        assert_eq!(space.unmap(&mut memory, 0x5000), Some(first));
+        assert_eq!(space.translate(&memory, 0x5000), None, "unmap");
+        space.map(&mut memory, &mut frames, 0x5000, second, rw).unwrap();
+        assert_eq!(space.translate(&memory, 0x5fff).map(|(frame, _)| frame), Some(second), "map");
+        space.remove_frames(&mut memory, second, 1, &mut |_, _| {});
+        assert_eq!(space.translate(&memory, 0x5000), None, "remove_frames");
+        space.map(&mut memory, &mut frames, 0x5000, first, rw).unwrap();
+        assert_eq!(space.translate(&memory, 0x6000), None, "another page is walked, not taken from the last");
+        assert_eq!(space.translate(&memory, 0x5000).map(|(frame, _)| frame), Some(first));
+        space.destroy(&mut memory, &mut frames);
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub struct BenchArgs {
     /// With --kernel: kill a column's QEMU after SECS (default 900 under TCG, 1800 under KVM).
     #[arg(long, value_name = "SECS", requires = "kernel")]
     timeout: Option<u64>,
+    /// Under TCG, run every guest and the xen column on QEMU's instruction-counted time
+    /// (`-icount shift=0,sleep=off`): the TSC then advances once per instruction, so each
+    /// figure is INSTRUCTIONS per iteration, the same on every run whatever the host's
+    /// load (the timer row's lateness is then in instructions too). The host references
+    /// stay in host TSC cycles, so their ratio column mixes units; ringfence/xen does not.
+    /// Where the instructions go: xtask/scripts/trace_split.py.
+    #[arg(long, conflicts_with = "kernel")]
+    counted: bool,
 }
 
 /// One row of the table: a guest measurement and the native reference it is held against.
@@ -492,6 +500,7 @@ fn notes(selected: &[Row]) -> String {
 /// a side was not measured).
 fn report_json(
     accel: Accel,
+    unit: &str,
     selected: &[Row],
     benches: &[GuestBench],
     references: &[(Reference, Measurement)],
@@ -531,7 +540,7 @@ fn report_json(
             })
         })
         .collect();
-    serde_json::json!({ "unit": "TSC cycles per iteration", "accel": accel.name(), "rows": rows, "xen": xen.json() })
+    serde_json::json!({ "unit": unit, "accel": accel.name(), "rows": rows, "xen": xen.json() })
 }
 
 fn goal_summary(selected: &[Row], benches: &[GuestBench], references: &[(Reference, Measurement)]) -> String {
@@ -690,9 +699,10 @@ fn domains_for(guest: &GuestSpec, iterations: Option<u64>) -> Vec<Domain> {
 }
 
 /// The QEMU arguments a guest's boot adds: instruction-counted time
-/// ([`Accel::virtual_time_args`]) for a row that asks for it.
-fn qemu_extra(guest: &GuestSpec, accel: Accel) -> Vec<String> {
-    if guest.virtual_time {
+/// ([`Accel::virtual_time_args`]) for a row that asks for it, or for every row when the
+/// run is `counted`.
+fn qemu_extra(guest: &GuestSpec, accel: Accel, counted: bool) -> Vec<String> {
+    if guest.virtual_time || counted {
         accel.virtual_time_args()
     } else {
         Vec::new()
@@ -704,6 +714,7 @@ fn run_guest(
     accel: Accel,
     guest: &GuestSpec,
     iterations: Option<u64>,
+    counted: bool,
 ) -> Result<GuestRun> {
     let image = workspace::guests_dir().join(format!("{}.elf", guest.image));
     let bytes = std::fs::read(&image).map_err(|error| {
@@ -722,7 +733,7 @@ fn run_guest(
         append: cmdline::command_line(&domains_for(guest, iterations), &[])?,
         accel,
         machine: Machine::Microvm,
-        extra: qemu_extra(guest, accel),
+        extra: qemu_extra(guest, accel, counted),
         timeout: guest_timeout(accel, guest, iterations),
     };
     let outcome = qemu::run(&launch, ConsoleMode::Capture)?;
@@ -757,12 +768,15 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     for line in &choice.lines {
         println!("{line}");
     }
+    if args.counted && accel.virtual_time_args().is_empty() {
+        return Err(Error::usage(format!("--counted needs TCG's instruction counting; {} has none", accel.name())));
+    }
 
     let mut runs = Vec::new();
     let mut problems = Vec::new();
     for guest in &guests {
         println!("bench: running {} ...", guest.image);
-        let run = run_guest(&qemu_binary, accel, guest, iterations_for(accel, guest, args.iterations))?;
+        let run = run_guest(&qemu_binary, accel, guest, iterations_for(accel, guest, args.iterations), args.counted)?;
         println!("bench: {} done in {} ms", guest.image, run.outcome.wall.as_millis());
         if let Some(problem) = run.problem(guest) {
             let tail: Vec<&str> = run.outcome.output.lines().rev().take(30).collect();
@@ -776,7 +790,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     }
 
     let wires: Vec<&str> = rows.iter().map(|row| row.wire).collect();
-    let xen = bench_xen::run(&qemu_binary, accel, &wires, args.iterations)?;
+    let xen = bench_xen::run(&qemu_binary, accel, &wires, args.iterations, args.counted)?;
 
     let mut references = Vec::new();
     for reference in
@@ -792,9 +806,11 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     println!();
     print!("{}", table(&rows, &benches, &references, &xen));
     println!(
-        "(TSC cycles per iteration; each guest booted on its own; ratio = guest median / reference median; \
-         ringfence/xen = guest median / Xen's median of the same work)"
+        "({} per iteration; each guest booted on its own; ratio = guest median / reference median; \
+         ringfence/xen = guest median / Xen's median of the same work)",
+        if args.counted { "instructions (TSC on -icount shift=0)" } else { "TSC cycles" }
     );
+    let unit = if args.counted { "instructions per iteration" } else { "TSC cycles per iteration" };
     println!("{}", xen.summary());
     print!("{}", notes(&rows));
     println!("{}", goal_summary(&rows, &benches, &references));
@@ -818,7 +834,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         runs.iter().map(|run| format!("{} {} ms", run.image, run.outcome.wall.as_millis())).collect();
     println!("wall time of the QEMU runs ({}): {} ms total ({})", accel.name(), total.as_millis(), walls.join(", "));
     if let Some(path) = &args.json {
-        let report = report_json(accel, &rows, &benches, &references, &xen);
+        let report = report_json(accel, unit, &rows, &benches, &references, &xen);
         let text = serde_json::to_string_pretty(&report).map_err(|error| Error::failed(format!("JSON: {error}")))?;
         std::fs::write(path, text + "\n").map_err(|error| Error::io("cannot write", path, error))?;
         println!("bench: rows written to {}", path.display());
@@ -859,7 +875,15 @@ mod tests {
         let benches = [GuestBench { name: "null_hypercall".into(), median: 700, p99: 900, iterations: 100_000 }];
         let references = [(Reference::Getppid, measurement(500, 600))];
         let xen = xen_column(&["bench null_hypercall median 1400 p99 1500 iterations 2000"]);
-        let text = serde_json::to_string(&report_json(Accel::Tcg, &selected, &benches, &references, &xen)).unwrap();
+        let text = serde_json::to_string(&report_json(
+            Accel::Tcg,
+            "TSC cycles per iteration",
+            &selected,
+            &benches,
+            &references,
+            &xen,
+        ))
+        .unwrap();
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(report["accel"], "tcg");
         let rows = report["rows"].as_array().unwrap();
@@ -875,7 +899,7 @@ mod tests {
         assert!(rows[1]["xen"].is_null() && rows[1]["ringfence/xen"].is_null());
         assert_eq!(report["xen"]["status"], "measured");
         let missing = XenColumn::Missing { reason: "no archive".into(), code: 122 };
-        let report = report_json(Accel::Tcg, &selected, &benches, &references, &missing);
+        let report = report_json(Accel::Tcg, "TSC cycles per iteration", &selected, &benches, &references, &missing);
         assert_eq!(
             (report["xen"]["status"].as_str(), report["xen"]["reason"].as_str()),
             (Some("missing"), Some("no archive"))
@@ -1099,8 +1123,9 @@ mod tests {
             let latency = guest.image == "bench_hypercall_latency";
             let expected: Vec<String> = if latency { Accel::Tcg.virtual_time_args() } else { vec![] };
             assert_eq!(latency, expected.iter().any(|word| word == "-icount"), "{}", guest.image);
-            assert_eq!(qemu_extra(guest, Accel::Tcg), expected, "{}", guest.image);
-            assert!(qemu_extra(guest, Accel::Kvm).is_empty(), "{}", guest.image);
+            assert_eq!(qemu_extra(guest, Accel::Tcg, false), expected, "{}", guest.image);
+            assert_eq!(qemu_extra(guest, Accel::Tcg, true), Accel::Tcg.virtual_time_args(), "{}", guest.image);
+            assert!(qemu_extra(guest, Accel::Kvm, false).is_empty(), "{}", guest.image);
         }
     }
 

@@ -157,7 +157,13 @@ pub fn guest_command_line(iterations: Option<u64>) -> String {
 }
 
 /// Runs the column if any of `wanted` (selected wire names) is one Xen measures.
-pub fn run(qemu_binary: &std::path::Path, accel: Accel, wanted: &[&str], iterations: Option<u64>) -> Result<XenColumn> {
+pub fn run(
+    qemu_binary: &std::path::Path,
+    accel: Accel,
+    wanted: &[&str],
+    iterations: Option<u64>,
+    counted: bool,
+) -> Result<XenColumn> {
     let wanted: Vec<&str> = wanted.iter().copied().filter(|wire| MEASURED.contains(wire)).collect();
     if wanted.is_empty() {
         return Ok(XenColumn::NotRun);
@@ -181,7 +187,11 @@ pub fn run(qemu_binary: &std::path::Path, accel: Accel, wanted: &[&str], iterati
         append: xtask::linux::xen_options(DOM0_MEMORY),
         accel,
         machine: MACHINE,
-        extra: ["-m", MEMORY, "-cpu", cpu_model(accel)].map(str::to_string).into(),
+        extra: ["-m", MEMORY, "-cpu", cpu_model(accel)]
+            .map(str::to_string)
+            .into_iter()
+            .chain(if counted { accel.virtual_time_args() } else { Vec::new() })
+            .collect(),
         timeout: TIMEOUT,
     };
     println!("bench: running tests/xen-guest on {} {} ...", xen.package, xen.version);
@@ -288,8 +298,13 @@ mod tests {
 
     #[test]
     fn only_the_rows_xen_measures_start_it() {
-        let none =
-            run(std::path::Path::new("/nonexistent/qemu"), Accel::Tcg, &["user_syscall", "domain_switch"], Some(5));
+        let none = run(
+            std::path::Path::new("/nonexistent/qemu"),
+            Accel::Tcg,
+            &["user_syscall", "domain_switch"],
+            Some(5),
+            false,
+        );
         assert_eq!(none.unwrap(), XenColumn::NotRun);
         for wire in MEASURED {
             assert!(super::super::bench::row_wires().contains(&wire), "{wire} is a bench row");
