@@ -44,6 +44,14 @@ pub enum State {
     Zombie(ExitStatus),
 }
 
+impl State {
+    /// Whether the process may run. Asked a few times per system call: a discriminant test,
+    /// where `== State::Ready` calls the derived comparison of the whole enum out of line.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, State::Ready)
+    }
+}
+
 /// A blocked system call's bookkeeping across restarts.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restart {

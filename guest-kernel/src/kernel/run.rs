@@ -30,7 +30,7 @@ fn exception_signal(vector: u8) -> Signal {
 impl<M: Machine> Kernel<M> {
     /// Runs `pid` for up to one slice.
     pub(super) fn run(&mut self, pid: Pid) {
-        if self.processes.get(&pid).is_none_or(|process| process.state != State::Ready) {
+        if self.processes.get(&pid).is_none_or(|process| !process.state.is_ready()) {
             return;
         }
         self.running = Some(pid);
@@ -97,7 +97,7 @@ impl<M: Machine> Kernel<M> {
             since = now;
             let Some(process) = self.processes.get_mut(&pid) else { return };
             process.usage.system_ns += now.saturating_sub(left);
-            if process.state != State::Ready {
+            if !process.state.is_ready() {
                 return;
             }
             if core::mem::take(&mut self.yield_requested) {
@@ -195,12 +195,11 @@ impl<M: Machine> Kernel<M> {
         }
         let flow = syscalls::dispatch(self, pid, restart.number, Some(restart));
         self.finish_call(pid, restart.number, flow);
-        self.processes.get(&pid).is_some_and(|process| process.state == State::Ready)
+        self.processes.get(&pid).is_some_and(|process| process.state.is_ready())
     }
 
     /// Carries out what a system call decided.
     fn finish_call(&mut self, pid: Pid, number: u64, flow: Flow) {
-        let now = self.machine.now_ns();
         match flow {
             Flow::Return(value) => {
                 if let Some(process) = self.processes.get_mut(&pid) {
@@ -223,6 +222,9 @@ impl<M: Machine> Kernel<M> {
                 }
             }
             Flow::Block { sleep, timeout_ns, mask } => {
+                // Only a call that sleeps needs the time (its timeout counts from here): a
+                // clock read is not free, above all paravirtualized.
+                let now = self.machine.now_ns();
                 let Some(process) = self.processes.get_mut(&pid) else { return };
                 let previous = process.restart.unwrap_or(Restart { number, since_ns: now, ..Restart::default() });
                 let saved_mask = match (previous.saved_mask, mask) {

@@ -72,7 +72,7 @@ impl<M: Machine> Kernel<M> {
     pub(super) fn deliver_signals(&mut self, pid: Pid) -> bool {
         loop {
             let Some(process) = self.processes.get_mut(&pid) else { return false };
-            if process.state != State::Ready {
+            if !process.state.is_ready() {
                 return false;
             }
             let saved_mask =
