@@ -478,7 +478,7 @@ fn a_traced_bounce_that_cannot_be_delivered_is_recorded_as_refused() {
     assert_eq!((bounce.number, bounce.result, bounce.flags), (3, -1, flags::RESULT));
     assert_eq!((bounce.tsc, bounce.tsc_end, bounce.domain), (500, 500, 1));
     // The kill report names what happened and where.
-    assert!(fixture.0.platform.said("at rip 0x400000000001"), "{:?}", fixture.0.platform.lines);
+    assert!(fixture.0.platform.said("#BP at rip 0x400000000001 error 0x0 cr2 0x0: "), "{:?}", fixture.0.platform.lines);
 }
 
 #[test]
