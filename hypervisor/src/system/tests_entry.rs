@@ -150,3 +150,40 @@ fn a_domain_that_ends_with_a_full_ring_says_how_many_bytes_it_dropped() {
     let dropped = fixture.0.platform.lines.iter().filter(|line| line.contains("bytes dropped")).count();
     assert_eq!(dropped, 1, "{:?}", fixture.0.platform.lines);
 }
+
+#[test]
+fn console_read_moves_the_pending_input_into_guest_memory_once() {
+    use hypercall_abi::hypercall::console_cmd;
+    let mut fixture = boot(1);
+    for &byte in b"hello" {
+        fixture.0.domains[0].input.push(byte);
+    }
+    // Below the initial stack pointer: mapped and writable in the guest kernel's space.
+    let buffer = fixture.1.rsp - 64;
+    let read = |fixture: &mut Fixture| {
+        let step = hypercall(fixture, Hypercall::CONSOLE_IO, [console_cmd::READ, 16, buffer, 0]);
+        assert!(matches!(step, crate::system::Step::Resume(_)));
+        fixture.1.rax as i64
+    };
+    assert_eq!(read(&mut fixture), 5);
+    let space = fixture.0.domains[0].memory.as_ref().unwrap().kernel_space();
+    let mut bytes = [0u8; 5];
+    crate::mm::guest_memory::copy_from_guest(&fixture.0.memory, space, buffer, &mut bytes).unwrap();
+    assert_eq!(&bytes, b"hello");
+    assert_eq!(read(&mut fixture), 0, "consumed: nothing is read twice");
+}
+
+#[test]
+fn address_space_op_results_reach_the_caller() {
+    use hypercall_abi::memory::space_cmd;
+    let mut fixture = boot(1);
+    let op = |fixture: &mut Fixture, arguments: [u64; 4]| {
+        assert!(matches!(hypercall(fixture, Hypercall::ADDRESS_SPACE_OP, arguments), crate::system::Step::Resume(_)));
+        fixture.1.rax as i64
+    };
+    let first = op(&mut fixture, [space_cmd::CREATE, 0, 0, 0]);
+    let second = op(&mut fixture, [space_cmd::CREATE, 0, 0, 0]);
+    assert!(first > 0 && second > 0 && first != second, "two handles: {first}, {second}");
+    assert_eq!(op(&mut fixture, [space_cmd::DESTROY, second as u64, 0, 0]), 0);
+    assert_eq!(op(&mut fixture, [99, 0, 0, 0]), hypercall_abi::Errno::EINVAL.to_return());
+}
