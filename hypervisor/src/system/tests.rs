@@ -567,7 +567,7 @@ fn tracing_records_the_selected_domains_hypercalls_bounces_and_upcalls() {
     let version = &records[2];
     assert_eq!((version.arguments[0], version.arguments[1]), (0, 7), "the raw argument registers");
     assert_eq!(version.result, hypercall_abi::ABI_VERSION.packed() as i64);
-    assert_eq!((version.flags, version.tsc), (flags::RESULT, 100));
+    assert_eq!((version.flags, version.tsc, version.tsc_end), (flags::RESULT, 100, 100));
     assert_eq!(records[6].result, 0, "the upcall was delivered");
     assert_eq!((records[6].flags, records[6].tsc, records[6].tsc_end), (flags::RESULT, 100, 100));
     assert_eq!(records[7].flags, flags::RESULT | flags::SWITCHED, "yield");
