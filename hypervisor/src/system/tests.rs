@@ -52,20 +52,30 @@ pub(super) fn boot(count: usize) -> Fixture {
 
 /// A system with no domain yet.
 fn system() -> System<FakePlatform> {
+    system_with(FakePlatform::default(), TSC_HZ, Clock::new(0, TSC_HZ).unwrap(), (0, 0))
+}
+
+/// A system with no domain yet on `platform`, with this TSC frequency, clock and wallclock.
+pub(super) fn system_with(
+    platform: FakePlatform,
+    tsc_hz: u64,
+    clock: Clock,
+    wallclock: (u32, u32),
+) -> System<FakePlatform> {
     let frames: &'static Mutex<FrameAllocator> = Box::leak(Box::new(Mutex::new(FrameAllocator::new())));
     frames.lock().add_region(1 << 20, 256 << 20);
     let mut memory = TestMemory::default();
     let root = frames.lock().allocate().unwrap();
     memory.zero(root);
     System::new(Start {
-        platform: FakePlatform::default(),
+        platform,
         memory,
         frames,
         hypervisor_root: root,
-        clock: Clock::new(0, TSC_HZ).unwrap(),
-        tsc_hz: TSC_HZ,
+        clock,
+        tsc_hz,
         entry_tsc: 0,
-        wallclock: (0, 0),
+        wallclock,
         slice_cycles: SLICE,
     })
 }

@@ -3,18 +3,17 @@
 //! and what the console says of it: the boot line that says every domain has run, the
 //! command line's ignored options and slice, the input a domain's full ring dropped.
 
-use super::tests::{archive, boot, hypercall, shared_info, yield_until, Fixture};
+use super::tests::{archive, boot, hypercall, shared_info, system_with, yield_until, Fixture};
 use crate::mm::fakes::TestMemory;
-use crate::mm::frames::{Frame, FrameAllocator};
+use crate::mm::frames::Frame;
 use crate::mm::paging::FrameMemory;
 use crate::platform::fake::FakePlatform;
 use crate::system::boot::BootModule;
-use crate::system::{Start, System, TIME_INFO_OFFSET};
+use crate::system::{System, TIME_INFO_OFFSET};
 use crate::time::Clock;
 use hypercall_abi::hypercall::Hypercall;
 use hypercall_abi::shared_info::{SharedInfo, VcpuTimeInfo};
 use hypercall_abi::trap::segment;
-use spin::Mutex;
 use zerocopy::FromBytes;
 
 /// 2.5 GHz, so time info's scale is not the identity.
@@ -35,24 +34,9 @@ fn time_info(memory: &TestMemory, frame: Frame) -> VcpuTimeInfo {
 
 /// A system at TSC `tsc` with [`WALLCLOCK`], its one domain built.
 fn built_at(tsc: u64) -> System<FakePlatform> {
-    let frames: &'static Mutex<FrameAllocator> = Box::leak(Box::new(Mutex::new(FrameAllocator::new())));
-    frames.lock().add_region(1 << 20, 256 << 20);
-    let mut memory = TestMemory::default();
-    let root = frames.lock().allocate().unwrap();
-    memory.zero(root);
     let mut platform = FakePlatform::default();
     platform.tsc = tsc;
-    let mut system = System::new(Start {
-        platform,
-        memory,
-        frames,
-        hypervisor_root: root,
-        clock: Clock::new(1_000, TSC_HZ).unwrap(),
-        tsc_hz: TSC_HZ,
-        entry_tsc: 0,
-        wallclock: WALLCLOCK,
-        slice_cycles: TSC_HZ / 100,
-    });
+    let mut system = system_with(platform, TSC_HZ, Clock::new(1_000, TSC_HZ).unwrap(), WALLCLOCK);
     system.load_domains(BootModule::Present(&archive(1)), Vec::new()).unwrap();
     system
 }

@@ -42,10 +42,7 @@ struct Poll {
 }
 
 fn event_channel_op<T>(command: u64, argument: &mut T) -> Result<(), i64> {
-    match xen::hypercall(HYPERVISOR_EVENT_CHANNEL_OP, command, argument as *mut T as u64, 0) {
-        0 => Ok(()),
-        error => Err(error),
-    }
+    xen::status(xen::hypercall(HYPERVISOR_EVENT_CHANNEL_OP, command, argument as *mut T as u64, 0))
 }
 
 /// A fresh port of this domain that this domain itself may bind to.
@@ -78,32 +75,20 @@ pub fn send(port: u32) -> Result<(), i64> {
 pub fn poll(port: u32) -> Result<(), i64> {
     let ports = [port];
     let argument = Poll { ports: ports.as_ptr() as u64, count: 1, timeout: 0 };
-    match xen::hypercall(HYPERVISOR_SCHED_OP, SCHEDOP_POLL, core::ptr::addr_of!(argument) as u64, 0) {
-        0 => Ok(()),
-        error => Err(error),
-    }
+    xen::status(xen::hypercall(HYPERVISOR_SCHED_OP, SCHEDOP_POLL, core::ptr::addr_of!(argument) as u64, 0))
 }
 
 /// Stops vCPU 0's periodic VIRQ_TIMER, so only the one-shot timer fires.
 pub fn stop_periodic_timer() -> Result<(), i64> {
-    match xen::hypercall(HYPERVISOR_VCPU_OP, VCPUOP_STOP_PERIODIC_TIMER, 0, 0) {
-        0 => Ok(()),
-        error => Err(error),
-    }
+    xen::status(xen::hypercall(HYPERVISOR_VCPU_OP, VCPUOP_STOP_PERIODIC_TIMER, 0, 0))
 }
 
 /// Arms the one-shot timer for system time `deadline` (ns).
 pub fn set_timer(deadline: u64) -> Result<(), i64> {
-    match xen::hypercall(HYPERVISOR_SET_TIMER_OP, deadline, 0, 0) {
-        0 => Ok(()),
-        error => Err(error),
-    }
+    xen::status(xen::hypercall(HYPERVISOR_SET_TIMER_OP, deadline, 0, 0))
 }
 
 /// Unmasks upcalls and sleeps until an event is pending (at once if one is).
 pub fn block() -> Result<(), i64> {
-    match xen::hypercall(HYPERVISOR_SCHED_OP, SCHEDOP_BLOCK, 0, 0) {
-        0 => Ok(()),
-        error => Err(error),
-    }
+    xen::status(xen::hypercall(HYPERVISOR_SCHED_OP, SCHEDOP_BLOCK, 0, 0))
 }

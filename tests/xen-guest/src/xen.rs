@@ -112,6 +112,15 @@ pub fn hypercall(number: usize, first: u64, second: u64, third: u64) -> i64 {
     hypercall4(number, first, second, third, 0)
 }
 
+/// A hypercall's result as Xen gives it: 0 for success, else a negative errno.
+#[inline(always)]
+pub fn status(result: i64) -> Result<(), i64> {
+    match result {
+        0 => Ok(()),
+        error => Err(error),
+    }
+}
+
 /// Where hypercall `number`'s stub is: 32 bytes each.
 pub fn hypercall_stub(number: usize) -> usize {
     core::ptr::addr_of!(hypercall_page) as usize + number * 32

@@ -350,6 +350,18 @@ pub(super) struct GuestBench {
     pub(super) iterations: u64,
 }
 
+/// The wire names among `wanted` that no line of `benches` gives.
+pub(super) fn missing_rows<'a>(wanted: &[&'a str], benches: &[GuestBench]) -> Vec<&'a str> {
+    wanted.iter().copied().filter(|wire| !benches.iter().any(|bench| bench.name == *wire)).collect()
+}
+
+impl GuestBench {
+    /// Its figures for the `--json` report.
+    pub(super) fn json(&self) -> serde_json::Value {
+        serde_json::json!({ "median": self.median, "p99": self.p99, "iterations": self.iterations })
+    }
+}
+
 /// Every row's wire name.
 #[cfg(test)]
 pub(super) fn row_wires() -> Vec<&'static str> {
@@ -520,9 +532,7 @@ fn report_json(
             serde_json::json!({
                 "row": row.title,
                 "wire": row.wire,
-                "guest": bench.map(|bench| serde_json::json!({
-                    "median": bench.median, "p99": bench.p99, "iterations": bench.iterations,
-                })),
+                "guest": bench.map(GuestBench::json),
                 "reference": {
                     "name": row.reference.map(Reference::name),
                     "median": measurement.map(|measurement| measurement.median),
@@ -530,9 +540,7 @@ fn report_json(
                     "iterations": measurement.map(|measurement| measurement.iterations),
                 },
                 "ratio": ratio,
-                "xen": xen.bench(row.wire).map(|xen| serde_json::json!({
-                    "median": xen.median, "p99": xen.p99, "iterations": xen.iterations,
-                })),
+                "xen": xen.bench(row.wire).map(GuestBench::json),
                 "ringfence/xen": bench.zip(xen.bench(row.wire)).filter(|(_, xen)| xen.median > 0)
                     .map(|(bench, xen)| bench.median as f64 / xen.median as f64),
                 "goal": row.goal,
@@ -665,8 +673,7 @@ impl GuestRun {
     /// A description of what went wrong, or `None` if the guest printed its rows and the
     /// hypervisor reported success.
     fn problem(&self, spec: &GuestSpec) -> Option<String> {
-        let missing: Vec<&str> =
-            spec.rows.iter().copied().filter(|wire| !self.benches.iter().any(|bench| bench.name == *wire)).collect();
+        let missing = missing_rows(spec.rows, &self.benches);
         if self.outcome.xtask_exit_code() == 0 && missing.is_empty() {
             return None;
         }
@@ -805,12 +812,11 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     let benches: Vec<GuestBench> = runs.iter_mut().flat_map(|run| std::mem::take(&mut run.benches)).collect();
     println!();
     print!("{}", table(&rows, &benches, &references, &xen));
-    println!(
-        "({} per iteration; each guest booted on its own; ratio = guest median / reference median; \
-         ringfence/xen = guest median / Xen's median of the same work)",
-        if args.counted { "instructions (TSC on -icount shift=0)" } else { "TSC cycles" }
-    );
     let unit = if args.counted { "instructions per iteration" } else { "TSC cycles per iteration" };
+    println!(
+        "({unit}; each guest booted on its own; ratio = guest median / reference median; \
+         ringfence/xen = guest median / Xen's median of the same work)"
+    );
     println!("{}", xen.summary());
     print!("{}", notes(&rows));
     println!("{}", goal_summary(&rows, &benches, &references));

@@ -13,7 +13,7 @@ use xtask::error::EXIT_FAILED;
 use xtask::qemu::{self, ConsoleMode, Launch, Machine};
 use xtask::{workspace, Error, Result};
 
-use super::bench::{parse_bench, GuestBench};
+use super::bench::{missing_rows, parse_bench, GuestBench};
 use super::bench_kernel::cpu_model;
 
 /// The rows tests/xen-guest measures, by wire name (the same in both guests). Its
@@ -108,9 +108,7 @@ impl XenColumn {
                 "package": package,
                 "qemu_command": command,
                 "wall_ms": wall.as_millis() as u64,
-                "map_batch_without_flush": self.bench(NO_FLUSH).map(|bench| serde_json::json!({
-                    "median": bench.median, "p99": bench.p99, "iterations": bench.iterations,
-                })),
+                "map_batch_without_flush": self.bench(NO_FLUSH).map(GuestBench::json),
             }),
         }
     }
@@ -119,8 +117,7 @@ impl XenColumn {
 /// Reads a finished run's console: the rows, and what is wrong if it did not end well.
 pub fn read_run(output: &str, wanted: &[&str], describe: impl FnOnce() -> String) -> (Vec<GuestBench>, Option<String>) {
     let benches: Vec<GuestBench> = output.lines().filter_map(parse_bench).collect();
-    let missing: Vec<&str> =
-        wanted.iter().copied().filter(|wire| !benches.iter().any(|bench| bench.name == *wire)).collect();
+    let missing = missing_rows(wanted, &benches);
     let errors: Vec<&str> = output.lines().filter(|line| line.contains("xen-guest: error")).map(str::trim).collect();
     let mut problems = Vec::new();
     if !output.lines().any(|line| line.trim_end() == DONE) {
