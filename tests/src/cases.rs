@@ -88,9 +88,27 @@ pub struct Case {
     /// something took in the guest's time, which a busy host's descheduling of QEMU would
     /// otherwise stretch.
     pub virtual_time: bool,
+    /// The machine's memory (QEMU's `-m`): [`xtask::qemu::MACHINE_MEMORY`] unless the case
+    /// needs a machine of another size.
+    pub machine_memory: &'static str,
 }
 
 impl Case {
+    /// A case with the runner's defaults: its bound, no input, no options, host time, the
+    /// usual machine.
+    pub(crate) fn new(name: String, domains: Vec<DomainSpec>, expectation: Expectation) -> Case {
+        Case {
+            name,
+            domains,
+            expectation,
+            minimum_timeout: None,
+            input: None,
+            options: &[],
+            virtual_time: false,
+            machine_memory: xtask::qemu::MACHINE_MEMORY,
+        }
+    }
+
     /// A case in which every domain reports SUCCESS (status 0), also judged by `check`.
     pub(crate) fn all_succeed(name: String, domains: Vec<DomainSpec>, check: (&'static str, Check)) -> Case {
         let expectation = Expectation {
@@ -104,7 +122,7 @@ impl Case {
             forbidden: Vec::new(),
             checks: vec![check],
         };
-        Case { name, domains, expectation, minimum_timeout: None, input: None, options: &[], virtual_time: false }
+        Case::new(name, domains, expectation)
     }
 }
 
@@ -156,15 +174,7 @@ pub(crate) fn case(
         forbidden: Vec::new(),
         checks: Vec::new(),
     };
-    Case {
-        name: name.into(),
-        domains,
-        expectation,
-        minimum_timeout: None,
-        input: None,
-        options: &[],
-        virtual_time: false,
-    }
+    Case::new(name.into(), domains, expectation)
 }
 
 /// The checks of the C guest `tests/guests-c/c_hypercalls.c`, each of which must print

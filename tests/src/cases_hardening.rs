@@ -52,13 +52,17 @@ pub const EDGE_KILLED: &[(&str, &[&str])] = &[
     ("top_ud2", &["#UD at rip 0xfffffffffffffffe ", "no handler for #UD"]),
 ];
 
+/// The `frame_lap` machine: small, so that two laps of its memory are few pages to touch
+/// (each a shadow page fault, ~1 ms, on a kvm-pvm host), yet the dirtier's frames are a
+/// quarter of it.
+const LAP_MACHINE: &str = "64M";
 /// The `frame_lap` dirtier's memory, and the frames it fills: its `maxmem` less its `mem`.
-const LAP_DIRTIER_MEM: &str = "4M,maxmem=68M";
-const LAP_DIRTIED: u64 = 16384;
+const LAP_DIRTIER_MEM: &str = "4M,maxmem=20M";
+const LAP_DIRTIED: u64 = 4096;
 
-/// Frames of the machine the runner boots, at least the frames the hypervisor manages.
-fn machine_frames() -> u64 {
-    let (_, bytes) = xtask::cmdline::parse_mem(xtask::qemu::MACHINE_MEMORY).expect("MACHINE_MEMORY is a memory size");
+/// Frames of a machine of `memory`, at least the frames the hypervisor manages on it.
+fn machine_frames(memory: &str) -> u64 {
+    let (_, bytes) = xtask::cmdline::parse_mem(memory).expect("a machine memory is a memory size");
     bytes / hypercall_abi::layout::PAGE_SIZE
 }
 
@@ -294,10 +298,11 @@ pub fn all() -> Vec<Case> {
     cases.push(reuse);
     // Frames of a domain that ended come back zeroed after the allocator has lapped all of
     // machine memory twice (the `frame_lap` guest says why its count proves the laps).
-    // About 3 s of QEMU CPU time under TCG. On a kvm-pvm host every page the checker maps
-    // costs shadow page faults: a loaded one took 20-30 min for the first 65 536 of its
-    // 263 168 pages (the dirtier's 16 384 took ~15 min), so it is no smoke case.
-    let frames = format!("frames={}", machine_frames());
+    // On a kvm-pvm host every page either domain touches costs a shadow page fault: on the
+    // usual 512 MiB machine the checker's 263 168 pages took over 30 min, so this case has
+    // a machine of its own (64 MiB: 0.5 s under TCG, 225 s under kvm-pvm at load 4, still
+    // too long for the KVM smoke subset).
+    let frames = format!("frames={}", machine_frames(LAP_MACHINE));
     let mut lap = case(
         "hardening::frame_lap",
         vec![success("frame_lap", &["dirty"]), success("frame_lap", &["check", &frames])],
@@ -306,6 +311,7 @@ pub fn all() -> Vec<Case> {
     );
     lap.domains[0].mem = Some(LAP_DIRTIER_MEM);
     lap.domains[1].mem = Some("4M,maxmem=8M");
+    lap.machine_memory = LAP_MACHINE;
     lap.expectation.console_lines.push(vec![format!("(d1) frame_lap: dirtied {LAP_DIRTIED} frames")]);
     lap.expectation.checks.push(("frames returned", crate::cases_memory::frames_returned));
     lap.expectation.checks.push(("the allocator lapped machine memory twice after d1 ended", lapped_twice));
@@ -437,6 +443,11 @@ mod tests {
         let (mem, maxmem) = LAP_DIRTIER_MEM.split_once(",maxmem=").unwrap();
         let pages = |size: &str| xtask::cmdline::parse_mem(size).unwrap().1 / hypercall_abi::layout::PAGE_SIZE;
         assert_eq!(pages(maxmem) - pages(mem), LAP_DIRTIED);
-        assert_eq!(machine_frames(), 131072, "512M of machine memory");
+        assert_eq!(machine_frames(LAP_MACHINE), 16384, "64M of machine memory");
+        // The dirtier's frames are a quarter of the machine: the lap is no token sweep.
+        assert!(LAP_DIRTIED * 4 >= machine_frames(LAP_MACHINE));
+        let lap = crate::cases::all().into_iter().find(|case| case.name == "hardening::frame_lap").unwrap();
+        assert_eq!(lap.machine_memory, LAP_MACHINE);
+        assert!(lap.domains[1].args.iter().any(|arg| arg == "frames=16384"), "{:?}", lap.domains[1].args);
     }
 }

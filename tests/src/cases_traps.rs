@@ -94,7 +94,7 @@ fn case(name: String, domains: Vec<DomainSpec>, status: ExitStatus, hypervisor_l
         forbidden: Vec::new(),
         checks: Vec::new(),
     };
-    Case { name, domains, expectation, minimum_timeout: None, input: None, options: &[], virtual_time: false }
+    Case::new(name, domains, expectation)
 }
 
 /// `bin sub` is killed with a line `d1 <bin>: killed: ...<parts, in order>`; a companion

@@ -243,6 +243,7 @@ fn run_case(case: &Case, options: &Options, rows: &Mutex<Vec<Row>>) -> Result<()
             append,
             accel: options.accel,
             machine: Machine::Microvm,
+            memory: case.machine_memory,
             extra: if case.virtual_time { options.accel.virtual_time_args() } else { Vec::new() },
             timeout: case.minimum_timeout.map_or(options.timeout, |minimum| minimum.max(options.timeout)),
         })

@@ -194,11 +194,8 @@ pub fn run(run: &Run) -> Result<u8> {
         accel,
         machine: run.machine,
         // The machine's memory is the domain's on ringfence; a later `-m` in --qemu-arg wins.
-        extra: ["-m", crate::kernel_args::MEMORY]
-            .iter()
-            .map(|arg| arg.to_string())
-            .chain(run.qemu_args.iter().cloned())
-            .collect(),
+        memory: crate::kernel_args::MEMORY,
+        extra: run.qemu_args.clone(),
         timeout: run.timeout,
     };
     for line in &accel_lines {
@@ -312,6 +309,7 @@ mod tests {
             append: String::new(),
             accel: Accel::Tcg,
             machine: Machine::Microvm,
+            memory: crate::kernel_args::MEMORY,
             extra: Vec::new(),
             timeout: Duration::ZERO,
         };

@@ -94,6 +94,7 @@ impl ProbingHost<'_> {
             append,
             accel,
             machine: Machine::Microvm,
+            memory: MACHINE_MEMORY,
             extra: Vec::new(),
             timeout: PROBE_TIMEOUT,
         })
@@ -188,6 +189,8 @@ pub struct Launch {
     pub accel: Accel,
     /// Machine type.
     pub machine: Machine,
+    /// The machine's memory (`-m`): [`MACHINE_MEMORY`] unless a run needs another size.
+    pub memory: &'static str,
     /// Extra QEMU arguments, appended last.
     pub extra: Vec<String>,
     /// Kill QEMU after this long.
@@ -200,7 +203,7 @@ impl Launch {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
         push(&["-M", self.machine.argument(), "-nodefaults", "-no-user-config"]);
-        push(&["-display", "none", "-serial", "stdio", "-no-reboot", "-m", MACHINE_MEMORY]);
+        push(&["-display", "none", "-serial", "stdio", "-no-reboot", "-m", self.memory]);
         push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         push(&self.accel.args());
         args.push("-kernel".into());
@@ -558,6 +561,7 @@ mod tests {
             append: "domain=hello arg=x".into(),
             accel,
             machine,
+            memory: MACHINE_MEMORY,
             extra: vec!["-s".into()],
             timeout: Duration::from_secs(1),
         }

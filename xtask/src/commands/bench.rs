@@ -740,6 +740,7 @@ fn run_guest(
         append: cmdline::command_line(&domains_for(guest, iterations), &[])?,
         accel,
         machine: Machine::Microvm,
+        memory: qemu::MACHINE_MEMORY,
         extra: qemu_extra(guest, accel, counted),
         timeout: guest_timeout(accel, guest, iterations),
     };

@@ -184,7 +184,8 @@ pub fn run(
         append: xtask::linux::xen_options(DOM0_MEMORY),
         accel,
         machine: MACHINE,
-        extra: ["-m", MEMORY, "-cpu", cpu_model(accel)]
+        memory: MEMORY,
+        extra: ["-cpu", cpu_model(accel)]
             .map(str::to_string)
             .into_iter()
             .chain(if counted { accel.virtual_time_args() } else { Vec::new() })

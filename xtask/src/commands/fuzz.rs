@@ -155,6 +155,7 @@ pub fn main(args: FuzzArgs) -> Result<u8> {
         append: cmdline::command_line(&domains(&args, seed), &["audit".to_string()])?,
         accel: args.accel,
         machine: Machine::Microvm,
+        memory: qemu::MACHINE_MEMORY,
         extra: Vec::new(),
         timeout,
     };

@@ -341,6 +341,7 @@ pub fn prepare(args: &RunArgs, archive: &str, default_timeout: Duration) -> Resu
         append,
         accel: choice.accel,
         machine: args.machine,
+        memory: qemu::MACHINE_MEMORY,
         extra,
         timeout: args.timeout.map_or(default_timeout, Duration::from_secs),
     };

@@ -296,7 +296,8 @@ fn native_check(qemu: &std::path::Path) -> Result<junit::Suite> {
         append: xtask::native::command_line(&[], &["0".to_string()])?,
         accel: Accel::Tcg,
         machine: xtask::qemu::Machine::Microvm,
-        extra: vec!["-m".to_string(), xtask::kernel_args::MEMORY.to_string()],
+        memory: xtask::kernel_args::MEMORY,
+        extra: Vec::new(),
         timeout: NATIVE_CHECK_TIMEOUT,
     };
     println!("qemu: {}", launch.display());

@@ -227,6 +227,7 @@ pub fn boot_and_check(qemu: &Path, hypervisor: &Path, accel: crate::accel::Accel
         append: crate::cmdline::command_line(&[domain], &["trace=guest-kernel".to_string()])?,
         accel,
         machine: Machine::Microvm,
+        memory: qemu::MACHINE_MEMORY,
         extra: super::qemu_args(&trace_file)?,
         timeout: Duration::from_secs(120),
     };
