@@ -19,6 +19,10 @@ pub trait Guest {
     fn console_write(&mut self, bytes: &[u8]);
     /// The calling domain's vCPU.
     fn vcpu(&mut self) -> &mut Vcpu;
+    /// Copies `count` (at most [`POLL_PORTS_MAX`]) ports of a POLL's array at `address`
+    /// (kernel root, checked accessor) into the calling domain's [`PollPorts`] and
+    /// returns them.
+    fn read_poll_ports(&mut self, address: u64, count: usize) -> Result<&[u32], GuestFault>;
     /// `memory_op` with the hypercall's arguments, from element `done` of its batch (the
     /// system forwards to [`crate::hypercall::memory`]).
     fn memory_op(&mut self, arguments: &[u64; 6], done: u64) -> Batch;
@@ -47,30 +51,33 @@ pub trait Guest {
 /// Most ports one `sched_op(POLL)` may list.
 pub const POLL_PORTS_MAX: usize = 128;
 
-/// A validated `sched_op(POLL)`: the system returns 0 at once if one of the ports is
-/// pending, else sleeps until one is raised or `deadline_ns` (absolute system time; 0 =
-/// none) passes, then returns 0. Upcalls stay as they are (no unmasking).
+/// The caller's POLL port list: the handler reads the guest's array straight into it and
+/// the system reads it while the domain polls. One per domain, so a POLL carries only its
+/// count (a 0.5 KiB list by value was zeroed once and copied twice per call); a domain
+/// writes it only while running, never while it waits on it.
+pub type PollPorts = [u32; POLL_PORTS_MAX];
+
+/// A validated `sched_op(POLL)` whose ports are in the caller's [`PollPorts`]: the system
+/// returns 0 at once if one of them is pending, else sleeps until one is raised or
+/// `deadline_ns` (absolute system time; 0 = none) passes, then returns 0. Upcalls stay as
+/// they are (no unmasking).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct PollRequest {
-    /// `ports[..count]` are the polled ports, each in `1..PORTS_MAX`; the rest are 0.
-    pub ports: [u32; POLL_PORTS_MAX],
-    /// How many of `ports` are in use (0 ..= [`POLL_PORTS_MAX`]).
+    /// How many of the caller's [`PollPorts`] are polled (0 ..= [`POLL_PORTS_MAX`]), each
+    /// in `1..PORTS_MAX`.
     pub count: usize,
     /// Absolute system time to give up at; 0 = never.
     pub deadline_ns: u64,
 }
 
 impl PollRequest {
-    /// The polled ports.
-    pub fn ports(&self) -> &[u32] {
-        &self.ports[..self.count.min(POLL_PORTS_MAX)]
+    /// The polled ports, in the caller's list.
+    pub fn ports<'a>(&self, list: &'a PollPorts) -> &'a [u32] {
+        &list[..self.count.min(POLL_PORTS_MAX)]
     }
 }
 
 /// What the system must do after a hypercall.
-// `Poll` carries its port list inline (about 0.5 KiB): one copy per hypercall is cheap
-// next to the trap itself, and a box would put a heap allocation on the poll path.
-#[allow(clippy::large_enum_variant)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Disposition {
     /// Put the value in RAX and return to the caller.

@@ -5,7 +5,6 @@ use crate::hypercall::guest::{empty_array, error, Disposition, Guest, PollReques
 use hypercall_abi::event::PORTS_MAX;
 use hypercall_abi::hypercall::{sched_cmd, shutdown_reason, SHUTDOWN_CODE_MAX};
 use hypercall_abi::Errno;
-use zerocopy::IntoBytes;
 
 /// `sched_op(YIELD | BLOCK | POLL | SHUTDOWN, ...)`.
 pub(super) fn sched_op(arguments: &[u64; 6], guest: &mut dyn Guest) -> Disposition {
@@ -42,14 +41,13 @@ pub(super) fn poll(pointer: u64, count: u64, deadline_ns: u64, guest: &mut dyn G
         }
     }
     let count = count as usize;
-    let mut ports = [0u32; POLL_PORTS_MAX];
-    if guest.read(pointer, ports[..count].as_mut_bytes()).is_err() {
+    let Ok(ports) = guest.read_poll_ports(pointer, count) else {
         return error(Errno::EFAULT);
-    }
+    };
     // The array was read as little-endian bytes; x86-64 is little-endian, so the u32s
     // are the guest's values.
-    if ports[..count].iter().any(|&port| port == 0 || u64::from(port) >= PORTS_MAX) {
+    if ports.iter().any(|&port| port == 0 || u64::from(port) >= PORTS_MAX) {
         return error(Errno::EINVAL);
     }
-    Disposition::Poll(PollRequest { ports, count, deadline_ns })
+    Disposition::Poll(PollRequest { count, deadline_ns })
 }

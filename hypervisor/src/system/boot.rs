@@ -10,6 +10,7 @@ use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::Vcpu;
 use crate::domain::{image, layout};
 use crate::event::upcall;
+use crate::hypercall::guest::POLL_PORTS_MAX;
 use crate::platform::{say, Platform};
 use crate::sched::policy::Reason;
 use crate::system::Wait;
@@ -236,6 +237,7 @@ impl<P: Platform> System<P> {
             memory: Some(built.memory),
             extended_state: self.platform.new_extended_state(),
             wait: Wait::Nothing,
+            poll_ports: [0; POLL_PORTS_MAX],
             timer_expired: false,
             entered: false,
             input: InputRing::new(),

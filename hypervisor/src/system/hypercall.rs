@@ -5,7 +5,7 @@ use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::{Mode, Vcpu};
 use crate::event::channels::PortState;
 use crate::event::upcall;
-use crate::hypercall::guest::{Batch, Disposition, Guest, PollRequest, Progress};
+use crate::hypercall::guest::{Batch, Disposition, Guest, PollRequest, Progress, POLL_PORTS_MAX};
 use crate::hypercall::memory::{self as memory_family, Preemption, Tlb};
 use crate::hypercall::table;
 use crate::mm::domain_memory::DomainMemory;
@@ -45,6 +45,15 @@ impl<P: Platform> CallingDomain<'_, P> {
 impl<P: Platform> Guest for CallingDomain<'_, P> {
     fn read(&self, address: u64, buffer: &mut [u8]) -> Result<(), GuestFault> {
         guest_memory::copy_from_guest(&self.system.memory, self.memory().kernel_space(), address, buffer)
+    }
+
+    fn read_poll_ports(&mut self, address: u64, count: usize) -> Result<&[u32], GuestFault> {
+        let System { domains, memory, .. } = &mut *self.system;
+        let domain = &mut domains[self.index];
+        let space = domain.memory.as_ref().expect("the running domain always has memory").kernel_space();
+        let ports = &mut domain.poll_ports[..count.min(POLL_PORTS_MAX)];
+        guest_memory::copy_from_guest(memory, space, address, ports.as_mut_bytes())?;
+        Ok(ports)
     }
 
     fn write(&mut self, address: u64, bytes: &[u8]) -> Result<(), GuestFault> {
@@ -273,7 +282,8 @@ impl<P: Platform> System<P> {
                 let shared = self.domains[current].memory.as_ref().expect("running").shared_info_frame();
                 let now_ns = self.clock.now_ns(self.platform.read_tsc());
                 let expired = request.deadline_ns != 0 && request.deadline_ns <= now_ns;
-                if expired || upcall::any_pending(&self.memory, shared, request.ports()) {
+                let ports = request.ports(&self.domains[current].poll_ports);
+                if expired || upcall::any_pending(&self.memory, shared, ports) {
                     return self.finish_return(frame);
                 }
                 // A deadline left from an earlier POLL must not end this one.
@@ -303,7 +313,8 @@ impl<P: Platform> System<P> {
     /// §20.3).
     fn polls_a_closed_port(&self, request: &PollRequest) -> bool {
         let id = self.domains[self.current].id;
-        request.ports().iter().any(|&port| self.events.port_state(id, port) == PortState::Closed)
+        let ports = request.ports(&self.domains[self.current].poll_ports);
+        ports.iter().any(|&port| self.events.port_state(id, port) == PortState::Closed)
     }
 
     /// Records the hypercall the handler just finished, started at TSC `start` and

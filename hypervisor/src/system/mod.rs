@@ -31,7 +31,7 @@ use crate::console::input::{EscapeDecoder, InputRing};
 use crate::domain::outcome::Outcome;
 use crate::domain::vcpu::{Mode, Vcpu};
 use crate::event::channels::EventChannels;
-use crate::hypercall::guest::PollRequest;
+use crate::hypercall::guest::{PollPorts, PollRequest};
 use crate::mm::domain_memory::DomainMemory;
 use crate::mm::frames::{Frame, FrameAllocator};
 use crate::mm::paging::{AddressSpace, FrameMemory};
@@ -47,9 +47,7 @@ use hypercall_abi::shared_info::SharedInfo;
 use spin::Mutex;
 use zerocopy::IntoBytes;
 
-/// What a domain that is not running is waiting for. The POLL list is held inline (about
-/// 0.5 KiB per domain): boxing it would make going to sleep an allocation that can fail.
-#[allow(clippy::large_enum_variant)]
+/// What a domain that is not running is waiting for.
 #[derive(Clone, Debug, Default)]
 pub enum Wait {
     /// Not waiting (running or queued).
@@ -57,7 +55,7 @@ pub enum Wait {
     Nothing,
     /// `sched_op(BLOCK)`: any unmasked event.
     Event,
-    /// `sched_op(POLL)`: one of these ports, or the deadline.
+    /// `sched_op(POLL)`: one of the ports in its [`Domain::poll_ports`], or the deadline.
     Ports(PollRequest),
 }
 
@@ -77,6 +75,9 @@ pub struct Domain<E> {
     pub extended_state: E,
     /// What it sleeps for, if blocked.
     pub wait: Wait,
+    /// Its last POLL's ports (SPEC.md §20.3), which [`Wait::Ports`] counts. Inline (0.5 KiB
+    /// per domain): a box would make building a domain one more allocation that can fail.
+    pub poll_ports: PollPorts,
     /// Its timer expired while it was neither blocked nor polling, and no `BLOCK` has
     /// returned for it since: the next `BLOCK` returns at once (SPEC.md §20.2). Without it
     /// a timer reached before `BLOCK` — as a deadline a moment ahead easily is — would be

@@ -48,7 +48,7 @@ impl<P: Platform> Notify for Wakeups<'_, P> {
         let wake = match &self.domains[index].wait {
             Wait::Nothing => false,
             Wait::Event => new_upcall,
-            Wait::Ports(request) => request.ports().contains(&port),
+            Wait::Ports(request) => request.ports(&self.domains[index].poll_ports).contains(&port),
         };
         if wake {
             self.wake_index(index);
