@@ -656,6 +656,34 @@ fn a_preempted_hypercall_goes_on_before_its_domain_runs_again() {
     assert_eq!(written(system), expected, "every byte once, in order");
 }
 
+/// A traced hypercall that other domains ran in the middle of is recorded once, when it
+/// finishes, marked SWITCHED (SPEC.md §22).
+#[test]
+fn a_traced_preempted_hypercall_is_recorded_once_as_switched() {
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::{flags, kind};
+    let mut fixture = boot(2);
+    fixture.0.start_trace(&Selection::parse("1").unwrap());
+    let buffer = fixture.1.rdi;
+    fixture.0.platform.tsc = SLICE + 1;
+    hypercall(&mut fixture, Hypercall::CONSOLE_IO, [0, 4096, buffer, 0]);
+    assert_eq!(fixture.0.current, 1, "preempted");
+    let (system, frame) = &mut fixture;
+    frame.rax = Hypercall::SCHED_OP.0;
+    [frame.rdi, frame.rsi] = [sched_cmd::YIELD, 0];
+    assert_eq!(system.system_call(frame), Step::Continue);
+    assert!(matches!(system.continue_hypercall(frame), Step::Resume(_)));
+    // A yield of d1 drains its ring.
+    hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0, 0]);
+    let records = trace_records(&fixture.0);
+    let writes: Vec<_> = records
+        .iter()
+        .filter(|record| record.kind == kind::HYPERCALL && record.number == Hypercall::CONSOLE_IO.0)
+        .collect();
+    assert_eq!(writes.len(), 1, "{records:?}");
+    assert_eq!((writes[0].flags, writes[0].result), (flags::RESULT | flags::SWITCHED, 4096));
+}
+
 /// A preemption point with the slice not over (a domain timer was due) handles what was
 /// due and goes on at once: the caller keeps the CPU.
 #[test]

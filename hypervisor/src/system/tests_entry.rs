@@ -1,7 +1,9 @@
 //! What a domain finds when it is built and each time it is entered: the wallclock and
 //! its time info in shared info (SPEC.md §19.2, §19.3), its own segment bases in the CPU;
 //! and what the console says of it: the boot line that says every domain has run, the
-//! command line's ignored options and slice, the input a domain's full ring dropped.
+//! command line's ignored options and slice, the input a domain's full ring dropped; and
+//! what the CPU is told as a domain runs: the root and GS base of each mode it enters, the
+//! TLB flushes of its page-table changes.
 
 use super::tests::{archive, boot, hypercall, shared_info, system_with, yield_until, Fixture};
 use crate::mm::fakes::TestMemory;
@@ -170,4 +172,66 @@ fn address_space_op_results_reach_the_caller() {
     assert!(first > 0 && second > 0 && first != second, "two handles: {first}, {second}");
     assert_eq!(op(&mut fixture, [space_cmd::DESTROY, second as u64, 0, 0]), 0);
     assert_eq!(op(&mut fixture, [99, 0, 0, 0]), hypercall_abi::Errno::EINVAL.to_return());
+}
+
+#[test]
+fn a_mode_change_loads_that_modes_root_and_gs_base_once() {
+    use crate::domain::vcpu::Mode;
+    use hypercall_abi::memory::{space_cmd, INITIAL_SPACE};
+    let mut fixture = boot(1);
+    let step = hypercall(&mut fixture, Hypercall::ADDRESS_SPACE_OP, [space_cmd::CREATE, 0, 0, 0]);
+    assert!(matches!(step, crate::system::Step::Resume(_)));
+    let user = fixture.1.rax;
+    hypercall(&mut fixture, Hypercall::ADDRESS_SPACE_OP, [space_cmd::SWITCH, INITIAL_SPACE, user, 0]);
+    assert_eq!(fixture.1.rax, 0, "SWITCH to a user space");
+    let (system, _) = &mut fixture;
+    let memory = system.domains[0].memory.as_ref().unwrap();
+    let (kernel_root, user_root) = (memory.kernel_root(), memory.user_root().unwrap());
+    (system.domains[0].vcpu.gs_kernel, system.domains[0].vcpu.gs_user) = (0x1000, 0x2000);
+    let loads = system.platform.roots.len();
+    system.change_mode(Mode::User);
+    assert_eq!(system.domains[0].vcpu.mode, Mode::User);
+    assert_eq!((system.platform.roots.len(), system.platform.roots.last()), (loads + 1, Some(&user_root)));
+    assert_eq!(system.platform.segment_bases.map(|(_, gs)| gs), Some(0x2000));
+    // Already there: nothing is loaded again.
+    system.platform.segment_bases = None;
+    system.change_mode(Mode::User);
+    assert_eq!((system.platform.roots.len(), system.platform.segment_bases), (loads + 1, None));
+    system.change_mode(Mode::Kernel);
+    assert_eq!(system.domains[0].vcpu.mode, Mode::Kernel);
+    assert_eq!((system.platform.roots.len(), system.platform.roots.last()), (loads + 2, Some(&kernel_root)));
+    assert_eq!(system.platform.segment_bases.map(|(_, gs)| gs), Some(0x1000));
+}
+
+#[test]
+fn an_mmu_update_flushes_the_loaded_root_page_by_page_or_whole_past_a_batch() {
+    use hypercall_abi::address::{Gfn, GuestVirtualAddress};
+    use hypercall_abi::memory::{map_flags, map_op, MapEntry, INITIAL_SPACE};
+    use zerocopy::IntoBytes;
+    const WINDOW: u64 = 0x0000_4000_0000_0000;
+    // Runs one batch of `op` over `pages` pages of WINDOW (all on gfn 0) and returns the
+    // TLB flushes it made.
+    let batch = |fixture: &mut Fixture, op: u32, pages: u64| {
+        let entries: Vec<MapEntry> = (0..pages)
+            .map(|page| MapEntry {
+                virtual_address: GuestVirtualAddress(WINDOW + page * 4096),
+                gfn: Gfn(0),
+                op,
+                flags: if op == map_op::MAP { map_flags::WRITABLE } else { 0 },
+            })
+            .collect();
+        let address = fixture.1.rsp - 2048;
+        let (system, _) = &mut *fixture;
+        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+        crate::mm::guest_memory::copy_to_guest(&mut system.memory, space, address, entries.as_bytes()).unwrap();
+        let before = fixture.0.platform.flushes;
+        hypercall(fixture, Hypercall::MMU_UPDATE, [INITIAL_SPACE, address, pages, 0]);
+        assert_eq!(fixture.1.rax, pages, "op {op} of {pages} pages: all done");
+        fixture.0.platform.flushes - before
+    };
+    let mut fixture = boot(1);
+    batch(&mut fixture, map_op::MAP, 1);
+    assert_eq!(batch(&mut fixture, map_op::UNMAP, 1), 1, "one page flushed");
+    batch(&mut fixture, map_op::MAP, 40);
+    assert_eq!(batch(&mut fixture, map_op::UNMAP, 40), 1, "40 pages: one flush of everything");
 }
