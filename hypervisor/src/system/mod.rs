@@ -37,7 +37,7 @@ use crate::mm::frames::{Frame, FrameAllocator};
 use crate::mm::paging::{AddressSpace, FrameMemory};
 use crate::platform::{say, Platform};
 use crate::sched::policy::Scheduler;
-use crate::time::{Clock, Timers};
+use crate::time::{Clock, DeadlineCache, Timers};
 use crate::trace::Trace;
 use crate::trap::frame::{ReturnPath, TrapFrame};
 use alloc::string::String;
@@ -152,6 +152,8 @@ pub struct System<P: Platform> {
     pub events: EventChannels,
     /// TSC to nanoseconds since boot (SPEC.md §19).
     pub clock: Clock,
+    /// The TSC of the earliest deadline, as last converted with `clock`.
+    pub deadline_cache: DeadlineCache,
     /// Each domain's `set_timer_op` deadline.
     pub timers: Timers,
     /// Each polling domain's `sched_op(POLL)` timeout.
@@ -230,6 +232,7 @@ impl<P: Platform> System<P> {
             scheduler: Scheduler::new(start.slice_cycles),
             events: EventChannels::new(),
             clock: start.clock,
+            deadline_cache: DeadlineCache::default(),
             timers: Timers::new(),
             poll_deadlines: Timers::new(),
             wallclock: start.wallclock,

@@ -130,7 +130,7 @@ impl<P: Platform> System<P> {
             (Some(timer), Some(poll)) => Some(timer.min(poll)),
             (timer, poll) => timer.or(poll),
         };
-        let mut earliest = earliest_ns.map(|ns| self.clock.deadline_tsc(ns));
+        let mut earliest = earliest_ns.map(|ns| self.deadline_cache.tsc(&self.clock, ns));
         if self.scheduler.runnable_count() > 1 {
             if let Some(slice_end) = self.scheduler.slice_end() {
                 earliest = Some(earliest.map_or(slice_end, |tsc| tsc.min(slice_end)));

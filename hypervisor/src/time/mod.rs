@@ -11,5 +11,5 @@ mod tests;
 pub mod timers;
 
 pub use calendar::{rtc_unix_seconds, wallclock_base, RtcRegisters, RTC_24_HOUR, RTC_BINARY};
-pub use clock::{guest_ns, Clock, TscScale, NANOSECONDS_PER_SECOND};
+pub use clock::{guest_ns, Clock, DeadlineCache, TscScale, NANOSECONDS_PER_SECOND};
 pub use timers::{Expired, Timers};

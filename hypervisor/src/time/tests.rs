@@ -343,3 +343,15 @@ fn wallclock() {
     assert_eq!(wallclock_base(1_700_000_000, 3 * NANOSECONDS_PER_SECOND), (1_699_999_997, 0));
     assert_eq!(wallclock_base(0, 5), (0, 0));
 }
+
+#[test]
+fn the_deadline_cache_answers_what_the_clock_would() {
+    let cache = DeadlineCache::default();
+    let clock = Clock::new(1_000, 2_500_000_000).unwrap();
+    let other = Clock::new(5_000, 3_000_000_000).unwrap();
+    for (clock, ns) in [(clock, 7), (clock, 7), (clock, 1_000_000), (other, 1_000_000), (other, 1_000_000), (clock, 7)]
+    {
+        assert_eq!(cache.tsc(&clock, ns), clock.deadline_tsc(ns), "{clock:?} {ns}");
+    }
+    assert_ne!(clock.deadline_tsc(1_000_000), other.deadline_tsc(1_000_000), "the clocks differ where it counts");
+}
