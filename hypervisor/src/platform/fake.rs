@@ -14,6 +14,8 @@ pub struct FakePlatform {
     pub input: std::collections::VecDeque<u8>,
     pub roots: Vec<Frame>,
     pub armed: Option<u64>,
+    /// Times the timer was armed.
+    pub arms: usize,
     pub segment_bases: Option<(u64, u64)>,
     pub fault_address: u64,
     pub interrupts_ended: usize,
@@ -86,6 +88,7 @@ impl crate::platform::Platform for FakePlatform {
 
     fn arm_timer(&mut self, deadline_tsc: u64) {
         self.armed = Some(deadline_tsc);
+        self.arms += 1;
     }
 
     fn end_of_interrupt(&mut self) {

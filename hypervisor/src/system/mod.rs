@@ -22,7 +22,13 @@ mod tests;
 #[cfg(test)]
 mod tests_entry;
 #[cfg(test)]
+mod tests_events;
+#[cfg(test)]
+mod tests_records;
+#[cfg(test)]
 mod tests_seqlock;
+#[cfg(test)]
+mod tests_traps;
 mod tracing;
 mod trap;
 pub mod wakeups;

@@ -24,7 +24,7 @@ use zerocopy::{FromZeros, IntoBytes};
 
 /// One TSC tick is one nanosecond.
 const TSC_HZ: u64 = 1_000_000_000;
-const SLICE: u64 = 10_000_000;
+pub(super) const SLICE: u64 = 10_000_000;
 
 pub(super) type Fixture = (System<FakePlatform>, TrapFrame);
 
@@ -51,7 +51,7 @@ pub(super) fn boot(count: usize) -> Fixture {
 }
 
 /// A system with no domain yet.
-fn system() -> System<FakePlatform> {
+pub(super) fn system() -> System<FakePlatform> {
     system_with(FakePlatform::default(), TSC_HZ, Clock::new(0, TSC_HZ).unwrap(), (0, 0))
 }
 
@@ -87,7 +87,7 @@ pub(super) fn hypercall(fixture: &mut Fixture, number: Hypercall, arguments: [u6
     system.system_call(frame)
 }
 
-fn event_op(fixture: &mut Fixture, arguments: [u64; 3]) -> i64 {
+pub(super) fn event_op(fixture: &mut Fixture, arguments: [u64; 3]) -> i64 {
     let step = hypercall(fixture, Hypercall::EVENT_CHANNEL_OP, [arguments[0], arguments[1], arguments[2], 0]);
     assert!(matches!(step, Step::Resume(_)));
     fixture.1.rax as i64
@@ -385,7 +385,7 @@ fn install_divide_error_handler(fixture: &mut Fixture) -> u64 {
 
 /// Registers the guest's entry point as the handler of `vector` (a one-entry trap table
 /// written below its stack); returns the handler's address.
-fn install_handler(fixture: &mut Fixture, vector: u8) -> u64 {
+pub(super) fn install_handler(fixture: &mut Fixture, vector: u8) -> u64 {
     let handler = fixture.1.rip;
     let table = [hypercall_abi::trap::TrapTableEntry {
         vector,
@@ -519,7 +519,7 @@ fn a_return_to_a_non_canonical_rip_kills_the_domain() {
 }
 
 /// The records the trace port received, decoded.
-fn trace_records(system: &System<FakePlatform>) -> Vec<hypercall_abi::trace::TraceRecord> {
+pub(super) fn trace_records(system: &System<FakePlatform>) -> Vec<hypercall_abi::trace::TraceRecord> {
     use zerocopy::FromBytes;
     let bytes = &system.platform.trace;
     assert_eq!(bytes.len() % hypercall_abi::trace::RECORD_BYTES, 0, "whole records only");
@@ -767,7 +767,7 @@ fn a_timer_that_expires_before_block_ends_that_block() {
 }
 
 /// Writes `bytes` into a writable page of the guest's (below its stack) and returns where.
-fn plant_code(fixture: &mut Fixture, bytes: &[u8]) -> u64 {
+pub(super) fn plant_code(fixture: &mut Fixture, bytes: &[u8]) -> u64 {
     let address = fixture.1.rsp - 1024;
     let (system, _) = fixture;
     let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
@@ -776,7 +776,7 @@ fn plant_code(fixture: &mut Fixture, bytes: &[u8]) -> u64 {
 }
 
 /// The exception frame the guest kernel was given at `frame.rsp`.
-fn delivered_frame(system: &System<FakePlatform>, rsp: u64) -> hypercall_abi::trap::ExceptionFrame {
+pub(super) fn delivered_frame(system: &System<FakePlatform>, rsp: u64) -> hypercall_abi::trap::ExceptionFrame {
     let mut delivered = hypercall_abi::trap::ExceptionFrame::new_zeroed();
     let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
     guest_memory::copy_from_guest(&system.memory, space, rsp, delivered.as_mut_bytes()).unwrap();

@@ -235,3 +235,44 @@ fn an_mmu_update_flushes_the_loaded_root_page_by_page_or_whole_past_a_batch() {
     batch(&mut fixture, map_op::MAP, 40);
     assert_eq!(batch(&mut fixture, map_op::UNMAP, 40), 1, "40 pages: one flush of everything");
 }
+
+#[test]
+fn the_timer_is_armed_only_for_what_is_due_and_only_when_it_moves_earlier() {
+    let mut fixture = boot(1);
+    hypercall(&mut fixture, Hypercall::VERSION, [0, 0, 0, 0]);
+    assert_eq!(fixture.0.platform.armed, None, "a lone domain with no timer: tickless");
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [2_000_000, 0, 0, 0]);
+    let (armed, arms) = (fixture.0.platform.armed, fixture.0.platform.arms);
+    assert_eq!(armed, Some(fixture.0.clock.deadline_tsc(2_000_000)));
+    hypercall(&mut fixture, Hypercall::VERSION, [0, 0, 0, 0]);
+    assert_eq!((fixture.0.platform.armed, fixture.0.platform.arms), (armed, arms), "the same deadline: no re-arm");
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [1_000_000, 0, 0, 0]);
+    assert_eq!(fixture.0.platform.armed, Some(fixture.0.clock.deadline_tsc(1_000_000)), "earlier: armed again");
+}
+
+#[test]
+fn a_segment_base_set_by_a_hypercall_is_live_when_it_returns() {
+    let mut fixture = boot(1);
+    hypercall(&mut fixture, Hypercall::SET_SEGMENT_BASE, [segment::FS, 0x6000_3000, 0, 0]);
+    assert_eq!(fixture.1.rax, 0);
+    assert_eq!(fixture.0.platform.segment_bases.map(|(fs, _)| fs), Some(0x6000_3000));
+    assert!(!fixture.0.domains[0].vcpu.segments_dirty);
+}
+
+#[test]
+fn a_lone_domains_long_hypercall_goes_on_past_its_slice_without_a_switch() {
+    let mut fixture = boot(1);
+    let buffer = fixture.1.rdi;
+    // A timer due makes the write stop at its preemption points.
+    hypercall(&mut fixture, Hypercall::SET_TIMER_OP, [1_000_000, 0, 0, 0]);
+    fixture.0.platform.tsc = super::tests::SLICE + 1;
+    let step = hypercall(&mut fixture, Hypercall::CONSOLE_IO, [0, 4096, buffer, 0]);
+    let (system, frame) = &mut fixture;
+    let mut step = step;
+    while step == crate::system::Step::Continue {
+        step = system.continue_hypercall(frame);
+    }
+    assert_eq!(frame.rax, 4096);
+    let account = system.scheduler.account(0);
+    assert_eq!((account.turns, account.preemptions), (1, 0), "nobody else could run: no preemption");
+}
