@@ -174,6 +174,7 @@ mod tests {
         // Peeking twice without consuming sees the same bytes (a failed copy-out loses nothing).
         assert_eq!(ring.peek(&mut buffer), 3);
         ring.consume(3);
+        assert!(!ring.is_empty());
         let mut rest = [0u8; 8];
         assert_eq!(ring.peek(&mut rest), 2);
         assert_eq!(&rest[..2], b"lo");

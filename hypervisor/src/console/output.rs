@@ -172,6 +172,7 @@ mod tests {
         assert_eq!(wire(&[b"\xe0\x80\xaf"]), "\\xe0\\x80\\xaf");
         assert_eq!(wire(&[b"\xed\xa0\x80"]), "\\xed\\xa0\\x80");
         assert_eq!(wire(&[b"\xf4\x90\x80\x80"]), "\\xf4\\x90\\x80\\x80");
+        assert_eq!(wire(&[b"\xf0\x8f\xbf\xbf"]), "\\xf0\\x8f\\xbf\\xbf", "overlong four-byte form");
         assert_eq!(wire(&[b"\xa9"]), "\\xa9");
         // A sequence broken off by ASCII, by a control or by another lead: the partial
         // bytes are escaped and what broke it is read afresh.
@@ -180,6 +181,15 @@ mod tests {
         assert_eq!(wire(&[b"\xe2\xc3\xa9"]), "\\xe2é");
         // Cut off at the end: flushed escaped.
         assert_eq!(wire(&[b"ok\xf0\x9f\x98"]), "ok\\xf0\\x9f\\x98");
+    }
+
+    #[test]
+    fn a_control_byte_is_escaped_at_once_not_held() {
+        let mut escaper = Escaper::new();
+        let mut out = Vec::new();
+        escaper.push(0x07, &mut |byte| out.push(byte));
+        assert!(!escaper.is_pending());
+        assert_eq!(out, b"\\x07");
     }
 
     #[test]

@@ -205,6 +205,17 @@ mod tests {
     }
 
     #[test]
+    fn a_trap_table_of_every_vector_is_accepted_and_one_more_is_not() {
+        let mut vcpu = Vcpu::new();
+        let all: Vec<TrapTableEntry> = (0..=255u8).map(|vector| entry(vector, 0, HANDLER)).collect();
+        assert_eq!(all.len(), VECTORS);
+        vcpu.set_trap_table(&all).unwrap();
+        assert!((0..=255).all(|vector| vcpu.trap_handler(vector).is_some()));
+        let too_many: Vec<TrapTableEntry> = all.iter().chain(&all[..1]).copied().collect();
+        assert_eq!(vcpu.set_trap_table(&too_many), Err(Errno::EINVAL));
+    }
+
+    #[test]
     fn trap_table_sets_and_removes() {
         let mut vcpu = Vcpu::new();
         vcpu.set_trap_table(&[entry(14, 0, HANDLER), entry(0x80, 1, HANDLER + 16)]).unwrap();

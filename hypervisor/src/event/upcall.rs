@@ -345,4 +345,15 @@ mod tests {
         assert!(!any_pending(&memory, PAGE, &[]));
         assert!(!any_pending(&memory, PAGE, &[1, 2, 1023]));
     }
+
+    #[test]
+    fn raising_a_pending_port_again_leaves_it_and_its_selector_bit_set() {
+        let mut memory = page();
+        for _ in 0..2 {
+            raise(&mut memory, PAGE, 3);
+            raise(&mut memory, PAGE, 5);
+        }
+        assert!(is_pending(&memory, PAGE, 3) && is_pending(&memory, PAGE, 5));
+        assert_eq!(selector(&memory), 1, "word 0 stays announced");
+    }
 }

@@ -355,3 +355,18 @@ fn the_deadline_cache_answers_what_the_clock_would() {
     }
     assert_ne!(clock.deadline_tsc(1_000_000), other.deadline_tsc(1_000_000), "the clocks differ where it counts");
 }
+
+#[test]
+fn rtc_century_register_bcd_digits_and_leap_centuries() {
+    let bcd = RtcRegisters { second: 0, minute: 0, hour: 0, day: 0x01, month: 0x01, year: 0x05, century: Some(0x21) };
+    let in_2105 = unix_seconds(2105, 1, 1, 0, 0, 0).unwrap();
+    assert_eq!(rtc_unix_seconds(bcd, RTC_24_HOUR), Some(in_2105), "the century register counts");
+    assert_eq!(rtc_unix_seconds(RtcRegisters { century: None, ..bcd }, RTC_24_HOUR), unix_seconds(2005, 1, 1, 0, 0, 0));
+    // A BCD digit above 9 in either nibble is a torn or absent reading.
+    for year in [0x1a, 0xa1] {
+        assert_eq!(rtc_unix_seconds(RtcRegisters { year, ..bcd }, RTC_24_HOUR), None, "{year:#x}");
+    }
+    // 2000 is a leap year (divisible by 400), 2100 is not.
+    assert_eq!(unix_seconds(2000, 2, 29, 0, 0, 0), Some(951_782_400));
+    assert_eq!(unix_seconds(2100, 2, 29, 0, 0, 0), None);
+}

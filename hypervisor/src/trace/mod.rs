@@ -70,6 +70,7 @@ mod tests {
         let domains = [(1, "a"), (2, "b"), (3, "a")];
         let mut trace = Trace::new(domains.into_iter(), 2, |_, image| image == "a").unwrap();
         assert_eq!(trace.traced().collect::<Vec<_>>(), [0, 2]);
+        assert!(trace.traces(0) && trace.traces(2));
         assert!(!trace.traces(1) && !trace.traces(9));
         let call = TraceRecord { kind: kind::HYPERCALL, ..TraceRecord::default() };
         assert!(!trace.record(1, call), "an untraced domain records nothing");

@@ -128,6 +128,7 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert_eq!((out[0].number, out[1].number), (0, 1));
         assert_eq!((out[2].kind, out[2].domain, out[2].number, out[2].tsc), (kind::DROPPED, 3, 3, 99));
+        assert_eq!(out[2].tsc_end, 99, "a DROPPED record is an instant");
         // The count was reported: the next drain has nothing to say.
         assert!(drained(&mut ring, 100).is_empty());
         ring.push(call(9));
@@ -144,6 +145,14 @@ mod tests {
         ring.push(call(0));
         assert!(!ring.half_full());
         ring.push(call(1));
+        assert!(ring.half_full());
+        // Exactly half of a larger ring counts too.
+        let mut ring = Ring::new(1, 8).unwrap();
+        for number in 0..3 {
+            ring.push(call(number));
+        }
+        assert!(!ring.half_full() && !ring.is_empty());
+        ring.push(call(3));
         assert!(ring.half_full());
     }
 }
