@@ -677,6 +677,26 @@ mod tests {
         );
         assert_eq!(result.map(|_| ()), Err(BuildError::QuotaTooLarge { max_pages: u64::MAX }));
         assert_eq!(frames.allocations, 0);
+        // The limit itself is a valid quota; one page more is not.
+        for (max_pages, too_large) in [(MAX_PAGES_LIMIT, false), (MAX_PAGES_LIMIT + 1, true)] {
+            let result = build(
+                &mut memory,
+                &mut frames,
+                root,
+                &inputs.image,
+                &inputs.load,
+                &inputs.layout,
+                pages,
+                max_pages,
+                1,
+                "",
+                &[],
+            );
+            assert_eq!(matches!(result, Err(BuildError::QuotaTooLarge { .. })), too_large, "{max_pages}");
+            if let Ok(built) = result {
+                destroy(&mut memory, &mut frames, built);
+            }
+        }
 
         // The image given is not the one validated: the segment bytes are not there.
         let short = &inputs.image[..inputs.image.len() / 2];

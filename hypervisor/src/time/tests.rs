@@ -370,3 +370,19 @@ fn rtc_century_register_bcd_digits_and_leap_centuries() {
     assert_eq!(unix_seconds(2000, 2, 29, 0, 0, 0), Some(951_782_400));
     assert_eq!(unix_seconds(2100, 2, 29, 0, 0, 0), None);
 }
+
+#[test]
+fn each_out_of_range_field_alone_makes_no_date() {
+    assert!(unix_seconds(2024, 6, 30, 23, 59, 59).is_some());
+    for (year, month, day, hour, minute, second) in
+        [(1969, 6, 30, 0, 0, 0), (2024, 0, 30, 0, 0, 0), (2024, 13, 1, 0, 0, 0), (2024, 6, 31, 0, 0, 0)]
+            .into_iter()
+            .chain([(2024, 6, 0, 0, 0, 0), (2024, 6, 30, 24, 0, 0), (2024, 6, 30, 0, 60, 0), (2024, 6, 30, 0, 0, 60)])
+    {
+        assert_eq!(
+            unix_seconds(year, month, day, hour, minute, second),
+            None,
+            "{year}-{month}-{day} {hour}:{minute}:{second}"
+        );
+    }
+}
