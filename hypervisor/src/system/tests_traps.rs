@@ -132,3 +132,48 @@ fn a_refused_gate_is_the_int_n_it_names_in_either_error_code_form() {
     assert_eq!((delivered.vector, delivered.error_code), (u64::from(vector::GENERAL_PROTECTION), 0x41 * 8 + 2));
     assert_eq!(delivered.iret.rip, at);
 }
+
+#[test]
+fn a_user_int3_the_trap_table_refuses_is_a_gp_at_the_instruction() {
+    use crate::domain::vcpu::Mode;
+    use hypercall_abi::address::Gfn;
+    use hypercall_abi::memory::{map_flags, map_op, space_cmd, MapEntry, INITIAL_SPACE};
+    const CODE: u64 = 0x0000_4000_0000_0000;
+    let mut fixture = boot(2);
+    // #BP's entry does not let guest-user mode raise it.
+    let handler = install_handlers(&mut fixture, &[vector::BREAKPOINT, vector::GENERAL_PROTECTION]);
+    hypercall(&mut fixture, Hypercall::ADDRESS_SPACE_OP, [space_cmd::CREATE, 0, 0, 0]);
+    let user = fixture.1.rax;
+    let entry = MapEntry {
+        virtual_address: GuestVirtualAddress(CODE),
+        gfn: Gfn(0),
+        op: map_op::MAP,
+        flags: map_flags::WRITABLE | map_flags::USER,
+    };
+    let entries = fixture.1.rsp - 2048;
+    {
+        let (system, _) = &mut fixture;
+        let space = system.domains[0].memory.as_ref().unwrap().kernel_space();
+        guest_memory::copy_to_guest(&mut system.memory, space, entries, entry.as_bytes()).unwrap();
+    }
+    hypercall(&mut fixture, Hypercall::MMU_UPDATE, [user, entries, 1, 0]);
+    assert_eq!(fixture.1.rax, 1, "the code page is mapped in the user space");
+    hypercall(&mut fixture, Hypercall::ADDRESS_SPACE_OP, [space_cmd::SWITCH, INITIAL_SPACE, user, 0]);
+    assert_eq!(fixture.1.rax, 0, "SWITCH to the user space");
+    let (system, frame) = &mut fixture;
+    let kernel_stack = frame.rsp - 4096;
+    system.domains[0].vcpu.kernel_stack = Some(kernel_stack);
+    system.change_mode(Mode::User);
+    let space = system.domains[0].memory.as_ref().unwrap().user_space().unwrap();
+    guest_memory::copy_to_guest(&mut system.memory, space, CODE + 0x10, &[0xcc]).unwrap();
+    // What the CPU reports for it: #BP, RIP after the int3.
+    frame.rip = CODE + 0x11;
+    frame.vector = u64::from(vector::BREAKPOINT);
+    frame.error_code = 0;
+    assert!(matches!(system.exception(frame), Step::Resume(_)));
+    assert_eq!((system.current, frame.rip), (0, handler), "delivered, not killed");
+    let delivered = delivered_frame(system, frame.rsp);
+    let gate = u64::from(vector::BREAKPOINT) * 8 + 2;
+    assert_eq!((delivered.vector, delivered.error_code), (u64::from(vector::GENERAL_PROTECTION), gate));
+    assert_eq!(delivered.iret.rip, CODE + 0x10, "reported at the int3, as a refused hardware gate is");
+}
