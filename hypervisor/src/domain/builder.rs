@@ -381,6 +381,19 @@ mod tests {
         )
     }
 
+    /// `build` with one vCPU, no arguments and the given sizes and module: the refusal
+    /// cases vary only these.
+    fn build_sized(
+        memory: &mut TestMemory,
+        frames: &mut TestFrames,
+        root: Frame,
+        inputs: &Inputs,
+        (memory_pages, max_pages): (u64, u64),
+        module: &[u8],
+    ) -> Result<BuiltDomain, BuildError> {
+        build(memory, frames, root, &inputs.image, &inputs.load, &inputs.layout, memory_pages, max_pages, 1, "", module)
+    }
+
     fn read_page(memory: &TestMemory, built: &BuiltDomain, address: u64) -> ([u8; 4096], PageFlags) {
         let (frame, flags) =
             built.memory.kernel_space().translate(memory, address).unwrap_or_else(|| panic!("{address:#x} unmapped"));
@@ -547,19 +560,7 @@ mod tests {
         let root = hypervisor_root(&mut memory);
         let pages = inputs.memory_pages;
         for other in [&[1u8; 9000][..], &[1; 4096][..], &[][..]] {
-            let result = build(
-                &mut memory,
-                &mut frames,
-                root,
-                &inputs.image,
-                &inputs.load,
-                &inputs.layout,
-                pages,
-                pages,
-                1,
-                "",
-                other,
-            );
+            let result = build_sized(&mut memory, &mut frames, root, &inputs, (pages, pages), other);
             assert_eq!(result.map(|_| ()), Err(BuildError::ModuleMismatch), "{} bytes", other.len());
         }
         assert_eq!(frames.allocations, 0, "refused before anything was allocated");
@@ -631,67 +632,19 @@ mod tests {
         let mut frames = TestFrames::new();
         let root = hypervisor_root(&mut memory);
         let pages = inputs.memory_pages;
-        let result = build(
-            &mut memory,
-            &mut frames,
-            root,
-            &inputs.image,
-            &inputs.load,
-            &inputs.layout,
-            pages + 1,
-            pages + 1,
-            1,
-            "",
-            &[],
-        );
+        let result = build_sized(&mut memory, &mut frames, root, &inputs, (pages + 1, pages + 1), &[]);
         assert_eq!(result.map(|_| ()), Err(BuildError::LayoutMismatch));
-        let result = build(
-            &mut memory,
-            &mut frames,
-            root,
-            &inputs.image,
-            &inputs.load,
-            &inputs.layout,
-            pages,
-            pages - 1,
-            1,
-            "",
-            &[],
-        );
+        let result = build_sized(&mut memory, &mut frames, root, &inputs, (pages, pages - 1), &[]);
         assert_eq!(result.map(|_| ()), Err(BuildError::QuotaBelowMemory { memory_pages: pages, max_pages: pages - 1 }));
         assert!(BuildError::QuotaBelowMemory { memory_pages: pages, max_pages: pages - 1 }
             .to_string()
             .contains("maxmem"));
-        let result = build(
-            &mut memory,
-            &mut frames,
-            root,
-            &inputs.image,
-            &inputs.load,
-            &inputs.layout,
-            pages,
-            u64::MAX,
-            1,
-            "",
-            &[],
-        );
+        let result = build_sized(&mut memory, &mut frames, root, &inputs, (pages, u64::MAX), &[]);
         assert_eq!(result.map(|_| ()), Err(BuildError::QuotaTooLarge { max_pages: u64::MAX }));
         assert_eq!(frames.allocations, 0);
         // The limit itself is a valid quota; one page more is not.
         for (max_pages, too_large) in [(MAX_PAGES_LIMIT, false), (MAX_PAGES_LIMIT + 1, true)] {
-            let result = build(
-                &mut memory,
-                &mut frames,
-                root,
-                &inputs.image,
-                &inputs.load,
-                &inputs.layout,
-                pages,
-                max_pages,
-                1,
-                "",
-                &[],
-            );
+            let result = build_sized(&mut memory, &mut frames, root, &inputs, (pages, max_pages), &[]);
             assert_eq!(matches!(result, Err(BuildError::QuotaTooLarge { .. })), too_large, "{max_pages}");
             if let Ok(built) = result {
                 destroy(&mut memory, &mut frames, built);
