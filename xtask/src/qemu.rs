@@ -292,6 +292,11 @@ impl RunOutcome {
         match (self.timed_out, self.status) {
             (true, _) => format!("QEMU timed out after {} s and was killed", timeout.as_secs_f64()),
             (false, Some(status)) => format!("hypervisor exit status {}: {}", status.0, status.describe()),
+            (false, None) if machine_halted(&self.stderr) => {
+                let complaint =
+                    self.stderr.lines().map(str::trim).find(|line| machine_halted(line)).unwrap_or_default();
+                format!("QEMU stopped the machine for good and was killed at once: {complaint}")
+            }
             (false, None) => {
                 let how = match self.raw_exit {
                     Some(code) => format!("status {code}"),
@@ -320,6 +325,17 @@ const ENDING_LINES: [&str; 3] = ["(hv) exit status ", "(hv) PANIC", "(hv) cannot
 /// exit device.
 pub fn hypervisor_ended(output: &str) -> bool {
     output.lines().any(|line| ENDING_LINES.iter().any(|ending| line.starts_with(ending)))
+}
+
+/// QEMU's stderr lines after which its machine never runs again: KVM could not run or
+/// emulate an instruction, and QEMU pauses the VM for a debugger instead of exiting (Xen
+/// 4.17's `rdsspq` under a kvm-pvm host does this at boot). Waiting for the timeout would
+/// only waste it.
+const HALTING_COMPLAINTS: [&str; 2] = ["KVM internal error", "KVM: entry failed"];
+
+/// True if QEMU's `stderr` says its machine has stopped for good ([`HALTING_COMPLAINTS`]).
+pub fn machine_halted(stderr: &str) -> bool {
+    stderr.lines().any(|line| HALTING_COMPLAINTS.iter().any(|complaint| line.trim_start().starts_with(complaint)))
 }
 
 /// What QEMU's serial input (its stdin) gets.
@@ -365,13 +381,9 @@ impl Typist {
     }
 }
 
-fn pump(source: impl Read, sink: Option<Box<dyn Write + Send>>) -> Vec<u8> {
-    pump_typing(source, sink, None)
-}
-
-/// Like [`pump`], and types at QEMU when the output asks for it. The typist (and with
-/// it QEMU's stdin) lives until the output ends, so QEMU never sees an early EOF.
-fn pump_typing(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>, mut typist: Option<Typist>) -> Vec<u8> {
+/// Copies `source` to `sink` (if any) as it comes and returns all of it; after each chunk
+/// `saw` gets everything so far and the newest chunk's length.
+fn pump(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>, mut saw: impl FnMut(&[u8], usize)) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
@@ -379,9 +391,7 @@ fn pump_typing(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>, m
             Ok(0) | Err(_) => break,
             Ok(count) => {
                 all.extend_from_slice(&buffer[..count]);
-                if let Some(typist) = typist.as_mut() {
-                    typist.saw(&all, count);
-                }
+                saw(&all, count);
                 if let Some(sink) = sink.as_mut() {
                     // A closed stdout (e.g. `| head`) must not stop the capture.
                     let _ = sink.write_all(&buffer[..count]).and_then(|()| sink.flush());
@@ -390,6 +400,28 @@ fn pump_typing(mut source: impl Read, mut sink: Option<Box<dyn Write + Send>>, m
         }
     }
     all
+}
+
+/// [`pump`] for QEMU's stdout, typing at QEMU when the output asks for it. The typist (and
+/// with it QEMU's stdin) lives until the output ends, so QEMU never sees an early EOF.
+fn pump_typing(source: impl Read, sink: Option<Box<dyn Write + Send>>, mut typist: Option<Typist>) -> Vec<u8> {
+    pump(source, sink, |all, newest| {
+        if let Some(typist) = typist.as_mut() {
+            typist.saw(all, newest);
+        }
+    })
+}
+
+/// [`pump`] for QEMU's stderr: sets `halted` once it shows [`machine_halted`] (only the
+/// lines the newest chunk touched are looked at).
+fn pump_watching(source: impl Read, sink: Option<Box<dyn Write + Send>>, halted: &AtomicBool) -> Vec<u8> {
+    pump(source, sink, |all, newest| {
+        let chunk_start = all.len() - newest;
+        let line_start = all[..chunk_start].iter().rposition(|&byte| byte == b'\n').map_or(0, |newline| newline + 1);
+        if machine_halted(&String::from_utf8_lossy(&all[line_start..])) {
+            halted.store(true, Ordering::Relaxed);
+        }
+    })
 }
 
 /// Runs QEMU to completion or timeout, with nothing on its serial input.
@@ -453,13 +485,16 @@ pub fn run_until(launch: &Launch, mode: ConsoleMode, input: ConsoleInput, stop: 
     let out_thread = std::thread::spawn(move || {
         pump_typing(stdout, stream.then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>), typist)
     });
-    let err_thread =
-        std::thread::spawn(move || pump(stderr, stream.then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>)));
+    let halted = std::sync::Arc::new(AtomicBool::new(false));
+    let seen = std::sync::Arc::clone(&halted);
+    let err_thread = std::thread::spawn(move || {
+        pump_watching(stderr, stream.then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>), &seen)
+    });
     // A timeout too large for an Instant means none.
     let deadline = start.checked_add(launch.timeout);
     let waited = loop {
         let left = deadline.map_or(STOP_POLL, |deadline| deadline.saturating_duration_since(Instant::now()));
-        if left.is_zero() || stop.load(Ordering::Relaxed) {
+        if left.is_zero() || stop.load(Ordering::Relaxed) || halted.load(Ordering::Relaxed) {
             break None;
         }
         let status = child
@@ -480,7 +515,7 @@ pub fn run_until(launch: &Launch, mode: ConsoleMode, input: ConsoleInput, stop: 
             }
             let _ = child.kill();
             let status = child.wait().map_err(|error| Error::failed(format!("waiting for killed QEMU: {error}")))?;
-            (status, !stop.load(Ordering::Relaxed))
+            (status, !stop.load(Ordering::Relaxed) && !halted.load(Ordering::Relaxed))
         }
     };
     let wall = start.elapsed();
@@ -711,6 +746,32 @@ mod tests {
         assert!(!outcome.timed_out, "a stop is not a timeout");
         assert_eq!((outcome.status, outcome.raw_exit), (None, None), "killed by xtask");
         assert!(outcome.wall < Duration::from_secs(10), "{:?}", outcome.wall);
+    }
+
+    #[test]
+    fn run_ends_qemu_at_once_when_kvm_stops_its_machine() {
+        // What QEMU does on a KVM emulation failure: complain, then pause for ever. The
+        // complaint arrives in two writes, its marker split between them.
+        let script = "echo booting; printf 'KV' >&2; sleep 0.2; \
+                      printf 'M internal error. Suberror: 1\\nemulation failure\\n' >&2; exec sleep 30";
+        let launch = fake_qemu("halted", script, Duration::from_secs(60));
+        let outcome = run(&launch, ConsoleMode::Capture).unwrap();
+        assert!(outcome.wall < Duration::from_secs(20), "not killed at once: {:?}", outcome.wall);
+        assert!(!outcome.timed_out, "a halted machine is not a timeout");
+        assert_eq!(outcome.xtask_exit_code(), EXIT_NO_ENDING);
+        assert_eq!(
+            outcome.describe(launch.timeout),
+            "QEMU stopped the machine for good and was killed at once: KVM internal error. Suberror: 1"
+        );
+    }
+
+    #[test]
+    fn only_a_complaint_that_starts_a_line_halts_the_machine() {
+        assert!(machine_halted("KVM internal error. Suberror: 1\nemulation failure\n"));
+        assert!(machine_halted("qemu: warning\n  KVM: entry failed, hardware error 0x80000021\n"));
+        assert!(!machine_halted("qemu: warning: the guest said KVM internal error\n"));
+        assert!(!machine_halted("qemu-system-x86_64: -accel kvm: failed to initialize kvm\n"));
+        assert!(!machine_halted(""));
     }
 
     #[test]
