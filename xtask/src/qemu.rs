@@ -333,7 +333,8 @@ pub fn hypervisor_ended(output: &str) -> bool {
 /// only waste it.
 const HALTING_COMPLAINTS: [&str; 2] = ["KVM internal error", "KVM: entry failed"];
 
-/// True if QEMU's `stderr` says its machine has stopped for good ([`HALTING_COMPLAINTS`]).
+/// True if QEMU's `stderr` says its machine has stopped for good: a line starting with
+/// one of the complaints above.
 pub fn machine_halted(stderr: &str) -> bool {
     stderr.lines().any(|line| HALTING_COMPLAINTS.iter().any(|complaint| line.trim_start().starts_with(complaint)))
 }
