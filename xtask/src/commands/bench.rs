@@ -51,8 +51,9 @@ pub struct BenchArgs {
     /// figure is INSTRUCTIONS per iteration, the same on every run whatever the host's
     /// load (the timer row's lateness is then in instructions too). The host references
     /// stay in host TSC cycles, so their ratio column mixes units; ringfence/xen does not.
+    /// With --kernel: all four columns, so every figure and ratio is in instructions.
     /// Where the instructions go: xtask/scripts/trace_split.py.
-    #[arg(long, conflicts_with = "kernel")]
+    #[arg(long)]
     counted: bool,
 }
 
@@ -749,6 +750,16 @@ fn run_guest(
     Ok(GuestRun { image: guest.image, outcome, timeout: launch.timeout, benches })
 }
 
+/// What a figure counts: instructions on QEMU's instruction-counted time (`--counted`),
+/// else TSC cycles.
+pub fn unit(counted: bool) -> &'static str {
+    if counted {
+        "instructions per iteration"
+    } else {
+        "TSC cycles per iteration"
+    }
+}
+
 /// Runs every selected bench guest, measures the references, prints the table.
 pub fn main(args: BenchArgs) -> Result<u8> {
     if args.kernel {
@@ -758,6 +769,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
             rows: args.rows,
             json: args.json,
             timeout: args.timeout,
+            counted: args.counted,
         });
     }
     let qemu_binary = qemu::ensure_qemu()?;
@@ -813,7 +825,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     let benches: Vec<GuestBench> = runs.iter_mut().flat_map(|run| std::mem::take(&mut run.benches)).collect();
     println!();
     print!("{}", table(&rows, &benches, &references, &xen));
-    let unit = if args.counted { "instructions per iteration" } else { "TSC cycles per iteration" };
+    let unit = unit(args.counted);
     println!(
         "({unit}; each guest booted on its own; ratio = guest median / reference median; \
          ringfence/xen = guest median / Xen's median of the same work)"

@@ -55,6 +55,8 @@ pub struct Options {
     pub json: Option<PathBuf>,
     /// Seconds each column may take (`None`: [`default_timeout`]).
     pub timeout: Option<u64>,
+    /// Every column on QEMU's instruction-counted time: figures in instructions.
+    pub counted: bool,
 }
 
 /// A column of the table.
@@ -314,7 +316,13 @@ fn ratio_value(numerator: Option<u64>, denominator: Option<u64>) -> Option<f64> 
 /// Everything the table shows and what it leaves out: every column's numbers per row
 /// (median, p99, min, max, spread = p99 / median, iterations), the ratios and goals, how
 /// each column ended, and the configuration that produced them.
-pub fn report_json(accel: Accel, rows: &[Row], runs: &[ColumnRun], versions: &Versions) -> serde_json::Value {
+pub fn report_json(
+    accel: Accel,
+    unit: &str,
+    rows: &[Row],
+    runs: &[ColumnRun],
+    versions: &Versions,
+) -> serde_json::Value {
     let rows_json: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
@@ -353,7 +361,7 @@ pub fn report_json(accel: Accel, rows: &[Row], runs: &[ColumnRun], versions: &Ve
         })
         .collect();
     serde_json::json!({
-        "unit": "TSC cycles per iteration",
+        "unit": unit,
         "spread": "p99 / median",
         "goals": {
             "a": "ringfence median <= linux-xen median",
@@ -434,6 +442,8 @@ struct Setup {
     arguments: Vec<String>,
     /// guest-kernel's initramfs.
     initramfs: PathBuf,
+    /// Every column on instruction-counted time ([`Accel::virtual_time_args`]).
+    counted: bool,
 }
 
 impl Setup {
@@ -446,7 +456,10 @@ impl Setup {
             accel: self.accel,
             machine: MACHINE,
             memory: MEMORY,
-            extra: machine_args(self.accel),
+            extra: machine_args(self.accel)
+                .into_iter()
+                .chain(if self.counted { self.accel.virtual_time_args() } else { Vec::new() })
+                .collect(),
             timeout: self.timeout,
         }
     }
@@ -586,6 +599,9 @@ pub fn main(options: Options) -> Result<u8> {
         println!("{line}");
     }
     let accel = choice.accel;
+    if options.counted && accel.virtual_time_args().is_empty() {
+        return Err(Error::usage(format!("--counted needs TCG's instruction counting; {} has none", accel.name())));
+    }
     let initramfs_bytes = std::fs::read(&guest_kernel_initramfs)
         .map_err(|error| Error::io("cannot read", &guest_kernel_initramfs, error))?;
     let linux_initramfs = workspace::runs_dir().join("lmbench-linux.cpio");
@@ -597,6 +613,7 @@ pub fn main(options: Options) -> Result<u8> {
         arguments: lmbench::arguments(options.iterations, &rows),
         rows: rows.clone(),
         initramfs: guest_kernel_initramfs,
+        counted: options.counted,
     };
     let invocation = match setup.arguments.is_empty() {
         true => "every row, its own iteration counts".to_string(),
@@ -640,7 +657,8 @@ pub fn main(options: Options) -> Result<u8> {
     print!("{}", table(&rows, &runs));
     println!("{}", versions.line());
     println!(
-        "(TSC cycles per iteration, medians; goal a: ringfence <= linux-xen; goal b: ringfence/native <= xen/native)"
+        "({}, medians; goal a: ringfence <= linux-xen; goal b: ringfence/native <= xen/native)",
+        super::bench::unit(options.counted)
     );
     println!("{}", goal_summary(&rows, &runs));
     let walls: Vec<String> =
@@ -654,7 +672,7 @@ pub fn main(options: Options) -> Result<u8> {
         }
     }
     if let Some(path) = &options.json {
-        let report = report_json(accel, &rows, &runs, &versions);
+        let report = report_json(accel, super::bench::unit(options.counted), &rows, &runs, &versions);
         let text = serde_json::to_string_pretty(&report).map_err(|error| Error::failed(format!("JSON: {error}")))?;
         std::fs::write(path, text + "\n").map_err(|error| Error::io("cannot write", path, error))?;
         println!("bench: rows written to {}", path.display());
@@ -805,9 +823,17 @@ mod tests {
             measured(Column::Ringfence, &[75]),
         ];
         let versions = Versions { qemu: "QEMU emulator version 7.2.22".into(), ..Versions::default() };
-        let text = serde_json::to_string(&report_json(Accel::Tcg, &ROWS[..1], &runs, &versions)).unwrap();
+        let text = serde_json::to_string(&report_json(
+            Accel::Tcg,
+            crate::commands::bench::unit(false),
+            &ROWS[..1],
+            &runs,
+            &versions,
+        ))
+        .unwrap();
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(report["accel"], "tcg");
+        assert_eq!(report["unit"], "TSC cycles per iteration");
         assert_eq!(report["qemu"]["cpu"], "max,-smap");
         assert_eq!(report["qemu"]["machine"], "pc");
         assert_eq!(report["qemu"]["memory"], "1G");
@@ -864,6 +890,7 @@ mod tests {
             rows: ROWS.to_vec(),
             arguments: vec!["--iterations".into(), "5".into()],
             initramfs: "initramfs.cpio".into(),
+            counted: false,
         };
         let shown = setup.launch("kernel".into(), "initrd".into(), "x".into()).display();
         // QEMU takes the last -cpu: ours comes after xtask's defaults.
@@ -871,6 +898,10 @@ mod tests {
         assert!(shown.contains(" -m 1G ") && !shown.contains("-m 512M"), "{shown}");
         assert!(shown.ends_with("-cpu max,-smap"), "{shown}");
         assert_eq!(setup.command(), ["/bin/lmbench", "--iterations", "5"]);
+        // --counted: every column on the same instruction-counted time.
+        let counted = Setup { counted: true, ..setup };
+        let shown = counted.launch("kernel".into(), "initrd".into(), "x".into()).display();
+        assert!(shown.ends_with("-cpu max,-smap -icount shift=0,sleep=off"), "{shown}");
     }
 
     #[test]
