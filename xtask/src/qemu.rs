@@ -292,12 +292,10 @@ impl RunOutcome {
         match (self.timed_out, self.status) {
             (true, _) => format!("QEMU timed out after {} s and was killed", timeout.as_secs_f64()),
             (false, Some(status)) => format!("hypervisor exit status {}: {}", status.0, status.describe()),
-            (false, None) if machine_halted(&self.stderr) => {
-                let complaint =
-                    self.stderr.lines().map(str::trim).find(|line| machine_halted(line)).unwrap_or_default();
-                format!("QEMU stopped the machine for good and was killed at once: {complaint}")
-            }
             (false, None) => {
+                if let Some(complaint) = halting_complaint(&self.stderr) {
+                    return format!("QEMU stopped the machine for good and was killed at once: {complaint}");
+                }
                 let how = match self.raw_exit {
                     Some(code) => format!("status {code}"),
                     None => "killed by a signal".to_string(),
@@ -333,10 +331,15 @@ pub fn hypervisor_ended(output: &str) -> bool {
 /// only waste it.
 const HALTING_COMPLAINTS: [&str; 2] = ["KVM internal error", "KVM: entry failed"];
 
-/// True if QEMU's `stderr` says its machine has stopped for good: a line starting with
-/// one of the complaints above.
+/// The line of QEMU's `stderr` that says its machine has stopped for good (one starting
+/// with one of the complaints above), trimmed.
+pub fn halting_complaint(stderr: &str) -> Option<&str> {
+    stderr.lines().map(str::trim).find(|line| HALTING_COMPLAINTS.iter().any(|complaint| line.starts_with(complaint)))
+}
+
+/// True if QEMU's `stderr` says its machine has stopped for good ([`halting_complaint`]).
 pub fn machine_halted(stderr: &str) -> bool {
-    stderr.lines().any(|line| HALTING_COMPLAINTS.iter().any(|complaint| line.trim_start().starts_with(complaint)))
+    halting_complaint(stderr).is_some()
 }
 
 /// What QEMU's serial input (its stdin) gets.

@@ -710,11 +710,25 @@ fn domains_for(guest: &GuestSpec, iterations: Option<u64>) -> Vec<Domain> {
 /// ([`Accel::virtual_time_args`]) for a row that asks for it, or for every row when the
 /// run is `counted`.
 fn qemu_extra(guest: &GuestSpec, accel: Accel, counted: bool) -> Vec<String> {
-    if guest.virtual_time || counted {
+    counted_time_args(accel, guest.virtual_time || counted)
+}
+
+/// `--counted`'s QEMU arguments ([`Accel::virtual_time_args`]) when `counted`, else none;
+/// every table's runs add them the same way.
+pub fn counted_time_args(accel: Accel, counted: bool) -> Vec<String> {
+    if counted {
         accel.virtual_time_args()
     } else {
         Vec::new()
     }
+}
+
+/// `--counted` needs an accelerator that counts instructions (TCG): a usage error otherwise.
+pub fn check_counted(accel: Accel, counted: bool) -> Result<()> {
+    if counted && accel.virtual_time_args().is_empty() {
+        return Err(Error::usage(format!("--counted needs TCG's instruction counting; {} has none", accel.name())));
+    }
+    Ok(())
 }
 
 fn run_guest(
@@ -788,9 +802,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     for line in &choice.lines {
         println!("{line}");
     }
-    if args.counted && accel.virtual_time_args().is_empty() {
-        return Err(Error::usage(format!("--counted needs TCG's instruction counting; {} has none", accel.name())));
-    }
+    check_counted(accel, args.counted)?;
 
     let mut runs = Vec::new();
     let mut problems = Vec::new();

@@ -9,6 +9,7 @@
 //! fetched, does not boot or does not finish is shown as `-` with its reason, and the rest
 //! of the table is still printed (the exit code then says what went wrong).
 
+use super::bench;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use xtask::accel::{self, Accel};
@@ -458,7 +459,7 @@ impl Setup {
             memory: MEMORY,
             extra: machine_args(self.accel)
                 .into_iter()
-                .chain(if self.counted { self.accel.virtual_time_args() } else { Vec::new() })
+                .chain(bench::counted_time_args(self.accel, self.counted))
                 .collect(),
             timeout: self.timeout,
         }
@@ -599,9 +600,8 @@ pub fn main(options: Options) -> Result<u8> {
         println!("{line}");
     }
     let accel = choice.accel;
-    if options.counted && accel.virtual_time_args().is_empty() {
-        return Err(Error::usage(format!("--counted needs TCG's instruction counting; {} has none", accel.name())));
-    }
+    bench::check_counted(accel, options.counted)?;
+    let unit = bench::unit(options.counted);
     let initramfs_bytes = std::fs::read(&guest_kernel_initramfs)
         .map_err(|error| Error::io("cannot read", &guest_kernel_initramfs, error))?;
     let linux_initramfs = workspace::runs_dir().join("lmbench-linux.cpio");
@@ -656,10 +656,7 @@ pub fn main(options: Options) -> Result<u8> {
     println!();
     print!("{}", table(&rows, &runs));
     println!("{}", versions.line());
-    println!(
-        "({}, medians; goal a: ringfence <= linux-xen; goal b: ringfence/native <= xen/native)",
-        super::bench::unit(options.counted)
-    );
+    println!("({unit}, medians; goal a: ringfence <= linux-xen; goal b: ringfence/native <= xen/native)");
     println!("{}", goal_summary(&rows, &runs));
     let walls: Vec<String> =
         runs.iter().filter_map(|run| Some(format!("{} {} ms", run.column.name(), run.wall?.as_millis()))).collect();
@@ -672,7 +669,7 @@ pub fn main(options: Options) -> Result<u8> {
         }
     }
     if let Some(path) = &options.json {
-        let report = report_json(accel, super::bench::unit(options.counted), &rows, &runs, &versions);
+        let report = report_json(accel, unit, &rows, &runs, &versions);
         let text = serde_json::to_string_pretty(&report).map_err(|error| Error::failed(format!("JSON: {error}")))?;
         std::fs::write(path, text + "\n").map_err(|error| Error::io("cannot write", path, error))?;
         println!("bench: rows written to {}", path.display());
@@ -823,14 +820,8 @@ mod tests {
             measured(Column::Ringfence, &[75]),
         ];
         let versions = Versions { qemu: "QEMU emulator version 7.2.22".into(), ..Versions::default() };
-        let text = serde_json::to_string(&report_json(
-            Accel::Tcg,
-            crate::commands::bench::unit(false),
-            &ROWS[..1],
-            &runs,
-            &versions,
-        ))
-        .unwrap();
+        let text =
+            serde_json::to_string(&report_json(Accel::Tcg, bench::unit(false), &ROWS[..1], &runs, &versions)).unwrap();
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(report["accel"], "tcg");
         assert_eq!(report["unit"], "TSC cycles per iteration");

@@ -13,7 +13,7 @@ use xtask::error::EXIT_FAILED;
 use xtask::qemu::{self, ConsoleMode, Launch, Machine};
 use xtask::{workspace, Error, Result};
 
-use super::bench::{missing_rows, parse_bench, GuestBench};
+use super::bench::{counted_time_args, missing_rows, parse_bench, GuestBench};
 use super::bench_kernel::cpu_model;
 
 /// The rows tests/xen-guest measures, by wire name (the same in both guests). Its
@@ -188,7 +188,7 @@ pub fn run(
         extra: ["-cpu", cpu_model(accel)]
             .map(str::to_string)
             .into_iter()
-            .chain(if counted { accel.virtual_time_args() } else { Vec::new() })
+            .chain(counted_time_args(accel, counted))
             .collect(),
         timeout: TIMEOUT,
     };
