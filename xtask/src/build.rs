@@ -216,6 +216,7 @@ pub fn build(images: &Images) -> Result<Vec<PathBuf>> {
         .ok_or_else(|| Error::failed("cargo reported no hypervisor executable"))?;
     let mut copies = vec![workspace::hypervisor_elf()];
     copy(hypervisor, &copies[0])?;
+    crate::hot_paths::check(&copies[0])?;
     for (name, path) in &built {
         if name == HYPERVISOR || wanted.as_ref().is_some_and(|wanted| !wanted.contains(&name.as_str())) {
             continue;

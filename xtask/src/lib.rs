@@ -16,6 +16,7 @@ pub mod debian;
 pub mod domain_options;
 pub mod error;
 pub mod gdb;
+pub mod hot_paths;
 pub mod images;
 pub mod initramfs;
 pub mod junit;
