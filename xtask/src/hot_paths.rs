@@ -37,9 +37,8 @@ pub fn unpacked(text_start: u64, functions: &[(String, u64)]) -> Option<String> 
             None => Some(format!("no function named like `{fragment}`")),
             Some((name, address)) => {
                 let offset = address.wrapping_sub(text_start);
-                (offset >= PACKED_BYTES).then(|| {
-                    format!("{name} is {offset:#x} bytes into the text, past the first {PACKED_BYTES:#x}")
-                })
+                (offset >= PACKED_BYTES)
+                    .then(|| format!("{name} is {offset:#x} bytes into the text, past the first {PACKED_BYTES:#x}"))
             }
         }
     })
