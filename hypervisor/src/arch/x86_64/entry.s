@@ -184,9 +184,14 @@ trap_stub_table:
     .p2align 12
     .global hypervisor_stack_bottom
 hypervisor_stack_bottom:
-    .space 65536
+    .space 65536 - 16
     .global hypervisor_stack_top
 hypervisor_stack_top:
+/* Above the stack, on the page its top uses (one page fewer per entry for the TLB to
+ * refill after a guest page-table switch): where `hypercall_entry` keeps the guest's RSP
+ * until it pushes it. */
+guest_stack_scratch:
+    .quad 0, 0
     .global boot_stack_top
     .set boot_stack_top, hypervisor_stack_top
     .p2align 12
@@ -201,6 +206,3 @@ debug_stack_bottom:
     .space 16384
     .global debug_stack_top
 debug_stack_top:
-    .p2align 3
-guest_stack_scratch:
-    .quad 0
