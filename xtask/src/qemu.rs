@@ -444,6 +444,39 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// Like [`run_with_input`], and ends QEMU as soon as `stop` is set (`cargo xtask gdb`
 /// stops it when gdb ends): it is killed as at a timeout, but the outcome is not a timeout.
 pub fn run_until(launch: &Launch, mode: ConsoleMode, input: ConsoleInput, stop: &AtomicBool) -> Result<RunOutcome> {
+    run_on(launch, mode, input, stop, None)
+}
+
+/// Like [`run`], with QEMU (all its threads) confined to host CPU `cpu`: the bench's
+/// runs, whose cycle counts under TCG otherwise move with where the host scheduler puts
+/// QEMU's vCPU thread from one run to the next (measured: medians of the same run 32–63 k
+/// cycles unpinned, 32–33 k pinned; docs/trap-instructions.md).
+pub fn run_pinned(launch: &Launch, mode: ConsoleMode, cpu: usize) -> Result<RunOutcome> {
+    run_on(launch, mode, ConsoleInput::None, &AtomicBool::new(false), Some(cpu))
+}
+
+/// The host CPU the bench pins QEMU to: the highest one this process may run on (the
+/// lowest tend to take the host's interrupts), or `None` where the set cannot be read.
+pub fn bench_cpu() -> Option<usize> {
+    // SAFETY: cpu_set_t is plain bits, for which all zeroes is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: sched_getaffinity(2) writes at most `size_of::<cpu_set_t>()` bytes to `set`,
+    // which is that large and ours.
+    let read = unsafe { libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if read != 0 {
+        return None;
+    }
+    // SAFETY: CPU_ISSET only reads `set`, with an index below CPU_SETSIZE.
+    (0..libc::CPU_SETSIZE as usize).rev().find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+}
+
+fn run_on(
+    launch: &Launch,
+    mode: ConsoleMode,
+    input: ConsoleInput,
+    stop: &AtomicBool,
+    cpu: Option<usize>,
+) -> Result<RunOutcome> {
     for (what, path) in [("hypervisor image", &launch.hypervisor), ("boot archive", &launch.initrd)] {
         let present = path.is_file() || (what == "boot archive" && multiboot_modules_present(path));
         if !present {
@@ -462,6 +495,21 @@ pub fn run_until(launch: &Launch, mode: ConsoleMode, input: ConsoleInput, stop: 
         unsafe {
             command.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            })
+        };
+    }
+    if let Some(cpu) = cpu {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the child between fork and exec; it builds a CPU set
+        // on its own stack and calls only sched_setaffinity(2), a plain system call.
+        unsafe {
+            command.pre_exec(move || {
+                let mut set: libc::cpu_set_t = core::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             })
         };
@@ -691,6 +739,16 @@ mod tests {
             timeout,
             ..launch(Accel::Tcg, Machine::Microvm)
         }
+    }
+
+    #[test]
+    fn a_pinned_run_confines_qemu_to_the_one_cpu() {
+        let cpu = bench_cpu().expect("this process's CPU set is readable on Linux");
+        let launch = fake_qemu("pinned", "grep Cpus_allowed_list /proc/self/status", Duration::from_secs(10));
+        let pinned = run_pinned(&launch, ConsoleMode::Capture, cpu).unwrap();
+        assert_eq!(pinned.output.trim(), format!("Cpus_allowed_list:\t{cpu}"));
+        let free = run(&launch, ConsoleMode::Capture).unwrap();
+        assert_eq!(free.output.trim().starts_with("Cpus_allowed_list:"), true, "{}", free.output);
     }
 
     #[test]

@@ -731,6 +731,23 @@ pub fn check_counted(accel: Accel, counted: bool) -> Result<()> {
     Ok(())
 }
 
+/// Runs one of the bench's QEMUs to its end, pinned to [`qemu::bench_cpu`] where there is
+/// one: every column of both tables runs the same way.
+pub fn run_qemu(launch: &Launch) -> Result<qemu::RunOutcome> {
+    match qemu::bench_cpu() {
+        Some(cpu) => qemu::run_pinned(launch, ConsoleMode::Capture, cpu),
+        None => qemu::run(launch, ConsoleMode::Capture),
+    }
+}
+
+/// The line saying where the bench's QEMUs run.
+pub fn pinning_line() -> String {
+    match qemu::bench_cpu() {
+        Some(cpu) => format!("bench: every QEMU run confined to host CPU {cpu} (steadier cycle counts under TCG)"),
+        None => "bench: QEMU runs wherever the host puts them (this process's CPU set cannot be read)".to_string(),
+    }
+}
+
 fn run_guest(
     qemu_binary: &std::path::Path,
     accel: Accel,
@@ -759,7 +776,7 @@ fn run_guest(
         extra: qemu_extra(guest, accel, counted),
         timeout: guest_timeout(accel, guest, iterations),
     };
-    let outcome = qemu::run(&launch, ConsoleMode::Capture)?;
+    let outcome = run_qemu(&launch)?;
     let benches = benches_of(guest, &outcome.output);
     Ok(GuestRun { image: guest.image, outcome, timeout: launch.timeout, benches })
 }
@@ -803,6 +820,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
         println!("{line}");
     }
     check_counted(accel, args.counted)?;
+    println!("{}", pinning_line());
 
     let mut runs = Vec::new();
     let mut problems = Vec::new();

@@ -17,7 +17,7 @@ use xtask::cmdline::{self, Domain};
 use xtask::debian::{self, Component, Fetched};
 use xtask::error::{EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_NO_ENDING, EXIT_QEMU_REFUSED, EXIT_TIMEOUT};
 use xtask::lmbench::{self, Report, Row, Sample};
-use xtask::qemu::{self, ConsoleMode, Launch, Machine, RunOutcome};
+use xtask::qemu::{self, Launch, Machine, RunOutcome};
 use xtask::{archive, build, initramfs, kernel_args, linux, native, workspace, Error, Result};
 
 /// The machine every column runs on: Xen needs a PC with firmware (QEMU's multiboot
@@ -481,7 +481,7 @@ impl Setup {
         launch: Launch,
         verdict: impl Fn(&RunOutcome) -> Option<(String, i32)>,
     ) -> Result<ColumnRun> {
-        let outcome = qemu::run(&launch, ConsoleMode::Capture)?;
+        let outcome = bench::run_qemu(&launch)?;
         let ended = verdict(&outcome);
         let run = judge(column, &launch, outcome, ended, &self.rows);
         if run.status == Status::Measured {
@@ -625,6 +625,7 @@ pub fn main(options: Options) -> Result<u8> {
         accel.name(),
         cpu_model(accel),
     );
+    println!("{}", bench::pinning_line());
 
     let (linux, xen) = fetch_debian();
     match (&linux, &xen) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use xtask::accel::Accel;
 use xtask::debian::{self, Component};
 use xtask::error::EXIT_FAILED;
-use xtask::qemu::{self, ConsoleMode, Launch, Machine};
+use xtask::qemu::{self, Launch, Machine};
 use xtask::{workspace, Error, Result};
 
 use super::bench::{counted_time_args, missing_rows, parse_bench, GuestBench};
@@ -195,7 +195,7 @@ pub fn run(
     println!("bench: running tests/xen-guest on {} {} ...", xen.package, xen.version);
     let start = Instant::now();
     // The guest ends with a reboot request, which resets the machine: QEMU (-no-reboot) exits.
-    let outcome = qemu::run(&launch, ConsoleMode::Capture)?;
+    let outcome = super::bench::run_qemu(&launch)?;
     let (benches, problem) = read_run(&outcome.output, &wanted, || outcome.describe(TIMEOUT));
     if let Some(problem) = &problem {
         println!("bench: xen: {problem}; last console lines:");
