@@ -78,13 +78,7 @@ fn chunk_at(
     current: u64,
     write: bool,
 ) -> Result<(Chunk, Option<u64>), GuestFault> {
-    let (frame, flags) = space.translate(memory, current).ok_or(GuestFault::NotMapped { address: current })?;
-    if !flags.contains(PageFlags::USER) {
-        return Err(GuestFault::NotUserAccessible { address: current });
-    }
-    if write && !flags.contains(PageFlags::WRITABLE) {
-        return Err(GuestFault::ReadOnly { address: current });
-    }
+    let frame = page_frame(memory, space, current, write)?;
     let chunk_last = (current | (PAGE_SIZE - 1)).min(last);
     let chunk = Chunk {
         frame,
@@ -96,24 +90,46 @@ fn chunk_at(
     Ok((chunk, next))
 }
 
-/// Checks every page of `address..=last` without copying anything. A range inside one
-/// page (every frame a bounce writes or `iret` reads) comes back as its chunk, so the
-/// caller copies it without a second walk; a longer one as `None`.
+/// Checks every page of `address..=last` without copying anything.
 fn validate(
     memory: &impl FrameMemory,
     space: &AddressSpace,
     address: u64,
     last: u64,
     write: bool,
-) -> Result<Option<Chunk>, GuestFault> {
-    let (first, mut current) = chunk_at(memory, space, address, last, address, write)?;
-    if current.is_none() {
-        return Ok(Some(first));
-    }
+) -> Result<(), GuestFault> {
+    let mut current = Some(address);
     while let Some(page_address) = current {
         current = chunk_at(memory, space, address, last, page_address, write)?.1;
     }
-    Ok(None)
+    Ok(())
+}
+
+/// Where `address..address + length` lies in its page, when the range is not empty and
+/// does not leave that page: the shape of every frame a bounce writes and `iret` reads.
+/// For such a range the checks of [`check_range`] come down to `address` itself, because
+/// the canonical hole and the hypervisor range both start and end on page boundaries.
+#[inline(always)]
+fn inside_one_page(address: u64, length: usize) -> Option<usize> {
+    let offset = (address % PAGE_SIZE) as usize;
+    let fits = length != 0 && length <= PAGE_SIZE as usize - offset;
+    let allowed = is_canonical(address) && !(HYPERVISOR_START..HYPERVISOR_END).contains(&address);
+    (fits && allowed).then_some(offset)
+}
+
+/// The frame of the page holding `address`, checked for user access and, if `write`,
+/// write access. Work is one four-level table walk, or none when it is the space's last
+/// translation.
+#[inline(always)]
+fn page_frame(memory: &impl FrameMemory, space: &AddressSpace, address: u64, write: bool) -> Result<Frame, GuestFault> {
+    let (frame, flags) = space.translate(memory, address).ok_or(GuestFault::NotMapped { address })?;
+    if !flags.contains(PageFlags::USER) {
+        return Err(GuestFault::NotUserAccessible { address });
+    }
+    if write && !flags.contains(PageFlags::WRITABLE) {
+        return Err(GuestFault::ReadOnly { address });
+    }
+    Ok(frame)
 }
 
 /// Copies `buffer.len()` bytes of guest memory at `address` into `buffer`. The whole range
@@ -125,13 +141,24 @@ pub fn copy_from_guest(
     address: u64,
     buffer: &mut [u8],
 ) -> Result<(), GuestFault> {
+    if let Some(offset) = inside_one_page(address, buffer.len()) {
+        memory.read(page_frame(memory, space, address, false)?, offset, buffer);
+        return Ok(());
+    }
+    read_in_chunks(memory, space, address, buffer)
+}
+
+/// [`copy_from_guest`] for any range, page by page.
+fn read_in_chunks(
+    memory: &impl FrameMemory,
+    space: &AddressSpace,
+    address: u64,
+    buffer: &mut [u8],
+) -> Result<(), GuestFault> {
     let Some(last) = check_range(address, buffer.len())? else {
         return Ok(());
     };
-    if let Some(only) = validate(memory, space, address, last, false)? {
-        memory.read(only.frame, only.offset_in_page, buffer);
-        return Ok(());
-    }
+    validate(memory, space, address, last, false)?;
     let mut current = Some(address);
     while let Some(page_address) = current {
         let (chunk, next) = chunk_at(memory, space, address, last, page_address, false)?;
@@ -155,13 +182,24 @@ pub fn copy_to_guest(
     address: u64,
     bytes: &[u8],
 ) -> Result<(), GuestFault> {
+    if let Some(offset) = inside_one_page(address, bytes.len()) {
+        memory.write(page_frame(memory, space, address, true)?, offset, bytes);
+        return Ok(());
+    }
+    write_in_chunks(memory, space, address, bytes)
+}
+
+/// [`copy_to_guest`] for any range, page by page.
+fn write_in_chunks(
+    memory: &mut impl FrameMemory,
+    space: &AddressSpace,
+    address: u64,
+    bytes: &[u8],
+) -> Result<(), GuestFault> {
     let Some(last) = check_range(address, bytes.len())? else {
         return Ok(());
     };
-    if let Some(only) = validate(memory, space, address, last, true)? {
-        memory.write(only.frame, only.offset_in_page, bytes);
-        return Ok(());
-    }
+    validate(memory, space, address, last, true)?;
     let mut current = Some(address);
     while let Some(page_address) = current {
         let (chunk, next) = chunk_at(memory, space, address, last, page_address, true)?;
@@ -258,6 +296,43 @@ mod tests {
             copy_to_guest(&mut fixture.memory, &fixture.space, HYPERVISOR_START + 0x1000, b"x"),
             Err(GuestFault::HypervisorRange)
         );
+    }
+
+    /// The one-page path must answer exactly as the page-by-page path: the same bytes, the
+    /// same fault at the same address, for every kind of page and at the page's edges.
+    #[test]
+    fn one_page_copies_agree_with_copies_in_chunks() {
+        let offsets = [0u64, 1, 8, 4088, 4089, 4095];
+        let lengths = [1usize, 7, 8, 104, 4095, 4096];
+        let pages = (0..7u64).map(|page| BASE + page * 4096);
+        let odd = [0x0000_7fff_ffff_f000, 0x0000_8000_0000_0000, HYPERVISOR_START, HYPERVISOR_END - 4096, 0];
+        for start in pages.chain(odd) {
+            for (offset, length) in
+                offsets.iter().flat_map(|&offset| lengths.iter().map(move |&length| (offset, length)))
+            {
+                let address = start + offset;
+                let (mut fast, mut chunks) = (fixture(), fixture());
+                let (mut fast_bytes, mut chunk_bytes) = (vec![0xa5u8; length], vec![0xa5u8; length]);
+                assert_eq!(
+                    copy_from_guest(&fast.memory, &fast.space, address, &mut fast_bytes),
+                    read_in_chunks(&chunks.memory, &chunks.space, address, &mut chunk_bytes),
+                    "read of {length} at {address:#x}"
+                );
+                assert_eq!(fast_bytes, chunk_bytes, "bytes read at {address:#x}");
+                let pattern = vec![0x5au8; length];
+                assert_eq!(
+                    copy_to_guest(&mut fast.memory, &fast.space, address, &pattern),
+                    write_in_chunks(&mut chunks.memory, &chunks.space, address, &pattern),
+                    "write of {length} at {address:#x}"
+                );
+                for page in 0..7u64 {
+                    let (mut after_fast, mut after_chunks) = ([0u8; 4096], [0u8; 4096]);
+                    let _ = copy_from_guest(&fast.memory, &fast.space, BASE + page * 4096, &mut after_fast);
+                    let _ = copy_from_guest(&chunks.memory, &chunks.space, BASE + page * 4096, &mut after_chunks);
+                    assert_eq!(after_fast, after_chunks, "page {page} after a write at {address:#x}");
+                }
+            }
+        }
     }
 
     #[test]
