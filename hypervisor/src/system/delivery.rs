@@ -5,7 +5,7 @@
 use crate::domain::vcpu::Mode;
 use crate::event::upcall;
 use crate::mm::domain_memory::DomainMemory;
-use crate::mm::guest_memory;
+use crate::mm::guest_memory::{self, GuestFault};
 use crate::mm::paging::FrameMemory;
 use crate::platform::Platform;
 use crate::sched::policy::Reason;
@@ -25,27 +25,45 @@ impl<P: Platform> System<P> {
     /// Validates `frame` for return to the current domain; a frame that cannot be
     /// returned to safely kills its domain and the next one runs instead.
     pub(crate) fn finish_return(&mut self, frame: &mut TrapFrame) -> Step {
+        match self.return_now(frame) {
+            Some(step) => step,
+            None => self.refuse_return(frame),
+        }
+    }
+
+    /// [`Self::finish_return`]'s work for a frame that can be returned to (`None` when it
+    /// cannot). Every trap ends here, so the refusal, with its report, is kept out of it.
+    #[inline(always)]
+    fn return_now(&mut self, frame: &mut TrapFrame) -> Option<Step> {
+        let domain = &self.domains[self.current];
+        // A domain picked with its hypercall preempted returns only when the call is
+        // done (SPEC.md §5.5): no upcall, no guest instruction, in between.
+        if domain.continuation.is_some() {
+            return Some(Step::Continue);
+        }
+        // SPEC.md §18.4: every return to a guest delivers a pending, unmasked event first.
+        if let Some(memory) = domain.memory.as_ref() {
+            if upcall::upcall_due(&self.memory, memory.shared_info_frame(), &domain.vcpu) {
+                return Some(self.deliver_upcall(frame));
+            }
+        }
+        self.rearm();
+        frame.prepare_return().map(Step::Resume)
+    }
+
+    /// The return [`Self::return_now`] refused: its domain is killed, and the next one
+    /// runs (or is refused in turn).
+    #[cold]
+    #[inline(never)]
+    fn refuse_return(&mut self, frame: &mut TrapFrame) -> Step {
         loop {
-            let domain = &self.domains[self.current];
-            // A domain picked with its hypercall preempted returns only when the call is
-            // done (SPEC.md §5.5): no upcall, no guest instruction, in between.
-            if domain.continuation.is_some() {
-                return Step::Continue;
-            }
-            // SPEC.md §18.4: every return to a guest delivers a pending, unmasked event first.
-            if let Some(memory) = domain.memory.as_ref() {
-                if upcall::upcall_due(&self.memory, memory.shared_info_frame(), &domain.vcpu) {
-                    return self.deliver_upcall(frame);
-                }
-            }
-            self.rearm();
-            if let Some(path) = frame.prepare_return() {
-                return Step::Resume(path);
-            }
             self.kill_current(&format!("return to non-canonical rip {:#x} refused (XSA-7 guard)", frame.rip));
             match self.next_frame(Reason::Ended, false) {
                 Ok(next) => *frame = next,
                 Err(step) => return step,
+            }
+            if let Some(step) = self.return_now(frame) {
+                return step;
             }
         }
     }
@@ -136,13 +154,7 @@ impl<P: Platform> System<P> {
         let masked = upcall::upcall_mask(&self.memory, shared);
         let delivery = match bounce::deliver(&domain.vcpu, frame, event, masked) {
             Ok(delivery) => delivery,
-            Err(failure) => {
-                let reason = format!("{}: {failure}", describe(frame, &event));
-                if let Some((start, interrupted)) = traced {
-                    self.record_bounce(&interrupted, &event, start, false);
-                }
-                return self.kill_and_continue(frame, &reason);
-            }
+            Err(failure) => return self.bounce_failed(frame, &event, BounceFailure::Refused(failure), traced),
         };
         let written = guest_memory::copy_to_guest(
             &mut self.memory,
@@ -151,16 +163,9 @@ impl<P: Platform> System<P> {
             delivery.frame.as_bytes(),
         );
         if let Err(fault) = written {
-            let reason = format!(
-                "{}: fault delivering {}: guest-kernel stack {:#x} is not writable ({fault})",
-                describe(frame, &event),
-                vector::name(delivery.vector),
-                delivery.frame_address
-            );
-            if let Some((start, interrupted)) = traced {
-                self.record_bounce(&interrupted, &event, start, false);
-            }
-            return self.kill_and_continue(frame, &reason);
+            let failure =
+                BounceFailure::NotWritable { vector: delivery.vector, address: delivery.frame_address, fault };
+            return self.bounce_failed(frame, &event, failure, traced);
         }
         // Only a real #PF has a faulting address (a granted `int 14` does not).
         if matches!(event, Event::Exception { vector: vector::PAGE_FAULT, .. }) {
@@ -175,6 +180,31 @@ impl<P: Platform> System<P> {
             self.record_bounce(&interrupted, &event, start, true);
         }
         self.finish_return(frame)
+    }
+
+    /// A bounce that cannot be delivered: the domain is killed with the reason (recorded
+    /// first when traced, `traced` holding the start TSC and the interrupted state).
+    #[cold]
+    #[inline(never)]
+    fn bounce_failed(
+        &mut self,
+        frame: &mut TrapFrame,
+        event: &Event,
+        failure: BounceFailure,
+        traced: Option<(u64, TrapFrame)>,
+    ) -> Step {
+        let reason = match failure {
+            BounceFailure::Refused(failure) => format!("{}: {failure}", describe(frame, event)),
+            BounceFailure::NotWritable { vector, address, fault } => format!(
+                "{}: fault delivering {}: guest-kernel stack {address:#x} is not writable ({fault})",
+                describe(frame, event),
+                vector::name(vector),
+            ),
+        };
+        if let Some((start, interrupted)) = traced {
+            self.record_bounce(&interrupted, event, start, false);
+        }
+        self.kill_and_continue(frame, &reason)
     }
 
     /// Records a bounce of `event` that interrupted `interrupted`, started at TSC `start`,
@@ -216,6 +246,14 @@ impl<P: Platform> System<P> {
         }
         self.bounce_event(frame, Event::Upcall)
     }
+}
+
+/// Why a bounce was not delivered.
+enum BounceFailure {
+    /// The event has no handler or no stack (the policy's answer).
+    Refused(bounce::DeliveryFailure),
+    /// The frame for `vector` could not be written at `address`.
+    NotWritable { vector: u64, address: u64, fault: GuestFault },
 }
 
 /// One line naming what happened, for kill reports.

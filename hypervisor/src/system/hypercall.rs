@@ -21,7 +21,7 @@ use crate::trap::frame::TrapFrame;
 use alloc::format;
 use hypercall_abi::trace::{flags as trace_flags, kind as trace_kind, TraceRecord};
 use hypercall_abi::trap::IretFrame;
-use hypercall_abi::Errno;
+use hypercall_abi::{Errno, Hypercall};
 use zerocopy::{FromZeros, IntoBytes};
 
 /// The calling domain, as hypercall handlers see it. Hypercalls come only from
@@ -202,6 +202,12 @@ impl<P: Platform> System<P> {
     /// (for a traced caller). One body for both, so the untraced one is exactly the call.
     #[inline(always)]
     fn hypercall<const TRACED: bool>(&mut self, frame: &mut TrapFrame) -> Step {
+        // `iret` ends every bounce: straight to its frame check, past the table and the
+        // disposition it would only hand back (SPEC.md §11.5: it takes no arguments, and a
+        // traced one keeps the general path, which records it).
+        if !TRACED && frame.rax == Hypercall::IRET.0 {
+            return self.guest_iret(frame);
+        }
         let began = if TRACED { self.platform.read_tsc() } else { 0 };
         let call = Continuation {
             number: frame.rax,
@@ -384,8 +390,7 @@ impl<P: Platform> System<P> {
         let mut saved = IretFrame::new_zeroed();
         let read = guest_memory::copy_from_guest(&self.memory, memory.kernel_space(), frame.rsp, saved.as_mut_bytes());
         if let Err(fault) = read {
-            let reason = format!("iret frame at rsp {:#x} is not readable: {fault}", frame.rsp);
-            return self.kill_and_continue(frame, &reason);
+            return self.iret_refused(frame, IretRefusal::Unreadable(fault));
         }
         let shared = memory.shared_info_frame();
         match bounce::iret(&saved, memory.user_root().is_some()) {
@@ -396,7 +401,26 @@ impl<P: Platform> System<P> {
                 self.change_mode(mode);
                 self.finish_return(frame)
             }
-            Err(failure) => self.kill_and_continue(frame, &format!("{failure}")),
+            Err(failure) => self.iret_refused(frame, IretRefusal::Invalid(failure)),
         }
     }
+
+    /// An `iret` whose frame cannot be used: the domain is killed with the reason.
+    #[cold]
+    #[inline(never)]
+    fn iret_refused(&mut self, frame: &mut TrapFrame, refusal: IretRefusal) -> Step {
+        let reason = match refusal {
+            IretRefusal::Unreadable(fault) => format!("iret frame at rsp {:#x} is not readable: {fault}", frame.rsp),
+            IretRefusal::Invalid(failure) => format!("{failure}"),
+        };
+        self.kill_and_continue(frame, &reason)
+    }
+}
+
+/// Why an `iret` was refused.
+enum IretRefusal {
+    /// The frame could not be read at the guest's RSP.
+    Unreadable(GuestFault),
+    /// The frame asks for something the ABI forbids.
+    Invalid(bounce::IretFailure),
 }
