@@ -1,6 +1,7 @@
 //! CPU features, control registers and model-specific registers the hypervisor sets up.
 
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc};
+use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
@@ -191,24 +192,25 @@ pub fn mask_legacy_interrupts() {
     }
 }
 
-/// FS and GS bases last written, so a domain switch that keeps them costs no WRMSR.
-static SEGMENT_BASES: spin::Mutex<(u64, u64)> = spin::Mutex::new((0, 0));
+/// The FS and GS bases last written, so a switch that keeps one costs no WRMSR. Plain
+/// atomics, not a lock: one CPU, interrupts off, and only this function writes them.
+static LOADED_FS_BASE: AtomicU64 = AtomicU64::new(0);
+static LOADED_GS_BASE: AtomicU64 = AtomicU64::new(0);
 
 /// Loads the guest's FS and GS bases. Both were validated as canonical (XSA-193) when
 /// the guest set them; a non-canonical value would make WRMSR fault in the hypervisor,
 /// so it is skipped rather than trusted.
 pub fn write_segment_bases(fs: u64, gs: u64) {
-    let mut loaded = SEGMENT_BASES.lock();
-    if loaded.0 != fs {
+    if LOADED_FS_BASE.load(Ordering::Relaxed) != fs {
         if let Ok(address) = VirtAddr::try_new(fs) {
             x86_64::registers::model_specific::FsBase::write(address);
-            loaded.0 = fs;
+            LOADED_FS_BASE.store(fs, Ordering::Relaxed);
         }
     }
-    if loaded.1 != gs {
+    if LOADED_GS_BASE.load(Ordering::Relaxed) != gs {
         if let Ok(address) = VirtAddr::try_new(gs) {
             x86_64::registers::model_specific::GsBase::write(address);
-            loaded.1 = gs;
+            LOADED_GS_BASE.store(gs, Ordering::Relaxed);
         }
     }
 }
