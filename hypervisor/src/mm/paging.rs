@@ -256,12 +256,15 @@ pub struct AddressSpace {
     table_frames: u64,
     /// Leaves without [`PageFlags::GUEST_USER`]: a space with any cannot be a user root.
     kernel_only_leaves: u64,
-    /// The last [`AddressSpace::translate`] that found a page: its page address and result.
-    /// A bounce writes its frame and `iret` reads it back on the same guest-kernel stack
-    /// page, bounce after bounce, and each software walk is ~100 instructions. Exact while
-    /// the tables are unchanged, and they change only through `&mut self` (the table
-    /// frames are private and never guest-mapped), each of which forgets it first.
-    last_translation: Cell<Option<(u64, Frame, PageFlags)>>,
+    /// The last two pages [`AddressSpace::translate`] found, the most recent first: their
+    /// page addresses and results. A bounce writes its frame and `iret` reads one back,
+    /// bounce after bounce, and each software walk is ~100 instructions; two, because a
+    /// kernel may return from a stack other than the one it was entered on (guest-kernel
+    /// enters on its `stack_switch` stack and returns from its scheduler's), and one entry
+    /// then missed twice per system call. Exact while the tables are unchanged, and they
+    /// change only through `&mut self` (the table frames are private and never
+    /// guest-mapped), each of which forgets both first.
+    recent_translations: Cell<[Option<(u64, Frame, PageFlags)>; 2]>,
 }
 
 /// Where a leaf entry lives: the table, the index in it and the size it maps.
@@ -300,7 +303,7 @@ impl AddressSpace {
             let entry = memory.read_entry(hypervisor_root, slot);
             memory.write_entry(root, slot, entry);
         }
-        Ok(Self { root, table_frames: 1, kernel_only_leaves: 0, last_translation: Cell::new(None) })
+        Ok(Self { root, table_frames: 1, kernel_only_leaves: 0, recent_translations: Cell::new([None; 2]) })
     }
 
     /// The PML4 frame (what CR3 gets).
@@ -429,14 +432,21 @@ impl AddressSpace {
     /// flags). `None` for non-canonical, hypervisor-range and unmapped addresses.
     pub fn translate(&self, memory: &impl FrameMemory, virtual_address: u64) -> Option<(Frame, PageFlags)> {
         let page = virtual_address & !(PAGE_SIZE - 1);
-        if let Some((cached, frame, flags)) = self.last_translation.get() {
+        let [newest, older] = self.recent_translations.get();
+        if let Some((cached, frame, flags)) = newest {
             if cached == page {
+                return Some((frame, flags));
+            }
+        }
+        if let Some((cached, frame, flags)) = older {
+            if cached == page {
+                self.recent_translations.set([older, newest]);
                 return Some((frame, flags));
             }
         }
         let found = self.walk(memory, virtual_address);
         if let Some((frame, flags)) = found {
-            self.last_translation.set(Some((page, frame, flags)));
+            self.recent_translations.set([Some((page, frame, flags)), newest]);
         }
         found
     }
@@ -444,7 +454,7 @@ impl AddressSpace {
     /// Forgets [`Self::translate`]'s last result: every method that writes a table calls
     /// this before touching one.
     fn forget_translation(&self) {
-        self.last_translation.set(None);
+        self.recent_translations.set([None; 2]);
     }
 
     /// [`Self::translate`]'s table walk.
@@ -767,6 +777,34 @@ mod tests {
         space.map(&mut memory, &mut frames, 0x5000, first, rw).unwrap();
         assert_eq!(space.translate(&memory, 0x6000), None, "another page is walked, not taken from the last");
         assert_eq!(space.translate(&memory, 0x5000).map(|(frame, _)| frame), Some(first));
+        space.destroy(&mut memory, &mut frames);
+    }
+
+    /// Two pages used in turn (a kernel entered on one stack, returning from another)
+    /// are both remembered, and a change to either table forgets both.
+    #[test]
+    fn translate_remembers_two_pages_and_forgets_both() {
+        let (mut memory, mut frames, hypervisor_root) = setup();
+        let mut space = AddressSpace::new(&mut memory, &mut frames, hypervisor_root).unwrap();
+        let rw = PageFlags::from_guest(GUEST_RW);
+        let (first, second, third) = (Frame::from_number(0x71), Frame::from_number(0x72), Frame::from_number(0x73));
+        space.map(&mut memory, &mut frames, 0x5000, first, rw).unwrap();
+        space.map(&mut memory, &mut frames, 0x9000, second, rw).unwrap();
+        space.map(&mut memory, &mut frames, 0xd000, third, rw).unwrap();
+        let frame_at = |space: &AddressSpace, memory: &TestMemory, address| {
+            space.translate(memory, address).map(|(frame, _)| frame)
+        };
+        for _ in 0..3 {
+            assert_eq!(frame_at(&space, &memory, 0x5010), Some(first));
+            assert_eq!(frame_at(&space, &memory, 0x9010), Some(second));
+        }
+        assert_eq!(frame_at(&space, &memory, 0xd000), Some(third), "a third page is walked");
+        assert_eq!(frame_at(&space, &memory, 0x5000), Some(first), "and the oldest walked again");
+        // The older of the two remembered pages changes: neither answer may survive.
+        assert_eq!(frame_at(&space, &memory, 0xd000), Some(third));
+        assert_eq!(space.unmap(&mut memory, 0x5000), Some(first));
+        assert_eq!(space.translate(&memory, 0x5000), None, "unmap of the older remembered page");
+        assert_eq!(frame_at(&space, &memory, 0xd000), Some(third));
         space.destroy(&mut memory, &mut frames);
     }
 
