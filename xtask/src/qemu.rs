@@ -748,7 +748,7 @@ mod tests {
         let pinned = run_pinned(&launch, ConsoleMode::Capture, cpu).unwrap();
         assert_eq!(pinned.output.trim(), format!("Cpus_allowed_list:\t{cpu}"));
         let free = run(&launch, ConsoleMode::Capture).unwrap();
-        assert_eq!(free.output.trim().starts_with("Cpus_allowed_list:"), true, "{}", free.output);
+        assert!(free.output.trim().starts_with("Cpus_allowed_list:"), "{}", free.output);
     }
 
     #[test]
