@@ -58,9 +58,8 @@ impl<P: Platform> System<P> {
     fn refuse_return(&mut self, frame: &mut TrapFrame) -> Step {
         loop {
             self.kill_current(&format!("return to non-canonical rip {:#x} refused (XSA-7 guard)", frame.rip));
-            match self.next_frame(Reason::Ended, false) {
-                Ok(next) => *frame = next,
-                Err(step) => return step,
+            if let Err(step) = self.next_frame(Reason::Ended, false, frame) {
+                return step;
             }
             if let Some(step) = self.return_now(frame) {
                 return step;
@@ -76,11 +75,8 @@ impl<P: Platform> System<P> {
 
     /// Runs whoever is next after the current domain ended.
     pub(crate) fn continue_after_end(&mut self, frame: &mut TrapFrame) -> Step {
-        match self.next_frame(Reason::Ended, false) {
-            Ok(next) => {
-                *frame = next;
-                self.finish_return(frame)
-            }
+        match self.next_frame(Reason::Ended, false, frame) {
+            Ok(()) => self.finish_return(frame),
             Err(step) => step,
         }
     }
@@ -89,11 +85,8 @@ impl<P: Platform> System<P> {
     /// `reason` (possibly the same domain, for a yield or preemption with nobody waiting).
     pub(crate) fn switch_away(&mut self, frame: &mut TrapFrame, reason: Reason) -> Step {
         self.domains[self.current].state = *frame;
-        match self.next_frame(reason, false) {
-            Ok(next) => {
-                *frame = next;
-                self.finish_return(frame)
-            }
+        match self.next_frame(reason, false, frame) {
+            Ok(()) => self.finish_return(frame),
             Err(step) => step,
         }
     }
@@ -101,11 +94,8 @@ impl<P: Platform> System<P> {
     /// Continues after the machine halted for [`Step::Idle`]: `frame` becomes the state
     /// of whoever runs now.
     pub fn resume_after_idle(&mut self, frame: &mut TrapFrame) -> Step {
-        match self.next_frame(Reason::Yield, true) {
-            Ok(next) => {
-                *frame = next;
-                self.finish_return(frame)
-            }
+        match self.next_frame(Reason::Yield, true, frame) {
+            Ok(()) => self.finish_return(frame),
             Err(step) => step,
         }
     }

@@ -8,11 +8,12 @@ use crate::trap::frame::TrapFrame;
 
 impl<P: Platform> System<P> {
     /// Lets the scheduler pick who runs after the current domain stops for `reason`,
-    /// and returns that domain's state, ready to return to (`left`: the outgoing
-    /// domain's state is saved already). When every live domain sleeps, the machine
+    /// and puts that domain's state, ready to return to, in `frame` (written in place:
+    /// under TCG each copy of a whole frame showed in the switch benchmarks; `left`: the
+    /// outgoing domain's state is saved already). When every live domain sleeps, the machine
     /// halts until a timer or console interrupt wakes one (SPEC.md §20.1): [`Step::Idle`];
     /// when none is left, the run ends: [`Step::Exit`].
-    pub(super) fn next_frame(&mut self, mut reason: Reason, mut left: bool) -> Result<TrapFrame, Step> {
+    pub(super) fn next_frame(&mut self, mut reason: Reason, mut left: bool, frame: &mut TrapFrame) -> Result<(), Step> {
         loop {
             let now = self.platform.read_tsc();
             match self.scheduler.switch(reason, now) {
@@ -23,14 +24,14 @@ impl<P: Platform> System<P> {
                         }
                         self.enter_domain(next);
                     }
-                    let mut frame = self.domains[next].state;
+                    *frame = self.domains[next].state;
                     // The saved state came from a validated return or a new domain; keep
                     // the invariant explicit anyway.
-                    if frame.prepare_return().is_none() {
-                        self.kill_current("saved state has a non-canonical rip");
-                        return self.next_frame(Reason::Ended, false);
+                    if frame.prepare_return().is_some() {
+                        return Ok(());
                     }
-                    return Ok(frame);
+                    self.kill_current("saved state has a non-canonical rip");
+                    (reason, left) = (Reason::Ended, false);
                 }
                 None if self.scheduler.live_count() == 0 => return Err(Step::Exit(self.finish())),
                 None => {
