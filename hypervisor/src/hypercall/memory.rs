@@ -1032,6 +1032,10 @@ mod tests {
         assert_eq!(fixture.query(INITIAL_SPACE, HYPERVISOR_START), ENOENT);
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[unmap(address, 0)]), (-1, 0));
         assert_eq!(fixture.mmu(INITIAL_SPACE, &[protect(address, RW)]), (-1, 0));
+        // A 2 MiB request at the same (aligned) address is refused for the page it would
+        // reach, not answered "not found".
+        assert_eq!(fixture.mmu(INITIAL_SPACE, &[unmap(address, map_flags::LARGE)]), (-1, 0));
+        assert_eq!(fixture.mmu(INITIAL_SPACE, &[protect(address, RW | map_flags::LARGE)]), (-1, 0));
         assert_eq!(fixture.domain.kernel_space().translate(&fixture.memory, address).unwrap().0, shared);
         fixture.finish();
     }

@@ -4,7 +4,7 @@
 //! reachable from here, so `destroy` can give every frame back.
 
 use crate::mm::frames::{Frame, FrameSource};
-use crate::mm::paging::{AddressSpace, FrameMemory, Leaf, MapError, PageFlags, PageSize};
+use crate::mm::paging::{AddressSpace, FrameMemory, Guarded, Leaf, MapError, PageFlags, PageSize};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use hypercall_abi::errno::Errno;
@@ -174,6 +174,17 @@ fn check_address(virtual_address: u64, size: PageSize) -> Result<(), MemoryError
 fn leaf_gfn(owner: &BTreeMap<u32, u32>, leaf: &Leaf) -> Option<u64> {
     let number = u32::try_from(leaf.frame.number()).ok()?;
     owner.get(&number).map(|&gfn| u64::from(gfn))
+}
+
+/// The error of a guarded unmap or protect. The guard keeps the shared-info mapping the
+/// hypervisor's, not the guest's (SPEC.md §12.4): it can be neither removed nor
+/// re-flagged, so the hypervisor's page never turns executable or disappears under a
+/// guest that reads its cr2 from it.
+fn guarded_error(guarded: Guarded) -> MemoryError {
+    match guarded {
+        Guarded::Refused => MemoryError::Permission,
+        Guarded::Missing => MemoryError::NotFound,
+    }
 }
 
 /// Drops the mapping count of what `leaf` maps. O(1) for either size.
@@ -619,9 +630,11 @@ impl DomainMemory {
         let index = self.space_index(handle)?;
         let size = if large { PageSize::Large } else { PageSize::Small };
         check_address(virtual_address, size)?;
-        self.check_not_shared_info(memory, index, virtual_address)?;
+        let shared_info = self.shared_info;
         let space = self.spaces[index].as_mut().expect("index checked");
-        let leaf = space.unmap_sized(memory, virtual_address, size).ok_or(MemoryError::NotFound)?;
+        let leaf = space
+            .unmap_sized_unless(memory, virtual_address, size, |leaf| leaf.frame == shared_info)
+            .map_err(guarded_error)?;
         forget_leaf(&mut self.mappings, &mut self.large_mappings, &self.owner, &leaf);
         if index == self.kernel_root {
             tlb.flush_page(virtual_address);
@@ -642,29 +655,17 @@ impl DomainMemory {
         let size = size_of_flags(flags);
         check_address(virtual_address, size)?;
         self.check_user_root(index, flags)?;
-        self.check_not_shared_info(memory, index, virtual_address)?;
+        let shared_info = self.shared_info;
         let space = self.spaces[index].as_mut().expect("index checked");
-        space.protect(memory, virtual_address, size, PageFlags::from_guest(flags)).ok_or(MemoryError::NotFound)?;
+        space
+            .protect_unless(memory, virtual_address, size, PageFlags::from_guest(flags), |leaf| {
+                leaf.frame == shared_info
+            })
+            .map_err(guarded_error)?;
         if index == self.kernel_root {
             tlb.flush_page(virtual_address);
         }
         Ok(())
-    }
-
-    /// The shared-info mapping is the hypervisor's, not the guest's (SPEC.md §12.4): it
-    /// can be neither removed nor re-flagged, so the hypervisor's page never turns
-    /// executable or disappears under a guest that reads its cr2 from it.
-    fn check_not_shared_info(
-        &self,
-        memory: &impl FrameMemory,
-        index: usize,
-        virtual_address: u64,
-    ) -> Result<(), MemoryError> {
-        let space = self.spaces[index].as_ref().expect("index checked");
-        match space.leaf(memory, virtual_address) {
-            Some(leaf) if leaf.frame == self.shared_info => Err(MemoryError::Permission),
-            _ => Ok(()),
-        }
     }
 
     /// `gfn << 12 | map_flags` of the page containing `virtual_address` in space `handle`.

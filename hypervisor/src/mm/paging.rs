@@ -268,6 +268,15 @@ pub struct AddressSpace {
     recent_translations: Cell<[Option<(u64, Frame, PageFlags)>; 2]>,
 }
 
+/// Why a guarded unmap or protect changed nothing.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Guarded {
+    /// The guard refused the leaf that maps the address.
+    Refused,
+    /// No leaf of the size asked for starts at the address.
+    Missing,
+}
+
 /// Where a leaf entry lives: the table, the index in it and the size it maps.
 struct Slot {
     table: Frame,
@@ -541,22 +550,47 @@ impl AddressSpace {
         Some(Leaf::decode(memory.read_entry(slot.table, slot.index), slot.size))
     }
 
-    /// The slot of the leaf of exactly `size` that starts at `virtual_address`.
-    fn exact_slot(&self, memory: &impl FrameMemory, virtual_address: u64, size: PageSize) -> Option<Slot> {
-        check_address(virtual_address, size).ok()?;
-        self.leaf_slot(memory, virtual_address).filter(|slot| slot.size == size)
-    }
-
     /// Removes the leaf of `size` at `virtual_address` and returns what was there (the
     /// caller flushes the TLB and decides what happens to the frames). `None` if no leaf of
     /// that size starts there. Tables emptied by this stay allocated until `destroy`.
     pub fn unmap_sized(&mut self, memory: &mut impl FrameMemory, virtual_address: u64, size: PageSize) -> Option<Leaf> {
+        self.unmap_sized_unless(memory, virtual_address, size, |_| false).ok()
+    }
+
+    /// [`Self::unmap_sized`], unless `refuse` says no to the leaf that maps
+    /// `virtual_address` now (of either size): the check and the change share one walk.
+    pub fn unmap_sized_unless(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        virtual_address: u64,
+        size: PageSize,
+        refuse: impl FnOnce(&Leaf) -> bool,
+    ) -> Result<Leaf, Guarded> {
         self.forget_translations_in(virtual_address, size);
-        let slot = self.exact_slot(memory, virtual_address, size)?;
+        let slot = self.guarded_slot(memory, virtual_address, size, refuse)?;
         let leaf = Leaf::decode(memory.read_entry(slot.table, slot.index), size);
         memory.write_entry(slot.table, slot.index, 0);
         self.uncount_leaf(leaf.flags);
-        Some(leaf)
+        Ok(leaf)
+    }
+
+    /// The slot of the leaf of exactly `size` that starts at `virtual_address`, unless
+    /// `refuse` says no to the leaf that maps the address now (of either size).
+    fn guarded_slot(
+        &self,
+        memory: &impl FrameMemory,
+        virtual_address: u64,
+        size: PageSize,
+        refuse: impl FnOnce(&Leaf) -> bool,
+    ) -> Result<Slot, Guarded> {
+        let slot = self.leaf_slot(memory, virtual_address).ok_or(Guarded::Missing)?;
+        if refuse(&Leaf::decode(memory.read_entry(slot.table, slot.index), slot.size)) {
+            return Err(Guarded::Refused);
+        }
+        if check_address(virtual_address, size).is_err() || slot.size != size {
+            return Err(Guarded::Missing);
+        }
+        Ok(slot)
     }
 
     /// Removes the 4 KiB mapping at the page-aligned `virtual_address` and returns its
@@ -575,13 +609,26 @@ impl AddressSpace {
         size: PageSize,
         flags: PageFlags,
     ) -> Option<Leaf> {
+        self.protect_unless(memory, virtual_address, size, flags, |_| false).ok()
+    }
+
+    /// [`Self::protect`], unless `refuse` says no to the leaf that maps `virtual_address`
+    /// now (of either size): the check and the change share one walk.
+    pub fn protect_unless(
+        &mut self,
+        memory: &mut impl FrameMemory,
+        virtual_address: u64,
+        size: PageSize,
+        flags: PageFlags,
+        refuse: impl FnOnce(&Leaf) -> bool,
+    ) -> Result<Leaf, Guarded> {
         self.forget_translations_in(virtual_address, size);
-        let slot = self.exact_slot(memory, virtual_address, size)?;
+        let slot = self.guarded_slot(memory, virtual_address, size, refuse)?;
         let old = Leaf::decode(memory.read_entry(slot.table, slot.index), size);
         memory.write_entry(slot.table, slot.index, leaf_entry(old.frame, flags, size));
         self.uncount_leaf(old.flags);
         self.count_leaf(flags);
-        Some(old)
+        Ok(old)
     }
 
     /// Removes every leaf that maps any frame of `first..first + count`, calling
