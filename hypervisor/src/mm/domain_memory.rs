@@ -5,7 +5,8 @@
 
 use crate::mm::frames::{Frame, FrameSource};
 use crate::mm::paging::{AddressSpace, FrameMemory, Guarded, Leaf, MapError, PageFlags, PageSize};
-use alloc::collections::BTreeMap;
+use core::hash::{BuildHasherDefault, Hasher};
+use hashbrown::HashMap;
 use alloc::vec::Vec;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::layout::is_canonical;
@@ -123,7 +124,7 @@ pub struct DomainMemory {
     /// Blocks that are one order-9 extent: machine-contiguous and 2 MiB aligned.
     large_extents: Vec<bool>,
     /// machine frame number → gfn, for the frames of populated gfns only.
-    owner: BTreeMap<u32, u32>,
+    owner: Owners,
     /// No gfn below this is free (a lower bound that keeps "lowest free gfn" cheap).
     free_hint: u64,
     spaces: Vec<Option<AddressSpace>>,
@@ -171,7 +172,7 @@ fn check_address(virtual_address: u64, size: PageSize) -> Result<(), MemoryError
 /// The gfn whose frame `leaf` maps first, if it is a gfn (the shared-info page is not).
 /// A 2 MiB leaf exists only over an intact order-9 extent, so its first frame is the
 /// first frame of that extent and the gfn is 512-aligned.
-fn leaf_gfn(owner: &BTreeMap<u32, u32>, leaf: &Leaf) -> Option<u64> {
+fn leaf_gfn(owner: &Owners, leaf: &Leaf) -> Option<u64> {
     let number = u32::try_from(leaf.frame.number()).ok()?;
     owner.get(&number).map(|&gfn| u64::from(gfn))
 }
@@ -187,8 +188,34 @@ fn guarded_error(guarded: Guarded) -> MemoryError {
     }
 }
 
+/// Machine frame number → gfn.
+type Owners = HashMap<u32, u32, BuildHasherDefault<FrameHasher>>;
+
+/// The hash of a frame number: one multiply by an odd constant (a bijection, so distinct
+/// frames never collide in the full hash, and both its low bits, which pick the bucket,
+/// and its high bits, which the table keeps as a tag, vary). Frame numbers come from the
+/// hypervisor's allocator, never from a guest, so no guest can steer them into one bucket.
+#[derive(Default)]
+struct FrameHasher(u64);
+
+impl Hasher for FrameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u32(&mut self, number: u32) {
+        self.0 = (self.0 ^ u64::from(number)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u32(u32::from(byte));
+        }
+    }
+}
+
 /// Drops the mapping count of what `leaf` maps. O(1) for either size.
-fn forget_leaf(mappings: &mut [u32], large_mappings: &mut [u32], owner: &BTreeMap<u32, u32>, leaf: &Leaf) {
+fn forget_leaf(mappings: &mut [u32], large_mappings: &mut [u32], owner: &Owners, leaf: &Leaf) {
     let Some(gfn) = leaf_gfn(owner, leaf) else { return };
     match leaf.size {
         PageSize::Small => mappings[gfn as usize] -= 1,
@@ -257,7 +284,7 @@ impl DomainMemory {
             release_cursor: (0, 0),
             block_population,
             large_extents,
-            owner: BTreeMap::new(),
+            owner: Owners::default(),
             free_hint: 0,
             spaces,
             kernel_root: INITIAL_SPACE as usize,
