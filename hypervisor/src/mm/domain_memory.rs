@@ -5,9 +5,9 @@
 
 use crate::mm::frames::{Frame, FrameSource};
 use crate::mm::paging::{AddressSpace, FrameMemory, Guarded, Leaf, MapError, PageFlags, PageSize};
+use alloc::vec::Vec;
 use core::hash::{BuildHasherDefault, Hasher};
 use hashbrown::HashMap;
-use alloc::vec::Vec;
 use hypercall_abi::errno::Errno;
 use hypercall_abi::layout::is_canonical;
 use hypercall_abi::memory::{map_flags, INITIAL_SPACE, LARGE_PAGE_PAGES, NO_SPACE, SPACES_MAX};
@@ -807,5 +807,41 @@ impl DomainMemory {
             frames.free(Frame::from_number(u64::from(number)));
         }
         frames.free(self.shared_info);
+    }
+}
+
+#[cfg(test)]
+mod hasher_tests {
+    use super::FrameHasher;
+    use core::hash::Hasher;
+
+    fn hash(number: u32) -> u64 {
+        let mut hasher = FrameHasher::default();
+        hasher.write_u32(number);
+        hasher.finish()
+    }
+
+    /// Distinct frames never share a hash, and runs of consecutive frames (what the
+    /// allocator hands out) spread over the low bits that pick a bucket and the high bits
+    /// the table keeps as a tag.
+    #[test]
+    fn frame_hashes_are_distinct_and_spread() {
+        let hashes: alloc::vec::Vec<u64> = (0x1_0000..0x1_0400).map(hash).collect();
+        let mut sorted = hashes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), hashes.len(), "a collision among 1024 consecutive frames");
+        let low: std::collections::BTreeSet<u64> = hashes.iter().map(|hash| hash & 0x3ff).collect();
+        let high: std::collections::BTreeSet<u64> = hashes.iter().map(|hash| hash >> 57).collect();
+        assert_eq!(low.len(), 1024, "the low 10 bits pick 1024 different buckets");
+        assert!(high.len() > 100, "the 7-bit tags take {} values", high.len());
+        // Keys other than u32 (none today) hash byte by byte, order included.
+        let bytes = |bytes: &[u8]| {
+            let mut hasher = FrameHasher::default();
+            hasher.write(bytes);
+            hasher.finish()
+        };
+        assert_ne!(bytes(&[1, 2, 3]), bytes(&[3, 2, 1]));
+        assert_ne!(bytes(&[1, 2, 3]), bytes(&[]));
     }
 }
