@@ -461,6 +461,37 @@ fn a_traced_breakpoint_records_the_int3_address() {
     assert_eq!((bounce.number, bounce.arguments[2], bounce.result), (3, int3, 0), "at the int3, delivered");
 }
 
+/// The handler's `iret` takes the direct path when nobody is traced and the table's path
+/// when somebody is (which records it): both restore the interrupted state the same way.
+#[test]
+fn an_iret_restores_the_same_state_traced_or_not() {
+    use crate::trace::selection::Selection;
+    use hypercall_abi::trace::kind;
+    let mut restored = Vec::new();
+    for traced in [false, true] {
+        let mut fixture = boot(2);
+        install_handler(&mut fixture, 3);
+        if traced {
+            fixture.0.start_trace(&Selection::parse("1").unwrap());
+        }
+        let after = 0x0000_4000_0000_0001;
+        let (system, frame) = &mut fixture;
+        frame.rip = after;
+        frame.vector = 3;
+        assert!(matches!(system.exception(frame), Step::Resume(_)));
+        frame.rsp += core::mem::offset_of!(hypercall_abi::trap::ExceptionFrame, iret) as u64;
+        assert!(matches!(hypercall(&mut fixture, Hypercall::IRET, [0; 4]), Step::Resume(_)));
+        assert_eq!((fixture.0.current, fixture.1.rip), (0, after), "resumed after the int3");
+        restored.push(fixture.1);
+        // A switch drains the trace ring.
+        hypercall(&mut fixture, Hypercall::SCHED_OP, [sched_cmd::YIELD, 0, 0, 0]);
+        let records = trace_records(&fixture.0);
+        let iret = records.iter().find(|record| record.kind == kind::HYPERCALL && record.number == Hypercall::IRET.0);
+        assert_eq!(iret.is_some(), traced, "traced: {traced}, records {records:?}");
+    }
+    assert_eq!(restored[0], restored[1]);
+}
+
 #[test]
 fn a_breakpoint_without_a_handler_is_refused() {
     let mut fixture = boot(2);
