@@ -61,11 +61,10 @@ fn time_field<T>(page: SharedInfoPage, offset: usize) -> *const T {
     (page.address() as usize + TIME_OFFSET + offset) as *const T
 }
 
-/// Reads `vcpu_info[0].time` of `page` under its seqlock, then the TSC inside the same
-/// critical window, and returns both. Inline: a call and return are two indirect branches,
-/// each a translation-cache lookup under QEMU's TCG — more than the read itself.
-#[inline]
-pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
+/// Reads `fields` of `page`'s `vcpu_info[0].time` under its seqlock, then the TSC inside
+/// the same critical window; returns the (even) version, the fields and the TSC.
+#[inline(always)]
+fn read_consistent<T>(page: SharedInfoPage, fields: impl Fn(SharedInfoPage) -> T) -> (u32, T, u64) {
     let version_pointer = time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, version));
     // SAFETY: the field is inside the page the view names, 4-byte aligned, and written by
     // the hypervisor only (atomically with respect to this vCPU).
@@ -73,19 +72,7 @@ pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
     loop {
         let version = version_cell.load(Ordering::Acquire);
         compiler_fence(Ordering::SeqCst);
-        // SAFETY: all four fields lie inside the page and are naturally aligned; volatile
-        // because the hypervisor changes them behind the compiler's back (the version
-        // check below throws away a torn copy).
-        let info = unsafe {
-            TimeInfo {
-                version,
-                tsc_timestamp: time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_timestamp))
-                    .read_volatile(),
-                system_time: time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, system_time)).read_volatile(),
-                mul: time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_to_system_mul)).read_volatile(),
-                shift: time_field::<i8>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_shift)).read_volatile(),
-            }
-        };
+        let value = fields(page);
         // lfence: the TSC is read after the fields, never speculatively before them (a TSC
         // older than tsc_timestamp would be a negative delta).
         let tsc = rdtsc_ordered();
@@ -93,11 +80,53 @@ pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
         // One test for both ways a copy can be torn (an update in progress at the first
         // read, or one that happened since): one branch instead of two.
         if (version & 1) | (version_cell.load(Ordering::Acquire) ^ version) == 0 {
-            return (info, tsc);
+            return (version, value, tsc);
         }
         core::hint::spin_loop();
     }
 }
+
+/// Reads `vcpu_info[0].time` of `page` under its seqlock, then the TSC inside the same
+/// critical window, and returns both. Inline: a call and return are two indirect branches,
+/// each a translation-cache lookup under QEMU's TCG — more than the read itself.
+#[inline]
+pub fn read_time(page: SharedInfoPage) -> (TimeInfo, u64) {
+    let (version, (tsc_timestamp, system_time, mul, shift), tsc) = read_consistent(page, |page| {
+        // SAFETY: all four fields lie inside the page and are naturally aligned; volatile
+        // because the hypervisor changes them behind the compiler's back (the version
+        // check throws away a torn copy).
+        unsafe {
+            (
+                time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_timestamp)).read_volatile(),
+                time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, system_time)).read_volatile(),
+                time_field::<u32>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_to_system_mul)).read_volatile(),
+                time_field::<i8>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_shift)).read_volatile(),
+            )
+        }
+    });
+    (TimeInfo { version, tsc_timestamp, system_time, mul, shift }, tsc)
+}
+
+/// The scale of SPEC.md §19.2 as [`now`] applies it: `(tsc_to_system_mul << left shift,
+/// right shift)`, so a read is one shift and one multiply (`((delta >> right) ×
+/// multiplier) >> 32`, the formula's product exactly). Both are fixed at boot for every
+/// domain (§19.2), so the first read's are every read's.
+const fn fast_scale(mul: u32, shift: i8) -> (u64, u32) {
+    let left = if shift > 0 { shift as u32 } else { 0 } & 31;
+    let right = if shift < 0 { (-(shift as i16)) as u32 } else { 0 } & 31;
+    ((mul as u64) << left, right)
+}
+
+/// [`scale_delta`] with the scale in [`fast_scale`]'s form.
+#[inline(always)]
+const fn apply_fast_scale(delta: u64, multiplier: u64, right: u32) -> u64 {
+    (((delta >> (right & 63)) as u128 * multiplier as u128) >> 32) as u64
+}
+
+/// [`fast_scale`] of this boot (0: not read yet, or a zero `tsc_to_system_mul`, which
+/// keeps every read on the full path).
+static SCALE_MULTIPLIER: AtomicU64 = AtomicU64::new(0);
+static SCALE_RIGHT: AtomicU32 = AtomicU32::new(0);
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -114,7 +143,33 @@ fn rdtsc_ordered() -> u64 {
 /// the caller, like [`read_time`].
 #[inline]
 pub fn now() -> u64 {
-    let (info, tsc) = read_time(time_page());
+    let page = time_page();
+    let multiplier = SCALE_MULTIPLIER.load(Ordering::Relaxed);
+    if multiplier == 0 {
+        return first_now(page);
+    }
+    let right = SCALE_RIGHT.load(Ordering::Relaxed);
+    let (_, (stamp, system), tsc) = read_consistent(page, |page| {
+        // SAFETY: both fields lie inside the page and are naturally aligned; volatile as in
+        // `read_time`.
+        unsafe {
+            (
+                time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, tsc_timestamp)).read_volatile(),
+                time_field::<u64>(page, core::mem::offset_of!(VcpuTimeInfo, system_time)).read_volatile(),
+            )
+        }
+    });
+    system.wrapping_add(apply_fast_scale(tsc.saturating_sub(stamp), multiplier, right))
+}
+
+/// [`now`]'s first read: the whole time info, whose scale later reads keep.
+#[cold]
+#[inline(never)]
+fn first_now(page: SharedInfoPage) -> u64 {
+    let (info, tsc) = read_time(page);
+    let (multiplier, right) = fast_scale(info.mul, info.shift);
+    SCALE_RIGHT.store(right, Ordering::Relaxed);
+    SCALE_MULTIPLIER.store(multiplier, Ordering::Relaxed);
     info.system_time_at(tsc)
 }
 
@@ -177,6 +232,22 @@ mod tests {
                     };
                     let expected = ((shifted * u128::from(mul)) >> 32) as u64;
                     assert_eq!(scale_delta(delta, mul, shift), expected, "delta {delta} mul {mul} shift {shift}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_scale_is_the_formula_for_every_shift() {
+        for shift in -31i8..=31 {
+            for delta in [0, 1, 999, 0xffff_ffff, 1 << 40, u64::MAX >> 1, u64::MAX] {
+                for mul in [1u32, 1 << 31, 0xa3d7_0a3d, u32::MAX] {
+                    let (multiplier, right) = fast_scale(mul, shift);
+                    assert_eq!(
+                        apply_fast_scale(delta, multiplier, right),
+                        scale_delta(delta, mul, shift),
+                        "delta {delta} mul {mul} shift {shift}"
+                    );
                 }
             }
         }
