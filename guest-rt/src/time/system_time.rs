@@ -32,14 +32,12 @@ pub struct TimeInfo {
 /// to 64 bits (it exceeds them only for a delta of more than 2^64 ns, see
 /// [`TimeInfo::system_time_at`]). `shift` is in −31..=31 (SPEC.md §19.2); only its low
 /// five bits of magnitude are used, which keeps the code free of branches (each one a
-/// block boundary under QEMU's TCG): a right shift loses nothing in 64 bits, a left shift
-/// needs the 128.
+/// block boundary under QEMU's TCG). A left shift moves into the multiplier, which
+/// gives the same 128-bit product.
 #[inline]
 pub const fn scale_delta(delta: u64, mul: u32, shift: i8) -> u64 {
-    let left = if shift > 0 { shift as u32 } else { 0 } & 31;
-    let right = if shift < 0 { (-(shift as i16)) as u32 } else { 0 } & 31;
-    let shifted = ((delta >> right) as u128) << left;
-    ((shifted * mul as u128) >> 32) as u64
+    let (multiplier, right) = fast_scale(mul, shift);
+    apply_fast_scale(delta, multiplier, right)
 }
 
 impl TimeInfo {
@@ -243,9 +241,14 @@ mod tests {
             for delta in [0, 1, 999, 0xffff_ffff, 1 << 40, u64::MAX >> 1, u64::MAX] {
                 for mul in [1u32, 1 << 31, 0xa3d7_0a3d, u32::MAX] {
                     let (multiplier, right) = fast_scale(mul, shift);
+                    let shifted = if shift >= 0 {
+                        u128::from(delta) << shift.unsigned_abs()
+                    } else {
+                        u128::from(delta) >> shift.unsigned_abs()
+                    };
                     assert_eq!(
                         apply_fast_scale(delta, multiplier, right),
-                        scale_delta(delta, mul, shift),
+                        ((shifted * u128::from(mul)) >> 32) as u64,
                         "delta {delta} mul {mul} shift {shift}"
                     );
                 }

@@ -464,8 +464,9 @@ impl AddressSpace {
         found
     }
 
-    /// Forgets [`Self::translate`]'s last result: every method that writes a table calls
-    /// this before touching one.
+    /// Forgets [`Self::translate`]'s remembered results: a bulk removal, which may change
+    /// any page, calls this before touching a table (an unmap or protect forgets only its
+    /// own pages, [`Self::forget_translations_in`]; a map changes none).
     fn forget_translation(&self) {
         self.recent_translations.set([None; 2]);
     }
@@ -844,9 +845,9 @@ mod tests {
     }
 
     /// Two pages used in turn (a kernel entered on one stack, returning from another)
-    /// are both remembered, and a change to either table forgets both.
+    /// are both remembered, and an unmap of either forgets it.
     #[test]
-    fn translate_remembers_two_pages_and_forgets_both() {
+    fn translate_remembers_two_pages_and_forgets_what_changes() {
         let (mut memory, mut frames, hypervisor_root) = setup();
         let mut space = AddressSpace::new(&mut memory, &mut frames, hypervisor_root).unwrap();
         let rw = PageFlags::from_guest(GUEST_RW);
@@ -863,7 +864,7 @@ mod tests {
         }
         assert_eq!(frame_at(&space, &memory, 0xd000), Some(third), "a third page is walked");
         assert_eq!(frame_at(&space, &memory, 0x5000), Some(first), "and the oldest walked again");
-        // The older of the two remembered pages changes: neither answer may survive.
+        // The older of the two remembered pages changes: its answer may not survive.
         assert_eq!(frame_at(&space, &memory, 0xd000), Some(third));
         assert_eq!(space.unmap(&mut memory, 0x5000), Some(first));
         assert_eq!(space.translate(&memory, 0x5000), None, "unmap of the older remembered page");
