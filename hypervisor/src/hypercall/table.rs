@@ -14,7 +14,7 @@ use zerocopy::{FromZeros, IntoBytes};
 /// A handler: the arguments, where a preempted run of the same call stopped
 /// ([`Progress::START`] for a new call; only the preemptible calls look at it, SPEC.md
 /// §5.5), and the calling domain.
-type Handler = fn(&[u64; 6], Progress, &mut dyn Guest) -> Disposition;
+type Handler = fn(&[u64; 6], &Progress, &mut dyn Guest) -> Disposition;
 
 const fn table() -> [Option<Handler>; Hypercall::TABLE_SIZE as usize] {
     let mut table: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = [None; Hypercall::TABLE_SIZE as usize];
@@ -66,21 +66,39 @@ const _: () = {
     assert!(handlers == Hypercall::ALL.len(), "a handler is installed for a number Hypercall::ALL does not list");
 };
 
-static HANDLERS: [Option<Handler>; Hypercall::TABLE_SIZE as usize] = TABLE;
+/// [`TABLE`] with every empty slot answering ENOSYS, so a call costs a bounds check and
+/// the indirect call, not also a test of which slots are filled.
+static HANDLERS: [Handler; Hypercall::TABLE_SIZE as usize] = {
+    let mut handlers: [Handler; Hypercall::TABLE_SIZE as usize] = [unknown; Hypercall::TABLE_SIZE as usize];
+    let mut number = 0;
+    while number < TABLE.len() {
+        if let Some(handler) = TABLE[number] {
+            handlers[number] = handler;
+        }
+        number += 1;
+    }
+    handlers
+};
+
+/// A number the ABI does not list: -ENOSYS, no other effect (SPEC.md §5.3).
+fn unknown(_: &[u64; 6], _: &Progress, _: &mut dyn Guest) -> Disposition {
+    Disposition::Return(Errno::ENOSYS.to_return())
+}
 
 /// Runs hypercall `number` with `arguments` (RDI, RSI, RDX, R10, R8, R9) for `guest`.
 pub fn dispatch(number: u64, arguments: [u64; 6], guest: &mut dyn Guest) -> Disposition {
-    resume(number, arguments, Progress::START, guest)
+    resume(number, &arguments, &Progress::START, guest)
 }
 
 /// Runs hypercall `number` on from `progress`, where a [`Disposition::Preempted`] run of
 /// it with the same `arguments` stopped (SPEC.md §5.5).
-pub fn resume(number: u64, arguments: [u64; 6], progress: Progress, guest: &mut dyn Guest) -> Disposition {
-    let handler = usize::try_from(number).ok().and_then(|index| HANDLERS.get(index).copied().flatten());
-    match handler {
-        Some(handler) => handler(&arguments, progress, guest),
-        None => Disposition::Return(Errno::ENOSYS.to_return()),
-    }
+///
+/// Both are borrowed: a new call's progress is [`Progress::START`], and copying it (an
+/// optional multicall entry) and the arguments into every call would cost the null
+/// hypercall more than its handler does.
+pub fn resume(number: u64, arguments: &[u64; 6], progress: &Progress, guest: &mut dyn Guest) -> Disposition {
+    let handler = usize::try_from(number).ok().and_then(|index| HANDLERS.get(index)).unwrap_or(&(unknown as Handler));
+    handler(arguments, progress, guest)
 }
 
 const ENTRY_BYTES: u64 = core::mem::size_of::<MulticallEntry>() as u64;
@@ -102,7 +120,7 @@ enum After {
 /// POLL's own error; the batch ends there either way). Between entries, and inside a
 /// preemptible entry, the batch stops when a preemption is due (SPEC.md §5.5); the entry
 /// that was running is resumed from its own progress, never read from the array again.
-fn multicall(arguments: &[u64; 6], progress: Progress, guest: &mut dyn Guest) -> Disposition {
+fn multicall(arguments: &[u64; 6], progress: &Progress, guest: &mut dyn Guest) -> Disposition {
     let [pointer, count, ..] = *arguments;
     if count > MULTICALL_MAX {
         return error(Errno::EINVAL);
@@ -135,7 +153,7 @@ fn multicall(arguments: &[u64; 6], progress: Progress, guest: &mut dyn Guest) ->
             Hypercall(op) == Hypercall::SCHED_OP && matches!(entry_arguments[0], sched_cmd::BLOCK | sched_cmd::POLL);
         let (result, after) = match Hypercall(op) {
             Hypercall::IRET | Hypercall::MULTICALL => (Errno::EINVAL.to_return(), After::End),
-            _ => match resume(op, entry_arguments, from, guest) {
+            _ => match resume(op, &entry_arguments, &from, guest) {
                 Disposition::Return(value) => (value, After::Next),
                 Disposition::Yield(value) => (value, After::Yield),
                 Disposition::Shutdown(outcome) => return Disposition::Shutdown(outcome),
@@ -628,7 +646,7 @@ mod tests {
         let mut progress = Progress::START;
         let mut stops = 0;
         loop {
-            match resume(number.0, arguments, progress, guest) {
+            match resume(number.0, &arguments, &progress, guest) {
                 Disposition::Preempted(next) => {
                     assert_ne!(next, progress, "a continuation made no progress");
                     progress = next;
@@ -703,7 +721,7 @@ mod tests {
         put_calls(&mut guest, array, &[(Hypercall::MMU_UPDATE, [0, BASE, 2]), (Hypercall::VERSION, [0, 0, 0])]);
         guest.preempt_every = 1;
         let arguments = [array, 2, 0, 0, 0, 0];
-        let Disposition::Preempted(progress) = resume(Hypercall::MULTICALL.0, arguments, Progress::START, &mut guest)
+        let Disposition::Preempted(progress) = resume(Hypercall::MULTICALL.0, &arguments, &Progress::START, &mut guest)
         else {
             panic!("the mmu_update entry stops after its first element");
         };
@@ -713,7 +731,7 @@ mod tests {
         // the entry goes on as it was read.
         put_calls(&mut guest, array, &[(Hypercall::MEMORY_OP, [9, 9, 9])]);
         guest.preempt_every = 0;
-        assert_eq!(resume(Hypercall::MULTICALL.0, arguments, progress, &mut guest), Disposition::Return(2));
+        assert_eq!(resume(Hypercall::MULTICALL.0, &arguments, &progress, &mut guest), Disposition::Return(2));
         assert_eq!(guest.result(array), 9);
         assert!(guest.forwarded.iter().all(|(name, _)| *name == "mmu_update"));
     }

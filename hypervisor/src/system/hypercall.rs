@@ -209,14 +209,7 @@ impl<P: Platform> System<P> {
             return self.guest_iret(frame);
         }
         let began = if TRACED { self.platform.read_tsc() } else { 0 };
-        let call = Continuation {
-            number: frame.rax,
-            arguments: frame.hypercall_arguments(),
-            progress: Progress::START,
-            began,
-            preempted: false,
-        };
-        self.run_hypercall::<TRACED>(frame, call)
+        self.run_hypercall::<TRACED>(frame, frame.rax, frame.hypercall_arguments(), &Progress::START, began, false)
     }
 
     /// Goes on with the running domain's preempted hypercall (SPEC.md §5.5): the machine
@@ -226,26 +219,43 @@ impl<P: Platform> System<P> {
         let Some(call) = self.domains[self.current].continuation.take() else {
             return self.finish_return(frame);
         };
+        let Continuation { number, arguments, progress, began, preempted } = call;
         if self.trace.is_some() {
-            self.run_hypercall::<true>(frame, call)
+            self.run_hypercall::<true>(frame, number, arguments, &progress, began, preempted)
         } else {
-            self.run_hypercall::<false>(frame, call)
+            self.run_hypercall::<false>(frame, number, arguments, &progress, began, preempted)
         }
     }
 
-    /// Runs `call` from its progress and carries out what the handler decided.
+    /// Runs hypercall `number` from `progress` and carries out what the handler decided;
+    /// `began` and `preempted` are the trace's (a [`Continuation`]'s fields, which only a
+    /// preempted call needs built).
     #[inline(always)]
-    fn run_hypercall<const TRACED: bool>(&mut self, frame: &mut TrapFrame, call: Continuation) -> Step {
+    fn run_hypercall<const TRACED: bool>(
+        &mut self,
+        frame: &mut TrapFrame,
+        number: u64,
+        arguments: [u64; 6],
+        progress: &Progress,
+        began: u64,
+        preempted: bool,
+    ) -> Step {
         let current = self.current;
         let mut caller = CallingDomain { system: self, index: current };
-        let disposition = table::resume(call.number, call.arguments, call.progress, &mut caller);
+        let disposition = table::resume(number, &arguments, progress, &mut caller);
         self.apply_vcpu_changes();
         if TRACED && !matches!(disposition, Disposition::Preempted(_)) {
-            self.record_hypercall(call.number, call.arguments, &disposition, call.began, call.preempted);
+            self.record_hypercall(number, arguments, &disposition, began, preempted);
+        }
+        // Most calls return a value: tested before the table of every other outcome.
+        if let Disposition::Return(value) = disposition {
+            frame.rax = value as u64;
+            return self.finish_return_inline(frame);
         }
         match disposition {
             Disposition::Preempted(progress) => {
-                self.domains[current].continuation = Some(Continuation { progress, preempted: true, ..call });
+                let call = Continuation { number, arguments, progress, began, preempted: true };
+                self.domains[current].continuation = Some(call);
                 self.preempted(frame)
             }
             Disposition::Return(value) => {
@@ -373,11 +383,19 @@ impl<P: Platform> System<P> {
 
     /// Carries out what a hypercall changed in the running vCPU's segment bases. (A new
     /// kernel root is loaded by `address_space_op` itself, at once.)
+    /// Inlined: every hypercall runs the test, few change a base.
+    #[inline(always)]
     fn apply_vcpu_changes(&mut self) {
         if self.domains[self.current].vcpu.segments_dirty {
-            self.load_segment_bases();
-            self.domains[self.current].vcpu.segments_dirty = false;
+            self.load_changed_segment_bases();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn load_changed_segment_bases(&mut self) {
+        self.load_segment_bases();
+        self.domains[self.current].vcpu.segments_dirty = false;
     }
 
     /// The `iret` hypercall: the frame at the guest's RSP, validated, becomes the state.
@@ -399,7 +417,7 @@ impl<P: Platform> System<P> {
                 upcall::set_upcall_mask(&mut self.memory, shared, events_masked);
                 resume.apply(frame);
                 self.change_mode(mode);
-                self.finish_return(frame)
+                self.finish_return_inline(frame)
             }
             Err(failure) => self.iret_refused(frame, IretRefusal::Invalid(failure)),
         }

@@ -114,8 +114,18 @@ impl<P: Platform> System<P> {
     /// left alone (its interrupt finds nothing due and re-arms), so most returns to a guest
     /// write no MSR. Whether one is armed is the platform's to say: its interrupt handler,
     /// in ring 0 or from a guest, disarms.
+    ///
+    /// Inlined into every return: most find nothing due and need no call.
+    #[inline(always)]
     pub(crate) fn rearm(&mut self) {
-        let Some(wanted) = self.next_deadline() else { return };
+        if let Some(wanted) = self.next_deadline() {
+            self.arm_for(wanted);
+        }
+    }
+
+    /// Arms the timer for TSC `wanted` unless an earlier deadline is armed already.
+    #[inline(never)]
+    fn arm_for(&mut self, wanted: u64) {
         if self.platform.timer_armed().is_none_or(|armed| wanted < armed) {
             self.platform.arm_timer(wanted);
         }
@@ -125,6 +135,7 @@ impl<P: Platform> System<P> {
     /// deadline, the end of the running domain's slice when another domain is waiting for
     /// the CPU. The timer is armed for it, and a preemptible hypercall stops for it (SPEC.md
     /// §5.5).
+    #[inline(always)]
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let earliest_ns = match (self.timers.earliest(), self.poll_deadlines.earliest()) {
             (Some(timer), Some(poll)) => Some(timer.min(poll)),

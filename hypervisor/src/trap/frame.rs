@@ -72,9 +72,11 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-/// How the exit path may return to the guest.
+/// How the exit path may return to the guest. One byte, not a register's width: a
+/// [`crate::system::Step`] holding it then fits a register, so every handler returns it
+/// in RAX instead of through memory (the entry asm gets it widened, `as u64`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[repr(u64)]
+#[repr(u8)]
 pub enum ReturnPath {
     /// `sysretq`: RCX and R11 already equal RIP and RFLAGS, so nothing is lost.
     Sysret = 0,
