@@ -296,11 +296,12 @@ impl<P: Platform> System<P> {
                 }
                 frame.rax = 0;
                 let shared = self.domains[current].memory.as_ref().expect("running").shared_info_frame();
-                let now_ns = self.clock.now_ns(self.platform.read_tsc());
-                let expired = request.deadline_ns != 0 && request.deadline_ns <= now_ns;
+                // No deadline, no clock read: the common POLL waits for its ports alone.
+                let expired =
+                    request.deadline_ns != 0 && request.deadline_ns <= self.clock.now_ns(self.platform.read_tsc());
                 let ports = request.ports(&self.domains[current].poll_ports);
                 if expired || upcall::any_pending(&self.memory, shared, ports) {
-                    return self.finish_return(frame);
+                    return self.finish_return_inline(frame);
                 }
                 // A deadline left from an earlier POLL must not end this one.
                 match request.deadline_ns {
