@@ -135,6 +135,7 @@ fn page_frame(memory: &impl FrameMemory, space: &AddressSpace, address: u64, wri
 /// Copies `buffer.len()` bytes of guest memory at `address` into `buffer`. The whole range
 /// is validated (canonical, no wrap, outside the hypervisor range, every page present and
 /// user accessible) before a single byte is copied.
+#[inline(always)]
 pub fn copy_from_guest(
     memory: &impl FrameMemory,
     space: &AddressSpace,
@@ -176,6 +177,7 @@ fn read_in_chunks(
 /// would need a heap allocation per call); the walks agree because the writes only reach
 /// guest data frames, and page-table frames are never guest-mapped (the mapping
 /// hypercalls refuse them).
+#[inline(always)]
 pub fn copy_to_guest(
     memory: &mut impl FrameMemory,
     space: &AddressSpace,
