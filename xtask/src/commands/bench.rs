@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// With --kernel: kill a column's QEMU after SECS (default 900 under TCG, 1800 under KVM).
     #[arg(long, value_name = "SECS", requires = "kernel")]
     timeout: Option<u64>,
+    /// With --kernel: boot every column N times and keep, per row, the boot with the
+    /// lowest median (default 3 under TCG, 1 with --counted or under KVM).
+    #[arg(long, value_name = "N", requires = "kernel")]
+    boots: Option<u32>,
     /// Under TCG, run every guest and the xen column on QEMU's instruction-counted time
     /// (`-icount shift=0,sleep=off`): the TSC then advances once per instruction, so each
     /// figure is INSTRUCTIONS per iteration, the same on every run whatever the host's
@@ -801,6 +805,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
             json: args.json,
             timeout: args.timeout,
             counted: args.counted,
+            boots: args.boots,
         });
     }
     let qemu_binary = qemu::ensure_qemu()?;
@@ -1316,6 +1321,10 @@ mod tests {
         assert!(kernel >= 2, "README shows bench --kernel");
         let timeout_alone = parse(&["--timeout".to_string(), "5".to_string()]).err().unwrap();
         assert_eq!(timeout_alone.kind(), clap::error::ErrorKind::MissingRequiredArgument, "--timeout needs --kernel");
+        let boots_alone = parse(&["--boots".to_string(), "2".to_string()]).err().unwrap();
+        assert_eq!(boots_alone.kind(), clap::error::ErrorKind::MissingRequiredArgument, "--boots needs --kernel");
+        let boots = parse(&["--kernel".to_string(), "--boots".to_string(), "2".to_string()]).unwrap();
+        assert_eq!(boots.boots, Some(2));
     }
 
     #[test]
