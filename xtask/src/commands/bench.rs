@@ -46,9 +46,10 @@ pub struct BenchArgs {
     /// With --kernel: kill a column's QEMU after SECS (default 900 under TCG, 1800 under KVM).
     #[arg(long, value_name = "SECS", requires = "kernel")]
     timeout: Option<u64>,
-    /// With --kernel: boot every column N times and keep, per row, the boot with the
-    /// lowest median (default 3 under TCG, 1 with --counted or under KVM).
-    #[arg(long, value_name = "N", requires = "kernel")]
+    /// Boot every guest and the xen column (with --kernel: every column) N times and keep,
+    /// per row, the boot with the lowest median (default 3 under TCG, 1 with --counted or
+    /// under KVM; the rows on instruction-counted time always boot once).
+    #[arg(long, value_name = "N")]
     boots: Option<u32>,
     /// Under TCG, run every guest and the xen column on QEMU's instruction-counted time
     /// (`-icount shift=0,sleep=off`): the TSC then advances once per instruction, so each
@@ -344,6 +345,24 @@ fn guest_timeout(accel: Accel, guest: &GuestSpec, iterations: Option<u64>) -> Du
     } else {
         Duration::from_secs(300 + iterations / 100)
     }
+}
+
+/// Each row's line from the boot whose median was lowest, in the first boot's order.
+/// Interference from the host only ever slows a boot down, and under TCG a stretch of one
+/// boot now and then runs up to 2x slower.
+pub(super) fn lowest_per_row(mut boots: Vec<Vec<GuestBench>>) -> Vec<GuestBench> {
+    if boots.is_empty() {
+        return Vec::new();
+    }
+    let mut best = boots.remove(0);
+    for bench in &mut best {
+        for other in boots.iter_mut().flat_map(|boot| boot.iter_mut()) {
+            if other.name == bench.name && other.median < bench.median {
+                std::mem::swap(bench, other);
+            }
+        }
+    }
+    best
 }
 
 /// One `bench <name> median <c> p99 <c> iterations <n>` line.
@@ -675,6 +694,22 @@ struct GuestRun {
 }
 
 impl GuestRun {
+    /// One guest's boots as one run: the first boot with a problem if there is one (the
+    /// bench stops booting a guest at it), else the first boot with each row's line from
+    /// the boot with the lowest median ([`lowest_per_row`]) and the boots' wall times added.
+    fn best_of(mut boots: Vec<GuestRun>, spec: &GuestSpec) -> GuestRun {
+        assert!(!boots.is_empty(), "a guest boots at least once");
+        if let Some(index) = boots.iter().position(|boot| boot.problem(spec).is_some()) {
+            return boots.swap_remove(index);
+        }
+        let wall = boots.iter().map(|boot| boot.outcome.wall).sum();
+        let lines = boots.iter_mut().map(|boot| std::mem::take(&mut boot.benches)).collect();
+        let mut best = boots.swap_remove(0);
+        best.benches = lowest_per_row(lines);
+        best.outcome.wall = wall;
+        best
+    }
+
     /// A description of what went wrong, or `None` if the guest printed its rows and the
     /// hypervisor reported success.
     fn problem(&self, spec: &GuestSpec) -> Option<String> {
@@ -827,12 +862,35 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     check_counted(accel, args.counted)?;
     println!("{}", pinning_line());
 
+    if args.boots == Some(0) {
+        return Err(Error::usage("--boots must be at least 1"));
+    }
+    let boots = args.boots.unwrap_or(super::bench_kernel::default_boots(accel, args.counted));
+    if boots > 1 {
+        println!(
+            "bench: every guest and the xen column boot {boots} times (the rows on instruction-counted time once); \
+             each row keeps the boot with the lowest median (--boots N)"
+        );
+    }
+
     let mut runs = Vec::new();
     let mut problems = Vec::new();
     for guest in &guests {
-        println!("bench: running {} ...", guest.image);
-        let run = run_guest(&qemu_binary, accel, guest, iterations_for(accel, guest, args.iterations), args.counted)?;
-        println!("bench: {} done in {} ms", guest.image, run.outcome.wall.as_millis());
+        let guest_boots = if guest.virtual_time { 1 } else { boots };
+        let mut boot_runs = Vec::new();
+        for boot in 1..=guest_boots {
+            let of = if guest_boots > 1 { format!(" (boot {boot} of {guest_boots})") } else { String::new() };
+            println!("bench: running {}{of} ...", guest.image);
+            let iterations = iterations_for(accel, guest, args.iterations);
+            let run = run_guest(&qemu_binary, accel, guest, iterations, args.counted)?;
+            println!("bench: {} done in {} ms", guest.image, run.outcome.wall.as_millis());
+            let failed = run.problem(guest).is_some();
+            boot_runs.push(run);
+            if failed {
+                break;
+            }
+        }
+        let run = GuestRun::best_of(boot_runs, guest);
         if let Some(problem) = run.problem(guest) {
             let tail: Vec<&str> = run.outcome.output.lines().rev().take(30).collect();
             println!("bench: {problem}; last console lines:");
@@ -845,7 +903,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     }
 
     let wires: Vec<&str> = rows.iter().map(|row| row.wire).collect();
-    let xen = bench_xen::run(&qemu_binary, accel, &wires, args.iterations, args.counted)?;
+    let xen = bench_xen::run(&qemu_binary, accel, &wires, args.iterations, args.counted, boots)?;
 
     let mut references = Vec::new();
     for reference in
@@ -918,6 +976,7 @@ mod tests {
             package: "xen-hypervisor-4.17-amd64 4.17.7".into(),
             command: "qemu-system-x86_64".into(),
             wall: Duration::from_secs(1),
+            boots: 1,
             problem: None,
         }
     }
@@ -1321,10 +1380,30 @@ mod tests {
         assert!(kernel >= 2, "README shows bench --kernel");
         let timeout_alone = parse(&["--timeout".to_string(), "5".to_string()]).err().unwrap();
         assert_eq!(timeout_alone.kind(), clap::error::ErrorKind::MissingRequiredArgument, "--timeout needs --kernel");
-        let boots_alone = parse(&["--boots".to_string(), "2".to_string()]).err().unwrap();
-        assert_eq!(boots_alone.kind(), clap::error::ErrorKind::MissingRequiredArgument, "--boots needs --kernel");
         let boots = parse(&["--kernel".to_string(), "--boots".to_string(), "2".to_string()]).unwrap();
         assert_eq!(boots.boots, Some(2));
+        assert_eq!(parse(&["--boots".to_string(), "3".to_string()]).unwrap().boots, Some(3), "both tables");
+    }
+
+    fn line(name: &str, median: u64) -> GuestBench {
+        GuestBench { name: name.to_string(), median, p99: median + 1, iterations: 10 }
+    }
+
+    #[test]
+    fn each_row_keeps_its_fastest_boot() {
+        let boots = vec![
+            vec![line("null_hypercall", 900), line("time_now", 150)],
+            vec![line("null_hypercall", 700), line("time_now", 300)],
+            vec![line("time_now", 140)],
+        ];
+        let best = lowest_per_row(boots);
+        assert_eq!(
+            best,
+            [line("null_hypercall", 700), line("time_now", 140)],
+            "the first boot's order, each row's lowest"
+        );
+        assert!(lowest_per_row(Vec::new()).is_empty());
+        assert_eq!(lowest_per_row(vec![vec![line("timer", 5)]]), [line("timer", 5)]);
     }
 
     #[test]
