@@ -114,6 +114,7 @@ impl TrapFrame {
     /// canonical: returning there would fault inside the hypervisor (on Intel, `sysretq`
     /// to a non-canonical RCX raises #GP in ring 0 on the guest's stack — XSA-7), so the
     /// caller must kill the domain instead.
+    #[inline(always)]
     pub fn prepare_return(&mut self) -> Option<ReturnPath> {
         if !hypercall_abi::layout::is_canonical(self.rip) {
             return None;
