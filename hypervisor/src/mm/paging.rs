@@ -567,31 +567,34 @@ impl AddressSpace {
         size: PageSize,
         refuse: impl FnOnce(&Leaf) -> bool,
     ) -> Result<Leaf, Guarded> {
-        self.forget_translations_in(virtual_address, size);
-        let slot = self.guarded_slot(memory, virtual_address, size, refuse)?;
-        let leaf = Leaf::decode(memory.read_entry(slot.table, slot.index), size);
+        let (slot, leaf) = self.guarded_leaf(memory, virtual_address, size, refuse)?;
         memory.write_entry(slot.table, slot.index, 0);
         self.uncount_leaf(leaf.flags);
         Ok(leaf)
     }
 
-    /// The slot of the leaf of exactly `size` that starts at `virtual_address`, unless
-    /// `refuse` says no to the leaf that maps the address now (of either size).
-    fn guarded_slot(
-        &self,
+    /// The leaf of exactly `size` that starts at `virtual_address` and its slot, unless
+    /// `refuse` says no to the leaf that maps the address now (of either size). The caller
+    /// is about to change that leaf, so the remembered translations inside it are
+    /// forgotten first.
+    #[inline(always)]
+    fn guarded_leaf(
+        &mut self,
         memory: &impl FrameMemory,
         virtual_address: u64,
         size: PageSize,
         refuse: impl FnOnce(&Leaf) -> bool,
-    ) -> Result<Slot, Guarded> {
+    ) -> Result<(Slot, Leaf), Guarded> {
+        self.forget_translations_in(virtual_address, size);
         let slot = self.leaf_slot(memory, virtual_address).ok_or(Guarded::Missing)?;
-        if refuse(&Leaf::decode(memory.read_entry(slot.table, slot.index), slot.size)) {
+        let leaf = Leaf::decode(memory.read_entry(slot.table, slot.index), slot.size);
+        if refuse(&leaf) {
             return Err(Guarded::Refused);
         }
         if check_address(virtual_address, size).is_err() || slot.size != size {
             return Err(Guarded::Missing);
         }
-        Ok(slot)
+        Ok((slot, leaf))
     }
 
     /// Removes the 4 KiB mapping at the page-aligned `virtual_address` and returns its
@@ -623,9 +626,7 @@ impl AddressSpace {
         flags: PageFlags,
         refuse: impl FnOnce(&Leaf) -> bool,
     ) -> Result<Leaf, Guarded> {
-        self.forget_translations_in(virtual_address, size);
-        let slot = self.guarded_slot(memory, virtual_address, size, refuse)?;
-        let old = Leaf::decode(memory.read_entry(slot.table, slot.index), size);
+        let (slot, old) = self.guarded_leaf(memory, virtual_address, size, refuse)?;
         memory.write_entry(slot.table, slot.index, leaf_entry(old.frame, flags, size));
         self.uncount_leaf(old.flags);
         self.count_leaf(flags);

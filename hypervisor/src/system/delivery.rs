@@ -83,7 +83,13 @@ impl<P: Platform> System<P> {
 
     /// Runs whoever is next after the current domain ended.
     pub(crate) fn continue_after_end(&mut self, frame: &mut TrapFrame) -> Step {
-        match self.next_frame(Reason::Ended, false, frame) {
+        self.return_to_next(Reason::Ended, false, frame)
+    }
+
+    /// Puts whoever the scheduler picks for `reason` into `frame` ([`Self::next_frame`])
+    /// and returns to it.
+    fn return_to_next(&mut self, reason: Reason, idle: bool, frame: &mut TrapFrame) -> Step {
+        match self.next_frame(reason, idle, frame) {
             Ok(()) => self.finish_return(frame),
             Err(step) => step,
         }
@@ -93,19 +99,13 @@ impl<P: Platform> System<P> {
     /// `reason` (possibly the same domain, for a yield or preemption with nobody waiting).
     pub(crate) fn switch_away(&mut self, frame: &mut TrapFrame, reason: Reason) -> Step {
         self.domains[self.current].state = *frame;
-        match self.next_frame(reason, false, frame) {
-            Ok(()) => self.finish_return(frame),
-            Err(step) => step,
-        }
+        self.return_to_next(reason, false, frame)
     }
 
     /// Continues after the machine halted for [`Step::Idle`]: `frame` becomes the state
     /// of whoever runs now.
     pub fn resume_after_idle(&mut self, frame: &mut TrapFrame) -> Step {
-        match self.next_frame(Reason::Yield, true, frame) {
-            Ok(()) => self.finish_return(frame),
-            Err(step) => step,
-        }
+        self.return_to_next(Reason::Yield, true, frame)
     }
 
     /// Moves the running vCPU to `mode`: its root and GS base follow. Inline: every

@@ -72,9 +72,9 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-/// How the exit path may return to the guest. One byte, not a register's width: a
-/// [`crate::system::Step`] holding it then fits a register, so every handler returns it
-/// in RAX instead of through memory (the entry asm gets it widened, `as u64`).
+/// How the exit path may return to the guest. One byte, not a register's width: the
+/// system's `Step` holding it then fits a register, so every handler returns it in RAX
+/// instead of through memory (the entry asm gets it widened, `as u64`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ReturnPath {
