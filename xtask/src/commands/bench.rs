@@ -347,18 +347,78 @@ fn guest_timeout(accel: Accel, guest: &GuestSpec, iterations: Option<u64>) -> Du
     }
 }
 
-/// Each row's line from the boot whose median was lowest, in the first boot's order.
-/// Interference from the host only ever slows a boot down, and under TCG a stretch of one
-/// boot now and then runs up to 2x slower.
-pub(super) fn lowest_per_row(mut boots: Vec<Vec<GuestBench>>) -> Vec<GuestBench> {
+/// How many times each guest or column boots when `--boots` is not given: three under TCG
+/// in cycles, where a host's interference (and QEMU's own software-TLB resizing, which
+/// follows host time) stretches a stretch of one boot, so a row's median from one boot
+/// could be 2x another's for the same code; once on instruction-counted time, whose figures
+/// repeat exactly, and under KVM, whose boots of guest-kernel are long.
+pub fn default_boots(accel: Accel, counted: bool) -> u32 {
+    match (accel, counted) {
+        (Accel::Tcg, false) => 3,
+        _ => 1,
+    }
+}
+
+/// Boots something up to `boots` times with `one` (given the boot's number, from 1),
+/// stopping after the first boot that `failed` says went wrong, which is then the last of
+/// the list: a failed boot is what the guest or column shows.
+pub(super) fn boot_up_to<T>(
+    boots: u32,
+    mut one: impl FnMut(u32) -> Result<T>,
+    failed: impl Fn(&T) -> bool,
+) -> Result<Vec<T>> {
+    let mut runs = Vec::new();
+    for boot in 1..=boots {
+        let run = one(boot)?;
+        let stop = failed(&run);
+        runs.push(run);
+        if stop {
+            break;
+        }
+    }
+    Ok(runs)
+}
+
+/// A row's figures as one boot measured them: its name and median.
+pub(super) trait RowMedian {
+    /// The row's wire name.
+    fn row(&self) -> &str;
+    /// Its median.
+    fn median(&self) -> u64;
+}
+
+impl RowMedian for GuestBench {
+    fn row(&self) -> &str {
+        &self.name
+    }
+
+    fn median(&self) -> u64 {
+        self.median
+    }
+}
+
+impl RowMedian for xtask::lmbench::Sample {
+    fn row(&self) -> &str {
+        &self.wire
+    }
+
+    fn median(&self) -> u64 {
+        self.median
+    }
+}
+
+/// Each row's line from the boot whose median was lowest (the earliest such boot), in
+/// the first boot's order. Interference from the host only ever slows a boot down, and
+/// under TCG a stretch of one boot now and then runs up to 2x slower.
+pub(super) fn lowest_per_row<T: RowMedian>(mut boots: Vec<Vec<T>>) -> Vec<T> {
     if boots.is_empty() {
         return Vec::new();
     }
     let mut best = boots.remove(0);
-    for bench in &mut best {
+    for line in &mut best {
         for other in boots.iter_mut().flat_map(|boot| boot.iter_mut()) {
-            if other.name == bench.name && other.median < bench.median {
-                std::mem::swap(bench, other);
+            if other.row() == line.row() && other.median() < line.median() {
+                std::mem::swap(line, other);
             }
         }
     }
@@ -865,7 +925,7 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     if args.boots == Some(0) {
         return Err(Error::usage("--boots must be at least 1"));
     }
-    let boots = args.boots.unwrap_or(super::bench_kernel::default_boots(accel, args.counted));
+    let boots = args.boots.unwrap_or(default_boots(accel, args.counted));
     if boots > 1 {
         println!(
             "bench: every guest and the xen column boot {boots} times (the rows on instruction-counted time once); \
@@ -877,19 +937,18 @@ pub fn main(args: BenchArgs) -> Result<u8> {
     let mut problems = Vec::new();
     for guest in &guests {
         let guest_boots = if guest.virtual_time { 1 } else { boots };
-        let mut boot_runs = Vec::new();
-        for boot in 1..=guest_boots {
-            let of = if guest_boots > 1 { format!(" (boot {boot} of {guest_boots})") } else { String::new() };
-            println!("bench: running {}{of} ...", guest.image);
-            let iterations = iterations_for(accel, guest, args.iterations);
-            let run = run_guest(&qemu_binary, accel, guest, iterations, args.counted)?;
-            println!("bench: {} done in {} ms", guest.image, run.outcome.wall.as_millis());
-            let failed = run.problem(guest).is_some();
-            boot_runs.push(run);
-            if failed {
-                break;
-            }
-        }
+        let iterations = iterations_for(accel, guest, args.iterations);
+        let boot_runs = boot_up_to(
+            guest_boots,
+            |boot| {
+                let of = if guest_boots > 1 { format!(" (boot {boot} of {guest_boots})") } else { String::new() };
+                println!("bench: running {}{of} ...", guest.image);
+                let run = run_guest(&qemu_binary, accel, guest, iterations, args.counted)?;
+                println!("bench: {} done in {} ms", guest.image, run.outcome.wall.as_millis());
+                Ok(run)
+            },
+            |run| run.problem(guest).is_some(),
+        )?;
         let run = GuestRun::best_of(boot_runs, guest);
         if let Some(problem) = run.problem(guest) {
             let tail: Vec<&str> = run.outcome.output.lines().rev().take(30).collect();
@@ -1402,7 +1461,7 @@ mod tests {
             [line("null_hypercall", 700), line("time_now", 140)],
             "the first boot's order, each row's lowest"
         );
-        assert!(lowest_per_row(Vec::new()).is_empty());
+        assert!(lowest_per_row::<GuestBench>(Vec::new()).is_empty());
         assert_eq!(lowest_per_row(vec![vec![line("timer", 5)]]), [line("timer", 5)]);
     }
 

@@ -58,20 +58,8 @@ pub struct Options {
     pub timeout: Option<u64>,
     /// Every column on QEMU's instruction-counted time: figures in instructions.
     pub counted: bool,
-    /// Boots of every column (`None`: [`default_boots`]).
+    /// Boots of every column (`None`: [`bench::default_boots`]).
     pub boots: Option<u32>,
-}
-
-/// How many times each column boots when `--boots` is not given: three under TCG in
-/// cycles, where a host's interference (and QEMU's own software-TLB resizing, which
-/// follows host time) stretches a stretch of one boot, so a row's median from one boot
-/// could be 2x another's for the same code; once on instruction-counted time, whose figures
-/// repeat exactly, and under KVM, whose boots of guest-kernel are long.
-pub fn default_boots(accel: Accel, counted: bool) -> u32 {
-    match (accel, counted) {
-        (Accel::Tcg, false) => 3,
-        _ => 1,
-    }
 }
 
 /// A column of the table.
@@ -489,12 +477,7 @@ pub fn best_of(mut boots: Vec<ColumnRun>) -> ColumnRun {
             (sample.wire.clone(), medians)
         })
         .collect();
-    for sample in &mut best.report.samples {
-        let lowest = boots.iter().filter_map(|boot| boot.report.sample(&sample.wire)).min_by_key(|other| other.median);
-        if let Some(lowest) = lowest {
-            *sample = lowest.clone();
-        }
-    }
+    best.report.samples = bench::lowest_per_row(boots.iter().map(|boot| boot.report.samples.clone()).collect());
     best.wall = boots.iter().map(|boot| boot.wall).sum();
     best
 }
@@ -604,18 +587,16 @@ impl Setup {
 /// Boots `column` `boots` times with `one` (fewer if a boot does not measure every row)
 /// and merges the boots ([`best_of`]).
 fn boot_column(column: Column, boots: u32, mut one: impl FnMut() -> Result<ColumnRun>) -> Result<ColumnRun> {
-    let mut runs = Vec::new();
-    for boot in 1..=boots {
-        if boots > 1 {
-            println!("bench: {}: boot {boot} of {boots}", column.name());
-        }
-        let run = one()?;
-        let measured = run.status == Status::Measured;
-        runs.push(run);
-        if !measured {
-            break;
-        }
-    }
+    let runs = bench::boot_up_to(
+        boots,
+        |boot| {
+            if boots > 1 {
+                println!("bench: {}: boot {boot} of {boots}", column.name());
+            }
+            one()
+        },
+        |run| run.status != Status::Measured,
+    )?;
     Ok(best_of(runs))
 }
 
@@ -713,7 +694,7 @@ pub fn main(options: Options) -> Result<u8> {
         cpu_model(accel),
     );
     println!("{}", bench::pinning_line());
-    let boots = options.boots.unwrap_or(default_boots(accel, options.counted));
+    let boots = options.boots.unwrap_or(bench::default_boots(accel, options.counted));
     if boots > 1 {
         println!("bench: every column boots {boots} times; each row keeps the boot with the lowest median (--boots N)");
     }
@@ -988,9 +969,9 @@ mod tests {
 
     #[test]
     fn three_boots_only_where_cycles_wander() {
-        assert_eq!(default_boots(Accel::Tcg, false), 3);
-        assert_eq!(default_boots(Accel::Tcg, true), 1, "counted figures repeat exactly");
-        assert_eq!(default_boots(Accel::Kvm, false), 1);
+        assert_eq!(bench::default_boots(Accel::Tcg, false), 3);
+        assert_eq!(bench::default_boots(Accel::Tcg, true), 1, "counted figures repeat exactly");
+        assert_eq!(bench::default_boots(Accel::Kvm, false), 1);
     }
 
     #[test]

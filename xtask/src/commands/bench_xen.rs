@@ -208,30 +208,31 @@ pub fn run(
         timeout: TIMEOUT,
     };
     let start = Instant::now();
-    let mut lines = Vec::new();
-    let mut problem = None;
-    let mut made = 0;
-    for boot in 1..=boots {
-        made = boot;
-        let of = if boots > 1 { format!(" (boot {boot} of {boots})") } else { String::new() };
-        println!("bench: running tests/xen-guest on {} {}{of} ...", xen.package, xen.version);
-        // The guest ends with a reboot request, which resets the machine: QEMU (-no-reboot) exits.
-        let outcome = super::bench::run_qemu(&launch)?;
-        let (benches, failed) = read_run(&outcome.output, &wanted, || outcome.describe(TIMEOUT));
-        if let Some(failed) = &failed {
-            println!("bench: xen: {failed}; last console lines:");
-            let tail: Vec<&str> = outcome.output.lines().rev().take(20).collect();
-            for line in tail.iter().rev() {
-                println!("    {line}");
+    let mut runs = super::bench::boot_up_to(
+        boots,
+        |boot| {
+            let of = if boots > 1 { format!(" (boot {boot} of {boots})") } else { String::new() };
+            println!("bench: running tests/xen-guest on {} {}{of} ...", xen.package, xen.version);
+            // The guest ends with a reboot request, which resets the machine: QEMU (-no-reboot) exits.
+            let outcome = super::bench::run_qemu(&launch)?;
+            let (benches, failed) = read_run(&outcome.output, &wanted, || outcome.describe(TIMEOUT));
+            if let Some(failed) = &failed {
+                println!("bench: xen: {failed}; last console lines:");
+                let tail: Vec<&str> = outcome.output.lines().rev().take(20).collect();
+                for line in tail.iter().rev() {
+                    println!("    {line}");
+                }
             }
-        }
-        // A failed boot is the column's outcome, with the rows it printed.
-        if failed.is_some() {
-            (lines, problem) = (vec![benches], failed);
-            break;
-        }
-        lines.push(benches);
-    }
+            Ok((benches, failed))
+        },
+        |(_, failed)| failed.is_some(),
+    )?;
+    let made = runs.len() as u32;
+    // A failed boot is the column's outcome, with the rows it printed.
+    let (lines, problem) = match runs.last_mut().and_then(|(_, failed)| failed.take()) {
+        Some(problem) => (runs.pop().map(|(benches, _)| vec![benches]).unwrap_or_default(), Some(problem)),
+        None => (runs.into_iter().map(|(benches, _)| benches).collect(), None),
+    };
     Ok(XenColumn::Ran {
         benches: super::bench::lowest_per_row(lines),
         package: format!("{} {}", xen.package, xen.version),
